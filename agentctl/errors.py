@@ -1,0 +1,152 @@
+"""The exceptions agentctl raises.
+
+One base class, then one family per layer of the data flow::
+
+    AgentctlError
+    ├── PlanError            a plan file that cannot be loaded or validated
+    ├── ActionError          an action an agent returned that cannot be carried out
+    │   └── PolicyError      a spawn refused by the depth policy or the budget ledger
+    ├── BusError             a message that cannot be routed (raised only by ``send_or_raise``)
+    ├── LockError            a path lock that cannot be taken or released
+    ├── WorkerError          a tool or LLM job that failed in its pool
+    │   ├── ToolError        a tool that is unknown, got bad arguments or raised
+    │   └── LLMError         a provider that failed or replied with something unusable
+    ├── LogError             an events file that cannot be written or read
+    │   └── CorruptLogError  a line in the middle of an events file that is not an event
+    └── BudgetExceeded       an agent that ran out of one of its budgets
+
+Errors carry the retry policy the way kopf's do: ``retryable`` says whether trying the
+same thing again later may succeed.
+"""
+
+from __future__ import annotations
+
+
+class AgentctlError(Exception):
+    """Base class of every error agentctl raises on purpose."""
+
+    retryable: bool = False
+
+
+class PlanError(AgentctlError):
+    """A plan file that cannot be loaded or validated.
+
+    Attributes:
+        file: the plan file, when known.
+        line: 1-based line in the file, when the syntax gives one (YAML does).
+        path: key path inside the plan, e.g. ``tasks[2].budget.max_steps``.
+        expected: what the schema wanted there.
+        got: what the file had there.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        path: str | None = None,
+        expected: str | None = None,
+        got: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.path = path
+        self.expected = expected
+        self.got = got
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """One line: ``file:line: at key.path: message (expected X, got Y)``."""
+        where = self.file or "<plan>"
+        if self.line is not None:
+            where += f":{self.line}"
+        text = f"{where}: "
+        if self.path:
+            text += f"at {self.path}: "
+        text += self.message
+        if self.expected is not None or self.got is not None:
+            text += f" (expected {self.expected}, got {self.got})"
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields, for the ``plan/invalid`` event."""
+        return {
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "path": self.path,
+            "expected": self.expected,
+            "got": self.got,
+        }
+
+
+class ActionError(AgentctlError):
+    """An action that cannot be carried out (unknown kind, bad fields)."""
+
+
+class PolicyError(ActionError):
+    """A spawn refused: tools, budget or model not allowed for the child.
+
+    Attributes:
+        rule: which rule refused it: ``tools``, ``model``, ``budget``, ``max_children``
+            or ``depth``.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(message)
+
+
+class BusError(AgentctlError):
+    """A message that could not be delivered."""
+
+
+class LockError(AgentctlError):
+    """A lock that cannot be taken (conflict) or released (not held)."""
+
+
+class WorkerError(AgentctlError):
+    """A job that failed in a worker pool."""
+
+    retryable = True
+
+
+class ToolError(WorkerError):
+    """A tool that is unknown, got invalid arguments, or raised."""
+
+    retryable = False
+
+
+class LLMError(WorkerError):
+    """A provider that failed, timed out or replied with something unusable."""
+
+
+class LogError(AgentctlError):
+    """An events file that cannot be written or read."""
+
+
+class CorruptLogError(LogError):
+    """A line in the middle of an events file that is not a JSON event.
+
+    Attributes:
+        file: the events file.
+        line: 1-based line number of the bad line.
+    """
+
+    def __init__(self, file: str, line: int, reason: str) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{file}:{line}: corrupt event line: {reason}")
+
+
+class BudgetExceeded(AgentctlError):
+    """An agent used up one of its budgets (``which`` names it, e.g. ``max_steps``)."""
+
+    def __init__(self, which: str, limit: float, used: float) -> None:
+        self.which = which
+        self.limit = limit
+        self.used = used
+        super().__init__(f"budget {which} exceeded: used {used} of {limit}")

@@ -1,0 +1,177 @@
+"""Budgets and the depth policy: pure values and checks, shared by plans and the runtime.
+
+Deeper agents get smaller models, fewer tools and smaller budgets. A :class:`Policy`
+maps a depth to a :class:`PolicyRule` (allowed models, a toolset, a budget ceiling);
+:func:`grant_child` decides what a child may have, given its parent's grant and what
+the spawn asked for, or raises :class:`~agentctl.errors.PolicyError` naming the rule.
+
+Budgets are a ledger. The consumable budgets (``max_steps``, ``max_tool_calls``,
+``max_tokens``) of a child are reserved out of its parent's remainder when it spawns
+and what it did not use is refunded when it ends, so a whole tree can never spend more
+than its root was given. ``max_seconds`` is a deadline (a child's can't outlast its
+parent's), ``max_children`` counts direct children, ``tick_ms`` is a wake-up period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import PolicyError
+
+CONSUMABLE = ("max_steps", "max_tool_calls", "max_tokens")
+LIMITS = ("max_steps", "max_children", "max_seconds", "max_tool_calls", "max_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """An agent's limits; ``None`` means unlimited (or, for ``tick_ms``, no tick)."""
+
+    max_steps: int | None = None
+    max_children: int | None = None
+    max_seconds: float | None = None
+    max_tool_calls: int | None = None
+    max_tokens: int | None = None
+    tick_ms: int | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> Budget:
+        """Build from a plain mapping (unknown keys are the caller's to reject)."""
+        if not data:
+            return cls()
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for events and checkpoints)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def overlay(self, other: Budget) -> Budget:
+        """This budget with every field that ``other`` sets taken from ``other``."""
+        changes = {f.name: getattr(other, f.name) for f in fields(other) if getattr(other, f.name) is not None}
+        return replace(self, **changes)
+
+
+UNLIMITED = Budget()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """What agents at one depth may have.
+
+    Attributes:
+        models: models allowed at this depth (``None``: any).
+        tools: the toolset at this depth (``None``: whatever the parent has).
+        budget: a ceiling on every limit it sets.
+    """
+
+    models: tuple[str, ...] | None = None
+    tools: frozenset[str] | None = None
+    budget: Budget = UNLIMITED
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Rules by depth, and the rank of models (largest first).
+
+    The rule for depth ``d`` is the one for the largest listed depth ``<= d``, so a rule
+    for depth 2 covers every depth below it too. A child's model may not rank above its
+    parent's (models missing from ``model_rank`` are not ranked).
+    """
+
+    rules: Mapping[int, PolicyRule] = field(default_factory=dict)
+    model_rank: tuple[str, ...] = ()
+
+    def rule_for(self, depth: int) -> PolicyRule:
+        """The rule that applies at ``depth``."""
+        best: int | None = None
+        for d in self.rules:
+            if d <= depth and (best is None or d > best):
+                best = d
+        return self.rules[best] if best is not None else PolicyRule()
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What an agent was given: its model, tools and budget (after policy)."""
+
+    model: str | None
+    tools: frozenset[str]
+    budget: Budget
+
+
+def _rank(policy: Policy, model: str | None) -> int | None:
+    if model is None or model not in policy.model_rank:
+        return None
+    return policy.model_rank.index(model)
+
+
+def _cap(value: float | None, ceiling: float | None) -> float | None:
+    if ceiling is None:
+        return value
+    if value is None:
+        return ceiling
+    return min(value, ceiling)
+
+
+def grant_child(
+    *,
+    policy: Policy,
+    depth: int,
+    parent: Grant | None,
+    parent_remaining: Budget | None,
+    model: str | None,
+    tools: Iterable[str] | None,
+    budget: Budget | None,
+) -> Grant:
+    """Decide what a child at ``depth`` gets, or raise ``PolicyError``.
+
+    What the spawn leaves out (``None``) is inherited: the model from the parent, the
+    tools from the depth rule (else the parent), the budget from the depth rule's
+    ceiling (else the parent's remainder). What it asks for explicitly must fit: tools a
+    subset of the parent's, a model allowed at the depth and not ranked above the
+    parent's, every limit within the parent's remainder and the depth's ceiling.
+    """
+    rule = policy.rule_for(depth)
+    chosen_model = model if model is not None else (parent.model if parent else None)
+    if rule.models is not None and chosen_model is not None and chosen_model not in rule.models:
+        if model is None and rule.models:
+            chosen_model = rule.models[0]
+        else:
+            raise PolicyError("model", f"model {chosen_model!r} is not allowed at depth {depth} (allowed: {', '.join(rule.models)})")
+    if parent is not None:
+        child_rank, parent_rank = _rank(policy, chosen_model), _rank(policy, parent.model)
+        if child_rank is not None and parent_rank is not None and child_rank < parent_rank:
+            raise PolicyError("model", f"model {chosen_model!r} ranks above the parent's {parent.model!r}")
+
+    if tools is not None:
+        chosen_tools = frozenset(tools)
+        if parent is not None and not chosen_tools <= parent.tools:
+            extra = ", ".join(sorted(chosen_tools - parent.tools))
+            raise PolicyError("tools", f"tools not held by the parent: {extra}")
+        if rule.tools is not None and not chosen_tools <= rule.tools:
+            extra = ", ".join(sorted(chosen_tools - rule.tools))
+            raise PolicyError("tools", f"tools not allowed at depth {depth}: {extra}")
+    else:
+        base = rule.tools if rule.tools is not None else (parent.tools if parent else frozenset())
+        chosen_tools = base & parent.tools if parent is not None else base
+
+    asked = budget or UNLIMITED
+    values: dict[str, Any] = {}
+    for name in LIMITS:
+        want = getattr(asked, name)
+        ceiling = getattr(rule.budget, name)
+        room = getattr(parent_remaining, name) if parent_remaining is not None else None
+        if want is not None:
+            if ceiling is not None and want > ceiling:
+                raise PolicyError("budget", f"{name} {want} exceeds the depth {depth} ceiling {ceiling}")
+            if room is not None and name != "max_children" and want > room:
+                raise PolicyError("budget", f"{name} {want} exceeds what the parent has left ({room})")
+            values[name] = want
+        elif name == "max_children":
+            values[name] = ceiling
+        else:
+            values[name] = _cap(room, ceiling)
+    values["tick_ms"] = asked.tick_ms if asked.tick_ms is not None else rule.budget.tick_ms
+    return Grant(chosen_model, chosen_tools, Budget(**values))

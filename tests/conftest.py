@@ -1,0 +1,32 @@
+"""Shared fixtures: the anyio backend and an event recorder for service tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Recorder:
+    """Collects emitted events in memory, numbering them like the real log does."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, type: str, agent_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        event = {"seq": len(self.events) + 1, "t": 0, "run_id": "test", "type": type, "agent_id": agent_id, **fields}
+        self.events.append(event)
+        return event
+
+    def of_type(self, type: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == type]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
