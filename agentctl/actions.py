@@ -110,9 +110,14 @@ class CallLLM:
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
-    """Pause the agent for ``seconds``."""
+    """Pause the agent for ``seconds``.
+
+    With ``wake_on_message`` the pause ends early when a message arrives (Erlang's
+    ``receive ... after``): the result value is ``"message"`` or ``"timeout"``.
+    """
 
     seconds: float
+    wake_on_message: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +194,9 @@ def call_llm(
     return CallLLM(tuple(messages), tuple(tools), model, dict(options or {}), call_id)
 
 
-def sleep(seconds: float) -> Sleep:
-    """Pause for ``seconds``."""
-    return Sleep(float(seconds))
+def sleep(seconds: float, wake_on_message: bool = False) -> Sleep:
+    """Pause for ``seconds`` (or until a message arrives, with ``wake_on_message``)."""
+    return Sleep(float(seconds), wake_on_message)
 
 
 def done(status: str = "ok", result: Any = None) -> Done:

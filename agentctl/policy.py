@@ -128,18 +128,18 @@ def grant_child(
     """Decide what a child at ``depth`` gets, or raise ``PolicyError``.
 
     What the spawn leaves out (``None``) is inherited: the model from the parent, the
-    tools from the depth rule (else the parent), the budget from the depth rule's
-    ceiling (else the parent's remainder). What it asks for explicitly must fit: tools a
+    tools from the depth rule (else the parent), each limit from the depth rule's
+    ceiling, else half of what the parent has left of it (a deadline: all of it). What it asks for explicitly must fit: tools a
     subset of the parent's, a model allowed at the depth and not ranked above the
     parent's, every limit within the parent's remainder and the depth's ceiling.
     """
     rule = policy.rule_for(depth)
     chosen_model = model if model is not None else (parent.model if parent else None)
-    if rule.models is not None and chosen_model is not None and chosen_model not in rule.models:
-        if model is None and rule.models:
-            chosen_model = rule.models[0]
-        else:
+    if rule.models is not None and chosen_model not in rule.models:
+        if model is not None:
             raise PolicyError("model", f"model {chosen_model!r} is not allowed at depth {depth} (allowed: {', '.join(rule.models)})")
+        # An inherited model that the depth does not allow gives way to the depth's first choice.
+        chosen_model = rule.models[0] if rule.models else None
     if parent is not None:
         child_rank, parent_rank = _rank(policy, chosen_model), _rank(policy, parent.model)
         if child_rank is not None and parent_rank is not None and child_rank < parent_rank:
@@ -171,6 +171,9 @@ def grant_child(
             values[name] = want
         elif name == "max_children":
             values[name] = ceiling
+        elif name in CONSUMABLE and room is not None:
+            # Half, not all, of what is left: the parent keeps room to go on coordinating.
+            values[name] = _cap(max(room // 2, 0), ceiling)
         else:
             values[name] = _cap(room, ceiling)
     values["tick_ms"] = asked.tick_ms if asked.tick_ms is not None else rule.budget.tick_ms

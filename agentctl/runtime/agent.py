@@ -1,0 +1,111 @@
+"""The runtime's record of one live agent, and its share of the budget ledger.
+
+Invoked from ``agentctl.runtime.runtime`` only: step functions never see this object,
+they get a :class:`~agentctl.runtime.spec.StepContext`. An idle agent is just this record
+and its inbox, with no task: a task exists only while the agent awaits something (an
+async step, a tool or LLM call, a sleep, a lock wait), which is what keeps 100,000 idle
+agents cheap.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import anyio
+
+from ..actions import Result
+from ..policy import CONSUMABLE, Budget, Grant
+from ..services.bus import Inbox
+from .spec import AgentSpec
+
+_USED = {"max_steps": "steps", "max_tool_calls": "tool_calls", "max_tokens": "tokens"}
+
+
+class Agent:
+    """A live agent: its place in the tree, inbox, scheduling flags and ledger."""
+
+    __slots__ = (
+        "spec", "id", "parent", "depth", "grant", "inbox", "children", "state", "results",
+        "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
+        "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt",
+        "__weakref__",
+    )
+
+    def __init__(self, spec: AgentSpec, parent: Agent | None, grant: Grant, inbox: Inbox) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.parent = parent
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.grant = grant
+        self.inbox = inbox
+        self.children: dict[str, Agent] = {}
+        self.state: dict[str, Any] = {}
+        self.results: tuple[Result, ...] = ()
+        self.status = "spawned"
+        self.steps = 0
+        self.tool_calls = 0
+        self.tokens = 0
+        # Outstanding reservations of live children, per consumable budget.
+        self.reserved: dict[str, int] = {}
+        self.scope: anyio.CancelScope | None = None
+        self.scheduled = False
+        self.started = False
+        self.ended = False
+        self.restart_times: deque[float] | None = None
+        self.deadline: float | None = None
+        self.tick_due = False
+        self.spawned_children = 0
+        # Set while a wake_on_message sleep waits, so that a delivery can end it.
+        self.interrupt: anyio.Event | None = None
+
+    @property
+    def budget(self) -> Budget:
+        """The limits this agent was granted."""
+        return self.grant.budget
+
+    def used(self, name: str) -> int:
+        """What this agent (and its ended descendants) consumed of budget ``name``."""
+        return int(getattr(self, _USED[name]))
+
+    def remaining(self, now: float | None = None) -> Budget:
+        """What is left of every limit; consumables net of children's reservations."""
+        b = self.grant.budget
+        values: dict[str, Any] = {}
+        for name in CONSUMABLE:
+            values[name] = self.left(name)
+        values["max_children"] = None if b.max_children is None else b.max_children - self.spawned_children
+        values["max_seconds"] = None if self.deadline is None or now is None else max(0.0, self.deadline - now)
+        values["tick_ms"] = b.tick_ms
+        return Budget(**values)
+
+    def reserve_for(self, child: Budget) -> None:
+        """Set aside a child's consumable budget out of this agent's remainder."""
+        for name in CONSUMABLE:
+            if getattr(self.grant.budget, name) is not None and getattr(child, name) is not None:
+                self.reserved[name] = self.reserved.get(name, 0) + int(getattr(child, name))
+
+    def settle_child(self, child: Agent) -> None:
+        """A child ended: drop its reservation and charge what it really used."""
+        for name in CONSUMABLE:
+            if getattr(self.grant.budget, name) is not None and getattr(child.grant.budget, name) is not None:
+                self.reserved[name] = self.reserved.get(name, 0) - int(getattr(child.grant.budget, name))
+            setattr(self, _USED[name], self.used(name) + child.used(name))
+
+    def left(self, name: str) -> int | None:
+        """What remains of consumable budget ``name`` (``None``: unlimited)."""
+        limit = getattr(self.grant.budget, name)
+        if limit is None:
+            return None
+        return int(limit) - self.used(name) - self.reserved.get(name, 0)
+
+    def exceeded(self) -> str | None:
+        """The first budget that leaves no room for another step, if any."""
+        for name in ("max_steps", "max_tokens"):
+            left = self.left(name)
+            if left is not None and left <= 0:
+                return name
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.id} depth={self.depth} status={self.status}>"

@@ -1,0 +1,187 @@
+"""The action interpreter: carries out the actions a step returned.
+
+Invoked from ``agentctl.runtime.runtime``. Actions that never wait (send, spawn, stop,
+release, an acquire that answers at once, done) run inline in the scheduler: a whole
+conversation of such steps costs no event-loop turn per message. Actions that wait
+(tool and LLM calls, sleeps, lock waits, parallel batches) run in the agent's own task.
+Every action answers with a :class:`~agentctl.actions.Result`; failures are values, so
+a step can decide what to do about them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..actions import (
+    AcquireLock,
+    Action,
+    CallLLM,
+    CallTool,
+    Done,
+    Parallel,
+    ReleaseLock,
+    Result,
+    Send,
+    Sleep,
+    Spawn,
+    Stop,
+)
+from ..errors import ActionError, AgentctlError, LockError
+from ..services.llm.base import ChatRequest
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .runtime import Runtime
+
+ACTION_TYPES = (Send, Spawn, Stop, AcquireLock, ReleaseLock, CallTool, CallLLM, Sleep, Done, Parallel)
+
+
+def is_fast(action: Action) -> bool:
+    """Whether ``action`` completes without waiting."""
+    if isinstance(action, AcquireLock):
+        return action.timeout <= 0
+    return isinstance(action, (Send, Spawn, Stop, ReleaseLock, Done))
+
+
+def check_actions(out: object) -> list[Action]:
+    """The step's output as a list of actions, or ``ActionError`` naming the bad one."""
+    if out is None:
+        return []
+    if isinstance(out, ACTION_TYPES):
+        return [out]
+    if not isinstance(out, (list, tuple)):
+        raise ActionError(f"a step must return a list of actions, got {type(out).__name__}")
+    for i, action in enumerate(out):
+        if not isinstance(action, ACTION_TYPES):
+            raise ActionError(f"unknown action at position {i}: {action!r}")
+        if isinstance(action, Parallel):
+            check_actions(list(action.actions))
+    return list(out)
+
+
+def run_fast(rt: Runtime, agent: Agent, action: Action) -> Result:
+    """Carry out an action that never waits."""
+    if isinstance(action, Send):
+        return _send(rt, agent, action)
+    if isinstance(action, Spawn):
+        try:
+            child = rt._spawn(action.spec, agent)
+        except AgentctlError as exc:
+            return Result(action, False, str(exc), "policy_refused")
+        return Result(action, True, child)
+    if isinstance(action, Stop):
+        return _stop(rt, agent, action)
+    if isinstance(action, AcquireLock):
+        lock = rt.locks.try_acquire(agent.id, action.path, action.mode)
+        return Result(action, lock.ok, lock, None if lock.ok else "conflict")
+    if isinstance(action, ReleaseLock):
+        try:
+            rt.locks.release(agent.id, action.path)
+        except LockError as exc:
+            return Result(action, False, str(exc), "not_held")
+        return Result(action, True)
+    if isinstance(action, Done):
+        rt._finish(agent, action.status, action.result)
+        return Result(action, True, action.result)
+    raise ActionError(f"{type(action).__name__} is not an immediate action")
+
+
+def _send(rt: Runtime, agent: Agent, action: Send) -> Result:
+    to = action.to
+    if to == "parent":
+        if agent.parent is None:
+            return Result(action, False, "a root agent has no parent", "no_parent")
+        to = agent.parent.id
+    sent = rt.bus.send(agent.id, to, action.kind, action.body, action.thread_id)
+    return Result(action, sent.ok, sent, None if sent.ok else str(sent.status))
+
+
+def _stop(rt: Runtime, agent: Agent, action: Stop) -> Result:
+    target = rt._agents.get(action.agent_id)
+    node = target
+    while node is not None and node is not agent:
+        node = node.parent
+    if target is None or node is None:
+        return Result(action, False, f"{action.agent_id!r} is not a live descendant", "not_descendant")
+    rt._stop_tree(target, "requested")
+    return Result(action, True, action.agent_id)
+
+
+async def run_action(rt: Runtime, agent: Agent, action: Action) -> Result:
+    """Carry out any action, waiting where it must."""
+    if is_fast(action):
+        return run_fast(rt, agent, action)
+    if isinstance(action, CallTool):
+        return await _call_tool(rt, agent, action)
+    if isinstance(action, CallLLM):
+        return await _call_llm(rt, agent, action)
+    if isinstance(action, Sleep):
+        return await _sleep(rt, agent, action)
+    if isinstance(action, AcquireLock):
+        rt._set_status(agent, "blocked", "lock")
+        lock = await rt.locks.acquire(agent.id, action.path, action.mode, timeout=action.timeout)
+        rt._set_status(agent, "running", "lock")
+        return Result(action, lock.ok, lock, None if lock.ok else "conflict")
+    if isinstance(action, Parallel):
+        return await _parallel(rt, agent, action)
+    raise ActionError(f"unknown action {action!r}")
+
+
+async def _sleep(rt: Runtime, agent: Agent, action: Sleep) -> Result:
+    if action.wake_on_message and len(agent.inbox):
+        return Result(action, True, "message")
+    rt._set_status(agent, "sleeping", "sleep")
+    try:
+        if not action.wake_on_message:
+            await anyio.sleep(action.seconds)
+            return Result(action, True, "timeout")
+        agent.interrupt = anyio.Event()
+        with anyio.move_on_after(action.seconds):
+            await agent.interrupt.wait()
+            return Result(action, True, "message")
+        return Result(action, True, "timeout")
+    finally:
+        agent.interrupt = None
+        rt._set_status(agent, "running", "sleep")
+
+
+async def _parallel(rt: Runtime, agent: Agent, action: Parallel) -> Result:
+    results: list[Result | None] = [None] * len(action.actions)
+
+    async def one(i: int, member: Action) -> None:
+        results[i] = await run_action(rt, agent, member)
+
+    async with anyio.create_task_group() as tg:
+        for i, member in enumerate(action.actions):
+            tg.start_soon(one, i, member)
+    done = tuple(r for r in results if r is not None)
+    return Result(action, all(r.ok for r in done), done, None if all(r.ok for r in done) else "partial_failure")
+
+
+async def _call_tool(rt: Runtime, agent: Agent, action: CallTool) -> Result:
+    if action.name not in agent.grant.tools:
+        return Result(action, False, f"tool {action.name!r} is not granted to {agent.id}", "tool_not_allowed")
+    left = agent.left("max_tool_calls")
+    if left is not None and left <= 0:
+        return Result(action, False, "max_tool_calls used up", "budget_exceeded")
+    agent.tool_calls += 1
+    out = await rt.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=rt._tool_context(agent))
+    return Result(action, out.ok, out.value if out.ok else out.error, None if out.ok else (out.error_type or "tool_error"))
+
+
+async def _call_llm(rt: Runtime, agent: Agent, action: CallLLM) -> Result:
+    left = agent.left("max_tokens")
+    if left is not None and left <= 0:
+        return Result(action, False, "max_tokens used up", "budget_exceeded")
+    specs = tuple(rt.tools.get(name).spec() for name in action.tools if name in agent.grant.tools and name in rt.tools)
+    request = ChatRequest(
+        model=action.model or agent.grant.model or "",
+        messages=tuple(action.messages),
+        tools=specs,
+        options=dict(action.options),
+    )
+    out = await rt.plane.call_llm(agent.id, request, call_id=action.call_id, provider=agent.spec.provider)
+    agent.tokens += out.tokens
+    return Result(action, out.ok, out.value if out.ok else out.error, None if out.ok else (out.error_type or "llm_error"))

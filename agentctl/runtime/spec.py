@@ -1,0 +1,94 @@
+"""What an agent is made from (:class:`AgentSpec`) and what its step sees (:class:`StepContext`).
+
+Invoked from the reconciler and from step functions (through ``actions.spawn``); read by
+the runtime. A spec is a frozen value: restarting an agent means building a fresh agent
+from the same spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from ..actions import Action, Result
+from ..policy import Budget
+from ..services.bus import Message, Topology
+
+Restart = Literal["permanent", "transient", "temporary"]
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+RESTARTS: tuple[str, ...] = ("permanent", "transient", "temporary")
+STRATEGIES: tuple[str, ...] = ("one_for_one", "one_for_all", "rest_for_one")
+
+StepOutput = Union[Sequence[Action], None]
+StepFn = Callable[["StepContext"], Union[StepOutput, Awaitable[StepOutput]]]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """How to start an agent, and how it supervises its own children.
+
+    Attributes:
+        id: unique agent id in the run.
+        step: the step function, sync or async: ``step(ctx) -> list[Action]``.
+        kind: a label for views (``script``, ``python``, ``llm``).
+        model, tools, budget: what the agent asks for; ``None`` inherits (see
+            ``agentctl.policy.grant_child``).
+        topology: who the agent may message besides its parent and children.
+        restart: ``permanent`` (always restarted), ``transient`` (restarted only after a
+            failure) or ``temporary`` (never restarted).
+        strategy, max_restarts, restart_period: how this agent supervises its children:
+            past ``max_restarts`` restarts within ``restart_period`` seconds it gives up,
+            fails, and its own parent decides.
+        instructions: free text for LLM agents.
+        provider: the LLM provider name for ``call_llm`` (``None``: the run's default).
+        meta: anything else the step function needs (e.g. a script's steps).
+    """
+
+    id: str
+    step: StepFn
+    kind: str | None = None
+    model: str | None = None
+    tools: frozenset[str] | None = None
+    budget: Budget | None = None
+    topology: Topology = Topology()
+    restart: Restart = "transient"
+    strategy: Strategy = "one_for_one"
+    max_restarts: int = 3
+    restart_period: float = 5.0
+    instructions: str | None = None
+    provider: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Everything a step function gets.
+
+    Attributes:
+        agent_id, parent_id, depth: the agent's place in the tree.
+        spec: the agent's spec.
+        reason: why the agent woke: ``start``, ``message``, ``results`` or ``tick``.
+        messages: messages that arrived since the last step, oldest first.
+        results: the results of the previous step's actions, in order.
+        state: the agent's own scratch dict; it survives between steps (not restarts).
+        model, tools, budget: what the agent was granted.
+        budget_left: what remains of each limit (``None``: unlimited).
+        children: ids of the agent's live children, in start order.
+        step_no: 1 for the first step.
+    """
+
+    agent_id: str
+    parent_id: str | None
+    depth: int
+    spec: AgentSpec
+    reason: str
+    messages: tuple[Message, ...]
+    results: tuple[Result, ...]
+    state: dict[str, Any]
+    model: str | None
+    tools: frozenset[str]
+    budget: Budget
+    budget_left: Budget
+    children: tuple[str, ...]
+    step_no: int
