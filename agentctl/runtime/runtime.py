@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from ..errors import ActionError, AgentctlError
+from ..errors import ActionError, AgentctlError, PolicyError, ToolError
 from ..policy import UNLIMITED, Budget, Grant, Policy, grant_child
 from ..services.bus import Bus
 from ..services.locks import LockService
@@ -229,17 +229,15 @@ class Runtime:
         depth = 0 if parent is None else parent.depth + 1
         try:
             if parent is not None and parent.grant.budget.max_children is not None and parent.spawned_children >= parent.grant.budget.max_children:
-                from ..errors import PolicyError
-
                 raise PolicyError("max_children", f"{parent.id} may spawn at most {parent.grant.budget.max_children} children")
             return grant_child(
                 policy=self.policy, depth=depth,
                 parent=parent.grant if parent is not None else self._root_grant,
                 parent_remaining=parent.remaining(anyio.current_time()) if parent is not None else None,
-                model=spec.model, tools=spec.tools, budget=spec.budget,
+                model=spec.model, tools=None if spec.tools is None else self.tools.toolset(spec.tools), budget=spec.budget,
             )
         except AgentctlError as exc:
-            rule = getattr(exc, "rule", "id")
+            rule = getattr(exc, "rule", "tools" if isinstance(exc, ToolError) else "id")
             self.emit("policy/refused", parent.id if parent else None, child_id=spec.id, rule=rule, error=str(exc))
             raise
 
@@ -249,8 +247,6 @@ class Runtime:
             return
         self._stop_children(agent, "parent_stopped")
         self.emit("agent/done", agent.id, status=status, result=result, reason=reason, steps=agent.steps)
-        if agent.parent is not None and not agent.parent.ended:
-            self.bus.send(agent.id, agent.parent.id, "done", {"status": status, "result": result})
         self._end(agent)
         self._exited(agent, Exit(agent.id, "done", status, result), abnormal=False)
 
@@ -283,13 +279,19 @@ class Runtime:
         if agent.scope is not None:
             agent.scope.cancel()
         self.locks.release_all(agent.id)
-        if self.bus.inbox(agent.id) is agent.inbox:
-            self.bus.unregister(agent.id)
         if self._agents.get(agent.id) is agent:
             del self._agents[agent.id]
         self._ended += 1
 
     def _detach(self, agent: Agent, exit: Exit) -> None:
+        """The agent ended for good: tell its parent, settle its budget, forget it."""
+        parent = agent.parent
+        if parent is not None and not parent.ended and exit.outcome != "stopped":
+            # Like an OTP exit signal, but an ordinary message the parent's step can read.
+            body = {"status": exit.status, "result": exit.result}
+            self.bus.send(agent.id, parent.id, "done" if exit.outcome == "done" else "failed", body)
+        if self.bus.inbox(agent.id) is agent.inbox:
+            self.bus.unregister(agent.id)
         siblings = agent.parent.children if agent.parent is not None else self._roots
         if siblings.get(agent.id) is agent:
             del siblings[agent.id]

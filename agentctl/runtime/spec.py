@@ -33,7 +33,8 @@ class AgentSpec:
         step: the step function, sync or async: ``step(ctx) -> list[Action]``.
         kind: a label for views (``script``, ``python``, ``llm``).
         model, tools, budget: what the agent asks for; ``None`` inherits (see
-            ``agentctl.policy.grant_child``).
+            ``agentctl.policy.grant_child``). ``tools`` may name toolsets (``work``)
+            and globs (``fs/*``), resolved against the runtime's tool registry.
         topology: who the agent may message besides its parent and children.
         restart: ``permanent`` (always restarted), ``transient`` (restarted only after a
             failure) or ``temporary`` (never restarted).

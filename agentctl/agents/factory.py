@@ -1,0 +1,72 @@
+"""Turn a plan task into an :class:`~agentctl.runtime.AgentSpec`.
+
+Invoked from the reconciler (top-level tasks) and from script agents (``spawn`` steps).
+What a task leaves out comes from the plan's ``defaults``; what those leave out is
+inherited in the runtime through the depth policy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from ..errors import PlanError
+from ..plan.model import Defaults, Task
+from ..runtime.spec import AgentSpec, StepFn
+from ..services.bus import Topology
+
+
+def load_step(ref: str) -> StepFn:
+    """Import ``"module:function"``; a ``PlanError`` says what could not be found."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PlanError(f"cannot import step module {module_name!r}: {exc}", path="step") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise PlanError(f"{module_name!r} has no function {attr!r}", path="step")
+    return fn
+
+
+def _step_for(task: Task, defaults: Defaults) -> StepFn:
+    if task.agent == "script":
+        from .script import script_step
+
+        return script_step(task.steps, defaults)
+    if task.agent == "python":
+        assert task.step is not None
+        return load_step(task.step)
+    if task.agent == "llm":
+        from .llm import llm_step
+
+        return llm_step(task)
+    raise PlanError(f"unknown agent kind {task.agent!r}", path="agent")
+
+
+def spec_for_task(
+    task: Task,
+    defaults: Defaults = Defaults(),
+    *,
+    top_level: bool = True,
+) -> AgentSpec:
+    """The agent spec for ``task``; plan defaults fill in for a top-level task."""
+    budget = task.budget
+    tools = task.tools
+    model = task.model
+    if top_level:
+        budget = defaults.budget.overlay(budget) if budget is not None else defaults.budget
+        tools = tools if tools is not None else defaults.tools
+        model = model if model is not None else defaults.model
+    topology = Topology(**dict(task.topology)) if task.topology else Topology()
+    return AgentSpec(
+        id=task.id,
+        step=_step_for(task, defaults),
+        kind=task.agent,
+        model=model,
+        tools=None if tools is None else frozenset(tools),
+        budget=budget,
+        topology=topology,
+        restart=task.restart or defaults.restart,  # type: ignore[arg-type]
+        instructions=task.instructions,
+        provider=defaults.provider,
+        meta={"task": task},
+    )

@@ -1,0 +1,99 @@
+"""Script agents: deterministic steps declared in the plan, the offline default.
+
+Invoked from :mod:`agentctl.agents.factory`. Each plan step becomes one runtime step
+that returns one action; the next step first checks that action's result, so a failed
+write or a lock that could not be had fails the agent (and supervision decides) instead
+of being skipped. Messages that arrive while the script is busy are kept for ``wait``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .. import actions as act
+from ..errors import AgentctlError
+from ..plan.model import Defaults, Step, thaw
+from ..runtime.spec import StepContext
+
+
+class ScriptFailed(AgentctlError):
+    """A script's ``fail`` step, or a step whose action did not succeed."""
+
+
+def script_step(steps: Sequence[Step], defaults: Defaults = Defaults()):
+    """The step function that runs ``steps`` in order."""
+
+    def step(ctx: StepContext) -> list[act.Action]:
+        state = ctx.state
+        pc: int = state.setdefault("pc", 0)
+        mailbox: list = state.setdefault("mailbox", [])
+        mailbox.extend(ctx.messages)
+        if ctx.results and "pending" in state:
+            _check(steps[state.pop("pending")], ctx.results[0])
+        while pc < len(steps):
+            current = steps[pc]
+            if current.op == "wait":
+                if _take(mailbox, current.arg["kind"]):
+                    state.pop("wait_until", None)
+                    state["pc"] = pc = pc + 1
+                    continue
+                return _wait_more(current, state)
+            action = _action(current, defaults)
+            state["pc"] = pc + 1
+            state["pending"] = pc
+            return [action]
+        return [act.done("ok", None)]
+
+    return step
+
+
+def _take(mailbox: list, kind: str) -> bool:
+    for i, msg in enumerate(mailbox):
+        if msg.kind == kind:
+            del mailbox[i]
+            return True
+    return False
+
+
+def _wait_more(step: Step, state: dict[str, Any]) -> list[act.Action]:
+    timeout = step.arg.get("timeout")
+    if timeout is None:
+        return []
+    until = state.setdefault("wait_until", time.monotonic() + float(timeout))
+    left = until - time.monotonic()
+    if left <= 0:
+        raise ScriptFailed(f"wait for {step.arg['kind']!r} timed out after {timeout}s")
+    return [act.sleep(left, wake_on_message=True)]
+
+
+def _check(step: Step, result: act.Result) -> None:
+    if result.ok:
+        return
+    raise ScriptFailed(f"step {step.op} failed: {result.error}: {result.value}")
+
+
+def _action(step: Step, defaults: Defaults) -> act.Action:
+    op, arg = step.op, step.arg
+    if op in ("write", "append"):
+        return act.call_tool(f"fs/{op}", {"path": arg["path"], "content": arg["content"]})
+    if op == "sleep":
+        return act.sleep(float(arg))
+    if op == "send":
+        return act.send(arg["to"], arg.get("kind") or "chat", thaw(arg.get("body")))
+    if op == "spawn":
+        from .factory import spec_for_task
+
+        return act.spawn(spec_for_task(arg, defaults, top_level=False))
+    if op == "lock":
+        return act.acquire_lock(arg["path"], arg.get("mode") or "write", float(arg.get("timeout") or 0))
+    if op == "unlock":
+        return act.release_lock(arg)
+    if op == "call":
+        return act.call_tool(arg["tool"], thaw(arg.get("args") or {}))
+    if op == "fail":
+        raise ScriptFailed(str(arg))
+    if op == "done":
+        return act.done("ok", thaw(arg))
+    raise ScriptFailed(f"unknown script step {op!r}")

@@ -1,0 +1,118 @@
+"""The root agent ``plan``: makes the agent tree match the plan, on every edit.
+
+Invoked from ``agentctl run``: the CLI loads each valid save of the plan file, hands it
+to :meth:`Reconciler.set_plan` and wakes the root with a ``reconcile`` message. The
+root's step diffs the plan against its children (task agents at depth 1, with the
+task's id as agent id) and returns the stops and spawns that close the gap. A task's
+``done`` or ``failed`` message is a reconcile too: it may unblock dependants. Like a
+Kubernetes controller it is level-triggered: the same plan twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import actions as act
+from ..agents.factory import spec_for_task
+from ..plan.model import Plan
+from ..runtime.spec import AgentSpec, StepContext
+from .diff import Diff, TaskState, diff_plan
+
+ROOT_ID = "plan"
+
+
+class Reconciler:
+    """Holds the desired plan and steps the root agent towards it.
+
+    Args:
+        plan: the first plan.
+        emit: the event log's emit, for ``plan/diff``.
+        keep_running: stay alive when every task has finished (for further edits).
+    """
+
+    def __init__(self, plan: Plan, emit: Callable[..., dict], *, keep_running: bool = False) -> None:
+        self.plan = plan
+        self.version = 1
+        self.emit = emit
+        self.keep_running = keep_running
+        self.tasks: dict[str, TaskState] = {}
+        self._waiting: set[str] = set()
+        self._applied = 0
+
+    def spec(self) -> AgentSpec:
+        """The root agent's spec (supervision settings from the first plan)."""
+        s = self.plan.settings
+        return AgentSpec(
+            id=ROOT_ID, step=self.step, kind="plan", restart="temporary",
+            strategy=s.strategy,  # type: ignore[arg-type]
+            max_restarts=s.max_restarts, restart_period=s.restart_period,
+        )
+
+    def set_plan(self, plan: Plan) -> None:
+        """Make ``plan`` the desired state; the next root step reconciles it."""
+        self.plan = plan
+        self.version += 1
+
+    def step(self, ctx: StepContext) -> list[act.Action]:
+        """The root's step: record finished tasks, then close the gap to the plan."""
+        for msg in ctx.messages:
+            state = self.tasks.get(msg.sender)
+            if msg.kind in ("done", "failed") and state is not None and state.status == "running":
+                status = (msg.body or {}).get("status") if msg.kind == "done" else "failed"
+                self.tasks[msg.sender] = TaskState(state.key, str(status or "ok"))
+        actions = self._reconcile()
+        if actions:
+            return actions
+        return self._finish_if_settled()
+
+    def _reconcile(self) -> list[act.Action]:
+        diff = diff_plan(self.plan, self.tasks, frozenset(self._waiting))
+        if self._applied != self.version or not diff.empty:
+            self._applied = self.version
+            if not diff.empty:
+                self.emit("plan/diff", ROOT_ID, version=self.version, added=list(diff.added),
+                          removed=list(diff.removed), changed=list(diff.changed))
+        self._waiting = set(diff.waiting) | set(diff.blocked)
+        return self._apply(diff)
+
+    def _apply(self, diff: Diff) -> list[act.Action]:
+        actions: list[act.Action] = []
+        for tid in diff.stop:
+            actions.append(act.stop(tid))
+            self.tasks.pop(tid, None)
+        for tid in diff.changed:
+            self.tasks.pop(tid, None)
+        for tid in diff.start:
+            task = self.plan.task(tid)
+            assert task is not None
+            actions.append(act.spawn(spec_for_task(task, self.plan.defaults)))
+            self.tasks[tid] = TaskState(task.spec_key(), "running")
+        return actions
+
+    def _finish_if_settled(self) -> list[act.Action]:
+        if self.keep_running or self._waiting - set(self.blocked()):
+            return []
+        planned = [t.id for t in self.plan.tasks]
+        if any(self.tasks.get(tid, TaskState(None, "running")).status == "running" for tid in planned if tid not in self.blocked()):
+            return []
+        return [act.done(self.outcome(), self.summary())]
+
+    def blocked(self) -> list[str]:
+        """Tasks that can never start because a dependency did not finish ok."""
+        return [tid for tid in self._waiting if tid in {t.id for t in self.plan.tasks} and self._blocked(tid)]
+
+    def _blocked(self, tid: str) -> bool:
+        task = self.plan.task(tid)
+        return task is not None and any(
+            self.tasks.get(dep) is not None and self.tasks[dep].status not in ("ok", "running") for dep in task.depends_on
+        )
+
+    def outcome(self) -> str:
+        """``ok`` when every task of the plan finished ok, else ``failed``."""
+        ok = all(self.tasks.get(t.id) is not None and self.tasks[t.id].status == "ok" for t in self.plan.tasks)
+        return "ok" if ok else "failed"
+
+    def summary(self) -> dict[str, Any]:
+        """Each task's status, for the root's ``done`` result."""
+        return {t.id: (self.tasks[t.id].status if t.id in self.tasks else "blocked") for t in self.plan.tasks}

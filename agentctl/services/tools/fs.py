@@ -1,0 +1,166 @@
+"""Built-in file tools: ``fs/read``, ``fs/write``, ``fs/append``, ``fs/list``, ``fs/edit``.
+
+Registered by :func:`~agentctl.services.tools.registry.default_registry`; run by the work
+plane. Every path is relative to ``ctx.workspace`` and confined to it: absolute paths and
+``..`` are refused, and symlinks are resolved so that one pointing outside is refused
+too. Writers take the path's write lock themselves when ``ctx.locks`` is set (reentrant,
+so a caller that already holds it is fine) and give it back afterwards. File I/O runs in
+a worker thread; the lock calls stay on the event loop, where the lock service lives.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import anyio
+
+from ...errors import ToolError
+from .registry import ToolContext, ToolRegistry
+
+__all__ = ["register_fs_tools", "resolve_in_workspace"]
+
+
+def resolve_in_workspace(ctx: ToolContext, path: str) -> tuple[Path, str]:
+    """The real path of ``path`` inside the workspace, and its normalised relative form.
+
+    Raises:
+        ToolError: for an absolute path, a ``..`` component, or a path whose real
+            location (after following symlinks) is outside the workspace.
+    """
+    if not path or "\x00" in path:
+        raise ToolError(f"invalid path {path!r}")
+    if PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute() or path.startswith("~"):
+        raise ToolError(f"path {path!r} must be relative to the workspace")
+    if ".." in PurePosixPath(path.replace("\\", "/")).parts:
+        raise ToolError(f"path {path!r} may not contain '..'")
+    root = Path(ctx.workspace).resolve()
+    real = (root / path).resolve()
+    if not real.is_relative_to(root):
+        raise ToolError(f"path {path!r} resolves outside the workspace")
+    rel = real.relative_to(root).as_posix()
+    return real, rel
+
+
+@asynccontextmanager
+async def _write_lock(ctx: ToolContext, rel: str) -> AsyncIterator[None]:
+    """Hold the write lock on ``rel`` for the duration, when the run has a lock service."""
+    locks = ctx.locks
+    if locks is None:
+        yield
+        return
+    result = locks.try_acquire(ctx.agent_id, rel, "write")
+    if not getattr(result, "ok", False):
+        raise ToolError(f"{rel}: locked by {_holder(result)}")
+    try:
+        yield
+    finally:
+        locks.release(ctx.agent_id, rel)
+
+
+def _holder(result: Any) -> str:
+    holder = getattr(result, "holder", None)
+    if holder is None:
+        holder = getattr(getattr(result, "conflict", None), "holder", None)
+    return str(holder) if holder is not None else "another agent"
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_text(target: Path, rel: str) -> str:
+    if target.is_dir():
+        raise ToolError(f"{rel}: is a directory")
+    try:
+        return target.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        raise ToolError(f"{rel}: no such file") from None
+
+
+def _append(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "ab") as f:
+        f.write(data)
+
+
+def _list(target: Path, rel: str) -> list[str]:
+    if not target.exists():
+        raise ToolError(f"{rel}: no such directory")
+    if not target.is_dir():
+        raise ToolError(f"{rel}: not a directory")
+    return sorted(e.name + "/" if e.is_dir() else e.name for e in target.iterdir())
+
+
+def _edit(target: Path, rel: str, old: str, new: str) -> int:
+    text = _read_text(target, rel)
+    count = text.count(old) if old else 0
+    if count != 1:
+        where = "does not occur" if count == 0 else f"occurs {count} times"
+        raise ToolError(f"{rel}: the text to replace {where}; it must occur exactly once (0 or N occurrences refused)")
+    data = text.replace(old, new, 1).encode("utf-8")
+    _atomic_write(target, data)
+    return len(data)
+
+
+async def fs_read(ctx: ToolContext, path: str) -> str:
+    """Read a text file from the workspace."""
+    target, rel = resolve_in_workspace(ctx, path)
+    return await anyio.to_thread.run_sync(_read_text, target, rel)
+
+
+async def fs_write(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
+    """Write a text file in the workspace (replacing it), creating parent directories."""
+    target, rel = resolve_in_workspace(ctx, path)
+    if target.is_dir():
+        raise ToolError(f"{rel}: is a directory")
+    data = content.encode("utf-8")
+    async with _write_lock(ctx, rel):
+        await anyio.to_thread.run_sync(_atomic_write, target, data)
+    return {"path": rel, "bytes": len(data)}
+
+
+async def fs_append(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
+    """Append text to a file in the workspace, creating it if missing."""
+    target, rel = resolve_in_workspace(ctx, path)
+    if target.is_dir():
+        raise ToolError(f"{rel}: is a directory")
+    data = content.encode("utf-8")
+    async with _write_lock(ctx, rel):
+        await anyio.to_thread.run_sync(_append, target, data)
+    return {"path": rel, "bytes": len(data)}
+
+
+async def fs_list(ctx: ToolContext, path: str = ".") -> list[str]:
+    """List a workspace directory: sorted names, directories ending with '/'."""
+    target, rel = resolve_in_workspace(ctx, path)
+    return await anyio.to_thread.run_sync(_list, target, rel)
+
+
+async def fs_edit(ctx: ToolContext, path: str, old: str, new: str) -> dict[str, Any]:
+    """Replace a snippet of a workspace file; the snippet must occur exactly once."""
+    target, rel = resolve_in_workspace(ctx, path)
+    async with _write_lock(ctx, rel):
+        size = await anyio.to_thread.run_sync(_edit, target, rel, old, new)
+    return {"path": rel, "bytes": size}
+
+
+def register_fs_tools(registry: ToolRegistry) -> None:
+    """Add the ``fs/*`` tools to ``registry``."""
+    registry.tool("fs/read", idempotent=True)(fs_read)
+    registry.tool("fs/write", idempotent=True)(fs_write)
+    registry.tool("fs/append")(fs_append)
+    registry.tool("fs/list", idempotent=True)(fs_list)
+    registry.tool("fs/edit")(fs_edit)

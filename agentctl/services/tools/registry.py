@@ -1,0 +1,277 @@
+"""The tool registry: named tools with JSON Schemas, validation, invocation and toolsets.
+
+Called by the work plane (``agentctl.services.workers``) to validate and run tool calls,
+by the runtime to turn an agent's toolset into ``ToolSpec``s for its model, and by plans
+and the policy to expand toolset names (``"work"``, ``"fs/*"``) into tool names.
+Built-in tools are added by :func:`default_registry`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import anyio
+
+from ...errors import ToolError
+from ..llm.base import ToolSpec
+from .schema import SchemaError, derive_schema, json_type_name, validate
+
+__all__ = ["NAMED_TOOLSETS", "Tool", "ToolContext", "ToolRegistry", "default_registry", "is_secret_key"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_\-/:]+$")
+# Word-bounded so that e.g. ``max_tokens`` is not mistaken for a secret.
+_SECRET_RE = re.compile(r"(^|_)(api_?key|token|password|passwd|secret|authorization)(_|$)")
+REDACTED = "***"
+
+#: Named toolsets; the patterns are matched against registered names.
+NAMED_TOOLSETS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "all": ("*",),
+        "work": ("fs/*", "shell/run", "agent/*"),
+        "tiny": ("fs/read", "fs/list", "agent/send", "agent/done"),
+        "none": (),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool may know about its caller.
+
+    Attributes:
+        agent_id: the calling agent.
+        workspace: the directory file tools are confined to.
+        run_id: the run.
+        locks: the ``LockService`` (``None``: no locking).
+        shell_enabled: whether ``shell/run`` may run commands.
+        extra: runtime bridges for tools that act on the runtime (``agent/spawn`` etc.).
+    """
+
+    agent_id: str
+    workspace: Path
+    run_id: str
+    locks: Any | None = None
+    shell_enabled: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A registered tool.
+
+    Attributes:
+        name: e.g. ``fs/write``.
+        description: shown to the model.
+        parameters: JSON Schema (an object schema) of the arguments.
+        fn: the implementation; called with keyword arguments (and ``ctx`` first if wanted).
+        is_async: ``fn`` is a coroutine function.
+        idempotent: calling twice with the same arguments is harmless (safe to retry on resume).
+        secret_args: argument names redacted in events.
+        blocking: a sync ``fn`` that blocks; run in a worker thread.
+        takes_ctx: ``fn``'s first parameter is ``ctx``; ``None`` = detect on register.
+    """
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    fn: Callable[..., Any]
+    is_async: bool
+    idempotent: bool = False
+    secret_args: frozenset[str] = frozenset()
+    blocking: bool = False
+    takes_ctx: bool | None = None
+
+    def spec(self) -> ToolSpec:
+        """The tool as offered to a model."""
+        return ToolSpec(self.name, self.description, self.parameters)
+
+
+def _wants_ctx(fn: Callable[..., Any]) -> bool:
+    params = list(inspect.signature(fn).parameters)
+    return bool(params) and params[0] == "ctx"
+
+
+def _first_paragraph(doc: str | None) -> str:
+    text = inspect.cleandoc(doc or "")
+    return text.split("\n\n", 1)[0].replace("\n", " ").strip()
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether an argument name looks like it holds a secret (``api_key``, ``X-Auth-Token``...)."""
+    norm = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_")
+    return bool(_SECRET_RE.search(norm))
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: REDACTED if isinstance(k, str) and is_secret_key(k) else _redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+class ToolRegistry:
+    """Tools by name. Not thread-safe: register at startup, from the event loop."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    # -- registration
+
+    def tool(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        schema: Mapping[str, Any] | None = None,
+        idempotent: bool = False,
+        blocking: bool = False,
+        secret_args: Iterable[str] = (),
+    ) -> Callable[[F], F]:
+        """Decorator registering a function as tool ``name``; returns the function unchanged.
+
+        The schema is derived from the type hints unless given; the description defaults
+        to the docstring's first paragraph.
+        """
+
+        def decorate(fn: F) -> F:
+            self.register(
+                Tool(
+                    name=name,
+                    description=description if description is not None else _first_paragraph(fn.__doc__),
+                    parameters=dict(schema) if schema is not None else derive_schema(fn),
+                    fn=fn,
+                    is_async=inspect.iscoroutinefunction(fn),
+                    idempotent=idempotent,
+                    secret_args=frozenset(secret_args),
+                    blocking=blocking,
+                )
+            )
+            return fn
+
+        return decorate
+
+    def register(self, tool: Tool) -> None:
+        """Add ``tool``; ``ValueError`` for a bad or duplicate name."""
+        if not _NAME_RE.match(tool.name):
+            raise ValueError(f"bad tool name {tool.name!r}: use letters, digits, _, -, / and : only")
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} is already registered")
+        if tool.parameters.get("type", "object") != "object":
+            raise ValueError(f"tool {tool.name!r}: parameters must be an object schema")
+        if tool.takes_ctx is None:
+            tool = replace(tool, takes_ctx=_wants_ctx(tool.fn))
+        self._tools[tool.name] = tool
+
+    # -- lookup
+
+    def get(self, name: str) -> Tool:
+        """The tool called ``name``; ``ToolError`` with a suggestion when there is none."""
+        try:
+            return self._tools[name]
+        except KeyError:
+            close = difflib.get_close_matches(str(name), list(self._tools), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ToolError(f"unknown tool {name!r}{hint}") from None
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._tools)
+
+    def specs(self, names: Iterable[str]) -> list[ToolSpec]:
+        """``ToolSpec``s for ``names`` (for a ``ChatRequest``), in sorted order."""
+        return [self.get(n).spec() for n in sorted(set(names))]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    # -- calling
+
+    def validate(self, name: str, arguments: Any) -> dict[str, Any]:
+        """Checked arguments (defaults filled in) for a call of ``name``.
+
+        Raises:
+            ToolError: unknown tool, or e.g. ``fs/write: arguments.path: expected string, got integer``.
+        """
+        tool = self.get(name)
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, Mapping):
+            raise ToolError(f"{name}: arguments: expected object, got {json_type_name(arguments)}")
+        try:
+            return validate(tool.parameters, arguments)
+        except SchemaError as e:
+            raise ToolError(f"{name}: {e}") from None
+
+    async def run(self, tool: Tool, arguments: Mapping[str, Any], ctx: ToolContext) -> Any:
+        """Call ``tool`` with already validated ``arguments``; the tool's own errors propagate."""
+        args = (ctx,) if tool.takes_ctx else ()
+        if tool.is_async:
+            return await tool.fn(*args, **arguments)
+        if tool.blocking:
+            # Abandon on cancel so a timeout returns control; the thread's result is dropped.
+            return await anyio.to_thread.run_sync(lambda: tool.fn(*args, **arguments), abandon_on_cancel=True)
+        return tool.fn(*args, **arguments)
+
+    async def invoke(self, name: str, arguments: Any, ctx: ToolContext) -> Any:
+        """Validate, then call tool ``name`` (async on the loop, blocking in a thread, sync inline)."""
+        checked = self.validate(name, arguments)
+        return await self.run(self.get(name), checked, ctx)
+
+    # -- toolsets and redaction
+
+    def toolset(self, spec: str | Iterable[str]) -> frozenset[str]:
+        """Expand a toolset: set names (``all``, ``work``, ``tiny``, ``none``), globs and tool names.
+
+        A string may list several items separated by commas or spaces. Set names and globs
+        select among registered tools; an explicit name must be registered.
+
+        Raises:
+            ToolError: for an explicit name that is not registered.
+        """
+        items = re.split(r"[,\s]+", spec.strip()) if isinstance(spec, str) else list(spec)
+        out: set[str] = set()
+        for item in filter(None, items):
+            if item in NAMED_TOOLSETS:
+                for pattern in NAMED_TOOLSETS[item]:
+                    out.update(fnmatch.filter(self._tools, pattern))
+            elif any(ch in item for ch in "*?["):
+                out.update(fnmatch.filter(self._tools, item))
+            else:
+                self.get(item)
+                out.add(item)
+        return frozenset(out)
+
+    def redact(self, name: str, arguments: Any) -> dict[str, Any]:
+        """``arguments`` with secrets replaced by ``"***"`` (for events). Unknown tools are fine."""
+        if not isinstance(arguments, Mapping):
+            return {"_": arguments} if arguments is not None else {}
+        declared = self._tools[name].secret_args if name in self._tools else frozenset()
+        return {
+            k: REDACTED if k in declared or (isinstance(k, str) and is_secret_key(k)) else _redact_value(v)
+            for k, v in arguments.items()
+        }
+
+
+def default_registry() -> ToolRegistry:
+    """A fresh registry holding the built-in ``fs/*`` and ``shell/run`` tools."""
+    from .fs import register_fs_tools
+    from .shell import register_shell_tools
+
+    registry = ToolRegistry()
+    register_fs_tools(registry)
+    register_shell_tools(registry)
+    return registry
