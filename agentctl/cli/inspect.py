@@ -1,0 +1,122 @@
+"""``agentctl validate``, ``schema`` and ``diff``: look at plans without running them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import AgentctlError, PlanError
+from ..events.fold import state_at
+from ..plan.load import load_plan
+from ..plan.model import Plan
+from ..plan.schema import plan_json_schema
+from ..reconcile import Diff, TaskState, diff_plan
+from .errors import EXIT_USAGE, fail_usage, print_plan_error
+from .views import resolve_run
+
+
+def _load(path: Path) -> Plan:
+    if not path.exists():
+        fail_usage(f"plan file not found: {path}")
+    try:
+        return load_plan(path)
+    except PlanError as exc:
+        print_plan_error(exc)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def validate_command(plan: Path = typer.Argument(..., help="The plan file to check.")) -> None:
+    """Check PLAN and say what is wrong: file, line, key path, expected and got."""
+    loaded = _load(plan)
+    typer.echo(f"{plan}: ok: plan {loaded.name!r}, {len(loaded.tasks)} tasks")
+
+
+def schema_command() -> None:
+    """Print the JSON Schema of plan files (for editors)."""
+    typer.echo(json.dumps(plan_json_schema(), indent=2))
+
+
+def task_states(run_dir: Path) -> tuple[dict[str, TaskState], Any]:
+    """The task states of a run, from its events and the last plan version it applied."""
+    state = state_at(run_dir / "events.jsonl")
+    applied: Plan | None = None
+    copies = sorted(run_dir.glob("plan.v*"), key=lambda p: int(p.stem.split(".v")[-1]))
+    if copies:
+        try:
+            applied = load_plan(copies[-1])
+        except PlanError:
+            applied = None
+    states: dict[str, TaskState] = {}
+    for task in applied.tasks if applied else ():
+        agent = state.agents.get(task.id)
+        if agent is None:
+            continue
+        if agent.status in ("done", "failed", "stopped"):
+            status = "failed" if agent.status != "done" else str(agent.done_status or "ok")
+        else:
+            status = "running"
+        if agent.status != "stopped":
+            states[task.id] = TaskState(task.spec_key(), status)
+    return states, state
+
+
+def _subtree_locks(state: Any, root: str) -> list[str]:
+    out, todo = [], [root]
+    while todo:
+        agent = state.agents.get(todo.pop())
+        if agent is None:
+            continue
+        out.extend(f"{path} ({mode}, {agent.id})" for path, mode in agent.locks.items())
+        todo.extend(agent.children)
+    return out
+
+
+def diff_command(
+    plan: Path = typer.Argument(..., help="The edited plan."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A run directory to compare with [default: compare with nothing running]."),
+) -> None:
+    """Dry-run the reconciler: what PLAN would spawn, stop or restart, before anything is applied."""
+    new = _load(plan)
+    states: dict[str, TaskState] = {}
+    fold = None
+    if run is not None:
+        run_dir = resolve_run(run)
+        if not (run_dir / "events.jsonl").exists():
+            fail_usage(f"--run: no events.jsonl in {run_dir}")
+        try:
+            states, fold = task_states(run_dir)
+        except AgentctlError as exc:
+            fail_usage(str(exc))
+    d = diff_plan(new, states)
+    render_diff(new, d, states, fold, Console())
+
+
+def render_diff(plan: Plan, d: Diff, states: dict[str, TaskState], fold: Any, console: Console) -> None:
+    """Print what the reconciler would do."""
+    table = Table(title=f"plan {plan.name!r}: what a reconcile would do", show_lines=False)
+    for column in ("task", "action", "budget reserved", "locks given up"):
+        table.add_column(column)
+    restarts = set(d.changed) & set(d.stop)
+    for tid in d.stop:
+        if tid not in restarts:
+            table.add_row(tid, "[red]stop[/]", "-", ", ".join(_subtree_locks(fold, tid)) if fold else "-")
+    for tid in d.start:
+        task = plan.task(tid)
+        budget = (plan.defaults.budget.overlay(task.budget) if task and task.budget else plan.defaults.budget).to_dict()
+        reserved = ", ".join(f"{k}={v}" for k, v in budget.items() if v is not None) or "inherit"
+        action = "[yellow]restart[/]" if tid in restarts else ("[green]spawn[/]" if tid not in states else "[yellow]rerun[/]")
+        locks = ", ".join(_subtree_locks(fold, tid)) if fold and tid in restarts else "-"
+        table.add_row(tid, action, reserved, locks or "-")
+    for tid in d.waiting:
+        table.add_row(tid, "wait for dependencies", "-", "-")
+    for tid in d.blocked:
+        table.add_row(tid, "[red]blocked[/] (a dependency failed)", "-", "-")
+    if not table.row_count:
+        console.print(f"plan {plan.name!r}: no changes")
+        return
+    console.print(table)

@@ -1,0 +1,42 @@
+"""The ``agentctl`` command: one module per command, joined here."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .inspect import diff_command, schema_command, validate_command
+from .run import run_command
+from .send import send_command
+from .views import replay_command, watch_command
+
+app = typer.Typer(
+    name="agentctl",
+    help="Run and watch trees of LLM agents driven by a plan file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(run_command)
+app.command("watch")(watch_command)
+app.command("replay")(replay_command)
+app.command("send")(send_command)
+app.command("validate")(validate_command)
+app.command("schema")(schema_command)
+app.command("diff")(diff_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")) -> None:
+    """Run and watch trees of LLM agents driven by a plan file."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

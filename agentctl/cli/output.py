@@ -1,0 +1,55 @@
+"""What a running ``agentctl run`` shows: the live view on a terminal, plain lines elsewhere.
+
+Invoked from :mod:`agentctl.cli.session`; both outputs are fed events only.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import anyio
+from rich.console import Console
+
+from ..views.plain import PlainPrinter
+
+
+class PlainOutput:
+    """One line per notable event, printed as it happens (for pipes, CI and ``--no-ui``)."""
+
+    def __init__(self) -> None:
+        self.printer = PlainPrinter(sys.stdout)
+
+    def feed(self, event: dict[str, Any]) -> None:
+        self.printer.feed(event)
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
+    async def close(self) -> None:
+        sys.stdout.flush()
+
+
+class LiveOutput:
+    """The Rich live view, re-rendered from folded events at most ten times a second."""
+
+    def __init__(self) -> None:
+        from ..views.live import LiveView
+
+        self.view = LiveView(Console())
+
+    def feed(self, event: dict[str, Any]) -> None:
+        self.view.feed(event)
+
+    async def run(self) -> None:
+        await self.view.run(fps=10)
+
+    async def close(self) -> None:
+        close = getattr(self.view, "close", None)
+        if close is not None:
+            await close()
+
+
+def open_view(*, ui: bool) -> PlainOutput | LiveOutput:
+    """The live view when ``ui`` (a terminal, no ``--no-ui``), else plain lines."""
+    return LiveOutput() if ui else PlainOutput()

@@ -1,0 +1,31 @@
+"""``agentctl send``: a person injects a message into a running run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import typer
+
+from .errors import fail_usage
+from .session import append_control
+from .views import resolve_run
+
+
+def send_command(
+    body: str = typer.Argument(..., help="The message body (JSON if it parses as JSON, else text)."),
+    to: str = typer.Option(..., "--to", help="The agent to message."),
+    run: Optional[Path] = typer.Option(None, "--run", help="The run directory [default: the newest run]."),
+    kind: str = typer.Option("chat", "--kind", help="Message kind."),
+) -> None:
+    """Send BODY to agent --to in a running run; it arrives from sender 'user'."""
+    run_dir = resolve_run(run)
+    if not (run_dir / "events.jsonl").exists():
+        fail_usage(f"--run: no events.jsonl in {run_dir}")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = body
+    append_control(run_dir, to, kind, value)
+    typer.echo(f"queued {kind} message for {to} in {run_dir}")

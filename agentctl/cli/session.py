@@ -1,0 +1,192 @@
+"""One ``agentctl run``: the event log, the runtime, the reconciler, watchers and the view.
+
+Invoked from :mod:`agentctl.cli.run`. Owns one task group for its helpers (plan file
+watcher, control file follower, signal handler, live view); the runtime owns the
+agents. On every exit path the runtime stops every agent, ``run/finished`` is logged
+with the reason, and the log is flushed and fsynced before this returns.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import watchfiles
+
+from .. import __version__
+from ..errors import PlanError
+from ..events import follow_events, open_event_log
+from ..plan.load import load_plan
+from ..plan.model import Plan
+from ..reconcile import ROOT_ID, Reconciler
+from ..runtime import open_runtime
+from ..services.tools import default_registry
+from ..services.workers import LocalWorkPlane
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+CONTROL_FILE = "control.jsonl"
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: ``20261125-071502-3fa9c2``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class RunOptions:
+    """What ``agentctl run`` was asked to do."""
+
+    plan_path: Path
+    run_dir: Path
+    workspace: Path
+    run_id: str
+    ui: bool = True
+    watch_plan: bool = True
+    keep_running: bool = False
+    durability: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Session:
+    """Drives one run of a plan; :meth:`run` returns the process exit code."""
+
+    def __init__(self, options: RunOptions, plan: Plan) -> None:
+        self.o = options
+        self.plan = plan
+        self.version = 1
+        self.reason = "completed"
+        self.status = "failed"
+        self.interrupted = False
+        self._stopping = anyio.Event()
+
+    async def run(self) -> int:
+        o = self.o
+        o.run_dir.mkdir(parents=True, exist_ok=True)
+        durability = o.durability or self.plan.settings.durability
+        async with open_event_log(o.run_dir / "events.jsonl", o.run_id, durability=durability) as log:  # type: ignore[arg-type]
+            self.log = log
+            log.emit("run/started", None, pid=os.getpid(), version=__version__, durability=durability,
+                     workspace=str(o.workspace), plan=str(o.plan_path))
+            try:
+                await self._supervise()
+            except Exception as exc:
+                self.reason, self.status = "error", "failed"
+                log.emit("run/finished", None, reason=self.reason, status=self.status, events=log.last_seq + 1)
+                raise
+            log.emit("run/finished", None, reason=self.reason, status=self.status, events=log.last_seq + 1)
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_OK if self.status == "ok" else EXIT_FAILED
+
+    async def _supervise(self) -> None:
+        o, plan, log = self.o, self.plan, self.log
+        tools = default_registry()
+        root_tools = frozenset(n for n in tools.names() if plan.settings.shell or not n.startswith("shell/"))
+        plane = LocalWorkPlane(
+            log.emit, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
+            before_run=lambda event: log.flushed(event["seq"]),
+        )
+        async with anyio.create_task_group() as tg:
+            view = self._start_view(tg)
+            tg.start_soon(self._signals, tg.cancel_scope)
+            async with open_runtime(
+                log.emit, run_id=o.run_id, workspace=o.workspace, plane=plane, tools=tools,
+                policy=plan.policy.to_policy() if plan.policy else None, root_tools=root_tools,
+                inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
+                strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
+                restart_period=plan.settings.restart_period,
+            ) as rt:
+                self.rt = rt
+                self.reconciler = Reconciler(plan, log.emit, keep_running=o.keep_running)
+                self._loaded(plan)
+                rt.spawn(self.reconciler.spec())
+                if o.watch_plan:
+                    tg.start_soon(self._watch_plan)
+                tg.start_soon(self._follow_control)
+                try:
+                    exit = await rt.wait(ROOT_ID)
+                finally:
+                    # The plan watcher's thread only notices this, not a cancellation.
+                    self._stopping.set()
+                self.status = "ok" if exit.outcome == "done" and exit.status == "ok" else "failed"
+                self.reason = "completed" if self.status == "ok" else "failed"
+            await plane.aclose()
+            if view is not None:
+                await view.close()
+            tg.cancel_scope.cancel()
+
+    def _start_view(self, tg: anyio.abc.TaskGroup) -> Any:
+        from .output import open_view
+
+        view = open_view(ui=self.o.ui)
+        self.log.subscribe(view.feed)
+        tg.start_soon(view.run)
+        return view
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.interrupted = True
+                self.reason, self.status = "interrupted", "failed"
+                self._stopping.set()
+                scope.cancel()
+                return
+
+    def _loaded(self, plan: Plan) -> None:
+        copy = self.o.run_dir / f"plan.v{self.version}{self.o.plan_path.suffix}"
+        shutil.copyfile(self.o.plan_path, copy) if self.o.plan_path.exists() else None
+        self.log.emit("plan/loaded", None, file=str(self.o.plan_path), name=plan.name, version=self.version,
+                      tasks=len(plan.tasks), copy=str(copy))
+
+    async def _watch_plan(self) -> None:
+        path = self.o.plan_path.resolve()
+        # Editors save by rename, so watch the directory and pick out the plan file.
+        changes_seen = watchfiles.awatch(path.parent, debounce=30, step=10, recursive=False, stop_event=self._stopping)
+        async for changes in changes_seen:
+            if any(Path(p).resolve() == path for _, p in changes) and path.exists():
+                self._reload()
+
+    def _reload(self) -> None:
+        try:
+            plan = load_plan(self.o.plan_path)
+        except PlanError as exc:
+            self.log.emit("plan/invalid", ROOT_ID, file=str(self.o.plan_path), error=exc.to_dict())
+            return
+        if plan == self.plan or not self.rt.is_live(ROOT_ID):
+            return
+        self.plan = plan
+        self.version += 1
+        self._loaded(plan)
+        self.reconciler.set_plan(plan)
+        self.rt.send("user", ROOT_ID, "reconcile", {"version": self.version})
+
+    async def _follow_control(self) -> None:
+        """Deliver messages that ``agentctl send`` appends to the run's control file."""
+        control = self.o.run_dir / CONTROL_FILE
+        control.touch()
+        async for command in follow_events(control):
+            self.rt.send(str(command.get("from") or "user"), str(command["to"]), str(command.get("kind") or "chat"), command.get("body"))
+
+
+def append_control(run_dir: Path, to: str, kind: str, body: Any) -> None:
+    """Append one message for a running run to pick up (used by ``agentctl send``)."""
+    line = orjson.dumps({"from": "user", "to": to, "kind": kind, "body": body}) + b"\n"
+    fd = os.open(run_dir / CONTROL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def is_tty() -> bool:
+    """Whether stdout is a terminal (the live view needs one)."""
+    return sys.stdout.isatty()

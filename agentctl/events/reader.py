@@ -1,0 +1,193 @@
+"""Reading ``events.jsonl``: a whole file, or a growing one as it is written.
+
+``agentctl replay``, ``agentctl watch``, crash resume and the tests read events through
+:func:`read_events` (a lazy stream, memory flat in the file's length) and
+:func:`follow_events` (``tail -f``). A torn final line, left by a crash mid-write, is
+skipped and reported; a bad line anywhere else raises :class:`CorruptLogError` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from agentctl.errors import CorruptLogError, LogError
+
+__all__ = ["EventStream", "follow_events", "read_events", "read_run_events"]
+
+_SEQ_PREFIX = b'{"seq":'  # how the writer starts every line; lets skipping avoid a full parse
+_CHUNK = 1 << 20
+
+
+def read_run_events(run_dir_or_file: str | Path) -> Path:
+    """Resolve a run directory (``dir/events.jsonl``) or an events file to the file.
+
+    Raises:
+        LogError: there is no such file.
+    """
+    path = Path(run_dir_or_file)
+    if path.is_dir():
+        path = path / "events.jsonl"
+        if not path.is_file():
+            raise LogError(f"no events.jsonl in run directory {run_dir_or_file}")
+    elif not path.is_file():
+        raise LogError(f"no such events file or run directory: {run_dir_or_file}")
+    return path
+
+
+def _quick_seq(line: bytes) -> int | None:
+    """The seq of a line the writer wrote, without parsing the rest of it."""
+    if not line.startswith(_SEQ_PREFIX):
+        return None
+    end = line.find(b",", len(_SEQ_PREFIX))
+    try:
+        return int(line[len(_SEQ_PREFIX) : end])
+    except ValueError:
+        return None
+
+
+def _parse(line: bytes, file: str, line_no: int) -> dict[str, Any]:
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptLogError(file, line_no, f"not JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise CorruptLogError(file, line_no, f"not a JSON object but {type(event).__name__}")
+    return event
+
+
+class EventStream:
+    """The events of one file, read lazily line by line each time it is iterated.
+
+    Attributes:
+        path: the events file.
+        start_seq: events with a smaller seq are skipped.
+        torn_line: after iterating, the 1-based number of a torn final line (no newline
+            and not JSON), which was skipped; else ``None``.
+        lines_read: lines read by the last iteration (skipped and blank ones included).
+    """
+
+    def __init__(self, path: Path, start_seq: int = 0) -> None:
+        self.path = path
+        self.start_seq = start_seq
+        self.torn_line: int | None = None
+        self.lines_read = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.torn_line = None
+        self.lines_read = 0
+        file = str(self.path)
+        start_seq = self.start_seq
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the generator's `with`
+        except OSError as exc:
+            raise LogError(f"cannot read events file {self.path}: {exc}") from exc
+        with handle:
+            for line_no, line in enumerate(handle, 1):
+                self.lines_read = line_no
+                complete = line.endswith(b"\n")
+                if complete:
+                    seq = _quick_seq(line)
+                    if seq is not None and seq < start_seq:
+                        continue
+                if not line.strip():
+                    continue
+                if not complete:
+                    # The final line: a crash may have cut it short.
+                    try:
+                        event = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        self.torn_line = line_no
+                        return
+                    if not isinstance(event, dict):
+                        raise CorruptLogError(file, line_no, f"not a JSON object but {type(event).__name__}")
+                else:
+                    event = _parse(line, file, line_no)
+                if event.get("seq", start_seq) >= start_seq:
+                    yield event
+
+
+def read_events(path: str | Path, *, start_seq: int = 0) -> EventStream:
+    """Stream the events of a file (lazily: nothing is read until iteration).
+
+    Args:
+        path: the events file.
+        start_seq: skip events whose seq is smaller.
+
+    Returns:
+        An :class:`EventStream`; iterate it for event dicts, then check ``torn_line``.
+
+    Raises:
+        LogError: the file does not exist.
+        CorruptLogError: (while iterating) a line before the last is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LogError(f"no such events file: {path}")
+    return EventStream(path, start_seq)
+
+
+async def _stopped(stop: anyio.Event | None, delay: float) -> bool:
+    """Sleep ``delay`` (cut short by ``stop``); return whether ``stop`` is set."""
+    if stop is None:
+        await anyio.sleep(delay)
+        return False
+    with anyio.move_on_after(delay):
+        await stop.wait()
+    return stop.is_set()
+
+
+async def follow_events(
+    path: str | Path,
+    *,
+    start_seq: int = 0,
+    poll_interval: float = 0.1,
+    stop: anyio.Event | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield events as a growing file gets them, like ``tail -f``.
+
+    Waits for the file to exist, keeps a partial final line until its newline arrives,
+    and polls the file size every ``poll_interval`` seconds. When ``stop`` is set it
+    reads what the file already holds, yields the complete events, and ends (a partial
+    line is then left unread). Cancellation ends it at once.
+
+    Raises:
+        CorruptLogError: a complete line is not a JSON object.
+    """
+    path = Path(path)
+    file = str(path)
+    while not path.exists():
+        if await _stopped(stop, poll_interval):
+            return
+    handle = await anyio.open_file(path, "rb")
+    try:
+        buffer = b""
+        line_no = 0
+        while True:
+            finishing = stop is not None and stop.is_set()
+            chunk = await handle.read(_CHUNK)
+            if chunk:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    line_no += 1
+                    if not line.strip():
+                        continue
+                    seq = _quick_seq(line)
+                    if seq is not None and seq < start_seq:
+                        continue
+                    event = _parse(line, file, line_no)
+                    if event.get("seq", start_seq) >= start_seq:
+                        yield event
+                continue  # there may be more right away
+            if finishing:
+                return
+            await _stopped(stop, poll_interval)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await handle.aclose()
+

@@ -1,0 +1,180 @@
+"""A validated plan as frozen values: :class:`Plan`, :class:`Task`, :class:`Step` and friends.
+
+Built only by :func:`agentctl.plan.validate.validate_plan` (through ``load_plan``); read
+by the reconciler, which diffs two plans task by task with :meth:`Task.spec_key`, and
+by the runtime, which turns tasks into agent specs. Everything is immutable and
+hashable: lists are tuples and mappings are :class:`FrozenDict`. Line numbers and the
+source file are kept for messages but excluded from equality, so the YAML and the EDN
+spelling of one plan compare equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..policy import Budget, Policy, PolicyRule
+
+
+class FrozenDict(Mapping[Any, Any]):
+    """A read-only, hashable mapping; compares equal to a ``dict`` with the same items."""
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[Any, Any] | None = None, /, **items: Any) -> None:
+        self._data: dict[Any, Any] = {**(data or {}), **items}
+        self._hash: int | None = None
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({self._data!r})"
+
+
+def freeze(value: Any) -> Any:
+    """``value`` with every dict made a :class:`FrozenDict` and every list a tuple."""
+    if isinstance(value, Mapping):
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The inverse of :func:`freeze`: plain dicts and lists (e.g. for JSON events)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One script step, normalised so the runtime sees one shape per op.
+
+    ``arg`` by op: ``write``/``append``: ``{path, content}``; ``sleep``: seconds (float);
+    ``send``: ``{to, kind, body}`` (kind defaults to ``"chat"``); ``spawn``: a
+    :class:`Task` (agent ``script``); ``lock``: ``{path, mode, timeout}`` (defaults
+    ``"write"``, ``0.0``); ``unlock``: the path; ``wait``: ``{kind, timeout}`` (timeout
+    ``None``: forever); ``call``: ``{tool, args}``; ``fail``: the message; ``done``:
+    the result. Mappings are :class:`FrozenDict`.
+    """
+
+    op: str
+    arg: Any
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One agent of the plan (a top-level task, or a child a script spawns).
+
+    Attributes:
+        id: the agent id.
+        agent: ``script``, ``python`` or ``llm``.
+        instructions: what an ``llm`` agent is asked to do.
+        model, tools, budget: what it asks for (``None``: inherit / plan defaults).
+        depends_on: tasks that must finish before it starts.
+        steps: a ``script`` agent's steps.
+        step: a ``python`` agent's step function, ``"module:function"``.
+        restart: ``permanent``, ``transient`` or ``temporary`` (``None``: plan default).
+        topology: ``{allow_peer, peer_via_parent}`` when the plan sets it.
+        line: the 1-based line the task starts on (YAML only); not part of equality.
+    """
+
+    id: str
+    agent: str
+    instructions: str | None = None
+    model: str | None = None
+    tools: tuple[str, ...] | None = None
+    budget: Budget | None = None
+    depends_on: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    step: str | None = None
+    restart: str | None = None
+    topology: Mapping[str, Any] | None = None
+    line: int | None = field(default=None, compare=False)
+
+    def spec_key(self) -> object:
+        """A hashable value equal for two tasks iff their specs are equal (``line`` ignored)."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.compare)
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """What every task gets unless it says otherwise."""
+
+    provider: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    budget: Budget = Budget()
+    tools: tuple[str, ...] | None = None
+    restart: str = "transient"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the run is set up (worker pools, log durability, root supervision)."""
+
+    shell: bool = False
+    llm_workers: int = 4
+    tool_workers: int = 8
+    durability: str = "batch"
+    inbox_size: int = 256
+    strategy: str = "one_for_one"
+    max_restarts: int = 3
+    restart_period: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPolicy:
+    """The plan's depth policy, kept hashable; :meth:`to_policy` gives the runtime's value.
+
+    Attributes:
+        model_rank: models, largest first.
+        depth: ``(depth, rule)`` pairs, sorted by depth.
+    """
+
+    model_rank: tuple[str, ...] = ()
+    depth: tuple[tuple[int, PolicyRule], ...] = ()
+
+    def to_policy(self) -> Policy:
+        """The :class:`agentctl.policy.Policy` this describes."""
+        return Policy(rules=dict(self.depth), model_rank=self.model_rank)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A whole validated plan.
+
+    Attributes:
+        name: the plan's name.
+        tasks: the top-level tasks, in file order.
+        defaults, policy, settings: see the classes.
+        source: the file it came from; not part of equality.
+    """
+
+    name: str
+    tasks: tuple[Task, ...]
+    defaults: Defaults = Defaults()
+    policy: PlanPolicy | None = None
+    settings: Settings = Settings()
+    source: str | None = field(default=None, compare=False)
+
+    def task(self, task_id: str) -> Task | None:
+        """The top-level task with this id, if any."""
+        return next((t for t in self.tasks if t.id == task_id), None)

@@ -1,0 +1,360 @@
+"""The one description of a plan file's fields, and the JSON Schema derived from it.
+
+The validator (:mod:`agentctl.plan.validate`) walks plan data with the type
+descriptors below to check types, required keys and unknown keys;
+:func:`plan_json_schema` turns the same descriptors into a JSON Schema (draft 2020-12)
+for editors (e.g. the YAML language server). Both read :data:`PLAN`, so the field
+lists exist exactly once. Called by the validator, by the CLI (to print the schema) and by tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
+AGENT_KINDS: tuple[str, ...] = ("script", "python", "llm")
+RESTARTS: tuple[str, ...] = ("permanent", "transient", "temporary")
+STRATEGIES: tuple[str, ...] = ("one_for_one", "one_for_all", "rest_for_one")
+DURABILITIES: tuple[str, ...] = ("none", "batch", "always")
+LOCK_MODES: tuple[str, ...] = ("read", "write")
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PYTHON_STEP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Type:
+    """A type descriptor: what a value must be, in words and as JSON Schema."""
+
+    def describe(self) -> str:
+        """What the type wants, for ``expected ...`` in error messages."""
+        raise NotImplementedError
+
+    def json(self) -> dict[str, Any]:
+        """The type as a JSON Schema fragment."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Str(Type):
+    """A string; ``pattern`` (a regex) when the form matters, ``hint`` says it in words."""
+
+    pattern: str | None = None
+    hint: str | None = None
+
+    def describe(self) -> str:
+        return self.hint or "string"
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "string"}
+        if self.pattern:
+            out["pattern"] = self.pattern
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Int(Type):
+    """An integer (never a boolean) at least ``minimum``."""
+
+    minimum: int | None = None
+
+    def describe(self) -> str:
+        return "integer" if self.minimum is None else f"integer >= {self.minimum}"
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "integer"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Num(Type):
+    """A number (integer or float, never a boolean) at least, or above, ``minimum``."""
+
+    minimum: float | None = None
+    exclusive: bool = False
+
+    def describe(self) -> str:
+        if self.minimum is None:
+            return "number"
+        return f"number {'>' if self.exclusive else '>='} {self.minimum:g}"
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "number"}
+        if self.minimum is not None:
+            out["exclusiveMinimum" if self.exclusive else "minimum"] = self.minimum
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Bool(Type):
+    """``true`` or ``false``."""
+
+    def describe(self) -> str:
+        return "boolean"
+
+    def json(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True, slots=True)
+class Enum(Type):
+    """One of a fixed set of strings."""
+
+    values: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+    def json(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.values)}
+
+
+@dataclass(frozen=True, slots=True)
+class AnyValue(Type):
+    """Anything at all (e.g. a message body or a ``done`` result)."""
+
+    def describe(self) -> str:
+        return "any value"
+
+    def json(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True, slots=True)
+class AnyMap(Type):
+    """A mapping with any keys and values (e.g. a tool's arguments)."""
+
+    def describe(self) -> str:
+        return "mapping"
+
+    def json(self) -> dict[str, Any]:
+        return {"type": "object"}
+
+
+@dataclass(frozen=True, slots=True)
+class Seq(Type):
+    """A list whose items are all of type ``item``."""
+
+    item: Type
+
+    def describe(self) -> str:
+        return f"list of {self.item.describe()}"
+
+    def json(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.item.json()}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One key of a mapping: its type, whether it must be there, and a line of help."""
+
+    name: str
+    type: Type
+    required: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Obj(Type):
+    """A mapping with known keys; any other key is an error."""
+
+    fields: tuple[Field, ...]
+    doc: str = ""
+
+    def describe(self) -> str:
+        return "mapping"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The known keys, in table order."""
+        return tuple(f.name for f in self.fields)
+
+    def get(self, name: str) -> Field | None:
+        """The field called ``name``, if known."""
+        return next((f for f in self.fields if f.name == name), None)
+
+    def json(self) -> dict[str, Any]:
+        props = {}
+        for f in self.fields:
+            props[f.name] = {**f.type.json(), **({"description": f.doc} if f.doc else {})}
+        out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+        required = [f.name for f in self.fields if f.required]
+        if required:
+            out["required"] = required
+        if self.doc:
+            out["description"] = self.doc
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class IntKeyed(Type):
+    """A mapping from integers >= 0 (written as numbers or digit strings) to ``value``."""
+
+    value: Type
+
+    def describe(self) -> str:
+        return "mapping of depth (integer >= 0) to rule"
+
+    def json(self) -> dict[str, Any]:
+        return {"type": "object", "patternProperties": {"^[0-9]+$": self.value.json()}, "additionalProperties": False}
+
+
+@dataclass(frozen=True, slots=True)
+class Either(Type):
+    """A short form (a scalar) or a long form (a mapping), chosen by the value's shape."""
+
+    short: Type
+    long: Obj
+
+    def describe(self) -> str:
+        return f"{self.short.describe()} or mapping with keys {', '.join(self.long.names)}"
+
+    def json(self) -> dict[str, Any]:
+        return {"oneOf": [self.short.json(), self.long.json()]}
+
+
+@dataclass(frozen=True, slots=True)
+class Steps(Type):
+    """A script: a list of one-key mappings ``{op: argument}`` (ops in :data:`STEP_OPS`)."""
+
+    def describe(self) -> str:
+        return "list of steps (one-key mappings such as {write: {path, content}})"
+
+    def json(self) -> dict[str, Any]:
+        return {"$ref": "#/$defs/steps"}
+
+
+BUDGET = Obj(
+    (
+        Field("max_steps", Int(1), doc="steps the agent may take"),
+        Field("max_children", Int(0), doc="direct children it may spawn"),
+        Field("max_seconds", Num(0, exclusive=True), doc="wall-clock deadline in seconds"),
+        Field("max_tool_calls", Int(0), doc="tool calls it may make"),
+        Field("max_tokens", Int(1), doc="LLM tokens it may use"),
+        Field("tick_ms", Int(1), doc="wake-up period in milliseconds"),
+    ),
+    doc="Limits; a missing limit is unlimited.",
+)
+TOOLS = Seq(Str())
+TOPOLOGY = Obj(
+    (
+        Field("allow_peer", Bool(), doc="may message any agent"),
+        Field("peer_via_parent", Bool(), doc="messages to other peers are relayed by the parent"),
+    )
+)
+
+SPAWN = Obj(
+    (
+        Field("id", Str(TASK_ID_PATTERN, "agent id (letters, digits, '_', '.', '-')"), required=True),
+        Field("agent", Enum(("script",)), doc="children spawned by scripts are scripts"),
+        Field("steps", Steps(), required=True),
+        Field("tools", TOOLS),
+        Field("budget", BUDGET),
+        Field("model", Str()),
+    ),
+    doc="A child agent running its own script.",
+)
+
+STEP_OPS: Mapping[str, Type] = {
+    "write": Obj((Field("path", Str(), required=True), Field("content", Str(), required=True))),
+    "append": Obj((Field("path", Str(), required=True), Field("content", Str(), required=True))),
+    "sleep": Num(0),
+    "send": Obj((Field("to", Str(), required=True), Field("kind", Str()), Field("body", AnyValue()))),
+    "spawn": SPAWN,
+    "lock": Either(
+        Str(),
+        Obj((Field("path", Str(), required=True), Field("mode", Enum(LOCK_MODES)), Field("timeout", Num(0)))),
+    ),
+    "unlock": Str(),
+    "wait": Either(Str(), Obj((Field("kind", Str(), required=True), Field("timeout", Num(0))))),
+    "call": Obj((Field("tool", Str(), required=True), Field("args", AnyMap()))),
+    "fail": Str(),
+    "done": AnyValue(),
+}
+
+TASK = Obj(
+    (
+        Field("id", Str(TASK_ID_PATTERN, "task id (letters, digits, '_', '.', '-')"), required=True),
+        Field("agent", Enum(AGENT_KINDS), required=True, doc="script, python or llm"),
+        Field("instructions", Str(), doc="what an llm agent is asked to do"),
+        Field("model", Str()),
+        Field("tools", TOOLS),
+        Field("budget", BUDGET),
+        Field("depends_on", Seq(Str()), doc="tasks that must finish first"),
+        Field("steps", Steps(), doc="the script of a script agent"),
+        Field("step", Str(PYTHON_STEP_PATTERN, "'module:function'"), doc="a python agent's step function"),
+        Field("restart", Enum(RESTARTS)),
+        Field("topology", TOPOLOGY),
+    ),
+    doc="One top-level agent.",
+)
+
+DEFAULTS = Obj(
+    (
+        Field("provider", Str()),
+        Field("model", Str()),
+        Field("base_url", Str()),
+        Field("budget", BUDGET),
+        Field("tools", TOOLS),
+        Field("restart", Enum(RESTARTS)),
+    ),
+    doc="What every task gets unless it says otherwise.",
+)
+
+SETTINGS = Obj(
+    (
+        Field("shell", Bool(), doc="enable the shell tool"),
+        Field("llm_workers", Int(1)),
+        Field("tool_workers", Int(1)),
+        Field("durability", Enum(DURABILITIES)),
+        Field("inbox_size", Int(1)),
+        Field("strategy", Enum(STRATEGIES)),
+        Field("max_restarts", Int(0)),
+        Field("restart_period", Num(0, exclusive=True)),
+    ),
+    doc="How the run is set up.",
+)
+
+POLICY_RULE = Obj((Field("models", Seq(Str())), Field("tools", TOOLS), Field("budget", BUDGET)))
+POLICY = Obj(
+    (
+        Field("model_rank", Seq(Str()), doc="models, largest first"),
+        Field("depth", IntKeyed(POLICY_RULE), doc="rules by depth; a rule covers deeper levels too"),
+    ),
+    doc="What deeper agents may have.",
+)
+
+PLAN = Obj(
+    (
+        Field("name", Str(), required=True),
+        Field("tasks", Seq(TASK), required=True),
+        Field("defaults", DEFAULTS),
+        Field("policy", POLICY),
+        Field("settings", SETTINGS),
+    ),
+    doc="An agentctl plan.",
+)
+
+
+def _step_schema() -> dict[str, Any]:
+    variants = [
+        {"type": "object", "properties": {op: t.json()}, "required": [op], "additionalProperties": False}
+        for op, t in STEP_OPS.items()
+    ]
+    return {"type": "array", "items": {"oneOf": variants}}
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of a plan file, for editors.
+
+    Returns:
+        A plain, JSON-serialisable dict.
+    """
+    schema = PLAN.json()
+    schema["$schema"] = SCHEMA_URI
+    schema["$id"] = "https://agentctl.dev/schemas/plan.json"
+    schema["title"] = "agentctl plan"
+    schema["$defs"] = {"steps": _step_schema()}
+    return schema

@@ -1,0 +1,335 @@
+"""Check plain plan data and build a :class:`~agentctl.plan.model.Plan`, or raise the first error.
+
+Called by :mod:`agentctl.plan.load` after parsing YAML or EDN into plain dicts and lists
+(plus, for YAML, a map from key path to line). Checking happens in two passes: the
+shape pass walks the data with the type table of :mod:`agentctl.plan.schema` (types,
+required keys, unknown keys with a did-you-mean), then the meaning pass checks what a
+table can't say (what each agent kind needs, duplicate ids, dependencies, cycles).
+Every error is a :class:`~agentctl.errors.PlanError` naming the file, the 1-based line
+(when known) and the key path, e.g. ``tasks[2].budget.max_steps``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+from ..errors import PlanError
+from ..policy import Budget, PolicyRule
+from . import schema as s
+from .model import Defaults, FrozenDict, Plan, PlanPolicy, Settings, Step, Task, freeze
+
+Path = tuple[str | int, ...]
+Lines = Mapping[Path, int]
+
+
+def format_path(path: Path) -> str:
+    """``("tasks", 2, "budget")`` -> ``tasks[2].budget``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def describe_value(value: Any) -> str:
+    """A value as error messages show it: ``string 'ten'``, ``integer 5``, ``list``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
+
+
+def _suggest(word: object, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Checker:
+    """Walks data against type descriptors; knows the file and lines to blame."""
+
+    def __init__(self, file: str | None, lines: Lines | None) -> None:
+        self.file = file
+        self.lines: Lines = lines or {}
+
+    def line(self, path: Path) -> int | None:
+        """The line of ``path``, else of its nearest ancestor that has one."""
+        while True:
+            if path in self.lines:
+                return self.lines[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def fail(self, message: str, path: Path, *, expected: str | None = None, got: str | None = None,
+             line: int | None = None) -> NoReturn:
+        raise PlanError(message, file=self.file, line=line if line is not None else self.line(path),
+                        path=format_path(path) or None, expected=expected, got=got)
+
+    def wrong_type(self, t: s.Type, value: Any, path: Path) -> NoReturn:
+        self.fail("wrong type", path, expected=t.describe(), got=describe_value(value))
+
+    def check(self, t: s.Type, value: Any, path: Path) -> None:
+        """Raise the first way ``value`` at ``path`` does not fit ``t``."""
+        if isinstance(t, s.AnyValue):
+            return
+        if isinstance(t, s.Str):
+            self._check_str(t, value, path)
+        elif isinstance(t, (s.Int, s.Num)):
+            self._check_number(t, value, path)
+        elif isinstance(t, s.Bool):
+            if not isinstance(value, bool):
+                self.wrong_type(t, value, path)
+        elif isinstance(t, s.Enum):
+            if not isinstance(value, str):
+                self.wrong_type(t, value, path)
+            if value not in t.values:
+                self.fail(f"unknown value {value!r}{_suggest(value, t.values)}", path,
+                          expected=t.describe(), got=describe_value(value))
+        elif isinstance(t, s.AnyMap):
+            if not isinstance(value, Mapping):
+                self.wrong_type(t, value, path)
+        elif isinstance(t, s.Seq):
+            if not isinstance(value, list):
+                self.wrong_type(t, value, path)
+            for i, item in enumerate(value):
+                self.check(t.item, item, (*path, i))
+        elif isinstance(t, s.Obj):
+            self._check_obj(t, value, path)
+        elif isinstance(t, s.IntKeyed):
+            self._check_int_keyed(t, value, path)
+        elif isinstance(t, s.Either):
+            self.check(t.long if isinstance(value, Mapping) else t.short, value, path)
+        elif isinstance(t, s.Steps):
+            self._check_steps(t, value, path)
+        else:  # pragma: no cover - a new descriptor without a checker is a bug here
+            raise TypeError(f"no checker for {t!r}")
+
+    def _check_str(self, t: s.Str, value: Any, path: Path) -> None:
+        if not isinstance(value, str):
+            self.wrong_type(t, value, path)
+        if t.pattern and not re.fullmatch(t.pattern, value):
+            self.fail("invalid value", path, expected=t.describe(), got=describe_value(value))
+
+    def _check_number(self, t: s.Int | s.Num, value: Any, path: Path) -> None:
+        kinds = int if isinstance(t, s.Int) else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            self.wrong_type(t, value, path)
+        low = t.minimum
+        exclusive = isinstance(t, s.Num) and t.exclusive
+        if low is not None and (value < low or (exclusive and value == low)):
+            self.fail("value out of range", path, expected=t.describe(), got=describe_value(value))
+
+    def _check_obj(self, t: s.Obj, value: Any, path: Path) -> None:
+        if not isinstance(value, Mapping):
+            self.wrong_type(t, value, path)
+        for key, item in value.items():
+            spec = t.get(key) if isinstance(key, str) else None
+            if spec is None:
+                self.fail(f"unknown key {key!r}{_suggest(key, t.names)}", (*path, key),
+                          expected="one of " + ", ".join(t.names), got=describe_value(key))
+            self.check(spec.type, item, (*path, key))
+        for spec in t.fields:
+            if spec.required and spec.name not in value:
+                self.fail(f"missing required key {spec.name!r}", path, expected=spec.type.describe(), got="nothing")
+
+    def _check_int_keyed(self, t: s.IntKeyed, value: Any, path: Path) -> None:
+        if not isinstance(value, Mapping):
+            self.wrong_type(t, value, path)
+        for key, item in value.items():
+            ok = (isinstance(key, int) and not isinstance(key, bool) and key >= 0) or (
+                isinstance(key, str) and key.isdigit())
+            if not ok:
+                self.fail("invalid depth", (*path, key), expected="integer >= 0", got=describe_value(key))
+            self.check(t.value, item, (*path, key))
+
+    def _check_steps(self, t: s.Steps, value: Any, path: Path) -> None:
+        if not isinstance(value, list):
+            self.wrong_type(t, value, path)
+        for i, step in enumerate(value):
+            here = (*path, i)
+            if not isinstance(step, Mapping) or len(step) != 1:
+                got = describe_value(step) if not isinstance(step, Mapping) else (
+                    "mapping with keys " + ", ".join(repr(k) for k in step) if step else "empty mapping")
+                self.fail("a step is a mapping with exactly one key, the op", here,
+                          expected="{op: argument}", got=got)
+            (op, arg), = step.items()
+            if op not in s.STEP_OPS:
+                self.fail(f"unknown step op {op!r}{_suggest(op, tuple(s.STEP_OPS))}", (*here, op),
+                          expected="one of " + ", ".join(s.STEP_OPS), got=describe_value(op))
+            self.check(s.STEP_OPS[op], arg, (*here, op))
+
+
+def _tuple(value: list[Any] | None) -> tuple[Any, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _budget(value: Mapping[str, Any] | None) -> Budget | None:
+    return None if value is None else Budget.from_mapping(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class _Builder:
+    """Turns shape-checked data into model values, checking what the table can't say."""
+
+    def __init__(self, checker: _Checker) -> None:
+        self.c = checker
+
+    def task(self, d: Mapping[str, Any], path: Path) -> Task:
+        agent = d.get("agent", "script")
+        needs = {"python": "step", "llm": "instructions", "script": "steps"}[agent]
+        if needs not in d:
+            self.c.fail(f"missing required key {needs!r}: agent {agent!r} needs it", path)
+        for key, only in (("steps", "script"), ("step", "python")):
+            if key in d and agent != only:
+                self.c.fail(f"{key!r} only applies to agent {only!r}, this task is agent {agent!r}", (*path, key))
+        topology = d.get("topology")
+        return Task(
+            id=d["id"], agent=agent, instructions=d.get("instructions"), model=d.get("model"),
+            tools=_tuple(d.get("tools")), budget=_budget(d.get("budget")),
+            depends_on=tuple(d.get("depends_on", ())), steps=self.steps(d.get("steps", []), (*path, "steps")),
+            step=d.get("step"), restart=d.get("restart"),
+            topology=None if topology is None else FrozenDict(topology), line=self.c.line(path),
+        )
+
+    def steps(self, items: list[Mapping[str, Any]], path: Path) -> tuple[Step, ...]:
+        out = []
+        for i, item in enumerate(items):
+            (op, arg), = item.items()
+            out.append(Step(op, self.step_arg(op, arg, (*path, i, op)), line=self.c.line((*path, i))))
+        return tuple(out)
+
+    def step_arg(self, op: str, arg: Any, path: Path) -> Any:
+        # One shape per op (short forms expanded, defaults filled) so the runtime never guesses.
+        if op == "sleep":
+            return float(arg)
+        if op == "send":
+            return FrozenDict(to=arg["to"], kind=arg.get("kind", "chat"), body=freeze(arg.get("body")))
+        if op == "spawn":
+            return self.task(arg, path)
+        if op == "lock":
+            arg = {"path": arg} if isinstance(arg, str) else arg
+            return FrozenDict(path=arg["path"], mode=arg.get("mode", "write"), timeout=float(arg.get("timeout", 0)))
+        if op == "wait":
+            arg = {"kind": arg} if isinstance(arg, str) else arg
+            return FrozenDict(kind=arg["kind"], timeout=_float(arg.get("timeout")))
+        if op == "call":
+            return FrozenDict(tool=arg["tool"], args=freeze(arg.get("args") or {}))
+        return freeze(arg)
+
+    def policy(self, d: Mapping[str, Any] | None) -> PlanPolicy | None:
+        if d is None:
+            return None
+        rules = []
+        for depth, rule in (d.get("depth") or {}).items():
+            tools = rule.get("tools")
+            rules.append((int(depth), PolicyRule(
+                models=_tuple(rule.get("models")), tools=None if tools is None else frozenset(tools),
+                budget=Budget.from_mapping(rule.get("budget")))))
+        return PlanPolicy(model_rank=tuple(d.get("model_rank", ())), depth=tuple(sorted(rules, key=lambda r: r[0])))
+
+
+def _check_graph(c: _Checker, tasks: tuple[Task, ...]) -> None:
+    seen: dict[str, int] = {}
+    for i, task in enumerate(tasks):
+        if task.id in seen:
+            j = seen[task.id]
+            first = f"tasks[{j}]" + (f" (line {tasks[j].line})" if tasks[j].line is not None else "")
+            c.fail(f"duplicate task id {task.id!r}, already used by {first}", ("tasks", i, "id"))
+        seen[task.id] = i
+    ids = tuple(seen)
+    for i, task in enumerate(tasks):
+        for k, dep in enumerate(task.depends_on):
+            if dep not in seen:
+                c.fail(f"depends_on names unknown task {dep!r}{_suggest(dep, ids)}", ("tasks", i, "depends_on", k))
+        for spawned, path in _spawns(task.steps, ("tasks", i, "steps")):
+            if spawned.id in seen:
+                c.fail(f"spawned child id {spawned.id!r} is already a task id", (*path, "id"))
+    cycle = _find_cycle(tasks)
+    if cycle:
+        i = seen[cycle[0]]
+        k = tasks[i].depends_on.index(cycle[1])
+        c.fail("dependency cycle: " + " -> ".join(cycle), ("tasks", i, "depends_on", k))
+
+
+def _spawns(steps: tuple[Step, ...], path: Path) -> list[tuple[Task, Path]]:
+    out: list[tuple[Task, Path]] = []
+    for i, step in enumerate(steps):
+        if step.op == "spawn":
+            out.append((step.arg, (*path, i, "spawn")))
+            out.extend(_spawns(step.arg.steps, (*path, i, "spawn", "steps")))
+    return out
+
+
+def _find_cycle(tasks: tuple[Task, ...]) -> list[str] | None:
+    """The first dependency cycle in file order, as ids ending where it started."""
+    deps = {t.id: t.depends_on for t in tasks}
+    done: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> list[str] | None:
+        if node in stack:
+            return stack[stack.index(node):] + [node]
+        if node in done:
+            return None
+        stack.append(node)
+        for dep in deps.get(node, ()):
+            found = visit(dep, stack)
+            if found:
+                return found
+        stack.pop()
+        done.add(node)
+        return None
+
+    for t in tasks:
+        found = visit(t.id, [])
+        if found:
+            return found
+    return None
+
+
+def validate_plan(data: Any, file: str | None = None, lines: Lines | None = None) -> Plan:
+    """Check plain plan data and build the :class:`Plan`, or raise the first :class:`PlanError`.
+
+    Args:
+        data: the parsed file: dicts, lists and scalars.
+        file: the file name, for messages and ``Plan.source``.
+        lines: key path -> 1-based line (YAML); ``None`` when the syntax has no lines.
+
+    Raises:
+        PlanError: with ``file``, ``line``, ``path``, ``expected`` and ``got`` where known.
+    """
+    c = _Checker(file, lines)
+    if not isinstance(data, Mapping):
+        c.fail("a plan is a mapping with keys " + ", ".join(s.PLAN.names), (), expected="mapping",
+               got=describe_value(data))
+    c.check(s.PLAN, data, ())
+    b = _Builder(c)
+    tasks = tuple(b.task(t, ("tasks", i)) for i, t in enumerate(data["tasks"]))
+    _check_graph(c, tasks)
+    d = data.get("defaults") or {}
+    defaults = Defaults(
+        provider=d.get("provider"), model=d.get("model"), base_url=d.get("base_url"),
+        budget=Budget.from_mapping(d.get("budget")), tools=_tuple(d.get("tools")),
+        restart=d.get("restart", "transient"),
+    )
+    st = dict(data.get("settings") or {})
+    if "restart_period" in st:
+        st["restart_period"] = float(st["restart_period"])
+    return Plan(name=data["name"], tasks=tasks, defaults=defaults, policy=b.policy(data.get("policy")),
+                settings=Settings(**st), source=file)

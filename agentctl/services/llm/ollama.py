@@ -1,0 +1,215 @@
+"""The Ollama provider: ``POST {host}/api/chat``, plain or NDJSON streaming.
+
+Built by :func:`agentctl.services.llm.config.provider_from_config` (or directly) and
+called by the work plane through the :class:`~agentctl.services.llm.base.Provider`
+protocol. Retries, the host pool and error wording live in
+:mod:`agentctl.services.llm.http`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from agentctl.errors import LLMError
+from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall, ToolSpec
+from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt, normalize_hosts
+from agentctl.services.llm.wire import ToolNames, decode_arguments, plain, text_content
+
+__all__ = ["OllamaProvider", "to_ollama_messages", "to_ollama_tools"]
+
+# Request options Ollama takes at the top level of the body rather than in ``options``.
+_TOP_LEVEL = frozenset({"format", "keep_alive", "think"})
+_RENAMED = {"max_tokens": "num_predict"}
+
+
+class OllamaProvider:
+    """Chat with one or more Ollama servers.
+
+    Args:
+        hosts: base URLs (``http://host:11434``), a list or a comma-separated string.
+        model: model used when a request names none.
+        timeout: seconds allowed for connecting and between bytes of the reply.
+        retries: extra attempts after the first on connection errors, timeouts, 429, 5xx.
+        backoff: base seconds of the exponential backoff (full jitter).
+        stream: ask for NDJSON streaming (keeps long generations from hitting
+            proxies' idle timeouts).
+        keep_alive: how long Ollama keeps the model loaded (``"5m"``, ``"-1"``).
+        think: turn a thinking model's reasoning on or off; None leaves Ollama's default.
+        transport: an httpx transport (tests, proxies).
+        cooldown: seconds a host that refused a connection is skipped.
+    """
+
+    name = "ollama"
+
+    def __init__(
+        self,
+        hosts: Sequence[str] | str = "http://localhost:11434",
+        *,
+        model: str | None = None,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        stream: bool = False,
+        keep_alive: str | None = None,
+        think: bool | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        cooldown: float = 30.0,
+    ) -> None:
+        self.model = model
+        self.stream = stream
+        self.keep_alive = keep_alive
+        self.think = think
+        self.http = PooledHTTP(
+            normalize_hosts(hosts, default_port=11434),
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            cooldown=cooldown,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"OllamaProvider(hosts={self.http.pool.hosts!r}, model={self.model!r})"
+
+    async def chat(self, request: ChatRequest) -> ChatReply:
+        """Send ``request`` to ``/api/chat`` and decode the reply.
+
+        Raises:
+            LLMError: no model, every attempt failed, or the reply is unusable.
+        """
+        model = request.model or self.model
+        if not model:
+            raise LLMError("ollama: no model given (set it on the request or the provider)")
+        names = ToolNames(t.name for t in request.tools)
+        body = self._body(model, request, names)
+
+        async def read(response: httpx.Response) -> ChatReply:
+            if self.stream:
+                return await _read_stream(response, names, model)
+            await response.aread()
+            return _parse_reply(_json_object(response.text), names, model)
+
+        return await self.http.post("/api/chat", body, read, timeout=request.timeout)
+
+    def _body(self, model: str, request: ChatRequest, names: ToolNames) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": to_ollama_messages(request.messages, names),
+            "stream": self.stream,
+        }
+        if request.tools:
+            body["tools"] = to_ollama_tools(request.tools, names)
+        if self.think is not None:
+            body["think"] = self.think
+        if self.keep_alive is not None:
+            body["keep_alive"] = self.keep_alive
+        options: dict[str, Any] = {}
+        for key, value in request.options.items():
+            if key in _TOP_LEVEL:
+                body[key] = plain(value)
+            else:
+                options[_RENAMED.get(key, key)] = plain(value)
+        if options:
+            body["options"] = options
+        return body
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.http.aclose()
+
+    def statistics(self) -> HTTPStatistics:
+        """Requests, retries, failures and per-host state."""
+        return self.http.statistics()
+
+
+def to_ollama_tools(tools: Sequence[ToolSpec], names: ToolNames) -> list[dict[str, Any]]:
+    """``tools`` in Ollama's function format, under their wire names."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": names.to_wire(t.name), "description": t.description, "parameters": plain(t.parameters)},
+        }
+        for t in tools
+    ]
+
+
+def to_ollama_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
+    """agentctl conversation messages in Ollama's wire format."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        msg: dict[str, Any] = {"role": m.get("role", "user"), "content": text_content(m.get("content"))}
+        if msg["role"] == "assistant" and m.get("tool_calls"):
+            msg["tool_calls"] = [
+                {"function": {"name": names.to_wire(c["name"]), "arguments": plain(c.get("arguments") or {})}}
+                for c in m["tool_calls"]
+            ]
+        if msg["role"] == "tool" and m.get("name"):
+            msg["tool_name"] = names.to_wire(m["name"])
+        if m.get("images"):
+            msg["images"] = list(m["images"])
+        out.append(msg)
+    return out
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise LLMError(f"malformed reply, not JSON: {excerpt(text)}") from None
+    if not isinstance(value, dict):
+        raise LLMError(f"malformed reply, not a JSON object: {excerpt(text)}")
+    if "error" in value:
+        raise LLMError(f"server error: {excerpt(str(value['error']))}")
+    return value
+
+
+def _tool_calls(raw: Any, names: ToolNames) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    for item in raw or ():
+        fn = item.get("function") or {}
+        if not fn.get("name"):
+            raise LLMError(f"malformed tool call without a name: {excerpt(json.dumps(item))}")
+        arguments, error = decode_arguments(fn.get("arguments"))
+        call_id = item.get("id") or f"call_{uuid.uuid4().hex[:12]}"
+        calls.append(ToolCall(id=call_id, name=names.from_wire(fn["name"]), arguments=arguments, error=error))
+    return calls
+
+
+def _parse_reply(data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
+    message = data.get("message")
+    if not isinstance(message, Mapping):
+        raise LLMError(f"malformed reply, no message: {excerpt(json.dumps(data))}")
+    return ChatReply(
+        content=message.get("content") or "",
+        tool_calls=tuple(_tool_calls(message.get("tool_calls"), names)),
+        prompt_tokens=int(data.get("prompt_eval_count") or 0),
+        completion_tokens=int(data.get("eval_count") or 0),
+        model=data.get("model") or model,
+    )
+
+
+async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
+    """Accumulate NDJSON chunks until the one with ``done: true``."""
+    content: list[str] = []
+    calls: list[ToolCall] = []
+    async for line in response.aiter_lines():
+        if not line.strip():
+            continue
+        chunk = _json_object(line)
+        message = chunk.get("message") or {}
+        content.append(message.get("content") or "")
+        calls.extend(_tool_calls(message.get("tool_calls"), names))
+        if chunk.get("done"):
+            return ChatReply(
+                content="".join(content),
+                tool_calls=tuple(calls),
+                prompt_tokens=int(chunk.get("prompt_eval_count") or 0),
+                completion_tokens=int(chunk.get("eval_count") or 0),
+                model=chunk.get("model") or model,
+            )
+    raise LLMError("stream ended before a chunk with done: true")

@@ -1,0 +1,242 @@
+"""The OpenAI-compatible provider: ``POST {base}/chat/completions``, plain or SSE streaming.
+
+Speaks to OpenAI and to the many servers that copy its API (llama.cpp's server, vLLM,
+LM Studio, ...). Built by :func:`agentctl.services.llm.config.provider_from_config` (or
+directly) and called by the work plane through the
+:class:`~agentctl.services.llm.base.Provider` protocol. Retries, the host pool and error
+wording live in :mod:`agentctl.services.llm.http`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from agentctl.errors import LLMError
+from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall, ToolSpec
+from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt, normalize_hosts
+from agentctl.services.llm.wire import ToolNames, decode_arguments, plain, text_content
+
+__all__ = ["OpenAIProvider", "to_openai_messages", "to_openai_tools"]
+
+_RESERVED = frozenset({"model", "messages", "tools", "stream", "stream_options"})
+
+
+class OpenAIProvider:
+    """Chat with an OpenAI-compatible API at one or more base URLs.
+
+    Args:
+        base_urls: base URLs ending in the API version (``http://host:8000/v1``), a list
+            or a comma-separated string.
+        api_key: sent as ``Authorization: Bearer``; never appears in errors or repr.
+        model: model used when a request names none.
+        timeout: seconds allowed for connecting and between bytes of the reply.
+        retries: extra attempts after the first on connection errors, timeouts, 429, 5xx.
+        backoff: base seconds of the exponential backoff (full jitter).
+        stream: ask for SSE streaming (with usage in the last chunk).
+        transport: an httpx transport (tests, proxies).
+        cooldown: seconds a host that refused a connection is skipped.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_urls: Sequence[str] | str = "http://localhost:8000/v1",
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        stream: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        cooldown: float = 30.0,
+    ) -> None:
+        self.model = model
+        self.stream = stream
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = PooledHTTP(
+            normalize_hosts(base_urls),
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            cooldown=cooldown,
+            headers=headers,
+            secrets=(api_key,) if api_key else (),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(base_urls={self.http.pool.hosts!r}, model={self.model!r})"
+
+    async def chat(self, request: ChatRequest) -> ChatReply:
+        """Send ``request`` to ``/chat/completions`` and decode the reply.
+
+        Raises:
+            LLMError: no model, every attempt failed, or the reply is unusable.
+        """
+        model = request.model or self.model
+        if not model:
+            raise LLMError("openai: no model given (set it on the request or the provider)")
+        names = ToolNames(t.name for t in request.tools)
+        body: dict[str, Any] = {"model": model, "messages": to_openai_messages(request.messages, names)}
+        if request.tools:
+            body["tools"] = to_openai_tools(request.tools, names)
+        # Options are extra top-level fields (temperature, max_tokens, seed, ...).
+        body.update({k: plain(v) for k, v in request.options.items() if k not in _RESERVED})
+        body["stream"] = self.stream
+        if self.stream:
+            body["stream_options"] = {"include_usage": True}
+
+        async def read(response: httpx.Response) -> ChatReply:
+            if self.stream:
+                return await _read_stream(response, names, model)
+            await response.aread()
+            return _parse_reply(_json_object(response.text), names, model)
+
+        return await self.http.post("/chat/completions", body, read, timeout=request.timeout)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.http.aclose()
+
+    def statistics(self) -> HTTPStatistics:
+        """Requests, retries, failures and per-host state."""
+        return self.http.statistics()
+
+
+def to_openai_tools(tools: Sequence[ToolSpec], names: ToolNames) -> list[dict[str, Any]]:
+    """``tools`` in OpenAI's function format, under their wire names."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": names.to_wire(t.name), "description": t.description, "parameters": plain(t.parameters)},
+        }
+        for t in tools
+    ]
+
+
+def to_openai_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
+    """agentctl conversation messages in OpenAI's wire format."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = m.get("role", "user")
+        msg: dict[str, Any] = {"role": role, "content": text_content(m.get("content"))}
+        if role == "assistant" and m.get("tool_calls"):
+            # content must be "" and not null: llama.cpp's server answers HTTP 500 to null.
+            msg["tool_calls"] = [
+                {
+                    "id": c.get("id") or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": names.to_wire(c["name"]), "arguments": json.dumps(plain(c.get("arguments") or {}))},
+                }
+                for i, c in enumerate(m["tool_calls"])
+            ]
+        if role == "tool":
+            msg["tool_call_id"] = m.get("tool_call_id") or ""
+        out.append(msg)
+    return out
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise LLMError(f"malformed reply, not JSON: {excerpt(text)}") from None
+    if not isinstance(value, dict):
+        raise LLMError(f"malformed reply, not a JSON object: {excerpt(text)}")
+    if value.get("error"):
+        error = value["error"]
+        detail = error.get("message", error) if isinstance(error, Mapping) else error
+        raise LLMError(f"server error: {excerpt(str(detail))}")
+    return value
+
+
+def _call(call_id: str | None, name: str | None, arguments: Any, names: ToolNames) -> ToolCall:
+    if not name:
+        raise LLMError("malformed tool call without a function name")
+    decoded, error = decode_arguments(arguments)
+    return ToolCall(id=call_id or f"call_{uuid.uuid4().hex[:12]}", name=names.from_wire(name), arguments=decoded, error=error)
+
+
+def _parse_reply(data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
+    choices = data.get("choices")
+    if not choices or not isinstance(choices[0].get("message"), Mapping):
+        raise LLMError(f"malformed reply, no choices[0].message: {excerpt(json.dumps(data))}")
+    message = choices[0]["message"]
+    calls = [
+        _call(c.get("id"), (c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments"), names)
+        for c in message.get("tool_calls") or ()
+    ]
+    usage = data.get("usage") or {}
+    return ChatReply(
+        content=message.get("content") or "",
+        tool_calls=tuple(calls),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        model=data.get("model") or model,
+    )
+
+
+@dataclass(slots=True)
+class _PartialCall:
+    """A streamed tool call being assembled from its fragments."""
+
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
+    """Assemble ``data:`` chunks until ``data: [DONE]`` (or a finish reason and EOF)."""
+    content: list[str] = []
+    partial: dict[int, _PartialCall] = {}
+    usage: Mapping[str, Any] = {}
+    seen_model: str | None = None
+    finished = False
+    async for line in response.aiter_lines():
+        line = line.strip()
+        if not line.startswith("data:"):
+            continue  # blank separators, ": keep-alive" comments, "event:" lines
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            finished = True
+            break
+        chunk = _json_object(payload)
+        seen_model = chunk.get("model") or seen_model
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content.append(delta.get("content") or "")
+            for piece in delta.get("tool_calls") or ():
+                _merge(partial, piece)
+            finished = finished or bool(choice.get("finish_reason"))
+    if not finished:
+        raise LLMError("stream ended without [DONE] or a finish reason")
+    calls = [_call(p.id, p.name, "".join(p.arguments), names) for _, p in sorted(partial.items())]
+    return ChatReply(
+        content="".join(content),
+        tool_calls=tuple(calls),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        model=seen_model or model,
+    )
+
+
+def _merge(partial: dict[int, _PartialCall], piece: Mapping[str, Any]) -> None:
+    """Fold one streamed tool-call fragment into the call at its ``index``."""
+    index = int(piece.get("index", len(partial)))
+    call = partial.setdefault(index, _PartialCall())
+    call.id = piece.get("id") or call.id
+    fn = piece.get("function") or {}
+    # The name comes whole in the first fragment; some servers repeat it later.
+    if fn.get("name") and not call.name:
+        call.name = fn["name"]
+    if fn.get("arguments"):
+        call.arguments.append(fn["arguments"])

@@ -1,0 +1,109 @@
+"""Wire-format helpers shared by the HTTP LLM providers (Ollama, OpenAI-compatible).
+
+Used by :mod:`agentctl.services.llm.ollama` and :mod:`agentctl.services.llm.openai`:
+
+* :class:`ToolNames` — the reversible mapping between agentctl tool names such as
+  ``fs/write`` and the ``[A-Za-z0-9_-]{1,64}`` names function-calling APIs accept;
+* :func:`decode_arguments` — a model's tool-call arguments as a dict, or an error;
+* :func:`plain` and :func:`text_content` — values made JSON-ready for the wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["ToolNames", "decode_arguments", "plain", "text_content"]
+
+_WIRE_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_WIRE_BAD = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class ToolNames:
+    """Reversible, collision-safe mapping of agentctl tool names to wire names.
+
+    ``fs/write`` becomes ``fs__write``; other characters outside ``[A-Za-z0-9_-]`` become
+    ``_``; names longer than 64 characters are cut and given a hash suffix. Names that
+    are already valid are kept as they are and win over mapped ones; a mapped name that
+    collides gets a numeric suffix. The reverse lookup is exact, so the model's
+    ``fs__write`` comes back as ``fs/write``.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._to_wire: dict[str, str] = {}
+        self._from_wire: dict[str, str] = {}
+        names = list(dict.fromkeys(names))
+        for name in names:
+            if _WIRE_OK.match(name):
+                self._bind(name, name)
+        for name in names:
+            if name not in self._to_wire:
+                self._bind(name, self._free(_mangle(name)))
+
+    def _bind(self, name: str, wire: str) -> None:
+        self._to_wire[name] = wire
+        self._from_wire[wire] = name
+
+    def _free(self, wire: str) -> str:
+        candidate, n = wire, 2
+        while candidate in self._from_wire:
+            suffix = f"_{n}"
+            candidate = wire[: 64 - len(suffix)] + suffix
+            n += 1
+        return candidate
+
+    def to_wire(self, name: str) -> str:
+        """The wire name of ``name`` (names outside the tool list are mangled the same way)."""
+        return self._to_wire.get(name) or _mangle(name)
+
+    def from_wire(self, wire: str) -> str:
+        """The agentctl name of the model's ``wire`` name (unknown names come back stripped)."""
+        # llama.cpp's legacy function_call names carry stray ':' and spaces.
+        cleaned = wire.strip().rstrip(":").strip()
+        if cleaned in self._from_wire:
+            return self._from_wire[cleaned]
+        return cleaned
+
+
+def _mangle(name: str) -> str:
+    wire = _WIRE_BAD.sub("_", name.replace("/", "__")) or "_"
+    if len(wire) > 64:
+        wire = wire[:55] + "_" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return wire
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every Mapping turned into a dict and every sequence into a list."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
+    """Tool-call arguments as a dict, or ``({}, error)`` when they are not a JSON object."""
+    if raw is None or raw == "":
+        return {}, None
+    if isinstance(raw, Mapping):
+        return dict(raw), None
+    if not isinstance(raw, str):
+        return {}, f"tool arguments must be a JSON object, got {type(raw).__name__}"
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        shown = raw if len(raw) <= 120 else raw[:117] + "..."
+        return {}, f"tool arguments are not valid JSON ({exc}): {shown}"
+    if not isinstance(value, dict):
+        return {}, f"tool arguments must be a JSON object, got {type(value).__name__}"
+    return value, None
+
+
+def text_content(content: Any) -> str:
+    """A message's content as the string the wire wants (``None`` becomes ``""``)."""
+    if content is None:
+        return ""
+    return content if isinstance(content, str) else json.dumps(plain(content))

@@ -1,0 +1,250 @@
+"""Small but real HTTP/1.1 servers speaking Ollama's and OpenAI's chat protocols, for tests.
+
+Used by ``tests/test_llm_*.py``: :func:`running_server` starts an anyio TCP listener on
+127.0.0.1 (port 0) inside the test's own event loop, answers ``POST /api/chat`` in
+Ollama's format and ``POST .../chat/completions`` in OpenAI's, plain or streaming
+(NDJSON / SSE, sent with chunked transfer encoding), following a per-test script of
+:class:`Behaviour` values, and records every request it got so tests can assert the
+wire format. Run ``python tests/llm_servers.py --port 0`` for a standalone server that
+prints its port and always answers "hello".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What the server does for one request.
+
+    ``tool_calls`` are ``(wire_name, arguments)``; arguments that are a ``str`` are sent
+    verbatim (so tests can send bad JSON). ``body`` replaces the whole reply body (for
+    malformed replies); ``delay`` is slept before answering.
+    """
+
+    content: str = "hello"
+    tool_calls: Sequence[tuple[str, Any]] = ()
+    status: int = 200
+    body: str | None = None
+    delay: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    prompt_tokens: int = 11
+    completion_tokens: int = 5
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request the server got: lower-cased headers and the JSON body (or raw text)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: Any
+
+
+class LLMServer:
+    """Answers chat requests from a script; ``default`` once the script runs out."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.script: deque[Behaviour] = deque()
+        self.default = Behaviour()
+        self.requests: list[Recorded] = []
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:43123``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def then(self, *behaviours: Behaviour) -> LLMServer:
+        """Queue behaviours for the next requests, in order."""
+        self.script.extend(behaviours)
+        return self
+
+    async def handle(self, stream: SocketStream) -> None:
+        """Serve one connection: one request, one response, then close."""
+        async with stream:
+            try:
+                request = await _read_request(stream)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.DelimiterNotFound):
+                return
+            self.requests.append(request)
+            behaviour = self.script.popleft() if self.script else self.default
+            if behaviour.delay:
+                await anyio.sleep(behaviour.delay)
+            try:
+                await self._respond(stream, request, behaviour)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the client gave up (timeout): nothing to answer
+
+    async def _respond(self, stream: SocketStream, request: Recorded, b: Behaviour) -> None:
+        ollama = request.path == "/api/chat"
+        if not ollama and not request.path.endswith("/chat/completions"):
+            await _send(stream, 404, "application/json", json.dumps({"error": "not found"}))
+            return
+        if b.status != 200 or b.body is not None:
+            body = b.body if b.body is not None else json.dumps({"error": f"scripted HTTP {b.status}"})
+            await _send(stream, b.status, "application/json", body, b.headers)
+            return
+        body = request.body if isinstance(request.body, dict) else {}
+        model = body.get("model", "test-model")
+        if not body.get("stream"):
+            reply = _ollama_reply(b, model) if ollama else _openai_reply(b, model)
+            await _send(stream, 200, "application/json", json.dumps(reply), b.headers)
+            return
+        if ollama:
+            chunks = [json.dumps(c) + "\n" for c in _ollama_chunks(b, model)]
+            await _send_chunked(stream, "application/x-ndjson", chunks)
+        else:
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            chunks = [f"data: {json.dumps(c)}\n\n" for c in _openai_chunks(b, model, usage)]
+            await _send_chunked(stream, "text/event-stream", [*chunks, "data: [DONE]\n\n"])
+
+
+@asynccontextmanager
+async def running_server() -> AsyncIterator[LLMServer]:
+    """A started :class:`LLMServer`, stopped (with its handlers) on exit."""
+    server = LLMServer()
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    server.port = listener.extra(SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, server.handle)
+        try:
+            yield server
+        finally:
+            tg.cancel_scope.cancel()
+    await listener.aclose()
+
+
+def free_port() -> int:
+    """A local port nothing listens on (bound then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _read_request(stream: SocketStream) -> Recorded:
+    buffered = BufferedByteReceiveStream(stream)
+    head = (await buffered.receive_until(b"\r\n\r\n", 65536)).decode("latin-1")
+    request_line, *header_lines = head.split("\r\n")
+    method, path, _ = request_line.split(" ", 2)
+    headers = {}
+    for line in header_lines:
+        key, _, value = line.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    raw = await buffered.receive_exactly(int(headers.get("content-length", "0"))) if headers.get("content-length") else b""
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    return Recorded(method, path, headers, body)
+
+
+async def _send(stream: SocketStream, status: int, ctype: str, body: str, headers: Mapping[str, str] = {}) -> None:
+    data = body.encode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n{extra}Connection: close\r\n\r\n"
+    await stream.send(head.encode() + data)
+
+
+async def _send_chunked(stream: SocketStream, ctype: str, pieces: Sequence[str]) -> None:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    await stream.send(head.encode())
+    for piece in pieces:
+        data = piece.encode()
+        await stream.send(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    await stream.send(b"0\r\n\r\n")
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _args_text(arguments: Any) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _ollama_reply(b: Behaviour, model: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": b.content}
+    if b.tool_calls:
+        message["tool_calls"] = [{"function": {"name": n, "arguments": a}} for n, a in b.tool_calls]
+    return {
+        "model": model,
+        "created_at": "2024-01-01T00:00:00Z",
+        "message": message,
+        "done": True,
+        "done_reason": "stop",
+        "prompt_eval_count": b.prompt_tokens,
+        "eval_count": b.completion_tokens,
+    }
+
+
+def _ollama_chunks(b: Behaviour, model: str) -> list[dict[str, Any]]:
+    chunks = [{"model": model, "message": {"role": "assistant", "content": p}, "done": False} for p in _pieces(b.content, 3)]
+    if b.tool_calls:
+        calls = [{"function": {"name": n, "arguments": a}} for n, a in b.tool_calls]
+        chunks.append({"model": model, "message": {"role": "assistant", "content": "", "tool_calls": calls}, "done": False})
+    final = _ollama_reply(Behaviour(content="", prompt_tokens=b.prompt_tokens, completion_tokens=b.completion_tokens), model)
+    return [*chunks, final]
+
+
+def _openai_reply(b: Behaviour, model: str) -> dict[str, Any]:
+    # Real servers send content null next to tool calls; the client must cope.
+    message: dict[str, Any] = {"role": "assistant", "content": None if b.tool_calls and not b.content else b.content}
+    if b.tool_calls:
+        message["tool_calls"] = [
+            {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": _args_text(a)}}
+            for i, (n, a) in enumerate(b.tool_calls)
+        ]
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if b.tool_calls else "stop"}],
+        "usage": {"prompt_tokens": b.prompt_tokens, "completion_tokens": b.completion_tokens, "total_tokens": b.prompt_tokens + b.completion_tokens},
+    }
+
+
+def _openai_chunks(b: Behaviour, model: str, usage: bool) -> list[dict[str, Any]]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": p}) for p in _pieces(b.content, 3)]
+    for i, (name, arguments) in enumerate(b.tool_calls):
+        head = {"index": i, "id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": ""}}
+        chunks.append(chunk({"tool_calls": [head]}))
+        chunks += [chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]}) for p in _pieces(_args_text(arguments), 4)]
+    chunks.append(chunk({}, "tool_calls" if b.tool_calls else "stop"))
+    if usage:
+        chunks.append({"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": {"prompt_tokens": b.prompt_tokens, "completion_tokens": b.completion_tokens}})
+    return chunks
+
+
+async def _main(port: int) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    server = LLMServer()
+    server.port = listener.extra(SocketAttribute.local_port)
+    print(server.port, flush=True)
+    await listener.serve(server.handle)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    anyio.run(_main, parser.parse_args().port)
