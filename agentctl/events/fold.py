@@ -31,7 +31,7 @@ STATUSES = ("spawned", "running", "waiting", "sleeping", "blocked", "done", "fai
 #: ``agent/done`` statuses that mean the agent failed.
 FAILED_DONE = frozenset({"failed", "error"})
 #: ``agent/error`` places after which the agent is gone (not just told its action was bad).
-FATAL_WHERE = frozenset({"supervision", "step"})
+FATAL_WHERE = frozenset({"supervision", "step", "action"})
 
 _COUNTS = (
     "messages",
@@ -289,8 +289,7 @@ def _agent_error(state: RunState, e: dict[str, Any]) -> None:
     if agent is None:
         return
     agent.error = e.get("error")
-    # An invalid action is reported back to the agent, which lives on; a raising step
-    # or exhausted restart intensity ends it (a restart event brings it back).
+    # Every agent/error ends the agent; a restart event brings it back.
     if where in FATAL_WHERE:
         _end(state, agent, "failed", e.get("t"))
 

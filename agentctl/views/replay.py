@@ -19,7 +19,7 @@ from agentctl.events.fold import RunState, fold
 from agentctl.events.reader import EventStream, read_events, read_run_events
 from agentctl.views.live import LiveView, render_run
 
-__all__ = ["MAX_GAP_S", "replay", "save_svg"]
+__all__ = ["MAX_GAP_S", "gap_seconds", "replay", "save_svg"]
 
 #: The longest pause between two events at speed 1 (an idle hour replays in 2 s).
 MAX_GAP_S = 2.0
@@ -32,6 +32,17 @@ def save_svg(renderable: RenderableType, svg: Path, *, title: str = "agentctl") 
     recorder = Console(record=True, width=120, file=io.StringIO(), force_terminal=True)
     recorder.print(renderable)
     recorder.save_svg(str(svg), title=title)
+
+
+def gap_seconds(previous_t: int | None, t: int | None, speed: float) -> float:
+    """How long to pause before an event at ``t`` after one at ``previous_t`` (ms times).
+
+    The gap divided by ``speed``, each gap capped at ``MAX_GAP_S / speed``; 0 when
+    ``speed`` is 0 (as fast as possible) or the times are missing or out of order.
+    """
+    if speed <= 0 or previous_t is None or t is None or t <= previous_t:
+        return 0.0
+    return min((t - previous_t) / 1000, MAX_GAP_S) / speed
 
 
 def _take(events: Iterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -54,8 +65,9 @@ async def _play(stream: EventStream, view: LiveView, speed: float) -> None:
             return
         for event in batch:
             t = event.get("t")
-            if speed > 0 and previous_t is not None and t is not None and t > previous_t:
-                await anyio.sleep(min((t - previous_t) / 1000, MAX_GAP_S) / speed)
+            gap = gap_seconds(previous_t, t, speed)
+            if gap > 0:
+                await anyio.sleep(gap)
             if t is not None:
                 previous_t = t
             view.feed(event)
