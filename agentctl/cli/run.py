@@ -8,10 +8,12 @@ from typing import Optional
 import anyio
 import typer
 
-from ..errors import PlanError
+from ..errors import AgentctlError, PlanError
 from ..plan.load import load_plan
+from ..services.tools import default_registry
 from .errors import fail_usage, print_plan_error
-from .session import EXIT_USAGE, RunOptions, Session, is_tty, new_run_id
+from .resume import load_resumed, recorded_workspace
+from .session import EXIT_USAGE, RunOptions, Session, is_tty, load_plugins, new_run_id
 
 DURABILITIES = ("none", "batch", "always")
 
@@ -24,6 +26,7 @@ def run_command(
     watch_plan: bool = typer.Option(True, "--watch-plan/--no-watch-plan", help="Reconcile every save of the plan file."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Stay up after every task finished, for more edits (Ctrl-C ends)."),
     durability: Optional[str] = typer.Option(None, "--durability", help="Event log durability: none, batch or always [default: the plan's, else batch]."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory after its process died."),
 ) -> None:
     """Run PLAN: spawn its agents, reconcile every edit of the file, log every event."""
     if durability is not None and durability not in DURABILITIES:
@@ -32,13 +35,24 @@ def run_command(
         fail_usage(f"plan file not found: {plan}")
     try:
         loaded = load_plan(plan)
+        load_plugins(loaded.settings.plugins, default_registry())
     except PlanError as exc:
         print_plan_error(exc)
         raise typer.Exit(EXIT_USAGE) from None
+    resumed = None
+    if resume is not None:
+        if run_dir is not None:
+            fail_usage("--resume RUN_DIR and --run-dir: give only one (a resumed run keeps its directory)")
+        try:
+            resumed = load_resumed(resume)
+        except AgentctlError as exc:
+            fail_usage(f"--resume: {exc}")
+        workspace = workspace or (recorded_workspace(resume) if resumed else None)
+        run_dir = resume
     ws = (workspace or Path.cwd()).resolve()
     if not ws.is_dir():
         fail_usage(f"--workspace: not a directory: {ws}")
-    run_id = new_run_id()
+    run_id = resumed.run_id if resumed else new_run_id()
     options = RunOptions(
         plan_path=plan.resolve(),
         run_dir=(run_dir or Path(".agentctl") / "runs" / run_id).resolve(),
@@ -49,5 +63,5 @@ def run_command(
         keep_running=keep_running,
         durability=durability,
     )
-    code = anyio.run(Session(options, loaded).run)
+    code = anyio.run(Session(options, loaded, resumed).run)
     raise typer.Exit(code)

@@ -8,6 +8,7 @@ with the reason, and the log is flushed and fsynced before this returns.
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import shutil
@@ -27,7 +28,13 @@ from ..errors import PlanError
 from ..events import follow_events, open_event_log
 from ..plan.load import load_plan
 from ..plan.model import Plan
-from ..reconcile import ROOT_ID, Reconciler
+from ..agents.factory import spec_for_task
+from ..events.checkpoint import Checkpointer
+from ..events.journal import Journal
+from ..reconcile import ROOT_ID, Reconciler, TaskState
+from ..reconcile.states import task_states
+from ..runtime.replay import ResumeContext
+from .resume import Resumed
 from ..runtime import open_runtime
 from ..services.tools import default_registry
 from ..services.workers import LocalWorkPlane
@@ -59,10 +66,11 @@ class RunOptions:
 class Session:
     """Drives one run of a plan; :meth:`run` returns the process exit code."""
 
-    def __init__(self, options: RunOptions, plan: Plan) -> None:
+    def __init__(self, options: RunOptions, plan: Plan, resumed: Resumed | None = None) -> None:
         self.o = options
         self.plan = plan
-        self.version = 1
+        self.resumed = resumed
+        self.version = resumed.version if resumed and resumed.version else 1
         self.reason = "completed"
         self.status = "failed"
         self.interrupted = False
@@ -72,10 +80,22 @@ class Session:
         o = self.o
         o.run_dir.mkdir(parents=True, exist_ok=True)
         durability = o.durability or self.plan.settings.durability
-        async with open_event_log(o.run_dir / "events.jsonl", o.run_id, durability=durability) as log:  # type: ignore[arg-type]
+        r = self.resumed
+        async with open_event_log(
+            o.run_dir / "events.jsonl", o.run_id, durability=durability,  # type: ignore[arg-type]
+            start_seq=r.last_seq + 1 if r else 1,
+        ) as log:
             self.log = log
-            log.emit("run/started", None, pid=os.getpid(), version=__version__, durability=durability,
-                     workspace=str(o.workspace), plan=str(o.plan_path))
+            self._subscribe(log)
+            crash_at = os.environ.get("AGENTCTL_CRASH_AT_SEQ")
+            if crash_at:
+                log.subscribe(_crash_at(int(crash_at)))
+            if r is not None:
+                log.emit("run/resumed", None, from_seq=r.last_seq, torn_line=r.torn_line, checkpoint=r.checkpoint,
+                         agents=sorted(r.journals.by_agent))
+            else:
+                log.emit("run/started", None, pid=os.getpid(), version=__version__, durability=durability,
+                         workspace=str(o.workspace), plan=str(o.plan_path))
             try:
                 await self._supervise()
             except Exception as exc:
@@ -90,25 +110,31 @@ class Session:
     async def _supervise(self) -> None:
         o, plan, log = self.o, self.plan, self.log
         tools = default_registry()
+        load_plugins(plan.settings.plugins, tools)
         root_tools = frozenset(n for n in tools.names() if plan.settings.shell or not n.startswith("shell/"))
         plane = LocalWorkPlane(
             log.emit, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
             before_run=lambda event: log.flushed(event["seq"]),
         )
+        r = self.resumed
         async with anyio.create_task_group() as tg:
-            view = self._start_view(tg)
+            view = self.view
+            tg.start_soon(view.run)
             tg.start_soon(self._signals, tg.cancel_scope)
+            tg.start_soon(self.checkpointer.run)
             async with open_runtime(
                 log.emit, run_id=o.run_id, workspace=o.workspace, plane=plane, tools=tools,
                 policy=plan.policy.to_policy() if plan.policy else None, root_tools=root_tools,
                 inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
                 restart_period=plan.settings.restart_period,
+                resume=ResumeContext(r.journals, r.state.locks) if r else None,
+                id_prefix=f"r{r.state.resumes + 1}." if r else "",
             ) as rt:
                 self.rt = rt
-                self.reconciler = Reconciler(plan, log.emit, keep_running=o.keep_running)
-                self._loaded(plan)
-                rt.spawn(self.reconciler.spec())
+                if not self._start_tree(rt):
+                    tg.cancel_scope.cancel()
+                    return
                 if o.watch_plan:
                     tg.start_soon(self._watch_plan)
                 tg.start_soon(self._follow_control)
@@ -124,13 +150,50 @@ class Session:
                 await view.close()
             tg.cancel_scope.cancel()
 
-    def _start_view(self, tg: anyio.abc.TaskGroup) -> Any:
+    def _start_tree(self, rt: Any) -> bool:
+        """Spawn the root reconciler (and, on resume, the agents that were live); False if
+        a resumed run had already finished."""
+        r, log, o = self.resumed, self.log, self.o
+        root = r.state.agents.get(ROOT_ID) if r else None
+        if r is None or r.applied is None or root is None:
+            self.reconciler = Reconciler(self.plan, log.emit, keep_running=o.keep_running)
+            self._loaded(self.plan)
+            rt.spawn(self.reconciler.spec())
+            return True
+        if root.status in ("done", "failed", "stopped") and ROOT_ID not in r.journals.by_agent:
+            self.status = "ok" if root.status == "done" and root.done_status == "ok" else "failed"
+            self.reason = "completed" if self.status == "ok" else "failed"
+            return False
+        current, applied = self.plan, r.applied
+        self.plan = applied
+        self.reconciler = Reconciler(applied, log.emit, keep_running=o.keep_running)
+        states = task_states(applied, r.state)
+        for task in applied.tasks:
+            if task.id in r.journals.by_agent:
+                states[task.id] = TaskState(task.spec_key(), "running")
+        self.reconciler.seed(states, self.version)
+        rt.spawn(self.reconciler.spec(), journal=Journal())
+        for task in applied.tasks:
+            journal = r.journals.get(task.id)
+            if journal is not None:
+                rt.spawn(spec_for_task(task, applied.defaults), ROOT_ID, journal=journal)
+        if current != applied:
+            self._apply(current)
+        return True
+
+    def _subscribe(self, log: Any) -> None:
+        """The view and the checkpointer see every event, ``run/started`` included."""
         from .output import open_view
 
-        view = open_view(ui=self.o.ui)
-        self.log.subscribe(view.feed)
-        tg.start_soon(view.run)
-        return view
+        r, settings = self.resumed, self.plan.settings
+        self.view = open_view(ui=self.o.ui)
+        log.subscribe(self.view.feed)
+        self.checkpointer = Checkpointer(
+            self.o.run_dir, log.flushed, every_events=settings.checkpoint_events,
+            every_seconds=settings.checkpoint_seconds,
+            state=r.state if r else None, journals=r.journals if r else None,
+        )
+        log.subscribe(self.checkpointer.feed)
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -161,6 +224,9 @@ class Session:
         except PlanError as exc:
             self.log.emit("plan/invalid", ROOT_ID, file=str(self.o.plan_path), error=exc.to_dict())
             return
+        self._apply(plan)
+
+    def _apply(self, plan: Plan) -> None:
         if plan == self.plan or not self.rt.is_live(ROOT_ID):
             return
         self.plan = plan
@@ -175,6 +241,27 @@ class Session:
         control.touch()
         async for command in follow_events(control):
             self.rt.send(str(command.get("from") or "user"), str(command["to"]), str(command.get("kind") or "chat"), command.get("body"))
+
+
+def load_plugins(modules: tuple[str, ...], registry: Any) -> None:
+    """Import each plugin module and let it register its tools; ``PlanError`` if one can't."""
+    for i, name in enumerate(modules):
+        try:
+            register = importlib.import_module(name).register
+        except (ImportError, AttributeError) as exc:
+            raise PlanError(f"cannot load plugin {name!r}: {exc}", path=f"settings.plugins[{i}]",
+                            expected="a module with a register(registry) function", got=name) from None
+        register(registry)
+
+
+def _crash_at(seq: int) -> Any:
+    """Fault injection for crash tests: SIGKILL this process when event ``seq`` is emitted."""
+
+    def check(event: dict[str, Any]) -> None:
+        if event["seq"] >= seq:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return check
 
 
 def append_control(run_dir: Path, to: str, kind: str, body: Any) -> None:

@@ -115,6 +115,7 @@ class RunState:
     last_diff: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    resumes: int = 0
 
     def apply(self, event: dict[str, Any]) -> None:
         """Fold one event into the state; unknown types only advance ``last_seq``/``recent``.
@@ -162,6 +163,7 @@ class RunState:
             "last_diff": self.last_diff,
             "errors": [dict(e) for e in self.errors],
             "recent": list(self.recent),
+            "resumes": self.resumes,
         }
 
     @classmethod
@@ -184,6 +186,7 @@ class RunState:
             plan_invalid=d.get("plan_invalid"),
             last_diff=d.get("last_diff"),
             errors=list(d.get("errors", ())),
+            resumes=d.get("resumes", 0),
         )
         state.counts.update(d.get("counts", {}))
         state.recent.extend(d.get("recent", ()))
@@ -309,6 +312,26 @@ def _agent_restarted(state: RunState, e: dict[str, Any]) -> None:
     agent.restarts += 1
     agent.done_status = agent.error = agent.ended_t = None
     agent.result = None
+
+
+def _agent_resumed(state: RunState, e: dict[str, Any]) -> None:
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is None:
+        return
+    agent.status = "running"
+    agent.activity = None
+    agent.ended_t = None
+
+
+def _run_resumed(state: RunState, e: dict[str, Any]) -> None:
+    state.resumes += 1
+    state.finished = None
+    # The dead process held no locks and runs no calls any more; resumed agents take
+    # their locks back with lock/acquired events of their own.
+    state.pending_calls.clear()
+    state.locks.clear()
+    for agent in state.agents.values():
+        agent.locks.clear()
 
 
 def _policy_refused(state: RunState, e: dict[str, Any]) -> None:
@@ -455,6 +478,8 @@ _HANDLERS: dict[str | None, Callable[[RunState, dict[str, Any]], None]] = {
     "agent/error": _agent_error,
     "agent/stopped": _agent_stopped,
     "agent/restarted": _agent_restarted,
+    "agent/resumed": _agent_resumed,
+    "run/resumed": _run_resumed,
     "policy/refused": _policy_refused,
     "bus/denied": _bus_denied,
     "lock/acquired": _lock_acquired,

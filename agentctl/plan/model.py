@@ -128,7 +128,11 @@ class Defaults:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How the run is set up (worker pools, log durability, root supervision)."""
+    """How the run is set up (worker pools, log durability, root supervision, plugins).
+
+    ``plugins`` are Python modules, each with a ``register(registry)`` function that
+    adds tools to the run's tool registry.
+    """
 
     shell: bool = False
     llm_workers: int = 4
@@ -138,6 +142,9 @@ class Settings:
     strategy: str = "one_for_one"
     max_restarts: int = 3
     restart_period: float = 5.0
+    plugins: tuple[str, ...] = ()
+    checkpoint_events: int = 10_000
+    checkpoint_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -313,6 +313,9 @@ SETTINGS = Obj(
         Field("strategy", Enum(STRATEGIES)),
         Field("max_restarts", Int(0)),
         Field("restart_period", Num(0, exclusive=True)),
+        Field("plugins", Seq(Str()), doc="Python modules whose register(registry) adds tools"),
+        Field("checkpoint_events", Int(1), doc="write a checkpoint every this many events"),
+        Field("checkpoint_seconds", Num(0, exclusive=True), doc="... or this many seconds"),
     ),
     doc="How the run is set up.",
 )

@@ -331,5 +331,9 @@ def validate_plan(data: Any, file: str | None = None, lines: Lines | None = None
     st = dict(data.get("settings") or {})
     if "restart_period" in st:
         st["restart_period"] = float(st["restart_period"])
+    if "checkpoint_seconds" in st:
+        st["checkpoint_seconds"] = float(st["checkpoint_seconds"])
+    if "plugins" in st:
+        st["plugins"] = tuple(st["plugins"])
     return Plan(name=data["name"], tasks=tasks, defaults=defaults, policy=b.policy(data.get("policy")),
                 settings=Settings(**st), source=file)

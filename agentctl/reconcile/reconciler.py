@@ -49,6 +49,11 @@ class Reconciler:
             max_restarts=s.max_restarts, restart_period=s.restart_period,
         )
 
+    def seed(self, tasks: dict[str, TaskState], version: int) -> None:
+        """Continue from the task states of a run that died (resume)."""
+        self.tasks = dict(tasks)
+        self.version = self._applied = version
+
     def set_plan(self, plan: Plan) -> None:
         """Make ``plan`` the desired state; the next root step reconciles it."""
         self.plan = plan

@@ -17,6 +17,7 @@ import anyio
 from ..actions import Result
 from ..policy import CONSUMABLE, Budget, Grant
 from ..services.bus import Inbox
+from .replay import Replay
 from .spec import AgentSpec
 
 _USED = {"max_steps": "steps", "max_tool_calls": "tool_calls", "max_tokens": "tokens"}
@@ -28,7 +29,7 @@ class Agent:
     __slots__ = (
         "spec", "id", "parent", "depth", "grant", "inbox", "children", "state", "results",
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
-        "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt",
+        "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
         "__weakref__",
     )
 
@@ -58,6 +59,8 @@ class Agent:
         self.spawned_children = 0
         # Set while a wake_on_message sleep waits, so that a delivery can end it.
         self.interrupt: anyio.Event | None = None
+        # The journal being replayed while the agent is resumed after a crash.
+        self.replay: Replay | None = None
 
     @property
     def budget(self) -> Budget:

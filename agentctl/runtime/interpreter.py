@@ -30,6 +30,7 @@ from ..actions import (
 )
 from ..errors import ActionError, AgentctlError, LockError
 from ..services.llm.base import ChatRequest
+from .replay import replay
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -61,8 +62,12 @@ def check_actions(out: object) -> list[Action]:
     return list(out)
 
 
-def run_fast(rt: Runtime, agent: Agent, action: Action) -> Result:
-    """Carry out an action that never waits."""
+def run_fast(rt: Runtime, agent: Agent, action: Action, *, replayed: bool = False) -> Result:
+    """Carry out an action that never waits (``replayed``: the journal was consulted)."""
+    if agent.replay is not None and not replayed:
+        answer = replay(rt, agent, action)
+        if isinstance(answer, Result):
+            return answer
     if isinstance(action, Send):
         return _send(rt, agent, action)
     if isinstance(action, Spawn):
@@ -111,8 +116,13 @@ def _stop(rt: Runtime, agent: Agent, action: Stop) -> Result:
 
 async def run_action(rt: Runtime, agent: Agent, action: Action) -> Result:
     """Carry out any action, waiting where it must."""
+    if agent.replay is not None and not isinstance(action, Parallel):
+        answer = replay(rt, agent, action)
+        if isinstance(answer, Result):
+            return answer
+        action = answer or action
     if is_fast(action):
-        return run_fast(rt, agent, action)
+        return run_fast(rt, agent, action, replayed=True)
     if isinstance(action, CallTool):
         return await _call_tool(rt, agent, action)
     if isinstance(action, CallLLM):

@@ -29,10 +29,12 @@ import anyio.lowlevel
 
 from ..errors import ActionError, AgentctlError, PolicyError, ToolError
 from ..policy import UNLIMITED, Budget, Grant, Policy, grant_child
-from ..services.bus import Bus
+from ..events.journal import Journal
+from ..services.bus import Bus, Inbox, Message
 from ..services.locks import LockService
 from .agent import Agent
 from .interpreter import check_actions, is_fast, run_action, run_fast
+from .replay import Replay, ResumeContext
 from .spec import AgentSpec, StepContext
 from .supervisor import plan_restart, should_restart, within_intensity
 
@@ -80,6 +82,8 @@ class Runtime:
         strategy: str = "one_for_one",
         max_restarts: int = 3,
         restart_period: float = 5.0,
+        resume: ResumeContext | None = None,
+        id_prefix: str = "",
     ) -> None:
         from ..services.tools import default_registry
         from ..services.workers import LocalWorkPlane
@@ -90,8 +94,10 @@ class Runtime:
         self.tools = tools if tools is not None else default_registry()
         self.plane = plane if plane is not None else LocalWorkPlane(emit, tools=self.tools)
         self.policy = policy or Policy()
-        self.bus = Bus(emit, inbox_size=inbox_size)
-        self.locks = LockService(emit)
+        self.bus = Bus(emit, inbox_size=inbox_size, id_prefix=id_prefix)
+        self.locks = LockService(emit, id_prefix=id_prefix)
+        self.resume = resume
+        self._inbox_size = inbox_size
         self.shell_enabled = shell_enabled
         self._root_grant = Grant(None, frozenset(self.tools.names()) if root_tools is None else root_tools, UNLIMITED)
         # The runtime supervises root agents the way an agent supervises its children.
@@ -113,8 +119,12 @@ class Runtime:
 
     # ------------------------------------------------------------------ public API
 
-    def spawn(self, spec: AgentSpec, parent_id: str | None = None) -> str:
+    def spawn(self, spec: AgentSpec, parent_id: str | None = None, *, journal: Journal | None = None) -> str:
         """Start an agent from ``spec`` under ``parent_id`` (``None``: a root agent).
+
+        With ``journal`` (crash resume) the agent is started again rather than anew: its
+        recorded messages are put back in its inbox, the locks it held are taken back
+        for it, and its step function replays the journal (see ``runtime.replay``).
 
         Raises:
             PolicyError: the policy or the parent's budget refuses the child.
@@ -125,7 +135,7 @@ class Runtime:
             parent = self._agents.get(parent_id)
             if parent is None:
                 raise ActionError(f"no live agent {parent_id!r} to spawn under")
-        return self._spawn(spec, parent)
+        return self._spawn(spec, parent, journal=journal)
 
     def stop(self, agent_id: str, reason: str = "requested") -> bool:
         """Stop ``agent_id`` and its subtree, children first. False if it is not live."""
@@ -188,12 +198,14 @@ class Runtime:
 
     # ------------------------------------------------------------------ the tree
 
-    def _spawn(self, spec: AgentSpec, parent: Agent | None, *, previous: Agent | None = None) -> str:
+    def _spawn(
+        self, spec: AgentSpec, parent: Agent | None, *, previous: Agent | None = None, journal: Journal | None = None
+    ) -> str:
         if previous is None:
             grant = self._grant(spec, parent)
         else:
             grant = previous.grant
-        inbox = self.bus.register(spec.id, parent.id if parent else None, spec.topology)
+        inbox = self.bus.register(spec.id, parent.id if parent else None, spec.topology, self._inbox_for(journal))
         agent = Agent(spec, parent, grant, inbox)
         inbox.on_put = partial(self._wake, agent)
         siblings = parent.children if parent is not None else self._roots
@@ -211,17 +223,40 @@ class Runtime:
                 parent.reserve_for(grant.budget)
             if grant.budget.max_seconds is not None:
                 agent.deadline = now + grant.budget.max_seconds
-            self.emit(
-                "agent/spawned", spec.id,
-                parent_id=parent.id if parent else None, depth=agent.depth, model=grant.model,
-                kind=spec.kind, tools=sorted(grant.tools), budget=grant.budget.to_dict(), restart=spec.restart,
-            )
+            if journal is not None:
+                self._resumed(agent, journal)
+            else:
+                self.emit(
+                    "agent/spawned", spec.id,
+                    parent_id=parent.id if parent else None, depth=agent.depth, model=grant.model,
+                    kind=spec.kind, tools=sorted(grant.tools), budget=grant.budget.to_dict(), restart=spec.restart,
+                )
         if agent.deadline is not None:
             self._add_timer(agent.deadline, agent, "deadline")
         if grant.budget.tick_ms:
             self._add_timer(now + grant.budget.tick_ms / 1000, agent, "tick")
         self._wake(agent)
         return spec.id
+
+    def _inbox_for(self, journal: Journal | None) -> Inbox | None:
+        if journal is None or not journal.inbox:
+            return None
+        # Room for every recorded message on top of the usual capacity: none may be lost.
+        inbox = Inbox(self._inbox_size + len(journal.inbox))
+        for m in journal.inbox:
+            inbox.put_nowait(Message(str(m["msg_id"]), str(m["from"]), str(m["to"]), str(m["kind"]), m.get("body"),
+                                     m.get("thread_id"), int(m.get("t") or 0), m.get("via")))
+        return inbox
+
+    def _resumed(self, agent: Agent, journal: Journal) -> None:
+        assert self.resume is not None
+        for path, holders in self.resume.locks.items():
+            if agent.id in holders:
+                self.locks.try_acquire(agent.id, path, holders[agent.id])
+        if journal.effects:
+            agent.replay = Replay(journal)
+        self.emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
+                  replay=len(journal.effects), messages=len(journal.inbox))
 
     def _grant(self, spec: AgentSpec, parent: Agent | None) -> Grant:
         if spec.id in self._agents:

@@ -262,12 +262,14 @@ class Bus:
         inbox_size: capacity of the inboxes :meth:`register` creates.
     """
 
-    def __init__(self, emit: Emit, *, inbox_size: int = 256) -> None:
+    def __init__(self, emit: Emit, *, inbox_size: int = 256, id_prefix: str = "") -> None:
         self._emit = emit
         self._inbox_size = inbox_size
         self._entries: dict[str, _Entry] = {}
         self._threads: dict[str, frozenset[str]] = {}
         self._n = 0
+        # A resumed run numbers its messages afresh under a new prefix, so ids stay unique in the log.
+        self._id_prefix = id_prefix + "m"
         self._sent = 0
         self._delivered = 0
         self._relayed = 0
@@ -415,7 +417,7 @@ class Bus:
         inbox = self._entries[owner].inbox
         via = owner if status is _RELAYED else None
         self._n += 1
-        msg_id = f"m{self._n}"
+        msg_id = f"{self._id_prefix}{self._n}"
         delivered = len(inbox) < inbox.capacity
         # Log first so the message carries its event's timestamp; nothing can run in
         # between, so the fullness checked above still holds when we put.

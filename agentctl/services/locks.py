@@ -131,12 +131,13 @@ class LockService:
         emit: the event sink, ``emit(type, agent_id=None, **fields) -> event``.
     """
 
-    def __init__(self, emit: Emit) -> None:
+    def __init__(self, emit: Emit, *, id_prefix: str = "") -> None:
         self._emit = emit
         self._held: dict[str, dict[str, _Hold]] = {}  # path -> agent -> hold
         self._by_agent: dict[str, dict[str, _Hold]] = {}  # agent -> path -> hold
         self._waiters: deque[_Waiter] = deque()
         self._n_conflicts = 0
+        self._id_prefix = id_prefix + "c"
         self._acquired = 0
         self._released = 0
 
@@ -212,7 +213,7 @@ class LockService:
             return self._grant(agent_id, path, mode)
         holder, holder_path, holder_mode = found
         self._n_conflicts += 1
-        conflict = Conflict(f"c{self._n_conflicts}", path, mode, holder, holder_path, holder_mode)
+        conflict = Conflict(f"{self._id_prefix}{self._n_conflicts}", path, mode, holder, holder_path, holder_mode)
         self._emit(
             "lock/conflict",
             agent_id,

@@ -155,6 +155,8 @@ class LocalWorkPlane:
         tool_timeout: seconds a tool call may run.
         llm_timeout: seconds an LLM call may run (a request's own ``timeout`` wins).
         before_run: awaited with each ``*/requested`` event before the call runs.
+        id_prefix: put before generated call ids (a resumed run uses a new one, so ids
+            stay unique within its log).
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class LocalWorkPlane:
         tool_timeout: float = 60.0,
         llm_timeout: float = 300.0,
         before_run: BeforeRun | None = None,
+        id_prefix: str = "",
     ) -> None:
         self._emit = emit
         self.tools = tools
@@ -181,6 +184,7 @@ class LocalWorkPlane:
         self._llm_pool = _Pool(llm_workers)
         self._tool_ids = itertools.count(1)
         self._llm_ids = itertools.count(1)
+        self._id_prefix = id_prefix
 
     # -- tools
 
@@ -188,7 +192,7 @@ class LocalWorkPlane:
         self, agent_id: str, name: str, arguments: Mapping[str, Any], *, call_id: str | None = None, ctx: ToolContext
     ) -> CallOutcome:
         """Validate and run tool ``name`` on the tool pool; see the module docstring."""
-        call_id = call_id or f"t{next(self._tool_ids)}"
+        call_id = call_id or f"{self._id_prefix}t{next(self._tool_ids)}"
         event = self._emit(
             "tool/requested", agent_id, call_id=call_id, tool=name, arguments=self.tools.redact(name, arguments)
         )
@@ -223,7 +227,7 @@ class LocalWorkPlane:
         self, agent_id: str, request: ChatRequest, *, call_id: str | None = None, provider: str | None = None
     ) -> CallOutcome:
         """Ask a provider on the LLM pool; see the module docstring."""
-        call_id = call_id or f"l{next(self._llm_ids)}"
+        call_id = call_id or f"{self._id_prefix}l{next(self._llm_ids)}"
         pname = provider or self.default_provider
         event = self._emit(
             "llm/requested",

@@ -1,0 +1,163 @@
+"""Checkpoints: compact snapshots of the fold, so resume need not read the whole log.
+
+Invoked from the CLI session (:class:`Checkpointer`, fed every event) and from resume
+(:func:`load_checkpoint`). A checkpoint holds the :class:`~agentctl.events.fold.RunState`
+and the :class:`~agentctl.events.journal.Journals` as of event ``seq``; it is written only
+once that event is on disk, atomically (temp file, fsync, rename, fsync of the
+directory), so a crash leaves either the old checkpoint or the new one, never half of one.
+Resume takes the newest checkpoint that parses, matches its checksum and is not ahead of
+the log, and folds the events after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from .fold import RunState
+from .journal import Journals
+
+DIR = "checkpoints"
+KEEP = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A loaded checkpoint: the state as of event ``seq``."""
+
+    seq: int
+    state: RunState
+    journals: Journals
+    path: Path
+
+
+def _snapshot(state: RunState, journals: Journals) -> dict[str, Any]:
+    run = state.to_dict()
+    # What resume needs is the tree, locks and journals; finished calls and the recent
+    # events would only make the snapshot grow with the log.
+    run["completed_calls"] = {}
+    run["recent"] = []
+    return {"run": run, "journals": journals.to_dict()}
+
+
+def _encode(seq: int, snapshot: dict[str, Any]) -> bytes:
+    body = orjson.dumps(snapshot)
+    digest = hashlib.sha256(body).hexdigest()
+    return orjson.dumps({"version": 1, "seq": seq, "sha256": digest}) + b"\n" + body
+
+
+def write_checkpoint(run_dir: Path, seq: int, snapshot: dict[str, Any]) -> Path:
+    """Write a checkpoint for event ``seq`` atomically; keep the newest ``KEEP``."""
+    folder = Path(run_dir) / DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"ckpt-{seq:012d}.json"
+    tmp = folder / f".{final.name}.tmp"
+    data = _encode(seq, snapshot)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    for old in sorted(folder.glob("ckpt-*.json"))[:-KEEP]:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def _read(path: Path) -> Checkpoint | None:
+    try:
+        raw = path.read_bytes()
+        header, _, body = raw.partition(b"\n")
+        meta = orjson.loads(header)
+        if hashlib.sha256(body).hexdigest() != meta["sha256"]:
+            return None
+        snap = orjson.loads(body)
+        return Checkpoint(int(meta["seq"]), RunState.from_dict(snap["run"]), Journals.from_dict(snap["journals"]), path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_checkpoint(run_dir: Path, *, max_seq: int | None = None) -> Checkpoint | None:
+    """The newest valid checkpoint not past ``max_seq`` (the log's last event), if any."""
+    folder = Path(run_dir) / DIR
+    for path in sorted(folder.glob("ckpt-*.json"), reverse=True):
+        found = _read(path)
+        if found is not None and (max_seq is None or found.seq <= max_seq):
+            return found
+    return None
+
+
+class Checkpointer:
+    """Folds every event it is fed and writes a checkpoint every N events or T seconds.
+
+    Args:
+        run_dir: where ``checkpoints/`` goes.
+        durable: awaited with a ``seq`` before a checkpoint of it is written (the log's
+            ``flushed``): a checkpoint is never ahead of the log on disk.
+        every_events, every_seconds: how often.
+        state, journals: where to continue from (resume).
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        durable: Callable[[int], Awaitable[None]],
+        *,
+        every_events: int = 10_000,
+        every_seconds: float = 30.0,
+        state: RunState | None = None,
+        journals: Journals | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.durable = durable
+        self.every_events = every_events
+        self.every_seconds = every_seconds
+        self.state = state or RunState()
+        self.journals = journals or Journals()
+        self.written = 0
+        self._since = 0
+        self._last_time = time.monotonic()
+        self._due = anyio.Event()
+
+    def feed(self, event: dict[str, Any]) -> None:
+        """Fold one event (a log subscriber)."""
+        self.state.apply(event)
+        self.journals.apply(event)
+        self._since += 1
+        if self._since >= self.every_events:
+            self._due.set()
+
+    async def run(self) -> None:
+        """Write checkpoints when due, until cancelled."""
+        while True:
+            with anyio.move_on_after(self.every_seconds):
+                await self._due.wait()
+            if self._since:
+                await self.checkpoint()
+
+    async def checkpoint(self) -> Path:
+        """Write a checkpoint of the state as of the last event fed."""
+        seq = self.state.last_seq
+        snapshot = _snapshot(self.state, self.journals)
+        self._since = 0
+        self._due = anyio.Event()
+        await self.durable(seq)
+        path = await anyio.to_thread.run_sync(write_checkpoint, self.run_dir, seq, snapshot)
+        self.written += 1
+        return path

@@ -1,0 +1,154 @@
+"""Journals: what each live agent did and received since it last started, from events.
+
+A second reducer beside :class:`~agentctl.events.fold.RunState`, kept with it in
+checkpoints and used only by crash resume (:mod:`agentctl.runtime.replay`): an agent
+that was mid-task when the process died is started again and its step function is
+replayed against its journal, so it reaches its last recorded state without redoing a
+single recorded tool or LLM call (the way Temporal replays a workflow's history).
+
+A journal starts at the agent's ``agent/spawned`` or ``agent/restarted`` event and is
+dropped when the agent ends for good, so its size is bounded by live agents' histories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Journal:
+    """One agent's history since its latest start.
+
+    Attributes:
+        effects: its actions' recorded outcomes in order, each a dict with ``op``
+            (``send``, ``spawn``, ``tool``, ``llm``) and the outcome's fields.
+        inbox: messages delivered to it, in order (the fields of ``agent/message``).
+    """
+
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for checkpoints (calls are shared with ``effects``)."""
+        return {"effects": self.effects, "inbox": self.inbox}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Journal:
+        """The inverse of :meth:`to_dict`."""
+        journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())))
+        journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
+        return journal
+
+
+class Journals:
+    """Journals of every live agent, kept up to date by :meth:`apply`."""
+
+    __slots__ = ("by_agent",)
+
+    def __init__(self, by_agent: dict[str, Journal] | None = None) -> None:
+        self.by_agent: dict[str, Journal] = by_agent or {}
+
+    def apply(self, e: dict[str, Any]) -> None:
+        """Fold one event in."""
+        handler = _HANDLERS.get(e.get("type"))
+        if handler is not None:
+            handler(self.by_agent, e)
+
+    def extend(self, events: Iterable[dict[str, Any]]) -> Journals:
+        """Fold many events in; returns self."""
+        for e in events:
+            self.apply(e)
+        return self
+
+    def get(self, agent_id: str) -> Journal | None:
+        """The journal of ``agent_id``, if it is live."""
+        return self.by_agent.get(agent_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for checkpoints."""
+        return {aid: j.to_dict() for aid, j in self.by_agent.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Journals:
+        """The inverse of :meth:`to_dict`."""
+        return cls({aid: Journal.from_dict(j) for aid, j in d.items()})
+
+
+def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    by[e["agent_id"]] = Journal()
+    parent = by.get(e.get("parent_id")) if e["type"] == "agent/spawned" else None
+    if parent is not None:
+        parent.effects.append({"op": "spawn", "child_id": e["agent_id"], "ok": True})
+
+
+def _end(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    # Agents stopped by a shutdown (Ctrl-C, SIGTERM) were mid-task: resume continues them.
+    if e["type"] != "agent/stopped" or e.get("reason") != "shutdown":
+        by.pop(e.get("agent_id"), None)  # type: ignore[arg-type]
+
+
+def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    sender = by.get(e.get("from"))  # type: ignore[arg-type]
+    if sender is not None:
+        sender.effects.append({"op": "send", "ok": bool(e.get("delivered")), "via": e.get("via"),
+                               "msg_id": e.get("msg_id"), "to": e.get("to")})
+    if e.get("delivered"):
+        owner = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+        if owner is not None:
+            owner.inbox.append({k: e.get(k) for k in ("msg_id", "from", "to", "kind", "thread_id", "body", "t", "via")})
+
+
+def _denied(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    sender = by.get(e.get("from"))  # type: ignore[arg-type]
+    if sender is not None:
+        sender.effects.append({"op": "send", "ok": False, "error": e.get("reason"), "to": e.get("to")})
+
+
+def _refused(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    parent = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if parent is not None:
+        parent.effects.append({"op": "spawn", "child_id": e.get("child_id"), "ok": False, "error": e.get("error")})
+
+
+def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:
+    def handler(by: dict[str, Journal], e: dict[str, Any]) -> None:
+        journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+        if journal is None or e["call_id"] in journal.calls:
+            return
+        effect = {"op": op, "call_id": e["call_id"], "name": e.get("tool"), "done": False}
+        journal.effects.append(effect)
+        journal.calls[e["call_id"]] = effect
+
+    return handler
+
+
+def _result(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    effect = journal.calls.get(e["call_id"]) if journal is not None else None
+    # A call cut short by a shutdown has no real outcome: resume treats it as interrupted.
+    if effect is None or (not e.get("ok") and e.get("error") == "cancelled"):
+        return
+    effect["done"] = True
+    effect["ok"] = bool(e.get("ok"))
+    effect["error"] = e.get("error")
+    effect["value"] = e.get("result") if e["type"] == "tool/result" else e.get("reply")
+    effect["tokens"] = int(e.get("prompt_tokens") or 0) + int(e.get("completion_tokens") or 0)
+
+
+_HANDLERS: dict[str | None, Callable[[dict[str, Journal], dict[str, Any]], None]] = {
+    "agent/spawned": _start,
+    "agent/restarted": _start,
+    "agent/done": _end,
+    "agent/error": _end,
+    "agent/stopped": _end,
+    "agent/message": _message,
+    "bus/denied": _denied,
+    "policy/refused": _refused,
+    "tool/requested": _requested("tool"),
+    "llm/requested": _requested("llm"),
+    "tool/result": _result,
+    "llm/result": _result,
+}

@@ -1,0 +1,124 @@
+"""Replaying an agent's journal after a crash: recorded outcomes instead of new effects.
+
+Invoked from the interpreter (:mod:`agentctl.runtime.interpreter`) before it carries out
+an action of an agent that is being resumed. While the agent's journal still has
+outcomes of a kind, an action of that kind is answered from the journal: a recorded
+tool or LLM result is handed back and the call is not made again; a recorded send is
+not sent again; a recorded spawn starts the child again only if it was still live (with
+its own journal). A call that was requested but has no result runs again if its tool
+is idempotent (LLM calls always may), else the agent gets an ``interrupted`` result and
+decides. Sleeps, locks and stops answer at once: the clock already ran, and the locks
+the agent held were taken back for it before it started.
+
+Like Temporal's workflow replay, this needs step functions to be deterministic given
+their inputs; script and LLM agents are (an LLM agent's replies are in the journal).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..actions import AcquireLock, Action, CallLLM, CallTool, ReleaseLock, Result, Send, Sleep, Spawn, Stop
+from ..events.journal import Journal, Journals
+from ..services.llm.base import ChatReply, ToolCall
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .runtime import Runtime
+
+_OPS = {Send: "send", Spawn: "spawn", CallTool: "tool", CallLLM: "llm"}
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeContext:
+    """What a resumed run knows of the run that died.
+
+    Attributes:
+        journals: journals of the agents that were live.
+        locks: the locks held then, ``path -> {agent: mode}``.
+    """
+
+    journals: Journals
+    locks: dict[str, dict[str, str]]
+
+
+class Replay:
+    """One agent's journal, consumed action by action."""
+
+    __slots__ = ("queues",)
+
+    def __init__(self, journal: Journal) -> None:
+        self.queues: dict[str, deque[dict[str, Any]]] = {op: deque() for op in _OPS.values()}
+        for effect in journal.effects:
+            self.queues[effect["op"]].append(effect)
+
+    @property
+    def finished(self) -> bool:
+        """Whether every recorded outcome has been handed back."""
+        return not any(self.queues.values())
+
+
+def replay(rt: Runtime, agent: Agent, action: Action) -> Result | Action | None:
+    """The recorded answer to ``action``, an action to run instead, or None to run it live."""
+    rep = agent.replay
+    assert rep is not None
+    if isinstance(action, (Sleep, AcquireLock, ReleaseLock, Stop)):
+        return _instant(agent, action)
+    op = _OPS.get(type(action))
+    if op is None:
+        return None
+    queue = rep.queues[op]
+    if not queue:
+        return None
+    effect = queue.popleft()
+    if rep.finished:
+        agent.replay = None
+    if op == "send":
+        return Result(action, bool(effect["ok"]), None, None if effect["ok"] else str(effect.get("error") or "inbox_full"))
+    if op == "spawn":
+        return _spawn(rt, agent, action, effect)  # type: ignore[arg-type]
+    if op == "tool":
+        return _tool(rt, agent, action, effect)  # type: ignore[arg-type]
+    return _llm(agent, action, effect)  # type: ignore[arg-type]
+
+
+def _instant(agent: Agent, action: Action) -> Result:
+    if isinstance(action, Sleep):
+        return Result(action, True, "message" if action.wake_on_message and len(agent.inbox) else "timeout")
+    return Result(action, True)
+
+
+def _spawn(rt: Runtime, agent: Agent, action: Spawn, effect: dict[str, Any]) -> Result:
+    if not effect["ok"]:
+        return Result(action, False, effect.get("error"), "policy_refused")
+    journal = rt.resume.journals.get(action.spec.id) if rt.resume is not None else None
+    if journal is not None:
+        rt._spawn(action.spec, agent, journal=journal)
+    return Result(action, True, action.spec.id)
+
+
+def _tool(rt: Runtime, agent: Agent, action: CallTool, effect: dict[str, Any]) -> Result | Action:
+    agent.tool_calls += 1
+    if effect["done"]:
+        ok = effect["ok"]
+        return Result(action, ok, effect.get("value") if ok else effect.get("error"), None if ok else "tool_error")
+    if action.name in rt.tools and rt.tools.get(action.name).idempotent:
+        agent.tool_calls -= 1
+        return CallTool(action.name, action.arguments, effect["call_id"])
+    return Result(action, False, f"call {effect['call_id']} was interrupted by a crash; {action.name} is not idempotent", "interrupted")
+
+
+def _llm(agent: Agent, action: CallLLM, effect: dict[str, Any]) -> Result | Action:
+    if not effect["done"]:
+        return CallLLM(action.messages, action.tools, action.model, action.options, effect["call_id"])
+    agent.tokens += int(effect.get("tokens") or 0)
+    if not effect["ok"]:
+        return Result(action, False, effect.get("error"), "llm_error")
+    reply = effect.get("value") or {}
+    calls = tuple(
+        ToolCall(c.get("id", ""), c.get("name", ""), c.get("arguments") or {}, c.get("error"))
+        for c in reply.get("tool_calls") or ()
+    )
+    return Result(action, True, ChatReply(reply.get("content") or "", calls, 0, int(effect.get("tokens") or 0)))
