@@ -68,5 +68,6 @@ def spec_for_task(
         restart=task.restart or defaults.restart,  # type: ignore[arg-type]
         instructions=task.instructions,
         provider=defaults.provider,
+        priority=task.priority,
         meta={"task": task},
     )

@@ -40,6 +40,13 @@ def script_step(steps: Sequence[Step], defaults: Defaults = Defaults()):
                     state["pc"] = pc = pc + 1
                     continue
                 return _wait_more(current, state)
+            if current.op == "resolve":
+                conflict = _pop(mailbox, "conflict")
+                if conflict is None:
+                    return []
+                state["pc"] = pc + 1
+                state["pending"] = pc
+                return [_resolve(ctx.agent_id, current, conflict)]
             action = _action(current, defaults)
             state["pc"] = pc + 1
             state["pending"] = pc
@@ -50,11 +57,23 @@ def script_step(steps: Sequence[Step], defaults: Defaults = Defaults()):
 
 
 def _take(mailbox: list, kind: str) -> bool:
+    return _pop(mailbox, kind) is not None
+
+
+def _pop(mailbox: list, kind: str) -> Any:
     for i, msg in enumerate(mailbox):
         if msg.kind == kind:
-            del mailbox[i]
-            return True
-    return False
+            return mailbox.pop(i)
+    return None
+
+
+def _resolve(me: str, step: Step, conflict: Any) -> act.Action:
+    """Answer a ``conflict`` message: grant the lock to the requester, the holder or an id."""
+    body = conflict.body or {}
+    grant = {"requester": body.get("requester"), "holder": body.get("holder")}.get(step.arg["grant"], step.arg["grant"])
+    to = body.get("holder") if me == body.get("requester") else body.get("requester")
+    answer = {"conflict_id": body.get("conflict_id"), "grant": grant, "outcome": step.arg.get("outcome") or "wait"}
+    return act.send(str(to), "resolve", answer, conflict.thread_id)
 
 
 def _wait_more(step: Step, state: dict[str, Any]) -> list[act.Action]:

@@ -129,6 +129,8 @@ class Session:
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
                 restart_period=plan.settings.restart_period,
                 resume=ResumeContext(r.journals, r.state.locks) if r else None,
+                conflicts=plan.policy.conflicts if plan.policy else "first_come",
+                conflict_timeout=plan.policy.conflict_timeout if plan.policy else 10.0,
                 id_prefix=f"r{r.state.resumes + 1}." if r else "",
             ) as rt:
                 self.rt = rt

@@ -314,6 +314,18 @@ def _agent_restarted(state: RunState, e: dict[str, Any]) -> None:
     agent.result = None
 
 
+def _conflict_opened(state: RunState, e: dict[str, Any]) -> None:
+    found = state.open_conflicts.get(e.get("conflict_id"))  # type: ignore[arg-type]
+    if found is not None:
+        found.update(thread_id=e.get("thread_id"), arbiter=e.get("arbiter"), policy=e.get("policy"))
+
+
+def _conflict_resolved(state: RunState, e: dict[str, Any]) -> None:
+    found = state.open_conflicts.get(e.get("conflict_id"))  # type: ignore[arg-type]
+    if found is not None:
+        found.update(granted_to=e.get("granted_to"), outcome=e.get("outcome"), by=e.get("by"))
+
+
 def _agent_resumed(state: RunState, e: dict[str, Any]) -> None:
     agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
     if agent is None:
@@ -479,6 +491,8 @@ _HANDLERS: dict[str | None, Callable[[RunState, dict[str, Any]], None]] = {
     "agent/stopped": _agent_stopped,
     "agent/restarted": _agent_restarted,
     "agent/resumed": _agent_resumed,
+    "conflict/opened": _conflict_opened,
+    "conflict/resolved": _conflict_resolved,
     "run/resumed": _run_resumed,
     "policy/refused": _policy_refused,
     "bus/denied": _bus_denied,

@@ -107,6 +107,7 @@ class Task:
     step: str | None = None
     restart: str | None = None
     topology: Mapping[str, Any] | None = None
+    priority: int = 0
     line: int | None = field(default=None, compare=False)
 
     def spec_key(self) -> object:
@@ -154,10 +155,15 @@ class PlanPolicy:
     Attributes:
         model_rank: models, largest first.
         depth: ``(depth, rule)`` pairs, sorted by depth.
+        conflicts: how lock conflicts are resolved: ``first_come``, ``priority`` or
+            ``arbiter`` (see ``agentctl.runtime.conflicts``).
+        conflict_timeout: seconds an arbiter has to answer before ``first_come`` decides.
     """
 
     model_rank: tuple[str, ...] = ()
     depth: tuple[tuple[int, PolicyRule], ...] = ()
+    conflicts: str = "first_come"
+    conflict_timeout: float = 10.0
 
     def to_policy(self) -> Policy:
         """The :class:`agentctl.policy.Policy` this describes."""

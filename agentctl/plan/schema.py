@@ -257,6 +257,9 @@ SPAWN = Obj(
     doc="A child agent running its own script.",
 )
 
+CONFLICT_POLICIES = ("first_come", "priority", "arbiter")
+CONFLICT_OUTCOMES = ("wait", "retry", "give_up")
+
 STEP_OPS: Mapping[str, Type] = {
     "write": Obj((Field("path", Str(), required=True), Field("content", Str(), required=True))),
     "append": Obj((Field("path", Str(), required=True), Field("content", Str(), required=True))),
@@ -272,6 +275,8 @@ STEP_OPS: Mapping[str, Type] = {
     "call": Obj((Field("tool", Str(), required=True), Field("args", AnyMap()))),
     "fail": Str(),
     "done": AnyValue(),
+    "resolve": Obj((Field("grant", Str(), required=True, doc="requester, holder or an agent id"),
+                    Field("outcome", Enum(CONFLICT_OUTCOMES)))),
 }
 
 TASK = Obj(
@@ -287,6 +292,7 @@ TASK = Obj(
         Field("step", Str(PYTHON_STEP_PATTERN, "'module:function'"), doc="a python agent's step function"),
         Field("restart", Enum(RESTARTS)),
         Field("topology", TOPOLOGY),
+        Field("priority", Int(), doc="who wins a lock conflict under the priority policy (higher wins)"),
     ),
     doc="One top-level agent.",
 )
@@ -325,6 +331,8 @@ POLICY = Obj(
     (
         Field("model_rank", Seq(Str()), doc="models, largest first"),
         Field("depth", IntKeyed(POLICY_RULE), doc="rules by depth; a rule covers deeper levels too"),
+        Field("conflicts", Enum(CONFLICT_POLICIES), doc="how lock conflicts are resolved"),
+        Field("conflict_timeout", Num(0, exclusive=True), doc="seconds an arbiter has to answer"),
     ),
     doc="What deeper agents may have.",
 )

@@ -204,7 +204,7 @@ class _Builder:
             id=d["id"], agent=agent, instructions=d.get("instructions"), model=d.get("model"),
             tools=_tuple(d.get("tools")), budget=_budget(d.get("budget")),
             depends_on=tuple(d.get("depends_on", ())), steps=self.steps(d.get("steps", []), (*path, "steps")),
-            step=d.get("step"), restart=d.get("restart"),
+            step=d.get("step"), restart=d.get("restart"), priority=int(d.get("priority", 0)),
             topology=None if topology is None else FrozenDict(topology), line=self.c.line(path),
         )
 
@@ -231,6 +231,8 @@ class _Builder:
             return FrozenDict(kind=arg["kind"], timeout=_float(arg.get("timeout")))
         if op == "call":
             return FrozenDict(tool=arg["tool"], args=freeze(arg.get("args") or {}))
+        if op == "resolve":
+            return FrozenDict(grant=arg["grant"], outcome=arg.get("outcome", "wait"))
         return freeze(arg)
 
     def policy(self, d: Mapping[str, Any] | None) -> PlanPolicy | None:
@@ -242,7 +244,9 @@ class _Builder:
             rules.append((int(depth), PolicyRule(
                 models=_tuple(rule.get("models")), tools=None if tools is None else frozenset(tools),
                 budget=Budget.from_mapping(rule.get("budget")))))
-        return PlanPolicy(model_rank=tuple(d.get("model_rank", ())), depth=tuple(sorted(rules, key=lambda r: r[0])))
+        return PlanPolicy(model_rank=tuple(d.get("model_rank", ())), depth=tuple(sorted(rules, key=lambda r: r[0])),
+                          conflicts=d.get("conflicts", "first_come"),
+                          conflict_timeout=float(d.get("conflict_timeout", 10.0)))
 
 
 def _check_graph(c: _Checker, tasks: tuple[Task, ...]) -> None:

@@ -80,6 +80,8 @@ def run_fast(rt: Runtime, agent: Agent, action: Action, *, replayed: bool = Fals
         return _stop(rt, agent, action)
     if isinstance(action, AcquireLock):
         lock = rt.locks.try_acquire(agent.id, action.path, action.mode)
+        if lock.conflict is not None:
+            rt.conflicts.opened(agent, lock.conflict, waiting=False)
         return Result(action, lock.ok, lock, None if lock.ok else "conflict")
     if isinstance(action, ReleaseLock):
         try:
@@ -100,6 +102,8 @@ def _send(rt: Runtime, agent: Agent, action: Send) -> Result:
             return Result(action, False, "a root agent has no parent", "no_parent")
         to = agent.parent.id
     sent = rt.bus.send(agent.id, to, action.kind, action.body, action.thread_id)
+    if action.kind == "resolve" and action.thread_id is not None:
+        rt.conflicts.answered(agent.id, action.thread_id, action.body)
     return Result(action, sent.ok, sent, None if sent.ok else str(sent.status))
 
 
@@ -131,7 +135,10 @@ async def run_action(rt: Runtime, agent: Agent, action: Action) -> Result:
         return await _sleep(rt, agent, action)
     if isinstance(action, AcquireLock):
         rt._set_status(agent, "blocked", "lock")
-        lock = await rt.locks.acquire(agent.id, action.path, action.mode, timeout=action.timeout)
+        lock = await rt.locks.acquire(
+            agent.id, action.path, action.mode, timeout=action.timeout,
+            on_conflict=lambda conflict: rt.conflicts.opened(agent, conflict, waiting=True),
+        )
         rt._set_status(agent, "running", "lock")
         return Result(action, lock.ok, lock, None if lock.ok else "conflict")
     if isinstance(action, Parallel):

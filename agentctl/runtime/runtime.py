@@ -34,6 +34,7 @@ from ..services.bus import Bus, Inbox, Message
 from ..services.locks import LockService
 from .agent import Agent
 from .interpreter import check_actions, is_fast, run_action, run_fast
+from .conflicts import Conflicts
 from .replay import Replay, ResumeContext
 from .spec import AgentSpec, StepContext
 from .supervisor import plan_restart, should_restart, within_intensity
@@ -84,6 +85,8 @@ class Runtime:
         restart_period: float = 5.0,
         resume: ResumeContext | None = None,
         id_prefix: str = "",
+        conflicts: str = "first_come",
+        conflict_timeout: float = 10.0,
     ) -> None:
         from ..services.tools import default_registry
         from ..services.workers import LocalWorkPlane
@@ -97,6 +100,7 @@ class Runtime:
         self.bus = Bus(emit, inbox_size=inbox_size, id_prefix=id_prefix)
         self.locks = LockService(emit, id_prefix=id_prefix)
         self.resume = resume
+        self.conflicts = Conflicts(self, conflicts, conflict_timeout)
         self._inbox_size = inbox_size
         self.shell_enabled = shell_enabled
         self._root_grant = Grant(None, frozenset(self.tools.names()) if root_tools is None else root_tools, UNLIMITED)
@@ -109,7 +113,7 @@ class Runtime:
         self._waiters: dict[str, anyio.Event] = {}
         self._ready: deque[Agent] = deque()
         self._ready_event: anyio.Event | None = None
-        self._timers: list[tuple[float, int, Agent, str]] = []
+        self._timers: list[tuple[float, int, Agent | None, str, Callable[[], None] | None]] = []
         self._timer_seq = 0
         self._timer_event: anyio.Event | None = None
         self._idle_event: anyio.Event | None = None
@@ -525,18 +529,27 @@ class Runtime:
 
     # ------------------------------------------------------------------ timers
 
-    def _add_timer(self, due: float, agent: Agent, kind: str) -> None:
+    def _add_timer(self, due: float, agent: Agent | None, kind: str, fn: Callable[[], None] | None = None) -> None:
         self._timer_seq += 1
-        heapq.heappush(self._timers, (due, self._timer_seq, agent, kind))
-        if self._timer_event is not None and self._timers[0][2] is agent:
+        entry = (due, self._timer_seq, agent, kind, fn)
+        heapq.heappush(self._timers, entry)
+        if self._timer_event is not None and self._timers[0] is entry:
             self._timer_event.set()
+
+    def _call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` from the timer task after ``delay`` seconds."""
+        self._add_timer(anyio.current_time() + delay, None, "call", fn)
 
     async def _timer_loop(self) -> None:
         # One timer for the whole runtime: 100,000 agents with ticks cost one sleeping task.
         while True:
             now = anyio.current_time()
             while self._timers and self._timers[0][0] <= now:
-                due, _, agent, kind = heapq.heappop(self._timers)
+                due, _, agent, kind, fn = heapq.heappop(self._timers)
+                if fn is not None:
+                    fn()
+                    continue
+                assert agent is not None
                 if agent.ended:
                     continue
                 if kind == "deadline":

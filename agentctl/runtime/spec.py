@@ -43,6 +43,7 @@ class AgentSpec:
             fails, and its own parent decides.
         instructions: free text for LLM agents.
         provider: the LLM provider name for ``call_llm`` (``None``: the run's default).
+        priority: who wins a lock conflict under the ``priority`` policy (higher wins).
         meta: anything else the step function needs (e.g. a script's steps).
     """
 
@@ -59,6 +60,7 @@ class AgentSpec:
     restart_period: float = 5.0
     instructions: str | None = None
     provider: str | None = None
+    priority: int = 0
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 

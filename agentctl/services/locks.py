@@ -172,17 +172,23 @@ class LockService:
         path, mode = self._check(path, mode)
         return self._try(agent_id, path, mode)
 
-    async def acquire(self, agent_id: str, path: str, mode: str = "write", *, timeout: float = 0.0) -> LockResult:
+    async def acquire(
+        self, agent_id: str, path: str, mode: str = "write", *, timeout: float = 0.0,
+        on_conflict: Callable[[Conflict], None] | None = None,
+    ) -> LockResult:
         """Take the lock, waiting up to ``timeout`` seconds for it (0: answer at once).
 
-        The conflict is logged once, when first seen; the wait ends when a release hands
-        the lock over, never by polling. On timeout the result carries that conflict.
+        The conflict is logged once, when first seen (and handed to ``on_conflict``); the
+        wait ends when a release hands the lock over, never by polling. On timeout the
+        result carries that conflict.
 
         Raises:
             LockError: for a bad path or mode.
         """
         path, mode = self._check(path, mode)
         first = self._try(agent_id, path, mode)
+        if not first.ok and on_conflict is not None and first.conflict is not None:
+            on_conflict(first.conflict)
         if first.ok or timeout <= 0:
             return first
         waiter = _Waiter(agent_id, path, mode)
