@@ -98,11 +98,11 @@ class Session:
                          workspace=str(o.workspace), plan=str(o.plan_path))
             try:
                 await self._supervise()
-            except Exception as exc:
+            except Exception:
                 self.reason, self.status = "error", "failed"
-                log.emit("run/finished", None, reason=self.reason, status=self.status, events=log.last_seq + 1)
                 raise
-            log.emit("run/finished", None, reason=self.reason, status=self.status, events=log.last_seq + 1)
+            finally:
+                log.emit("run/finished", None, reason=self.reason, status=self.status, events=log.last_seq + 1)
         if self.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_OK if self.status == "ok" else EXIT_FAILED

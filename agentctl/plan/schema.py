@@ -10,7 +10,7 @@ lists exist exactly once. Called by the validator, by the CLI (to print the sche
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"

@@ -28,7 +28,7 @@ import anyio
 import anyio.lowlevel
 
 from ..errors import ActionError, AgentctlError, PolicyError, ToolError
-from ..policy import UNLIMITED, Budget, Grant, Policy, grant_child
+from ..policy import UNLIMITED, Grant, Policy, grant_child
 from ..events.journal import Journal
 from ..services.bus import Bus, Inbox, Message
 from ..services.locks import LockService

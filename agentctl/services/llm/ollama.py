@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 
 from agentctl.errors import LLMError
-from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall, ToolSpec
+from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
 from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt, normalize_hosts
-from agentctl.services.llm.wire import ToolNames, decode_arguments, plain, text_content
+from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, plain, text_content
 
-__all__ = ["OllamaProvider", "to_ollama_messages", "to_ollama_tools"]
+__all__ = ["OllamaProvider", "to_ollama_messages"]
 
 # Request options Ollama takes at the top level of the body rather than in ``options``.
 _TOP_LEVEL = frozenset({"format", "keep_alive", "think"})
@@ -103,7 +103,7 @@ class OllamaProvider:
             "stream": self.stream,
         }
         if request.tools:
-            body["tools"] = to_ollama_tools(request.tools, names)
+            body["tools"] = function_tools(request.tools, names)
         if self.think is not None:
             body["think"] = self.think
         if self.keep_alive is not None:
@@ -125,17 +125,6 @@ class OllamaProvider:
     def statistics(self) -> HTTPStatistics:
         """Requests, retries, failures and per-host state."""
         return self.http.statistics()
-
-
-def to_ollama_tools(tools: Sequence[ToolSpec], names: ToolNames) -> list[dict[str, Any]]:
-    """``tools`` in Ollama's function format, under their wire names."""
-    return [
-        {
-            "type": "function",
-            "function": {"name": names.to_wire(t.name), "description": t.description, "parameters": plain(t.parameters)},
-        }
-        for t in tools
-    ]
 
 
 def to_ollama_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 
 from agentctl.errors import LLMError
-from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall, ToolSpec
+from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
 from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt, normalize_hosts
-from agentctl.services.llm.wire import ToolNames, decode_arguments, plain, text_content
+from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, plain, text_content
 
-__all__ = ["OpenAIProvider", "to_openai_messages", "to_openai_tools"]
+__all__ = ["OpenAIProvider", "to_openai_messages"]
 
 _RESERVED = frozenset({"model", "messages", "tools", "stream", "stream_options"})
 
@@ -87,7 +87,7 @@ class OpenAIProvider:
         names = ToolNames(t.name for t in request.tools)
         body: dict[str, Any] = {"model": model, "messages": to_openai_messages(request.messages, names)}
         if request.tools:
-            body["tools"] = to_openai_tools(request.tools, names)
+            body["tools"] = function_tools(request.tools, names)
         # Options are extra top-level fields (temperature, max_tokens, seed, ...).
         body.update({k: plain(v) for k, v in request.options.items() if k not in _RESERVED})
         body["stream"] = self.stream
@@ -109,17 +109,6 @@ class OpenAIProvider:
     def statistics(self) -> HTTPStatistics:
         """Requests, retries, failures and per-host state."""
         return self.http.statistics()
-
-
-def to_openai_tools(tools: Sequence[ToolSpec], names: ToolNames) -> list[dict[str, Any]]:
-    """``tools`` in OpenAI's function format, under their wire names."""
-    return [
-        {
-            "type": "function",
-            "function": {"name": names.to_wire(t.name), "description": t.description, "parameters": plain(t.parameters)},
-        }
-        for t in tools
-    ]
 
 
 def to_openai_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:

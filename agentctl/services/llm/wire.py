@@ -107,3 +107,14 @@ def text_content(content: Any) -> str:
     if content is None:
         return ""
     return content if isinstance(content, str) else json.dumps(plain(content))
+
+
+def function_tools(tools: Iterable[Any], names: ToolNames) -> list[dict[str, Any]]:
+    """``tools`` (``ToolSpec``s) in the function-calling format Ollama and OpenAI share."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": names.to_wire(t.name), "description": t.description, "parameters": plain(t.parameters)},
+        }
+        for t in tools
+    ]
