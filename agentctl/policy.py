@@ -45,7 +45,7 @@ class Budget:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (for events and checkpoints)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in BUDGET_FIELDS}
 
     def overlay(self, other: Budget) -> Budget:
         """This budget with every field that ``other`` sets taken from ``other``."""
@@ -54,6 +54,7 @@ class Budget:
 
 
 UNLIMITED = Budget()
+BUDGET_FIELDS = tuple(f.name for f in fields(Budget))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,9 @@ class PolicyRule:
     models: tuple[str, ...] | None = None
     tools: frozenset[str] | None = None
     budget: Budget = UNLIMITED
+
+
+_NO_RULE = PolicyRule()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,13 @@ def grant_child(
     parent's, every limit within the parent's remainder and the depth's ceiling.
     """
     rule = policy.rule_for(depth)
+    if (
+        parent is not None and model is None and tools is None and budget is None
+        and rule == _NO_RULE and parent.budget == UNLIMITED
+    ):
+        # Nothing asked, nothing limited: share the parent's grant (spawning 100,000 agents
+        # this way costs no policy work and no memory per agent).
+        return parent
     chosen_model = model if model is not None else (parent.model if parent else None)
     if rule.models is not None and chosen_model not in rule.models:
         if model is not None:

@@ -28,7 +28,7 @@ import anyio
 import anyio.lowlevel
 
 from ..errors import ActionError, AgentctlError, PolicyError, ToolError
-from ..policy import UNLIMITED, Grant, Policy, grant_child
+from ..policy import UNLIMITED, Budget, Grant, Policy, grant_child
 from ..events.journal import Journal
 from ..services.bus import Bus, Inbox, Message
 from ..services.locks import LockService
@@ -432,11 +432,10 @@ class Runtime:
         results, agent.results, agent.tick_due = agent.results, (), False
         agent.steps += 1
         self._steps += 1
-        self._set_status(agent, "running", reason)
         ctx = StepContext(
             agent.id, agent.parent.id if agent.parent else None, agent.depth, agent.spec, reason,
             messages, results, agent.state, agent.grant.model, agent.grant.tools, agent.grant.budget,
-            agent.remaining(anyio.current_time()), tuple(agent.children), agent.steps,
+            tuple(agent.children) if agent.children else (), agent.steps, partial(self._left, agent),
         )
         try:
             out = agent.spec.step(ctx)
@@ -498,6 +497,7 @@ class Runtime:
 
     def _start_task(self, agent: Agent, work: Callable[[], Awaitable[None]]) -> None:
         assert self._tg is not None
+        self._set_status(agent, "running", "act")
         scope = anyio.CancelScope()
         agent.scope = scope
         self._tasks += 1
@@ -518,6 +518,10 @@ class Runtime:
                         self._wake(agent)
                     else:
                         self._set_status(agent, "waiting", "idle")
+
+    @staticmethod
+    def _left(agent: Agent) -> Budget:
+        return agent.remaining(anyio.current_time())
 
     def _tool_context(self, agent: Agent) -> Any:
         from ..services.tools import ToolContext

@@ -76,9 +76,9 @@ class StepContext:
         results: the results of the previous step's actions, in order.
         state: the agent's own scratch dict; it survives between steps (not restarts).
         model, tools, budget: what the agent was granted.
-        budget_left: what remains of each limit (``None``: unlimited).
         children: ids of the agent's live children, in start order.
         step_no: 1 for the first step.
+        budget_left: what remains of each limit (``None``: unlimited), computed when read.
     """
 
     agent_id: str
@@ -92,6 +92,11 @@ class StepContext:
     model: str | None
     tools: frozenset[str]
     budget: Budget
-    budget_left: Budget
     children: tuple[str, ...]
     step_no: int
+    left: Callable[[], Budget] = field(default=lambda: Budget(), repr=False, compare=False)
+
+    @property
+    def budget_left(self) -> Budget:
+        """What remains of each limit now (``None``: unlimited)."""
+        return self.left()
