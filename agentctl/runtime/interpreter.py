@@ -27,6 +27,7 @@ from ..actions import (
     Sleep,
     Spawn,
     Stop,
+    result,
 )
 from ..errors import ActionError, AgentctlError, LockError
 from ..services.llm.base import ChatRequest
@@ -37,13 +38,13 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 ACTION_TYPES = (Send, Spawn, Stop, AcquireLock, ReleaseLock, CallTool, CallLLM, Sleep, Done, Parallel)
+_FAST = frozenset((Send, Spawn, Stop, ReleaseLock, Done))
 
 
 def is_fast(action: Action) -> bool:
     """Whether ``action`` completes without waiting."""
-    if isinstance(action, AcquireLock):
-        return action.timeout <= 0
-    return isinstance(action, (Send, Spawn, Stop, ReleaseLock, Done))
+    kind = type(action)
+    return kind in _FAST or (kind is AcquireLock and action.timeout <= 0)  # type: ignore[union-attr]
 
 
 def check_actions(out: object) -> list[Action]:
@@ -102,9 +103,10 @@ def _send(rt: Runtime, agent: Agent, action: Send) -> Result:
             return Result(action, False, "a root agent has no parent", "no_parent")
         to = agent.parent.id
     sent = rt.bus.send(agent.id, to, action.kind, action.body, action.thread_id)
-    if action.kind == "resolve" and action.thread_id is not None:
+    if action.thread_id is not None and action.kind == "resolve":
         rt.conflicts.answered(agent.id, action.thread_id, action.body)
-    return Result(action, sent.ok, sent, None if sent.ok else str(sent.status))
+    ok = sent.ok
+    return result(action, ok, sent, None if ok else str(sent.status))
 
 
 def _stop(rt: Runtime, agent: Agent, action: Stop) -> Result:

@@ -458,10 +458,11 @@ class Runtime:
             if len(agent.inbox):
                 self._wake(agent)
             return
-        if all(is_fast(a) for a in actions):
+        if all(map(is_fast, actions)):
             results = []
+            add = results.append
             for action in actions:
-                results.append(run_fast(self, agent, action))
+                add(run_fast(self, agent, action))
                 if agent.ended:
                     return
             agent.results = tuple(results)
