@@ -16,6 +16,7 @@ from ..plan.load import load_plan
 from ..plan.model import Plan
 from ..plan.schema import plan_json_schema
 from ..reconcile import Diff, TaskState, diff_plan
+from ..reconcile.states import last_applied_plan, task_states
 from .errors import EXIT_USAGE, fail_usage, print_plan_error
 from .views import resolve_run
 
@@ -41,28 +42,11 @@ def schema_command() -> None:
     typer.echo(json.dumps(plan_json_schema(), indent=2))
 
 
-def task_states(run_dir: Path) -> tuple[dict[str, TaskState], Any]:
+def run_task_states(run_dir: Path) -> tuple[dict[str, TaskState], Any]:
     """The task states of a run, from its events and the last plan version it applied."""
     state = state_at(run_dir / "events.jsonl")
-    applied: Plan | None = None
-    copies = sorted(run_dir.glob("plan.v*"), key=lambda p: int(p.stem.split(".v")[-1]))
-    if copies:
-        try:
-            applied = load_plan(copies[-1])
-        except PlanError:
-            applied = None
-    states: dict[str, TaskState] = {}
-    for task in applied.tasks if applied else ():
-        agent = state.agents.get(task.id)
-        if agent is None:
-            continue
-        if agent.status in ("done", "failed", "stopped"):
-            status = "failed" if agent.status != "done" else str(agent.done_status or "ok")
-        else:
-            status = "running"
-        if agent.status != "stopped":
-            states[task.id] = TaskState(task.spec_key(), status)
-    return states, state
+    applied, _ = last_applied_plan(run_dir)
+    return (task_states(applied, state) if applied else {}), state
 
 
 def _subtree_locks(state: Any, root: str) -> list[str]:
@@ -89,7 +73,7 @@ def diff_command(
         if not (run_dir / "events.jsonl").exists():
             fail_usage(f"--run: no events.jsonl in {run_dir}")
         try:
-            states, fold = task_states(run_dir)
+            states, fold = run_task_states(run_dir)
         except AgentctlError as exc:
             fail_usage(str(exc))
     d = diff_plan(new, states)
