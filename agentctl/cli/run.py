@@ -63,5 +63,7 @@ def run_command(
         keep_running=keep_running,
         durability=durability,
     )
-    code = anyio.run(Session(options, loaded, resumed).run)
+    session = Session(options, loaded, resumed)
+    code = anyio.run(session.run)
+    typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
     raise typer.Exit(code)
