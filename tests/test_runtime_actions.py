@@ -186,3 +186,21 @@ async def test_max_children_is_enforced(recorder, tmp_path) -> None:
         exit = await rt.wait("p")
     assert [r.ok for r in exit.result[1]] == [True, True, False]
     assert recorder.of_type("policy/refused")[0]["rule"] == "max_children"
+
+
+async def test_max_tokens_ends_an_agent_once_its_llm_calls_used_them(recorder, tmp_path) -> None:
+    from agentctl.services.llm.scripted import ScriptedProvider
+
+    reg = make_registry()
+    provider = ScriptedProvider(["one two three four five"] * 10)
+    plane = LocalWorkPlane(recorder, tools=reg, providers={"scripted": provider}, default_provider="scripted")
+    ask = [act.call_llm([{"role": "user", "content": "count to five please"}])]
+    async with open_runtime(recorder, tools=reg, plane=plane, workspace=tmp_path) as rt:
+        rt.spawn(AgentSpec("talker", script(*[ask] * 10), budget=Budget(max_tokens=20)))
+        exit = await rt.wait("talker")
+    assert exit.status == "budget_exceeded"
+    assert recorder.of_type("agent/done")[0]["reason"] == "max_tokens"
+    results = recorder.of_type("llm/result")
+    used = sum(e["prompt_tokens"] + e["completion_tokens"] for e in results)
+    # It stopped at the first step after crossing the limit, not before and not much after.
+    assert used >= 20 and used - (results[-1]["prompt_tokens"] + results[-1]["completion_tokens"]) < 20
