@@ -163,17 +163,23 @@ async def test_restart_strategies_restart_the_right_children(recorder, strategy:
 
 
 async def test_restart_types_decide_who_comes_back(recorder) -> None:
+    runs = []
+
+    def finishes_twice(ctx: StepContext) -> list:
+        runs.append(ctx.agent_id)
+        return [act.done()] if len(runs) <= 2 else []
+
     kids = [
-        AgentSpec("perm", finisher(), restart="permanent", meta={}),
+        AgentSpec("perm", finishes_twice, restart="permanent"),
         AgentSpec("trans", finisher(), restart="transient"),
         AgentSpec("temp", crasher, restart="temporary"),
     ]
     async with open_runtime(recorder) as rt:
         rt.spawn(AgentSpec("sup", spawner(*kids), max_restarts=1000, restart_period=60))
         await settle()
-        restarted = {e["agent_id"] for e in recorder.of_type("agent/restarted")}
+        restarted = [e["agent_id"] for e in recorder.of_type("agent/restarted")]
     # permanent comes back even after a normal done; transient does not; temporary not after a crash.
-    assert restarted == {"perm"}
+    assert restarted == ["perm", "perm"]
 
 
 async def test_restart_intensity_escalates_to_the_grandparent(recorder) -> None:

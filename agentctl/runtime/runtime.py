@@ -40,6 +40,8 @@ from .spec import AgentSpec, StepContext
 from .supervisor import plan_restart, should_restart, within_intensity
 
 Emit = Callable[..., dict]
+#: Agent turns the scheduler runs before it yields to the event loop.
+THROUGHPUT = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,15 +401,19 @@ class Runtime:
             self.emit("agent/status", agent.id, status=status, reason=reason, steps=agent.steps)
 
     async def _scheduler(self) -> None:
+        ready = self._ready
         while True:
-            if not self._ready:
+            if not ready:
                 self._ready_event = anyio.Event()
                 await self._ready_event.wait()
-            batch, self._ready = self._ready, deque()
-            for agent in batch:
+            # Like an actor dispatcher's throughput setting: run up to THROUGHPUT turns
+            # (agents woken meanwhile included) before letting I/O and tasks run.
+            for _ in range(THROUGHPUT):
+                if not ready:
+                    break
+                agent = ready.popleft()
                 agent.scheduled = False
                 self._turn(agent)
-            # Let I/O and agents' tasks run between batches.
             await anyio.lowlevel.checkpoint()
 
     def _turn(self, agent: Agent) -> None:
