@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ._fast import slot_maker
+
 __all__ = [
     "Action",
     "AcquireLock",
@@ -154,34 +156,18 @@ class Result:
     error: str | None = None
 
 
-# A frozen dataclass __init__ sets each field through object.__setattr__, which costs
-# more than routing a message. The hot constructors fill the slots directly; the objects
-# are the same (same class, equality, immutability once built).
-_new = object.__new__
-_SEND_SET = tuple(getattr(Send, f).__set__ for f in Send.__slots__)
-_RESULT_SET = tuple(getattr(Result, f).__set__ for f in Result.__slots__)
+_make_send = slot_maker(Send)
+_make_result = slot_maker(Result)
 
 
 def result(action: Action, ok: bool = True, value: Any = None, error: str | None = None) -> Result:
     """A :class:`Result`, built fast (the interpreter makes one per action)."""
-    r = _new(Result)
-    s_action, s_ok, s_value, s_error = _RESULT_SET
-    s_action(r, action)
-    s_ok(r, ok)
-    s_value(r, value)
-    s_error(r, error)
-    return r
+    return _make_result(action, ok, value, error)
 
 
 def send(to: str, kind: str = "chat", body: Any = None, thread_id: str | None = None) -> Send:
     """Message ``to`` (an agent id, or ``"parent"``)."""
-    s = _new(Send)
-    s_to, s_kind, s_body, s_thread = _SEND_SET
-    s_to(s, to if type(to) is str else str(to))
-    s_kind(s, kind if type(kind) is str else str(kind))
-    s_body(s, body)
-    s_thread(s, thread_id)
-    return s
+    return _make_send(to if type(to) is str else str(to), kind if type(kind) is str else str(kind), body, thread_id)
 
 
 def spawn(spec: Any) -> Spawn:
