@@ -1,0 +1,182 @@
+"""docs/events.md is the contract: every documented type is produced, with exactly its fields."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from agentctl import actions as act
+from agentctl.events.log import EventLog
+from agentctl.events.reader import read_events
+from agentctl.policy import Budget
+from agentctl.runtime import AgentSpec, StepContext, open_runtime
+from agentctl.services.bus import Topology
+from agentctl.services.llm.scripted import ScriptedProvider
+from agentctl.services.tools import default_registry
+from agentctl.services.workers import LocalWorkPlane
+
+ROOT = Path(__file__).parent.parent
+AGENTCTL = str(Path(sys.executable).parent / "agentctl")
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+def parse_contract() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The common fields and, per type, its own fields, as ``{name: type}``."""
+    text = (ROOT / "docs" / "events.md").read_text()
+    common_part, _, types_part = text.partition("## Types")
+    row = re.compile(r"^\| `([a-z_]+)` \| ((?:[^|\\]|\\\|)+?) \|", re.M)
+    common = {m[1]: m[2].strip() for m in row.finditer(common_part.split("## Common fields")[1])}
+    types: dict[str, dict[str, str]] = {}
+    for block in re.split(r"^### ", types_part, flags=re.M)[1:]:
+        name, _, body = block.partition("\n")
+        types[name.strip()] = {m[1]: m[2].strip() for m in row.finditer(body)}
+    return common, types
+
+
+def matches(value: Any, doc_type: str) -> bool:
+    """Whether ``value`` is of the documented type (``str``, ``int \\| null``, ``list[str]``, ...)."""
+    for option in (t.strip() for t in doc_type.replace("\\|", "|").split("|")):
+        if option == "null" and value is None:
+            return True
+        if option == "any":
+            return True
+        if option == "str" and isinstance(value, str):
+            return True
+        if option == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if option == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if option == "bool" and isinstance(value, bool):
+            return True
+        if option == "object" and isinstance(value, dict):
+            return True
+        if option.startswith("list") and isinstance(value, list):
+            return True
+    return False
+
+
+async def runtime_events(tmp_path: Path) -> list[dict[str, Any]]:
+    """A scenario that makes the runtime produce every runtime-side event type."""
+    seen: list[dict[str, Any]] = []
+    log = EventLog(None, "contract")
+    log.subscribe(seen.append)
+    tools = default_registry()
+    plane = LocalWorkPlane(log.emit, tools=tools, providers={"scripted": ScriptedProvider(["hello there"])})
+    shy = Topology(allow_peer=False, peer_via_parent=False)
+
+    def holder(ctx: StepContext) -> list:
+        if ctx.reason == "start":
+            return [act.acquire_lock("f")]
+        return []
+
+    def busy(ctx: StepContext) -> list:
+        n = ctx.step_no
+        if n == 1:
+            return [act.sleep(0.02), act.acquire_lock("f"), act.call_tool("fs/write", {"path": "a.txt", "content": "x"})]
+        if n == 2:
+            return [act.call_llm([{"role": "user", "content": "hi"}]), act.send("nobody"), act.send("holder", "peek")]
+        if n == 3:
+            return [act.spawn(AgentSpec("greedy", lambda c: [], budget=Budget(max_steps=10**9)))]
+        raise RuntimeError("crash once")
+
+    def root(ctx: StepContext) -> list:
+        if ctx.reason == "start":
+            return [act.spawn(AgentSpec("holder", holder, topology=shy)),
+                    act.spawn(AgentSpec("busy", busy, topology=shy, budget=Budget(max_steps=50))),
+                    act.spawn(AgentSpec("tiny", lambda c: [act.done("ok", 1)]))]
+        return []
+
+    async with open_runtime(log.emit, tools=tools, plane=plane, workspace=tmp_path, inbox_size=1) as rt:
+        rt.spawn(AgentSpec("root", root))
+        for _ in range(200):
+            await anyio.sleep(0.01)
+            if any(e["type"] == "agent/restarted" for e in seen):
+                break
+        rt.send("user", "holder", "a")
+        rt.send("user", "holder", "b")  # the inbox holds one: this one is refused
+        await anyio.sleep(0.05)
+        rt.stop("busy")
+    return seen
+
+
+def cli_events(tmp_path: Path) -> list[dict[str, Any]]:
+    """A CLI run with a live invalid edit, killed and resumed: run/*, plan/*, resume events."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text((PLUGINS / "crash_plan.yaml").read_text().replace("tasks:\n", "tasks:\n  - id: idle\n    agent: script\n    steps: [{wait: go}]\n", 1))
+    env = dict(os.environ, PYTHONPATH=str(PLUGINS))
+    run_dir = tmp_path / "run"
+    args = [AGENTCTL, "run", str(plan), "--no-ui", "--run-dir", str(run_dir), "--workspace", str(tmp_path)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _has(run_dir, "agent/done", "closer"):
+            time.sleep(0.05)
+        plan.write_text("name: [broken\n")
+        while time.monotonic() < deadline and not _has(run_dir, "plan/invalid"):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    plan.write_text((PLUGINS / "crash_plan.yaml").read_text())
+    subprocess.run([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--resume", str(run_dir)], env=env,
+                   capture_output=True, timeout=60, check=False)
+    return list(read_events(run_dir / "events.jsonl"))
+
+
+def _has(run_dir: Path, type: str, agent: str | None = None) -> bool:
+    path = run_dir / "events.jsonl"
+    return path.exists() and any(e["type"] == type and (agent is None or e["agent_id"] == agent) for e in read_events(path))
+
+
+def conflict_events() -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        log = EventLog(None, "contract")
+        log.subscribe(seen.append)
+        async with open_runtime(log.emit) as rt:
+            rt.spawn(AgentSpec("h", lambda c: [act.acquire_lock("x")] if c.reason == "start" else []))
+            rt.spawn(AgentSpec("r", lambda c: [act.acquire_lock("x")] if c.reason == "start" else []))
+            await anyio.sleep(0.02)
+
+    anyio.run(main)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def produced(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("contract")
+    events = anyio.run(runtime_events, tmp)
+    events += cli_events(tmp_path_factory.mktemp("cli"))
+    events += conflict_events()
+    return events
+
+
+def test_every_documented_type_is_produced(produced) -> None:
+    _, types = parse_contract()
+    seen = {e["type"] for e in produced}
+    assert set(types) - seen == set()
+
+
+def test_no_undocumented_type_is_produced(produced) -> None:
+    _, types = parse_contract()
+    assert {e["type"] for e in produced} - set(types) == set()
+
+
+def test_every_event_has_exactly_its_documented_fields_and_types(produced) -> None:
+    common, types = parse_contract()
+    for event in produced:
+        own = types[event["type"]]
+        assert set(event) == set(common) | set(own), (event["type"], set(event) ^ (set(common) | set(own)))
+        for name, doc_type in {**common, **own}.items():
+            assert matches(event[name], doc_type), (event["type"], name, event[name], doc_type)
