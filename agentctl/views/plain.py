@@ -127,6 +127,24 @@ def _plan_invalid(e: dict[str, Any]) -> str:
     return f"plan invalid: {where}{at}: {_text(error.get('message'), 120)}"
 
 
+def _conflict_opened(e: dict[str, Any]) -> str:
+    return f"conflict {e.get('conflict_id')} on {e.get('path')} with {e.get('holder')}: thread {e.get('thread_id')}, {e.get('policy')}, arbiter {e.get('arbiter') or '-'}"
+
+
+def _conflict_resolved(e: dict[str, Any]) -> str:
+    return f"conflict {e.get('conflict_id')} resolved: granted to {e.get('granted_to')}, {e.get('outcome')} (by {e.get('by')})"
+
+
+def _run_resumed(e: dict[str, Any]) -> str:
+    torn = f", torn line {e['torn_line']} cut" if e.get("torn_line") else ""
+    ckpt = f", from checkpoint #{e['checkpoint']}" if e.get("checkpoint") else ""
+    return f"run resumed after #{e.get('from_seq')}{ckpt}{torn}: {len(e.get('agents') or [])} agents continue"
+
+
+def _agent_resumed(e: dict[str, Any]) -> str:
+    return f"resumed  replaying {e.get('replay')} recorded outcomes, {e.get('messages')} messages"
+
+
 def _message(e: dict[str, Any]) -> str | None:
     if e.get("delivered", True):
         return None  # delivered messages are the normal chatter
@@ -150,6 +168,10 @@ _FORMATTERS: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "plan/loaded": _plan_loaded,
     "plan/diff": _plan_diff,
     "plan/invalid": _plan_invalid,
+    "conflict/opened": _conflict_opened,
+    "conflict/resolved": _conflict_resolved,
+    "run/resumed": _run_resumed,
+    "agent/resumed": _agent_resumed,
 }
 
 
