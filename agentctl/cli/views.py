@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,11 @@ from ..errors import AgentctlError
 from .errors import fail_usage
 
 RUNS = Path(".agentctl") / "runs"
+
+
+def _console() -> Console:
+    """A console for views; piped output gets a wide, fixed width rather than Rich's 80."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def resolve_run(run: Optional[Path]) -> Path:
@@ -43,7 +49,7 @@ def watch_command(target: Optional[Path] = typer.Argument(None, help="A run dire
 
     path = _events_file(target)
     try:
-        anyio.run(lambda: watch(path, Console()))
+        anyio.run(lambda: watch(path, _console()))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except AgentctlError as exc:
@@ -65,7 +71,7 @@ def replay_command(
     path = _events_file(events)
     if not path.exists():
         fail_usage(f"no events file at {path}")
-    console = Console()
+    console = _console()
     try:
         if summary:
             console.print(render_summary(summarize(state_at(path, at))))

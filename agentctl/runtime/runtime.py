@@ -304,7 +304,9 @@ class Runtime:
     def _stop_tree(self, agent: Agent, reason: str, *, detach: bool = True) -> None:
         if agent.ended:
             return
-        self._stop_children(agent, "parent_stopped")
+        # A shutdown stops every agent as such (resume continues them); otherwise the
+        # children go because their parent did.
+        self._stop_children(agent, "shutdown" if reason == "shutdown" else "parent_stopped")
         self.emit("agent/stopped", agent.id, reason=reason)
         self._end(agent)
         if detach:
