@@ -13,6 +13,7 @@ until it has its results. An agent with nothing to do has no task at all.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import inspect
 import os
@@ -42,6 +43,8 @@ from .supervisor import plan_restart, should_restart, within_intensity
 Emit = Callable[..., dict]
 #: Agent turns the scheduler runs before it yields to the event loop.
 THROUGHPUT = 512
+#: Spawns between two ``gc.freeze()`` calls.
+FREEZE_EVERY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,11 @@ class Runtime:
             agent.deadline = previous.deadline
         else:
             self._spawned += 1
+            if self._spawned % FREEZE_EVERY == 0:
+                # A large tree of idle agents is long-lived: move it out of the GC's
+                # generations so collections stop rescanning it (pauses over 100 ms at
+                # 100,000 agents otherwise). Ended agents are still freed by refcounting.
+                gc.freeze()
             if parent is not None:
                 parent.spawned_children += 1
                 parent.reserve_for(grant.budget)
@@ -319,6 +327,8 @@ class Runtime:
     def _end(self, agent: Agent) -> None:
         agent.ended = True
         agent.status = "ended"
+        # Break the agent <-> inbox cycle, so refcounting frees it even after gc.freeze().
+        agent.inbox.on_put = None
         if agent.scope is not None:
             agent.scope.cancel()
         self.locks.release_all(agent.id)

@@ -1,0 +1,89 @@
+"""The benchmark harness: alternating rounds, medians, ratios against a baseline.
+
+Every workload measures agentctl and its baseline (and peers, where installed) in the
+same process run, alternating, for several rounds, and reports medians. Figures are
+ratios against a baseline measured in the same run, never absolute targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One workload's result, as printed and as ``--json``.
+
+    ``ratio`` is value / baseline_value when higher is better (``higher=True``), else
+    baseline_value / value, so a ratio above 1 always means agentctl did better.
+    """
+
+    name: str
+    value: float
+    unit: str
+    baseline: str
+    baseline_value: float
+    ratio: float
+    target: float
+    met: bool
+    peers: dict[str, float]
+    note: str = ""
+
+
+def figure(name: str, unit: str, ours: float, baseline: str, base: float, target: float, *,
+           higher: bool = True, peers: dict[str, float] | None = None, note: str = "") -> Figure:
+    """Build a :class:`Figure` from medians."""
+    ratio = (ours / base if higher else base / ours) if ours and base else 0.0
+    return Figure(name, round(ours, 2), unit, baseline, round(base, 2), round(ratio, 3), target, ratio >= target,
+                  {k: round(v, 2) for k, v in (peers or {}).items()}, note)
+
+
+def alternate(rounds: int, runners: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """Run each runner once per round, in turn, and return each one's median."""
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            samples[name].append(run())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def machine() -> dict[str, Any]:
+    """Facts printed with the results."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("agentctl", "anyio", "orjson", "pykka", "autogen-core"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": sys.version.split()[0],
+            "platform": platform.platform(), **versions}
+
+
+def report(figures: list[Figure], *, as_json: bool) -> None:
+    """Print the figures: a table, or one JSON object per line."""
+    if as_json:
+        for f in figures:
+            print(json.dumps(asdict(f)))
+        return
+    print(f"{'workload':<34} {'agentctl':>14} {'baseline':>24} {'ratio':>7} {'target':>7}  met")
+    for f in figures:
+        base = f"{f.baseline_value:,.1f} ({f.baseline})"
+        print(f"{f.name:<34} {f.value:>10,.1f} {f.unit:<4}{base:>24} {f.ratio:>7.2f} {f.target:>7.2f}  {'yes' if f.met else 'NO'}")
+        for peer, value in f.peers.items():
+            print(f"{'':<34} {'':>14} {value:>14,.1f} ({peer})")
+        if f.note:
+            print(f"{'':<34} {f.note}")
