@@ -23,7 +23,7 @@ class Resumed:
     """A dead run, as far as its files tell.
 
     Attributes:
-        state, journals: the fold of its events.
+        state: the fold of its events; journals: its live agents' journals (part of it).
         last_seq: its last event on disk.
         torn_line: the line number of a torn last line, if any.
         checkpoint: the seq of the checkpoint used, if any.
@@ -57,17 +57,10 @@ def load_resumed(run_dir: Path) -> Resumed | None:
         raise LogError(f"{run_dir}: no events.jsonl to resume from")
     ckpt = load_checkpoint(run_dir)
     state = ckpt.state if ckpt else RunState()
-    journals = ckpt.journals if ckpt else Journals()
     stream = read_events(path, start_seq=ckpt.seq + 1 if ckpt else 0)
-
-    def both():
-        for event in stream:
-            journals.apply(event)
-            yield event
-
-    fold(both(), state=state)
+    fold(stream, state=state)
     if state.run_id is None:
         return None
     applied, version = last_applied_plan(run_dir)
-    return Resumed(state.run_id, state, journals, state.last_seq, stream.torn_line,
+    return Resumed(state.run_id, state, state.journals, state.last_seq, stream.torn_line,
                    ckpt.seq if ckpt else None, applied, version)

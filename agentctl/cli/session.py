@@ -193,7 +193,7 @@ class Session:
         self.checkpointer = Checkpointer(
             self.o.run_dir, log.flushed, every_events=settings.checkpoint_events,
             every_seconds=settings.checkpoint_seconds,
-            state=r.state if r else None, journals=r.journals if r else None,
+            state=r.state if r else None,
         )
         log.subscribe(self.checkpointer.feed)
 

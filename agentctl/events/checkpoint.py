@@ -2,7 +2,7 @@
 
 Invoked from the CLI session (:class:`Checkpointer`, fed every event) and from resume
 (:func:`load_checkpoint`). A checkpoint holds the :class:`~agentctl.events.fold.RunState`
-and the :class:`~agentctl.events.journal.Journals` as of event ``seq``; it is written only
+(journals of live agents included) as of event ``seq``; it is written only
 once that event is on disk, atomically (temp file, fsync, rename, fsync of the
 directory), so a crash leaves either the old checkpoint or the new one, never half of one.
 Resume takes the newest checkpoint that parses, matches its checksum and is not ahead of
@@ -23,7 +23,6 @@ import anyio
 import orjson
 
 from .fold import RunState
-from .journal import Journals
 
 DIR = "checkpoints"
 KEEP = 2
@@ -35,17 +34,14 @@ class Checkpoint:
 
     seq: int
     state: RunState
-    journals: Journals
     path: Path
 
 
-def _snapshot(state: RunState, journals: Journals) -> dict[str, Any]:
+def _snapshot(state: RunState) -> dict[str, Any]:
     run = state.to_dict()
-    # What resume needs is the tree, locks and journals; finished calls and the recent
-    # events would only make the snapshot grow with the log.
-    run["completed_calls"] = {}
+    # The recent events are for views; resume needs the tree, locks and journals.
     run["recent"] = []
-    return {"run": run, "journals": journals.to_dict()}
+    return {"run": run}
 
 
 def _encode(seq: int, snapshot: dict[str, Any]) -> bytes:
@@ -88,7 +84,7 @@ def _read(path: Path) -> Checkpoint | None:
         if hashlib.sha256(body).hexdigest() != meta["sha256"]:
             return None
         snap = orjson.loads(body)
-        return Checkpoint(int(meta["seq"]), RunState.from_dict(snap["run"]), Journals.from_dict(snap["journals"]), path)
+        return Checkpoint(int(meta["seq"]), RunState.from_dict(snap["run"]), path)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -111,7 +107,7 @@ class Checkpointer:
         durable: awaited with a ``seq`` before a checkpoint of it is written (the log's
             ``flushed``): a checkpoint is never ahead of the log on disk.
         every_events, every_seconds: how often.
-        state, journals: where to continue from (resume).
+        state: where to continue from (resume).
     """
 
     def __init__(
@@ -122,14 +118,12 @@ class Checkpointer:
         every_events: int = 10_000,
         every_seconds: float = 30.0,
         state: RunState | None = None,
-        journals: Journals | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.durable = durable
         self.every_events = every_events
         self.every_seconds = every_seconds
         self.state = state or RunState()
-        self.journals = journals or Journals()
         self.written = 0
         self._since = 0
         self._last_time = time.monotonic()
@@ -138,7 +132,6 @@ class Checkpointer:
     def feed(self, event: dict[str, Any]) -> None:
         """Fold one event (a log subscriber)."""
         self.state.apply(event)
-        self.journals.apply(event)
         self._since += 1
         if self._since >= self.every_events:
             self._due.set()
@@ -154,7 +147,7 @@ class Checkpointer:
     async def checkpoint(self) -> Path:
         """Write a checkpoint of the state as of the last event fed."""
         seq = self.state.last_seq
-        snapshot = _snapshot(self.state, self.journals)
+        snapshot = _snapshot(self.state)
         self._since = 0
         self._due = anyio.Event()
         await self.durable(seq)

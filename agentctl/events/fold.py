@@ -1,7 +1,8 @@
 """The state fold: turns a stream of events into the state of a run.
 
 One reducer, :meth:`RunState.apply`, used by everything that needs to know "what is the
-run doing": the live view and ``agentctl watch`` (fed event by event), ``agentctl replay
+run doing" (its :class:`~agentctl.events.journal.Journals` part keeps what live agents did,
+calls and their outcomes included, for crash resume): the live view and ``agentctl watch`` (fed event by event), ``agentctl replay
 --at`` (:func:`state_at`) and crash resume (which starts from a :meth:`RunState.to_dict`
 snapshot and keeps folding). It reads events only, never runtime objects, so anything
 it shows can be reproduced from ``events.jsonl`` alone.
@@ -19,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from os import PathLike
 from typing import Any
+
+from .journal import Journals
 
 __all__ = ["AgentView", "RunState", "fold", "state_at", "RECENT_EVENTS", "STATUSES"]
 
@@ -109,7 +112,7 @@ class RunState:
     locks: dict[str, dict[str, str]] = field(default_factory=dict)
     open_conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
-    completed_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    journals: Journals = field(default_factory=Journals)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTS, 0))
     plan_invalid: dict[str, Any] | None = None
     last_diff: dict[str, Any] | None = None
@@ -129,6 +132,7 @@ class RunState:
         handler = _HANDLERS.get(event.get("type"))
         if handler is not None:
             handler(self, event)
+        self.journals.apply(event)
 
     def status_counts(self) -> dict[str, int]:
         """How many agents are in each status (every status present, zeros included)."""
@@ -157,7 +161,7 @@ class RunState:
             "locks": {p: dict(h) for p, h in self.locks.items()},
             "open_conflicts": {k: dict(v) for k, v in self.open_conflicts.items()},
             "pending_calls": {k: dict(v) for k, v in self.pending_calls.items()},
-            "completed_calls": {k: dict(v) for k, v in self.completed_calls.items()},
+            "journals": self.journals.to_dict(),
             "counts": dict(self.counts),
             "plan_invalid": self.plan_invalid,
             "last_diff": self.last_diff,
@@ -182,7 +186,7 @@ class RunState:
             locks={p: dict(h) for p, h in d.get("locks", {}).items()},
             open_conflicts=dict(d.get("open_conflicts", {})),
             pending_calls=dict(d.get("pending_calls", {})),
-            completed_calls=dict(d.get("completed_calls", {})),
+            journals=Journals.from_dict(d.get("journals", {})),
             plan_invalid=d.get("plan_invalid"),
             last_diff=d.get("last_diff"),
             errors=list(d.get("errors", ())),
@@ -422,7 +426,6 @@ def _tool_result(state: RunState, e: dict[str, Any]) -> None:
     call_id = e["call_id"]
     state.pending_calls.pop(call_id, None)
     ok = e.get("ok", False)
-    state.completed_calls[call_id] = {"ok": ok, "result": e.get("result"), "error": e.get("error")}
     counts = state.counts
     counts["tool_calls"] += 1
     if not ok:
@@ -446,7 +449,6 @@ def _llm_result(state: RunState, e: dict[str, Any]) -> None:
     call_id = e["call_id"]
     state.pending_calls.pop(call_id, None)
     ok = e.get("ok", False)
-    state.completed_calls[call_id] = {"ok": ok, "reply": e.get("reply"), "error": e.get("error")}
     prompt = e.get("prompt_tokens") or 0
     completion = e.get("completion_tokens") or 0
     counts = state.counts
@@ -539,11 +541,13 @@ def fold(
     try:
         if until_seq is not None:
             events = _until(events, until_seq)
+        journal = state.journals.apply
         for last in events:
             remember(last)
             handler = handlers(last.get("type"))
             if handler is not None:
                 handler(state, last)
+            journal(last)
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -63,6 +63,11 @@ class Journals:
             self.apply(e)
         return self
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Journals) and self.by_agent == other.by_agent
+
+    __hash__ = None  # type: ignore[assignment]
+
     def get(self, agent_id: str) -> Journal | None:
         """The journal of ``agent_id``, if it is live."""
         return self.by_agent.get(agent_id)

@@ -86,29 +86,46 @@ class EventStream:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed by the generator's `with`
         except OSError as exc:
             raise LogError(f"cannot read events file {self.path}: {exc}") from exc
-        with handle:
-            for line_no, line in enumerate(handle, 1):
-                self.lines_read = line_no
-                complete = line.endswith(b"\n")
-                if complete:
-                    seq = _quick_seq(line)
-                    if seq is not None and seq < start_seq:
-                        continue
-                if not line.strip():
-                    continue
-                if not complete:
-                    # The final line: a crash may have cut it short.
-                    try:
-                        event = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        self.torn_line = line_no
+        line_no = 0
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        # The loop is the replay hot path: one parse per line, the rare cases in except.
+        try:
+            with handle:
+                for line_no, line in enumerate(handle, 1):
+                    if line[-1:] != b"\n":
+                        # The final line: a crash may have cut it short.
+                        event = self._last_line(line, file, line_no)
+                        if event is not None and event.get("seq", start_seq) >= start_seq:
+                            yield event
                         return
-                    if not isinstance(event, dict):
+                    if start_seq:
+                        seq = _quick_seq(line)
+                        if seq is not None and seq < start_seq:
+                            continue
+                    try:
+                        event = loads(line)
+                    except decode_error as exc:
+                        if not line.strip():
+                            continue
+                        raise CorruptLogError(file, line_no, f"not JSON: {exc}") from None
+                    if type(event) is not dict:
                         raise CorruptLogError(file, line_no, f"not a JSON object but {type(event).__name__}")
-                else:
-                    event = _parse(line, file, line_no)
-                if event.get("seq", start_seq) >= start_seq:
-                    yield event
+                    if not start_seq or event.get("seq", start_seq) >= start_seq:
+                        yield event
+        finally:
+            self.lines_read = line_no
+
+    def _last_line(self, line: bytes, file: str, line_no: int) -> dict[str, Any] | None:
+        if not line.strip():
+            return None
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            self.torn_line = line_no
+            return None
+        if not isinstance(event, dict):
+            raise CorruptLogError(file, line_no, f"not a JSON object but {type(event).__name__}")
+        return event
 
 
 def read_events(path: str | Path, *, start_seq: int = 0) -> EventStream:

@@ -1,0 +1,122 @@
+"""The event log: appending with the default durability, and replaying through the fold.
+
+Append baseline: a bare orjson write loop with an fsync per batch of the same size.
+Replay baseline: a bare ``orjson.loads`` per line loop. Replay memory: tracemalloc peak
+for N and 4N events (flat means the ratio stays near 1).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import anyio
+import orjson
+
+from agentctl.events.fold import fold
+from agentctl.events.log import open_event_log
+from agentctl.events.reader import read_events
+
+from .harness import Figure, alternate, figure
+
+BATCH = 256  # events between two awaits of the emitting loop (the writer batches what it finds)
+
+
+def _event(i: int) -> tuple[str, str, dict]:
+    """A realistic mix: half messages, a quarter each tool requests and results."""
+    agent, k = f"a{i % 100}", i % 4
+    if k < 2:
+        return "agent/message", agent, {"msg_id": f"m{i}", "from": f"a{(i + 1) % 100}", "to": agent, "kind": "chat",
+                                        "thread_id": None, "body": {"n": i}, "delivered": True, "via": None}
+    call = f"t{i // 4}"
+    if k == 2:
+        return "tool/requested", agent, {"call_id": call, "tool": "fs/write", "arguments": {"path": f"f{i}", "content": "x"}}
+    return "tool/result", agent, {"call_id": call, "tool": "fs/write", "ok": True, "error": None,
+                                  "result": {"bytes": 1}, "duration_ms": 0.2}
+
+
+async def _append(n: int, path: Path) -> float:
+    path.unlink(missing_ok=True)
+    start = time.perf_counter()
+    async with open_event_log(path, "bench", durability="batch") as log:
+        emit = log.emit
+        for i in range(n):
+            kind, agent, fields = _event(i)
+            emit(kind, agent, **fields)
+            if i % BATCH == 0:
+                await anyio.sleep(0)
+    return n / (time.perf_counter() - start)
+
+
+def _bare_append(n: int, path: Path) -> float:
+    path.unlink(missing_ok=True)
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        pending = []
+        for i in range(n):
+            kind, agent, fields = _event(i)
+            pending.append(orjson.dumps({"seq": i + 1, "t": time.time_ns() // 1_000_000, "run_id": "bench",
+                                         "type": kind, "agent_id": agent, **fields}))
+            if len(pending) >= BATCH:
+                os.write(fd, b"\n".join(pending) + b"\n")
+                os.fsync(fd)
+                pending.clear()
+        if pending:
+            os.write(fd, b"\n".join(pending) + b"\n")
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return n / (time.perf_counter() - start)
+
+
+def _replay(path: Path, n: int) -> float:
+    start = time.perf_counter()
+    state = fold(read_events(path))
+    assert state.last_seq == n
+    return n / (time.perf_counter() - start)
+
+
+def _bare_replay(path: Path, n: int) -> float:
+    start = time.perf_counter()
+    count = 0
+    with open(path, "rb") as f:
+        for line in f:
+            orjson.loads(line)
+            count += 1
+    assert count == n
+    return n / (time.perf_counter() - start)
+
+
+def _peak(path: Path) -> int:
+    tracemalloc.start()
+    fold(read_events(path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def run(quick: bool, rounds: int) -> list[Figure]:
+    """Append and replay rates, and replay memory at N and 4N."""
+    n = 200_000 if quick else 1_000_000
+    with tempfile.TemporaryDirectory() as tmp:
+        ours_path, bare_path = Path(tmp) / "ours.jsonl", Path(tmp) / "bare.jsonl"
+        append = alternate(rounds, {
+            "agentctl": lambda: anyio.run(_append, n, ours_path),
+            "orjson": lambda: _bare_append(n, bare_path),
+        })
+        replay = alternate(rounds, {"agentctl": lambda: _replay(ours_path, n), "orjson": lambda: _bare_replay(ours_path, n)})
+        small, big = Path(tmp) / "small.jsonl", Path(tmp) / "big.jsonl"
+        anyio.run(_append, n // 4, small)
+        anyio.run(_append, n, big)
+        peaks = (_peak(small), _peak(big))
+    return [
+        figure(f"append {n:,} events (batch fsync)", "/s", append["agentctl"], "orjson+fsync loop", append["orjson"], 0.8),
+        figure(f"replay {n:,} events through the fold", "/s", replay["agentctl"], "orjson.loads loop", replay["orjson"], 0.5,
+               note="reader + fold, journals of live agents included"),
+        figure("replay peak memory, 4N vs N events", "x", peaks[1] / peaks[0], "flat (1x)", 1.0, 1.0, higher=False,
+               note=f"peak {peaks[0] / 1e6:.1f} MB at {n // 4:,}, {peaks[1] / 1e6:.1f} MB at {n:,}"),
+    ]
