@@ -8,6 +8,8 @@ skipped and reported; a bad line anywhere else raises :class:`CorruptLogError` n
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,47 @@ def _quick_seq(line: bytes) -> int | None:
         return None
 
 
+_BISECT_STOP = 1 << 16
+
+
+def _seek_seq(handle: Any, seq: int) -> int:
+    """Position ``handle`` at a line boundary at or before the first line with ``seq``.
+
+    Returns the byte offset; :func:`_lines_before` turns it into a line count when an
+    error message needs a real line number.
+    """
+    handle.seek(0, os.SEEK_END)
+    lo, hi = 0, handle.tell()
+    while hi - lo > _BISECT_STOP:
+        mid = (lo + hi) // 2
+        handle.seek(mid)
+        handle.readline()  # the rest of a line cut in the middle
+        found = _quick_seq(handle.readline())
+        if found is None:
+            break
+        if found < seq:
+            lo = mid
+        else:
+            hi = mid
+    handle.seek(max(lo - 1, 0))
+    if lo and handle.read(1) != b"\n":
+        handle.readline()  # lo fell inside a line: start on the next boundary
+    return handle.tell()
+
+
+def _lines_before(path: Path, offset: int) -> int:
+    """How many lines a file has before byte ``offset`` (a line boundary)."""
+    lines = 0
+    with open(path, "rb") as f:
+        while offset > 0:
+            chunk = f.read(min(offset, 1 << 20))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            offset -= len(chunk)
+    return lines
+
+
 def _parse(line: bytes, file: str, line_no: int) -> dict[str, Any]:
     try:
         event = orjson.loads(line)
@@ -80,40 +123,53 @@ class EventStream:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.torn_line = None
         self.lines_read = 0
-        file = str(self.path)
-        start_seq = self.start_seq
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed by the generator's `with`
         except OSError as exc:
             raise LogError(f"cannot read events file {self.path}: {exc}") from exc
-        line_no = 0
+        with handle:
+            # Skip what comes before start_seq by bisecting the file (seqs increase line by
+            # line), so resuming from a checkpoint costs the same at any log length.
+            offset = _seek_seq(handle, self.start_seq) if self.start_seq > 1 else 0
+            yield from self._lines(handle, offset)
+
+    def _lines(self, handle: Any, offset: int) -> Iterator[dict[str, Any]]:
+        file, start_seq = str(self.path), self.start_seq
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        base = 0 if offset == 0 else None  # lines before offset, counted only if needed
+
+        def line_number(relative: int) -> int:
+            nonlocal base
+            if base is None:
+                base = _lines_before(self.path, offset)
+            return base + relative
+
+        n = 0
         # The loop is the replay hot path: one parse per line, the rare cases in except.
         try:
-            with handle:
-                for line_no, line in enumerate(handle, 1):
-                    if line[-1:] != b"\n":
-                        # The final line: a crash may have cut it short.
-                        event = self._last_line(line, file, line_no)
-                        if event is not None and event.get("seq", start_seq) >= start_seq:
-                            yield event
-                        return
-                    if start_seq:
-                        seq = _quick_seq(line)
-                        if seq is not None and seq < start_seq:
-                            continue
-                    try:
-                        event = loads(line)
-                    except decode_error as exc:
-                        if not line.strip():
-                            continue
-                        raise CorruptLogError(file, line_no, f"not JSON: {exc}") from None
-                    if type(event) is not dict:
-                        raise CorruptLogError(file, line_no, f"not a JSON object but {type(event).__name__}")
-                    if not start_seq or event.get("seq", start_seq) >= start_seq:
+            for n, line in enumerate(handle, 1):
+                if line[-1:] != b"\n":
+                    # The final line: a crash may have cut it short.
+                    event = self._last_line(line, file, line_number(n))
+                    if event is not None and event.get("seq", start_seq) >= start_seq:
                         yield event
+                    return
+                if start_seq:
+                    seq = _quick_seq(line)
+                    if seq is not None and seq < start_seq:
+                        continue
+                try:
+                    event = loads(line)
+                except decode_error as exc:
+                    if not line.strip():
+                        continue
+                    raise CorruptLogError(file, line_number(n), f"not JSON: {exc}") from None
+                if type(event) is not dict:
+                    raise CorruptLogError(file, line_number(n), f"not a JSON object but {type(event).__name__}")
+                if not start_seq or event.get("seq", start_seq) >= start_seq:
+                    yield event
         finally:
-            self.lines_read = line_no
+            self.lines_read = n
 
     def _last_line(self, line: bytes, file: str, line_no: int) -> dict[str, Any] | None:
         if not line.strip():
