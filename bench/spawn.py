@@ -1,6 +1,7 @@
 """Spawning idle agents: rate, RSS per agent, idle CPU and the longest GC pause.
 
-Each side runs in a fresh subprocess (``python -m bench.spawn --child SIDE N``) so RSS
+The agentctl side emits its events (spawned, status) into an in-memory log, so RSS counts
+agents, not a file's page cache. Each side runs in a fresh subprocess (``python -m bench.spawn --child SIDE N``) so RSS
 is measured from a clean start. Baseline: bare anyio tasks, each waiting on its own
 memory stream (an inbox). Both sides call ``gc.freeze()`` after the bulk spawn, as the
 issue suggests, and both are measured with the cyclic GC otherwise on.

@@ -49,6 +49,8 @@ def run_command(
             fail_usage(f"--resume: {exc}")
         workspace = workspace or (recorded_workspace(resume) if resumed else None)
         run_dir = resume
+    if resume is None and run_dir is not None:
+        _check_fresh_run_dir(run_dir)
     ws = (workspace or Path.cwd()).resolve()
     if not ws.is_dir():
         fail_usage(f"--workspace: not a directory: {ws}")
@@ -67,3 +69,13 @@ def run_command(
     code = anyio.run(session.run)
     typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
     raise typer.Exit(code)
+
+
+def _check_fresh_run_dir(run_dir: Path) -> None:
+    """A new run needs a directory of its own: a second run appended to an old log would
+    restart its ``seq`` at 1 and replay, resume and diff would mix the two."""
+    if run_dir.exists() and not run_dir.is_dir():
+        fail_usage(f"--run-dir: not a directory: {run_dir}")
+    events = run_dir / "events.jsonl"
+    if events.exists() and events.stat().st_size > 0:
+        fail_usage(f"--run-dir: {run_dir} already holds a run; continue it with --resume {run_dir} or pick a new directory")

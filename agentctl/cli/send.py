@@ -23,9 +23,24 @@ def send_command(
     run_dir = resolve_run(run)
     if not (run_dir / "events.jsonl").exists():
         fail_usage(f"--run: no events.jsonl in {run_dir}")
+    if _finished(run_dir / "events.jsonl"):
+        fail_usage(f"--run: the run in {run_dir} has finished; nothing would read the message")
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
         value = body
     append_control(run_dir, to, kind, value)
     typer.echo(f"queued {kind} message for {to} in {run_dir}")
+
+
+def _finished(events: Path) -> bool:
+    """Whether the log ends with ``run/finished`` (only its tail is read: logs grow large)."""
+    with open(events, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - 4096))
+        lines = f.read().rstrip(b"\n").rsplit(b"\n", 1)
+    try:
+        last = orjson.loads(lines[-1])
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(last, dict) and last.get("type") == "run/finished"

@@ -25,7 +25,7 @@ import watchfiles
 
 from .. import __version__
 from ..errors import PlanError
-from ..events import follow_events, open_event_log
+from ..events import open_event_log
 from ..plan.load import load_plan
 from ..plan.model import Plan
 from ..agents.factory import spec_for_task
@@ -34,13 +34,14 @@ from ..events.journal import Journal
 from ..reconcile import ROOT_ID, Reconciler, TaskState
 from ..reconcile.states import task_states
 from ..runtime.replay import ResumeContext
+from .control import CONTROL_FILE, follow_control
+from .providers import providers_for_plan
 from .resume import Resumed
 from ..runtime import open_runtime
 from ..services.tools import default_registry
 from ..services.workers import LocalWorkPlane
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-CONTROL_FILE = "control.jsonl"
 
 
 def new_run_id() -> str:
@@ -112,8 +113,10 @@ class Session:
         tools = default_registry()
         load_plugins(plan.settings.plugins, tools)
         root_tools = frozenset(n for n in tools.names() if plan.settings.shell or not n.startswith("shell/"))
+        providers, default_provider = providers_for_plan(plan)
         plane = LocalWorkPlane(
             log.emit, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
+            providers=providers, default_provider=default_provider,
             before_run=lambda event: log.flushed(event["seq"]),
         )
         r = self.resumed
@@ -239,10 +242,7 @@ class Session:
 
     async def _follow_control(self) -> None:
         """Deliver messages that ``agentctl send`` appends to the run's control file."""
-        control = self.o.run_dir / CONTROL_FILE
-        control.touch()
-        async for command in follow_events(control):
-            self.rt.send(str(command.get("from") or "user"), str(command["to"]), str(command.get("kind") or "chat"), command.get("body"))
+        await follow_control(self.o.run_dir, lambda c: self.rt.send(c["from"], c["to"], c["kind"], c["body"]))
 
 
 def load_plugins(modules: tuple[str, ...], registry: Any) -> None:

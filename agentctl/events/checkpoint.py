@@ -37,9 +37,20 @@ class Checkpoint:
     path: Path
 
 
+_ENDED = ("done", "failed", "stopped")
+
+
 def _snapshot(state: RunState) -> dict[str, Any]:
     run = state.to_dict()
-    # The recent events are for views; resume needs the tree, locks and journals.
+    # Resume needs the live agents, the tasks (depth <= 1, finished or not), locks and
+    # journals. Finished agents deeper down and the recent events are for views, which
+    # fold the log itself; dropping them keeps a checkpoint's size, and so resume time,
+    # independent of how long the run has been going.
+    kept = [a for a in run["agents"] if a["depth"] <= 1 or a["status"] not in _ENDED]
+    ids = {a["id"] for a in kept}
+    for agent in kept:
+        agent["children"] = [c for c in agent["children"] if c in ids]
+    run["agents"] = kept
     run["recent"] = []
     return {"run": run}
 

@@ -54,12 +54,13 @@ class Diff:
         return not (self.added or self.removed or self.changed)
 
 
-def _ready(task: Task, states: Mapping[str, TaskState]) -> str:
-    """``ready``, ``waiting`` or ``blocked`` by the task's dependencies."""
+def _ready(task: Task, states: Mapping[str, TaskState], fresh: set[str]) -> str:
+    """``ready``, ``waiting`` or ``blocked`` by the task's dependencies (a dependency
+    that starts again now counts as running, whatever its old outcome)."""
     verdict = "ready"
     for dep in task.depends_on:
         state = states.get(dep)
-        if state is None or state.status == "running":
+        if state is None or state.status == "running" or dep in fresh:
             verdict = "waiting"
         elif state.status != "ok":
             return "blocked"
@@ -80,6 +81,7 @@ def diff_plan(plan: Plan, states: Mapping[str, TaskState], started: frozenset[st
     stop: list[str] = list(removed)
     waiting: list[str] = []
     blocked: list[str] = []
+    fresh_ids = {tid for tid, task in desired.items() if tid not in states or states[tid].key != task.spec_key()}
     for tid, task in desired.items():
         state = states.get(tid)
         fresh = state is None or state.key != task.spec_key()
@@ -92,7 +94,7 @@ def diff_plan(plan: Plan, states: Mapping[str, TaskState], started: frozenset[st
                 stop.append(tid)
         if not fresh:
             continue
-        verdict = _ready(task, states)
+        verdict = _ready(task, states, fresh_ids)
         if verdict == "ready":
             start.append(tid)
         elif verdict == "waiting":

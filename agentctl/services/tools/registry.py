@@ -267,11 +267,13 @@ class ToolRegistry:
 
 
 def default_registry() -> ToolRegistry:
-    """A fresh registry holding the built-in ``fs/*`` and ``shell/run`` tools."""
+    """A fresh registry holding the built-in ``fs/*``, ``shell/run`` and ``agent/*`` tools."""
+    from .bridge import register_bridge_tools
     from .fs import register_fs_tools
     from .shell import register_shell_tools
 
     registry = ToolRegistry()
     register_fs_tools(registry)
     register_shell_tools(registry)
+    register_bridge_tools(registry)
     return registry

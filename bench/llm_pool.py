@@ -1,0 +1,124 @@
+"""The LLM pool: N concurrent LLM agents against a server with a fixed 50 ms latency.
+
+A minimal OpenAI-compatible server runs in the same event loop on 127.0.0.1 and answers
+``POST /v1/chat/completions`` after 50 ms. N agents (N = 1, 4, 16) each make calls
+through the real work plane and ``OpenAIProvider``; the figure is achieved calls/s
+against the ideal N / 50 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import time
+
+import anyio
+import httpx
+import orjson
+
+from agentctl import actions as act
+from agentctl.events.log import open_event_log
+from agentctl.runtime import AgentSpec, StepContext, open_runtime
+from agentctl.services.llm.openai import OpenAIProvider
+from agentctl.services.tools import default_registry
+from agentctl.services.workers import LocalWorkPlane
+
+from .harness import Figure, alternate, figure
+
+LATENCY = 0.05
+REPLY = orjson.dumps({"choices": [{"message": {"role": "assistant", "content": "ok"}}],
+                      "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+
+
+async def _serve(stream: anyio.abc.ByteStream) -> None:
+    """Answer every request on a keep-alive connection after LATENCY; end with the client."""
+    async with stream:
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    buffer += await stream.receive()
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length")), 0)
+                while len(rest) < length:
+                    rest += await stream.receive()
+                buffer = rest[length:]
+                await anyio.sleep(LATENCY)
+                await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                                  % (len(REPLY), REPLY))
+
+
+async def _server_main() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    print(listener.extra(anyio.abc.SocketAttribute.local_port), flush=True)
+    await listener.serve(_serve)
+
+
+async def _calls_per_second(n_agents: int, calls_each: int, *, raw: bool = False) -> float:
+    # The server is another process, as a model server is: it does not share our core.
+    async with await anyio.open_process([sys.executable, "-m", "bench.llm_pool", "--serve"]) as server:
+        assert server.stdout is not None
+        port = int((await server.stdout.receive()).split()[0])
+        try:
+            run = _run_raw if raw else _run_agents
+            return await run(port, n_agents, calls_each)
+        finally:
+            server.terminate()
+
+
+async def _run_raw(port: int, n_agents: int, calls_each: int) -> float:
+    """The floor: the same calls straight through httpx, no agents, pools or events."""
+    async with httpx.AsyncClient() as client:
+        async def worker() -> None:
+            for _ in range(calls_each):
+                await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", content=b"{}")
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(n_agents):
+                tg.start_soon(worker)
+        return n_agents * calls_each / (time.perf_counter() - start)
+
+
+async def _run_agents(port: int, n_agents: int, calls_each: int) -> float:
+    provider = OpenAIProvider(f"http://127.0.0.1:{port}/v1", model="bench", retries=0)
+    async with open_event_log(None, "bench", durability="none") as log:
+        tools = default_registry()
+        plane = LocalWorkPlane(log.emit, tools=tools, providers={"openai": provider}, default_provider="openai",
+                               llm_workers=max(n_agents, 4))
+
+        def caller(ctx: StepContext) -> list:
+            if ctx.step_no > calls_each:
+                return [act.done()]
+            return [act.call_llm([{"role": "user", "content": "hi"}])]
+
+        async with open_runtime(log.emit, tools=tools, plane=plane) as rt:
+            start = time.perf_counter()
+            for i in range(n_agents):
+                rt.spawn(AgentSpec(f"a{i}", caller, provider="openai", model="bench"))
+            await rt.wait_idle()
+            elapsed = time.perf_counter() - start
+    await provider.aclose()
+    return n_agents * calls_each / elapsed
+
+
+def run(quick: bool, rounds: int) -> list[Figure]:
+    """Achieved calls/s against N / latency, for N = 1, 4, 16."""
+    calls = 20 if quick else 40
+    figures = []
+    for n in (1, 4, 16):
+        rates = alternate(rounds, {
+            "agentctl": lambda: anyio.run(_calls_per_second, n, calls),
+            "httpx": lambda: anyio.run(functools.partial(_calls_per_second, n, calls, raw=True)),
+        })
+        figures.append(figure(f"LLM pool, {n} agents, 50 ms server", "/s", rates["agentctl"], "ideal N/latency",
+                              n / LATENCY, 0.95 if n == 16 else 0.0,
+                              note=f"bare httpx, same calls: {rates['httpx']:.1f}/s "
+                                   f"(agentctl = {rates['agentctl'] / rates['httpx']:.2f}x of it)"))
+    return figures
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
+    anyio.run(_server_main)
