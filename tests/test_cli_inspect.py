@@ -1,0 +1,84 @@
+"""``validate``, ``diff`` and ``send`` against plans and finished runs, without running anything new."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import PLANS, cli
+
+FAILING = """\
+name: failing
+defaults: {restart: temporary}
+tasks:
+  - id: breaks
+    agent: script
+    steps: [{fail: "on purpose"}]
+  - id: after
+    agent: script
+    depends_on: [breaks]
+    steps: [{done: never}]
+  - id: fine
+    agent: script
+    steps: [{done: ok}]
+"""
+
+
+def rows(stdout: str) -> dict[str, str]:
+    """The diff table's rows by task id."""
+    out = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) > 2 and cells[1]:
+            out[cells[1]] = cells[2]
+    return out
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("failed")
+    plan = tmp / "failing.yaml"
+    plan.write_text(FAILING)
+    proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp / "run"), cwd=tmp)
+    assert proc.returncode == 1, proc.stderr
+    return plan, tmp / "run"
+
+
+@pytest.mark.parametrize("plan", sorted(p.name for p in PLANS.iterdir()))
+def test_validate_accepts_every_example_plan(plan: str, tmp_path: Path) -> None:
+    proc = cli("validate", str(PLANS / plan), cwd=tmp_path)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+def test_diff_from_nothing_lists_every_task(tmp_path: Path) -> None:
+    proc = cli("diff", str(PLANS / "hello.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert rows(proc.stdout) == {"greeter": "spawn", "reporter": "wait for dependencies"}
+
+
+def test_diff_against_a_failed_run(failed_run: tuple[Path, Path], tmp_path: Path) -> None:
+    plan, run_dir = failed_run
+    same = cli("diff", str(plan), "--run", str(run_dir), cwd=tmp_path)
+    assert same.returncode == 0, same.stderr
+    assert rows(same.stdout) == {"after": "blocked (a dependency failed)"}
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(FAILING.replace('[{fail: "on purpose"}]', "[{done: fixed}]"))
+    proc = cli("diff", str(fixed), "--run", str(run_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # the fixed task runs again; its dependant waits for it; the finished one is left alone
+    assert rows(proc.stdout) == {"breaks": "rerun", "after": "wait for dependencies"}
+
+
+def test_send_to_a_finished_run_is_refused(failed_run: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run_dir = failed_run
+    proc = cli("send", "--run", str(run_dir), "--to", "fine", "hello", cwd=tmp_path)
+    assert proc.returncode == 2 and "finished" in proc.stderr
+    assert not (run_dir / "control.jsonl").read_text()
+
+
+def test_a_plan_that_is_a_directory_is_a_plan_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.yaml").mkdir()
+    for command in ("validate", "run", "diff"):
+        proc = cli(command, str(tmp_path / "dir.yaml"), cwd=tmp_path)
+        assert proc.returncode == 2 and "dir.yaml" in proc.stderr and "Traceback" not in proc.stderr, command
