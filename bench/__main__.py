@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 
 from .harness import machine, report
 
-WORKLOADS = ("messaging", "spawn", "event_log", "tree", "reconcile", "llm_pool", "resume")
+WORKLOADS = ("one_way", "ping_pong", "spawn", "event_log", "tree", "reconcile", "llm_pool", "resume")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,21 +18,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: everything in under two minutes")
     parser.add_argument("--json", action="store_true", help="one JSON object per workload")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(WORKLOADS)}")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per workload (default 3, quick 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per workload (default 3)")
     args = parser.parse_args(argv)
     chosen = [w for w in args.only.split(",") if w] or list(WORKLOADS)
     unknown = [w for w in chosen if w not in WORKLOADS]
     if unknown:
         parser.error(f"--only: unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
-    rounds = args.rounds or 3
-    if not args.json:
-        print("machine:", ", ".join(f"{k}={v}" for k, v in machine().items()))
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    # With --json stdout carries only the figures, one object per line.
+    print("machine:", ", ".join(f"{k}={v}" for k, v in machine().items()), file=sys.stderr if args.json else sys.stdout)
     figures = []
     for name in chosen:
+        start = time.perf_counter()
         module = importlib.import_module(f"bench.{name}")
-        figures.extend(module.run(args.quick, rounds))
-        if not args.json:
-            print(f"  ... {name} done", file=sys.stderr)
+        figures.extend(module.run(args.quick, args.rounds))
+        print(f"  ... {name} done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     report(figures, as_json=args.json)
     return 0
 

@@ -2,7 +2,8 @@
 
 Every workload measures agentctl and its baseline (and peers, where installed) in the
 same process run, alternating, for several rounds, and reports medians. Figures are
-ratios against a baseline measured in the same run, never absolute targets.
+ratios against a baseline measured in the same run; where an issue sets an absolute bound
+instead (idle CPU, reconcile latency) that bound stands in as the baseline, and says so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Figure:
 
     ``ratio`` is value / baseline_value when higher is better (``higher=True``), else
     baseline_value / value, so a ratio above 1 always means agentctl did better.
+    ``target`` is the ratio the issue asks for; ``None`` (and ``met`` ``None``) for a
+    figure reported for context only.
     """
 
     name: str
@@ -32,17 +35,18 @@ class Figure:
     baseline: str
     baseline_value: float
     ratio: float
-    target: float
-    met: bool
+    target: float | None
+    met: bool | None
     peers: dict[str, float]
     note: str = ""
 
 
-def figure(name: str, unit: str, ours: float, baseline: str, base: float, target: float, *,
+def figure(name: str, unit: str, ours: float, baseline: str, base: float, target: float | None, *,
            higher: bool = True, peers: dict[str, float] | None = None, note: str = "") -> Figure:
     """Build a :class:`Figure` from medians."""
     ratio = (ours / base if higher else base / ours) if ours and base else 0.0
-    return Figure(name, round(ours, 2), unit, baseline, round(base, 2), round(ratio, 3), target, ratio >= target,
+    met = None if target is None else ratio >= target
+    return Figure(name, round(ours, 2), unit, baseline, round(base, 2), round(ratio, 3), target, met,
                   {k: round(v, 2) for k, v in (peers or {}).items()}, note)
 
 
@@ -79,11 +83,13 @@ def report(figures: list[Figure], *, as_json: bool) -> None:
         for f in figures:
             print(json.dumps(asdict(f)))
         return
-    print(f"{'workload':<34} {'agentctl':>14} {'baseline':>24} {'ratio':>7} {'target':>7}  met")
+    print(f"{'workload':<42} {'agentctl':>14} {'baseline':>24} {'ratio':>7} {'target':>7}  met")
     for f in figures:
         base = f"{f.baseline_value:,.1f} ({f.baseline})"
-        print(f"{f.name:<34} {f.value:>10,.1f} {f.unit:<4}{base:>24} {f.ratio:>7.2f} {f.target:>7.2f}  {'yes' if f.met else 'NO'}")
+        target = "-" if f.target is None else f"{f.target:.2f}"
+        met = "-" if f.met is None else ("yes" if f.met else "NO")
+        print(f"{f.name:<42} {f.value:>10,.1f} {f.unit:<4}{base:>24} {f.ratio:>7.2f} {target:>7}  {met}")
         for peer, value in f.peers.items():
-            print(f"{'':<34} {'':>14} {value:>14,.1f} ({peer})")
+            print(f"{'':<42} {'':>14} {value:>14,.1f} ({peer})")
         if f.note:
-            print(f"{'':<34} {f.note}")
+            print(f"{'':<42} {f.note}")

@@ -3,8 +3,10 @@
 The real CLI runs ``agentctl run PLAN --no-ui --keep-running`` in a subprocess; 50 times a
 task is added to the plan (written to a temp file and renamed over it, as editors save),
 and the time from the rename to the new agent's ``agent/spawned`` line in events.jsonl is
-taken. Baseline: watchfiles' own notification latency for the same kind of save, in this
-process, with the same debounce (30 ms) and step (10 ms) the CLI uses.
+taken by tailing the file. Baseline: watchfiles' own notification latency (``awatch``)
+for the same kind of save, in this process, with debounce 30 ms and step 10 ms. The
+latency targets (p50 <= 100 ms, p95 <= 250 ms) are absolute, so they are the baseline
+column; the watchfiles figures are in the notes.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import anyio
 import watchfiles
 
-from agentctl.events.reader import read_events
 
 from .harness import Figure, figure
 
@@ -73,33 +73,34 @@ def _ours(edits: int) -> list[float]:
             proc.wait(10)
 
 
-def _watchfiles(edits: int) -> list[float]:
+async def _watchfiles(edits: int) -> list[float]:
+    """Save -> awatch notification, per save, for the same kind of save as :func:`_ours`."""
     latencies: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         plan = Path(tmp) / "plan.yaml"
         plan.write_text("x")
         stop = anyio.Event()
+        notify, notified = anyio.create_memory_object_stream[float](edits * 4)
 
-        async def watch(seen: list[float]) -> None:
+        async def watch() -> None:
             async for _ in watchfiles.awatch(tmp, debounce=30, step=10, recursive=False, stop_event=stop):
-                seen.append(time.perf_counter())
-                if len(seen) >= edits:
-                    return
+                notify.send_nowait(time.perf_counter())
 
-        seen: list[float] = []
-        saves: list[float] = []
-
-        def editor() -> None:
-            time.sleep(0.5)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await anyio.sleep(0.5)  # the watcher is armed
             for n in range(edits):
-                saves.append(_save(plan, f"x{n}"))
-                time.sleep(0.1)
-
-        thread = threading.Thread(target=editor)  # the "editor" is another process in real life
-        thread.start()
-        anyio.run(watch, seen)
-        thread.join()
-        latencies = [s - v for s, v in zip(seen, saves)]
+                await anyio.sleep(0.05)  # as in _ours: no two saves in one debounce window
+                saved = _save(plan, f"x{n}")
+                with anyio.fail_after(10):
+                    seen = await notified.receive()
+                latencies.append(seen - saved)
+                while True:  # one save may be reported twice (write + rename): drop extras
+                    try:
+                        notified.receive_nowait()
+                    except anyio.WouldBlock:
+                        break
+            stop.set()
     return latencies
 
 
@@ -109,9 +110,9 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def run(quick: bool, rounds: int) -> list[Figure]:
-    """p50 and p95 over 50 edits (20 with --quick)."""
-    edits = 20 if quick else 50
-    ours, base = _ours(edits), _watchfiles(edits)
+    """p50 and p95 over 50 edits (both sizes: the run is a few seconds)."""
+    edits = 50
+    ours, base = _ours(edits), anyio.run(_watchfiles, edits)
     return [
         figure("reconcile p50: save -> spawned", "ms", statistics.median(ours) * 1000, "100 ms target", 100.0, 1.0,
                higher=False, note=f"watchfiles alone (same debounce): p50 {statistics.median(base) * 1000:.1f} ms"),

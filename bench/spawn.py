@@ -3,8 +3,10 @@
 The agentctl side emits its events (spawned, status) into an in-memory log, so RSS counts
 agents, not a file's page cache. Each side runs in a fresh subprocess (``python -m bench.spawn --child SIDE N``) so RSS
 is measured from a clean start. Baseline: bare anyio tasks, each waiting on its own
-memory stream (an inbox). Both sides call ``gc.freeze()`` after the bulk spawn, as the
-issue suggests, and both are measured with the cyclic GC otherwise on.
+memory stream (an inbox). Both sides call ``gc.collect(); gc.freeze()`` after the bulk
+spawn, before RSS and idle CPU are read (the GC pause is measured before that), and both
+run with the cyclic GC otherwise on. agentctl's runtime also freezes every 10,000 spawns
+on its own (``runtime.FREEZE_EVERY``); that is part of what is measured.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class _Pauses:
             self._start = time.perf_counter()
         else:
             self.longest = max(self.longest, time.perf_counter() - self._start)
+
+    def stop(self) -> float:
+        """Stop watching (so the explicit ``gc.collect`` after the spawn is not counted); the longest pause."""
+        gc.callbacks.remove(self._on)
+        return self.longest
 
 
 async def _ours(n: int) -> dict:
@@ -84,13 +91,14 @@ async def _bare(n: int) -> dict:
 
 
 async def _settle(n: int, elapsed: float, rss0: int, pauses: _Pauses) -> dict:
+    longest = pauses.stop()
     gc.collect()
     gc.freeze()
     rss = psutil.Process().memory_info().rss - rss0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await anyio.sleep(2.0)
     idle = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-    return {"rate": n / elapsed, "rss": rss / n, "idle_cpu": idle, "gc_pause": pauses.longest}
+    return {"rate": n / elapsed, "rss": rss / n, "idle_cpu": idle, "gc_pause": longest}
 
 
 def _child(side: str, n: int) -> dict:
@@ -116,8 +124,9 @@ def run(quick: bool, rounds: int) -> list[Figure]:
         figure(f"RSS per idle agent ({n:,})", "B", ours["rss"], "anyio tasks+inbox", base["rss"], 1.0, higher=False),
         figure(f"idle CPU, {n:,} agents", "%", ours["idle_cpu"] * 100, "1% of a core", 1.0, 1.0, higher=False,
                note=f"bare anyio: {base['idle_cpu'] * 100:.2f}%"),
-        figure(f"longest GC pause, {n:,} spawns", "ms", ours["gc_pause"] * 1000, "50 ms", 50.0, 1.0, higher=False,
-               note=f"bare anyio: {base['gc_pause'] * 1000:.1f} ms"),
+        figure(f"longest GC pause during {n:,} spawns", "ms", ours["gc_pause"] * 1000, "anyio tasks+inbox",
+               base["gc_pause"] * 1000, None, higher=False,
+               note="no target in the issue; agentctl's runtime calls gc.freeze() every 10,000 spawns itself"),
     ]
 
 

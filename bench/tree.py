@@ -69,7 +69,7 @@ async def _bare() -> float:
 
 
 def run(quick: bool, rounds: int) -> list[Figure]:
-    """Time to the root's done."""
-    medians = alternate(rounds, {"agentctl": lambda: anyio.run(_ours), "anyio": lambda: anyio.run(_bare)})
+    """Time to the root's done (a run takes ~60 ms, so five times the rounds: noise settles)."""
+    medians = alternate(rounds * 5, {"agentctl": lambda: anyio.run(_ours), "anyio": lambda: anyio.run(_bare)})
     return [figure("tree of 1,110 agents, leaves report up", "ms", medians["agentctl"] * 1000, "anyio tasks+streams",
                    medians["anyio"] * 1000, 1.0, higher=False, note="agentctl logs every spawn, message and done to a file (fsync per batch)")]
