@@ -11,7 +11,8 @@ from the ``agent/spawn`` bridge (:func:`llm_child_spec`). One round of the loop:
 3. the next step feeds the results back as ``tool`` messages and asks the model again.
 
 A reply without tool calls is the final answer: the agent ends with ``done("ok", text)``
-(while it still has live children it waits for their reports instead). The conversation
+(unless messages arrived meanwhile, which the model is shown first, or it still has live
+children, whose reports it then waits for). The conversation
 lives in ``ctx.state``; the runtime's budgets (``max_steps`` ...) bound the loop.
 """
 
@@ -138,10 +139,10 @@ def _on_reply(ctx: StepContext, res: Result, config: LLMAgentConfig) -> list[Act
     reply: ChatReply = res.value
     st["messages"].append(reply.to_message())
     if not reply.tool_calls:
-        if ctx.children and not st["queued"]:
-            return []  # live children: their reports will wake this agent
+        if st["queued"]:
+            return _ask(ctx, config)  # messages arrived while it was thinking: let it read them first
         if ctx.children:
-            return _ask(ctx, config)
+            return []  # live children: their reports will wake this agent
         return [act.done("ok", reply.content)]
     pending: list[dict[str, Any]] = []
     runnable: list[Action] = []

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from ..plan.model import Plan
 from ..services.llm.base import Provider
-from ..services.llm.config import KNOWN_PROVIDERS, provider_from_config
+from ..services.llm.config import provider_from_config
 from ..services.llm.scripted import ScriptedProvider
 
 __all__ = ["DEFAULT_PROVIDER", "providers_for_plan"]
@@ -27,9 +27,7 @@ def providers_for_plan(plan: Plan, env: Mapping[str, str] = os.environ) -> tuple
     """The providers ``plan`` needs, by name, and the name of the default one.
 
     ``scripted`` gives a provider that answers every request with ``"done"`` (for dry
-    runs). An unknown name gives no provider at all: the run still starts, and each LLM
-    call fails with an ``llm/result`` naming the known providers, rather than the whole
-    run failing for a plan that may not call a model.
+    runs). Plan validation refuses other names, so an unknown one never gets here.
 
     Args:
         plan: the loaded plan.
@@ -42,6 +40,4 @@ def providers_for_plan(plan: Plan, env: Mapping[str, str] = os.environ) -> tuple
     name = (d.provider or DEFAULT_PROVIDER).strip().lower()
     if name == "scripted":
         return {name: ScriptedProvider(())}, name
-    if name not in KNOWN_PROVIDERS:
-        return {}, name
     return {name: provider_from_config(name, model=d.model, base_url=d.base_url, env=env)}, name

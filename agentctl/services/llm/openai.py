@@ -88,6 +88,9 @@ class OpenAIProvider:
         body: dict[str, Any] = {"model": model, "messages": to_openai_messages(request.messages, names)}
         if request.tools:
             body["tools"] = function_tools(request.tools, names)
+            # "auto" is OpenAI's default, but llama-cpp-python's server leaves the tools out
+            # of the prompt unless the request names a choice: say it (an option overrides).
+            body["tool_choice"] = "auto"
         # Options are extra top-level fields (temperature, max_tokens, seed, ...).
         body.update({k: plain(v) for k, v in request.options.items() if k not in _RESERVED})
         body["stream"] = self.stream
