@@ -159,6 +159,9 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     events = anyio.run(runtime_events, tmp)
     events += cli_events(tmp_path_factory.mktemp("cli"))
     events += conflict_events()
+    from test_mcp import mcp_events  # the MCP server's events (mcp is in the test extra)
+
+    events += anyio.run(mcp_events, tmp_path_factory.mktemp("mcp"))
     return events
 
 

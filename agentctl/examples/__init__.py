@@ -1,0 +1,1 @@
+"""Small example programs that ship with agentctl (used by the plans in ``plans/``)."""
