@@ -1,0 +1,406 @@
+"""Container tools against a real Docker engine, plus the parts that need none.
+
+Tests marked ``docker`` share one private engine: a session fixture runs
+``scripts/docker-engine.sh`` with its own data-root and socket in a temp dir (installing
+docker.io/busybox-static with apt when missing, so it needs root), builds the local image
+``agentctl-test/busybox`` and stops the engine afterwards. Where no engine can be started
+they are skipped with the reason. Run them with ``pytest -m docker``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from agentctl import actions as act
+from agentctl.cli.gc import run_id_of
+from agentctl.errors import ToolError
+from agentctl.plan.load import load_plan
+from agentctl.runtime import AgentSpec, StepContext, open_runtime
+from agentctl.services.tools import ToolContext, default_registry
+from agentctl.services.tools.docker import check_docker, cleanup, uses_docker
+from agentctl.services.workers import LocalWorkPlane
+
+ROOT = Path(__file__).parent.parent
+AGENTCTL = str(Path(sys.executable).parent / "agentctl")
+IMAGE = "agentctl-test/busybox"
+docker_test = pytest.mark.docker
+
+
+# ---------------------------------------------------------------- the engine
+
+
+@pytest.fixture(scope="session")
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A private dockerd for this session; its DOCKER_HOST. Skips when none can be started."""
+    # The main suite must never start an engine, even before its default ``-m`` deselects us.
+    if "docker" not in (request.config.getoption("markexpr", "") or "") and not os.environ.get("AGENTCTL_DOCKER_TESTS"):
+        pytest.skip("docker tests run with: pytest -m docker")
+    if os.geteuid() != 0:
+        pytest.skip("docker tests start their own dockerd, which needs root")
+    if shutil.which("dockerd") is None and shutil.which("apt-get") is None:
+        pytest.skip("no dockerd and no apt-get to install docker.io")
+    # Short path: a unix socket path must stay under ~108 bytes.
+    home = Path(tempfile_dir()) / f"agentctl-dk-{os.getpid()}"
+    env = {**os.environ, "AGENTCTL_DOCKER_DIR": str(home)}
+    proc = subprocess.run([str(ROOT / "scripts" / "docker-engine.sh")], env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        shutil.rmtree(home, ignore_errors=True)
+        pytest.skip(f"could not start a docker engine: {proc.stderr.strip()[-500:]}")
+    host = f"unix://{home}/docker.sock"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DOCKER_HOST", host)
+    try:
+        yield host
+    finally:
+        mp.undo()
+        _stop_engine(home)
+
+
+def tempfile_dir() -> str:
+    return "/tmp" if os.path.isdir("/tmp") else os.environ.get("TMPDIR", ".")
+
+
+def _stop_engine(home: Path) -> None:
+    pidfile = home / "dockerd.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text().strip())
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(200):
+                os.kill(pid, 0)
+                time.sleep(0.05)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    subprocess.run(["umount", "-R", str(home)], capture_output=True, check=False)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def sh(*args: str) -> str:
+    """``docker ARGS`` stdout (the engine from ``DOCKER_HOST``)."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def containers_of(run_id: str) -> list[str]:
+    return sh("ps", "-aq", "--filter", f"label=agentctl.run={run_id}").split()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ToolContext]:
+    run_id = f"t-{os.getpid()}-{request.node.name[:30]}".lower()
+    yield ToolContext(agent_id="worker", workspace=tmp_path, run_id=run_id)
+
+
+@pytest.fixture
+def tools(engine: str, ctx: ToolContext) -> Iterator[Any]:
+    """Calls ``docker/*`` tools through the registry (validation included); cleans up after."""
+    reg = default_registry()
+
+    def call(name: str, **args: Any) -> Any:
+        return anyio.run(reg.invoke, name, args, ctx)
+
+    yield call
+    anyio.run(cleanup, ctx.run_id)
+
+
+# ---------------------------------------------------------------- docker/run
+
+
+@docker_test
+def test_run_returns_exit_code_env_and_stdout_stderr_apart(tools) -> None:
+    out = tools("docker/run", image=IMAGE, command="echo out-$WHO; echo err-$WHO >&2; exit 3", env={"WHO": "me"})
+    assert out["exit_code"] == 3
+    assert out["stdout"] == "out-me\n"
+    assert out["stderr"] == "err-me\n"
+    assert out["timed_out"] is False
+    ok = tools("docker/run", image=IMAGE, command=["echo", "fine"])
+    assert (ok["exit_code"], ok["stdout"]) == (0, "fine\n")
+
+
+@docker_test
+def test_run_has_no_network_unless_asked(tools) -> None:
+    off = tools("docker/run", image=IMAGE, command="ls /sys/class/net")
+    assert off["stdout"].split() == ["lo"]
+    on = tools("docker/run", image=IMAGE, command="ls /sys/class/net", network=True)
+    assert "eth0" in on["stdout"].split()
+
+
+@docker_test
+def test_run_sees_the_workspace_and_reads_stdin(tools, ctx: ToolContext) -> None:
+    (ctx.workspace / "in.txt").write_text("from host\n")
+    out = tools("docker/run", image=IMAGE, command="cat in.txt; cat - > out.txt; pwd", stdin="from stdin\n")
+    assert out["stdout"] == "from host\n/workspace\n"
+    assert (ctx.workspace / "out.txt").read_text() == "from stdin\n"
+    alone = tools("docker/run", image=IMAGE, command="ls /workspace | wc -l", mount_workspace=False)
+    assert alone["stdout"].strip() == "0"
+
+
+@docker_test
+def test_run_timeout_kills_and_removes_the_container(tools, ctx: ToolContext) -> None:
+    out = tools("docker/run", image=IMAGE, command=["sleep", "600"], timeout=1.0)
+    assert out["timed_out"] is True and out["exit_code"] is None
+    assert containers_of(ctx.run_id) == []
+
+
+@docker_test
+def test_run_of_a_missing_image_is_a_tool_error(tools) -> None:
+    with pytest.raises(ToolError, match="docker/run"):
+        tools("docker/run", image="agentctl-test/no-such-image:never", command=["true"])
+
+
+@docker_test
+def test_containers_carry_run_and_agent_labels(tools, ctx: ToolContext) -> None:
+    started = tools("docker/run", image=IMAGE, command=["sleep", "600"], detach=True)
+    labels = sh("inspect", "--format", '{{index .Config.Labels "agentctl.run"}} {{index .Config.Labels "agentctl.agent"}}',
+                started["container"]).split()
+    assert labels == [ctx.run_id, "worker"]
+    assert sh("inspect", "--format", "{{.HostConfig.NetworkMode}}", started["container"]).strip() == "none"
+
+
+# ---------------------------------------------------------------- exec, logs, stop
+
+
+@docker_test
+def test_exec_gives_exit_code_stdin_env_and_streams_apart(tools) -> None:
+    box = tools("docker/run", image=IMAGE, command=["sleep", "600"], detach=True)["container"]
+    out = tools("docker/exec", container=box, command="cat; echo v=$V; echo oops >&2; exit 4", stdin="piped\n", env={"V": "42"})
+    assert out["exit_code"] == 4
+    assert out["stdout"] == "piped\nv=42\n"
+    assert out["stderr"] == "oops\n"
+
+
+@docker_test
+def test_logs_keep_stdout_and_stderr_apart(tools) -> None:
+    box = tools("docker/run", image=IMAGE, command="echo to-out; echo to-err >&2; sleep 600", detach=True)["container"]
+    for _ in range(100):
+        logs = tools("docker/logs", container=box)
+        if logs["stdout"] and logs["stderr"]:
+            break
+        time.sleep(0.05)
+    assert (logs["stdout"], logs["stderr"]) == ("to-out\n", "to-err\n")
+
+
+@docker_test
+def test_stop_removes_the_container(tools, ctx: ToolContext) -> None:
+    box = tools("docker/run", image=IMAGE, command=["sleep", "600"], detach=True)["container"]
+    assert len(containers_of(ctx.run_id)) == 1
+    assert tools("docker/stop", container=box, timeout=0)["stopped"] is True
+    assert containers_of(ctx.run_id) == []
+
+
+@docker_test
+def test_other_runs_containers_are_out_of_reach(tools, engine: str, tmp_path: Path) -> None:
+    other = ToolContext(agent_id="x", workspace=tmp_path, run_id=f"other-{os.getpid()}")
+    reg = default_registry()
+    box = anyio.run(reg.invoke, "docker/run", {"image": IMAGE, "command": ["sleep", "600"], "detach": True}, other)["container"]
+    try:
+        for name, args in (("docker/exec", {"container": box, "command": ["true"]}), ("docker/logs", {"container": box}),
+                           ("docker/stop", {"container": box})):
+            with pytest.raises(ToolError, match="not started by this run"):
+                tools(name, **args)
+        assert len(containers_of(other.run_id)) == 1
+    finally:
+        anyio.run(cleanup, other.run_id)
+
+
+# ---------------------------------------------------------------- compose
+
+COMPOSE = """\
+version: "2.4"
+services:
+  web:
+    image: agentctl-test/busybox
+    command: ["sh", "-c", "echo web-up; sleep 600"]
+    init: true
+  worker:
+    image: agentctl-test/busybox
+    command: ["sh", "-c", "echo worker-up; sleep 600"]
+    init: true
+"""
+
+
+@docker_test
+def test_compose_up_then_down_a_two_service_file(tools, ctx: ToolContext) -> None:
+    (ctx.workspace / "stack.yml").write_text(COMPOSE)
+    up = tools("docker/compose-up", file="stack.yml", project="stack")
+    assert up["services"] == ["web", "worker"]
+    assert len(up["containers"]) == 2
+    assert up["project"].startswith(f"agentctl-{ctx.run_id}-")
+    running = containers_of(ctx.run_id)
+    assert len(running) == 2
+    states = sh("inspect", "--format", "{{.State.Running}}", *running).split()
+    assert states == ["true", "true"]
+    assert sh("network", "ls", "-q", "--filter", f"label=com.docker.compose.project={up['project']}").split()
+    down = tools("docker/compose-down", project="stack")
+    assert down["removed"] == 2
+    assert containers_of(ctx.run_id) == []
+    assert sh("network", "ls", "-q", "--filter", f"label=com.docker.compose.project={up['project']}").split() == []
+
+
+@docker_test
+def test_compose_file_must_be_in_the_workspace(tools) -> None:
+    with pytest.raises(ToolError, match="outside the workspace"):
+        tools("docker/compose-up", file="../../etc/passwd")
+
+
+# ---------------------------------------------------------------- cleanup
+
+
+@docker_test
+def test_cleanup_of_one_agent_leaves_the_others(tools, ctx: ToolContext, tmp_path: Path) -> None:
+    tools("docker/run", image=IMAGE, command=["sleep", "600"], detach=True)
+    other = ToolContext(agent_id="other", workspace=tmp_path, run_id=ctx.run_id)
+    anyio.run(default_registry().invoke, "docker/run", {"image": IMAGE, "command": ["sleep", "600"], "detach": True}, other)
+    assert len(containers_of(ctx.run_id)) == 2
+    stats = anyio.run(cleanup, ctx.run_id, "worker")
+    assert stats.containers == 1
+    left = sh("ps", "-aq", "--filter", f"label=agentctl.run={ctx.run_id}", "--filter", "label=agentctl.agent=other").split()
+    assert containers_of(ctx.run_id) == left and len(left) == 1
+
+
+@docker_test
+@pytest.mark.anyio
+async def test_an_agents_containers_go_when_it_ends(engine: str, recorder, tmp_path: Path) -> None:
+    reg = default_registry()
+    run_id = f"rt-{os.getpid()}"
+
+    def step(ctx: StepContext) -> list:
+        if ctx.step_no == 1:
+            return [act.call_tool("docker/run", {"image": IMAGE, "command": ["sleep", "600"], "detach": True})]
+        return [act.done("ok", ctx.results[0].value)]
+
+    async with open_runtime(recorder, run_id=run_id, tools=reg, plane=LocalWorkPlane(recorder, tools=reg),
+                            workspace=tmp_path) as rt:
+        rt.spawn(AgentSpec("boxer", step))
+        await rt.wait("boxer")
+        # The removal runs as a runtime task after the agent ended.
+        for _ in range(200):
+            if not containers_of(run_id):
+                break
+            await anyio.sleep(0.05)
+        assert containers_of(run_id) == []
+    started = [e for e in recorder.of_type("tool/result") if e["tool"] == "docker/run"]
+    assert started and started[0]["ok"] is True
+
+
+# ---------------------------------------------------------------- a killed run and gc
+
+KILLED_PLAN = """\
+name: killed
+settings: {docker: true}
+defaults:
+  tools: [docker/run]
+tasks:
+  - id: boxed
+    agent: script
+    steps:
+      - call: {tool: docker/run, args: {image: agentctl-test/busybox, command: [sleep, "600"], detach: true}}
+      - sleep: 1
+      - done: resumed
+"""
+
+
+@docker_test
+@pytest.mark.parametrize("after", ["gc", "resume"])
+def test_a_killed_run_leaves_nothing_after_gc_or_resume(engine: str, tmp_path: Path, after: str) -> None:
+    plan = tmp_path / "killed.yaml"
+    plan.write_text(KILLED_PLAN)
+    run_dir = tmp_path / "run"
+    # Die (SIGKILL) as soon as the container's tool/result is logged.
+    env = {**os.environ, "AGENTCTL_CRASH_AT_SEQ": "9"}
+    proc = subprocess.run([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_id = run_id_of(run_dir)
+    assert len(containers_of(run_id)) == 1, "the killed run should have left its container"
+    if after == "gc":
+        gc = subprocess.run([AGENTCTL, "gc", "--run", str(run_dir)], capture_output=True, text=True, timeout=60)
+        assert gc.returncode == 0, gc.stderr
+        assert "removed 1 containers" in gc.stdout
+    else:
+        resumed = subprocess.run([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--resume", str(run_dir)],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert resumed.returncode == 0, resumed.stderr
+    assert containers_of(run_id) == []
+
+
+@docker_test
+def test_the_example_plan_runs_and_leaves_no_container(engine: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([AGENTCTL, "run", str(ROOT / "plans" / "containers.yaml"), "--no-ui", "--no-watch-plan",
+                           "--run-dir", str(run_dir)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "container.txt").read_text() == "hello from boxed in a container\n"
+    assert sh("ps", "-aq", "--filter", "label=agentctl.run").split() == []
+
+
+# ---------------------------------------------------------------- no engine needed
+
+
+def test_validate_refuses_a_docker_plan_without_an_engine(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    for cmd in (["validate"], ["run", "--no-ui", "--no-watch-plan", "--run-dir", str(tmp_path / "run")]):
+        proc = subprocess.run([AGENTCTL, *cmd, str(ROOT / "plans" / "containers.yaml")], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "docker:" in proc.stderr
+        if shutil.which("docker"):
+            assert f"no engine reachable at unix://{tmp_path}/no-engine.sock" in " ".join(proc.stderr.split())
+    assert not (tmp_path / "run" / "events.jsonl").exists()
+
+
+def test_only_plans_naming_docker_tools_need_an_engine(tmp_path: Path) -> None:
+    assert uses_docker(load_plan(ROOT / "plans" / "containers.yaml"))
+    hello = load_plan(ROOT / "plans" / "hello.yaml")
+    assert not uses_docker(hello)
+    assert check_docker(hello) is None
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("""\
+name: nested
+settings: {docker: true}
+tasks:
+  - id: parent
+    agent: script
+    steps:
+      - spawn:
+          id: child
+          agent: script
+          steps:
+            - call: {tool: docker/logs, args: {container: x}}
+""")
+    assert uses_docker(load_plan(nested))
+
+
+@pytest.mark.anyio
+async def test_runtime_calls_agent_end_hooks_and_runs_their_coroutines(recorder) -> None:
+    seen: list[str] = []
+    ran: list[str] = []
+
+    async def later(agent_id: str) -> None:
+        ran.append(agent_id)
+
+    def hook(agent_id: str) -> Any:
+        seen.append(agent_id)
+        return later(agent_id)
+
+    async with open_runtime(recorder) as rt:
+        rt.on_agent_end(hook)
+        rt.spawn(AgentSpec("a", lambda ctx: [act.done("ok", 1)]))
+        await rt.wait("a")
+        for _ in range(50):
+            await anyio.sleep(0)
+        rt.spawn(AgentSpec("b", lambda ctx: []))
+    assert seen == ["a", "b"]
+    # "b" ended in the shutdown: its coroutine is closed, not run.
+    assert ran == ["a"]
