@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
 from agentctl import actions as act

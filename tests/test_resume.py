@@ -54,6 +54,7 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str],
     return workspace_files(ws), events[-1]["seq"]
 
 
+@pytest.mark.slow
 def test_a_run_killed_anywhere_resumes_to_the_same_workspace(clean_run, tmp_path: Path) -> None:
     expected, total = clean_run
     points = sorted({round(2 + i * (total - 4) / 21) for i in range(22)})

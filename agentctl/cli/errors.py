@@ -15,8 +15,13 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def fail_usage(message: str) -> NoReturn:
     """Print ``error: message`` and exit with the usage code."""
-    _err.print(f"[bold red]error:[/] {message}", markup=True)
+    print_error(message)
     raise typer.Exit(EXIT_USAGE)
+
+
+def print_error(message: str) -> None:
+    """Print ``error: message`` on stderr."""
+    _err.print(f"[bold red]error:[/] {message}", markup=True)
 
 
 def print_plan_error(exc: PlanError) -> None:

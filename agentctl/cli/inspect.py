@@ -17,6 +17,7 @@ from ..plan.model import Plan
 from ..plan.schema import plan_json_schema
 from ..reconcile import Diff, TaskState, diff_plan
 from ..reconcile.states import last_applied_plan, task_states
+from ..services.tools.docker import check_docker
 from .errors import EXIT_USAGE, fail_usage, print_plan_error
 from .views import resolve_run
 
@@ -34,6 +35,8 @@ def _load(path: Path) -> Plan:
 def validate_command(plan: Path = typer.Argument(..., help="The plan file to check.")) -> None:
     """Check PLAN and say what is wrong: file, line, key path, expected and got."""
     loaded = _load(plan)
+    if (engine_problem := check_docker(loaded)) is not None:
+        fail_usage(engine_problem)
     typer.echo(f"{plan}: ok: plan {loaded.name!r}, {len(loaded.tasks)} tasks")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
+from .gc import gc_command
 from .inspect import diff_command, schema_command, validate_command
 from .run import run_command
 from .send import send_command
@@ -24,6 +25,7 @@ app.command("send")(send_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.command("diff")(diff_command)
+app.command("gc")(gc_command)
 
 
 def _version(value: bool) -> None:

@@ -11,7 +11,8 @@ import typer
 from ..errors import AgentctlError, PlanError
 from ..plan.load import load_plan
 from ..services.tools import default_registry
-from .errors import fail_usage, print_plan_error
+from ..services.tools.docker import check_docker
+from .errors import fail_usage, print_error, print_plan_error
 from .resume import load_resumed, recorded_workspace
 from .session import EXIT_USAGE, RunOptions, Session, is_tty, load_plugins, new_run_id
 
@@ -39,6 +40,8 @@ def run_command(
     except PlanError as exc:
         print_plan_error(exc)
         raise typer.Exit(EXIT_USAGE) from None
+    if (engine_problem := check_docker(loaded)) is not None:
+        fail_usage(engine_problem)
     resumed = None
     if resume is not None:
         if run_dir is not None:
@@ -66,7 +69,14 @@ def run_command(
         durability=durability,
     )
     session = Session(options, loaded, resumed)
-    code = anyio.run(session.run)
+    try:
+        code = anyio.run(session.run)
+    except* AgentctlError as group:
+        # A run that could not be set up (an MCP server that did not start, say): the
+        # events so far are on disk; say what failed, without a traceback.
+        for exc in group.exceptions:
+            print_error(str(exc))
+        code = EXIT_USAGE
     typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
     raise typer.Exit(code)
 

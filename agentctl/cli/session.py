@@ -26,7 +26,7 @@ import watchfiles
 from .. import __version__
 from ..errors import PlanError
 from ..events import open_event_log
-from ..plan.load import load_plan
+from ..plan.load import parse_plan
 from ..plan.model import Plan
 from ..agents.factory import spec_for_task
 from ..events.checkpoint import Checkpointer
@@ -39,6 +39,8 @@ from .providers import providers_for_plan
 from .resume import Resumed
 from ..runtime import open_runtime
 from ..services.tools import default_registry
+from ..services.tools.docker import release_run, uses_docker
+from ..services.mcp import open_mcp
 from ..services.workers import LocalWorkPlane
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -97,12 +99,15 @@ class Session:
             else:
                 log.emit("run/started", None, pid=os.getpid(), version=__version__, durability=durability,
                          workspace=str(o.workspace), plan=str(o.plan_path))
+            if r is not None and uses_docker(self.plan):
+                await release_run(o.run_id, force=True)  # containers the killed process left
             try:
                 await self._supervise()
             except Exception:
                 self.reason, self.status = "error", "failed"
                 raise
             finally:
+                await release_run(o.run_id)
                 log.emit("run/finished", None, reason=self.reason, status=self.status, events=log.last_seq + 1)
         if self.interrupted:
             return EXIT_INTERRUPTED
@@ -112,7 +117,8 @@ class Session:
         o, plan, log = self.o, self.plan, self.log
         tools = default_registry()
         load_plugins(plan.settings.plugins, tools)
-        root_tools = frozenset(n for n in tools.names() if plan.settings.shell or not n.startswith("shell/"))
+        off = tuple(p for p, on in (("shell/", plan.settings.shell), ("docker/", plan.settings.docker)) if not on)
+        root_tools = frozenset(n for n in tools.names() if not n.startswith(off)) if off else frozenset(tools.names())
         providers, default_provider = providers_for_plan(plan)
         plane = LocalWorkPlane(
             log.emit, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
@@ -125,9 +131,10 @@ class Session:
             tg.start_soon(view.run)
             tg.start_soon(self._signals, tg.cancel_scope)
             tg.start_soon(self.checkpointer.run)
-            async with open_runtime(
+            # MCP servers first: their tools must be registered before agents resolve toolsets.
+            async with open_mcp(plan.mcp, tools, log.emit, log_dir=o.run_dir) as mcp, open_runtime(
                 log.emit, run_id=o.run_id, workspace=o.workspace, plane=plane, tools=tools,
-                policy=plan.policy.to_policy() if plan.policy else None, root_tools=root_tools,
+                policy=plan.policy.to_policy() if plan.policy else None, root_tools=root_tools | mcp.tool_names(),
                 inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
                 restart_period=plan.settings.restart_period,
@@ -209,9 +216,13 @@ class Session:
                 scope.cancel()
                 return
 
-    def _loaded(self, plan: Plan) -> None:
+    def _loaded(self, plan: Plan, text: str | None = None) -> None:
+        """Keep a copy of the plan version just applied (resume and ``diff --run`` read it)."""
         copy = self.o.run_dir / f"plan.v{self.version}{self.o.plan_path.suffix}"
-        shutil.copyfile(self.o.plan_path, copy) if self.o.plan_path.exists() else None
+        if text is not None:
+            copy.write_text(text)
+        elif self.o.plan_path.exists():
+            shutil.copyfile(self.o.plan_path, copy)
         self.log.emit("plan/loaded", None, file=str(self.o.plan_path), name=plan.name, version=self.version,
                       tasks=len(plan.tasks), copy=str(copy))
 
@@ -224,19 +235,26 @@ class Session:
                 self._reload()
 
     def _reload(self) -> None:
+        path = self.o.plan_path
         try:
-            plan = load_plan(self.o.plan_path)
-        except PlanError as exc:
-            self.log.emit("plan/invalid", ROOT_ID, file=str(self.o.plan_path), error=exc.to_dict())
+            # One read: the copy kept is the very text applied, even if the file changes again.
+            text = path.read_text()
+            plan = parse_plan(text, filename=str(path))
+        except OSError as exc:
+            error = PlanError(f"cannot read the plan: {exc}", file=str(path))
+            self.log.emit("plan/invalid", ROOT_ID, file=str(path), error=error.to_dict())
             return
-        self._apply(plan)
+        except PlanError as exc:
+            self.log.emit("plan/invalid", ROOT_ID, file=str(path), error=exc.to_dict())
+            return
+        self._apply(plan, text)
 
-    def _apply(self, plan: Plan) -> None:
+    def _apply(self, plan: Plan, text: str | None = None) -> None:
         if plan == self.plan or not self.rt.is_live(ROOT_ID):
             return
         self.plan = plan
         self.version += 1
-        self._loaded(plan)
+        self._loaded(plan, text)
         self.reconciler.set_plan(plan)
         self.rt.send("user", ROOT_ID, "reconcile", {"version": self.version})
 

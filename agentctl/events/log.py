@@ -248,13 +248,12 @@ class EventLog:
         # The hot path of the whole runtime (an event per message): few attribute reads.
         if self._closing or self._error is not None:
             raise self._unusable()
-        if "seq" in fields or "t" in fields or "run_id" in fields:
-            raise ValueError(f"event fields may not override {_COMMON}")
         seq = self._next_seq
+        event = {"seq": seq, "t": _time_ns() // 1_000_000, "run_id": self._run_id, "type": type, "agent_id": agent_id,
+                 **fields}
+        if len(event) != 5 + len(fields):  # a field took the place of a common one
+            raise ValueError(f"event fields may not override {_COMMON}")
         self._next_seq = seq + 1
-        event = {"seq": seq, "t": _time_ns() // 1_000_000, "run_id": self._run_id, "type": type, "agent_id": agent_id}
-        if fields:
-            event.update(fields)
         if self._fd is None:
             self._pending.append(b"")
         else:

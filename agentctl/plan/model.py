@@ -136,6 +136,7 @@ class Settings:
     """
 
     shell: bool = False
+    docker: bool = False
     llm_workers: int = 4
     tool_workers: int = 8
     durability: str = "batch"
@@ -171,6 +172,23 @@ class PlanPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class McpServer:
+    """An MCP server whose tools the run offers as ``mcp:<name>/<tool>``.
+
+    Attributes:
+        name: the server's name in the plan.
+        command: a stdio server: the program and its arguments (started by the run).
+        url: a streamable HTTP server's endpoint (``command`` is then empty).
+        env: extra environment variables for a stdio server.
+    """
+
+    name: str
+    command: tuple[str, ...] = ()
+    url: str | None = None
+    env: Mapping[str, str] = FrozenDict()
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """A whole validated plan.
 
@@ -178,6 +196,7 @@ class Plan:
         name: the plan's name.
         tasks: the top-level tasks, in file order.
         defaults, policy, settings: see the classes.
+        mcp: the MCP servers, in file order.
         source: the file it came from; not part of equality.
     """
 
@@ -186,6 +205,7 @@ class Plan:
     defaults: Defaults = Defaults()
     policy: PlanPolicy | None = None
     settings: Settings = Settings()
+    mcp: tuple[McpServer, ...] = ()
     source: str | None = field(default=None, compare=False)
 
     def task(self, task_id: str) -> Task | None:

@@ -202,6 +202,21 @@ class IntKeyed(Type):
 
 
 @dataclass(frozen=True, slots=True)
+class Named(Type):
+    """A mapping from names (strings matching ``pattern``) to ``value``, e.g. the ``mcp`` servers."""
+
+    value: Type
+    pattern: str
+    hint: str = "name"
+
+    def describe(self) -> str:
+        return f"mapping of {self.hint} to {self.value.describe()}"
+
+    def json(self) -> dict[str, Any]:
+        return {"type": "object", "patternProperties": {self.pattern: self.value.json()}, "additionalProperties": False}
+
+
+@dataclass(frozen=True, slots=True)
 class Either(Type):
     """A short form (a scalar) or a long form (a mapping), chosen by the value's shape."""
 
@@ -257,6 +272,7 @@ SPAWN = Obj(
     doc="A child agent running its own script.",
 )
 
+PROVIDERS = ("ollama", "openai", "scripted")
 CONFLICT_POLICIES = ("first_come", "priority", "arbiter")
 CONFLICT_OUTCOMES = ("wait", "retry", "give_up")
 
@@ -299,7 +315,7 @@ TASK = Obj(
 
 DEFAULTS = Obj(
     (
-        Field("provider", Str()),
+        Field("provider", Enum(PROVIDERS), doc="the LLM provider: ollama, openai (any OpenAI-compatible server) or scripted"),
         Field("model", Str()),
         Field("base_url", Str()),
         Field("budget", BUDGET),
@@ -312,6 +328,7 @@ DEFAULTS = Obj(
 SETTINGS = Obj(
     (
         Field("shell", Bool(), doc="enable the shell tool"),
+        Field("docker", Bool(), doc="enable the container tools (docker/*)"),
         Field("llm_workers", Int(1)),
         Field("tool_workers", Int(1)),
         Field("durability", Enum(DURABILITIES)),
@@ -337,6 +354,17 @@ POLICY = Obj(
     doc="What deeper agents may have.",
 )
 
+MCP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MCP_SERVER = Obj(
+    (
+        Field("command", Seq(Str()), doc="a stdio server: the program and its arguments ('python' = agentctl's own)"),
+        Field("url", Str(r"^https?://.+", "http:// or https:// URL"), doc="a streamable HTTP server's endpoint"),
+        Field("env", Named(Str(), r"^[A-Za-z_][A-Za-z0-9_]*$", "environment variable"),
+              doc="extra environment for a stdio server"),
+    ),
+    doc="One MCP server: give either command or url.",
+)
+
 PLAN = Obj(
     (
         Field("name", Str(), required=True),
@@ -344,6 +372,8 @@ PLAN = Obj(
         Field("defaults", DEFAULTS),
         Field("policy", POLICY),
         Field("settings", SETTINGS),
+        Field("mcp", Named(MCP_SERVER, MCP_NAME_PATTERN, "server name"),
+              doc="MCP servers whose tools tasks may use as mcp:<server>/<tool>"),
     ),
     doc="An agentctl plan.",
 )

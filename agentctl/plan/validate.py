@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import difflib
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from ..errors import PlanError
 from ..policy import Budget, PolicyRule
 from . import schema as s
-from .model import Defaults, FrozenDict, Plan, PlanPolicy, Settings, Step, Task, freeze
+from .model import Defaults, FrozenDict, McpServer, Plan, PlanPolicy, Settings, Step, Task, freeze
 
 Path = tuple[str | int, ...]
 Lines = Mapping[Path, int]
@@ -111,6 +112,8 @@ class _Checker:
             self._check_obj(t, value, path)
         elif isinstance(t, s.IntKeyed):
             self._check_int_keyed(t, value, path)
+        elif isinstance(t, s.Named):
+            self._check_named(t, value, path)
         elif isinstance(t, s.Either):
             self.check(t.long if isinstance(value, Mapping) else t.short, value, path)
         elif isinstance(t, s.Steps):
@@ -154,6 +157,15 @@ class _Checker:
                 isinstance(key, str) and key.isdigit())
             if not ok:
                 self.fail("invalid depth", (*path, key), expected="integer >= 0", got=describe_value(key))
+            self.check(t.value, item, (*path, key))
+
+    def _check_named(self, t: s.Named, value: Any, path: Path) -> None:
+        if not isinstance(value, Mapping):
+            self.wrong_type(t, value, path)
+        for key, item in value.items():
+            if not isinstance(key, str) or not re.fullmatch(t.pattern, key):
+                self.fail(f"invalid {t.hint}", (*path, key), expected=f"{t.hint} matching {t.pattern}",
+                          got=describe_value(key))
             self.check(t.value, item, (*path, key))
 
     def _check_steps(self, t: s.Steps, value: Any, path: Path) -> None:
@@ -249,6 +261,30 @@ class _Builder:
                           conflict_timeout=float(d.get("conflict_timeout", 10.0)))
 
 
+# Tools that run arbitrary commands are off unless the plan turns them on.
+_OPT_IN = {"shell/": "shell", "docker/": "docker"}
+
+
+def _check_opt_in(c: _Checker, settings: Mapping[str, Any], tasks: tuple[Task, ...], defaults: Defaults) -> None:
+    named: list[tuple[str, Path]] = [(t, ("defaults", "tools", i)) for i, t in enumerate(defaults.tools or ())]
+
+    def collect(task: Task, path: Path) -> None:
+        named.extend((t, (*path, "tools", i)) for i, t in enumerate(task.tools or ()))
+        for k, step in enumerate(task.steps):
+            if step.op == "call":
+                named.append((step.arg["tool"], (*path, "steps", k, "call", "tool")))
+            elif step.op == "spawn":
+                collect(step.arg, (*path, "steps", k, "spawn"))
+
+    for i, task in enumerate(tasks):
+        collect(task, ("tasks", i))
+    for tool, path in named:
+        for prefix, switch in _OPT_IN.items():
+            if tool.startswith(prefix) and not settings.get(switch):
+                c.fail(f"{tool} needs settings.{switch}: true ({switch} tools are off by default)", path,
+                       expected=f"settings.{switch}: true", got=f"settings.{switch} {'unset' if switch not in settings else 'false'}")
+
+
 def _check_graph(c: _Checker, tasks: tuple[Task, ...]) -> None:
     seen: dict[str, int] = {}
     for i, task in enumerate(tasks):
@@ -307,6 +343,55 @@ def _find_cycle(tasks: tuple[Task, ...]) -> list[str] | None:
     return None
 
 
+def _mcp_servers(c: _Checker, data: Mapping[str, Any]) -> tuple[McpServer, ...]:
+    out = []
+    for name, d in data.items():
+        path: Path = ("mcp", name)
+        if ("command" in d) == ("url" in d):
+            c.fail("an MCP server needs exactly one of 'command' (stdio) or 'url' (streamable HTTP)", path)
+        if "env" in d and "url" in d:
+            c.fail("'env' only applies to a stdio server (one with 'command')", (*path, "env"))
+        command = tuple(d.get("command", ()))
+        if "command" in d:
+            if not command:
+                c.fail("empty command", (*path, "command"), expected="[program, args...]", got="empty list")
+            # 'python' is agentctl's own interpreter (see agentctl.services.mcp), so it always exists.
+            if command[0] != "python" and shutil.which(command[0]) is None:
+                c.fail(f"command not found: {command[0]!r}", (*path, "command"))
+        out.append(McpServer(name=name, command=command, url=d.get("url"), env=FrozenDict(d.get("env") or {})))
+    return tuple(out)
+
+
+def _mcp_tool_names(tasks: tuple[Task, ...], defaults: Defaults) -> list[tuple[str, Path]]:
+    """Every tool name a task, a spawned child, a ``call`` step or the defaults mention, with where."""
+    out: list[tuple[str, Path]] = [(n, ("defaults", "tools", k)) for k, n in enumerate(defaults.tools or ())]
+
+    def walk(task: Task, path: Path) -> None:
+        out.extend((n, (*path, "tools", k)) for k, n in enumerate(task.tools or ()))
+        for i, step in enumerate(task.steps):
+            here = (*path, "steps", i, step.op)
+            if step.op == "call":
+                out.append((step.arg["tool"], (*here, "tool")))
+            elif step.op == "spawn":
+                walk(step.arg, here)
+
+    for i, task in enumerate(tasks):
+        walk(task, ("tasks", i))
+    return out
+
+
+def _check_mcp_refs(c: _Checker, servers: tuple[McpServer, ...], tasks: tuple[Task, ...], defaults: Defaults) -> None:
+    declared = [m.name for m in servers]
+    for name, path in _mcp_tool_names(tasks, defaults):
+        if not name.startswith("mcp:"):
+            continue
+        server = name[4:].split("/", 1)[0]
+        if server not in declared:
+            known = ", ".join(declared) or "none declared"
+            c.fail(f"unknown MCP server {server!r}{_suggest(server, declared)}; declare it under 'mcp:' "
+                   f"(known: {known})", path, got=describe_value(name))
+
+
 def validate_plan(data: Any, file: str | None = None, lines: Lines | None = None) -> Plan:
     """Check plain plan data and build the :class:`Plan`, or raise the first :class:`PlanError`.
 
@@ -339,5 +424,8 @@ def validate_plan(data: Any, file: str | None = None, lines: Lines | None = None
         st["checkpoint_seconds"] = float(st["checkpoint_seconds"])
     if "plugins" in st:
         st["plugins"] = tuple(st["plugins"])
+    servers = _mcp_servers(c, data.get("mcp") or {})
+    _check_mcp_refs(c, servers, tasks, defaults)
+    _check_opt_in(c, st, tasks, defaults)
     return Plan(name=data["name"], tasks=tasks, defaults=defaults, policy=b.policy(data.get("policy")),
-                settings=Settings(**st), source=file)
+                settings=Settings(**st), mcp=servers, source=file)

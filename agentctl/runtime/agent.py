@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from ..actions import Result
-from ..policy import CONSUMABLE, Budget, Grant
+from ..policy import CONSUMABLE, UNLIMITED, Budget, Grant
 from ..services.bus import Inbox
 from .replay import Replay
 from .spec import AgentSpec
@@ -90,6 +90,10 @@ class Agent:
 
     def settle_child(self, child: Agent) -> None:
         """A child ended: drop its reservation and charge what it really used."""
+        if self.grant.budget == UNLIMITED:
+            # Nothing to settle: an unlimited parent's ancestors are unlimited too (a
+            # limited parent never grants an unlimited child).
+            return
         for name in CONSUMABLE:
             if getattr(self.grant.budget, name) is not None and getattr(child.grant.budget, name) is not None:
                 self.reserved[name] = self.reserved.get(name, 0) - int(getattr(child.grant.budget, name))

@@ -124,6 +124,7 @@ class Runtime:
         self._idle_event: anyio.Event | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
+        self._end_hooks: list[Callable[[str], Any]] = []
         self._spawned = self._ended = self._restarts = self._steps = self._tasks = 0
 
     # ------------------------------------------------------------------ public API
@@ -200,6 +201,12 @@ class Runtime:
         while self._agents:
             self._idle_event = self._idle_event or anyio.Event()
             await self._idle_event.wait()
+
+    def on_agent_end(self, fn: Callable[[str], Any]) -> None:
+        """Call ``fn(agent_id)`` whenever an agent ends (before a restart too), e.g. to free
+        what a tool started for it. ``fn`` must not raise; a coroutine it returns runs as a
+        runtime task, except during shutdown (owners clean up at run end themselves)."""
+        self._end_hooks.append(fn)
 
     def statistics(self) -> RuntimeStatistics:
         """Counters of the tree and the scheduler."""
@@ -335,6 +342,13 @@ class Runtime:
         if self._agents.get(agent.id) is agent:
             del self._agents[agent.id]
         self._ended += 1
+        for hook in self._end_hooks:
+            out = hook(agent.id)
+            if inspect.iscoroutine(out):
+                if self._tg is not None and not self._closing:
+                    self._tg.start_soon(_awaited, out)
+                else:
+                    out.close()
 
     def _detach(self, agent: Agent, exit: Exit) -> None:
         """The agent ended for good: tell its parent, settle its budget, forget it."""
@@ -591,6 +605,10 @@ class Runtime:
 
 def _never(ctx: StepContext) -> None:
     return None
+
+
+async def _awaited(coro: Awaitable[Any]) -> None:
+    await coro
 
 
 @asynccontextmanager

@@ -237,10 +237,11 @@ class ToolRegistry:
         """Expand a toolset: set names (``all``, ``work``, ``tiny``, ``none``), globs and tool names.
 
         A string may list several items separated by commas or spaces. Set names and globs
-        select among registered tools; an explicit name must be registered.
+        select among registered tools; an explicit name must be registered. ``mcp:<server>``
+        selects every tool of that MCP server (``mcp:<server>/*``).
 
         Raises:
-            ToolError: for an explicit name that is not registered.
+            ToolError: for an explicit name that is not registered, or an MCP server with no tools.
         """
         items = re.split(r"[,\s]+", spec.strip()) if isinstance(spec, str) else list(spec)
         out: set[str] = set()
@@ -250,6 +251,12 @@ class ToolRegistry:
                     out.update(fnmatch.filter(self._tools, pattern))
             elif any(ch in item for ch in "*?["):
                 out.update(fnmatch.filter(self._tools, item))
+            elif item.startswith("mcp:") and "/" not in item:
+                prefix = item + "/"
+                found = [n for n in self._tools if n.startswith(prefix)]
+                if not found:
+                    raise ToolError(f"no tools from MCP server {item[4:]!r} (is it declared under 'mcp:' and up?)")
+                out.update(found)
             else:
                 self.get(item)
                 out.add(item)
@@ -267,8 +274,9 @@ class ToolRegistry:
 
 
 def default_registry() -> ToolRegistry:
-    """A fresh registry holding the built-in ``fs/*``, ``shell/run`` and ``agent/*`` tools."""
+    """A fresh registry holding the built-in ``fs/*``, ``shell/run``, ``agent/*`` and ``docker/*`` tools."""
     from .bridge import register_bridge_tools
+    from .docker import register_docker_tools
     from .fs import register_fs_tools
     from .shell import register_shell_tools
 
@@ -276,4 +284,5 @@ def default_registry() -> ToolRegistry:
     register_fs_tools(registry)
     register_shell_tools(registry)
     register_bridge_tools(registry)
+    register_docker_tools(registry)
     return registry
