@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agentctl.events.fold import state_at
-from agentctl.events.reader import read_events
+from cli_helpers import AGENTCTL, PLANS, ROOT, cli, events, of, save, wait_for
 
-ROOT = Path(__file__).parent.parent
-PLANS = ROOT / "plans"
 BAD = Path(__file__).parent / "bad_plans"
-AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 
 SLOW_TASK = """\
   - id: {id}
@@ -29,36 +22,6 @@ SLOW_TASK = """\
       - write: {{path: out/{id}.txt, content: "{content}"}}
       - wait: {{kind: never}}
 """
-
-
-def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AGENTCTL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def events(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "events.jsonl"
-    return list(read_events(path)) if path.exists() else []
-
-
-def wait_for(run_dir: Path, check: Callable[[list[dict[str, Any]]], bool], timeout: float = 20) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = events(run_dir)
-        if check(found):
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; last events: {[(e['seq'], e['type'], e.get('agent_id')) for e in events(run_dir)[-8:]]}")
-
-
-def of(evs: list[dict[str, Any]], type: str, agent: str | None = None) -> list[dict[str, Any]]:
-    return [e for e in evs if e["type"] == type and (agent is None or e.get("agent_id") == agent)]
-
-
-def save(path: Path, text: str) -> None:
-    """Save like an editor: write a temporary file, then rename it over the plan."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @pytest.mark.parametrize("plan", ["hello.yaml", "hello.edn", "locks.yaml"])

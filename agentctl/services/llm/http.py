@@ -18,6 +18,7 @@ The wire format helpers (tool names, arguments) are in :mod:`agentctl.services.l
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -28,6 +29,8 @@ import anyio
 import httpx
 
 from agentctl.errors import LLMError
+from agentctl.services.llm.base import ChatReply, ChatRequest
+from agentctl.services.llm.wire import ToolNames
 
 __all__ = [
     "HTTPStatistics",
@@ -401,3 +404,69 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A reply body as a JSON object, or ``LLMError`` (not JSON, not an object, an error)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise LLMError(f"malformed reply, not JSON: {excerpt(text)}") from None
+    if not isinstance(value, dict):
+        raise LLMError(f"malformed reply, not a JSON object: {excerpt(text)}")
+    if value.get("error"):
+        error = value["error"]
+        detail = error.get("message", error) if isinstance(error, Mapping) else error
+        raise LLMError(f"server error: {excerpt(str(detail))}")
+    return value
+
+
+class HTTPProvider:
+    """What the Ollama and OpenAI providers share: the model to use, the pooled client, and
+    reading a reply whole or streamed. Subclasses give ``name``, ``path`` and the wire format
+    (``_body``, ``_parse_reply``, ``_read_stream``)."""
+
+    name: str
+    path: str
+
+    def __init__(self, http: PooledHTTP, model: str | None, stream: bool) -> None:
+        self.http = http
+        self.model = model
+        self.stream = stream
+
+    async def chat(self, request: ChatRequest) -> ChatReply:
+        """Send ``request`` and decode the reply.
+
+        Raises:
+            LLMError: no model, every attempt failed, or the reply is unusable.
+        """
+        model = request.model or self.model
+        if not model:
+            raise LLMError(f"{self.name}: no model given (set it on the request or the provider)")
+        names = ToolNames(t.name for t in request.tools)
+        body = self._body(model, request, names)
+
+        async def read(response: httpx.Response) -> ChatReply:
+            if self.stream:
+                return await self._read_stream(response, names, model)
+            await response.aread()
+            return self._parse_reply(json_object(response.text), names, model)
+
+        return await self.http.post(self.path, body, read, timeout=request.timeout)
+
+    def _body(self, model: str, request: ChatRequest, names: ToolNames) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
+        raise NotImplementedError
+
+    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.http.aclose()
+
+    def statistics(self) -> HTTPStatistics:
+        """Requests, retries, failures and per-host state."""
+        return self.http.statistics()

@@ -17,7 +17,7 @@ import httpx
 
 from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
-from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt, normalize_hosts
+from agentctl.services.llm.http import HTTPProvider, PooledHTTP, excerpt, json_object, normalize_hosts
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, plain, text_content
 
 __all__ = ["OllamaProvider", "to_ollama_messages"]
@@ -27,7 +27,7 @@ _TOP_LEVEL = frozenset({"format", "keep_alive", "think"})
 _RENAMED = {"max_tokens": "num_predict"}
 
 
-class OllamaProvider:
+class OllamaProvider(HTTPProvider):
     """Chat with one or more Ollama servers.
 
     Args:
@@ -45,6 +45,7 @@ class OllamaProvider:
     """
 
     name = "ollama"
+    path = "/api/chat"
 
     def __init__(
         self,
@@ -60,41 +61,16 @@ class OllamaProvider:
         transport: httpx.AsyncBaseTransport | None = None,
         cooldown: float = 30.0,
     ) -> None:
-        self.model = model
-        self.stream = stream
+        super().__init__(
+            PooledHTTP(normalize_hosts(hosts, default_port=11434), timeout=timeout, retries=retries, backoff=backoff,
+                       cooldown=cooldown, transport=transport),
+            model, stream,
+        )
         self.keep_alive = keep_alive
         self.think = think
-        self.http = PooledHTTP(
-            normalize_hosts(hosts, default_port=11434),
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            cooldown=cooldown,
-            transport=transport,
-        )
 
     def __repr__(self) -> str:
         return f"OllamaProvider(hosts={self.http.pool.hosts!r}, model={self.model!r})"
-
-    async def chat(self, request: ChatRequest) -> ChatReply:
-        """Send ``request`` to ``/api/chat`` and decode the reply.
-
-        Raises:
-            LLMError: no model, every attempt failed, or the reply is unusable.
-        """
-        model = request.model or self.model
-        if not model:
-            raise LLMError("ollama: no model given (set it on the request or the provider)")
-        names = ToolNames(t.name for t in request.tools)
-        body = self._body(model, request, names)
-
-        async def read(response: httpx.Response) -> ChatReply:
-            if self.stream:
-                return await _read_stream(response, names, model)
-            await response.aread()
-            return _parse_reply(_json_object(response.text), names, model)
-
-        return await self.http.post("/api/chat", body, read, timeout=request.timeout)
 
     def _body(self, model: str, request: ChatRequest, names: ToolNames) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -118,13 +94,11 @@ class OllamaProvider:
             body["options"] = options
         return body
 
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
+    def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
+        return _parse_reply(data, names, model)
 
-    def statistics(self) -> HTTPStatistics:
-        """Requests, retries, failures and per-host state."""
-        return self.http.statistics()
+    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
+        return await _read_stream(response, names, model)
 
 
 def to_ollama_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
@@ -143,18 +117,6 @@ def to_ollama_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) 
             msg["images"] = list(m["images"])
         out.append(msg)
     return out
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise LLMError(f"malformed reply, not JSON: {excerpt(text)}") from None
-    if not isinstance(value, dict):
-        raise LLMError(f"malformed reply, not a JSON object: {excerpt(text)}")
-    if "error" in value:
-        raise LLMError(f"server error: {excerpt(str(value['error']))}")
-    return value
 
 
 def _tool_calls(raw: Any, names: ToolNames) -> list[ToolCall]:
@@ -189,7 +151,7 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -
     async for line in response.aiter_lines():
         if not line.strip():
             continue
-        chunk = _json_object(line)
+        chunk = json_object(line)
         message = chunk.get("message") or {}
         content.append(message.get("content") or "")
         calls.extend(_tool_calls(message.get("tool_calls"), names))

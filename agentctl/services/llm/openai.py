@@ -19,7 +19,7 @@ import httpx
 
 from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
-from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt, normalize_hosts
+from agentctl.services.llm.http import HTTPProvider, PooledHTTP, excerpt, json_object, normalize_hosts
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, plain, text_content
 
 __all__ = ["OpenAIProvider", "to_openai_messages"]
@@ -27,7 +27,7 @@ __all__ = ["OpenAIProvider", "to_openai_messages"]
 _RESERVED = frozenset({"model", "messages", "tools", "stream", "stream_options"})
 
 
-class OpenAIProvider:
+class OpenAIProvider(HTTPProvider):
     """Chat with an OpenAI-compatible API at one or more base URLs.
 
     Args:
@@ -44,6 +44,7 @@ class OpenAIProvider:
     """
 
     name = "openai"
+    path = "/chat/completions"
 
     def __init__(
         self,
@@ -58,33 +59,17 @@ class OpenAIProvider:
         transport: httpx.AsyncBaseTransport | None = None,
         cooldown: float = 30.0,
     ) -> None:
-        self.model = model
-        self.stream = stream
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = PooledHTTP(
-            normalize_hosts(base_urls),
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            cooldown=cooldown,
-            headers=headers,
-            secrets=(api_key,) if api_key else (),
-            transport=transport,
+        super().__init__(
+            PooledHTTP(normalize_hosts(base_urls), timeout=timeout, retries=retries, backoff=backoff, cooldown=cooldown,
+                       headers=headers, secrets=(api_key,) if api_key else (), transport=transport),
+            model, stream,
         )
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(base_urls={self.http.pool.hosts!r}, model={self.model!r})"
 
-    async def chat(self, request: ChatRequest) -> ChatReply:
-        """Send ``request`` to ``/chat/completions`` and decode the reply.
-
-        Raises:
-            LLMError: no model, every attempt failed, or the reply is unusable.
-        """
-        model = request.model or self.model
-        if not model:
-            raise LLMError("openai: no model given (set it on the request or the provider)")
-        names = ToolNames(t.name for t in request.tools)
+    def _body(self, model: str, request: ChatRequest, names: ToolNames) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": to_openai_messages(request.messages, names)}
         if request.tools:
             body["tools"] = function_tools(request.tools, names)
@@ -96,22 +81,13 @@ class OpenAIProvider:
         body["stream"] = self.stream
         if self.stream:
             body["stream_options"] = {"include_usage": True}
+        return body
 
-        async def read(response: httpx.Response) -> ChatReply:
-            if self.stream:
-                return await _read_stream(response, names, model)
-            await response.aread()
-            return _parse_reply(_json_object(response.text), names, model)
+    def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
+        return _parse_reply(data, names, model)
 
-        return await self.http.post("/chat/completions", body, read, timeout=request.timeout)
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
-
-    def statistics(self) -> HTTPStatistics:
-        """Requests, retries, failures and per-host state."""
-        return self.http.statistics()
+    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
+        return await _read_stream(response, names, model)
 
 
 def to_openai_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
@@ -134,20 +110,6 @@ def to_openai_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) 
             msg["tool_call_id"] = m.get("tool_call_id") or ""
         out.append(msg)
     return out
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise LLMError(f"malformed reply, not JSON: {excerpt(text)}") from None
-    if not isinstance(value, dict):
-        raise LLMError(f"malformed reply, not a JSON object: {excerpt(text)}")
-    if value.get("error"):
-        error = value["error"]
-        detail = error.get("message", error) if isinstance(error, Mapping) else error
-        raise LLMError(f"server error: {excerpt(str(detail))}")
-    return value
 
 
 def _call(call_id: str | None, name: str | None, arguments: Any, names: ToolNames) -> ToolCall:
@@ -200,7 +162,7 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -
         if payload == "[DONE]":
             finished = True
             break
-        chunk = _json_object(payload)
+        chunk = json_object(payload)
         seen_model = chunk.get("model") or seen_model
         usage = chunk.get("usage") or usage
         for choice in chunk.get("choices") or ():
