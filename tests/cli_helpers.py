@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -57,3 +58,33 @@ def save(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".swp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def interrupt(proc: subprocess.Popen[str], run_dir: Path) -> Events:
+    """Ctrl-C a running ``agentctl run``: it must exit 130 with ``run/finished`` interrupted."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130
+    finally:
+        proc.kill()
+    evs = events(run_dir)
+    assert (evs[-1]["type"], evs[-1]["reason"]) == ("run/finished", "interrupted")
+    return evs
+
+
+#: A plan whose first task fails, whose second depends on it, and whose third is fine.
+FAILING = """\
+name: failing
+defaults: {restart: temporary}
+tasks:
+  - id: breaks
+    agent: script
+    steps: [{fail: "on purpose"}]
+  - id: after
+    agent: script
+    depends_on: [breaks]
+    steps: [{done: never}]
+  - id: fine
+    agent: script
+    steps: [{done: ok}]
+"""

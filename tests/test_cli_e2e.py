@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentctl.events.fold import state_at
-from cli_helpers import AGENTCTL, PLANS, ROOT, cli, events, of, save, wait_for
+from cli_helpers import AGENTCTL, FAILING, PLANS, ROOT, cli, events, interrupt, of, save, wait_for
 
 BAD = Path(__file__).parent / "bad_plans"
 
@@ -53,21 +53,7 @@ def test_hello_plan_writes_its_files(tmp_path: Path) -> None:
 
 def test_a_failing_task_fails_the_run_and_blocks_its_dependants(tmp_path: Path) -> None:
     plan = tmp_path / "fail.yaml"
-    plan.write_text("""\
-name: fail
-defaults: {restart: temporary}
-tasks:
-  - id: breaks
-    agent: script
-    steps: [{fail: "on purpose"}]
-  - id: after
-    agent: script
-    depends_on: [breaks]
-    steps: [{done: never}]
-  - id: fine
-    agent: script
-    steps: [{done: ok}]
-""")
+    plan.write_text(FAILING)
     run_dir = tmp_path / "run"
     proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -149,12 +135,10 @@ def test_live_edits_are_reconciled_and_an_invalid_save_disturbs_nothing(tmp_path
         save(plan, plan.read_text())
         time.sleep(0.5)
         assert len(of(events(run_dir), "plan/diff")) == n_diffs
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 130
-    finally:
+    except BaseException:
         proc.kill()
-    evs = events(run_dir)
-    assert (evs[-1]["type"], evs[-1]["reason"]) == ("run/finished", "interrupted")
+        raise
+    evs = interrupt(proc, run_dir)
     stopped = {e["agent_id"] for e in of(evs, "agent/stopped") if e["reason"] == "shutdown"}
     assert stopped == {"plan", "keep", "new", "third"}
     assert (tmp_path / "out" / "keep.txt").read_text() == "k2"

@@ -6,23 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import PLANS, cli
+from cli_helpers import FAILING, PLANS, cli
 
-FAILING = """\
-name: failing
-defaults: {restart: temporary}
-tasks:
-  - id: breaks
-    agent: script
-    steps: [{fail: "on purpose"}]
-  - id: after
-    agent: script
-    depends_on: [breaks]
-    steps: [{done: never}]
-  - id: fine
-    agent: script
-    steps: [{done: ok}]
-"""
 
 
 def rows(stdout: str) -> dict[str, str]:

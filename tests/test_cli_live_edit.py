@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from cli_helpers import events, of, save, start, wait_for
+from cli_helpers import events, interrupt, of, save, start, wait_for
 
 HEAD = "name: live\ntasks:\n"
 QUICK = "  - id: {id}\n    agent: script\n{deps}    steps: [{{write: {{path: out/{id}.txt, content: \"{content}\"}}}}, {{done: {content}}}]\n"
@@ -44,12 +44,10 @@ def test_edits_rerun_finished_tasks_and_respect_dependencies(tmp_path: Path) -> 
         evs = wait_for(run_dir, lambda e: of(e, "agent/done", "after-gate"))
         types = [(e["type"], e["agent_id"]) for e in evs]
         assert types.index(("agent/done", "gate")) < types.index(("agent/spawned", "after-gate"))
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 130
-    finally:
+    except BaseException:
         proc.kill()
-    evs = events(run_dir)
-    assert (evs[-1]["type"], evs[-1]["reason"]) == ("run/finished", "interrupted")
+        raise
+    evs = interrupt(proc, run_dir)
     assert len(of(evs, "plan/diff")) == 2
 
 
