@@ -47,7 +47,8 @@ def _run_finished(e: dict[str, Any]) -> str:
 
 def _spawned(e: dict[str, Any]) -> str:
     parent = e.get("parent_id") or "-"
-    return f"spawned  parent={parent} depth={e.get('depth')} kind={e.get('kind')} model={e.get('model')}"
+    model = f" model={e['model']}" if e.get("model") else ""
+    return f"spawned  parent={parent} depth={e.get('depth')} kind={e.get('kind') or '-'}{model}"
 
 
 def _done(e: dict[str, Any]) -> str:
