@@ -110,8 +110,8 @@ def run(quick: bool, rounds: int) -> list[Figure]:
     figures = []
     for n in (1, 4, 16):
         rates = alternate(rounds, {
-            "agentctl": lambda: anyio.run(_calls_per_second, n, calls),
-            "httpx": lambda: anyio.run(functools.partial(_calls_per_second, n, calls, raw=True)),
+            "agentctl": lambda n=n: anyio.run(_calls_per_second, n, calls),
+            "httpx": lambda n=n: anyio.run(functools.partial(_calls_per_second, n, calls, raw=True)),
         })
         figures.append(figure(f"LLM pool, {n} agents, 50 ms server", "/s", rates["agentctl"], "ideal N/latency",
                               n / LATENCY, 0.95 if n == 16 else None,

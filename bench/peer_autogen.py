@@ -8,8 +8,15 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from autogen_core import (AgentId, MessageContext, RoutedAgent, SingleThreadedAgentRuntime, TopicId,
-                          TypeSubscription, message_handler)
+from autogen_core import (
+    AgentId,
+    MessageContext,
+    RoutedAgent,
+    SingleThreadedAgentRuntime,
+    TopicId,
+    TypeSubscription,
+    message_handler,
+)
 
 
 @dataclass

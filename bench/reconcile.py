@@ -22,7 +22,6 @@ from pathlib import Path
 import anyio
 import watchfiles
 
-
 from .harness import Figure, figure
 
 TASK = "  - id: t{n}\n    agent: script\n    steps: [{{wait: never}}]\n"

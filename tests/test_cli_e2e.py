@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import AGENTCTL, FAILING, PLANS, ROOT, cli, events, interrupt, of, save, wait_for
 
 from agentctl.events.fold import state_at
-from cli_helpers import AGENTCTL, FAILING, PLANS, ROOT, cli, events, interrupt, of, save, wait_for
 
 BAD = Path(__file__).parent / "bad_plans"
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import FAILING, PLANS, cli
-
 
 
 def rows(stdout: str) -> dict[str, str]:

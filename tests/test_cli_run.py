@@ -6,10 +6,9 @@ import signal
 from pathlib import Path
 
 import pytest
+from cli_helpers import PLANS, cli, events, of, start, wait_for
 
 from agentctl.plan.load import load_plan
-
-from cli_helpers import PLANS, cli, events, of, start, wait_for
 
 LISTENER = """\
 name: listen

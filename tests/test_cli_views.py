@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_helpers import PLANS, cli, events, of, start, wait_for
 
 from agentctl.events.fold import state_at
-
-from cli_helpers import PLANS, cli, events, of, start, wait_for
 
 
 @pytest.fixture(scope="module")

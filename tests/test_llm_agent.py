@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from llm_servers import Behaviour, running_server
 
 from agentctl import actions as act
 from agentctl.agents.llm import LLMAgentConfig, llm_child_spec, llm_step, trim_context
@@ -22,8 +23,6 @@ from agentctl.services.llm.config import provider_from_config
 from agentctl.services.llm.scripted import ScriptedProvider
 from agentctl.services.tools import default_registry
 from agentctl.services.workers import LocalWorkPlane
-
-from llm_servers import Behaviour, running_server
 
 pytestmark = pytest.mark.anyio
 

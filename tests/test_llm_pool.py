@@ -11,9 +11,9 @@ from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatRequest, Provider
 from agentctl.services.llm.config import provider_from_config
 from agentctl.services.llm.http import HostPool, LLMHTTPError, PooledHTTP, normalize_hosts
-from agentctl.services.llm.wire import ToolNames
 from agentctl.services.llm.ollama import OllamaProvider
 from agentctl.services.llm.openai import OpenAIProvider
+from agentctl.services.llm.wire import ToolNames
 
 REQUEST = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}])
 

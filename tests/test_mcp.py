@@ -19,6 +19,8 @@ import pytest
 
 pytest.importorskip("mcp", reason="the mcp SDK is an optional dependency (agentctl[mcp])")
 
+from cli_helpers import cli
+
 from agentctl.agents.llm import llm_step
 from agentctl.errors import PlanError, ToolError
 from agentctl.plan.load import load_plan
@@ -30,8 +32,6 @@ from agentctl.services.mcp import McpError, open_mcp
 from agentctl.services.tools import default_registry
 from agentctl.services.tools.registry import ToolContext
 from agentctl.services.workers import LocalWorkPlane
-
-from cli_helpers import cli
 
 SERVER = Path(__file__).parent / "plugins" / "mcp_calc_server.py"
 STDIO = McpServer("calc", (sys.executable, str(SERVER)))

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import AGENTCTL, events, of
 from llm_servers import free_port
 

@@ -8,6 +8,7 @@ inherited in the runtime through the depth policy.
 from __future__ import annotations
 
 import importlib
+
 from ..errors import PlanError
 from ..plan.model import Defaults, Task
 from ..runtime.spec import AgentSpec, StepFn

@@ -24,24 +24,24 @@ import orjson
 import watchfiles
 
 from .. import __version__
+from ..agents.factory import spec_for_task
 from ..errors import PlanError
 from ..events import open_event_log
-from ..plan.load import parse_plan
-from ..plan.model import Plan
-from ..agents.factory import spec_for_task
 from ..events.checkpoint import Checkpointer
 from ..events.journal import Journal
+from ..plan.load import parse_plan
+from ..plan.model import Plan
 from ..reconcile import ROOT_ID, Reconciler, TaskState
 from ..reconcile.states import task_states
+from ..runtime import open_runtime
 from ..runtime.replay import ResumeContext
+from ..services.mcp import open_mcp
+from ..services.tools import default_registry
+from ..services.tools.docker import release_run, uses_docker
+from ..services.workers import LocalWorkPlane
 from .control import CONTROL_FILE, follow_control
 from .providers import providers_for_plan
 from .resume import Resumed
-from ..runtime import open_runtime
-from ..services.tools import default_registry
-from ..services.tools.docker import release_run, uses_docker
-from ..services.mcp import open_mcp
-from ..services.workers import LocalWorkPlane
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -9,7 +9,6 @@ skipped and reported; a bad line anywhere else raises :class:`CorruptLogError` n
 from __future__ import annotations
 
 import os
-
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any

@@ -29,13 +29,13 @@ import anyio
 import anyio.lowlevel
 
 from ..errors import ActionError, AgentctlError, PolicyError, ToolError
-from ..policy import UNLIMITED, Budget, Grant, Policy, grant_child
 from ..events.journal import Journal
+from ..policy import UNLIMITED, Budget, Grant, Policy, grant_child
 from ..services.bus import Bus, Inbox, Message
 from ..services.locks import LockService
 from .agent import Agent
-from .interpreter import check_actions, is_fast, run_action, run_fast
 from .conflicts import Conflicts
+from .interpreter import check_actions, is_fast, run_action, run_fast
 from .replay import Replay, ResumeContext
 from .spec import AgentSpec, StepContext, make_context
 from .supervisor import plan_restart, should_restart, within_intensity

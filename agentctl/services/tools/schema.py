@@ -106,7 +106,7 @@ def _union_schema(args: tuple[Any, ...]) -> dict[str, Any]:
         # A union of plain types becomes a list of type names; anything richer is left open.
         parts = [type_schema(m) for m in members]
         names = [p.get("type") for p in parts]
-        if all(isinstance(n, str) and set(p) == {"type"} for n, p in zip(names, parts)):
+        if all(isinstance(n, str) and set(p) == {"type"} for n, p in zip(names, parts, strict=True)):
             schema = {"type": names}
         else:
             schema = {}
