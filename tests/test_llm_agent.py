@@ -285,3 +285,29 @@ async def test_openai_provider_of_a_plan_names_tool_choice_when_it_offers_tools(
     # llama.cpp's server hides the tools from the model unless tool_choice is named.
     assert server.requests[0].body["tool_choice"] == "auto"
     assert "tool_choice" not in server.requests[1].body
+
+
+async def test_plan_defaults_set_the_llm_options() -> None:
+    from agentctl.agents.factory import spec_for_task
+
+    plan = parse_plan(
+        "name: p\ndefaults: {provider: scripted, model: m, context_chars: 1500, llm_options: {temperature: 0}}\n"
+        "tasks:\n  - id: a\n    agent: llm\n    instructions: say hi\n",
+        filename="p.yaml",
+    )
+    provider = ScriptedProvider(["hi"])
+    log: list = []
+
+    def emit(type: str, agent_id: str | None = None, **fields: Any) -> dict:
+        log.append(type)
+        return {"seq": len(log), "t": 0, **fields}
+
+    tools = default_registry()
+    plane = LocalWorkPlane(emit, tools=tools, providers={"scripted": provider}, default_provider="scripted")
+    spec = spec_for_task(plan.tasks[0], plan.defaults)
+    async with open_runtime(emit, tools=tools, plane=plane) as rt:
+        rt.spawn(spec)
+        exit = await rt.wait("a")
+    assert exit.status == "ok"
+    request = provider.requests[0]
+    assert dict(request.options).get("temperature") == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import PlanError
-from ..plan.model import Defaults, Task
+from ..plan.model import Defaults, Task, thaw
 from ..runtime.spec import AgentSpec, StepFn
 from ..services.bus import Topology
 
@@ -37,9 +37,11 @@ def _step_for(task: Task, defaults: Defaults) -> StepFn:
         assert task.step is not None
         return load_step(task.step)
     if task.agent == "llm":
-        from .llm import llm_step
+        from .llm import LLMAgentConfig, llm_step
 
-        return llm_step(task)
+        sized = {"context_chars": defaults.context_chars} if defaults.context_chars else {}
+        config = LLMAgentConfig(options=thaw(defaults.llm_options or {}), **sized)
+        return llm_step(task, config)
     raise PlanError(f"unknown agent kind {task.agent!r}", path="agent")
 
 

@@ -125,6 +125,8 @@ class Defaults:
     budget: Budget = Budget()
     tools: tuple[str, ...] | None = None
     restart: str = "transient"
+    context_chars: int | None = None
+    llm_options: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -321,6 +321,8 @@ DEFAULTS = Obj(
         Field("budget", BUDGET),
         Field("tools", TOOLS),
         Field("restart", Enum(RESTARTS)),
+        Field("context_chars", Int(1000), doc="an llm agent's conversation is kept under this many characters"),
+        Field("llm_options", AnyMap(), doc="provider options sent with every LLM call (temperature, seed, ...)"),
     ),
     doc="What every task gets unless it says otherwise.",
 )

@@ -416,6 +416,8 @@ def validate_plan(data: Any, file: str | None = None, lines: Lines | None = None
         provider=d.get("provider"), model=d.get("model"), base_url=d.get("base_url"),
         budget=Budget.from_mapping(d.get("budget")), tools=_tuple(d.get("tools")),
         restart=d.get("restart", "transient"),
+        context_chars=d.get("context_chars"),
+        llm_options=None if d.get("llm_options") is None else freeze(d["llm_options"]),
     )
     st = dict(data.get("settings") or {})
     if "restart_period" in st:
