@@ -232,3 +232,27 @@ def test_diff_is_a_dry_run_of_the_reconciler(finished_run: Path, tmp_path: Path)
     rows = [line for line in changed.stdout.splitlines() if "│" in line]
     assert any("reporter" in r and "rerun" in r for r in rows)
     assert not any("greeter" in r for r in rows)
+
+
+def test_a_task_the_policy_refuses_fails_the_run_instead_of_hanging(tmp_path: Path) -> None:
+    plan = tmp_path / "refused.yaml"
+    plan.write_text("""\
+name: refused
+policy:
+  depth: {1: {models: [small]}}
+tasks:
+  - id: big
+    agent: script
+    model: large
+    steps: [{done: never}]
+  - id: ok
+    agent: script
+    steps: [{done: fine}]
+""")
+    run_dir = tmp_path / "run"
+    proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path, timeout=30)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    evs = events(run_dir)
+    refused = of(evs, "policy/refused")[0]
+    assert (refused["child_id"], refused["rule"]) == ("big", "model")
+    assert of(evs, "agent/done", "plan")[0]["result"] == {"big": "failed", "ok": "ok"}

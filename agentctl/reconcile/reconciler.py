@@ -66,6 +66,13 @@ class Reconciler:
             if msg.kind in ("done", "failed") and state is not None and state.status == "running":
                 status = (msg.body or {}).get("status") if msg.kind == "done" else "failed"
                 self.tasks[msg.sender] = TaskState(state.key, str(status or "ok"))
+        for result in ctx.results:
+            # A spawn the policy refused (its policy/refused event says why) fails the task:
+            # it will not start by itself, and waiting for it would hang the run.
+            if isinstance(result.action, act.Spawn) and not result.ok:
+                state = self.tasks.get(result.action.spec.id)
+                if state is not None and state.status == "running":
+                    self.tasks[result.action.spec.id] = TaskState(state.key, "failed")
         actions = self._reconcile()
         if actions:
             return actions
