@@ -76,7 +76,9 @@ def replay_command(
         if summary:
             console.print(render_summary(summarize(state_at(path, at))))
             return
-        anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg))
+        state = anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg))
+        if at is not None and state.last_seq < at:
+            typer.echo(f"note: the log ends at event #{state.last_seq}; that is the state shown", err=True)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except AgentctlError as exc:

@@ -146,6 +146,14 @@ def _agent_resumed(e: dict[str, Any]) -> str:
     return f"resumed  replaying {e.get('replay')} recorded outcomes, {e.get('messages')} messages"
 
 
+def _mcp_started(e: dict[str, Any]) -> str:
+    return f"mcp server {e.get('server')} up ({e.get('tools')} tools)"
+
+
+def _mcp_exited(e: dict[str, Any]) -> str:
+    return f"mcp server {e.get('server')} exited: {e.get('reason')}" + (", restarting" if e.get("restarting") else "")
+
+
 def _message(e: dict[str, Any]) -> str | None:
     if e.get("delivered", True):
         return None  # delivered messages are the normal chatter
@@ -173,6 +181,8 @@ _FORMATTERS: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "conflict/resolved": _conflict_resolved,
     "run/resumed": _run_resumed,
     "agent/resumed": _agent_resumed,
+    "mcp/started": _mcp_started,
+    "mcp/exited": _mcp_exited,
 }
 
 
