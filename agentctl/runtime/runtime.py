@@ -14,7 +14,6 @@ until it has its results. An agent with nothing to do has no task at all.
 from __future__ import annotations
 
 import gc
-import heapq
 import inspect
 import os
 from collections import deque
@@ -39,6 +38,7 @@ from .interpreter import check_actions, is_fast, run_action, run_fast
 from .replay import Replay, ResumeContext
 from .spec import AgentSpec, StepContext, make_context
 from .supervisor import plan_restart, should_restart, within_intensity
+from .timers import Timers
 
 Emit = Callable[..., dict]
 #: Agent turns the scheduler runs before it yields to the event loop.
@@ -118,9 +118,7 @@ class Runtime:
         self._waiters: dict[str, anyio.Event] = {}
         self._ready: deque[Agent] = deque()
         self._ready_event: anyio.Event | None = None
-        self._timers: list[tuple[float, int, Agent | None, str, Callable[[], None] | None]] = []
-        self._timer_seq = 0
-        self._timer_event: anyio.Event | None = None
+        self.timers = Timers()
         self._idle_event: anyio.Event | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
@@ -253,9 +251,10 @@ class Runtime:
                     kind=spec.kind, tools=sorted(grant.tools), budget=grant.budget.to_dict(), restart=spec.restart,
                 )
         if agent.deadline is not None:
-            self._add_timer(agent.deadline, agent, "deadline")
+            self.timers.call_at(agent.deadline, partial(self._deadline, agent))
         if grant.budget.tick_ms:
-            self._add_timer(now + grant.budget.tick_ms / 1000, agent, "tick")
+            first = now + grant.budget.tick_ms / 1000
+            self.timers.call_at(first, partial(self._tick, agent, first))
         self._wake(agent)
         return spec.id
 
@@ -566,41 +565,22 @@ class Runtime:
 
     # ------------------------------------------------------------------ timers
 
-    def _add_timer(self, due: float, agent: Agent | None, kind: str, fn: Callable[[], None] | None = None) -> None:
-        self._timer_seq += 1
-        entry = (due, self._timer_seq, agent, kind, fn)
-        heapq.heappush(self._timers, entry)
-        if self._timer_event is not None and self._timers[0] is entry:
-            self._timer_event.set()
-
     def _call_later(self, delay: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` from the timer task after ``delay`` seconds."""
-        self._add_timer(anyio.current_time() + delay, None, "call", fn)
+        self.timers.call_later(delay, fn)
 
-    async def _timer_loop(self) -> None:
-        # One timer for the whole runtime: 100,000 agents with ticks cost one sleeping task.
-        while True:
-            now = anyio.current_time()
-            while self._timers and self._timers[0][0] <= now:
-                due, _, agent, kind, fn = heapq.heappop(self._timers)
-                if fn is not None:
-                    fn()
-                    continue
-                assert agent is not None
-                if agent.ended:
-                    continue
-                if kind == "deadline":
-                    self._finish(agent, "budget_exceeded", None, reason="max_seconds")
-                else:
-                    agent.tick_due = True
-                    self._wake(agent)
-                    tick = agent.grant.budget.tick_ms or 0
-                    self._add_timer(max(due + tick / 1000, now), agent, "tick")
-            delay = self._timers[0][0] - now if self._timers else None
-            self._timer_event = anyio.Event()
-            with anyio.move_on_after(delay):
-                await self._timer_event.wait()
-            self._timer_event = None
+    def _deadline(self, agent: Agent) -> None:
+        if not agent.ended:
+            self._finish(agent, "budget_exceeded", None, reason="max_seconds")
+
+    def _tick(self, agent: Agent, due: float) -> None:
+        if agent.ended:
+            return
+        agent.tick_due = True
+        self._wake(agent)
+        # The next tick keeps the period, but never piles up behind a slow loop.
+        nxt = max(due + (agent.grant.budget.tick_ms or 0) / 1000, anyio.current_time())
+        self.timers.call_at(nxt, partial(self._tick, agent, nxt))
 
 
 def _never(ctx: StepContext) -> None:
@@ -623,7 +603,7 @@ async def open_runtime(emit: Emit, **options: Any) -> AsyncIterator[Runtime]:
     async with anyio.create_task_group() as tg:
         rt._tg = tg
         tg.start_soon(rt._scheduler, name="agentctl:scheduler")
-        tg.start_soon(rt._timer_loop, name="agentctl:timers")
+        tg.start_soon(rt.timers.run, name="agentctl:timers")
         try:
             yield rt
         finally:
