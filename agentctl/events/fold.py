@@ -414,55 +414,50 @@ def _close_conflicts_of(state: RunState, agent_id: str | None, path: str | None)
         del conflicts[cid]
 
 
-def _tool_requested(state: RunState, e: dict[str, Any]) -> None:
-    tool = e.get("tool")
-    state.pending_calls[e["call_id"]] = {"agent_id": e.get("agent_id"), "kind": "tool", "name": tool, "t": e.get("t")}
+def _call_requested(state: RunState, e: dict[str, Any], kind: str, name: Any) -> None:
+    """A tool or LLM call is pending, and is what its agent is doing."""
+    state.pending_calls[e["call_id"]] = {"agent_id": e.get("agent_id"), "kind": kind, "name": name, "t": e.get("t")}
     agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
     if agent is not None:
-        agent.activity = f"tool {tool}"
+        agent.activity = f"{kind} {name}"
+
+
+def _call_ended(state: RunState, e: dict[str, Any], kind: str) -> AgentView | None:
+    """A tool or LLM call has its result: count it; the agent (if known) is no longer in it."""
+    state.pending_calls.pop(e["call_id"], None)
+    counts = state.counts
+    counts[f"{kind}_calls"] += 1
+    if not e.get("ok", False):
+        counts[f"{kind}_failures"] += 1
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None and agent.activity is not None and agent.activity.startswith(kind + " "):
+        agent.activity = None
+    return agent
+
+
+def _tool_requested(state: RunState, e: dict[str, Any]) -> None:
+    _call_requested(state, e, "tool", e.get("tool"))
 
 
 def _tool_result(state: RunState, e: dict[str, Any]) -> None:
-    call_id = e["call_id"]
-    state.pending_calls.pop(call_id, None)
-    ok = e.get("ok", False)
-    counts = state.counts
-    counts["tool_calls"] += 1
-    if not ok:
-        counts["tool_failures"] += 1
-    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    agent = _call_ended(state, e, "tool")
     if agent is not None:
         agent.tool_calls += 1
-        if agent.activity is not None and agent.activity.startswith("tool "):
-            agent.activity = None
 
 
 def _llm_requested(state: RunState, e: dict[str, Any]) -> None:
-    name = e.get("model") or e.get("provider")
-    state.pending_calls[e["call_id"]] = {"agent_id": e.get("agent_id"), "kind": "llm", "name": name, "t": e.get("t")}
-    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
-    if agent is not None:
-        agent.activity = f"llm {name}"
+    _call_requested(state, e, "llm", e.get("model") or e.get("provider"))
 
 
 def _llm_result(state: RunState, e: dict[str, Any]) -> None:
-    call_id = e["call_id"]
-    state.pending_calls.pop(call_id, None)
-    ok = e.get("ok", False)
     prompt = e.get("prompt_tokens") or 0
     completion = e.get("completion_tokens") or 0
-    counts = state.counts
-    counts["llm_calls"] += 1
-    if not ok:
-        counts["llm_failures"] += 1
-    counts["prompt_tokens"] += prompt
-    counts["completion_tokens"] += completion
-    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    state.counts["prompt_tokens"] += prompt
+    state.counts["completion_tokens"] += completion
+    agent = _call_ended(state, e, "llm")
     if agent is not None:
         agent.llm_calls += 1
         agent.tokens += prompt + completion
-        if agent.activity is not None and agent.activity.startswith("llm "):
-            agent.activity = None
 
 
 def _plan_loaded(state: RunState, e: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -123,23 +123,22 @@ async def fs_read(ctx: ToolContext, path: str) -> str:
 
 async def fs_write(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
     """Write a text file in the workspace (replacing it), creating parent directories."""
-    target, rel = resolve_in_workspace(ctx, path)
-    if target.is_dir():
-        raise ToolError(f"{rel}: is a directory")
-    data = content.encode("utf-8")
-    async with _write_lock(ctx, rel):
-        await anyio.to_thread.run_sync(_atomic_write, target, data)
-    return {"path": rel, "bytes": len(data)}
+    return await _store(ctx, path, content, _atomic_write)
 
 
 async def fs_append(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
     """Append text to a file in the workspace, creating it if missing."""
+    return await _store(ctx, path, content, _append)
+
+
+async def _store(ctx: ToolContext, path: str, content: str, writer: Callable[[Path, bytes], None]) -> dict[str, Any]:
+    """Put ``content`` into a workspace file with ``writer``, under the path's write lock."""
     target, rel = resolve_in_workspace(ctx, path)
     if target.is_dir():
         raise ToolError(f"{rel}: is a directory")
     data = content.encode("utf-8")
     async with _write_lock(ctx, rel):
-        await anyio.to_thread.run_sync(_append, target, data)
+        await anyio.to_thread.run_sync(writer, target, data)
     return {"path": rel, "bytes": len(data)}
 
 
