@@ -6,7 +6,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from cli_helpers import PLANS, cli, events, of, start, wait_for
+from cli_helpers import PLANS, cli, events, interrupt, of, start, wait_for
 
 from agentctl.plan.load import load_plan
 
@@ -96,11 +96,10 @@ def test_a_resumed_run_does_not_deliver_sent_messages_again(tmp_path: Path) -> N
         # a message sent while resumed still arrives, exactly once
         assert cli("send", "--run", str(run_dir), "--to", "idle", "--kind", "ping", "2", cwd=tmp_path).returncode == 0
         wait_for(run_dir, lambda e: of(e, "agent/message", "idle"))
-        resumed.send_signal(signal.SIGINT)
-        assert resumed.wait(20) == 130
-    finally:
+    except BaseException:
         resumed.kill()
-    evs = events(run_dir)
+        raise
+    evs = interrupt(resumed, run_dir)
     # delivered or refused, a goal from the user shows up once: the one sent before the crash
     assert len([e for e in evs if e.get("from") == "user" and e.get("kind") == "goal"]) == 1
     assert len([e for e in of(evs, "agent/message", "idle") if e["kind"] == "ping"]) == 1
