@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 
+from ..events.fold import RunState
 from ..views.plain import PlainPrinter
 
 
@@ -33,13 +34,14 @@ class PlainOutput:
 class LiveOutput:
     """The Rich live view, re-rendered from folded events at most ten times a second."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: RunState) -> None:
         from ..views.live import LiveView
 
-        self.view = LiveView(Console())
+        self.view = LiveView(Console(), state=state)
 
     def feed(self, event: dict[str, Any]) -> None:
-        self.view.feed(event)
+        # The session folds each event once, into the state shared with the checkpointer.
+        self.view.noted(event)
 
     async def run(self) -> None:
         await self.view.run(fps=10)
@@ -50,6 +52,9 @@ class LiveOutput:
             await close()
 
 
-def open_view(*, ui: bool) -> PlainOutput | LiveOutput:
-    """The live view when ``ui`` (a terminal, no ``--no-ui``), else plain lines."""
-    return LiveOutput() if ui else PlainOutput()
+def open_view(*, ui: bool, state: RunState) -> PlainOutput | LiveOutput:
+    """The live view of ``state`` when ``ui`` (a terminal, no ``--no-ui``), else plain lines.
+
+    ``state`` is folded by its owner; the view only draws it.
+    """
+    return LiveOutput(state) if ui else PlainOutput()

@@ -194,18 +194,21 @@ class Session:
         return True
 
     def _subscribe(self, log: Any) -> None:
-        """The view and the checkpointer see every event, ``run/started`` included."""
+        """The checkpointer and the view see every event, ``run/started`` included.
+
+        One fold serves both: the checkpointer folds each event, the live view draws that state.
+        """
         from .output import open_view
 
         r, settings = self.resumed, self.plan.settings
-        self.view = open_view(ui=self.o.ui)
-        log.subscribe(self.view.feed)
         self.checkpointer = Checkpointer(
             self.o.run_dir, log.flushed, every_events=settings.checkpoint_events,
             every_seconds=settings.checkpoint_seconds,
             state=r.state if r else None,
         )
         log.subscribe(self.checkpointer.feed)
+        self.view = open_view(ui=self.o.ui, state=self.checkpointer.state)
+        log.subscribe(self.view.feed)
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

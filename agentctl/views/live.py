@@ -251,6 +251,10 @@ class LiveView:
         self.state.apply(event)
         self._events += 1
 
+    def noted(self, event: dict[str, Any]) -> None:
+        """An event its owner already folded into the state this view shares: redraw."""
+        self._events += 1
+
     def render(self) -> RenderableType:
         """The current frame (on a terminal, only as many agent rows as fit the screen)."""
         rows = self.max_agents
