@@ -47,7 +47,7 @@ async def _append(n: int, path: Path) -> float:
         emit = log.emit
         for i in range(n):
             kind, agent, fields = _event(i)
-            emit(kind, agent, **fields)
+            emit(kind, agent, fields)
             if i % BATCH == 0:
                 await anyio.sleep(0)
     rate = n / (time.perf_counter() - start)

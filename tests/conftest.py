@@ -18,8 +18,11 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    def __call__(self, type: str, agent_id: str | None = None, **fields: Any) -> dict[str, Any]:
-        event = {"seq": len(self.events) + 1, "t": 0, "run_id": "test", "type": type, "agent_id": agent_id, **fields}
+    def __call__(
+        self, type: str, agent_id: str | None = None, fields: dict[str, Any] | None = None, /, **more: Any
+    ) -> dict[str, Any]:
+        event = {"seq": len(self.events) + 1, "t": 0, "run_id": "test", "type": type, "agent_id": agent_id,
+                 **(fields or {}), **more}
         self.events.append(event)
         return event
 

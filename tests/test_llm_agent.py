@@ -298,9 +298,9 @@ async def test_plan_defaults_set_the_llm_options() -> None:
     provider = ScriptedProvider(["hi"])
     log: list = []
 
-    def emit(type: str, agent_id: str | None = None, **fields: Any) -> dict:
+    def emit(type: str, agent_id: str | None = None, fields: dict | None = None, /, **more: Any) -> dict:
         log.append(type)
-        return {"seq": len(log), "t": 0, **fields}
+        return {"seq": len(log), "t": 0, **(fields or {}), **more}
 
     tools = default_registry()
     plane = LocalWorkPlane(emit, tools=tools, providers={"scripted": provider}, default_provider="scripted")

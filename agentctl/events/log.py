@@ -7,9 +7,9 @@ message), so it only numbers the event, queues it and calls the in-process subsc
 appends them with one ``write``. Durability follows ``docs/events.md``:
 
 * ``none``: write to the OS, never ``fsync``.
-* ``batch``: ``fsync`` each batch in a worker thread, so that events emitted meanwhile
-  gather into the next batch (group commit: many :meth:`EventLog.flushed` waiters share
-  one ``fsync``).
+* ``batch``: ``fsync`` each batch off the event loop (:mod:`agentctl.events.syncer`), so
+  that events emitted meanwhile gather into the next batch (group commit: many
+  :meth:`EventLog.flushed` waiters share one ``fsync``).
 * ``always``: ``fsync`` after every event (slow by design).
 
 Write-ahead works by ``ev = emit("tool/requested", ...)`` then ``await log.flushed(ev["seq"])``
@@ -33,12 +33,15 @@ import anyio.lowlevel
 import orjson
 
 from agentctl.errors import LogError
+from agentctl.events.syncer import Syncer
 
 __all__ = ["Durability", "EventLog", "EventLogStatistics", "open_event_log"]
 
 Durability = Literal["none", "batch", "always"]
 _DURABILITIES = ("none", "batch", "always")
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+# Non-str keys are rare and make every dump ~10% slower: the first attempt goes without them.
+_FAST = orjson.OPT_APPEND_NEWLINE
 _COMMON = ("seq", "t", "run_id")  # `type` and `agent_id` cannot collide: they are parameters
 
 
@@ -199,6 +202,7 @@ class EventLog:
         self._fd: int | None = None
         if self._path is not None:
             self._fd = self._open(self._path)
+        self._syncer = Syncer(self._fd) if self._fd is not None and durability != "none" else None
 
     @staticmethod
     def _open(path: Path) -> int:
@@ -234,20 +238,28 @@ class EventLog:
         """The seq of the last emitted event (``start_seq - 1`` before the first)."""
         return self._next_seq - 1
 
-    def emit(self, type: str, agent_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    def emit(
+        self, type: str, agent_id: str | None = None, fields: dict[str, Any] | None = None, /, **more: Any
+    ) -> dict[str, Any]:
         """Record one event and return it (with its ``seq``).
 
-        The event is queued for the writer and passed to every subscriber before this
-        returns. If a subscriber raises, the others still get the event and the first
-        error is re-raised; the event stays logged.
+        Fields come as keywords, or as one dict (the hot paths' form, and the way to name a
+        field ``from``), or both. The event is queued for the writer and passed to every
+        subscriber before this returns. If a subscriber raises, the others still get the
+        event and the first error is re-raised; the event stays logged.
 
         Raises:
             LogError: the log is closed or writing it failed.
             ValueError: a field would overwrite ``seq``, ``t`` or ``run_id``.
         """
-        # The hot path of the whole runtime (an event per message): few attribute reads.
+        # The hot path of the whole runtime (an event per message): few attribute reads, and a
+        # dict passed as is, since keywords cost a dict built twice when a caller unpacks one.
         if self._closing or self._error is not None:
             raise self._unusable()
+        if fields is None:
+            fields = more
+        elif more:
+            fields = {**fields, **more}
         seq = self._next_seq
         event = {"seq": seq, "t": _time_ns() // 1_000_000, "run_id": self._run_id, "type": type, "agent_id": agent_id,
                  **fields}
@@ -258,7 +270,7 @@ class EventLog:
             self._pending.append(b"")
         else:
             try:
-                self._pending.append(_dumps(event, default=_default, option=_OPTIONS))
+                self._pending.append(_dumps(event, default=_default, option=_FAST))
             except (TypeError, ValueError, RecursionError):
                 self._pending.append(_encode(event))
         if self._writer_waiting:
@@ -348,6 +360,8 @@ class EventLog:
             raise RuntimeError("the writer loop is already running")
         self._writer_running = True
         self._writer_done = anyio.Event()
+        if self._syncer is not None:
+            await self._syncer.start()  # its interpreter boots while the run starts up
         task_status.started()
         try:
             while not self._closing and self._error is None:
@@ -422,9 +436,9 @@ class EventLog:
         self._durable_seq = seq
 
     async def _fsync(self) -> None:
-        assert self._fd is not None
+        assert self._syncer is not None
         # The loop keeps running while the disk syncs; events emitted meanwhile form the next batch.
-        await anyio.to_thread.run_sync(os.fsync, self._fd)
+        await self._syncer.sync()
         self._fsyncs += 1
 
     async def aclose(self) -> None:
@@ -446,6 +460,8 @@ class EventLog:
             await self._drain()  # whatever a cancelled writer put back
         finally:
             self._closed = True
+            if self._syncer is not None:
+                await self._syncer.aclose()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

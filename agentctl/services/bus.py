@@ -231,7 +231,8 @@ class Bus:
     """Routes messages between registered agents according to their topology.
 
     Args:
-        emit: the event sink, ``emit(type, agent_id=None, **fields) -> event``.
+        emit: the event sink, ``emit(type, agent_id=None, fields=None, /, **more) -> event``
+            (fields as one dict, as keywords, or both).
         inbox_size: capacity of the inboxes :meth:`register` creates.
     """
 
@@ -374,7 +375,7 @@ class Bus:
 
     def _deny(self, sender: str, to: str, kind: str, status: SendStatus) -> SendResult:
         self._denied += 1
-        self._emit("bus/denied", sender, **{"from": sender, "to": to, "kind": kind, "reason": _DENY_REASON[status]})
+        self._emit("bus/denied", sender, {"from": sender, "to": to, "kind": kind, "reason": _DENY_REASON[status]})
         return SendResult(status, None, to, None)
 
     def _deliver(
@@ -388,7 +389,7 @@ class Bus:
         owner: str,
     ) -> SendResult:
         # The hot path of every message: the inbox's list and callback are used directly
-        # (this module owns Inbox), and the event's fields go as keywords, not a dict copied twice.
+        # (this module owns Inbox), and the event's fields go as one dict, built once.
         inbox = self._entries[owner].inbox
         queue = inbox._q
         via = owner if status is _RELAYED else None
@@ -397,8 +398,9 @@ class Bus:
         delivered = len(queue) < inbox.capacity
         # Log first so the message carries its event's timestamp; nothing can run in
         # between, so the fullness checked above still holds when we put.
-        event = self._emit("agent/message", owner, msg_id=msg_id, **{"from": sender}, to=to, kind=kind,
-                           thread_id=thread_id, body=body, delivered=delivered, via=via)
+        event = self._emit("agent/message", owner, {"msg_id": msg_id, "from": sender, "to": to, "kind": kind,
+                                                    "thread_id": thread_id, "body": body, "delivered": delivered,
+                                                    "via": via})
         if not delivered:
             self._full += 1
             return _result(_FULL, msg_id, to, via)

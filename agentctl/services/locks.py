@@ -128,7 +128,8 @@ class LockService:
     """Grants, queues and frees path locks; every change is an event.
 
     Args:
-        emit: the event sink, ``emit(type, agent_id=None, **fields) -> event``.
+        emit: the event sink, ``emit(type, agent_id=None, fields=None, /, **more) -> event``
+            (fields as one dict, as keywords, or both).
     """
 
     def __init__(self, emit: Emit, *, id_prefix: str = "") -> None:

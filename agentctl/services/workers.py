@@ -146,7 +146,8 @@ class LocalWorkPlane:
     """The work plane on this machine: two bounded pools, tools and LLM providers.
 
     Args:
-        emit: the event sink, ``emit(type, agent_id=None, **fields) -> event``.
+        emit: the event sink, ``emit(type, agent_id=None, fields=None, /, **more) -> event``
+            (fields as one dict, as keywords, or both).
         tools: the tool registry.
         providers: LLM providers by name.
         default_provider: the provider used when a call names none.
