@@ -30,6 +30,7 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import msgspec
 import orjson
 
 from agentctl.errors import LogError
@@ -80,6 +81,8 @@ def _default(value: Any) -> Any:
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, msgspec.Struct):
+        return msgspec.structs.asdict(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return repr(value)

@@ -36,7 +36,7 @@ from .agent import Agent
 from .conflicts import Conflicts
 from .interpreter import check_actions, is_fast, run_action, run_fast
 from .replay import Replay, ResumeContext
-from .spec import AgentSpec, StepContext, make_context
+from .spec import AgentSpec, StepContext
 from .supervisor import plan_restart, should_restart, within_intensity
 from .timers import Timers
 
@@ -463,7 +463,7 @@ class Runtime:
         results, agent.results, agent.tick_due = agent.results, (), False
         agent.steps += 1
         self._steps += 1
-        ctx = make_context(
+        ctx = StepContext(
             agent.id, agent.parent.id if agent.parent else None, agent.depth, agent.spec, reason,
             messages, results, agent.state, agent.grant.model, agent.grant.tools, agent.grant.budget,
             tuple(agent.children) if agent.children else (), agent.steps, partial(self._left, agent),

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
-from .._fast import slot_maker
+import msgspec
+
 from ..actions import Action, Result
 from ..policy import Budget
 from ..services.bus import Message, Topology
@@ -65,8 +66,7 @@ class AgentSpec:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class StepContext:
+class StepContext(msgspec.Struct, frozen=True):
     """Everything a step function gets.
 
     Attributes:
@@ -95,13 +95,10 @@ class StepContext:
     budget: Budget
     children: tuple[str, ...]
     step_no: int
-    left: Callable[[], Budget] = field(default=lambda: Budget(), repr=False, compare=False)
+    left: Callable[[], Budget] = Budget
 
     @property
     def budget_left(self) -> Budget:
         """What remains of each limit now (``None``: unlimited)."""
         return self.left()
 
-
-#: Builds a :class:`StepContext` without ``__init__`` (one per step; see ``agentctl._fast``).
-make_context = slot_maker(StepContext)

@@ -19,8 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 import anyio
+import msgspec
 
-from .._fast import slot_maker
 from ..errors import BusError
 
 __all__ = [
@@ -58,8 +58,7 @@ class Topology:
 DEFAULT_TOPOLOGY = Topology()
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(msgspec.Struct, frozen=True):
     """A message as it lands in an inbox.
 
     ``to`` is always the original addressee; ``via`` names the parent that received it
@@ -167,8 +166,7 @@ class SendStatus(StrEnum):
     INBOX_FULL = "inbox_full"
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
+class SendResult(msgspec.Struct, frozen=True):
     """What became of a send: status, the message id (None when denied), addressee, relay."""
 
     status: SendStatus
@@ -212,11 +210,6 @@ class _Entry:
         self.parent = parent
         self.topology = topology
         self.inbox = inbox
-
-
-# Built without __init__: see agentctl._fast (the send path makes two per message).
-_message = slot_maker(Message)
-_result = slot_maker(SendResult)
 
 
 _OK = SendStatus.OK
@@ -403,14 +396,14 @@ class Bus:
                                                     "via": via})
         if not delivered:
             self._full += 1
-            return _result(_FULL, msg_id, to, via)
-        queue.append(_message(msg_id, sender, to, kind, body, thread_id, event["t"], via))
+            return SendResult(_FULL, msg_id, to, via)
+        queue.append(Message(msg_id, sender, to, kind, body, thread_id, event["t"], via))
         if inbox.on_put is not None:
             inbox.on_put()
         self._delivered += 1
         if via is not None:
             self._relayed += 1
-        return _result(status, msg_id, to, via)
+        return SendResult(status, msg_id, to, via)
 
     def statistics(self) -> BusStatistics:
         """Current counters; ``queued`` is summed over the registered inboxes."""
