@@ -355,7 +355,7 @@ def _mcp_servers(c: _Checker, data: Mapping[str, Any]) -> tuple[McpServer, ...]:
         if "command" in d:
             if not command:
                 c.fail("empty command", (*path, "command"), expected="[program, args...]", got="empty list")
-            # 'python' is agentctl's own interpreter (see agentctl.services.mcp), so it always exists.
+            # 'python' is agentctl's own interpreter (see agentctl.services.mcp.stdio), so it always exists.
             if command[0] != "python" and shutil.which(command[0]) is None:
                 c.fail(f"command not found: {command[0]!r}", (*path, "command"))
         out.append(McpServer(name=name, command=command, url=d.get("url"), env=FrozenDict(d.get("env") or {})))

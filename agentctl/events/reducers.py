@@ -1,0 +1,350 @@
+"""The reducers of the fold: how each event type changes a :class:`~agentctl.events.run_state.RunState`.
+
+:data:`REDUCERS` maps an event ``type`` to one small function that updates the state in
+place; :meth:`RunState.apply <agentctl.events.run_state.RunState.apply>` and
+:func:`agentctl.events.fold.fold` dispatch through it, and nothing else calls these
+functions. They read events only, never runtime objects, so anything the views show can be
+reproduced from ``events.jsonl`` alone. Types not in the table only update the common
+bookkeeping (forward compatible with newer logs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .agent_view import AgentView
+
+if TYPE_CHECKING:
+    from .run_state import RunState
+
+__all__ = ["REDUCERS"]
+
+#: Agent errors kept in :attr:`RunState.errors` (a pathological run must not grow it forever).
+MAX_ERRORS = 1000
+#: ``agent/done`` statuses that mean the agent failed.
+FAILED_DONE = frozenset({"failed", "error"})
+#: ``agent/error`` places after which the agent is gone (not just told its action was bad).
+FATAL_WHERE = frozenset({"supervision", "step", "action"})
+
+
+# --- the run and its plan -----------------------------------------------------------
+
+
+def _run_started(state: RunState, e: dict[str, Any]) -> None:
+    state.run_id = e.get("run_id", state.run_id)
+    # A resumed run writes run/started again; the run began at the first one.
+    if state.started_t is None:
+        state.started_t = e.get("t")
+    if e.get("plan") and state.plan_file is None:
+        state.plan_file = e["plan"]
+    state.finished = None
+
+
+def _run_finished(state: RunState, e: dict[str, Any]) -> None:
+    state.finished = {"reason": e.get("reason"), "status": e.get("status")}
+
+
+def _run_resumed(state: RunState, e: dict[str, Any]) -> None:
+    state.resumes += 1
+    state.finished = None
+    # The dead process held no locks and runs no calls any more; resumed agents take
+    # their locks back with lock/acquired events of their own.
+    state.pending_calls.clear()
+    state.locks.clear()
+    for agent in state.agents.values():
+        agent.locks.clear()
+
+
+def _plan_loaded(state: RunState, e: dict[str, Any]) -> None:
+    state.plan_name = e.get("name")
+    state.plan_file = e.get("file")
+    state.plan_version = e.get("version")
+    state.plan_invalid = None
+
+
+def _plan_diff(state: RunState, e: dict[str, Any]) -> None:
+    state.last_diff = {k: e.get(k) for k in ("version", "added", "removed", "changed")}
+
+
+def _plan_invalid(state: RunState, e: dict[str, Any]) -> None:
+    error = e.get("error")
+    state.plan_invalid = dict(error) if isinstance(error, dict) else {"message": str(error)}
+    state.plan_invalid.setdefault("file", e.get("file"))
+
+
+# --- agents -------------------------------------------------------------------------
+
+
+def _agent_spawned(state: RunState, e: dict[str, Any]) -> None:
+    agent_id = e["agent_id"]
+    parent_id = e.get("parent_id")
+    agent = state.agents.get(agent_id)
+    if agent is None:
+        agent = state.agents[agent_id] = AgentView(id=agent_id)
+        parent = state.agents.get(parent_id)  # type: ignore[arg-type]
+        if parent is not None:
+            parent.children.append(agent_id)
+    # A re-spawn under the same id (plan change, restart) resets the life, keeps the counters.
+    agent.parent_id = parent_id
+    agent.depth = e.get("depth", 0)
+    agent.model = e.get("model")
+    agent.kind = e.get("kind")
+    agent.tools = tuple(e.get("tools") or ())
+    agent.budget = e.get("budget") or {}
+    agent.restart = e.get("restart")
+    agent.status = "spawned"
+    agent.activity = None
+    agent.done_status = agent.error = agent.ended_t = None
+    agent.spawned_t = e.get("t")
+
+
+def _agent_status(state: RunState, e: dict[str, Any]) -> None:
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is None:
+        return
+    status = agent.status = e.get("status", agent.status)
+    agent.steps = e.get("steps", agent.steps)
+    if status == "sleeping":
+        agent.activity = "sleep"
+    elif status == "waiting":
+        agent.activity = None
+    elif status == "running" and agent.activity == "sleep":
+        agent.activity = None
+
+
+def _agent_done(state: RunState, e: dict[str, Any]) -> None:
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is None:
+        return
+    done_status = e.get("status")
+    agent.done_status = done_status
+    agent.result = e.get("result")
+    agent.steps = e.get("steps", agent.steps)
+    _end(state, agent, "failed" if done_status in FAILED_DONE else "done", e.get("t"))
+
+
+def _agent_error(state: RunState, e: dict[str, Any]) -> None:
+    state.counts["failures"] += 1
+    where = e.get("where")
+    if len(state.errors) >= MAX_ERRORS:
+        del state.errors[0]
+    state.errors.append(
+        {
+            "seq": e.get("seq"),
+            "agent_id": e.get("agent_id"),
+            "error": e.get("error"),
+            "error_type": e.get("error_type"),
+            "where": where,
+        }
+    )
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is None:
+        return
+    agent.error = e.get("error")
+    # Every agent/error ends the agent; a restart event brings it back.
+    if where in FATAL_WHERE:
+        _end(state, agent, "failed", e.get("t"))
+
+
+def _agent_stopped(state: RunState, e: dict[str, Any]) -> None:
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        _end(state, agent, "stopped", e.get("t"))
+
+
+def _agent_restarted(state: RunState, e: dict[str, Any]) -> None:
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is None:
+        return
+    agent.status = "running"
+    agent.activity = None
+    agent.restarts += 1
+    agent.done_status = agent.error = agent.ended_t = None
+    agent.result = None
+
+
+def _agent_resumed(state: RunState, e: dict[str, Any]) -> None:
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is None:
+        return
+    agent.status = "running"
+    agent.activity = None
+    agent.ended_t = None
+
+
+def _end(state: RunState, agent: AgentView, status: str, t: int | None) -> None:
+    agent.status = status
+    agent.activity = None
+    agent.ended_t = t
+    _close_conflicts_of(state, agent.id, None)
+
+
+# --- messages and refusals ----------------------------------------------------------
+
+
+def _agent_message(state: RunState, e: dict[str, Any]) -> None:
+    counts = state.counts
+    counts["messages"] += 1
+    if e.get("delivered", True):
+        counts["delivered"] += 1
+    else:
+        counts["undelivered"] += 1
+
+
+def _policy_refused(state: RunState, e: dict[str, Any]) -> None:
+    state.counts["refused"] += 1
+
+
+def _bus_denied(state: RunState, e: dict[str, Any]) -> None:
+    state.counts["denied"] += 1
+
+
+# --- locks and their conflicts ------------------------------------------------------
+
+
+def _lock_acquired(state: RunState, e: dict[str, Any]) -> None:
+    agent_id = e.get("agent_id")
+    path = e["path"]
+    mode = e.get("mode", "write")
+    state.locks.setdefault(path, {})[agent_id] = mode  # type: ignore[index]
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        agent.locks[path] = mode
+        if agent.activity is not None and agent.activity.startswith("lock "):
+            agent.activity = None
+    _close_conflicts_of(state, agent_id, path)
+
+
+def _lock_released(state: RunState, e: dict[str, Any]) -> None:
+    agent_id = e.get("agent_id")
+    path = e["path"]
+    holders = state.locks.get(path)
+    if holders is not None:
+        holders.pop(agent_id, None)  # type: ignore[arg-type]
+        if not holders:
+            del state.locks[path]
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        agent.locks.pop(path, None)
+
+
+def _lock_conflict(state: RunState, e: dict[str, Any]) -> None:
+    path = e.get("path")
+    state.open_conflicts[e["conflict_id"]] = {
+        "agent_id": e.get("agent_id"),
+        "path": path,
+        "mode": e.get("mode"),
+        "holder": e.get("holder"),
+        "holder_path": e.get("holder_path"),
+        "holder_mode": e.get("holder_mode"),
+        "t": e.get("t"),
+    }
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        agent.activity = f"lock {path} (blocked)"
+
+
+def _conflict_opened(state: RunState, e: dict[str, Any]) -> None:
+    found = state.open_conflicts.get(e.get("conflict_id"))  # type: ignore[arg-type]
+    if found is not None:
+        found.update(thread_id=e.get("thread_id"), arbiter=e.get("arbiter"), policy=e.get("policy"))
+
+
+def _conflict_resolved(state: RunState, e: dict[str, Any]) -> None:
+    found = state.open_conflicts.get(e.get("conflict_id"))  # type: ignore[arg-type]
+    if found is not None:
+        found.update(granted_to=e.get("granted_to"), outcome=e.get("outcome"), by=e.get("by"))
+
+
+def _close_conflicts_of(state: RunState, agent_id: str | None, path: str | None) -> None:
+    """Close the conflicts ``agent_id`` asked for (on ``path`` only, when given)."""
+    conflicts = state.open_conflicts
+    if not conflicts:
+        return
+    done = [
+        cid
+        for cid, c in conflicts.items()
+        if c["agent_id"] == agent_id and (path is None or c["path"] == path)
+    ]
+    for cid in done:
+        del conflicts[cid]
+
+
+# --- tool and LLM calls -------------------------------------------------------------
+
+
+def _tool_requested(state: RunState, e: dict[str, Any]) -> None:
+    _call_requested(state, e, "tool", e.get("tool"))
+
+
+def _tool_result(state: RunState, e: dict[str, Any]) -> None:
+    agent = _call_ended(state, e, "tool")
+    if agent is not None:
+        agent.tool_calls += 1
+
+
+def _llm_requested(state: RunState, e: dict[str, Any]) -> None:
+    _call_requested(state, e, "llm", e.get("model") or e.get("provider"))
+
+
+def _llm_result(state: RunState, e: dict[str, Any]) -> None:
+    prompt = e.get("prompt_tokens") or 0
+    completion = e.get("completion_tokens") or 0
+    state.counts["prompt_tokens"] += prompt
+    state.counts["completion_tokens"] += completion
+    agent = _call_ended(state, e, "llm")
+    if agent is not None:
+        agent.llm_calls += 1
+        agent.tokens += prompt + completion
+
+
+def _call_requested(state: RunState, e: dict[str, Any], kind: str, name: Any) -> None:
+    """A tool or LLM call is pending, and is what its agent is doing."""
+    state.pending_calls[e["call_id"]] = {"agent_id": e.get("agent_id"), "kind": kind, "name": name, "t": e.get("t")}
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        agent.activity = f"{kind} {name}"
+
+
+def _call_ended(state: RunState, e: dict[str, Any], kind: str) -> AgentView | None:
+    """A tool or LLM call has its result: count it; the agent (if known) is no longer in it."""
+    state.pending_calls.pop(e["call_id"], None)
+    counts = state.counts
+    counts[f"{kind}_calls"] += 1
+    if not e.get("ok", False):
+        counts[f"{kind}_failures"] += 1
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None and agent.activity is not None and agent.activity.startswith(kind + " "):
+        agent.activity = None
+    return agent
+
+
+#: The reducer of each event type.
+REDUCERS: dict[str | None, Callable[[RunState, dict[str, Any]], None]] = {
+    "run/started": _run_started,
+    "run/finished": _run_finished,
+    "run/resumed": _run_resumed,
+    "plan/loaded": _plan_loaded,
+    "plan/diff": _plan_diff,
+    "plan/invalid": _plan_invalid,
+    "agent/spawned": _agent_spawned,
+    "agent/status": _agent_status,
+    "agent/done": _agent_done,
+    "agent/error": _agent_error,
+    "agent/stopped": _agent_stopped,
+    "agent/restarted": _agent_restarted,
+    "agent/resumed": _agent_resumed,
+    "agent/message": _agent_message,
+    "policy/refused": _policy_refused,
+    "bus/denied": _bus_denied,
+    "lock/acquired": _lock_acquired,
+    "lock/released": _lock_released,
+    "lock/conflict": _lock_conflict,
+    "conflict/opened": _conflict_opened,
+    "conflict/resolved": _conflict_resolved,
+    "tool/requested": _tool_requested,
+    "tool/result": _tool_result,
+    "llm/requested": _llm_requested,
+    "llm/result": _llm_result,
+}

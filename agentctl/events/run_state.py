@@ -1,0 +1,138 @@
+"""The state of a run as its events describe it: the :class:`RunState` record.
+
+Built by the fold (:func:`agentctl.events.fold.fold`, for ``agentctl replay --at`` and crash
+resume) or event by event through :meth:`RunState.apply` (the checkpointer in
+:mod:`agentctl.events.checkpoint`, the live view); snapshotted with :meth:`RunState.to_dict`
+into checkpoints. How each event type changes it is in :mod:`agentctl.events.reducers`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .agent_view import STATUSES, AgentView
+from .journal import Journals
+from .reducers import REDUCERS
+
+__all__ = ["RECENT_EVENTS", "RunState"]
+
+#: How many of the latest events a :class:`RunState` keeps for the views.
+RECENT_EVENTS = 200
+
+_COUNTS = (
+    "messages",
+    "delivered",
+    "undelivered",
+    "denied",
+    "refused",
+    "tool_calls",
+    "tool_failures",
+    "llm_calls",
+    "llm_failures",
+    "failures",
+    "prompt_tokens",
+    "completion_tokens",
+)
+
+
+@dataclass(slots=True, eq=True)
+class RunState:
+    """The state of a run as of its last folded event (see :meth:`apply`)."""
+
+    run_id: str | None = None
+    plan_name: str | None = None
+    plan_file: str | None = None
+    plan_version: int | None = None
+    started_t: int | None = None
+    finished: dict[str, Any] | None = None
+    last_seq: int = 0
+    last_t: int | None = None
+    agents: dict[str, AgentView] = field(default_factory=dict)
+    locks: dict[str, dict[str, str]] = field(default_factory=dict)
+    open_conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    journals: Journals = field(default_factory=Journals)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTS, 0))
+    plan_invalid: dict[str, Any] | None = None
+    last_diff: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    resumes: int = 0
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Fold one event into the state; unknown types only advance ``last_seq``/``recent``.
+
+        Args:
+            event: one event dict as written to ``events.jsonl``.
+        """
+        self.last_seq = event.get("seq", self.last_seq)
+        self.last_t = event.get("t", self.last_t)
+        self.recent.append(event)
+        reducer = REDUCERS.get(event.get("type"))
+        if reducer is not None:
+            reducer(self, event)
+        self.journals.apply(event)
+
+    def status_counts(self) -> dict[str, int]:
+        """How many agents are in each status (every status present, zeros included)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for agent in self.agents.values():
+            counts[agent.status] = counts.get(agent.status, 0) + 1
+        return counts
+
+    def roots(self) -> list[str]:
+        """Agents without a (known) parent, in spawn order."""
+        agents = self.agents
+        return [a.id for a in agents.values() if a.parent_id is None or a.parent_id not in agents]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able snapshot, e.g. for a checkpoint; :meth:`from_dict` restores it."""
+        return {
+            "run_id": self.run_id,
+            "plan_name": self.plan_name,
+            "plan_file": self.plan_file,
+            "plan_version": self.plan_version,
+            "started_t": self.started_t,
+            "finished": None if self.finished is None else dict(self.finished),
+            "last_seq": self.last_seq,
+            "last_t": self.last_t,
+            "agents": [a.to_dict() for a in self.agents.values()],
+            "locks": {p: dict(h) for p, h in self.locks.items()},
+            "open_conflicts": {k: dict(v) for k, v in self.open_conflicts.items()},
+            "pending_calls": {k: dict(v) for k, v in self.pending_calls.items()},
+            "journals": self.journals.to_dict(),
+            "counts": dict(self.counts),
+            "plan_invalid": self.plan_invalid,
+            "last_diff": self.last_diff,
+            "errors": [dict(e) for e in self.errors],
+            "recent": list(self.recent),
+            "resumes": self.resumes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunState:
+        """Restore a state from :meth:`to_dict` output (also after a JSON round trip)."""
+        state = cls(
+            run_id=d.get("run_id"),
+            plan_name=d.get("plan_name"),
+            plan_file=d.get("plan_file"),
+            plan_version=d.get("plan_version"),
+            started_t=d.get("started_t"),
+            finished=d.get("finished"),
+            last_seq=d.get("last_seq", 0),
+            last_t=d.get("last_t"),
+            agents={a["id"]: AgentView.from_dict(a) for a in d.get("agents", ())},
+            locks={p: dict(h) for p, h in d.get("locks", {}).items()},
+            open_conflicts=dict(d.get("open_conflicts", {})),
+            pending_calls=dict(d.get("pending_calls", {})),
+            journals=Journals.from_dict(d.get("journals", {})),
+            plan_invalid=d.get("plan_invalid"),
+            last_diff=d.get("last_diff"),
+            errors=list(d.get("errors", ())),
+            resumes=d.get("resumes", 0),
+        )
+        state.counts.update(d.get("counts", {}))
+        state.recent.extend(d.get("recent", ()))
+        return state

@@ -1,0 +1,111 @@
+"""One MCP server as the run sees it: its current connection, its process, its restarts.
+
+Made and supervised by :class:`~agentctl.services.mcp.supervisor.McpServers`, which calls
+:meth:`Server.connect` on every (re)start; :mod:`agentctl.services.mcp.toolset` calls its
+tools through :attr:`Server.client`, and :mod:`agentctl.services.mcp.stdio` runs a stdio
+server's process for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import Process
+
+from .stdio import stdio_transport
+
+__all__ = ["Server", "ServerSpec", "describe"]
+
+
+class ServerSpec(Protocol):
+    """What :func:`~agentctl.services.mcp.open_mcp` needs to know of a server.
+
+    ``agentctl.plan.model.McpServer`` fits.
+    """
+
+    name: str
+    command: Sequence[str]
+    url: str | None
+    env: Mapping[str, str]
+
+
+class Server:
+    """One server's state; its connection (``client``) is replaced on every restart by its supervisor task.
+
+    Args:
+        spec: what to run or connect to.
+        log_dir: a stdio server's stderr goes to ``<log_dir>/mcp-<name>.log`` (``None``: this
+            process's stderr).
+    """
+
+    def __init__(self, spec: ServerSpec, log_dir: Path | None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.log = None if log_dir is None else log_dir / f"mcp-{spec.name}.log"
+        self.client: Any | None = None
+        self.process: Process | None = None
+        self.ready = anyio.Event()
+        self.lost = anyio.Event()
+        self.down: str | None = None
+        self.restarts = 0
+        self.started = False
+        self.calls = self.failed = 0
+        self.tools: dict[str, Any] = {}  # remote name -> the SDK's Tool (for output schemas)
+
+    async def connect(self, stack: AsyncExitStack) -> Any:
+        """Start or connect the server, list its tools; the connection lives as long as ``stack``.
+
+        Returns:
+            The SDK's connected ``Client``.
+        """
+        from mcp import Client
+
+        if self.spec.url:
+            transport: Any = self.spec.url
+        else:
+            errlog: Any = sys.stderr
+            if self.log is not None:
+                errlog = stack.enter_context(open(self.log, "a"))
+            transport = stdio_transport(self, errlog)
+        self.lost = anyio.Event()
+        client = await stack.enter_async_context(Client(transport, cache=None))
+        listed = await client.list_tools()
+        self.tools = {t.name: t for t in listed.tools}
+        return client
+
+    def where(self) -> dict[str, Any]:
+        """The ``pid`` (stdio) or ``url`` (HTTP) fields of its ``mcp/started`` event."""
+        pid = self.process.pid if self.process and not self.spec.url else None
+        return {"pid": pid, "url": self.spec.url or None}
+
+    def exit_reason(self) -> str:
+        """Why the last connection ended, for ``mcp/exited``: its process's exit status, or a lost connection."""
+        if self.spec.url:
+            return "connection lost"
+        rc = self.process.returncode if self.process else None
+        if rc is None:
+            return "stopped"
+        return f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+
+    def why(self, exc: BaseException) -> str:
+        """Why a connect failed with ``exc``: a stdio server that died says more by its exit
+        status and stderr than the SDK's error does."""
+        if self.process is None or self.process.returncode is None:
+            return describe(exc)
+        where = f"; see {self.log}" if self.log is not None else ""
+        return self.exit_reason() + where
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` in a few words for an event or error message (a group: each of its errors)."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(e) for e in exc.exceptions)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
