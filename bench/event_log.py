@@ -27,14 +27,27 @@ BATCH = 256  # events between two awaits of the emitting loop (the writer batche
 _seen = {"batch": BATCH}  # agentctl's mean events per fsync, last measured
 
 
+AGENTS, LIFE = 100, 10  # agents at once; rounds of four events each lives before it is replaced
+
+
 def _event(i: int) -> tuple[str, str, dict]:
-    """A realistic mix: half messages, a quarter each tool requests and results."""
-    agent, k = f"a{i % 100}", i % 4
-    if k < 2:
-        return "agent/message", agent, {"msg_id": f"m{i}", "from": f"a{(i + 1) % 100}", "to": agent, "kind": "chat",
-                                        "thread_id": None, "body": {"n": i}, "delivered": True, "via": None}
+    """A realistic mix: 100 live agents, each in rounds of four events (a message in, a tool
+    call and its result, a message in), spawned at its first round and done at its last,
+    then spawned afresh under the same id; so journals and agent views are in play, and the
+    state stays the same size however long the log."""
+    slot, k, rnd = (i // 4) % AGENTS, i % 4, (i // (4 * AGENTS)) % LIFE
+    agent = f"a{slot}"
+    if k == 0 and rnd == 0:
+        return "agent/spawned", agent, {"parent_id": None, "depth": 0, "model": None, "kind": "script",
+                                        "tools": ["fs/write"], "budget": {}, "restart": "transient"}
+    if k == 3 and rnd == LIFE - 1:
+        return "agent/done", agent, {"status": "ok", "result": None, "reason": None, "steps": 2 * LIFE}
+    if k in (0, 3):
+        return "agent/message", agent, {"msg_id": f"m{i}", "from": f"a{(slot + 1) % AGENTS}", "to": agent,
+                                        "kind": "chat", "thread_id": None, "body": {"n": i}, "delivered": True,
+                                        "via": None}
     call = f"t{i // 4}"
-    if k == 2:
+    if k == 1:
         return "tool/requested", agent, {"call_id": call, "tool": "fs/write", "arguments": {"path": f"f{i}", "content": "x"}}
     return "tool/result", agent, {"call_id": call, "tool": "fs/write", "ok": True, "error": None,
                                   "result": {"bytes": 1}, "duration_ms": 0.2}
@@ -78,9 +91,10 @@ def _bare_append(n: int, path: Path) -> float:
     return n / (time.perf_counter() - start)
 
 
-def _replay(path: Path, n: int) -> float:
+def _replay(path: Path, n: int, journals: bool = False) -> float:
+    """Reader + fold as ``agentctl replay`` runs them (journals: as crash resume does)."""
     start = time.perf_counter()
-    state = fold(read_events(path))
+    state = fold(read_events(path), journals=journals)
     assert state.last_seq == n
     return n / (time.perf_counter() - start)
 
@@ -114,7 +128,8 @@ def run(quick: bool, rounds: int) -> list[Figure]:
             "orjson": lambda: _bare_append(n, bare_path),
         })
         per_fsync = _seen["batch"]
-        replay = alternate(rounds, {"agentctl": lambda: _replay(ours_path, n), "orjson": lambda: _bare_replay(ours_path, n)})
+        replay = alternate(rounds, {"agentctl": lambda: _replay(ours_path, n), "orjson": lambda: _bare_replay(ours_path, n),
+                                    "journals": lambda: _replay(ours_path, n, journals=True)})
         small, big = Path(tmp) / "small.jsonl", Path(tmp) / "big.jsonl"
         anyio.run(_append, n // 4, small)
         anyio.run(_append, n, big)
@@ -123,7 +138,9 @@ def run(quick: bool, rounds: int) -> list[Figure]:
         figure(f"append {n:,} events (durability batch)", "/s", append["agentctl"], "orjson+fsync loop", append["orjson"],
                0.8, note=f"both fsync every ~{per_fsync:,} events (agentctl's mean group commit)"),
         figure(f"replay {n:,} events through the fold", "/s", replay["agentctl"], "orjson.loads loop", replay["orjson"], 0.5,
-               note="reader + fold, journals of live agents included"),
+               peers={"agentctl, resume's journals kept too": replay["journals"]},
+               note=f"reader + fold as agentctl replay runs them; {AGENTS} agents live, each spawned, working and "
+                    "done in turn"),
         figure("replay peak memory, 4N vs N events", "x", peaks[1] / peaks[0], "flat (1x)", 1.0, 0.8, higher=False,
                note=f"tracemalloc peak {peaks[0] / 1e6:.2f} MB at {n // 4:,}, {peaks[1] / 1e6:.2f} MB at {n:,}; "
                     "target: 4N within 1.25x of N"),

@@ -80,6 +80,32 @@ def test_blank_lines_are_skipped_and_start_seq_filters(tmp_path: Path) -> None:
     assert [e["seq"] for e in read_events(path, start_seq=4)] == [4]
 
 
+def test_bad_lines_far_into_a_large_file_are_named_by_their_line_number(tmp_path: Path) -> None:
+    # Lines are parsed many at a time; a failure must still name the exact line, in any block.
+    path = tmp_path / "events.jsonl"
+    good = b"".join(line(i, body="x" * 50) for i in range(1, 5001))
+    for bad, why in ((b"garbage{\n", "not JSON"), (b"7\n", "not a JSON object"), (b'{"a": 1}, {"b": 2}\n', "not JSON")):
+        path.write_bytes(good + bad + line(5002))
+        stream = read_events(path)
+        seen = []
+        with pytest.raises(CorruptLogError, match=why) as info:
+            for event in stream:
+                seen.append(event["seq"])
+        assert info.value.line == 5001
+        assert seen == list(range(1, 5001))  # everything before the bad line came out first
+
+
+def test_lines_longer_than_a_read_and_blank_lines_between_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    huge = line(2, body="y" * 200_000)
+    path.write_bytes(line(1) + huge + b"\n\n" + b"".join(line(i) for i in range(3, 3000)) + b"  \n" + line(3000))
+    stream = read_events(path)
+    events = list(stream)
+    assert [e["seq"] for e in events] == list(range(1, 3001))
+    assert len(events[1]["body"]) == 200_000
+    assert stream.lines_read == 3003 and stream.torn_line is None  # blank lines count as lines
+
+
 def test_reading_is_lazy_line_by_line(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(line(1) + b"not json\n" + line(3))

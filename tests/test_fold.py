@@ -156,16 +156,24 @@ def test_apply_event_by_event_equals_the_bulk_fold() -> None:
     assert state == fold(run_events())
 
 
-def test_state_at_equals_the_fold_of_the_prefix(tmp_path: Path) -> None:
+def test_state_at_equals_the_fold_of_the_prefix_without_journals(tmp_path: Path) -> None:
     events = run_events()
     for seq in (0, 5, 13, 21, 28):
-        assert state_at(events, seq) == fold(events[:seq])
+        assert state_at(events, seq) == fold(events[:seq], journals=False)
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "events.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    assert state_at(run_dir, 13) == fold(events[:13])
-    assert state_at(run_dir / "events.jsonl") == fold(events)
+    assert state_at(run_dir, 13) == fold(events[:13], journals=False)
+    assert state_at(run_dir / "events.jsonl") == fold(events, journals=False)
+
+
+def test_a_fold_without_journals_differs_from_one_with_them_only_in_the_journals() -> None:
+    events = run_events()
+    full, light = fold(events[:13]), fold(events[:13], journals=False)
+    assert full.journals.by_agent and not light.journals.by_agent
+    light.journals = full.journals
+    assert light == full
 
 
 def test_snapshot_round_trips_through_json() -> None:

@@ -53,7 +53,7 @@ class Journals:
 
     def apply(self, e: dict[str, Any]) -> None:
         """Fold one event in."""
-        handler = _HANDLERS.get(e.get("type"))
+        handler = HANDLERS.get(e.get("type"))
         if handler is not None:
             handler(self.by_agent, e)
 
@@ -82,6 +82,9 @@ class Journals:
         return cls({aid: Journal.from_dict(j) for aid, j in d.items()})
 
 
+JournalHandler = Callable[[dict[str, "Journal"], dict[str, Any]], None]
+
+
 def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
     by[e["agent_id"]] = Journal()
     parent = by.get(e.get("parent_id")) if e["type"] == "agent/spawned" else None
@@ -96,14 +99,18 @@ def _end(by: dict[str, Journal], e: dict[str, Any]) -> None:
 
 
 def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
-    sender = by.get(e.get("from"))  # type: ignore[arg-type]
+    # Literal dicts, not comprehensions: this runs for every message of a replay.
+    get = e.get
+    delivered = get("delivered")
+    sender = by.get(get("from"))  # type: ignore[arg-type]
     if sender is not None:
-        sender.effects.append({"op": "send", "ok": bool(e.get("delivered")), "via": e.get("via"),
-                               "msg_id": e.get("msg_id"), "to": e.get("to")})
-    if e.get("delivered"):
-        owner = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+        sender.effects.append({"op": "send", "ok": bool(delivered), "via": get("via"), "msg_id": get("msg_id"),
+                               "to": get("to")})
+    if delivered:
+        owner = by.get(get("agent_id"))  # type: ignore[arg-type]
         if owner is not None:
-            owner.inbox.append({k: e.get(k) for k in ("msg_id", "from", "to", "kind", "thread_id", "body", "t", "via")})
+            owner.inbox.append({"msg_id": get("msg_id"), "from": get("from"), "to": get("to"), "kind": get("kind"),
+                                "thread_id": get("thread_id"), "body": get("body"), "t": get("t"), "via": get("via")})
 
 
 def _denied(by: dict[str, Journal], e: dict[str, Any]) -> None:
@@ -143,7 +150,9 @@ def _result(by: dict[str, Journal], e: dict[str, Any]) -> None:
     effect["tokens"] = int(e.get("prompt_tokens") or 0) + int(e.get("completion_tokens") or 0)
 
 
-_HANDLERS: dict[str | None, Callable[[dict[str, Journal], dict[str, Any]], None]] = {
+#: The journal's reducer per event type, on a dict of journals by agent id (the fold calls
+#: these directly, beside the state's reducers).
+HANDLERS: dict[str | None, JournalHandler] = {
     "agent/spawned": _start,
     "agent/restarted": _start,
     "agent/done": _end,

@@ -9,7 +9,7 @@ skipped and reported; a bad line anywhere else raises :class:`CorruptLogError` n
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,9 @@ __all__ = ["EventStream", "follow_events", "read_events", "read_run_events"]
 
 _SEQ_PREFIX = b'{"seq":'  # how the writer starts every line; lets skipping avoid a full parse
 _CHUNK = 1 << 20
+# Bytes per read of a whole-file stream: parsing ~32 KiB of lines at once was fastest here
+# (per event: 550 ns, against 670 ns per line and 850+ ns for 1 MiB at once).
+_READ = 1 << 15
 
 
 def read_run_events(run_dir_or_file: str | Path) -> Path:
@@ -123,18 +126,22 @@ class EventStream:
         self.torn_line = None
         self.lines_read = 0
         try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the generator's `with`
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the generator's `finally`
         except OSError as exc:
             raise LogError(f"cannot read events file {self.path}: {exc}") from exc
-        with handle:
+        try:
             # Skip what comes before start_seq by bisecting the file (seqs increase line by
             # line), so resuming from a checkpoint costs the same at any log length.
             offset = _seek_seq(handle, self.start_seq) if self.start_seq > 1 else 0
-            yield from self._lines(handle, offset)
+        except BaseException:
+            handle.close()
+            raise
+        # The generator itself, not one delegated to: a second frame per event is a
+        # measurable share of a replay.
+        return self._lines(handle, offset)
 
     def _lines(self, handle: Any, offset: int) -> Iterator[dict[str, Any]]:
         file, start_seq = str(self.path), self.start_seq
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
         base = 0 if offset == 0 else None  # lines before offset, counted only if needed
 
         def line_number(relative: int) -> int:
@@ -143,44 +150,63 @@ class EventStream:
                 base = _lines_before(self.path, offset)
             return base + relative
 
-        n = 0
-        # The loop is the replay hot path: one parse per line, the rare cases in except.
+        done = 0  # lines parsed so far
+        rest = b""
         try:
-            for n, line in enumerate(handle, 1):
-                if line[-1:] != b"\n":
-                    # The final line: a crash may have cut it short.
-                    event = self._last_line(line, file, line_number(n))
-                    if event is not None and event.get("seq", start_seq) >= start_seq:
+            while True:
+                data = handle.read(_READ)
+                if not data:
+                    break
+                data = rest + data
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    rest = data + handle.readline()  # a line longer than a read: take all of it
+                    continue
+                block, rest = data[:cut], data[cut:]
+                events = _parse_block(block, file, line_number, done)
+                done += block.count(b"\n")
+                for event in events:
+                    if not start_seq or event.get("seq", start_seq) >= start_seq:
                         yield event
-                    return
-                if start_seq:
-                    seq = _quick_seq(line)
-                    if seq is not None and seq < start_seq:
-                        continue
+            if rest.strip():
+                # The final line has no newline: a crash may have cut it short.
                 try:
-                    event = loads(line)
-                except decode_error as exc:
-                    if not line.strip():
-                        continue
-                    raise CorruptLogError(file, line_number(n), f"not JSON: {exc}") from None
-                if type(event) is not dict:
-                    raise CorruptLogError(file, line_number(n), f"not a JSON object but {type(event).__name__}")
-                if not start_seq or event.get("seq", start_seq) >= start_seq:
-                    yield event
+                    event = orjson.loads(rest)
+                except orjson.JSONDecodeError:
+                    self.torn_line = line_number(done + 1)
+                else:
+                    if type(event) is not dict:
+                        raise CorruptLogError(file, line_number(done + 1),
+                                              f"not a JSON object but {type(event).__name__}")
+                    if not start_seq or event.get("seq", start_seq) >= start_seq:
+                        yield event
+            done += bool(rest)
         finally:
-            self.lines_read = n
+            self.lines_read = done
+            handle.close()
 
-    def _last_line(self, line: bytes, file: str, line_no: int) -> dict[str, Any] | None:
-        if not line.strip():
-            return None
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            self.torn_line = line_no
-            return None
-        if not isinstance(event, dict):
-            raise CorruptLogError(file, line_no, f"not a JSON object but {type(event).__name__}")
-        return event
+
+def _parse_block(block: bytes, file: str, line_number: Callable[[int], int], before: int) -> Iterable[dict[str, Any]]:
+    """The events of the complete lines in ``block`` (it ends with a newline), in order.
+
+    The lines are parsed as one JSON array: a call per line is a fifth of a replay's time.
+    When that fails or the count is off (a blank line, a corrupt one, two values on one
+    line), they are parsed one by one, lazily (the events before a bad line still come out
+    first), skipping blanks and naming the bad line.
+    ``line_number(before + i)`` is the file's line number of the block's ``i``-th line.
+    """
+    try:
+        events = orjson.loads(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
+        events = None
+    if events is not None and len(events) == block.count(b"\n"):
+        for event in events:
+            if type(event) is not dict:
+                break
+        else:
+            return events
+    return (_parse(line, file, line_number(before + i)) for i, line in enumerate(block.split(b"\n")[:-1], 1)
+            if line.strip())
 
 
 def read_events(path: str | Path, *, start_seq: int = 0) -> EventStream:

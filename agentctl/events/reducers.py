@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["REDUCERS"]
 
+Reducer = Callable[["RunState", dict[str, Any]], None]
+
 #: Agent errors kept in :attr:`RunState.errors` (a pathological run must not grow it forever).
 MAX_ERRORS = 1000
 #: ``agent/done`` statuses that mean the agent failed.
@@ -272,56 +274,64 @@ def _close_conflicts_of(state: RunState, agent_id: str | None, path: str | None)
 
 
 # --- tool and LLM calls -------------------------------------------------------------
+# One closure per kind and edge, with its counter keys made once: these run for half the
+# events of a busy log.
 
 
-def _tool_requested(state: RunState, e: dict[str, Any]) -> None:
-    _call_requested(state, e, "tool", e.get("tool"))
-
-
-def _tool_result(state: RunState, e: dict[str, Any]) -> None:
-    agent = _call_ended(state, e, "tool")
-    if agent is not None:
-        agent.tool_calls += 1
-
-
-def _llm_requested(state: RunState, e: dict[str, Any]) -> None:
-    _call_requested(state, e, "llm", e.get("model") or e.get("provider"))
-
-
-def _llm_result(state: RunState, e: dict[str, Any]) -> None:
-    prompt = e.get("prompt_tokens") or 0
-    completion = e.get("completion_tokens") or 0
-    state.counts["prompt_tokens"] += prompt
-    state.counts["completion_tokens"] += completion
-    agent = _call_ended(state, e, "llm")
-    if agent is not None:
-        agent.llm_calls += 1
-        agent.tokens += prompt + completion
-
-
-def _call_requested(state: RunState, e: dict[str, Any], kind: str, name: Any) -> None:
+def _call_requested(kind: str, *name_keys: str) -> Reducer:
     """A tool or LLM call is pending, and is what its agent is doing."""
-    state.pending_calls[e["call_id"]] = {"agent_id": e.get("agent_id"), "kind": kind, "name": name, "t": e.get("t")}
-    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
-    if agent is not None:
-        agent.activity = f"{kind} {name}"
+    prefix = kind + " "
+
+    def reducer(state: RunState, e: dict[str, Any]) -> None:
+        get = e.get
+        name = None
+        for key in name_keys:
+            name = get(key)
+            if name:
+                break
+        agent_id = get("agent_id")
+        state.pending_calls[e["call_id"]] = {"agent_id": agent_id, "kind": kind, "name": name, "t": get("t")}
+        agent = state.agents.get(agent_id)  # type: ignore[arg-type]
+        if agent is not None:
+            agent.activity = prefix + str(name)
+
+    return reducer
 
 
-def _call_ended(state: RunState, e: dict[str, Any], kind: str) -> AgentView | None:
+def _call_ended(kind: str) -> Reducer:
     """A tool or LLM call has its result: count it; the agent (if known) is no longer in it."""
-    state.pending_calls.pop(e["call_id"], None)
-    counts = state.counts
-    counts[f"{kind}_calls"] += 1
-    if not e.get("ok", False):
-        counts[f"{kind}_failures"] += 1
-    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
-    if agent is not None and agent.activity is not None and agent.activity.startswith(kind + " "):
-        agent.activity = None
-    return agent
+    prefix, calls, failures = kind + " ", kind + "_calls", kind + "_failures"
+    tokens = kind == "llm"
+
+    def reducer(state: RunState, e: dict[str, Any]) -> None:
+        get = e.get
+        state.pending_calls.pop(e["call_id"], None)
+        counts = state.counts
+        counts[calls] += 1
+        if not get("ok", False):
+            counts[failures] += 1
+        agent = state.agents.get(get("agent_id"))  # type: ignore[arg-type]
+        used = 0
+        if tokens:
+            prompt, completion = get("prompt_tokens") or 0, get("completion_tokens") or 0
+            counts["prompt_tokens"] += prompt
+            counts["completion_tokens"] += completion
+            used = prompt + completion
+        if agent is None:
+            return
+        if agent.activity is not None and agent.activity.startswith(prefix):
+            agent.activity = None
+        if tokens:
+            agent.llm_calls += 1
+            agent.tokens += used
+        else:
+            agent.tool_calls += 1
+
+    return reducer
 
 
 #: The reducer of each event type.
-REDUCERS: dict[str | None, Callable[[RunState, dict[str, Any]], None]] = {
+REDUCERS: dict[str | None, Reducer] = {
     "run/started": _run_started,
     "run/finished": _run_finished,
     "run/resumed": _run_resumed,
@@ -343,8 +353,8 @@ REDUCERS: dict[str | None, Callable[[RunState, dict[str, Any]], None]] = {
     "lock/conflict": _lock_conflict,
     "conflict/opened": _conflict_opened,
     "conflict/resolved": _conflict_resolved,
-    "tool/requested": _tool_requested,
-    "tool/result": _tool_result,
-    "llm/requested": _llm_requested,
-    "llm/result": _llm_result,
+    "tool/requested": _call_requested("tool", "tool"),
+    "tool/result": _call_ended("tool"),
+    "llm/requested": _call_requested("llm", "model", "provider"),
+    "llm/result": _call_ended("llm"),
 }

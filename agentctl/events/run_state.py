@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .agent_view import STATUSES, AgentView
-from .journal import Journals
-from .reducers import REDUCERS
+from .journal import HANDLERS as JOURNAL_HANDLERS
+from .journal import JournalHandler, Journals
+from .reducers import REDUCERS, Reducer
 
-__all__ = ["RECENT_EVENTS", "RunState"]
+__all__ = ["RECENT_EVENTS", "RunState", "WITH_JOURNALS"]
 
 #: How many of the latest events a :class:`RunState` keeps for the views.
 RECENT_EVENTS = 200
@@ -70,10 +71,9 @@ class RunState:
         self.last_seq = event.get("seq", self.last_seq)
         self.last_t = event.get("t", self.last_t)
         self.recent.append(event)
-        reducer = REDUCERS.get(event.get("type"))
+        reducer = WITH_JOURNALS.get(event.get("type"))
         if reducer is not None:
             reducer(self, event)
-        self.journals.apply(event)
 
     def status_counts(self) -> dict[str, int]:
         """How many agents are in each status (every status present, zeros included)."""
@@ -136,3 +136,26 @@ class RunState:
         state.counts.update(d.get("counts", {}))
         state.recent.extend(d.get("recent", ()))
         return state
+
+
+def _and_journal(reducer: Reducer | None, journal: JournalHandler) -> Reducer:
+    if reducer is None:
+
+        def journal_only(state: RunState, e: dict[str, Any]) -> None:
+            journal(state.journals.by_agent, e)
+
+        return journal_only
+
+    def both(state: RunState, e: dict[str, Any]) -> None:
+        reducer(state, e)
+        journal(state.journals.by_agent, e)
+
+    return both
+
+
+#: Per event type, the reducer that also keeps the live agents' journals (one call per
+#: event, where the fold would otherwise look up and call two).
+WITH_JOURNALS: dict[str | None, Reducer] = {
+    **REDUCERS,
+    **{kind: _and_journal(REDUCERS.get(kind), journal) for kind, journal in JOURNAL_HANDLERS.items()},
+}

@@ -114,7 +114,7 @@ async def replay(
     """
     stream = read_events(read_run_events(path))
     if at is not None or not live:
-        state = await anyio.to_thread.run_sync(lambda: fold(stream, until_seq=at))
+        state = await anyio.to_thread.run_sync(lambda: fold(stream, until_seq=at, journals=False))
         frame = render_run(state)
         console.print(frame)
     else:
