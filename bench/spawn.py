@@ -6,7 +6,7 @@ is measured from a clean start. Baseline: bare anyio tasks, each waiting on its 
 memory stream (an inbox). Both sides call ``gc.collect(); gc.freeze()`` after the bulk
 spawn, before RSS and idle CPU are read (the GC pause is measured before that), and both
 run with the cyclic GC otherwise on. agentctl's runtime also freezes every 10,000 spawns
-on its own (``runtime.FREEZE_EVERY``); that is part of what is measured.
+on its own (``agentctl.runtime.tree.FREEZE_EVERY``); that is part of what is measured.
 """
 
 from __future__ import annotations

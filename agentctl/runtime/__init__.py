@@ -1,8 +1,8 @@
 """The runtime: supervisor tree, scheduler and action interpreter."""
 
-from .runtime import Exit as Exit
 from .runtime import Runtime as Runtime
 from .runtime import RuntimeStatistics as RuntimeStatistics
 from .runtime import open_runtime as open_runtime
 from .spec import AgentSpec as AgentSpec
 from .spec import StepContext as StepContext
+from .tree import Exit as Exit

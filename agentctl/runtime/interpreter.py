@@ -1,6 +1,6 @@
 """The action interpreter: carries out the actions a step returned.
 
-Invoked from ``agentctl.runtime.runtime``. Actions that never wait (send, spawn, stop,
+Invoked from ``agentctl.runtime.scheduler``. Actions that never wait (send, spawn, stop,
 release, an acquire that answers at once, done) run inline in the scheduler: a whole
 conversation of such steps costs no event-loop turn per message. Actions that wait
 (tool and LLM calls, sleeps, lock waits, parallel batches) run in the agent's own task.

@@ -1,6 +1,6 @@
 """Supervision decisions, after Erlang/OTP's ``supervisor``: pure functions, no I/O.
 
-Invoked from ``agentctl.runtime.runtime`` when a child exits. Every agent supervises its
+Invoked from ``agentctl.runtime.tree`` when a child exits. Every agent supervises its
 own children; the runtime itself is the supervisor of root agents.
 
 Restart type of the child (``AgentSpec.restart``):

@@ -1,6 +1,6 @@
 """One task for every timer of a runtime: callbacks run when they fall due.
 
-Invoked from :mod:`agentctl.runtime.runtime` (agents' ticks and ``max_seconds``
+Invoked from :mod:`agentctl.runtime.tree` (agents' ticks and ``max_seconds``
 deadlines), :mod:`agentctl.runtime.conflicts` (arbiter timeouts) and the bridge tools.
 100,000 agents with a tick each cost one sleeping task and a heap, not 100,000 tasks.
 """

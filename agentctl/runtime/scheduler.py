@@ -1,0 +1,194 @@
+"""The scheduler: the ready queue, agents' turns, and carrying out what a step returned.
+
+Part of :class:`agentctl.runtime.runtime.Runtime` (a base class of it, so that the hot path
+reads the runtime's attributes directly); ``open_runtime`` starts :meth:`Scheduler._scheduler`
+as a task, the tree (:mod:`agentctl.runtime.tree`), inboxes and timers wake agents with
+:meth:`Scheduler._wake`, and the interpreter sets their status.
+
+How an agent runs: a woken agent goes on the ready queue; the scheduler drains the
+queue, calls each agent's step with its new messages and the results of its previous
+actions, and carries out the actions. If they all complete at once the agent is simply
+queued again with their results; if one must wait, the agent gets a task of its own
+until it has its results. An agent with nothing to do has no task at all.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ..errors import ActionError
+from ..policy import Budget
+from .agent import Agent
+from .interpreter import check_actions, is_fast, run_action, run_fast
+from .spec import StepContext
+
+#: Agent turns the scheduler runs before it yields to the event loop.
+THROUGHPUT = 512
+
+
+class Scheduler:
+    """Runs agents' turns, all in one task; an agent that must wait gets a task of its own meanwhile.
+
+    Relies on the rest of the runtime for ``emit``, ``_tg`` (the runtime's task group) and
+    ``_finish``/``_crash`` (:class:`~agentctl.runtime.tree.Tree`).
+    """
+
+    def _init_scheduler(self) -> None:
+        self._ready: deque[Agent] = deque()
+        self._ready_event: anyio.Event | None = None
+        self._steps = self._tasks = 0
+
+    def _wake(self, agent: Agent) -> None:
+        if agent.scope is not None:
+            if agent.interrupt is not None:
+                agent.interrupt.set()
+            return
+        if agent.scheduled or agent.ended:
+            return
+        agent.scheduled = True
+        self._ready.append(agent)
+        if self._ready_event is not None:
+            self._ready_event.set()
+            self._ready_event = None
+
+    def _set_status(self, agent: Agent, status: str, reason: str | None) -> None:
+        if agent.status != status and not agent.ended:
+            agent.status = status
+            self.emit("agent/status", agent.id, status=status, reason=reason, steps=agent.steps)
+
+    async def _scheduler(self) -> None:
+        ready = self._ready
+        while True:
+            if not ready:
+                self._ready_event = anyio.Event()
+                await self._ready_event.wait()
+            # Like an actor dispatcher's throughput setting: run up to THROUGHPUT turns
+            # (agents woken meanwhile included) before letting I/O and tasks run.
+            for _ in range(THROUGHPUT):
+                if not ready:
+                    break
+                agent = ready.popleft()
+                agent.scheduled = False
+                self._turn(agent)
+            await anyio.lowlevel.checkpoint()
+
+    def _turn(self, agent: Agent) -> None:
+        if agent.ended or agent.scope is not None:
+            return
+        if not agent.started:
+            reason = "start"
+            agent.started = True
+        elif agent.results:
+            reason = "results"
+        elif len(agent.inbox):
+            reason = "message"
+        elif agent.tick_due:
+            reason = "tick"
+        else:
+            return
+        over = agent.exceeded()
+        if over is not None:
+            self._finish(agent, "budget_exceeded", None, reason=over)
+            return
+        messages = tuple(agent.inbox.drain()) if len(agent.inbox) else ()
+        results, agent.results, agent.tick_due = agent.results, (), False
+        agent.steps += 1
+        self._steps += 1
+        ctx = StepContext(
+            agent.id, agent.parent.id if agent.parent else None, agent.depth, agent.spec, reason,
+            messages, results, agent.state, agent.grant.model, agent.grant.tools, agent.grant.budget,
+            tuple(agent.children) if agent.children else (), agent.steps, partial(self._left, agent),
+        )
+        try:
+            out = agent.spec.step(ctx)
+        except Exception as exc:  # a step function's bug is the agent's failure, not the runtime's
+            self._crash(agent, exc, "step")
+            return
+        if inspect.isawaitable(out):
+            self._start_task(agent, partial(self._async_step, agent, out))
+        else:
+            self._act(agent, out)
+
+    def _act(self, agent: Agent, out: object) -> None:
+        try:
+            actions = check_actions(out)
+        except ActionError as exc:
+            self._crash(agent, exc, "action")
+            return
+        if not actions:
+            self._set_status(agent, "waiting", "idle")
+            if len(agent.inbox):
+                self._wake(agent)
+            return
+        if all(map(is_fast, actions)):
+            results = []
+            add = results.append
+            for action in actions:
+                add(run_fast(self, agent, action))
+                if agent.ended:
+                    return
+            agent.results = tuple(results)
+            self._wake(agent)
+        else:
+            self._start_task(agent, partial(self._run_actions, agent, actions))
+
+    async def _async_step(self, agent: Agent, pending: Awaitable[object]) -> None:
+        try:
+            out = await pending
+        except Exception as exc:
+            self._crash(agent, exc, "step")
+            return
+        actions = out
+        try:
+            actions = check_actions(out)
+        except ActionError as exc:
+            self._crash(agent, exc, "action")
+            return
+        if not actions or all(is_fast(a) for a in actions):
+            agent.scope = None
+            self._act(agent, actions)
+        else:
+            await self._run_actions(agent, actions)
+
+    async def _run_actions(self, agent: Agent, actions: list[Any]) -> None:
+        results = []
+        for action in actions:
+            results.append(await run_action(self, agent, action))
+            if agent.ended:
+                return
+        agent.results = tuple(results)
+
+    def _start_task(self, agent: Agent, work: Callable[[], Awaitable[None]]) -> None:
+        assert self._tg is not None
+        self._set_status(agent, "running", "act")
+        scope = anyio.CancelScope()
+        agent.scope = scope
+        self._tasks += 1
+        self._tg.start_soon(self._agent_task, agent, scope, work, name=f"agent:{agent.id}")
+
+    async def _agent_task(self, agent: Agent, scope: anyio.CancelScope, work: Callable[[], Awaitable[None]]) -> None:
+        try:
+            with scope:
+                await work()
+        except Exception as exc:
+            self._crash(agent, exc, "action")
+        finally:
+            self._tasks -= 1
+            if agent.scope is scope:
+                agent.scope = None
+                if not agent.ended:
+                    if agent.results or len(agent.inbox):
+                        self._wake(agent)
+                    else:
+                        self._set_status(agent, "waiting", "idle")
+
+    @staticmethod
+    def _left(agent: Agent) -> Budget:
+        return agent.remaining(anyio.current_time())

@@ -1,0 +1,295 @@
+"""The supervision tree: agents start, end, and are restarted by their supervisor.
+
+Part of :class:`agentctl.runtime.runtime.Runtime` (a base class of it, like the scheduler,
+so that spawning reads the runtime's attributes directly). Called by the runtime's public
+``spawn``/``stop`` and by ``open_runtime`` at shutdown; by the scheduler
+(:mod:`agentctl.runtime.scheduler`) when a step fails or a budget runs out; by the
+interpreter and replay for spawn, stop and done actions; and by the bridge tools.
+
+When an agent ends, its supervisor (its parent; the runtime for root agents) decides
+what happens through the pure rules of :mod:`agentctl.runtime.supervisor`; this module
+carries the decision out. An agent spawned with a journal (crash resume) is started
+again rather than anew.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio
+
+from ..errors import ActionError, AgentctlError, PolicyError, ToolError
+from ..events.journal import Journal
+from ..policy import UNLIMITED, Grant, grant_child
+from ..services.bus import Inbox, Message
+from .agent import Agent
+from .replay import Replay
+from .spec import AgentSpec, StepContext
+from .supervisor import plan_restart, should_restart, within_intensity
+
+#: Spawns between two ``gc.freeze()`` calls.
+FREEZE_EVERY = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """How an agent ended: ``done`` (with its status), ``failed`` or ``stopped``."""
+
+    agent_id: str
+    outcome: str
+    status: str | None = None
+    result: Any = None
+
+
+class Tree:
+    """Spawns agents, ends them, and restarts them as their supervisor's strategy says.
+
+    Relies on the rest of the runtime for its services (``emit``, ``bus``, ``locks``,
+    ``policy``, ``tools``, ``timers``, ``resume``), ``_tg`` (the runtime's task group) and
+    ``_wake`` (:class:`~agentctl.runtime.scheduler.Scheduler`).
+    """
+
+    def _init_tree(
+        self, root_tools: frozenset[str] | None, *, inbox_size: int, strategy: str, max_restarts: int, restart_period: float
+    ) -> None:
+        self._inbox_size = inbox_size
+        self._root_grant = Grant(None, frozenset(self.tools.names()) if root_tools is None else root_tools, UNLIMITED)
+        # The runtime supervises root agents the way an agent supervises its children.
+        self._root_sup = AgentSpec(id="", step=_never, strategy=strategy, max_restarts=max_restarts, restart_period=restart_period)  # type: ignore[arg-type]
+        self._root_restarts: deque[float] = deque()
+        self._agents: dict[str, Agent] = {}
+        self._roots: dict[str, Agent] = {}
+        self._exits: dict[str, Exit] = {}
+        self._waiters: dict[str, anyio.Event] = {}
+        self._idle_event: anyio.Event | None = None
+        self._closing = False
+        self._end_hooks: list[Callable[[str], Any]] = []
+        self._spawned = self._ended = self._restarts = 0
+
+    # ------------------------------------------------------------------ starting
+
+    def _spawn(
+        self, spec: AgentSpec, parent: Agent | None, *, previous: Agent | None = None, journal: Journal | None = None
+    ) -> str:
+        if previous is None:
+            grant = self._grant(spec, parent)
+        else:
+            grant = previous.grant
+        inbox = self.bus.register(spec.id, parent.id if parent else None, spec.topology, self._inbox_for(journal))
+        agent = Agent(spec, parent, grant, inbox)
+        inbox.on_put = partial(self._wake, agent)
+        siblings = parent.children if parent is not None else self._roots
+        siblings[spec.id] = agent
+        self._agents[spec.id] = agent
+        now = anyio.current_time()
+        if previous is not None:
+            agent.steps, agent.tool_calls, agent.tokens = previous.steps, previous.tool_calls, previous.tokens
+            agent.reserved, agent.spawned_children = previous.reserved, 0
+            agent.deadline = previous.deadline
+        else:
+            self._spawned += 1
+            if self._spawned % FREEZE_EVERY == 0:
+                # A large tree of idle agents is long-lived: move it out of the GC's
+                # generations so collections stop rescanning it (pauses over 100 ms at
+                # 100,000 agents otherwise). Ended agents are still freed by refcounting.
+                gc.freeze()
+            if parent is not None:
+                parent.spawned_children += 1
+                parent.reserve_for(grant.budget)
+            if grant.budget.max_seconds is not None:
+                agent.deadline = now + grant.budget.max_seconds
+            if journal is not None:
+                self._resumed(agent, journal)
+            else:
+                self.emit(
+                    "agent/spawned", spec.id,
+                    parent_id=parent.id if parent else None, depth=agent.depth, model=grant.model,
+                    kind=spec.kind, tools=sorted(grant.tools), budget=grant.budget.to_dict(), restart=spec.restart,
+                )
+        if agent.deadline is not None:
+            self.timers.call_at(agent.deadline, partial(self._deadline, agent))
+        if grant.budget.tick_ms:
+            first = now + grant.budget.tick_ms / 1000
+            self.timers.call_at(first, partial(self._tick, agent, first))
+        self._wake(agent)
+        return spec.id
+
+    def _inbox_for(self, journal: Journal | None) -> Inbox | None:
+        if journal is None or not journal.inbox:
+            return None
+        # Room for every recorded message on top of the usual capacity: none may be lost.
+        inbox = Inbox(self._inbox_size + len(journal.inbox))
+        for m in journal.inbox:
+            inbox.put_nowait(Message(str(m["msg_id"]), str(m["from"]), str(m["to"]), str(m["kind"]), m.get("body"),
+                                     m.get("thread_id"), int(m.get("t") or 0), m.get("via")))
+        return inbox
+
+    def _resumed(self, agent: Agent, journal: Journal) -> None:
+        assert self.resume is not None
+        for path, holders in self.resume.locks.items():
+            if agent.id in holders:
+                self.locks.try_acquire(agent.id, path, holders[agent.id])
+        if journal.effects:
+            agent.replay = Replay(journal)
+        self.emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
+                  replay=len(journal.effects), messages=len(journal.inbox))
+
+    def _grant(self, spec: AgentSpec, parent: Agent | None) -> Grant:
+        if spec.id in self._agents:
+            raise ActionError(f"agent id {spec.id!r} is already live")
+        depth = 0 if parent is None else parent.depth + 1
+        try:
+            if parent is not None and parent.grant.budget.max_children is not None and parent.spawned_children >= parent.grant.budget.max_children:
+                raise PolicyError("max_children", f"{parent.id} may spawn at most {parent.grant.budget.max_children} children")
+            return grant_child(
+                policy=self.policy, depth=depth,
+                parent=parent.grant if parent is not None else self._root_grant,
+                parent_remaining=parent.remaining(anyio.current_time()) if parent is not None else None,
+                model=spec.model, tools=None if spec.tools is None else self.tools.toolset(spec.tools), budget=spec.budget,
+            )
+        except AgentctlError as exc:
+            rule = getattr(exc, "rule", "tools" if isinstance(exc, ToolError) else "id")
+            self.emit("policy/refused", parent.id if parent else None, child_id=spec.id, rule=rule, error=str(exc))
+            raise
+
+    # ------------------------------------------------------------------ ending
+
+    def _finish(self, agent: Agent, status: str, result: Any, reason: str | None = None) -> None:
+        """The agent is done (its own ``done``, or a budget ran out)."""
+        if agent.ended:
+            return
+        self._stop_children(agent, "parent_stopped")
+        self.emit("agent/done", agent.id, status=status, result=result, reason=reason, steps=agent.steps)
+        self._end(agent)
+        self._exited(agent, Exit(agent.id, "done", status, result), abnormal=False)
+
+    def _crash(self, agent: Agent, error: BaseException | str, where: str) -> None:
+        """The agent failed: log it, end it, and let its supervisor decide."""
+        if agent.ended:
+            return
+        kind = error if isinstance(error, str) else type(error).__name__
+        self.emit("agent/error", agent.id, error=str(error), error_type=kind, where=where)
+        self._stop_children(agent, "parent_stopped")
+        self._end(agent)
+        self._exited(agent, Exit(agent.id, "failed", "error", str(error)), abnormal=True)
+
+    def _stop_tree(self, agent: Agent, reason: str, *, detach: bool = True) -> None:
+        if agent.ended:
+            return
+        # A shutdown stops every agent as such (resume continues them); otherwise the
+        # children go because their parent did.
+        self._stop_children(agent, "shutdown" if reason == "shutdown" else "parent_stopped")
+        self.emit("agent/stopped", agent.id, reason=reason)
+        self._end(agent)
+        if detach:
+            self._detach(agent, Exit(agent.id, "stopped", reason))
+
+    def _stop_children(self, agent: Agent, reason: str) -> None:
+        for child in reversed(list(agent.children.values())):
+            self._stop_tree(child, reason)
+
+    def _end(self, agent: Agent) -> None:
+        agent.ended = True
+        agent.status = "ended"
+        # Break the agent <-> inbox cycle, so refcounting frees it even after gc.freeze().
+        agent.inbox.on_put = None
+        if agent.scope is not None:
+            agent.scope.cancel()
+        self.locks.release_all(agent.id)
+        if self._agents.get(agent.id) is agent:
+            del self._agents[agent.id]
+        self._ended += 1
+        for hook in self._end_hooks:
+            out = hook(agent.id)
+            if inspect.iscoroutine(out):
+                if self._tg is not None and not self._closing:
+                    self._tg.start_soon(_awaited, out)
+                else:
+                    out.close()
+
+    def _detach(self, agent: Agent, exit: Exit) -> None:
+        """The agent ended for good: tell its parent, settle its budget, forget it."""
+        parent = agent.parent
+        if parent is not None and not parent.ended and exit.outcome != "stopped":
+            # Like an OTP exit signal, but an ordinary message the parent's step can read.
+            body = {"status": exit.status, "result": exit.result}
+            self.bus.send(agent.id, parent.id, "done" if exit.outcome == "done" else "failed", body)
+        if self.bus.inbox(agent.id) is agent.inbox:
+            self.bus.unregister(agent.id)
+        siblings = agent.parent.children if agent.parent is not None else self._roots
+        if siblings.get(agent.id) is agent:
+            del siblings[agent.id]
+        if agent.parent is not None:
+            agent.parent.settle_child(agent)
+        self._exits[agent.id] = exit
+        waiter = self._waiters.pop(agent.id, None)
+        if waiter is not None:
+            waiter.set()
+        if not self._agents and self._idle_event is not None:
+            self._idle_event.set()
+            self._idle_event = None
+
+    # ------------------------------------------------------------------ supervision
+
+    def _exited(self, agent: Agent, exit: Exit, *, abnormal: bool) -> None:
+        sup = agent.parent
+        if self._closing or (sup is not None and sup.ended) or not should_restart(agent.spec.restart, abnormal):
+            self._detach(agent, exit)
+            return
+        sup_spec = sup.spec if sup is not None else self._root_sup
+        if sup is not None:
+            sup.restart_times = sup.restart_times if sup.restart_times is not None else deque()
+            times = sup.restart_times
+        else:
+            times = self._root_restarts
+        if not within_intensity(times, anyio.current_time(), sup_spec.max_restarts, sup_spec.restart_period):
+            self._detach(agent, exit)
+            if sup is not None:
+                self._crash(sup, f"restart intensity exceeded: more than {sup_spec.max_restarts} restarts in {sup_spec.restart_period}s (last offender {agent.id})", "supervision")
+            else:
+                self.emit("agent/error", agent.id, error=f"restart intensity exceeded for root agents (last offender {agent.id})", error_type="RestartIntensity", where="supervision")
+            return
+        siblings = sup.children if sup is not None else self._roots
+        plan = plan_restart(sup_spec.strategy, [(cid, c.spec.restart) for cid, c in siblings.items()], agent.id)
+        olds = {cid: siblings[cid] for cid in (*plan.stop, *plan.restart) if cid in siblings}
+        for cid in plan.stop:
+            self._stop_tree(olds[cid], "supervisor", detach=cid not in plan.restart)
+        for cid in plan.restart:
+            old = olds[cid]
+            self._restarts += 1
+            self.emit("agent/restarted", cid, parent_id=sup.id if sup else None, strategy=sup_spec.strategy, restarts=len(times), offender=agent.id)
+            self._spawn(old.spec, sup, previous=old)
+
+    def _shutdown(self) -> None:
+        self._closing = True
+        for root in reversed(list(self._roots.values())):
+            self._stop_tree(root, "shutdown")
+
+    # ------------------------------------------------------------------ the agent's clocks
+
+    def _deadline(self, agent: Agent) -> None:
+        if not agent.ended:
+            self._finish(agent, "budget_exceeded", None, reason="max_seconds")
+
+    def _tick(self, agent: Agent, due: float) -> None:
+        if agent.ended:
+            return
+        agent.tick_due = True
+        self._wake(agent)
+        # The next tick keeps the period, but never piles up behind a slow loop.
+        nxt = max(due + (agent.grant.budget.tick_ms or 0) / 1000, anyio.current_time())
+        self.timers.call_at(nxt, partial(self._tick, agent, nxt))
+
+
+def _never(ctx: StepContext) -> None:
+    return None
+
+
+async def _awaited(coro: Awaitable[Any]) -> None:
+    await coro
