@@ -74,6 +74,8 @@ class Agent:
     def remaining(self, now: float | None = None) -> Budget:
         """What is left of every limit; consumables net of children's reservations."""
         b = self.grant.budget
+        if b == UNLIMITED:
+            return b  # nothing to subtract from (the common case: plans set no budgets)
         values: dict[str, Any] = {}
         for name in CONSUMABLE:
             values[name] = self.left(name)

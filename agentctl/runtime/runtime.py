@@ -31,7 +31,7 @@ from .conflicts import Conflicts
 from .replay import ResumeContext
 from .scheduler import Scheduler
 from .spec import AgentSpec
-from .timers import Timers
+from .timers import Timers, clock
 from .tree import Exit, Tree
 
 Emit = Callable[..., dict]
@@ -151,7 +151,7 @@ class Runtime(Tree, Scheduler):
             "model": agent.grant.model,
             "tools": sorted(agent.grant.tools),
             "budget": agent.grant.budget,
-            "budget_left": agent.remaining(anyio.current_time()),
+            "budget_left": agent.remaining(clock()),
             "steps": agent.steps,
         }
 

@@ -28,6 +28,7 @@ from ..policy import Budget
 from .agent import Agent
 from .interpreter import check_actions, is_fast, run_action, run_fast
 from .spec import StepContext
+from .timers import clock
 
 #: Agent turns the scheduler runs before it yields to the event loop.
 THROUGHPUT = 512
@@ -191,4 +192,4 @@ class Scheduler:
 
     @staticmethod
     def _left(agent: Agent) -> Budget:
-        return agent.remaining(anyio.current_time())
+        return agent.remaining(clock())

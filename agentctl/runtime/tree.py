@@ -32,6 +32,7 @@ from .agent import Agent
 from .replay import Replay
 from .spec import AgentSpec, StepContext
 from .supervisor import plan_restart, should_restart, within_intensity
+from .timers import clock
 
 #: Spawns between two ``gc.freeze()`` calls.
 FREEZE_EVERY = 10_000
@@ -87,7 +88,7 @@ class Tree:
         siblings = parent.children if parent is not None else self._roots
         siblings[spec.id] = agent
         self._agents[spec.id] = agent
-        now = anyio.current_time()
+        now = clock()
         if previous is not None:
             agent.steps, agent.tool_calls, agent.tokens = previous.steps, previous.tool_calls, previous.tokens
             agent.reserved, agent.spawned_children = previous.reserved, 0
@@ -150,7 +151,7 @@ class Tree:
             return grant_child(
                 policy=self.policy, depth=depth,
                 parent=parent.grant if parent is not None else self._root_grant,
-                parent_remaining=parent.remaining(anyio.current_time()) if parent is not None else None,
+                parent_remaining=parent.remaining(clock()) if parent is not None else None,
                 model=spec.model, tools=None if spec.tools is None else self.tools.toolset(spec.tools), budget=spec.budget,
             )
         except AgentctlError as exc:
@@ -248,7 +249,7 @@ class Tree:
             times = sup.restart_times
         else:
             times = self._root_restarts
-        if not within_intensity(times, anyio.current_time(), sup_spec.max_restarts, sup_spec.restart_period):
+        if not within_intensity(times, clock(), sup_spec.max_restarts, sup_spec.restart_period):
             self._detach(agent, exit)
             if sup is not None:
                 self._crash(sup, f"restart intensity exceeded: more than {sup_spec.max_restarts} restarts in {sup_spec.restart_period}s (last offender {agent.id})", "supervision")
@@ -283,7 +284,7 @@ class Tree:
         agent.tick_due = True
         self._wake(agent)
         # The next tick keeps the period, but never piles up behind a slow loop.
-        nxt = max(due + (agent.grant.budget.tick_ms or 0) / 1000, anyio.current_time())
+        nxt = max(due + (agent.grant.budget.tick_ms or 0) / 1000, clock())
         self.timers.call_at(nxt, partial(self._tick, agent, nxt))
 
 
