@@ -10,7 +10,8 @@ from llm_servers import Behaviour, free_port, running_server
 from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatRequest, Provider
 from agentctl.services.llm.config import provider_from_config
-from agentctl.services.llm.http import HostPool, LLMHTTPError, PooledHTTP, normalize_hosts
+from agentctl.services.llm.hosts import HostPool, normalize_hosts
+from agentctl.services.llm.http import LLMHTTPError, PooledHTTP
 from agentctl.services.llm.ollama import OllamaProvider
 from agentctl.services.llm.openai import OpenAIProvider
 from agentctl.services.llm.wire import ToolNames

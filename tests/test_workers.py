@@ -139,6 +139,24 @@ async def test_pool_bound_is_respected(tmp_path: Path, recorder: Any) -> None:
     assert (final.size, final.running, final.queued, final.completed, final.failed) == (2, 0, 0, 6, 0)
 
 
+async def test_a_free_slot_lets_the_call_start_without_an_event_loop_turn(recorder: Any) -> None:
+    order: list[str] = []
+
+    async def other_task() -> None:
+        order.append("other task")
+
+    async def reply(request: ChatRequest) -> str:
+        order.append("provider")
+        return "ok"
+
+    plane = LocalWorkPlane(recorder, tools=ToolRegistry(), providers={"scripted": ScriptedProvider(reply)})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        outcome = await plane.call_llm("a1", ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}]))
+    # A turn before the provider would let the other task go first (and, with N agents, bunch their requests).
+    assert outcome.ok and order == ["provider", "other task"]
+
+
 async def test_before_run_is_awaited_before_the_tool_body(tmp_path: Path, recorder: Any) -> None:
     reg = ToolRegistry()
     order: list[str] = []

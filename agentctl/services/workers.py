@@ -122,12 +122,18 @@ class _Slot:
         self.pool = pool
 
     async def __aenter__(self) -> None:
-        self.pool.queued += 1
+        # A fresh token per call: CapacityLimiter refuses two borrows by one task.
         try:
-            # A fresh token per call: CapacityLimiter refuses two borrows by one task.
-            await self.pool.limiter.acquire_on_behalf_of(self)
-        finally:
-            self.pool.queued -= 1
+            # A free slot is taken without the event-loop turn acquire_on_behalf_of()
+            # always yields: every turn before a request goes out lets other agents'
+            # work run first, and N agents' requests leave bunched.
+            self.pool.limiter.acquire_on_behalf_of_nowait(self)
+        except anyio.WouldBlock:
+            self.pool.queued += 1
+            try:
+                await self.pool.limiter.acquire_on_behalf_of(self)
+            finally:
+                self.pool.queued -= 1
         self.pool.running += 1
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,24 +1,17 @@
-"""HTTP plumbing shared by the HTTP LLM providers (Ollama, OpenAI-compatible).
+"""The pooled HTTP client of the HTTP LLM providers (Ollama, OpenAI-compatible).
 
-Used by :mod:`agentctl.services.llm.ollama` and :mod:`agentctl.services.llm.openai`;
-nothing else should need it. It holds:
-
-* :class:`HostPool` — round-robin over several base URLs, with a cool-down for hosts
-  that refused a connection;
-* :class:`PooledHTTP` — one lazily created ``httpx.AsyncClient`` per provider, retries
-  with exponential backoff and full jitter, and errors that always end as
-  :class:`LLMHTTPError` (an :class:`~agentctl.errors.LLMError`) with host, status and a
-  short, redacted body excerpt;
-* :func:`normalize_hosts`, :func:`redact` and :func:`excerpt`, used for URLs and
-  error messages.
-
-The wire format helpers (tool names, arguments) are in :mod:`agentctl.services.llm.wire`.
+Used through :class:`~agentctl.services.llm.http_provider.HTTPProvider`; nothing else
+should need it. :class:`PooledHTTP` POSTs JSON to a :class:`~agentctl.services.llm.hosts.HostPool`
+through one lazily created httpx transport per provider, retries with exponential
+backoff and full jitter, and ends every failure as :class:`LLMHTTPError` (an
+:class:`~agentctl.errors.LLMError`) with host, status and a short, redacted body excerpt.
+Requests go over :func:`~agentctl.services.llm.transport.default_transport` unless the
+caller gives a transport.
 """
 
 from __future__ import annotations
 
 import email.utils
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -29,19 +22,10 @@ import anyio
 import httpx
 
 from agentctl.errors import LLMError
-from agentctl.services.llm.base import ChatReply, ChatRequest
-from agentctl.services.llm.wire import ToolNames
+from agentctl.services.llm.hosts import HostPool, HostStatistics
+from agentctl.services.llm.transport import default_transport
 
-__all__ = [
-    "HTTPStatistics",
-    "HostPool",
-    "HostStatistics",
-    "LLMHTTPError",
-    "PooledHTTP",
-    "excerpt",
-    "normalize_hosts",
-    "redact",
-]
+__all__ = ["HTTPStatistics", "LLMHTTPError", "PooledHTTP", "excerpt", "redact"]
 
 T = TypeVar("T")
 
@@ -74,17 +58,6 @@ class LLMHTTPError(LLMError):
 
 
 @dataclass(frozen=True, slots=True)
-class HostStatistics:
-    """One host of a pool: attempts sent to it, failures, and whether it is cooling down."""
-
-    url: str
-    requests: int
-    failures: int
-    alive: bool
-    dead_for: float
-
-
-@dataclass(frozen=True, slots=True)
 class HTTPStatistics:
     """Counters of one provider's HTTP client.
 
@@ -98,101 +71,12 @@ class HTTPStatistics:
     hosts: tuple[HostStatistics, ...]
 
 
-def normalize_hosts(hosts: Sequence[str] | str, *, default_port: int | None = None) -> list[str]:
-    """Turn ``"a:1,b:2"``, ``"http://a/"`` or a list of those into clean base URLs.
-
-    A host without scheme gets ``http://``; ``0.0.0.0`` (a server bind address people
-    put in ``OLLAMA_HOST``) becomes ``127.0.0.1``; trailing slashes go.
-    """
-    items = hosts.split(",") if isinstance(hosts, str) else [h for part in hosts for h in part.split(",")]
-    out: list[str] = []
-    for raw in items:
-        host = raw.strip().rstrip("/")
-        if not host:
-            continue
-        if "://" not in host:
-            host = "http://" + host
-        url = httpx.URL(host)
-        if url.host == "0.0.0.0":
-            url = url.copy_with(host="127.0.0.1")
-        if url.port is None and default_port is not None and url.scheme == "http":
-            url = url.copy_with(port=default_port)
-        out.append(str(url).rstrip("/"))
-    if not out:
-        raise LLMError(f"no hosts given (got {hosts!r})")
-    return out
-
-
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every non-empty secret replaced by ``***``."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-class HostPool:
-    """Round-robin over base URLs, skipping hosts in their cool-down.
-
-    A host is marked dead after a connection error and skipped until ``cooldown``
-    seconds have passed; when every host is dead the one that recovers first is tried
-    anyway, since failing without trying helps nobody.
-    """
-
-    def __init__(self, hosts: Sequence[str], *, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.hosts = list(hosts)
-        self.cooldown = cooldown
-        self._clock = clock
-        self._next = 0
-        self._dead_until: dict[str, float] = {}
-        self._requests = dict.fromkeys(self.hosts, 0)
-        self._failures = dict.fromkeys(self.hosts, 0)
-
-    def alive(self, host: str) -> bool:
-        """Whether ``host`` is outside its cool-down."""
-        return self._dead_until.get(host, 0.0) <= self._clock()
-
-    def pick(self) -> str:
-        """The next host to send an attempt to."""
-        n = len(self.hosts)
-        for i in range(n):
-            host = self.hosts[(self._next + i) % n]
-            if self.alive(host):
-                self._next = (self._next + i + 1) % n
-                return host
-        return min(self.hosts, key=lambda h: self._dead_until.get(h, 0.0))
-
-    def any_alive(self) -> bool:
-        """Whether at least one host is outside its cool-down."""
-        return any(self.alive(h) for h in self.hosts)
-
-    def sent(self, host: str) -> None:
-        """Count an attempt sent to ``host``."""
-        self._requests[host] += 1
-
-    def failed(self, host: str, *, dead: bool) -> None:
-        """Count a failed attempt; ``dead`` starts the host's cool-down."""
-        self._failures[host] += 1
-        if dead:
-            self._dead_until[host] = self._clock() + self.cooldown
-
-    def succeeded(self, host: str) -> None:
-        """A host that answered is alive again."""
-        self._dead_until.pop(host, None)
-
-    def statistics(self) -> tuple[HostStatistics, ...]:
-        """Per-host counters and cool-down state."""
-        now = self._clock()
-        return tuple(
-            HostStatistics(
-                url=h,
-                requests=self._requests[h],
-                failures=self._failures[h],
-                alive=self.alive(h),
-                dead_for=max(0.0, self._dead_until.get(h, 0.0) - now),
-            )
-            for h in self.hosts
-        )
 
 
 class _Fatal(Exception):
@@ -228,7 +112,8 @@ class PooledHTTP:
             fails at once.
         headers: headers sent with every request (e.g. ``Authorization``).
         secrets: strings scrubbed from every error message.
-        transport: an httpx transport (tests, proxies).
+        transport: an httpx transport (tests, proxies); default
+            :func:`~agentctl.services.llm.transport.default_transport`.
         sleep, rng, clock: injectable for tests.
     """
 
@@ -260,7 +145,9 @@ class PooledHTTP:
         self._transport = transport
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._client: httpx.AsyncClient | None = None
+        self._open: httpx.AsyncBaseTransport | None = None
+        # Each URL parsed once: parsing was a fifth of a request's own CPU.
+        self._urls: dict[str, httpx.URL] = {}
         self._requests = 0
         self._retries = 0
         self._failures = 0
@@ -268,16 +155,16 @@ class PooledHTTP:
     def __repr__(self) -> str:
         return f"PooledHTTP(hosts={self.pool.hosts!r})"
 
-    def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(headers=self._headers, transport=self._transport)
-        return self._client
+    def _get_transport(self) -> httpx.AsyncBaseTransport:
+        if self._open is None:
+            self._open = self._transport or default_transport()
+        return self._open
 
     async def aclose(self) -> None:
-        """Close the client (a later request opens a new one)."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        """Close the transport's connections (a later request opens new ones)."""
+        transport, self._open = self._open, None
+        if transport is not None:
+            await transport.aclose()
 
     def statistics(self) -> HTTPStatistics:
         """Counters so far."""
@@ -340,14 +227,18 @@ class PooledHTTP:
         timeout: float | None,
     ) -> T:
         url = f"{host}{path}"
-        client = self._get_client()
+        target = self._urls.get(url) or self._urls.setdefault(url, httpx.URL(url))
+        transport = self._get_transport()
         self.pool.sent(host)
         try:
-            request = client.build_request("POST", url, json=body, timeout=httpx.Timeout(timeout or self.timeout))
+            request = httpx.Request("POST", target, json=body, headers=self._headers,
+                                    extensions={"timeout": httpx.Timeout(timeout or self.timeout).as_dict()})
         except (TypeError, ValueError) as exc:
             raise _Fatal(f"POST {url}: request is not JSON-serializable: {exc}") from None
         try:
-            response = await client.send(request, stream=True)
+            # Straight to the transport: an httpx client's cookie jar, auth and redirect
+            # layers cost a fifth of a call's CPU here and do nothing for a JSON POST.
+            response = await transport.handle_async_request(request)
             try:
                 if response.status_code >= 400:
                     await response.aread()
@@ -404,69 +295,3 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def json_object(text: str) -> dict[str, Any]:
-    """A reply body as a JSON object, or ``LLMError`` (not JSON, not an object, an error)."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise LLMError(f"malformed reply, not JSON: {excerpt(text)}") from None
-    if not isinstance(value, dict):
-        raise LLMError(f"malformed reply, not a JSON object: {excerpt(text)}")
-    if value.get("error"):
-        error = value["error"]
-        detail = error.get("message", error) if isinstance(error, Mapping) else error
-        raise LLMError(f"server error: {excerpt(str(detail))}")
-    return value
-
-
-class HTTPProvider:
-    """What the Ollama and OpenAI providers share: the model to use, the pooled client, and
-    reading a reply whole or streamed. Subclasses give ``name``, ``path`` and the wire format
-    (``_body``, ``_parse_reply``, ``_read_stream``)."""
-
-    name: str
-    path: str
-
-    def __init__(self, http: PooledHTTP, model: str | None, stream: bool) -> None:
-        self.http = http
-        self.model = model
-        self.stream = stream
-
-    async def chat(self, request: ChatRequest) -> ChatReply:
-        """Send ``request`` and decode the reply.
-
-        Raises:
-            LLMError: no model, every attempt failed, or the reply is unusable.
-        """
-        model = request.model or self.model
-        if not model:
-            raise LLMError(f"{self.name}: no model given (set it on the request or the provider)")
-        names = ToolNames(t.name for t in request.tools)
-        body = self._body(model, request, names)
-
-        async def read(response: httpx.Response) -> ChatReply:
-            if self.stream:
-                return await self._read_stream(response, names, model)
-            await response.aread()
-            return self._parse_reply(json_object(response.text), names, model)
-
-        return await self.http.post(self.path, body, read, timeout=request.timeout)
-
-    def _body(self, model: str, request: ChatRequest, names: ToolNames) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
-        raise NotImplementedError
-
-    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
-
-    def statistics(self) -> HTTPStatistics:
-        """Requests, retries, failures and per-host state."""
-        return self.http.statistics()

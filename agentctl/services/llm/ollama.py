@@ -2,8 +2,9 @@
 
 Built by :func:`agentctl.services.llm.config.provider_from_config` (or directly) and
 called by the work plane through the :class:`~agentctl.services.llm.base.Provider`
-protocol. Retries, the host pool and error wording live in
-:mod:`agentctl.services.llm.http`.
+protocol. What it shares with the OpenAI-compatible provider is in
+:mod:`agentctl.services.llm.http_provider`; retries and error wording in
+:mod:`agentctl.services.llm.http`, the host pool in :mod:`agentctl.services.llm.hosts`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from typing import Any
 import httpx
 
 from agentctl.errors import LLMError
+from agentctl.plan.model import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
-from agentctl.services.llm.http import HTTPProvider, PooledHTTP, excerpt, json_object, normalize_hosts
-from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, plain, text_content
+from agentctl.services.llm.hosts import normalize_hosts
+from agentctl.services.llm.http import PooledHTTP, excerpt
+from agentctl.services.llm.http_provider import HTTPProvider, json_object
+from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OllamaProvider", "to_ollama_messages"]
 
@@ -87,9 +91,9 @@ class OllamaProvider(HTTPProvider):
         options: dict[str, Any] = {}
         for key, value in request.options.items():
             if key in _TOP_LEVEL:
-                body[key] = plain(value)
+                body[key] = thaw(value)
             else:
-                options[_RENAMED.get(key, key)] = plain(value)
+                options[_RENAMED.get(key, key)] = thaw(value)
         if options:
             body["options"] = options
         return body
@@ -108,7 +112,7 @@ def to_ollama_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) 
         msg: dict[str, Any] = {"role": m.get("role", "user"), "content": text_content(m.get("content"))}
         if msg["role"] == "assistant" and m.get("tool_calls"):
             msg["tool_calls"] = [
-                {"function": {"name": names.to_wire(c["name"]), "arguments": plain(c.get("arguments") or {})}}
+                {"function": {"name": names.to_wire(c["name"]), "arguments": thaw(c.get("arguments") or {})}}
                 for c in m["tool_calls"]
             ]
         if msg["role"] == "tool" and m.get("name"):

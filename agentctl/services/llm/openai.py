@@ -3,8 +3,9 @@
 Speaks to OpenAI and to the many servers that copy its API (llama.cpp's server, vLLM,
 LM Studio, ...). Built by :func:`agentctl.services.llm.config.provider_from_config` (or
 directly) and called by the work plane through the
-:class:`~agentctl.services.llm.base.Provider` protocol. Retries, the host pool and error
-wording live in :mod:`agentctl.services.llm.http`.
+:class:`~agentctl.services.llm.base.Provider` protocol. What it shares with the Ollama
+provider is in :mod:`agentctl.services.llm.http_provider`; retries and error wording in
+:mod:`agentctl.services.llm.http`, the host pool in :mod:`agentctl.services.llm.hosts`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import Any
 import httpx
 
 from agentctl.errors import LLMError
+from agentctl.plan.model import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
-from agentctl.services.llm.http import HTTPProvider, PooledHTTP, excerpt, json_object, normalize_hosts
-from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, plain, text_content
+from agentctl.services.llm.hosts import normalize_hosts
+from agentctl.services.llm.http import PooledHTTP, excerpt
+from agentctl.services.llm.http_provider import HTTPProvider, json_object
+from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OpenAIProvider", "to_openai_messages"]
 
@@ -77,7 +81,7 @@ class OpenAIProvider(HTTPProvider):
             # of the prompt unless the request names a choice: say it (an option overrides).
             body["tool_choice"] = "auto"
         # Options are extra top-level fields (temperature, max_tokens, seed, ...).
-        body.update({k: plain(v) for k, v in request.options.items() if k not in _RESERVED})
+        body.update({k: thaw(v) for k, v in request.options.items() if k not in _RESERVED})
         body["stream"] = self.stream
         if self.stream:
             body["stream_options"] = {"include_usage": True}
@@ -102,7 +106,7 @@ def to_openai_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) 
                 {
                     "id": c.get("id") or f"call_{i}",
                     "type": "function",
-                    "function": {"name": names.to_wire(c["name"]), "arguments": json.dumps(plain(c.get("arguments") or {}))},
+                    "function": {"name": names.to_wire(c["name"]), "arguments": json.dumps(thaw(c.get("arguments") or {}))},
                 }
                 for i, c in enumerate(m["tool_calls"])
             ]

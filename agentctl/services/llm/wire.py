@@ -5,7 +5,7 @@ Used by :mod:`agentctl.services.llm.ollama` and :mod:`agentctl.services.llm.open
 * :class:`ToolNames` — the reversible mapping between agentctl tool names such as
   ``fs/write`` and the ``[A-Za-z0-9_-]{1,64}`` names function-calling APIs accept;
 * :func:`decode_arguments` — a model's tool-call arguments as a dict, or an error;
-* :func:`plain` and :func:`text_content` — values made JSON-ready for the wire.
+* :func:`text_content` — content made JSON-ready for the wire (values: ``plan.model.thaw``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["ToolNames", "decode_arguments", "plain", "text_content"]
+from agentctl.plan.model import thaw
+
+__all__ = ["ToolNames", "decode_arguments", "text_content"]
 
 _WIRE_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _WIRE_BAD = re.compile(r"[^A-Za-z0-9_-]")
@@ -75,15 +77,6 @@ def _mangle(name: str) -> str:
     return wire
 
 
-def plain(value: Any) -> Any:
-    """``value`` with every Mapping turned into a dict and every sequence into a list."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
 def decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
     """Tool-call arguments as a dict, or ``({}, error)`` when they are not a JSON object."""
     if raw is None or raw == "":
@@ -106,7 +99,7 @@ def text_content(content: Any) -> str:
     """A message's content as the string the wire wants (``None`` becomes ``""``)."""
     if content is None:
         return ""
-    return content if isinstance(content, str) else json.dumps(plain(content))
+    return content if isinstance(content, str) else json.dumps(thaw(content))
 
 
 def function_tools(tools: Iterable[Any], names: ToolNames) -> list[dict[str, Any]]:
@@ -114,7 +107,7 @@ def function_tools(tools: Iterable[Any], names: ToolNames) -> list[dict[str, Any
     return [
         {
             "type": "function",
-            "function": {"name": names.to_wire(t.name), "description": t.description, "parameters": plain(t.parameters)},
+            "function": {"name": names.to_wire(t.name), "description": t.description, "parameters": thaw(t.parameters)},
         }
         for t in tools
     ]
