@@ -54,10 +54,11 @@ def freeze(value: Any) -> Any:
 
 
 def thaw(value: Any) -> Any:
-    """The inverse of :func:`freeze`: plain dicts and lists (e.g. for JSON events)."""
+    """The inverse of :func:`freeze`: plain JSON values (str-keyed dicts and lists) for events,
+    the LLM wire and MCP servers."""
     if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
+        return {str(k): thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
         return [thaw(v) for v in value]
     return value
 

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from ...errors import ToolError
+from ...plan.model import thaw
 from ..tools.registry import Tool, ToolRegistry
 from .server import Server, describe
 
@@ -68,7 +69,7 @@ async def _call(srv: Server, remote: str, arguments: Mapping[str, Any]) -> Any:
         await srv.ready.wait()
     client = srv.client
     try:
-        result = await client.call_tool(remote, _plain(arguments))
+        result = await client.call_tool(remote, thaw(arguments))
     except MCPError as exc:
         srv.failed += 1
         if exc.code != CONNECTION_CLOSED:
@@ -84,15 +85,6 @@ async def _call(srv: Server, remote: str, arguments: Mapping[str, Any]) -> Any:
         text = " ".join(p.text for p in result.content if getattr(p, "type", None) == "text")
         raise ToolError(f"mcp:{srv.name}/{remote}: {text or 'the server reported an error'}")
     return _result_value(result, srv.tools.get(remote))
-
-
-def _plain(value: Any) -> Any:
-    # Plan values arrive frozen (FrozenDict, tuples); the SDK wants plain JSON values.
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _content(part: Any) -> Any:
