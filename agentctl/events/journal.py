@@ -12,7 +12,7 @@ dropped when the agent ends for good, so its size is bounded by live agents' his
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,24 +44,16 @@ class Journal:
 
 
 class Journals:
-    """Journals of every live agent, kept up to date by :meth:`apply`."""
+    """Journals of every live agent, by agent id.
+
+    Kept up to date by the fold (:data:`HANDLERS`, through
+    :data:`agentctl.events.run_state.WITH_JOURNALS`).
+    """
 
     __slots__ = ("by_agent",)
 
     def __init__(self, by_agent: dict[str, Journal] | None = None) -> None:
         self.by_agent: dict[str, Journal] = by_agent or {}
-
-    def apply(self, e: dict[str, Any]) -> None:
-        """Fold one event in."""
-        handler = HANDLERS.get(e.get("type"))
-        if handler is not None:
-            handler(self.by_agent, e)
-
-    def extend(self, events: Iterable[dict[str, Any]]) -> Journals:
-        """Fold many events in; returns self."""
-        for e in events:
-            self.apply(e)
-        return self
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Journals) and self.by_agent == other.by_agent
