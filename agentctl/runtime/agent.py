@@ -1,10 +1,10 @@
 """The runtime's record of one live agent, and its share of the budget ledger.
 
 Invoked from the runtime (``agentctl.runtime.scheduler`` and ``.tree``) only: step
-functions never see this object, they get a :class:`~agentctl.runtime.spec.StepContext`. An idle agent is just this record
-and its inbox, with no task: a task exists only while the agent awaits something (an
-async step, a tool or LLM call, a sleep, a lock wait), which is what keeps 100,000 idle
-agents cheap.
+functions never see this object, they get a :class:`~agentctl.runtime.spec.StepContext`.
+An idle agent is just this record and its inbox, with no task: a task exists only while
+the agent awaits something (an async step, a tool or LLM call, a sleep, a lock wait),
+which is what keeps 100,000 idle agents cheap.
 """
 
 from __future__ import annotations
