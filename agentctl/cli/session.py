@@ -40,6 +40,7 @@ from ..services.tools import default_registry
 from ..services.tools.docker import release_run, uses_docker
 from ..services.workers import LocalWorkPlane
 from .control import CONTROL_FILE, follow_control
+from .faults import fault_hook
 from .providers import providers_for_plan
 from .resume import Resumed
 
@@ -78,6 +79,9 @@ class Session:
         self.status = "failed"
         self.interrupted = False
         self._stopping = anyio.Event()
+        # Ids of calls, messages and conflicts are unique across every process of a run:
+        # each resume numbers its own under a prefix of its own (r1., r2., ...).
+        self.id_prefix = f"r{resumed.state.resumes + 1}." if resumed else ""
 
     async def run(self) -> int:
         o = self.o
@@ -90,9 +94,9 @@ class Session:
         ) as log:
             self.log = log
             self._subscribe(log)
-            crash_at = os.environ.get("AGENTCTL_CRASH_AT_SEQ")
-            if crash_at:
-                log.subscribe(_crash_at(int(crash_at)))
+            fault = fault_hook(os.environ)
+            if fault is not None:
+                log.subscribe(fault)
             if r is not None:
                 log.emit("run/resumed", None, from_seq=r.last_seq, torn_line=r.torn_line, checkpoint=r.checkpoint,
                          agents=sorted(r.journals.by_agent))
@@ -121,7 +125,7 @@ class Session:
         root_tools = frozenset(n for n in tools.names() if not n.startswith(off)) if off else frozenset(tools.names())
         providers, default_provider = providers_for_plan(plan)
         plane = LocalWorkPlane(
-            log.emit, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
+            log.emit, id_prefix=self.id_prefix, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
             providers=providers, default_provider=default_provider,
             before_run=lambda event: log.flushed(event["seq"]),
         )
@@ -141,7 +145,7 @@ class Session:
                 resume=ResumeContext(r.journals, r.state.locks) if r else None,
                 conflicts=plan.policy.conflicts if plan.policy else "first_come",
                 conflict_timeout=plan.policy.conflict_timeout if plan.policy else 10.0,
-                id_prefix=f"r{r.state.resumes + 1}." if r else "",
+                id_prefix=self.id_prefix,
             ) as rt:
                 self.rt = rt
                 if not self._start_tree(rt):
@@ -275,16 +279,6 @@ def load_plugins(modules: tuple[str, ...], registry: Any) -> None:
             raise PlanError(f"cannot load plugin {name!r}: {exc}", path=f"settings.plugins[{i}]",
                             expected="a module with a register(registry) function", got=name) from None
         register(registry)
-
-
-def _crash_at(seq: int) -> Any:
-    """Fault injection for crash tests: SIGKILL this process when event ``seq`` is emitted."""
-
-    def check(event: dict[str, Any]) -> None:
-        if event["seq"] >= seq:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return check
 
 
 def append_control(run_dir: Path, to: str, kind: str, body: Any) -> None:

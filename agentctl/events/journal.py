@@ -133,7 +133,9 @@ def _result(by: dict[str, Journal], e: dict[str, Any]) -> None:
     journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
     effect = journal.calls.get(e["call_id"]) if journal is not None else None
     # A call cut short by a shutdown has no real outcome: resume treats it as interrupted.
-    if effect is None or (not e.get("ok") and e.get("error") == "cancelled"):
+    # A recorded outcome is final: a second result never replaces it (the log check
+    # refuses such a log before resume folds it).
+    if effect is None or effect["done"] or (not e.get("ok") and e.get("error") == "cancelled"):
         return
     effect["done"] = True
     effect["ok"] = bool(e.get("ok"))

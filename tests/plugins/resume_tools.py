@@ -1,0 +1,25 @@
+"""A plugin for crash-resume tests: numbered lines appended by a tool that can kill its process.
+
+``test/line`` appends ``line-NN`` to ``out/lines.txt``. When ``N`` is listed in the
+environment variable ``TEST_KILL_AT_LINE`` (comma separated), the tool SIGKILLs its own
+process before appending: everything logged before the call (its write-ahead
+``tool/requested`` included) is on disk, and the call has had no effect.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+
+def register(registry: Any) -> None:
+    @registry.tool("test/line", description="Append line N.", idempotent=True)
+    def line(ctx: Any, n: int) -> dict:
+        if str(n) in os.environ.get("TEST_KILL_AT_LINE", "").split(","):
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = ctx.workspace / "out"
+        out.mkdir(exist_ok=True)
+        with open(out / "lines.txt", "a") as f:
+            f.write(f"line-{n:02d}\n")
+        return {"n": n}
