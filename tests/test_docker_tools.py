@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,28 @@ def test_run_sees_the_workspace_and_reads_stdin(tools, ctx: ToolContext) -> None
     assert (ctx.workspace / "out.txt").read_text() == "from stdin\n"
     alone = tools("docker/run", image=IMAGE, command="ls /workspace | wc -l", mount_workspace=False)
     assert alone["stdout"].strip() == "0"
+
+
+@docker_test
+def test_what_steers_the_run_is_read_only_in_a_container(engine: str, ctx: ToolContext) -> None:
+    ws = ctx.workspace
+    (ws / "plan.yaml").write_text("name: p\n")
+    run = ws / ".agentctl" / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "events.jsonl").write_text("{}\n")
+    guarded = replace(ctx, protected=(ws / "plan.yaml", run))
+    reg = default_registry()
+    script = ("echo pwned > plan.yaml; echo garbage >> .agentctl/runs/r1/events.jsonl; rm -rf .agentctl; "
+              "echo forged > .agentctl/runs/r1/control.jsonl; echo fine > out.txt; true")
+    try:
+        out = anyio.run(reg.invoke, "docker/run", {"image": IMAGE, "command": script}, guarded)
+    finally:
+        anyio.run(cleanup, ctx.run_id)
+    assert "Read-only file system" in out["stderr"]
+    assert (ws / "plan.yaml").read_text() == "name: p\n"
+    assert (run / "events.jsonl").read_text() == "{}\n"
+    assert not (run / "control.jsonl").exists()
+    assert (ws / "out.txt").read_text() == "fine\n"
 
 
 @docker_test

@@ -140,6 +140,7 @@ class Session:
                 log.emit, run_id=o.run_id, workspace=o.workspace, plane=plane, tools=tools,
                 policy=plan.policy.to_policy() if plan.policy else None, root_tools=root_tools | mcp.tool_names(),
                 inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
+                protected=(o.plan_path, o.run_dir),
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
                 restart_period=plan.settings.restart_period,
                 resume=ResumeContext(r.journals, r.state.locks) if r else None,

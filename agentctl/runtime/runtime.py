@@ -65,6 +65,7 @@ class Runtime(Tree, Scheduler):
         root_tools: frozenset[str] | None = None,
         inbox_size: int = 256,
         shell_enabled: bool = False,
+        protected: tuple[Path, ...] = (),
         strategy: str = "one_for_one",
         max_restarts: int = 3,
         restart_period: float = 5.0,
@@ -87,6 +88,7 @@ class Runtime(Tree, Scheduler):
         self.resume = resume
         self.conflicts = Conflicts(self, conflicts, conflict_timeout)
         self.shell_enabled = shell_enabled
+        self.protected = protected
         self.timers = Timers()
         self._tg: anyio.abc.TaskGroup | None = None
         self._init_tree(root_tools, inbox_size=inbox_size, strategy=strategy, max_restarts=max_restarts,
@@ -185,7 +187,7 @@ class Runtime(Tree, Scheduler):
 
         return ToolContext(
             agent_id=agent.id, workspace=self.workspace or Path(os.getcwd()), run_id=self.run_id,
-            locks=self.locks, shell_enabled=self.shell_enabled, extra={"runtime": self},
+            locks=self.locks, shell_enabled=self.shell_enabled, protected=self.protected, extra={"runtime": self},
         )
 
     def _call_later(self, delay: float, fn: Callable[[], None]) -> None:

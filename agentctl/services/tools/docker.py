@@ -40,6 +40,7 @@ from .docker_engine import (
     slug,
     uses_docker,
 )
+from .protect import protected_mounts
 from .registry import ToolContext, ToolRegistry
 from .schema import derive_schema
 from .shell import OUTPUT_CAP
@@ -53,6 +54,7 @@ __all__ = [
     "release_run",
     "statistics",
     "uses_docker",
+    "workspace_mounts",
 ]
 
 DOCKER_TOOLS = ("docker/run", "docker/exec", "docker/logs", "docker/stop", "docker/compose-up", "docker/compose-down")
@@ -212,6 +214,15 @@ async def _owned(ctx: ToolContext, container: str) -> str:
     return ident
 
 
+def workspace_mounts(ctx: ToolContext) -> list[str]:
+    """``-v`` flags: the workspace at /workspace, and over it, read-only, what steers the run."""
+    root = Path(ctx.workspace).resolve()
+    args = ["-v", f"{root}:/workspace"]
+    for path in protected_mounts(root, ctx.protected):
+        args += ["-v", f"{path}:/workspace/{path.relative_to(root).as_posix()}:ro"]
+    return args
+
+
 def _workspace_file(ctx: ToolContext, file: str) -> Path:
     root = Path(ctx.workspace).resolve()
     path = (root / file).resolve()
@@ -277,7 +288,7 @@ async def docker_run(
     if not network:
         args += ["--network", "none"]
     if mount_workspace:
-        args += ["-v", f"{Path(ctx.workspace).resolve()}:/workspace"]
+        args += workspace_mounts(ctx)
     if workdir or mount_workspace:
         args += ["-w", workdir or "/workspace"]
     if cpus is not None:

@@ -3,7 +3,7 @@
 Registered by :func:`~agentctl.services.tools.registry.default_registry`; run by the work
 plane. Every path is relative to ``ctx.workspace`` and confined to it: absolute paths and
 ``..`` are refused, and symlinks are resolved so that one pointing outside is refused
-too. Writers take the path's write lock themselves when ``ctx.locks`` is set (reentrant,
+too; what steers the run is refused as well (:mod:`agentctl.services.tools.protect`). Writers take the path's write lock themselves when ``ctx.locks`` is set (reentrant,
 so a caller that already holds it is fine) and give it back afterwards. File I/O runs in
 a worker thread; the lock calls stay on the event loop, where the lock service lives.
 """
@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from ...errors import ToolError
+from .protect import protection
 from .registry import ToolContext, ToolRegistry
 
 __all__ = ["register_fs_tools", "resolve_in_workspace"]
@@ -29,8 +30,9 @@ def resolve_in_workspace(ctx: ToolContext, path: str) -> tuple[Path, str]:
     """The real path of ``path`` inside the workspace, and its normalised relative form.
 
     Raises:
-        ToolError: for an absolute path, a ``..`` component, or a path whose real
-            location (after following symlinks) is outside the workspace.
+        ToolError: for an absolute path, a ``..`` component, a path whose real
+            location (after following symlinks) is outside the workspace, or one that
+            steers the run (a run directory, ``.agentctl/``, the plan file).
     """
     if not path or "\x00" in path:
         raise ToolError(f"invalid path {path!r}")
@@ -42,6 +44,9 @@ def resolve_in_workspace(ctx: ToolContext, path: str) -> tuple[Path, str]:
     real = (root / path).resolve()
     if not real.is_relative_to(root):
         raise ToolError(f"path {path!r} resolves outside the workspace")
+    why = protection(root, real, ctx.protected)
+    if why is not None:
+        raise ToolError(f"path {path!r} is protected ({why}): agents may not touch what steers the run")
     rel = real.relative_to(root).as_posix()
     return real, rel
 

@@ -54,6 +54,8 @@ class ToolContext:
         run_id: the run.
         locks: the ``LockService`` (``None``: no locking).
         shell_enabled: whether ``shell/run`` may run commands.
+        protected: paths that steer the run (the plan file, the run directory): out of the
+            file tools' reach and read-only in containers (see ``tools.protect``).
         extra: runtime bridges for tools that act on the runtime (``agent/spawn`` etc.).
     """
 
@@ -62,6 +64,7 @@ class ToolContext:
     run_id: str
     locks: Any | None = None
     shell_enabled: bool = False
+    protected: tuple[Path, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -1,0 +1,65 @@
+"""What steers a run, and so stays out of the agents' reach: run directories, ``.agentctl/``, the plan.
+
+Called by the file tools (:func:`agentctl.services.tools.fs.resolve_in_workspace`) on every
+path, after symlinks are resolved, and by ``docker/run`` to mount these paths read-only
+over the workspace. A path inside the workspace is protected when
+
+* one of its components is ``.agentctl`` (any case): the default home of run directories;
+* it is, or is inside, a directory holding ``events.jsonl``: a run directory wherever it
+  lives, with its plan versions, checkpoints and control channel;
+* it is, or is inside, one of ``ToolContext.protected`` (the plan file and this run's
+  directory, passed by the CLI);
+* it is a file with more than one hard link: another name of it may be any of the above.
+
+The checks run on the real path, so relative paths, absolute paths, ``..`` and symlinks
+all end at the same answer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["RUN_MARKER", "protected_mounts", "protection"]
+
+#: A directory holding this file is a run directory.
+RUN_MARKER = "events.jsonl"
+_HOME = ".agentctl"
+
+
+def protection(root: Path, real: Path, protected: Iterable[Path]) -> str | None:
+    """Why ``real`` (a resolved path inside the resolved workspace ``root``) is out of reach, or None."""
+    rel = real.relative_to(root)
+    if any(part.casefold() == _HOME for part in rel.parts):
+        return f"inside {_HOME}/"
+    for p in protected:
+        p = Path(p).resolve()
+        if real == p or real.is_relative_to(p):
+            return "it steers this run"
+    d = real if real.is_dir() else real.parent
+    while True:
+        if os.path.lexists(d / RUN_MARKER):
+            return "inside a run directory"
+        if d == root:
+            break
+        d = d.parent
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    if not os.path.isdir(real) and st.st_nlink > 1:
+        return "a file with more than one hard link"
+    return None
+
+
+def protected_mounts(root: Path, protected: Iterable[Path]) -> list[Path]:
+    """The protected paths under the resolved workspace ``root`` that exist: the ones a
+    container that mounts the workspace must see read-only."""
+    out: list[Path] = []
+    for p in (root / _HOME, *protected):
+        real = Path(p).resolve()
+        inside = real != root and real.is_relative_to(root)
+        if inside and real.exists() and not any(real.is_relative_to(o) for o in out):
+            out.append(real)
+    return out

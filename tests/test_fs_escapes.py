@@ -1,0 +1,151 @@
+"""Hostile paths against the fs/* tools: every way out of the workspace, and a symlink race.
+
+Each attempt runs through every file tool; whatever a tool does (refuse, or act inside the
+workspace), nothing outside the workspace is read, written or created.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl.errors import ToolError
+from agentctl.services.tools import ToolContext, default_registry
+
+pytestmark = pytest.mark.anyio
+
+REG = default_registry()
+SECRET = "s3cret-outside-the-workspace"
+
+
+def _links(ws: Path, out: Path) -> None:
+    (ws / "dirlink").symlink_to(out)
+    (ws / "filelink").symlink_to(out / "key")
+    (ws / "rellink").symlink_to(Path("..") / "outside")
+    (ws / "dangling").symlink_to(out / "not-yet")
+    (ws / "chain1").symlink_to(ws / "chain2")
+    (ws / "chain2").symlink_to(out)
+    (ws / "rootlink").symlink_to("/")
+    (ws / "proclink").symlink_to("/proc/self/cwd")
+    (ws / "inner").mkdir()
+    (ws / "inner" / "up").symlink_to("../../outside/key")
+
+
+ATTEMPTS: list[str] = [
+    "../outside/key",
+    "a/../../outside/key",
+    "./../outside/key",
+    "inner/./../../outside/key",
+    "..\\outside\\key",
+    "/etc/passwd",
+    "//etc/passwd",
+    "/proc/self/root/etc/passwd",
+    "~/.bashrc",
+    "~root/.bashrc",
+    "C:\\Windows\\win.ini",
+    "\\\\server\\share\\x",
+    "dirlink/key",
+    "dirlink/new-file",
+    "dirlink",
+    "filelink",
+    "rellink/key",
+    "dangling",
+    "chain1/key",
+    "rootlink/etc/passwd",
+    "proclink/outside-via-cwd",
+    "inner/up",
+    "dirlink/../outside/key",
+    "a\x00b",
+    "x" * 5000,
+    "/".join(["d"] * 3000),
+    "\u2024\u2024/outside/key",  # one-dot leaders, not dots
+    "\uff0e\uff0e/outside/key",  # fullwidth full stops
+    "dirlink/",
+]
+
+
+def _tools(path: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("fs/read", {"path": path}),
+        ("fs/write", {"path": path, "content": "pwned"}),
+        ("fs/append", {"path": path, "content": "pwned"}),
+        ("fs/edit", {"path": path, "old": SECRET, "new": "pwned"}),
+        ("fs/list", {"path": path}),
+    ]
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_suite_holds_29_attempts() -> None:
+    assert len(ATTEMPTS) == 29 and len(set(ATTEMPTS)) == 29
+
+
+@pytest.mark.parametrize("path", ATTEMPTS, ids=range(len(ATTEMPTS)))
+async def test_an_escape_attempt_reads_and_writes_nothing_outside(tmp_path: Path, path: str) -> None:
+    ws, out = tmp_path / "ws", tmp_path / "outside"
+    ws.mkdir()
+    out.mkdir()
+    (out / "key").write_text(SECRET)
+    _links(ws, out)
+    before = _snapshot(out)
+    ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1")
+    for tool, args in _tools(path):
+        try:
+            value = await REG.invoke(tool, args, ctx)
+        except (ToolError, OSError):
+            continue
+        assert SECRET not in repr(value), (tool, path)
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in out.iterdir()) == ["key"]
+    assert not (tmp_path / "x").exists()
+
+
+async def test_a_symlink_swapped_in_a_loop_never_lets_a_call_through(tmp_path: Path) -> None:
+    """A racer flips ``swap`` between a directory inside and one outside while agents read
+    and write through it: no read returns the outside file, no write lands outside."""
+    ws, out = tmp_path / "ws", tmp_path / "outside"
+    (ws / "inside").mkdir(parents=True)
+    out.mkdir()
+    (ws / "inside" / "f").write_text("inside")
+    (out / "f").write_text(SECRET)
+    (ws / "swap").symlink_to(ws / "inside")
+    stop = threading.Event()
+    swaps = 0
+
+    def racer() -> None:
+        nonlocal swaps
+        tmp = ws / ".swap.tmp"
+        targets = (out, ws / "inside")
+        while not stop.is_set():
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(targets[swaps % 2])
+            os.replace(tmp, ws / "swap")
+            swaps += 1
+
+    ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1")
+    calls: list[Callable[[], Any]] = [
+        lambda: REG.invoke("fs/read", {"path": "swap/f"}, ctx),
+        lambda: REG.invoke("fs/write", {"path": "swap/new", "content": "pwned"}, ctx),
+        lambda: REG.invoke("fs/append", {"path": "swap/f", "content": "+"}, ctx),
+    ]
+    thread = threading.Thread(target=racer, daemon=True)
+    thread.start()
+    try:
+        for i in range(1500):
+            try:
+                value = await calls[i % 3]()
+            except ToolError:
+                continue
+            assert SECRET not in repr(value)
+    finally:
+        stop.set()
+        thread.join()
+    assert swaps > 100
+    assert sorted(p.name for p in out.iterdir()) == ["f"] and (out / "f").read_text() == SECRET
