@@ -2,11 +2,13 @@
 
 Used through :class:`~agentctl.services.llm.http_provider.HTTPProvider`; nothing else
 should need it. :class:`PooledHTTP` POSTs JSON to a :class:`~agentctl.services.llm.hosts.HostPool`
-through one lazily created httpx transport per provider, retries with exponential
-backoff and full jitter, and ends every failure as :class:`LLMHTTPError` (an
-:class:`~agentctl.errors.LLMError`) with host, status and a short, redacted body excerpt.
-Requests go over :func:`~agentctl.services.llm.transport.default_transport` unless the
-caller gives a transport.
+through one lazily created ``httpx.AsyncClient`` per provider (shared by every call the
+provider makes), retries with exponential backoff and full jitter, and ends every failure
+as :class:`LLMHTTPError` (an :class:`~agentctl.errors.LLMError`) with host, status and a
+short, redacted body excerpt.
+
+The client is httpx's own: a bounded pool of keep-alive connections, HTTP/2 where the
+server offers it in the TLS handshake (``httpx[http2]``), proxies and CA bundles from the environment (``HTTPS_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``).
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ import httpx
 
 from agentctl.errors import LLMError
 from agentctl.services.llm.hosts import HostPool, HostStatistics
-from agentctl.services.llm.transport import default_transport
 
-__all__ = ["HTTPStatistics", "LLMHTTPError", "PooledHTTP", "excerpt", "redact"]
+__all__ = ["HTTPStatistics", "LLMHTTPError", "PooledHTTP", "excerpt", "open_client", "redact"]
 
 T = TypeVar("T")
 
@@ -112,8 +113,11 @@ class PooledHTTP:
             fails at once.
         headers: headers sent with every request (e.g. ``Authorization``).
         secrets: strings scrubbed from every error message.
-        transport: an httpx transport (tests, proxies); default
-            :func:`~agentctl.services.llm.transport.default_transport`.
+        max_connections: the pool's bound on open connections (idle ones included); a
+            call beyond it waits for a free connection. Keep it at least the number of
+            LLM workers that use this provider.
+        transport: an httpx transport to send through instead of the network (tests);
+            proxies from the environment then do not apply.
         sleep, rng, clock: injectable for tests.
     """
 
@@ -129,6 +133,7 @@ class PooledHTTP:
         max_retry_after: float = 30.0,
         headers: Mapping[str, str] | None = None,
         secrets: Sequence[str] = (),
+        max_connections: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
@@ -142,10 +147,11 @@ class PooledHTTP:
         self.max_retry_after = max_retry_after
         self._headers = dict(headers or {})
         self._secrets = tuple(s for s in secrets if s)
+        self.max_connections = max_connections
         self._transport = transport
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._open: httpx.AsyncBaseTransport | None = None
+        self._client: httpx.AsyncClient | None = None
         # Each URL parsed once: parsing was a fifth of a request's own CPU.
         self._urls: dict[str, httpx.URL] = {}
         self._requests = 0
@@ -155,16 +161,17 @@ class PooledHTTP:
     def __repr__(self) -> str:
         return f"PooledHTTP(hosts={self.pool.hosts!r})"
 
-    def _get_transport(self) -> httpx.AsyncBaseTransport:
-        if self._open is None:
-            self._open = self._transport or default_transport()
-        return self._open
+    def _get_client(self) -> httpx.AsyncClient:
+        # Made on first use, inside the event loop that will use it.
+        if self._client is None:
+            self._client = open_client(self.max_connections, self._transport)
+        return self._client
 
     async def aclose(self) -> None:
-        """Close the transport's connections (a later request opens new ones)."""
-        transport, self._open = self._open, None
-        if transport is not None:
-            await transport.aclose()
+        """Close the client's connections (a later request opens a new client)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     def statistics(self) -> HTTPStatistics:
         """Counters so far."""
@@ -228,7 +235,7 @@ class PooledHTTP:
     ) -> T:
         url = f"{host}{path}"
         target = self._urls.get(url) or self._urls.setdefault(url, httpx.URL(url))
-        transport = self._get_transport()
+        client = self._get_client()
         self.pool.sent(host)
         try:
             request = httpx.Request("POST", target, json=body, headers=self._headers,
@@ -236,9 +243,7 @@ class PooledHTTP:
         except (TypeError, ValueError) as exc:
             raise _Fatal(f"POST {url}: request is not JSON-serializable: {exc}") from None
         try:
-            # Straight to the transport: an httpx client's cookie jar, auth and redirect
-            # layers cost a fifth of a call's CPU here and do nothing for a JSON POST.
-            response = await transport.handle_async_request(request)
+            response = await client.send(request, stream=True)
             try:
                 if response.status_code >= 400:
                     await response.aread()
@@ -270,6 +275,14 @@ class PooledHTTP:
         if status >= 500:
             raise _Retry(message, status=status)
         raise _Fatal(message, status=status)
+
+
+def open_client(max_connections: int, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for LLM calls: ``max_connections`` pooled connections, all of
+    which may stay alive between calls (a pool of LLM workers reuses every one), HTTP/2 where
+    offered, proxies from the environment, no redirects."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.AsyncClient(limits=limits, http2=True, transport=transport, trust_env=True)
 
 
 def excerpt(text: str, limit: int = _EXCERPT) -> str:

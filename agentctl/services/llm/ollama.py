@@ -44,7 +44,7 @@ class OllamaProvider(HTTPProvider):
             proxies' idle timeouts).
         keep_alive: how long Ollama keeps the model loaded (``"5m"``, ``"-1"``).
         think: turn a thinking model's reasoning on or off; None leaves Ollama's default.
-        transport: an httpx transport (tests, proxies).
+        transport: an httpx transport to send through instead of the network (tests).
         cooldown: seconds a host that refused a connection is skipped.
     """
 

@@ -43,7 +43,7 @@ class OpenAIProvider(HTTPProvider):
         retries: extra attempts after the first on connection errors, timeouts, 429, 5xx.
         backoff: base seconds of the exponential backoff (full jitter).
         stream: ask for SSE streaming (with usage in the last chunk).
-        transport: an httpx transport (tests, proxies).
+        transport: an httpx transport to send through instead of the network (tests).
         cooldown: seconds a host that refused a connection is skipped.
     """
 

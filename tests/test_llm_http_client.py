@@ -1,0 +1,192 @@
+"""The LLM providers' HTTP client (httpx's own) against real servers on 127.0.0.1: keep-alive,
+the pool's bound, a proxy named by the environment, and HTTP/2 offered in a TLS handshake."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSListener, TLSStream
+
+from agentctl.services.llm.http import LLMHTTPError, PooledHTTP
+
+pytestmark = pytest.mark.anyio
+
+BODY = b'{"ok":true}'
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
+               "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+class HTTP11Server:
+    """Answers every request with BODY on a keep-alive connection, after ``delay``.
+
+    Records the connections it accepted, the most open at once, and each request line.
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.port = 0
+        self.delay = delay
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.request_lines: list[bytes] = []
+
+    async def handle(self, stream: anyio.abc.ByteStream) -> None:
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            async with stream:
+                buffer = b""
+                while True:
+                    try:
+                        while b"\r\n\r\n" not in buffer:
+                            buffer += await stream.receive()
+                        head, _, buffer = buffer.partition(b"\r\n\r\n")
+                        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                                       if line.lower().startswith(b"content-length")), 0)
+                        while len(buffer) < length:
+                            buffer += await stream.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        return
+                    buffer = buffer[length:]
+                    self.request_lines.append(head.split(b"\r\n")[0])
+                    await anyio.sleep(self.delay)
+                    await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                      b"content-length: %d\r\n\r\n%s" % (len(BODY), BODY))
+        finally:
+            self.open -= 1
+
+
+@asynccontextmanager
+async def serving(server: HTTP11Server) -> AsyncIterator[HTTP11Server]:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    server.port = listener.extra(SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, server.handle)
+        try:
+            yield server
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def read_body(response: object) -> bytes:
+    return await response.aread()  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+async def test_one_keep_alive_connection_serves_call_after_call(no_proxy_env: pytest.MonkeyPatch) -> None:
+    async with serving(HTTP11Server()) as server:
+        http = PooledHTTP([f"http://127.0.0.1:{server.port}"], retries=0)
+        assert [await http.post("/v1/chat", {"q": i}, read_body) for i in range(5)] == [BODY] * 5
+        await http.aclose()
+    assert server.connections == 1
+
+
+async def test_concurrent_calls_beyond_the_pool_bound_wait_for_a_connection(no_proxy_env: pytest.MonkeyPatch) -> None:
+    async with serving(HTTP11Server(delay=0.05)) as server:
+        http = PooledHTTP([f"http://127.0.0.1:{server.port}"], retries=0, max_connections=3)
+        results: list[bytes] = []
+
+        async def call() -> None:
+            results.append(await http.post("/v1/chat", {}, read_body))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(12):
+                tg.start_soon(call)
+        await http.aclose()
+    assert results == [BODY] * 12
+    assert server.most_open == 3 and server.connections == 3
+
+
+async def test_a_proxy_named_by_the_environment_carries_the_calls(no_proxy_env: pytest.MonkeyPatch) -> None:
+    async with serving(HTTP11Server()) as proxy:
+        no_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        http = PooledHTTP(["http://model.invalid:8000"], retries=0)
+        assert await http.post("/v1/chat/completions", {}, read_body) == BODY
+        await http.aclose()
+        # NO_PROXY is honoured: the same call to a listed host goes direct (and fails, no such host).
+        no_proxy_env.setenv("NO_PROXY", "model.invalid")
+        direct = PooledHTTP(["http://model.invalid:8000"], retries=0)
+        with pytest.raises(LLMHTTPError, match="cannot connect"):
+            await direct.post("/v1/chat/completions", {}, read_body)
+        await direct.aclose()
+    # A proxy gets the absolute URL in the request line.
+    assert proxy.request_lines == [b"POST http://model.invalid:8000/v1/chat/completions HTTP/1.1"]
+
+
+async def _serve_h2(stream: TLSStream) -> None:
+    """A minimal HTTP/2 server: BODY for every request, on one connection."""
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
+    conn.initiate_connection()
+    async with stream:
+        await stream.send(conn.data_to_send())
+        while True:
+            try:
+                data = await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.StreamEnded):
+                    conn.send_headers(event.stream_id, [(":status", "200"), ("content-length", str(len(BODY)))])
+                    conn.send_data(event.stream_id, BODY, end_stream=True)
+            await stream.send(conn.data_to_send())
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_http2_when_the_server_offers_it_with_the_ca_bundle_from_the_environment(
+        certificate: tuple[Path, Path], no_proxy_env: pytest.MonkeyPatch) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2"])
+    versions: list[str] = []
+
+    async def read(response: object) -> bytes:
+        versions.append(response.http_version)  # type: ignore[attr-defined]
+        return await read_body(response)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(TLSListener(listener, context, standard_compatible=False).serve, _serve_h2)
+        url = f"https://127.0.0.1:{port}"
+        untrusted = PooledHTTP([url], retries=0)
+        with pytest.raises(LLMHTTPError, match="cannot connect"):  # the default trust store does not know it
+            await untrusted.post("/v1/chat", {}, read_body)
+        await untrusted.aclose()
+        no_proxy_env.setenv("SSL_CERT_FILE", str(cert))
+        http = PooledHTTP([url], retries=0)
+        assert [await http.post("/v1/chat", {}, read) for _ in range(2)] == [BODY] * 2
+        await http.aclose()
+        tg.cancel_scope.cancel()
+    assert versions == ["HTTP/2", "HTTP/2"]
