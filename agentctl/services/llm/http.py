@@ -14,6 +14,7 @@ server offers it in the TLS handshake (``httpx[http2]``), proxies and CA bundles
 from __future__ import annotations
 
 import email.utils
+import importlib.util
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -31,6 +32,9 @@ __all__ = ["HTTPStatistics", "LLMHTTPError", "PooledHTTP", "excerpt", "open_clie
 T = TypeVar("T")
 
 _EXCERPT = 200
+# h2 comes with the httpx[http2] dependency; an environment installed before it was declared
+# speaks HTTP/1.1 rather than fail (httpx refuses http2=_HTTP2 without h2).
+_HTTP2 = importlib.util.find_spec("h2") is not None
 
 
 class LLMHTTPError(LLMError):
@@ -282,7 +286,7 @@ def open_client(max_connections: int, transport: httpx.AsyncBaseTransport | None
     which may stay alive between calls (a pool of LLM workers reuses every one), HTTP/2 where
     offered, proxies from the environment, no redirects."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return httpx.AsyncClient(limits=limits, http2=True, transport=transport, trust_env=True)
+    return httpx.AsyncClient(limits=limits, http2=_HTTP2, transport=transport, trust_env=True)
 
 
 def excerpt(text: str, limit: int = _EXCERPT) -> str:
