@@ -1,8 +1,9 @@
-"""``agentctl run`` and ``send`` as a user runs them: run directories, the control file, plan coverage."""
+"""``agentctl run`` and ``send`` as a user runs them: run directories, the control channel, plan coverage."""
 
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -52,17 +53,21 @@ def test_a_run_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--run-dir" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_bad_control_lines_and_unknown_targets_do_not_end_the_run(tmp_path: Path) -> None:
+def test_bad_requests_and_unknown_targets_do_not_end_the_run(tmp_path: Path) -> None:
     plan = tmp_path / "p.yaml"
     plan.write_text(LISTENER)
     run_dir = tmp_path / "run"
     proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
     try:
-        wait_for(run_dir, lambda e: of(e, "agent/status", "listener") and (run_dir / "control.jsonl").exists())
-        assert cli("send", "--run", str(run_dir), "--to", "nobody", "hi", cwd=tmp_path).returncode == 0
-        with open(run_dir / "control.jsonl", "a") as control:
-            control.write("not json\n[1, 2]\n{\"kind\": \"goal\"}\n")
-        wait_for(run_dir, lambda e: of(e, "bus/denied"))
+        wait_for(run_dir, lambda e: of(e, "agent/status", "listener") and (run_dir / "control.sock").exists())
+        unknown = cli("send", "--run", str(run_dir), "--to", "nobody", "hi", cwd=tmp_path)
+        assert unknown.returncode == 2 and "no live agent 'nobody'" in unknown.stderr
+        for raw in (b"not json\n", b"[1, 2]\n", b'{"kind": "goal"}\n', b'{"op": "send", "kind": "goal"}\n', b"{\"op\": \"x"):
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(run_dir / "control.sock"))
+                sock.sendall(raw)
+                sock.shutdown(socket.SHUT_WR)
+                assert b'"ok":false' in sock.recv(4096)
         sent = cli("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", '{"x": 1}', cwd=tmp_path)
         assert sent.returncode == 0, sent.stderr
         wait_for(run_dir, lambda e: of(e, "agent/done", "listener"))

@@ -9,6 +9,7 @@ from .gc import gc_command
 from .inspect import diff_command, schema_command, validate_command
 from .run import run_command
 from .send import send_command
+from .stop import stop_command
 from .views import replay_command, watch_command
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.command("run")(run_command)
 app.command("watch")(watch_command)
 app.command("replay")(replay_command)
 app.command("send")(send_command)
+app.command("stop")(stop_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.command("diff")(diff_command)

@@ -1,7 +1,7 @@
 """One ``agentctl run``: the event log, the runtime, the reconciler, watchers and the view.
 
 Invoked from :mod:`agentctl.cli.run`. Owns one task group for its helpers (plan file
-watcher, control file follower, signal handler, live view); the runtime owns the
+watcher, control channel, signal handler, live view); the runtime owns the
 agents. On every exit path the runtime stops every agent, ``run/finished`` is logged
 with the reason, and the log is flushed and fsynced before this returns.
 """
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 import watchfiles
 
 from .. import __version__
@@ -35,11 +34,12 @@ from ..reconcile import ROOT_ID, Reconciler, TaskState
 from ..reconcile.states import task_states
 from ..runtime import open_runtime
 from ..runtime.replay import ResumeContext
+from ..services.bus import USER, SendStatus
 from ..services.mcp import open_mcp
 from ..services.tools import default_registry
 from ..services.tools.docker import release_run, uses_docker
 from ..services.workers import LocalWorkPlane
-from .control import CONTROL_FILE, follow_control
+from .control import serve_control, socket_path
 from .faults import fault_hook
 from .providers import providers_for_plan
 from .resume import Resumed
@@ -82,10 +82,12 @@ class Session:
         # Ids of calls, messages and conflicts are unique across every process of a run:
         # each resume numbers its own under a prefix of its own (r1., r2., ...).
         self.id_prefix = f"r{resumed.state.resumes + 1}." if resumed else ""
+        self._scope: anyio.CancelScope | None = None
 
     async def run(self) -> int:
         o = self.o
         o.run_dir.mkdir(parents=True, exist_ok=True)
+        self.control_path = socket_path(o.run_dir, o.run_id)
         durability = o.durability or self.plan.settings.durability
         r = self.resumed
         async with open_event_log(
@@ -97,12 +99,13 @@ class Session:
             fault = fault_hook(os.environ)
             if fault is not None:
                 log.subscribe(fault)
+            control = str(self.control_path)
             if r is not None:
                 log.emit("run/resumed", None, from_seq=r.last_seq, torn_line=r.torn_line, checkpoint=r.checkpoint,
-                         agents=sorted(r.journals.by_agent))
+                         agents=sorted(r.journals.by_agent), pid=os.getpid(), control=control)
             else:
                 log.emit("run/started", None, pid=os.getpid(), version=__version__, durability=durability,
-                         workspace=str(o.workspace), plan=str(o.plan_path))
+                         workspace=str(o.workspace), plan=str(o.plan_path), control=control)
             if r is not None and uses_docker(self.plan):
                 await release_run(o.run_id, force=True)  # containers the killed process left
             try:
@@ -131,9 +134,10 @@ class Session:
         )
         r = self.resumed
         async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
             view = self.view
             tg.start_soon(view.run)
-            tg.start_soon(self._signals, tg.cancel_scope)
+            tg.start_soon(self._signals)
             tg.start_soon(self.checkpointer.run)
             # MCP servers first: their tools must be registered before agents resolve toolsets.
             async with open_mcp(plan.mcp, tools, log.emit, log_dir=o.run_dir) as mcp, open_runtime(
@@ -154,7 +158,7 @@ class Session:
                     return
                 if o.watch_plan:
                     tg.start_soon(self._watch_plan)
-                tg.start_soon(self._follow_control)
+                await tg.start(serve_control, self.control_path, self._control)
                 try:
                     exit = await rt.wait(ROOT_ID)
                 finally:
@@ -215,14 +219,22 @@ class Session:
         self.view = open_view(ui=self.o.ui, state=self.checkpointer.state)
         log.subscribe(self.view.feed)
 
-    async def _signals(self, scope: anyio.CancelScope) -> None:
+    async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
-                self.interrupted = True
-                self.reason, self.status = "interrupted", "failed"
-                self._stopping.set()
-                scope.cancel()
+                self._interrupt("interrupted")
                 return
+
+    def _interrupt(self, reason: str) -> None:
+        """End the run early (Ctrl-C, SIGTERM, ``agentctl stop``): every agent is stopped and
+        the log flushed; the status is ``stopped`` if every task had finished ok, else ``failed``."""
+        self.interrupted = True
+        done = task_states(self.plan, self.checkpointer.state)
+        all_ok = len(done) == len(self.plan.tasks) and all(s.status == "ok" for s in done.values())
+        self.reason, self.status = reason, "stopped" if all_ok else "failed"
+        self._stopping.set()
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _loaded(self, plan: Plan, text: str | None = None) -> None:
         """Keep a copy of the plan version just applied (resume and ``diff --run`` read it)."""
@@ -266,9 +278,38 @@ class Session:
         self.reconciler.set_plan(plan)
         self.rt.send("user", ROOT_ID, "reconcile", {"version": self.version})
 
-    async def _follow_control(self) -> None:
-        """Deliver messages that ``agentctl send`` appends to the run's control file."""
-        await follow_control(self.o.run_dir, lambda c: self.rt.send(c["from"], c["to"], c["kind"], c["body"]))
+    async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request of the control channel (see :mod:`agentctl.cli.control`).
+
+        Ops: ``send`` (``to``, ``kind``, ``body``; sent as ``user``, answered once it is
+        logged), ``stop`` (the whole run, or ``agent`` and its subtree) and ``ping``.
+        """
+        op = request["op"]
+        if op == "send":
+            return await self._control_send(request)
+        if op == "stop":
+            agent = request.get("agent")
+            if agent is None:
+                self._interrupt("stopped")
+            elif not isinstance(agent, str) or not self.rt.stop(agent, "requested"):
+                return {"ok": False, "error": f"no live agent {agent!r} in run {self.o.run_id}"}
+            return {"ok": True}
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid(), "run_id": self.o.run_id}
+        return {"ok": False, "error": f"unknown op {op!r}: expected send, stop or ping"}
+
+    async def _control_send(self, request: dict[str, Any]) -> dict[str, Any]:
+        to, kind = request.get("to"), request.get("kind", "chat")
+        if not isinstance(to, str) or not to or not isinstance(kind, str) or not kind:
+            return {"ok": False, "error": "send: 'to' and 'kind' must be non-empty strings"}
+        result = self.rt.send(USER, to, kind, request.get("body"))
+        seq = self.log.last_seq
+        await self.log.flushed(seq)
+        if result.status is SendStatus.UNKNOWN_TARGET:
+            return {"ok": False, "seq": seq, "error": f"no live agent {to!r} in run {self.o.run_id}"}
+        if not result.ok:
+            return {"ok": False, "seq": seq, "error": f"not delivered to {to!r}: {result.status}"}
+        return {"ok": True, "seq": seq, "msg_id": result.msg_id}
 
 
 def load_plugins(modules: tuple[str, ...], registry: Any) -> None:
@@ -282,14 +323,6 @@ def load_plugins(modules: tuple[str, ...], registry: Any) -> None:
         register(registry)
 
 
-def append_control(run_dir: Path, to: str, kind: str, body: Any) -> None:
-    """Append one message for a running run to pick up (used by ``agentctl send``)."""
-    line = orjson.dumps({"from": "user", "to": to, "kind": kind, "body": body}) + b"\n"
-    fd = os.open(run_dir / CONTROL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 def is_tty() -> bool:

@@ -22,7 +22,8 @@ def _console() -> Console:
 
 
 def resolve_run(run: Optional[Path]) -> Path:
-    """A run directory: the one given, or the newest under ``.agentctl/runs``."""
+    """A run directory: the one given (a directory, its events file or a run id under
+    ``.agentctl/runs``), or the newest under ``.agentctl/runs``."""
     from ..views.watch import newest_run
 
     if run is None:
@@ -32,8 +33,10 @@ def resolve_run(run: Optional[Path]) -> Path:
         return newest
     if run.is_file():
         return run.parent
+    if not run.exists() and len(run.parts) == 1 and (RUNS / run).is_dir():
+        return RUNS / run
     if not run.exists():
-        fail_usage(f"no such run directory or events file: {run}")
+        fail_usage(f"no such run directory, events file or run id: {run}")
     return run
 
 

@@ -1,0 +1,39 @@
+"""``agentctl stop``: end a run (or one agent's subtree) gracefully from another terminal."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..views.runs import exit_code, process_alive, read_run
+from .errors import fail_usage
+from .runs import ask_run, live_run
+from .views import resolve_run
+
+
+def stop_command(
+    run: Optional[Path] = typer.Argument(None, help="A run directory or run id [default: the newest run]."),
+    agent: Optional[str] = typer.Option(None, "--agent", help="Stop only this agent and its subtree."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.0, help="Seconds to wait for the run to finish."),
+) -> None:
+    """Stop a running run as Ctrl-C would (it exits 130 with a flushed log), or only --agent."""
+    run_dir = resolve_run(run)
+    info = live_run(run_dir)
+    run_id = info.state.run_id
+    ask_run(info, {"op": "stop"} if agent is None else {"op": "stop", "agent": agent})
+    if agent is not None:
+        typer.echo(f"stopped {agent} in run {run_id}")
+        return
+    deadline = time.monotonic() + timeout
+    # The process logs run/finished, flushes and exits: wait for the exit, then read once.
+    while info.pid is not None and process_alive(info.pid):
+        if time.monotonic() > deadline:
+            fail_usage(f"run {run_id} was asked to stop but is still running after {timeout:g} s")
+        time.sleep(0.05)
+    finished = read_run(run_dir).finished
+    if finished is None:
+        fail_usage(f"run {run_id}: its process ended without logging run/finished")
+    typer.echo(f"stopped run {run_id}: {finished.get('reason')} ({finished.get('status')}), exit {exit_code(finished)}")

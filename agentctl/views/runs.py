@@ -1,0 +1,121 @@
+"""Runs as their logs tell them: what ``agentctl ps``, ``logs``, ``send``, ``stop`` and ``prune`` read.
+
+Everything here comes from a run's ``events.jsonl`` (the fold, plus the ``pid`` and the
+``control`` socket path that ``run/started`` and ``run/resumed`` record) and from asking the
+operating system whether that pid is still alive. Nothing here touches a running process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentctl.events.fold import RunState, fold
+from agentctl.events.reader import read_events, read_run_events
+
+__all__ = ["EXIT_DEAD", "RunInfo", "exit_code", "list_runs", "process_alive", "read_run", "run_phase"]
+
+#: The exit code of ``watch`` / ``logs -f`` for a run whose process died without ``run/finished``.
+EXIT_DEAD = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One run directory, as of the last event on disk.
+
+    Attributes:
+        dir: the run directory.
+        pid: the process of the latest start or resume (None in logs that do not say).
+        control: the control socket path that process serves (None in older logs).
+        state: the fold of the whole log (no journals).
+    """
+
+    dir: Path
+    pid: int | None
+    control: str | None
+    state: RunState
+
+    @property
+    def finished(self) -> dict[str, Any] | None:
+        """``{reason, status}`` of the run's ``run/finished``, None while it has not finished."""
+        return self.state.finished
+
+    @property
+    def alive(self) -> bool:
+        """Whether the run has not finished and its process still exists."""
+        return self.finished is None and self.pid is not None and process_alive(self.pid)
+
+    @property
+    def duration_ms(self) -> int | None:
+        """From the first event to the last one on disk."""
+        s = self.state
+        return None if s.started_t is None or s.last_t is None else s.last_t - s.started_t
+
+
+def read_run(run_dir: Path) -> RunInfo:
+    """Fold a run directory's log and note the process and channel it records.
+
+    Raises:
+        LogError: no log there, or a corrupt line in it.
+    """
+    starts: list[dict[str, Any]] = []
+
+    def tap(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for event in events:
+            if event.get("type") in ("run/started", "run/resumed"):
+                starts.append(event)
+            yield event
+
+    state = fold(tap(iter(read_events(read_run_events(run_dir)))), journals=False)
+    last = starts[-1] if starts else {}
+    pid = last.get("pid")
+    return RunInfo(Path(run_dir), pid if isinstance(pid, int) else None, last.get("control"), state)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists and has not exited (one of another user counts).
+
+    An exited process its parent has not reaped yet (a zombie) is not alive.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True  # no procfs: the signal check is all there is
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+def run_phase(info: RunInfo) -> str:
+    """``running``, ``dead`` (gone without ``run/finished``) or how it finished (``ok``, ``failed``, ``stopped``)."""
+    if info.finished is None:
+        return "running" if info.alive else "dead"
+    return str(info.finished.get("status") or "finished")
+
+
+def exit_code(finished: dict[str, Any] | None) -> int:
+    """The exit code ``agentctl run`` ended with, from its ``run/finished`` fields.
+
+    0 when every task finished ok, 130 when it was interrupted or stopped, 1 otherwise
+    (and for a run that never logged ``run/finished``).
+    """
+    if finished is None:
+        return EXIT_DEAD
+    if finished.get("reason") in ("interrupted", "stopped"):
+        return 130
+    return 0 if finished.get("status") == "ok" else 1
+
+
+def list_runs(root: Path) -> list[Path]:
+    """Run directories under ``root`` (those with an ``events.jsonl``), oldest first by name."""
+    try:
+        return sorted(d for d in Path(root).iterdir() if (d / "events.jsonl").is_file())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
