@@ -1,22 +1,30 @@
-"""The exceptions agentctl raises.
+"""The exceptions agentctl raises: every one is an :class:`AgentctlError`.
 
-One base class, then one family per layer of the data flow::
+One base class, then one family per layer of the data flow (where a class is defined
+elsewhere, its module is named)::
 
     AgentctlError
+    ├── UsageError           a library call given an argument it cannot use (also a ValueError)
     ├── PlanError            a plan file that cannot be loaded or validated
     ├── ActionError          an action an agent returned that cannot be carried out
-    │   └── PolicyError      a spawn refused by the depth policy or the budget ledger
+    │   └── PolicyError      a spawn refused: tools, model, budget, children or depth
+    ├── ScriptFailed         a script agent's step that failed (agents.script)
     ├── BusError             a message that cannot be routed (raised only by ``send_or_raise``)
     ├── LockError            a path lock that cannot be taken or released
     ├── WorkerError          a tool or LLM job that failed in its pool
     │   ├── ToolError        a tool that is unknown, got bad arguments or raised
-    │   └── LLMError         a provider that failed or replied with something unusable
-    ├── LogError             an events file that cannot be written or read
-    │   └── CorruptLogError  a line in the middle of an events file that is not an event
-    └── BudgetExceeded       an agent that ran out of one of its budgets
+    │   │   └── SchemaError  arguments that do not match the tool's schema (also a ValueError)
+    │   ├── LLMError         a provider that failed or replied with something unusable
+    │   │   └── LLMHTTPError an HTTP provider's call that failed for good (services.llm.http)
+    │   └── McpError         an MCP server that cannot be used (services.mcp.supervisor)
+    └── LogError             an events file that cannot be written or read
+        └── CorruptLogError  a line in the middle of an events file that is not an event
 
-Errors carry the retry policy the way kopf's do: ``retryable`` says whether trying the
-same thing again later may succeed.
+There is no retry flag: what is worth retrying is retried where it happens (an LLM call
+by its provider's client, with backoff; a crashed agent by its supervisor), and an error
+that reaches the caller is final. Budgets are not exceptions either: a spent budget ends
+the agent with status ``budget_exceeded`` in its ``agent/done`` event (or a failed result
+for a tool or LLM call past ``max_tool_calls``/``max_tokens``).
 """
 
 from __future__ import annotations
@@ -25,7 +33,11 @@ from __future__ import annotations
 class AgentctlError(Exception):
     """Base class of every error agentctl raises on purpose."""
 
-    retryable: bool = False
+
+class UsageError(AgentctlError, ValueError):
+    """An agentctl function called with an argument it cannot use (a bad capacity, an unknown
+    policy name, a tool function whose signature has no schema): a bug in the calling code,
+    not bad input from a plan, a model or an events file, which get their own errors above."""
 
 
 class PlanError(AgentctlError):
@@ -110,13 +122,9 @@ class LockError(AgentctlError):
 class WorkerError(AgentctlError):
     """A job that failed in a worker pool."""
 
-    retryable = True
-
 
 class ToolError(WorkerError):
     """A tool that is unknown, got invalid arguments, or raised."""
-
-    retryable = False
 
 
 class LLMError(WorkerError):
@@ -141,12 +149,3 @@ class CorruptLogError(LogError):
         self.reason = reason
         super().__init__(f"{file}:{line}: corrupt event line: {reason}")
 
-
-class BudgetExceeded(AgentctlError):
-    """An agent used up one of its budgets (``which`` names it, e.g. ``max_steps``)."""
-
-    def __init__(self, which: str, limit: float, used: float) -> None:
-        self.which = which
-        self.limit = limit
-        self.used = used
-        super().__init__(f"budget {which} exceeded: used {used} of {limit}")

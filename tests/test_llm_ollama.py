@@ -162,7 +162,7 @@ async def test_client_error_fails_at_once(server: LLMServer) -> None:
     with pytest.raises(LLMHTTPError, match="HTTP 404.*not found") as info:
         await provider.chat(ask())
     await provider.aclose()
-    assert info.value.retryable is False and len(server.requests) == 1
+    assert info.value.attempts == 1 and len(server.requests) == 1
 
 
 async def test_missing_model_is_an_llm_error_without_a_request(server: LLMServer) -> None:

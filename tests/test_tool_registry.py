@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional
 import anyio
 import pytest
 
-from agentctl.errors import ToolError
+from agentctl.errors import ToolError, UsageError
 from agentctl.services.llm.base import ToolSpec
 from agentctl.services.tools import (
     SchemaError,
@@ -79,9 +79,9 @@ def test_schema_refuses_var_kwargs_and_unknown_types() -> None:
 
     def odd(x: Thing) -> None: ...
 
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError):
         derive_schema(kw)
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError):
         derive_schema(odd)
 
 

@@ -20,6 +20,8 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..errors import UsageError
+
 ENV = "AGENTCTL_FAULT"
 _SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 
@@ -31,7 +33,7 @@ def fault_hook(environ: Mapping[str, str]) -> Callable[[dict[str, Any]], None] |
         return None
     action, _, when = spec.partition("@")
     if action not in _SIGNALS or not when:
-        raise ValueError(f"{ENV}: expected kill@WHEN or stop@WHEN, got {spec!r}")
+        raise UsageError(f"{ENV}: expected kill@WHEN or stop@WHEN, got {spec!r}")
     signum = _SIGNALS[action]
     kind, _, nth = when.rpartition("#")
     if not kind:

@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import orjson
 
-from agentctl.errors import LogError
+from agentctl.errors import LogError, UsageError
 from agentctl.events.encoding import FAST_OPTIONS, encode_event, to_jsonable
 from agentctl.events.writer import Durability, Writer
 
@@ -135,7 +135,7 @@ class EventLog(Writer):
         event = {"seq": seq, "t": _time_ns() // 1_000_000, "run_id": self._run_id, "type": type, "agent_id": agent_id,
                  **fields}
         if len(event) != 5 + len(fields):  # a field took the place of a common one
-            raise ValueError(f"event fields may not override {_COMMON}")
+            raise UsageError(f"event fields may not override {_COMMON}")
         self._next_seq = seq + 1
         if self._fd is None:
             self._pending.append(b"")

@@ -25,7 +25,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from agentctl.errors import LogError
+from agentctl.errors import LogError, UsageError
 from agentctl.events.logfile import open_log_file, write_all
 from agentctl.events.syncer import Syncer
 
@@ -43,9 +43,9 @@ class Writer:
 
     def _init_writer(self, path: Path | None, durability: Durability, max_batch: int, start_seq: int) -> None:
         if durability not in _DURABILITIES:
-            raise ValueError(f"durability must be one of {_DURABILITIES}, not {durability!r}")
+            raise UsageError(f"durability must be one of {_DURABILITIES}, not {durability!r}")
         if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+            raise UsageError("max_batch must be at least 1")
         self._durability: Durability = durability
         self._max_batch = max_batch
         self._file_seq = start_seq - 1  # every seq up to this one is in the file
@@ -90,7 +90,7 @@ class Writer:
         if seq is None:
             seq = self.last_seq
         if seq > self.last_seq:
-            raise ValueError(f"seq {seq} has not been emitted (last is {self.last_seq})")
+            raise UsageError(f"seq {seq} has not been emitted (last is {self.last_seq})")
         while self._durable_seq < seq:
             if self._error is not None:
                 raise self._unusable()
@@ -110,7 +110,7 @@ class Writer:
         then reaches ``emit`` and ``flushed`` callers as :class:`LogError`).
         """
         if self._writer_running:
-            raise RuntimeError("the writer loop is already running")
+            raise UsageError("the writer loop is already running")
         self._writer_running = True
         self._writer_done = anyio.Event()
         if self._syncer is not None:

@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from ..errors import PlanError
+from ..errors import PlanError, UsageError
 from ..policy import Budget, PolicyRule
 from . import schema as s
 from .model import Defaults, FrozenDict, McpServer, Plan, PlanPolicy, Settings, Step, Task, freeze
@@ -119,7 +119,7 @@ class _Checker:
         elif isinstance(t, s.Steps):
             self._check_steps(t, value, path)
         else:  # pragma: no cover - a new descriptor without a checker is a bug here
-            raise TypeError(f"no checker for {t!r}")
+            raise UsageError(f"no checker for {t!r}")
 
     def _check_str(self, t: s.Str, value: Any, path: Path) -> None:
         if not isinstance(value, str):

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UsageError
 from ..services.locks import Conflict
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class Conflicts:
 
     def __init__(self, rt: Runtime, policy: str = "first_come", timeout: float = 10.0) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"conflict policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+            raise UsageError(f"conflict policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         self.rt = rt
         self.policy = policy
         self.timeout = timeout

@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import UsageError
+
 
 def should_restart(restart: str, abnormal: bool) -> bool:
     """Whether a child with restart type ``restart`` is restarted after an exit."""
@@ -67,7 +69,7 @@ def plan_restart(strategy: str, children: Sequence[tuple[str, str]], failed: str
     elif strategy == "rest_for_one":
         group = ids[index:]
     else:
-        raise ValueError(f"unknown supervision strategy {strategy!r}")
+        raise UsageError(f"unknown supervision strategy {strategy!r}")
     others = [cid for cid in group if cid != failed]
     return RestartPlan(
         stop=tuple(reversed(others)),

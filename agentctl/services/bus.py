@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from ..errors import BusError
+from ..errors import BusError, UsageError
 
 __all__ = [
     "USER",
@@ -89,7 +89,7 @@ class Inbox:
 
     def __init__(self, capacity: int = 256, on_put: Callable[[], None] | None = None) -> None:
         if capacity < 1:
-            raise ValueError(f"inbox capacity must be at least 1, got {capacity}")
+            raise UsageError(f"inbox capacity must be at least 1, got {capacity}")
         # A list, not a deque: an empty deque costs ~600 bytes, and 100,000 idle agents
         # each have an inbox; drains swap the whole list out anyway.
         self._q: list[Message] = []

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
-from ..errors import ToolError
+from ..errors import ToolError, UsageError
 from .llm.base import ChatReply, ChatRequest, Provider
 from .tools.registry import ToolContext, ToolRegistry
 
@@ -103,7 +103,7 @@ class _Pool:
 
     def __init__(self, size: int) -> None:
         if size < 1:
-            raise ValueError("a pool needs at least one worker")
+            raise UsageError("a pool needs at least one worker")
         self.limiter = anyio.CapacityLimiter(size)
         self.size = size
         self.running = self.queued = self.completed = self.failed = 0

@@ -53,12 +53,10 @@ class LLMHTTPError(LLMError):
         host: str | None = None,
         status: int | None = None,
         attempts: int = 1,
-        retryable: bool = True,
     ) -> None:
         self.host = host
         self.status = status
         self.attempts = attempts
-        self.retryable = retryable
         super().__init__(message)
 
 
@@ -84,8 +82,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-class _Fatal(Exception):
-    """Internal: an attempt failed in a way another try will not fix."""
+class _Fatal(LLMError):
+    """Internal, never escapes :meth:`PooledHTTP.post`: an attempt failed in a way another try will not fix."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -209,13 +207,13 @@ class PooledHTTP:
                     raise self._fail(f"{exc.message} (after {attempt + 1} attempts)", host, exc.status, attempt + 1) from None
                 delay = self._delay(attempt, exc)
                 if delay is None:
-                    raise self._fail(exc.message, host, exc.status, attempt + 1, retryable=False) from None
+                    raise self._fail(exc.message, host, exc.status, attempt + 1) from None
                 attempt += 1
                 self._retries += 1
                 await self._sleep(delay)
             except _Fatal as exc:
                 self.pool.failed(host, dead=False)
-                raise self._fail(exc.message, host, exc.status, attempt + 1, retryable=False) from None
+                raise self._fail(exc.message, host, exc.status, attempt + 1) from None
 
     def _delay(self, attempt: int, exc: _Retry) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""
@@ -225,9 +223,9 @@ class PooledHTTP:
             return 0.0  # another host is up: fail over without waiting
         return self._rng.uniform(0.0, min(self.max_backoff, self.backoff * 2**attempt))
 
-    def _fail(self, message: str, host: str | None, status: int | None, attempts: int, *, retryable: bool = True) -> LLMHTTPError:
+    def _fail(self, message: str, host: str | None, status: int | None, attempts: int) -> LLMHTTPError:
         self._failures += 1
-        return LLMHTTPError(redact(message, self._secrets), host=host, status=status, attempts=attempts, retryable=retryable)
+        return LLMHTTPError(redact(message, self._secrets), host=host, status=status, attempts=attempts)
 
     async def _attempt(
         self,
@@ -263,6 +261,8 @@ class PooledHTTP:
             raise _Retry(f"POST {url}: connection failed: {_describe(exc)}") from None
         except httpx.HTTPError as exc:
             raise _Fatal(f"POST {url}: {type(exc).__name__}: {_describe(exc)}") from None
+        except _Fatal:
+            raise  # already decided (an HTTP status); it is an LLMError too
         except LLMError as exc:
             raise _Fatal(f"POST {url}: {exc}") from None
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:

@@ -15,6 +15,7 @@ from typing import Any, Union
 
 import anyio
 
+from ...errors import UsageError
 from .base import ChatReply, ChatRequest
 
 __all__ = ["ScriptedProvider", "ScriptedStatistics", "count_words"]
@@ -78,7 +79,7 @@ class ScriptedProvider:
             raise item
         reply = ChatReply(content=item) if isinstance(item, str) else item
         if not isinstance(reply, ChatReply):
-            raise TypeError(f"scripted reply must be a ChatReply or str, got {type(reply).__name__}")
+            raise UsageError(f"scripted reply must be a ChatReply or str, got {type(reply).__name__}")
         return replace(
             reply,
             prompt_tokens=reply.prompt_tokens or _prompt_words(request.messages),

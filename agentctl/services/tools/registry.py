@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ...errors import ToolError
+from ...errors import ToolError, UsageError
 from ..llm.base import ToolSpec
 from .schema import SchemaError, derive_schema, json_type_name, validate
 
@@ -167,11 +167,11 @@ class ToolRegistry:
     def register(self, tool: Tool) -> None:
         """Add ``tool``; ``ValueError`` for a bad or duplicate name."""
         if not _NAME_RE.match(tool.name):
-            raise ValueError(f"bad tool name {tool.name!r}: use letters, digits, _, -, / and : only")
+            raise UsageError(f"bad tool name {tool.name!r}: use letters, digits, _, -, / and : only")
         if tool.name in self._tools:
-            raise ValueError(f"tool {tool.name!r} is already registered")
+            raise UsageError(f"tool {tool.name!r} is already registered")
         if tool.parameters.get("type", "object") != "object":
-            raise ValueError(f"tool {tool.name!r}: parameters must be an object schema")
+            raise UsageError(f"tool {tool.name!r}: parameters must be an object schema")
         if tool.takes_ctx is None:
             tool = replace(tool, takes_ctx=_wants_ctx(tool.fn))
         self._tools[tool.name] = tool

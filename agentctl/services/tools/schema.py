@@ -17,10 +17,12 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Union
 
+from agentctl.errors import ToolError, UsageError
+
 __all__ = ["SchemaError", "derive_schema", "json_type_name", "validate"]
 
 
-class SchemaError(ValueError):
+class SchemaError(ToolError, ValueError):
     """A value that does not match its schema.
 
     Attributes:
@@ -94,7 +96,7 @@ def type_schema(hint: Any) -> dict[str, Any]:
         return out
     if hint in (dict, Mapping) or origin in (dict, Mapping):
         return {"type": "object"}
-    raise TypeError(f"unsupported parameter type {hint!r}")
+    raise UsageError(f"unsupported parameter type {hint!r}")
 
 
 def _union_schema(args: tuple[Any, ...]) -> dict[str, Any]:
@@ -140,9 +142,9 @@ def derive_schema(fn: Callable[..., Any], *, skip_ctx: bool = True) -> dict[str,
         params = params[1:]
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise TypeError(f"{getattr(fn, '__name__', fn)}: *args/**kwargs cannot be tool parameters")
+            raise UsageError(f"{getattr(fn, '__name__', fn)}: *args/**kwargs cannot be tool parameters")
         if p.kind is p.POSITIONAL_ONLY:
-            raise TypeError(f"{getattr(fn, '__name__', fn)}: positional-only parameter {p.name!r}")
+            raise UsageError(f"{getattr(fn, '__name__', fn)}: positional-only parameter {p.name!r}")
         prop = dict(type_schema(hints.get(p.name, p.annotation)))
         if p.default is p.empty:
             required.append(p.name)
