@@ -17,8 +17,10 @@ elsewhere, its module is named)::
     │   ├── LLMError         a provider that failed or replied with something unusable
     │   │   └── LLMHTTPError an HTTP provider's call that failed for good (services.llm.http)
     │   └── McpError         an MCP server that cannot be used (services.mcp.supervisor)
-    └── LogError             an events file that cannot be written or read
-        └── CorruptLogError  a line in the middle of an events file that is not an event
+    ├── LogError             an events file that cannot be written or read
+    │   └── CorruptLogError  a line in the middle of an events file that is not an event
+    └── ControlError         a run's control socket that cannot be used (cli.control)
+        └── NotListening     nothing accepts connections on it (yet)
 
 There is no retry flag: what is worth retrying is retried where it happens (an LLM call
 by its provider's client, with backoff; a crashed agent by its supervisor), and an error
