@@ -6,7 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from agentctl.events.reader import read_events
 
@@ -20,6 +25,16 @@ def agentctl(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: 
     full = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTCTL_", "TEST_KILL"))}
     full.update(PYTHONPATH=str(PLUGINS), **(env or {}))
     return subprocess.run([AGENTCTL, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(run_dir: Path, check: Callable[[list[dict[str, Any]]], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        path = run_dir / "events.jsonl"
+        if path.exists() and check(list(read_events(path))):
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for the run")
 
 
 def write_plan(tmp: Path, text: str) -> Path:
@@ -64,3 +79,27 @@ def test_a_double_crash_reruns_no_recorded_call(tmp_path: Path) -> None:
     # Each call has one id for life (a rerun of an interrupted call keeps it), and no id is reused.
     assert len(results) == len(set(results)) == 8
     assert set(requested) == set(results)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_call_cut_short_by_a_signal_is_interrupted_not_failed(tmp_path: Path, signum: int) -> None:
+    plan = write_plan(tmp_path, LINES.replace("n: 2}", "n: 2}}\n      - call: {tool: test/gated_line, args: {n: 3}").replace(
+        "      - call: {tool: test/line, args: {n: 3}}\n", ""))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
+    proc = subprocess.Popen([AGENTCTL, "run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws)],
+                            cwd=ws, env={**env, "PYTHONPATH": str(PLUGINS)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(run_dir, lambda evs: any(e["type"] == "tool/requested" and e["tool"] == "test/gated_line" for e in evs))
+        proc.send_signal(signum)
+        assert proc.wait(20) == 130
+    finally:
+        proc.kill()
+    cut = [e for e in read_events(run_dir / "events.jsonl") if e["type"] == "tool/result" and e["tool"] == "test/gated_line"]
+    assert [(e["ok"], e["error_type"]) for e in cut] == [(False, "cancelled")]
+    (ws / "go").touch()
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))

@@ -135,7 +135,7 @@ def _result(by: dict[str, Journal], e: dict[str, Any]) -> None:
     # A call cut short by a shutdown has no real outcome: resume treats it as interrupted.
     # A recorded outcome is final: a second result never replaces it (the log check
     # refuses such a log before resume folds it).
-    if effect is None or effect["done"] or (not e.get("ok") and e.get("error") == "cancelled"):
+    if effect is None or effect["done"] or e.get("error_type") == "cancelled":
         return
     effect["done"] = True
     effect["ok"] = bool(e.get("ok"))

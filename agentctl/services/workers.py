@@ -144,8 +144,16 @@ class _Slot:
         self.pool.limiter.release_on_behalf_of(self)
 
 
+class Cancelled(Exception):
+    """A call cut short by the run's shutdown (Ctrl-C, SIGTERM): it has no outcome of its own.
+
+    Its result event says so with ``error_type: "cancelled"``, which crash resume reads as
+    "interrupted" (see :mod:`agentctl.events.journal`), never as the call's failure.
+    """
+
+
 def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, ToolError):
+    if isinstance(exc, (ToolError, Cancelled)):
         return str(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -228,7 +236,7 @@ class LocalWorkPlane:
                     return finish.fail(TimeoutError(f"{name} timed out after {self.tool_timeout:g}s"), "timeout")
                 return finish.ok(value, result=value)
         except anyio.get_cancelled_exc_class():
-            finish.fail(RuntimeError("cancelled"), "cancelled")
+            finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
             raise
 
     # -- LLM
@@ -274,7 +282,7 @@ class LocalWorkPlane:
                     completion_tokens=reply.completion_tokens,
                 )
         except anyio.get_cancelled_exc_class():
-            finish.fail(RuntimeError("cancelled"), "cancelled")
+            finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
             raise
 
     # -- housekeeping
@@ -314,16 +322,17 @@ class _Finisher:
     def _ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
 
-    def _emit_result(self, ok: bool, error: str | None, fields: dict[str, Any]) -> float:
+    def _emit_result(self, ok: bool, error: str | None, error_type: str | None, fields: dict[str, Any]) -> float:
         ms = self._ms()
         self.done = True
         self.pool.count(ok)
         extra = {"tool": self.tool} if self.tool is not None else {}
-        self.emit(self.type, self.agent_id, call_id=self.call_id, **extra, ok=ok, error=error, **fields, duration_ms=ms)
+        self.emit(self.type, self.agent_id, call_id=self.call_id, **extra, ok=ok, error=error, error_type=error_type,
+                  **fields, duration_ms=ms)
         return ms
 
     def ok(self, value: Any, *, tokens: int = 0, **fields: Any) -> CallOutcome:
-        ms = self._emit_result(True, None, fields)
+        ms = self._emit_result(True, None, None, fields)
         return CallOutcome(self.call_id, True, value, None, None, ms, tokens)
 
     def fail(self, exc: BaseException, error_type: str) -> CallOutcome:
@@ -332,7 +341,7 @@ class _Finisher:
             fields = (
                 {"reply": None, "prompt_tokens": 0, "completion_tokens": 0} if self.llm else {"result": None}
             )
-            ms = self._emit_result(False, text, fields)
+            ms = self._emit_result(False, text, error_type, fields)
         else:
             ms = self._ms()
         return CallOutcome(self.call_id, False, None, text, error_type, ms)

@@ -4,6 +4,8 @@
 environment variable ``TEST_KILL_AT_LINE`` (comma separated), the tool SIGKILLs its own
 process before appending: everything logged before the call (its write-ahead
 ``tool/requested`` included) is on disk, and the call has had no effect.
+``test/gated_line`` does the same once the file ``go`` exists in the workspace, so a test
+can signal the run while the call is in progress.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import os
 import signal
 from typing import Any
+
+import anyio
 
 
 def register(registry: Any) -> None:
@@ -21,5 +25,13 @@ def register(registry: Any) -> None:
         out = ctx.workspace / "out"
         out.mkdir(exist_ok=True)
         with open(out / "lines.txt", "a") as f:
+            f.write(f"line-{n:02d}\n")
+        return {"n": n}
+
+    @registry.tool("test/gated_line", description="Append line N once the file go exists.", idempotent=True)
+    async def gated_line(ctx: Any, n: int) -> dict:
+        while not (ctx.workspace / "go").exists():
+            await anyio.sleep(0.02)
+        with open(ctx.workspace / "out" / "lines.txt", "a") as f:
             f.write(f"line-{n:02d}\n")
         return {"n": n}
