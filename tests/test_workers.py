@@ -18,10 +18,10 @@ from agentctl.services.workers import CallOutcome, LocalWorkPlane, WorkPlane
 pytestmark = pytest.mark.anyio
 
 TOOL_REQUESTED = {"seq", "t", "run_id", "type", "agent_id", "call_id", "tool", "arguments"}
-TOOL_RESULT = {"seq", "t", "run_id", "type", "agent_id", "call_id", "tool", "ok", "error", "result", "duration_ms"}
+TOOL_RESULT = {"seq", "t", "run_id", "type", "agent_id", "call_id", "tool", "ok", "error", "error_type", "result", "duration_ms"}
 LLM_REQUESTED = {"seq", "t", "run_id", "type", "agent_id", "call_id", "provider", "model", "messages", "tools"}
 LLM_RESULT = {
-    "seq", "t", "run_id", "type", "agent_id", "call_id", "ok", "error", "reply",
+    "seq", "t", "run_id", "type", "agent_id", "call_id", "ok", "error", "error_type", "reply",
     "prompt_tokens", "completion_tokens", "duration_ms",
 }
 
@@ -244,7 +244,7 @@ async def test_cancelled_call_still_logs_a_result(tmp_path: Path, recorder: Any)
         tg.start_soon(functools.partial(plane.call_tool, "a1", "t/hang", {}, ctx=ctx_for(tmp_path)))
         await started.wait()
         tg.cancel_scope.cancel()
-    assert [(e["type"], e.get("error")) for e in recorder.events] == [("tool/requested", None), ("tool/result", "RuntimeError: cancelled")]
+    assert [(e["type"], e.get("error_type")) for e in recorder.events] == [("tool/requested", None), ("tool/result", "cancelled")]
     assert plane.statistics().tool.running == 0
 
 
