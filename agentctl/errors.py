@@ -16,7 +16,8 @@ elsewhere, its module is named)::
     │   │   └── SchemaError  arguments that do not match the tool's schema (also a ValueError)
     │   ├── LLMError         a provider that failed or replied with something unusable
     │   │   └── LLMHTTPError an HTTP provider's call that failed for good (services.llm.http)
-    │   └── McpError         an MCP server that cannot be used (services.mcp.supervisor)
+    │   ├── McpError         an MCP server that cannot be used (services.mcp.supervisor)
+    │   └── Cancelled        a call cut short by the run's shutdown (services.workers)
     ├── LogError             an events file that cannot be written or read
     │   └── CorruptLogError  a line in the middle of an events file that is not an event
     └── ControlError         a run's control socket that cannot be used (cli.control)

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
-from ..errors import ToolError, UsageError
+from ..errors import ToolError, UsageError, WorkerError
 from .llm.base import ChatReply, ChatRequest, Provider
 from .tools.registry import ToolContext, ToolRegistry
 
@@ -144,7 +144,7 @@ class _Slot:
         self.pool.limiter.release_on_behalf_of(self)
 
 
-class Cancelled(Exception):
+class Cancelled(WorkerError):
     """A call cut short by the run's shutdown (Ctrl-C, SIGTERM): it has no outcome of its own.
 
     Its result event says so with ``error_type: "cancelled"``, which crash resume reads as
