@@ -105,8 +105,8 @@ class PolicyError(ActionError):
     """A spawn refused: tools, budget or model not allowed for the child.
 
     Attributes:
-        rule: which rule refused it: ``tools``, ``model``, ``budget``, ``max_children``
-            or ``depth``.
+        rule: which rule refused it: ``tools``, ``model``, ``budget``, ``max_children``,
+            ``depth`` or ``id`` (a reserved id).
     """
 
     def __init__(self, rule: str, message: str) -> None:

@@ -21,6 +21,24 @@ from typing import Any
 from .errors import PolicyError
 
 CONSUMABLE = ("max_steps", "max_tool_calls", "max_tokens")
+
+#: The sender name of a person talking through the CLI; it may message any agent.
+USER = "user"
+#: The id of the run's root agent, the reconciler (:mod:`agentctl.reconcile.reconciler`).
+PLAN_ROOT = "plan"
+#: Ids that name the runtime's own parties, never a task or a spawned agent: ``user``
+#: (the CLI's sender, which may message any agent) and ``plan`` (the run's root).
+RESERVED_IDS = frozenset({USER, PLAN_ROOT})
+
+
+def reserved_id_error(agent_id: str) -> str | None:
+    """Why ``agent_id`` may not name a task or a spawned agent, or None when it may.
+
+    Shared by plan validation and the runtime's spawn, so both refuse the same ids.
+    """
+    if agent_id in RESERVED_IDS:
+        return f"agent id {agent_id!r} is reserved (reserved: {', '.join(sorted(RESERVED_IDS))})"
+    return None
 LIMITS = ("max_steps", "max_children", "max_seconds", "max_tool_calls", "max_tokens")
 
 

@@ -39,7 +39,7 @@ def test_message_event_has_contract_fields_and_matches_inbox_message(bus, record
     result = bus.send("root", "a", kind="goal", body={"x": 1}, thread_id="t1")
     (event,) = recorder.events
     assert event["type"] == "agent/message"
-    assert {k: event[k] for k in ("msg_id", "from", "to", "kind", "thread_id", "body", "delivered", "via")} == {
+    assert {k: event[k] for k in ("msg_id", "from", "to", "kind", "thread_id", "body", "delivered", "via", "signal")} == {
         "msg_id": result.msg_id,
         "from": "root",
         "to": "a",
@@ -48,6 +48,7 @@ def test_message_event_has_contract_fields_and_matches_inbox_message(bus, record
         "body": {"x": 1},
         "delivered": True,
         "via": None,
+        "signal": False,
     }
     (msg,) = bus.inbox("a").drain()
     assert msg == Message(result.msg_id, "root", "a", "goal", {"x": 1}, "t1", event["t"], None)
@@ -73,21 +74,54 @@ def test_sibling_is_denied_without_peer_via_parent(bus, recorder):
     assert len(bus.inbox("a2")) == 0 and len(bus.inbox("a")) == 0
 
 
-def test_sibling_is_relayed_to_senders_parent(bus, recorder):
+def test_sibling_relay_is_forwarded_to_the_addressee_through_the_parent(bus, recorder):
     result = bus.send("a", "b", body="psst")
     assert result.status is SendStatus.RELAYED and result.ok
     assert (result.to, result.via) == ("b", "root")
-    assert len(bus.inbox("b")) == 0
-    (msg,) = bus.inbox("root").drain()
+    assert len(bus.inbox("root")) == 0
+    (msg,) = bus.inbox("b").drain()
     assert (msg.sender, msg.to, msg.via, msg.body) == ("a", "b", "root", "psst")
     (event,) = recorder.events
     assert (event["type"], event["agent_id"], event["to"], event["via"], event["delivered"]) == (
-        "agent/message",
-        "root",
-        "b",
-        "root",
-        True,
+        "agent/message", "b", "b", "root", True,
     )
+
+
+def test_a_parent_that_intercepts_relays_gets_them_in_its_own_inbox(recorder):
+    bus = Bus(recorder)
+    bus.register("root", None, Topology(intercept_relays=True))
+    bus.register("a", "root")
+    bus.register("b", "root")
+    assert bus.send("a", "b", body="psst").via == "root"
+    assert len(bus.inbox("b")) == 0
+    (msg,) = bus.inbox("root").drain()
+    assert (msg.sender, msg.to, msg.via) == ("a", "b", "root")
+
+
+def test_a_relay_to_a_cousin_climbs_to_the_common_ancestor(recorder):
+    bus = Bus(recorder)
+    bus.register("root", None)
+    for mid in ("a", "b"):
+        bus.register(mid, "root")
+        bus.register(mid + "1", mid)
+    result = bus.send("a1", "b1", body="hi")
+    assert (result.status, result.via) == (SendStatus.RELAYED, "root")
+    assert ids(bus.inbox("b1")) == [("a1", "b1", "hi")]
+    assert len(bus.inbox("a")) == len(bus.inbox("root")) == 0
+
+
+def test_a_relay_no_ancestor_can_forward_is_denied_with_an_event(recorder):
+    bus = Bus(recorder)
+    bus.register("root", None)
+    bus.register("a", "root", Topology(peer_via_parent=False))
+    bus.register("b", "root")
+    bus.register("a1", "a")
+    bus.register("b1", "b")
+    result = bus.send("a1", "b1", body="hi")  # a may not pass it up to root
+    assert result.status is SendStatus.RELAY_DENIED and not result.ok
+    (event,) = recorder.events
+    assert (event["type"], event["from"], event["to"], event["reason"]) == ("bus/denied", "a1", "b1", "relay")
+    assert all(len(bus.inbox(x)) == 0 for x in ("root", "a", "b", "b1"))
 
 
 def test_allow_peer_delivers_directly(bus):
@@ -163,9 +197,9 @@ def test_open_thread_allows_otherwise_denied_route_until_closed(bus):
 
 
 def test_route_is_pure_and_reports_relay_owner(bus, recorder):
-    assert bus.route("a", "b") == (SendStatus.RELAYED, "root")
-    assert bus.route("a1", "b") == (SendStatus.TOPOLOGY_DENIED, None)
-    assert bus.route("root", "zzz") == (SendStatus.UNKNOWN_TARGET, None)
+    assert bus.route("a", "b") == (SendStatus.RELAYED, "b", "root")
+    assert bus.route("a1", "b") == (SendStatus.TOPOLOGY_DENIED, None, None)
+    assert bus.route("root", "zzz") == (SendStatus.UNKNOWN_TARGET, None, None)
     assert recorder.events == []
 
 

@@ -276,7 +276,7 @@ class Session:
         self.version += 1
         self._loaded(plan, text)
         self.reconciler.set_plan(plan)
-        self.rt.send("user", ROOT_ID, "reconcile", {"version": self.version})
+        self.rt.signal("user", ROOT_ID, "reconcile", {"version": self.version})
 
     async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one request of the control channel (see :mod:`agentctl.cli.control`).

@@ -94,7 +94,8 @@ def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
     # Literal dicts, not comprehensions: this runs for every message of a replay.
     get = e.get
     delivered = get("delivered")
-    sender = by.get(get("from"))  # type: ignore[arg-type]
+    # A runtime signal (an end report, a notice) is the runtime's doing, not a send of its sender's step.
+    sender = None if get("signal") else by.get(get("from"))  # type: ignore[arg-type]
     if sender is not None:
         sender.effects.append({"op": "send", "ok": bool(delivered), "via": get("via"), "msg_id": get("msg_id"),
                                "to": get("to")})
@@ -102,7 +103,8 @@ def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
         owner = by.get(get("agent_id"))  # type: ignore[arg-type]
         if owner is not None:
             owner.inbox.append({"msg_id": get("msg_id"), "from": get("from"), "to": get("to"), "kind": get("kind"),
-                                "thread_id": get("thread_id"), "body": get("body"), "t": get("t"), "via": get("via")})
+                                "thread_id": get("thread_id"), "body": get("body"), "t": get("t"), "via": get("via"),
+                                "signal": bool(get("signal"))})
 
 
 def _denied(by: dict[str, Journal], e: dict[str, Any]) -> None:

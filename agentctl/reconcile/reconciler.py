@@ -16,10 +16,11 @@ from typing import Any
 from .. import actions as act
 from ..agents.factory import spec_for_task
 from ..plan.model import Plan
+from ..policy import PLAN_ROOT
 from ..runtime.spec import AgentSpec, StepContext
 from .diff import Diff, TaskState, diff_plan
 
-ROOT_ID = "plan"
+ROOT_ID = PLAN_ROOT
 
 
 class Reconciler:

@@ -90,7 +90,7 @@ class Conflicts:
                 holder=c.holder, arbiter=c.arbiter, policy=self.policy)
         for member in dict.fromkeys(c.members()):
             if member != c.requester:
-                rt.bus.send(c.requester, member, "conflict", c.body(), c.thread_id)
+                rt.bus.signal(c.requester, member, "conflict", c.body(), c.thread_id)
         if self.policy == "arbiter" and c.arbiter is not None:
             rt._call_later(self.timeout, lambda: self._timed_out(c.thread_id))
         elif self.policy == "priority":
@@ -132,9 +132,9 @@ class Conflicts:
         rt.emit("conflict/resolved", c.requester, conflict_id=c.id, thread_id=c.thread_id,
                 granted_to=granted_to, outcome=outcome, by=by)
         body = {**c.body(), "granted_to": granted_to, "outcome": outcome, "by": by}
-        rt.bus.send(c.holder, c.requester, "resolved", body, c.thread_id)
+        rt.bus.signal(c.holder, c.requester, "resolved", body, c.thread_id)
         for member in dict.fromkeys(m for m in c.members() if m != c.requester):
-            rt.bus.send(c.requester, member, "resolved", body, c.thread_id)
+            rt.bus.signal(c.requester, member, "resolved", body, c.thread_id)
         if granted_to == c.requester:
-            rt.bus.send(c.requester, c.holder, "yield", {"path": c.path, "conflict_id": c.id}, c.thread_id)
+            rt.bus.signal(c.requester, c.holder, "yield", {"path": c.path, "conflict_id": c.id}, c.thread_id)
         rt.bus.close_thread(c.thread_id)

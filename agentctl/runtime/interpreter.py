@@ -126,7 +126,8 @@ def _stop(rt: Runtime, agent: Agent, action: Stop) -> Result:
         node = node.parent
     if target is None or node is None:
         return Result(action, False, f"{action.agent_id!r} is not a live descendant", "not_descendant")
-    rt._stop_tree(target, "requested")
+    # Its parent hears of it unless the parent is the one who asked.
+    rt._stop_tree(target, "requested", report=target.parent is not agent)
     return Result(action, True, action.agent_id)
 
 

@@ -116,16 +116,21 @@ class Runtime(Tree, Scheduler):
         return self._spawn(spec, parent, journal=journal)
 
     def stop(self, agent_id: str, reason: str = "requested") -> bool:
-        """Stop ``agent_id`` and its subtree, children first. False if it is not live."""
+        """Stop ``agent_id`` and its subtree, children first; its parent gets a ``stopped``
+        signal. False if it is not live."""
         agent = self._agents.get(agent_id)
         if agent is None:
             return False
-        self._stop_tree(agent, reason)
+        self._stop_tree(agent, reason, report=True)
         return True
 
     def send(self, sender: str, to: str, kind: str = "chat", body: Any = None, thread_id: str | None = None) -> Any:
         """Route a message from outside the tree (``sender`` ``"user"`` reaches any agent)."""
         return self.bus.send(sender, to, kind, body, thread_id)
+
+    def signal(self, sender: str, to: str, kind: str, body: Any = None) -> Any:
+        """Deliver a runtime signal (e.g. the CLI's plan wake-up): never refused for room."""
+        return self.bus.signal(sender, to, kind, body)
 
     def is_live(self, agent_id: str) -> bool:
         """Whether ``agent_id`` is running (or restarting)."""

@@ -26,7 +26,7 @@ import anyio
 
 from ..errors import ActionError, AgentctlError, PolicyError, ToolError
 from ..events.journal import Journal
-from ..policy import UNLIMITED, Grant, grant_child
+from ..policy import PLAN_ROOT, UNLIMITED, Grant, grant_child, reserved_id_error
 from ..services.bus import Inbox, Message
 from .agent import Agent
 from .replay import Replay
@@ -128,7 +128,7 @@ class Tree:
         inbox = Inbox(self._inbox_size + len(journal.inbox))
         for m in journal.inbox:
             inbox.put_nowait(Message(str(m["msg_id"]), str(m["from"]), str(m["to"]), str(m["kind"]), m.get("body"),
-                                     m.get("thread_id"), int(m.get("t") or 0), m.get("via")))
+                                     m.get("thread_id"), int(m.get("t") or 0), m.get("via"), bool(m.get("signal"))))
         return inbox
 
     def _resumed(self, agent: Agent, journal: Journal) -> None:
@@ -142,10 +142,14 @@ class Tree:
                   replay=len(journal.effects), messages=len(journal.inbox))
 
     def _grant(self, spec: AgentSpec, parent: Agent | None) -> Grant:
-        if spec.id in self._agents:
+        # Trusted code may start the run's root under its reserved name; nothing else may.
+        reserved = None if parent is None and spec.id == PLAN_ROOT else reserved_id_error(spec.id)
+        if reserved is None and spec.id in self._agents:
             raise ActionError(f"agent id {spec.id!r} is already live")
         depth = 0 if parent is None else parent.depth + 1
         try:
+            if reserved is not None:
+                raise PolicyError("id", reserved)
             if parent is not None and parent.grant.budget.max_children is not None and parent.spawned_children >= parent.grant.budget.max_children:
                 raise PolicyError("max_children", f"{parent.id} may spawn at most {parent.grant.budget.max_children} children")
             return grant_child(
@@ -166,7 +170,8 @@ class Tree:
         if agent.ended:
             return
         self._stop_children(agent, "parent_stopped")
-        self.emit("agent/done", agent.id, status=status, result=result, reason=reason, steps=agent.steps)
+        self.emit("agent/done", agent.id, status=status, result=result, reason=reason, steps=agent.steps,
+                  **_unread(agent))
         self._end(agent)
         self._exited(agent, Exit(agent.id, "done", status, result), abnormal=False)
 
@@ -175,21 +180,22 @@ class Tree:
         if agent.ended:
             return
         kind = error if isinstance(error, str) else type(error).__name__
-        self.emit("agent/error", agent.id, error=str(error), error_type=kind, where=where)
         self._stop_children(agent, "parent_stopped")
+        self.emit("agent/error", agent.id, error=str(error), error_type=kind, where=where, **_unread(agent))
         self._end(agent)
         self._exited(agent, Exit(agent.id, "failed", "error", str(error)), abnormal=True)
 
-    def _stop_tree(self, agent: Agent, reason: str, *, detach: bool = True) -> None:
+    def _stop_tree(self, agent: Agent, reason: str, *, detach: bool = True, report: bool = False) -> None:
+        """Stop ``agent`` and its subtree; ``report``: tell its parent (someone else asked)."""
         if agent.ended:
             return
         # A shutdown stops every agent as such (resume continues them); otherwise the
         # children go because their parent did.
         self._stop_children(agent, "shutdown" if reason == "shutdown" else "parent_stopped")
-        self.emit("agent/stopped", agent.id, reason=reason)
+        self.emit("agent/stopped", agent.id, reason=reason, **_unread(agent))
         self._end(agent)
         if detach:
-            self._detach(agent, Exit(agent.id, "stopped", reason))
+            self._detach(agent, Exit(agent.id, "stopped", reason), report=report)
 
     def _stop_children(self, agent: Agent, reason: str) -> None:
         for child in reversed(list(agent.children.values())):
@@ -214,13 +220,14 @@ class Tree:
                 else:
                     out.close()
 
-    def _detach(self, agent: Agent, exit: Exit) -> None:
+    def _detach(self, agent: Agent, exit: Exit, *, report: bool = True) -> None:
         """The agent ended for good: tell its parent, settle its budget, forget it."""
         parent = agent.parent
-        if parent is not None and not parent.ended and exit.outcome != "stopped":
-            # Like an OTP exit signal, but an ordinary message the parent's step can read.
+        if parent is not None and not parent.ended and (report or exit.outcome != "stopped"):
+            # An OTP exit signal that the parent's step reads as a message: outside the
+            # inbox bound, so a parent of 10,000 children that end at once hears of each.
             body = {"status": exit.status, "result": exit.result}
-            self.bus.send(agent.id, parent.id, "done" if exit.outcome == "done" else "failed", body)
+            self.bus.signal(agent.id, parent.id, exit.outcome, body)
         if self.bus.inbox(agent.id) is agent.inbox:
             self.bus.unregister(agent.id)
         siblings = agent.parent.children if agent.parent is not None else self._roots
@@ -254,7 +261,7 @@ class Tree:
             if sup is not None:
                 self._crash(sup, f"restart intensity exceeded: more than {sup_spec.max_restarts} restarts in {sup_spec.restart_period}s (last offender {agent.id})", "supervision")
             else:
-                self.emit("agent/error", agent.id, error=f"restart intensity exceeded for root agents (last offender {agent.id})", error_type="RestartIntensity", where="supervision")
+                self.emit("agent/error", agent.id, error=f"restart intensity exceeded for root agents (last offender {agent.id})", error_type="RestartIntensity", where="supervision", unread=0, unread_from={})
             return
         siblings = sup.children if sup is not None else self._roots
         plan = plan_restart(sup_spec.strategy, [(cid, c.spec.restart) for cid, c in siblings.items()], agent.id)
@@ -286,6 +293,12 @@ class Tree:
         # The next tick keeps the period, but never piles up behind a slow loop.
         nxt = max(due + (agent.grant.budget.tick_ms or 0) / 1000, clock())
         self.timers.call_at(nxt, partial(self._tick, agent, nxt))
+
+
+def _unread(agent: Agent) -> dict[str, Any]:
+    """The end event's account of what the agent left in its inbox."""
+    by_sender = agent.inbox.unread()
+    return {"unread": sum(by_sender.values()), "unread_from": by_sender}
 
 
 def _never(ctx: StepContext) -> None:

@@ -5,6 +5,11 @@ register and unregister agents as they start, restart and stop) and by the CLI
 (``agentctl send``, sender ``"user"``). Every routing outcome is exactly one event:
 ``agent/message`` (delivered or refused for a full inbox) or ``bus/denied``.
 
+Runtime signals (an agent's end reported to its parent, restart notices, plan wake-ups,
+lock-conflict notices) go through :meth:`Bus.signal`: like exit signals in Erlang/OTP they
+bypass the inbox bound and the topology, so they are never refused for room and never
+lost, whatever the size of the tree. Only chat between agents is bounded (``inbox_full``).
+
 The send path is synchronous and allocation-light on purpose: it is a couple of dict
 lookups, one ``emit`` and a ``list.append``. Inboxes wake their owner through a plain
 callback (the runtime schedules the agent), so no task, stream or await sits between a
@@ -22,6 +27,7 @@ import anyio
 import msgspec
 
 from ..errors import BusError, UsageError
+from ..policy import USER
 
 __all__ = [
     "USER",
@@ -30,6 +36,7 @@ __all__ = [
     "Emit",
     "Inbox",
     "Message",
+    "Route",
     "SendResult",
     "SendStatus",
     "Topology",
@@ -37,8 +44,6 @@ __all__ = [
 
 Emit = Callable[..., dict[str, Any]]
 
-#: The sender name of a person talking through the CLI; it may message any agent.
-USER = "user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +52,15 @@ class Topology:
 
     Attributes:
         allow_peer: may message any registered agent.
-        peer_via_parent: a message to a peer it may not reach goes to its own parent
-            instead (a relay), rather than being denied.
+        peer_via_parent: a message to a peer it may not reach is relayed through its
+            parent (forwarded to the peer, see :meth:`Bus.route`) rather than denied.
+        intercept_relays: relays passing through this agent land in its own inbox (its
+            step reads them, ``Message.via`` set) instead of being forwarded.
     """
 
     allow_peer: bool = False
     peer_via_parent: bool = True
+    intercept_relays: bool = False
 
 
 DEFAULT_TOPOLOGY = Topology()
@@ -61,9 +69,10 @@ DEFAULT_TOPOLOGY = Topology()
 class Message(msgspec.Struct, frozen=True):
     """A message as it lands in an inbox.
 
-    ``to`` is always the original addressee; ``via`` names the parent that received it
-    in place of that addressee (a relay), else ``None``. ``t`` is the ``t`` of the
-    ``agent/message`` event that logged it (ms since the epoch).
+    ``to`` is always the original addressee; ``via`` names the ancestor that relayed it
+    (forwarded it, or kept it when it intercepts relays), else ``None``. ``t`` is the ``t`` of the
+    ``agent/message`` event that logged it (ms since the epoch). ``signal`` marks a
+    runtime signal, which does not count against the inbox bound.
     """
 
     id: str
@@ -74,18 +83,20 @@ class Message(msgspec.Struct, frozen=True):
     thread_id: str | None
     t: int
     via: str | None = None
+    signal: bool = False
 
 
 class Inbox:
-    """A bounded FIFO of :class:`Message`; its owner is woken by a callback, not a task.
+    """A FIFO of :class:`Message`, bounded for chat; its owner is woken by a callback, not a task.
 
     Attributes:
-        capacity: the most messages it holds; ``put_nowait`` refuses beyond that.
+        capacity: the most chat messages it holds; ``put_nowait`` refuses a chat message
+            beyond that. Signals (``Message.signal``) are always taken.
         on_put: called after every successful put (the runtime sets it to schedule the
             owning agent); must not block.
     """
 
-    __slots__ = ("_q", "_space", "capacity", "on_put")
+    __slots__ = ("_chat", "_q", "_space", "capacity", "on_put")
 
     def __init__(self, capacity: int = 256, on_put: Callable[[], None] | None = None) -> None:
         if capacity < 1:
@@ -93,6 +104,7 @@ class Inbox:
         # A list, not a deque: an empty deque costs ~600 bytes, and 100,000 idle agents
         # each have an inbox; drains swap the whole list out anyway.
         self._q: list[Message] = []
+        self._chat = 0  # the messages in _q that count against the bound
         # Allocated only while a sender waits for space, so the common path never touches it.
         self._space: anyio.Event | None = None
         self.capacity = capacity
@@ -102,15 +114,16 @@ class Inbox:
         return len(self._q)
 
     def full(self) -> bool:
-        """Whether a put would be refused now."""
-        return len(self._q) >= self.capacity
+        """Whether a chat message would be refused now."""
+        return self._chat >= self.capacity
 
     def put_nowait(self, msg: Message) -> bool:
-        """Append ``msg``; return False (and change nothing) when the inbox is full."""
-        q = self._q
-        if len(q) >= self.capacity:
-            return False
-        q.append(msg)
+        """Append ``msg``; return False (and change nothing) when it is chat and the inbox is full."""
+        if not msg.signal:
+            if self._chat >= self.capacity:
+                return False
+            self._chat += 1
+        self._q.append(msg)
         cb = self.on_put
         if cb is not None:
             cb()
@@ -123,10 +136,11 @@ class Inbox:
         """
         q = self._q
         if limit is None or limit >= len(q):
-            out, self._q = q, []
+            out, self._q, self._chat = q, [], 0
         else:
             n = max(limit, 0)
             out, self._q = q[:n], q[n:]
+            self._chat = sum(not m.signal for m in self._q)
         if out:
             self._wake()
         return out
@@ -138,15 +152,22 @@ class Inbox:
             True when there is room now, False when the wait timed out.
         """
         with anyio.move_on_after(timeout):
-            while len(self._q) >= self.capacity:
+            while self._chat >= self.capacity:
                 await self._woken()
-        return len(self._q) < self.capacity
+        return self._chat < self.capacity
 
     async def _woken(self) -> None:
         """Wait for the next drain (or for the bus to detach this inbox)."""
         if self._space is None:
             self._space = anyio.Event()
         await self._space.wait()
+
+    def unread(self) -> dict[str, int]:
+        """How many messages are waiting, per sender (what an agent that ends leaves unread)."""
+        counts: dict[str, int] = {}
+        for m in self._q:
+            counts[m.sender] = counts.get(m.sender, 0) + 1
+        return counts
 
     def _wake(self) -> None:
         # Every waiter re-checks after waking, so one shared event per "full" episode is enough.
@@ -164,10 +185,11 @@ class SendStatus(StrEnum):
     UNKNOWN_TARGET = "unknown_target"
     TOPOLOGY_DENIED = "topology_denied"
     INBOX_FULL = "inbox_full"
+    RELAY_DENIED = "relay_denied"
 
 
 class SendResult(msgspec.Struct, frozen=True):
-    """What became of a send: status, the message id (None when denied), addressee, relay."""
+    """What became of a send: status, the message id (None when denied), addressee, relaying ancestor."""
 
     status: SendStatus
     msg_id: str | None = None
@@ -176,7 +198,7 @@ class SendResult(msgspec.Struct, frozen=True):
 
     @property
     def ok(self) -> bool:
-        """True when the message landed in an inbox (directly or relayed)."""
+        """True when the message landed in an inbox (directly, relayed or as a signal)."""
         return self.status is SendStatus.OK or self.status is SendStatus.RELAYED
 
 
@@ -187,8 +209,9 @@ class BusStatistics:
     Attributes:
         agents: registered agents.
         sent: send attempts, whatever their outcome.
-        delivered: messages that landed in an inbox (relayed ones included).
-        relayed: of those, messages that went to the sender's parent instead.
+        delivered: messages that landed in an inbox (relayed ones and signals included).
+        relayed: of those, messages that went through the sender's parent.
+        signals: of those, runtime signals (never refused for room).
         denied: sends refused for topology or an unknown target.
         inbox_full: sends refused because the inbox was full.
         queued: messages waiting in inboxes now.
@@ -198,6 +221,7 @@ class BusStatistics:
     sent: int
     delivered: int
     relayed: int
+    signals: int
     denied: int
     inbox_full: int
     queued: int
@@ -217,7 +241,11 @@ _RELAYED = SendStatus.RELAYED
 _UNKNOWN = SendStatus.UNKNOWN_TARGET
 _DENIED = SendStatus.TOPOLOGY_DENIED
 _FULL = SendStatus.INBOX_FULL
-_DENY_REASON = {_UNKNOWN: "unknown_target", _DENIED: "topology"}
+_UNRELAYABLE = SendStatus.RELAY_DENIED
+_DENY_REASON = {_UNKNOWN: "unknown_target", _DENIED: "topology", _UNRELAYABLE: "relay"}
+
+#: ``(status, owner, via)``, see :meth:`Bus.route`.
+Route = tuple[SendStatus, str | None, str | None]
 
 
 class Bus:
@@ -240,6 +268,7 @@ class Bus:
         self._sent = 0
         self._delivered = 0
         self._relayed = 0
+        self._signals = 0
         self._denied = 0
         self._full = 0
 
@@ -288,45 +317,85 @@ class Bus:
 
     # -- routing -----------------------------------------------------------------
 
-    def route(self, sender: str, to: str, thread_id: str | None = None) -> tuple[SendStatus, str | None]:
+    def route(self, sender: str, to: str, thread_id: str | None = None) -> Route:
         """Decide where a message from ``sender`` to ``to`` goes, without sending it.
 
+        A message to a peer the sender may not reach is relayed (``peer_via_parent``): it
+        climbs the sender's ancestors to the first that may reach ``to`` itself (an
+        ancestor of ``to``, its child, or an ``allow_peer`` agent), which forwards it to
+        ``to`` (``via``: that ancestor), unless an ancestor on the way
+        intercepts relays (its topology's ``intercept_relays``): then it lands in that
+        ancestor's inbox. When no ancestor can forward it, the relay is denied.
+
         Returns:
-            ``(status, owner)``: owner is the agent whose inbox gets the message (``to``
-            for OK, the sender's parent for RELAYED) and None when denied.
+            ``(status, owner, via)``: owner is the agent whose inbox gets the message
+            (None when denied), via the ancestor that relayed it (None when direct).
         """
         entries = self._entries
         dst = entries.get(to)
         if dst is None:
-            return _UNKNOWN, None
+            return _UNKNOWN, None, None
         if dst.parent == sender or sender == to or sender == USER:
-            return _OK, to
+            return _OK, to, None
         src = entries.get(sender)
         if src is not None and src.parent == to:
-            return _OK, to
+            return _OK, to, None
         if thread_id is not None:
             members = self._threads.get(thread_id)
             if members is not None and sender in members and to in members:
-                return _OK, to
+                return _OK, to, None
         if src is None:
-            return _DENIED, None
+            return _DENIED, None, None
         topo = src.topology
         if topo.allow_peer:
-            return _OK, to
-        parent = src.parent
-        if topo.peer_via_parent and parent is not None and parent in entries:
-            return _RELAYED, parent
-        return _DENIED, None
+            return _OK, to, None
+        if not topo.peer_via_parent or src.parent is None or src.parent not in entries:
+            return _DENIED, None, None
+        return self._relay(src.parent, to, dst)
+
+    def _relay(self, hop: str, to: str, dst: _Entry) -> Route:
+        entries = self._entries
+        above = self._ancestors(dst)
+        while True:
+            e = entries[hop]
+            if e.topology.intercept_relays:
+                return _RELAYED, hop, hop
+            # An ancestor of the addressee hands it down its own line of children.
+            if hop in above or e.parent == to or e.topology.allow_peer:
+                return _RELAYED, to, hop
+            if not e.topology.peer_via_parent or e.parent is None or e.parent not in entries:
+                return _UNRELAYABLE, None, None
+            hop = e.parent
+
+    def _ancestors(self, entry: _Entry) -> set[str]:
+        out: set[str] = set()
+        parent = entry.parent
+        while parent is not None and parent not in out:
+            out.add(parent)
+            up = self._entries.get(parent)
+            parent = up.parent if up is not None else None
+        return out
 
     def send(
         self, sender: str, to: str, kind: str = "chat", body: Any = None, thread_id: str | None = None
     ) -> SendResult:
         """Route and deliver one message now, never waiting; log the outcome as one event."""
         self._sent += 1
-        status, owner = self.route(sender, to, thread_id)
+        status, owner, via = self.route(sender, to, thread_id)
         if owner is None:
             return self._deny(sender, to, kind, status)
-        return self._deliver(sender, to, kind, body, thread_id, status, owner)
+        return self._deliver(sender, to, kind, body, thread_id, status, owner, via, False)
+
+    def signal(self, sender: str, to: str, kind: str, body: Any = None, thread_id: str | None = None) -> SendResult:
+        """Deliver a runtime signal to ``to`` now: never refused for a full inbox or for topology.
+
+        Only an addressee that is not registered (it has ended) makes it ``unknown_target``.
+        """
+        self._sent += 1
+        if to not in self._entries:
+            return self._deny(sender, to, kind, _UNKNOWN)
+        self._signals += 1
+        return self._deliver(sender, to, kind, body, thread_id, _OK, to, None, True)
 
     async def send_wait(
         self,
@@ -344,7 +413,7 @@ class Bus:
         is one ``agent/message`` event with ``delivered`` true.
         """
         self._sent += 1
-        status, owner = self.route(sender, to, thread_id)
+        status, owner, via = self.route(sender, to, thread_id)
         with anyio.move_on_after(timeout):
             while owner is not None:
                 inbox = self._entries[owner].inbox
@@ -352,10 +421,10 @@ class Bus:
                     break
                 await inbox._woken()
                 # Re-route: the target may have been unregistered or restarted meanwhile.
-                status, owner = self.route(sender, to, thread_id)
+                status, owner, via = self.route(sender, to, thread_id)
         if owner is None:
             return self._deny(sender, to, kind, status)
-        return self._deliver(sender, to, kind, body, thread_id, status, owner)
+        return self._deliver(sender, to, kind, body, thread_id, status, owner, via, False)
 
     def send_or_raise(
         self, sender: str, to: str, kind: str = "chat", body: Any = None, thread_id: str | None = None
@@ -380,24 +449,26 @@ class Bus:
         thread_id: str | None,
         status: SendStatus,
         owner: str,
+        via: str | None,
+        signal: bool,
     ) -> SendResult:
-        # The hot path of every message: the inbox's list and callback are used directly
-        # (this module owns Inbox), and the event's fields go as one dict, built once.
+        # The hot path of every message: the inbox's list, count and callback are used
+        # directly (this module owns Inbox), and the event's fields go as one dict, built once.
         inbox = self._entries[owner].inbox
-        queue = inbox._q
-        via = owner if status is _RELAYED else None
         self._n += 1
         msg_id = f"{self._id_prefix}{self._n}"
-        delivered = len(queue) < inbox.capacity
+        delivered = signal or inbox._chat < inbox.capacity
         # Log first so the message carries its event's timestamp; nothing can run in
         # between, so the fullness checked above still holds when we put.
         event = self._emit("agent/message", owner, {"msg_id": msg_id, "from": sender, "to": to, "kind": kind,
                                                     "thread_id": thread_id, "body": body, "delivered": delivered,
-                                                    "via": via})
+                                                    "via": via, "signal": signal})
         if not delivered:
             self._full += 1
             return SendResult(_FULL, msg_id, to, via)
-        queue.append(Message(msg_id, sender, to, kind, body, thread_id, event["t"], via))
+        if not signal:
+            inbox._chat += 1
+        inbox._q.append(Message(msg_id, sender, to, kind, body, thread_id, event["t"], via, signal))
         if inbox.on_put is not None:
             inbox.on_put()
         self._delivered += 1
@@ -412,6 +483,7 @@ class Bus:
             sent=self._sent,
             delivered=self._delivered,
             relayed=self._relayed,
+            signals=self._signals,
             denied=self._denied,
             inbox_full=self._full,
             queued=sum(len(e.inbox) for e in self._entries.values()),
