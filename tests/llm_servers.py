@@ -16,7 +16,7 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -101,6 +101,9 @@ class LLMServer:
             return
         body = request.body if isinstance(request.body, dict) else {}
         model = body.get("model", "test-model")
+        cap = (body.get("options") or {}).get("num_predict") if ollama else body.get("max_tokens")
+        if isinstance(cap, int) and cap < b.completion_tokens:
+            b = replace(b, completion_tokens=cap)  # as real servers do: max_tokens caps the completion
         if not body.get("stream"):
             reply = _ollama_reply(b, model) if ollama else _openai_reply(b, model)
             await _send(stream, 200, "application/json", json.dumps(reply), b.headers)

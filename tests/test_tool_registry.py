@@ -174,7 +174,7 @@ def test_unknown_tool_suggests_the_closest_name() -> None:
 
 
 @pytest.mark.anyio
-async def test_async_sync_and_blocking_tools_all_run(tmp_path: Path) -> None:
+async def test_sync_tools_run_in_a_thread_unless_declared_inline(tmp_path: Path) -> None:
     reg = ToolRegistry()
     loop_thread = threading.get_ident()
     seen: dict[str, Any] = {}
@@ -186,24 +186,24 @@ async def test_async_sync_and_blocking_tools_all_run(tmp_path: Path) -> None:
         return x + 1
 
     @reg.tool("t/sync")
-    def s(x: int, y: int = 10) -> int:
+    def s(ctx: ToolContext, text: str) -> str:
         seen["sync_thread"] = threading.get_ident()
-        return x * y
-
-    @reg.tool("t/blocking", blocking=True)
-    def b(ctx: ToolContext, text: str) -> str:
-        seen["blocking_thread"] = threading.get_ident()
         return text.upper() + ctx.run_id
+
+    @reg.tool("t/inline", inline=True)
+    def i(x: int, y: int = 10) -> int:
+        seen["inline_thread"] = threading.get_ident()
+        return x * y
 
     ctx = make_ctx(tmp_path)
     assert await reg.invoke("t/async", {"x": 1}, ctx) == 2
-    assert await reg.invoke("t/sync", {"x": 3}, ctx) == 30
-    assert await reg.invoke("t/blocking", {"text": "hi"}, ctx) == "HIr1"
+    assert await reg.invoke("t/sync", {"text": "hi"}, ctx) == "HIr1"
+    assert await reg.invoke("t/inline", {"x": 3}, ctx) == 30
     assert seen["async_agent"] == "a1"
-    assert seen["sync_thread"] == loop_thread
-    assert seen["blocking_thread"] != loop_thread
+    assert seen["sync_thread"] != loop_thread
+    assert seen["inline_thread"] == loop_thread
     with pytest.raises(ToolError, match="expected integer, got string"):
-        await reg.invoke("t/sync", {"x": "3"}, ctx)
+        await reg.invoke("t/inline", {"x": "3"}, ctx)
 
 
 def test_explicit_schema_and_register_detect_ctx() -> None:

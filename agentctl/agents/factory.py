@@ -72,5 +72,6 @@ def spec_for_task(
         instructions=task.instructions,
         provider=defaults.provider,
         priority=task.priority,
+        tool_timeout=task.tool_timeout,
         meta={"task": task},
     )

@@ -129,6 +129,7 @@ class Session:
         providers, default_provider = providers_for_plan(plan)
         plane = LocalWorkPlane(
             log.emit, id_prefix=self.id_prefix, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
+            tool_timeouts=plan.settings.tool_timeouts,
             providers=providers, default_provider=default_provider,
             before_run=lambda event: log.flushed(event["seq"]),
         )
@@ -146,7 +147,7 @@ class Session:
                 inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
                 protected=(o.plan_path, o.run_dir),
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
-                restart_period=plan.settings.restart_period,
+                restart_period=plan.settings.restart_period, lock_wait=plan.settings.lock_wait,
                 resume=ResumeContext(r.journals, r.state.locks) if r else None,
                 conflicts=plan.policy.conflicts if plan.policy else "first_come",
                 conflict_timeout=plan.policy.conflict_timeout if plan.policy else 10.0,

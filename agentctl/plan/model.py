@@ -93,7 +93,8 @@ class Task:
         steps: a ``script`` agent's steps.
         step: a ``python`` agent's step function, ``"module:function"``.
         restart: ``permanent``, ``transient`` or ``temporary`` (``None``: plan default).
-        topology: ``{allow_peer, peer_via_parent}`` when the plan sets it.
+        topology: ``{allow_peer, peer_via_parent, intercept_relays}`` when the plan sets it.
+        tool_timeout: seconds each of its tool calls may run (``None``: per tool).
         line: the 1-based line the task starts on (YAML only); not part of equality.
     """
 
@@ -109,6 +110,7 @@ class Task:
     restart: str | None = None
     topology: Mapping[str, Any] | None = None
     priority: int = 0
+    tool_timeout: float | None = None
     line: int | None = field(default=None, compare=False)
 
     def spec_key(self) -> object:
@@ -135,7 +137,8 @@ class Settings:
     """How the run is set up (worker pools, log durability, root supervision, plugins).
 
     ``plugins`` are Python modules, each with a ``register(registry)`` function that
-    adds tools to the run's tool registry.
+    adds tools to the run's tool registry. ``tool_timeouts`` are seconds by tool name;
+    ``lock_wait`` is how long a file tool waits for a path another agent has locked.
     """
 
     shell: bool = False
@@ -150,6 +153,8 @@ class Settings:
     plugins: tuple[str, ...] = ()
     checkpoint_events: int = 10_000
     checkpoint_seconds: float = 30.0
+    tool_timeouts: Mapping[str, float] = field(default_factory=FrozenDict)
+    lock_wait: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,7 +256,8 @@ TOOLS = Seq(Str())
 TOPOLOGY = Obj(
     (
         Field("allow_peer", Bool(), doc="may message any agent"),
-        Field("peer_via_parent", Bool(), doc="messages to other peers are relayed by the parent"),
+        Field("peer_via_parent", Bool(), doc="messages to other peers are relayed through the parent"),
+        Field("intercept_relays", Bool(), doc="relays through this agent land in its inbox, not the addressee's"),
     )
 )
 
@@ -309,6 +310,7 @@ TASK = Obj(
         Field("restart", Enum(RESTARTS)),
         Field("topology", TOPOLOGY),
         Field("priority", Int(), doc="who wins a lock conflict under the priority policy (higher wins)"),
+        Field("tool_timeout", Num(0, exclusive=True), doc="seconds each of its tool calls may run"),
     ),
     doc="One top-level agent.",
 )
@@ -341,6 +343,9 @@ SETTINGS = Obj(
         Field("plugins", Seq(Str()), doc="Python modules whose register(registry) adds tools"),
         Field("checkpoint_events", Int(1), doc="write a checkpoint every this many events"),
         Field("checkpoint_seconds", Num(0, exclusive=True), doc="... or this many seconds"),
+        Field("tool_timeouts", Named(Num(0, exclusive=True), r"^[A-Za-z0-9_\-/:]+$", "tool name"),
+              doc="seconds a call of each named tool may run (a task's tool_timeout wins)"),
+        Field("lock_wait", Num(0), doc="seconds a file tool waits for a path another agent has locked (default 5)"),
     ),
     doc="How the run is set up.",
 )

@@ -217,6 +217,7 @@ class _Builder:
             tools=_tuple(d.get("tools")), budget=_budget(d.get("budget")),
             depends_on=tuple(d.get("depends_on", ())), steps=self.steps(d.get("steps", []), (*path, "steps")),
             step=d.get("step"), restart=d.get("restart"), priority=int(d.get("priority", 0)),
+            tool_timeout=_float(d.get("tool_timeout")),
             topology=None if topology is None else FrozenDict(topology), line=self.c.line(path),
         )
 
@@ -426,6 +427,10 @@ def validate_plan(data: Any, file: str | None = None, lines: Lines | None = None
         st["checkpoint_seconds"] = float(st["checkpoint_seconds"])
     if "plugins" in st:
         st["plugins"] = tuple(st["plugins"])
+    if "tool_timeouts" in st:
+        st["tool_timeouts"] = FrozenDict({k: float(v) for k, v in st["tool_timeouts"].items()})
+    if "lock_wait" in st:
+        st["lock_wait"] = float(st["lock_wait"])
     servers = _mcp_servers(c, data.get("mcp") or {})
     _check_mcp_refs(c, servers, tasks, defaults)
     _check_opt_in(c, st, tasks, defaults)

@@ -32,7 +32,9 @@ from ..actions import (
 )
 from ..errors import ActionError, AgentctlError, LockError
 from ..services.llm.base import ChatRequest
+from .ledger import reserve_tokens, time_left
 from .replay import replay
+from .timers import clock
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -209,14 +211,12 @@ async def _call_tool(rt: Runtime, agent: Agent, action: CallTool) -> Result:
     if left is not None and left <= 0:
         return Result(action, False, "max_tool_calls used up", "budget_exceeded")
     agent.tool_calls += 1
-    out = await rt.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=rt._tool_context(agent))
+    out = await rt.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=rt._tool_context(agent),
+                                   timeout=agent.spec.tool_timeout, within=time_left(agent, clock()))
     return Result(action, out.ok, out.value if out.ok else out.error, None if out.ok else (out.error_type or "tool_error"))
 
 
 async def _call_llm(rt: Runtime, agent: Agent, action: CallLLM) -> Result:
-    left = agent.left("max_tokens")
-    if left is not None and left <= 0:
-        return Result(action, False, "max_tokens used up", "budget_exceeded")
     specs = tuple(rt.tools.get(name).spec() for name in action.tools if name in agent.grant.tools and name in rt.tools)
     request = ChatRequest(
         model=action.model or agent.grant.model or "",
@@ -224,6 +224,15 @@ async def _call_llm(rt: Runtime, agent: Agent, action: CallLLM) -> Result:
         tools=specs,
         options=dict(action.options),
     )
-    out = await rt.plane.call_llm(agent.id, request, call_id=action.call_id, provider=agent.spec.provider)
-    agent.tokens += out.tokens
+    # Reserved before the call, so that parallel calls cannot together overspend.
+    reserved = reserve_tokens(agent, request)
+    if isinstance(reserved, str):
+        return Result(action, False, reserved, "budget_exceeded")
+    request, reservation = reserved
+    out = await rt.plane.call_llm(agent.id, request, call_id=action.call_id, provider=agent.spec.provider,
+                                  within=time_left(agent, clock()))
+    if reservation is not None:
+        reservation.settle(out.tokens)
+    else:
+        agent.tokens += out.tokens
     return Result(action, out.ok, out.value if out.ok else out.error, None if out.ok else (out.error_type or "llm_error"))

@@ -73,6 +73,7 @@ class Runtime(Tree, Scheduler):
         id_prefix: str = "",
         conflicts: str = "first_come",
         conflict_timeout: float = 10.0,
+        lock_wait: float = 5.0,
     ) -> None:
         from ..services.tools import default_registry
         from ..services.workers import LocalWorkPlane
@@ -89,6 +90,7 @@ class Runtime(Tree, Scheduler):
         self.conflicts = Conflicts(self, conflicts, conflict_timeout)
         self.shell_enabled = shell_enabled
         self.protected = protected
+        self.lock_wait = lock_wait
         self.timers = Timers()
         self._tg: anyio.abc.TaskGroup | None = None
         self._init_tree(root_tools, inbox_size=inbox_size, strategy=strategy, max_restarts=max_restarts,
@@ -192,7 +194,8 @@ class Runtime(Tree, Scheduler):
 
         return ToolContext(
             agent_id=agent.id, workspace=self.workspace or Path(os.getcwd()), run_id=self.run_id,
-            locks=self.locks, shell_enabled=self.shell_enabled, protected=self.protected, extra={"runtime": self},
+            locks=self.locks, lock_wait=self.lock_wait, shell_enabled=self.shell_enabled, protected=self.protected,
+            extra={"runtime": self},
         )
 
     def _call_later(self, delay: float, fn: Callable[[], None]) -> None:

@@ -46,6 +46,8 @@ class AgentSpec:
         instructions: free text for LLM agents.
         provider: the LLM provider name for ``call_llm`` (``None``: the run's default).
         priority: who wins a lock conflict under the ``priority`` policy (higher wins).
+        tool_timeout: seconds each of its tool calls may run (``None``: the tool's or
+            the plan's timeout for it, else the work plane's default).
         meta: anything else the step function needs (e.g. a script's steps).
     """
 
@@ -63,6 +65,7 @@ class AgentSpec:
     instructions: str | None = None
     provider: str | None = None
     priority: int = 0
+    tool_timeout: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 

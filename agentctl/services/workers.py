@@ -4,6 +4,13 @@ Called by the runtime's action interpreter for ``call_tool`` and ``call_llm`` ac
 :class:`WorkPlane` is the interface (so the pools can later live elsewhere, e.g. on
 Ray); :class:`LocalWorkPlane` runs them in this process with ``anyio`` capacity limiters.
 
+Every call has a timeout that is enforced: an async tool is cancelled; a sync tool runs in
+a worker thread (unless declared ``inline``), which cannot be stopped, so on timeout the
+call answers at once and the thread is abandoned, counted in :class:`PoolStatistics`
+(``stranded``) until it returns. A tool call's timeout is the caller's (a plan task's
+``tool_timeout``), else the plan's for that tool, else the tool's own, else the plane's
+default; it never outlasts the agent's deadline (``within``).
+
 Every call is logged before it runs (``tool/requested`` / ``llm/requested``). A tool call
 is also written ahead: the optional ``before_run`` hook is awaited with its event (the
 runtime uses it to wait until the event is on disk) before the call may take a slot, so
@@ -17,6 +24,7 @@ with ``ok=False`` and a ``tool/result`` / ``llm/result`` event; they are never r
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +34,7 @@ import anyio
 
 from ..errors import ToolError, UsageError, WorkerError
 from .llm.base import ChatReply, ChatRequest, Provider
-from .tools.registry import ToolContext, ToolRegistry
+from .tools.registry import ToolContext, ToolRegistry, in_thread
 
 __all__ = ["CallOutcome", "LocalWorkPlane", "PoolStatistics", "WorkPlane", "WorkPlaneStatistics"]
 
@@ -60,13 +68,19 @@ class CallOutcome:
 
 @dataclass(frozen=True, slots=True)
 class PoolStatistics:
-    """One pool: its size, calls running and queued for a slot, calls finished ok / not ok."""
+    """One pool: its size, calls running and queued for a slot, calls finished ok / not ok.
+
+    ``timed_out`` counts calls that hit their timeout; ``stranded``, the worker threads of
+    timed-out calls that are still running (they hold no slot).
+    """
 
     size: int
     running: int
     queued: int
     completed: int
     failed: int
+    timed_out: int = 0
+    stranded: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +96,17 @@ class WorkPlane(Protocol):
     """Runs tool and LLM calls for agents."""
 
     async def call_tool(
-        self, agent_id: str, name: str, arguments: Mapping[str, Any], *, call_id: str | None = None, ctx: ToolContext
+        self, agent_id: str, name: str, arguments: Mapping[str, Any], *, call_id: str | None = None, ctx: ToolContext,
+        timeout: float | None = None, within: float | None = None,
     ) -> CallOutcome:
-        """Run tool ``name``; never raises for a failed call."""
+        """Run tool ``name`` (``timeout``: the caller's, ``within``: a cap); never raises for a failed call."""
         ...
 
     async def call_llm(
-        self, agent_id: str, request: ChatRequest, *, call_id: str | None = None, provider: str | None = None
+        self, agent_id: str, request: ChatRequest, *, call_id: str | None = None, provider: str | None = None,
+        within: float | None = None,
     ) -> CallOutcome:
-        """Ask ``provider`` (default: the plane's); never raises for a failed call."""
+        """Ask ``provider`` (default: the plane's; ``within``: a cap on the timeout); never raises for a failed call."""
         ...
 
     def statistics(self) -> WorkPlaneStatistics:
@@ -106,7 +122,9 @@ class _Pool:
             raise UsageError("a pool needs at least one worker")
         self.limiter = anyio.CapacityLimiter(size)
         self.size = size
-        self.running = self.queued = self.completed = self.failed = 0
+        self.running = self.queued = self.completed = self.failed = self.timed_out = 0
+        self.stranded = 0  # changed from worker threads too: under _stranded_lock
+        self._stranded_lock = threading.Lock()
 
     def count(self, ok: bool) -> None:
         if ok:
@@ -115,7 +133,36 @@ class _Pool:
             self.failed += 1
 
     def statistics(self) -> PoolStatistics:
-        return PoolStatistics(self.size, self.running, self.queued, self.completed, self.failed)
+        return PoolStatistics(self.size, self.running, self.queued, self.completed, self.failed, self.timed_out,
+                              self.stranded)
+
+    def watch_thread(self) -> _ThreadWatch:
+        """A watch for one call's worker thread, to count it as stranded if it outlives its timeout."""
+        return _ThreadWatch(self)
+
+
+class _ThreadWatch:
+    """One call's thread: stranded from its call's timeout until it returns."""
+
+    __slots__ = ("abandoned", "pool", "returned")
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.returned = self.abandoned = False
+
+    def on_return(self) -> None:
+        """Called from the worker thread when the tool returns."""
+        with self.pool._stranded_lock:
+            self.returned = True
+            if self.abandoned:
+                self.pool.stranded -= 1
+
+    def abandon(self) -> None:
+        """The call timed out: its thread, if still running, is stranded."""
+        with self.pool._stranded_lock:
+            if not self.returned:
+                self.abandoned = True
+                self.pool.stranded += 1
 
 
 class _Slot:
@@ -170,7 +217,8 @@ class LocalWorkPlane:
         default_provider: the provider used when a call names none.
         llm_workers: LLM calls that may run at once.
         tool_workers: tool calls that may run at once.
-        tool_timeout: seconds a tool call may run.
+        tool_timeout: seconds a tool call may run, unless the tool or the plan says otherwise.
+        tool_timeouts: seconds by tool name (the plan's ``settings.tool_timeouts``).
         llm_timeout: seconds an LLM call may run (a request's own ``timeout`` wins).
         before_run: awaited with each ``tool/requested`` event before the tool runs.
         id_prefix: put before generated call ids (a resumed run uses a new one, so ids
@@ -187,6 +235,7 @@ class LocalWorkPlane:
         llm_workers: int = 4,
         tool_workers: int = 8,
         tool_timeout: float = 60.0,
+        tool_timeouts: Mapping[str, float] | None = None,
         llm_timeout: float = 300.0,
         before_run: BeforeRun | None = None,
         id_prefix: str = "",
@@ -196,6 +245,7 @@ class LocalWorkPlane:
         self.providers: dict[str, Provider] = dict(providers or {})
         self.default_provider = default_provider
         self.tool_timeout = tool_timeout
+        self.tool_timeouts = dict(tool_timeouts or {})
         self.llm_timeout = llm_timeout
         self._before_run = before_run
         self._tool_pool = _Pool(tool_workers)
@@ -207,7 +257,8 @@ class LocalWorkPlane:
     # -- tools
 
     async def call_tool(
-        self, agent_id: str, name: str, arguments: Mapping[str, Any], *, call_id: str | None = None, ctx: ToolContext
+        self, agent_id: str, name: str, arguments: Mapping[str, Any], *, call_id: str | None = None, ctx: ToolContext,
+        timeout: float | None = None, within: float | None = None,
     ) -> CallOutcome:
         """Validate and run tool ``name`` on the tool pool; see the module docstring."""
         call_id = call_id or f"{self._id_prefix}t{next(self._tool_ids)}"
@@ -225,15 +276,17 @@ class LocalWorkPlane:
             except ToolError as e:
                 return finish.fail(e, "invalid_arguments")
             tool = self.tools.get(name)
+            limit = _cap(timeout if timeout is not None else self.tool_timeouts.get(name, tool.timeout or self.tool_timeout), within)
+            watch = self._tool_pool.watch_thread() if in_thread(tool) else None
             async with _Slot(self._tool_pool):
                 finish.start()
-                with anyio.move_on_after(self.tool_timeout) as scope:
+                with anyio.move_on_after(limit) as scope:
                     try:
-                        value = await self.tools.run(tool, checked, ctx)
+                        value = await self.tools.run(tool, checked, ctx, on_return=watch.on_return if watch else None)
                     except Exception as e:
                         return finish.fail(e, "tool_error")
                 if scope.cancelled_caught:
-                    return finish.fail(TimeoutError(f"{name} timed out after {self.tool_timeout:g}s"), "timeout")
+                    return finish.fail(self._timed_out(name, limit, watch), "timeout")
                 return finish.ok(value, result=value)
         except anyio.get_cancelled_exc_class():
             finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
@@ -242,7 +295,8 @@ class LocalWorkPlane:
     # -- LLM
 
     async def call_llm(
-        self, agent_id: str, request: ChatRequest, *, call_id: str | None = None, provider: str | None = None
+        self, agent_id: str, request: ChatRequest, *, call_id: str | None = None, provider: str | None = None,
+        within: float | None = None,
     ) -> CallOutcome:
         """Ask a provider on the LLM pool; see the module docstring."""
         call_id = call_id or f"{self._id_prefix}l{next(self._llm_ids)}"
@@ -262,7 +316,7 @@ class LocalWorkPlane:
             if prov is None:
                 known = ", ".join(sorted(self.providers)) or "none"
                 return finish.fail(LookupError(f"unknown provider {pname!r} (known: {known})"), "unknown_provider")
-            timeout = request.timeout if request.timeout is not None else self.llm_timeout
+            timeout = _cap(request.timeout if request.timeout is not None else self.llm_timeout, within)
             async with _Slot(self._llm_pool):
                 finish.start()
                 with anyio.move_on_after(timeout) as scope:
@@ -285,6 +339,14 @@ class LocalWorkPlane:
             finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
             raise
 
+    def _timed_out(self, name: str, limit: float, watch: _ThreadWatch | None) -> TimeoutError:
+        self._tool_pool.timed_out += 1
+        if watch is None:
+            return TimeoutError(f"{name} timed out after {limit:g}s (cancelled)")
+        watch.abandon()
+        state = "still running" if watch.abandoned else "returned"
+        return TimeoutError(f"{name} timed out after {limit:g}s; its worker thread is {state} and was abandoned")
+
     # -- housekeeping
 
     def statistics(self) -> WorkPlaneStatistics:
@@ -295,6 +357,10 @@ class LocalWorkPlane:
         """Close every provider."""
         for prov in self.providers.values():
             await prov.aclose()
+
+
+def _cap(timeout: float, within: float | None) -> float:
+    return timeout if within is None else min(timeout, within)
 
 
 def _unknown(tools: ToolRegistry, name: str) -> str:

@@ -144,4 +144,4 @@ def agent_done(ctx: ToolContext, result: Any, status: str = "ok") -> dict[str, A
 def register_bridge_tools(registry: ToolRegistry) -> None:
     """Register ``agent/spawn``, ``agent/send`` and ``agent/done`` on ``registry``."""
     for name, fn in (("agent/spawn", agent_spawn), ("agent/send", agent_send), ("agent/done", agent_done)):
-        registry.register(Tool(name=name, description=_DESCRIPTIONS[name], parameters=dict(SCHEMAS[name]), fn=fn, is_async=False))
+        registry.register(Tool(name=name, description=_DESCRIPTIONS[name], parameters=dict(SCHEMAS[name]), fn=fn, is_async=False, inline=True))

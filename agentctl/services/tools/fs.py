@@ -3,8 +3,10 @@
 Registered by :func:`~agentctl.services.tools.registry.default_registry`; run by the work
 plane. Every path is relative to ``ctx.workspace`` and confined to it: absolute paths and
 ``..`` are refused, and symlinks are resolved so that one pointing outside is refused
-too; what steers the run is refused as well (:mod:`agentctl.services.tools.protect`). Writers take the path's write lock themselves when ``ctx.locks`` is set (reentrant,
-so a caller that already holds it is fine) and give it back afterwards. File I/O runs in
+too; what steers the run is refused as well (:mod:`agentctl.services.tools.protect`). Writers
+take the path's write lock themselves when ``ctx.locks`` is set (reentrant, so a caller that
+already holds it is fine) and give it back afterwards. A contended lock is waited for, up to
+``ctx.lock_wait`` seconds (the plan's ``settings.lock_wait``), before the call fails. File I/O runs in
 a worker thread; the lock calls stay on the event loop, where the lock service lives.
 """
 
@@ -58,9 +60,9 @@ async def _write_lock(ctx: ToolContext, rel: str) -> AsyncIterator[None]:
     if locks is None:
         yield
         return
-    result = locks.try_acquire(ctx.agent_id, rel, "write")
+    result = await locks.acquire(ctx.agent_id, rel, "write", timeout=ctx.lock_wait)
     if not getattr(result, "ok", False):
-        raise ToolError(f"{rel}: locked by {_holder(result)}")
+        raise ToolError(f"{rel}: locked by {_holder(result)} (waited {ctx.lock_wait:g}s)")
     try:
         yield
     finally:

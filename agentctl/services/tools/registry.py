@@ -24,7 +24,7 @@ from ...errors import ToolError, UsageError
 from ..llm.base import ToolSpec
 from .schema import SchemaError, derive_schema, json_type_name, validate
 
-__all__ = ["NAMED_TOOLSETS", "Tool", "ToolContext", "ToolRegistry", "default_registry", "is_secret_key"]
+__all__ = ["NAMED_TOOLSETS", "Tool", "ToolContext", "ToolRegistry", "default_registry", "in_thread", "is_secret_key"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +53,7 @@ class ToolContext:
         workspace: the directory file tools are confined to.
         run_id: the run.
         locks: the ``LockService`` (``None``: no locking).
+        lock_wait: seconds a file tool waits for a contended lock before it fails.
         shell_enabled: whether ``shell/run`` may run commands.
         protected: paths that steer the run (the plan file, the run directory): out of the
             file tools' reach and read-only in containers (see ``tools.protect``).
@@ -63,6 +64,7 @@ class ToolContext:
     workspace: Path
     run_id: str
     locks: Any | None = None
+    lock_wait: float = 5.0
     shell_enabled: bool = False
     protected: tuple[Path, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -80,7 +82,10 @@ class Tool:
         is_async: ``fn`` is a coroutine function.
         idempotent: calling twice with the same arguments is harmless (safe to retry on resume).
         secret_args: argument names redacted in events.
-        blocking: a sync ``fn`` that blocks; run in a worker thread.
+        inline: a sync ``fn`` that is safe to run on the event loop (quick, never blocks,
+            or touches the runtime, as the ``agent/*`` tools do); other sync tools run in a
+            worker thread, so that a slow one cannot freeze every agent.
+        timeout: seconds a call may run (``None``: the work plane's default).
         takes_ctx: ``fn``'s first parameter is ``ctx``; ``None`` = detect on register.
     """
 
@@ -91,7 +96,8 @@ class Tool:
     is_async: bool
     idempotent: bool = False
     secret_args: frozenset[str] = frozenset()
-    blocking: bool = False
+    inline: bool = False
+    timeout: float | None = None
     takes_ctx: bool | None = None
 
     def spec(self) -> ToolSpec:
@@ -138,7 +144,8 @@ class ToolRegistry:
         description: str | None = None,
         schema: Mapping[str, Any] | None = None,
         idempotent: bool = False,
-        blocking: bool = False,
+        inline: bool = False,
+        timeout: float | None = None,
         secret_args: Iterable[str] = (),
     ) -> Callable[[F], F]:
         """Decorator registering a function as tool ``name``; returns the function unchanged.
@@ -157,7 +164,8 @@ class ToolRegistry:
                     is_async=inspect.iscoroutinefunction(fn),
                     idempotent=idempotent,
                     secret_args=frozenset(secret_args),
-                    blocking=blocking,
+                    inline=inline,
+                    timeout=timeout,
                 )
             )
             return fn
@@ -219,18 +227,32 @@ class ToolRegistry:
         except SchemaError as e:
             raise ToolError(f"{name}: {e}") from None
 
-    async def run(self, tool: Tool, arguments: Mapping[str, Any], ctx: ToolContext) -> Any:
-        """Call ``tool`` with already validated ``arguments``; the tool's own errors propagate."""
+    async def run(
+        self, tool: Tool, arguments: Mapping[str, Any], ctx: ToolContext, *, on_return: Callable[[], None] | None = None
+    ) -> Any:
+        """Call ``tool`` with already validated ``arguments``; the tool's own errors propagate.
+
+        A tool that runs in a thread (:func:`in_thread`) is abandoned when the call is
+        cancelled (a timeout returns control at once); ``on_return`` is then called from
+        that thread when it finally returns.
+        """
         args = (ctx,) if tool.takes_ctx else ()
         if tool.is_async:
             return await tool.fn(*args, **arguments)
-        if tool.blocking:
-            # Abandon on cancel so a timeout returns control; the thread's result is dropped.
-            return await anyio.to_thread.run_sync(lambda: tool.fn(*args, **arguments), abandon_on_cancel=True)
-        return tool.fn(*args, **arguments)
+        if tool.inline:
+            return tool.fn(*args, **arguments)
+
+        def work() -> Any:
+            try:
+                return tool.fn(*args, **arguments)
+            finally:
+                if on_return is not None:
+                    on_return()
+
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
 
     async def invoke(self, name: str, arguments: Any, ctx: ToolContext) -> Any:
-        """Validate, then call tool ``name`` (async on the loop, blocking in a thread, sync inline)."""
+        """Validate, then call tool ``name`` (async on the loop, sync in a thread unless inline)."""
         checked = self.validate(name, arguments)
         return await self.run(self.get(name), checked, ctx)
 
@@ -274,6 +296,11 @@ class ToolRegistry:
             k: REDACTED if k in declared or (isinstance(k, str) and is_secret_key(k)) else _redact_value(v)
             for k, v in arguments.items()
         }
+
+
+def in_thread(tool: Tool) -> bool:
+    """Whether calls of ``tool`` run in a worker thread (a sync tool not declared inline)."""
+    return not tool.is_async and not tool.inline
 
 
 def default_registry() -> ToolRegistry:
