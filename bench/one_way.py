@@ -32,7 +32,7 @@ async def agentctl_rate(n: int, path: Path, durability: str) -> float:
     """Messages/s from parent to child, logged with ``durability``."""
     path.unlink(missing_ok=True)
     async with open_event_log(path, "bench", durability=durability) as log:  # type: ignore[arg-type]
-        async with open_runtime(log.emit) as rt:
+        async with open_runtime(log.emit, backpressure=log) as rt:
             done = anyio.Event()
 
             def child(ctx: StepContext) -> list:

@@ -25,7 +25,7 @@ async def agentctl_rate(n: int, path: Path) -> float:
     """Round trips/s between a parent and its child."""
     path.unlink(missing_ok=True)
     async with open_event_log(path, "bench", durability="batch") as log:
-        async with open_runtime(log.emit) as rt:
+        async with open_runtime(log.emit, backpressure=log) as rt:
             done = anyio.Event()
 
             def child(ctx: StepContext) -> list:

@@ -159,3 +159,36 @@ async def test_only_the_root_may_be_named_plan(recorder) -> None:
         with pytest.raises(PolicyError, match="reserved"):
             rt.spawn(AgentSpec("user", lambda c: []))
         assert rt.live() == ["plan"]
+
+
+@pytest.mark.parametrize("batch", [64, 5000])
+async def test_a_flood_is_slowed_to_the_writers_pace_and_its_backlog_stays_bounded(tmp_path, batch: int) -> None:
+    from agentctl.events.log import open_event_log
+    from agentctl.events.writer import HIGH_WATER
+
+    n, peak = 60_000, [0]
+    async with open_event_log(tmp_path / "events.jsonl", "flood") as log:
+        seen = [0]
+
+        def sample(event: dict[str, Any]) -> None:
+            seen[0] += 1
+            if seen[0] % 50 == 0:
+                peak[0] = max(peak[0], log.statistics().pending_bytes)
+
+        log.subscribe(sample)
+        async with open_runtime(log.emit, backpressure=log) as rt:
+
+            def source(ctx: StepContext) -> list:
+                sent = ctx.state.get("sent", 0)
+                if sent >= n:
+                    return [act.done("ok", sent)]
+                ctx.state["sent"] = sent + batch
+                return [act.send(ctx.agent_id, "m", i) for i in range(batch)]  # to itself: read next step
+
+            rt.spawn(AgentSpec("source", source))
+            with anyio.fail_after(120):
+                await rt.wait("source")
+        stats = log.statistics()
+    assert stats.throttled > 0 and stats.throttled_ms > 0
+    assert peak[0] <= HIGH_WATER + 64 * 1024  # a line or so over the mark, never the flood
+    assert stats.emitted > n

@@ -47,6 +47,9 @@ class EventLogStatistics:
         pending: events emitted but not yet written.
         last_seq: the seq of the last emitted event (``start_seq - 1`` before any).
         bytes_written: bytes appended to the file.
+        pending_bytes: encoded bytes of the events not yet taken by the writer.
+        throttled: times a producer waited for the writer (:meth:`EventLog.caught_up`).
+        throttled_ms: milliseconds producers spent waiting, in all.
     """
 
     emitted: int
@@ -56,6 +59,9 @@ class EventLogStatistics:
     pending: int
     last_seq: int
     bytes_written: int
+    pending_bytes: int = 0
+    throttled: int = 0
+    throttled_ms: float = 0.0
 
 
 class EventLog(Writer):
@@ -141,9 +147,11 @@ class EventLog(Writer):
             self._pending.append(b"")
         else:
             try:
-                self._pending.append(_dumps(event, default=to_jsonable, option=FAST_OPTIONS))
+                line = _dumps(event, default=to_jsonable, option=FAST_OPTIONS)
             except (TypeError, ValueError, RecursionError):
-                self._pending.append(encode_event(event))
+                line = encode_event(event)
+            self._pending.append(line)
+            self._pending_bytes += len(line)
         if self._writer_waiting:
             self._writer_waiting = False
             self._wake.set()
@@ -188,6 +196,9 @@ class EventLog(Writer):
             pending=emitted - self._written,
             last_seq=self.last_seq,
             bytes_written=self._bytes,
+            pending_bytes=self._pending_bytes,
+            throttled=self._throttled,
+            throttled_ms=round(self._throttled_s * 1000, 3),
         )
 
 

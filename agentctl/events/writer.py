@@ -13,11 +13,18 @@ and appends it with one ``write``. Durability follows ``docs/events.md``:
   that events emitted meanwhile gather into the next batch (group commit: many
   :meth:`Writer.flushed` waiters share one ``fsync``).
 * ``always``: ``fsync`` after every event (slow by design).
+
+Backpressure: an agent that emits faster than the writer writes would pile encoded lines up
+in memory (orjson's buffers are ~4 KB each, whatever the line's length). Producers ask
+:meth:`Writer.behind` (more than ``high_water`` bytes pending) and, if so, wait in
+:meth:`Writer.caught_up` until the writer has taken the backlog; the runtime's scheduler
+does so between agents' turns, so memory stays bounded whatever the flood.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +36,10 @@ from agentctl.errors import LogError, UsageError
 from agentctl.events.logfile import open_log_file, write_all
 from agentctl.events.syncer import Syncer
 
-__all__ = ["Durability", "Writer"]
+__all__ = ["HIGH_WATER", "Durability", "Writer"]
+
+#: Encoded bytes pending for the writer above which producers wait (:meth:`Writer.behind`).
+HIGH_WATER = 256 * 1024
 
 Durability = Literal["none", "batch", "always"]
 _DURABILITIES = ("none", "batch", "always")
@@ -54,6 +64,10 @@ class Writer:
         # than dicts: a batch of thousands of live dicts makes the cyclic GC rescan them
         # (a third of the append rate), and the line is fixed the moment it is emitted.
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._taken = anyio.Event()  # set and replaced each time the writer takes the backlog
+        self._throttled = 0
+        self._throttled_s = 0.0
         self._wake = anyio.Event()
         self._writer_waiting = False
         self._writer_running = False
@@ -102,6 +116,18 @@ class Writer:
                 continue
             await self._progress.wait()
 
+    def behind(self) -> bool:
+        """Whether producers should wait: more than :data:`HIGH_WATER` bytes pending for a running writer."""
+        return self._pending_bytes > HIGH_WATER and self._writer_running
+
+    async def caught_up(self) -> None:
+        """Wait until the writer has taken the backlog (or stopped); counted in the statistics."""
+        start = time.perf_counter()
+        self._throttled += 1
+        while self._pending_bytes > HIGH_WATER and self._writer_running and self._error is None:
+            await self._taken.wait()
+        self._throttled_s += time.perf_counter() - start
+
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The writer loop: commit queued events until the log is closed or fails.
 
@@ -129,11 +155,14 @@ class Writer:
             self._writer_running = False
             self._writer_done.set()
             self._progress.set()  # waiters re-check: they may need to drain themselves
+            self._taken.set()  # and producers stop waiting for it
 
     async def _drain(self) -> None:
         """Commit everything queued now as one group commit (one write, one fsync)."""
         async with self._drain_lock:
-            batch, self._pending = self._pending, []
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+            self._taken.set()
+            self._taken = anyio.Event()
             before = self._file_seq
             if self._error is not None:
                 return
@@ -154,6 +183,7 @@ class Writer:
                 # that aclose (or the next drain) writes it exactly once.
                 unwritten = batch[self._file_seq - before :]
                 self._pending = unwritten + self._pending
+                self._pending_bytes += sum(map(len, unwritten))
                 raise
             finally:
                 self._progress.set()

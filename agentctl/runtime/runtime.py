@@ -29,7 +29,7 @@ from ..services.locks import LockService
 from .agent import Agent
 from .conflicts import Conflicts
 from .replay import ResumeContext
-from .scheduler import Scheduler
+from .scheduler import Backpressure, Scheduler
 from .spec import AgentSpec
 from .timers import Timers, clock
 from .tree import Exit, Tree
@@ -74,6 +74,7 @@ class Runtime(Tree, Scheduler):
         conflicts: str = "first_come",
         conflict_timeout: float = 10.0,
         lock_wait: float = 5.0,
+        backpressure: Backpressure | None = None,
     ) -> None:
         from ..services.tools import default_registry
         from ..services.workers import LocalWorkPlane
@@ -95,7 +96,7 @@ class Runtime(Tree, Scheduler):
         self._tg: anyio.abc.TaskGroup | None = None
         self._init_tree(root_tools, inbox_size=inbox_size, strategy=strategy, max_restarts=max_restarts,
                         restart_period=restart_period)
-        self._init_scheduler()
+        self._init_scheduler(backpressure)
 
     # ------------------------------------------------------------------ public API
 

@@ -10,15 +10,21 @@ queue, calls each agent's step with its new messages and the results of its prev
 actions, and carries out the actions. If they all complete at once the agent is simply
 queued again with their results; if one must wait, the agent gets a task of its own
 until it has its results. An agent with nothing to do has no task at all.
+
+Backpressure: when the event log's writer falls behind (:class:`Backpressure`), the
+scheduler stops its batch of turns and waits for the writer, and an agent whose step
+returned more actions than the log can take at once carries the rest out in its own
+task, waiting for the writer between them. An agent flooding the log is slowed to the
+writer's pace, and memory stays bounded.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -34,6 +40,18 @@ from .timers import clock
 THROUGHPUT = 512
 
 
+class Backpressure(Protocol):
+    """The event log's side of backpressure (:class:`agentctl.events.log.EventLog` is one)."""
+
+    def behind(self) -> bool:
+        """Whether producers should wait for the writer now."""
+        ...
+
+    async def caught_up(self) -> None:
+        """Wait until the writer has taken the backlog."""
+        ...
+
+
 class Scheduler:
     """Runs agents' turns, all in one task; an agent that must wait gets a task of its own meanwhile.
 
@@ -41,10 +59,12 @@ class Scheduler:
     ``_finish``/``_crash`` (:class:`~agentctl.runtime.tree.Tree`).
     """
 
-    def _init_scheduler(self) -> None:
+    def _init_scheduler(self, backpressure: Backpressure | None) -> None:
         self._ready: deque[Agent] = deque()
         self._ready_event: anyio.Event | None = None
         self._steps = self._tasks = 0
+        self._backpressure = backpressure
+        self._behind: Callable[[], bool] = backpressure.behind if backpressure is not None else _never_behind
 
     def _wake(self, agent: Agent) -> None:
         if agent.scope is not None:
@@ -72,13 +92,17 @@ class Scheduler:
                 await self._ready_event.wait()
             # Like an actor dispatcher's throughput setting: run up to THROUGHPUT turns
             # (agents woken meanwhile included) before letting I/O and tasks run.
+            behind = self._behind
             for _ in range(THROUGHPUT):
-                if not ready:
+                if not ready or behind():
                     break
                 agent = ready.popleft()
                 agent.scheduled = False
                 self._turn(agent)
-            await anyio.lowlevel.checkpoint()
+            if self._backpressure is not None and behind():
+                await self._backpressure.caught_up()
+            else:
+                await anyio.lowlevel.checkpoint()
 
     def _turn(self, agent: Agent) -> None:
         if agent.ended or agent.scope is not None:
@@ -129,11 +153,16 @@ class Scheduler:
                 self._wake(agent)
             return
         if all(map(is_fast, actions)):
-            results = []
+            results: list[Any] = []
             add = results.append
-            for action in actions:
+            behind = self._behind
+            for i, action in enumerate(actions):
                 add(run_fast(self, agent, action))
                 if agent.ended:
+                    return
+                if behind() and i + 1 < len(actions):
+                    # The log cannot take more now: the rest waits for the writer, in the agent's task.
+                    self._start_task(agent, partial(self._run_actions, agent, actions[i + 1 :], results))
                     return
             agent.results = tuple(results)
             self._wake(agent)
@@ -158,9 +187,11 @@ class Scheduler:
         else:
             await self._run_actions(agent, actions)
 
-    async def _run_actions(self, agent: Agent, actions: list[Any]) -> None:
-        results = []
+    async def _run_actions(self, agent: Agent, actions: Sequence[Any], done: Sequence[Any] = ()) -> None:
+        results = list(done)
         for action in actions:
+            if self._backpressure is not None and self._behind():
+                await self._backpressure.caught_up()
             results.append(await run_action(self, agent, action))
             if agent.ended:
                 return
@@ -193,3 +224,7 @@ class Scheduler:
     @staticmethod
     def _left(agent: Agent) -> Budget:
         return agent.remaining(clock())
+
+
+def _never_behind() -> bool:
+    return False
