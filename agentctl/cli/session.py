@@ -28,7 +28,7 @@ from ..errors import PlanError
 from ..events import open_event_log
 from ..events.checkpoint import Checkpointer
 from ..events.journal import Journal
-from ..plan.load import parse_plan
+from ..plan.load import parse_plan, read_plan_text
 from ..plan.model import Plan
 from ..reconcile import ROOT_ID, Reconciler, TaskState
 from ..reconcile.states import task_states
@@ -253,22 +253,22 @@ class Session:
         changes_seen = watchfiles.awatch(path.parent, debounce=30, step=10, recursive=False, stop_event=self._stopping)
         async for changes in changes_seen:
             if any(Path(p).resolve() == path for _, p in changes) and path.exists():
-                self._reload()
+                # Parsing a large plan takes a while: off the event loop, so agents go on meanwhile.
+                loaded = await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
+                if isinstance(loaded, PlanError):
+                    self.log.emit("plan/invalid", ROOT_ID, file=str(self.o.plan_path), error=loaded.to_dict())
+                else:
+                    self._apply(*loaded)
 
-    def _reload(self) -> None:
+    def _read(self) -> tuple[Plan, str] | PlanError:
+        """The saved plan and its text, or why it cannot be applied (runs in a worker thread)."""
         path = self.o.plan_path
         try:
             # One read: the copy kept is the very text applied, even if the file changes again.
-            text = path.read_text()
-            plan = parse_plan(text, filename=str(path))
-        except OSError as exc:
-            error = PlanError(f"cannot read the plan: {exc}", file=str(path))
-            self.log.emit("plan/invalid", ROOT_ID, file=str(path), error=error.to_dict())
-            return
+            text = read_plan_text(path)
+            return parse_plan(text, filename=str(path)), text
         except PlanError as exc:
-            self.log.emit("plan/invalid", ROOT_ID, file=str(path), error=exc.to_dict())
-            return
-        self._apply(plan, text)
+            return exc
 
     def _apply(self, plan: Plan, text: str | None = None) -> None:
         if plan == self.plan or not self.rt.is_live(ROOT_ID):

@@ -2,23 +2,26 @@
 
 :func:`load_plan` is the single entry point the CLI and the reconciler call. Both
 syntaxes are parsed into the same plain data (dicts, lists, scalars) and handed to
-:func:`~agentctl.plan.validate.validate_plan`. YAML is composed node by node (safe
-loader) so every key path keeps its 1-based line; EDN has no line numbers, except that
-its syntax errors name the line they happened on.
+:func:`~agentctl.plan.validate.validate_plan`. YAML is read from libyaml's event stream
+(:mod:`agentctl.plan.yaml_reader`) so every key path keeps its 1-based line; EDN has no
+line numbers, except that its syntax and nesting errors name the line they happened on.
+Both stay within the limits of :mod:`agentctl.plan.limits` (size, depth, aliases).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import edn_format
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import PlanError
+from .limits import MAX_BYTES, check_edn_depth, check_size
+from .lines import LineMap
 from .model import Plan
-from .validate import Lines, format_path, validate_plan
+from .validate import validate_plan
+from .yaml_reader import read_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
 EDN_SUFFIXES = (".edn",)
@@ -36,11 +39,23 @@ def load_plan(path: str | Path) -> Plan:
         raise PlanError(
             f"unsupported plan file extension {Path(file).suffix or '(none)'!r}; "
             f"supported: {', '.join(SUFFIXES)}", file=file)
+    return parse_plan(read_plan_text(file), filename=file)
+
+
+def read_plan_text(path: str | Path) -> str:
+    """The text of the plan file at ``path``, read only up to the size limit.
+
+    Raises:
+        PlanError: unreadable, not UTF-8, or larger than :data:`~agentctl.plan.limits.MAX_BYTES`.
+    """
+    file = str(path)
     try:
-        text = Path(file).read_text(encoding="utf-8")
+        with open(file, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+            check_size(len(data) if len(data) <= MAX_BYTES else os.fstat(f.fileno()).st_size, file)
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"cannot read plan file: {exc}", file=file) from exc
-    return parse_plan(text, filename=file)
 
 
 def parse_plan(text: str, *, filename: str) -> Plan:
@@ -59,65 +74,15 @@ def parse_plan(text: str, *, filename: str) -> Plan:
                     file=filename)
 
 
-def parse_yaml(text: str, filename: str) -> tuple[Any, Lines]:
-    """YAML text -> (plain data, key path -> 1-based line).
+def parse_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
+    """YAML text -> (plain data, key path -> 1-based line); see :mod:`agentctl.plan.yaml_reader`.
 
     Raises:
-        PlanError: a syntax error (with pyyaml's line and column), an empty file, or a
-            key that appears twice in one mapping.
+        PlanError: a syntax error (with the parser's line and column), an empty file, a
+            key that appears twice in one mapping, or a limit of :mod:`agentctl.plan.limits`.
     """
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise PlanError("plan file is empty", file=filename, line=1)
-        lines: dict[tuple[str | int, ...], int] = {(): node.start_mark.line + 1}
-        return _from_node(loader, node, (), lines, filename), lines
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        line = mark.line + 1 if mark else None
-        col = f" (column {mark.column + 1})" if mark else ""
-        raise PlanError(f"YAML syntax error: {what}{col}", file=filename, line=line) from exc
-    except yaml.YAMLError as exc:
-        raise PlanError(f"YAML syntax error: {exc}", file=filename) from exc
-    finally:
-        loader.dispose()
-
-
-def _from_node(loader: yaml.SafeLoader, node: Node, path: tuple[str | int, ...],
-               lines: dict[tuple[str | int, ...], int], filename: str) -> Any:
-    if isinstance(node, MappingNode):
-        own = {id(k) for k, _ in node.value}
-        loader.flatten_mapping(node)  # resolves '<<' merge keys the way the safe loader does
-        out: dict[Any, Any] = {}
-        own_keys: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            here = (*path, key)
-            line = key_node.start_mark.line + 1
-            try:
-                duplicate = key in out
-            except TypeError:  # an unhashable key such as a list
-                raise PlanError("a key must be a string", file=filename, line=line,
-                                path=format_path(path) or None) from None
-            # Merged-in keys come first and may be overridden; only a key written twice is an error.
-            if duplicate and id(key_node) in own and key in own_keys:
-                raise PlanError(f"duplicate key {key!r} (first at line {lines.get(here)})", file=filename,
-                                line=line, path=format_path(here))
-            if id(key_node) in own:
-                own_keys.add(key)
-            lines[here] = line
-            out[key] = _from_node(loader, value_node, here, lines, filename)
-        return out
-    if isinstance(node, SequenceNode):
-        items = []
-        for i, item in enumerate(node.value):
-            lines[(*path, i)] = item.start_mark.line + 1
-            items.append(_from_node(loader, item, (*path, i), lines, filename))
-        return items
-    assert isinstance(node, ScalarNode)
-    return loader.construct_object(node, deep=True)
+    check_size(len(text), filename)
+    return read_yaml(text, filename)
 
 
 def parse_edn(text: str, filename: str) -> Any:
@@ -126,6 +91,8 @@ def parse_edn(text: str, filename: str) -> Any:
     Raises:
         PlanError: a syntax error, or not exactly one top-level form.
     """
+    check_size(len(text), filename)
+    check_edn_depth(text, filename)
     try:
         forms = edn_format.loads_all(text)
     except Exception as exc:  # edn_format raises EDNDecodeError, ValueError, or ply errors

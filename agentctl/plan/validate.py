@@ -20,18 +20,8 @@ from typing import Any, NoReturn
 from ..errors import PlanError, UsageError
 from ..policy import Budget, PolicyRule
 from . import schema as s
+from .lines import LineMap, Path, format_path
 from .model import Defaults, FrozenDict, McpServer, Plan, PlanPolicy, Settings, Step, Task, freeze
-
-Path = tuple[str | int, ...]
-Lines = Mapping[Path, int]
-
-
-def format_path(path: Path) -> str:
-    """``("tasks", 2, "budget")`` -> ``tasks[2].budget``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def describe_value(value: Any) -> str:
@@ -62,18 +52,13 @@ def _suggest(word: object, choices: Sequence[str]) -> str:
 class _Checker:
     """Walks data against type descriptors; knows the file and lines to blame."""
 
-    def __init__(self, file: str | None, lines: Lines | None) -> None:
+    def __init__(self, file: str | None, lines: LineMap | None) -> None:
         self.file = file
-        self.lines: Lines = lines or {}
+        self.lines = lines
 
     def line(self, path: Path) -> int | None:
         """The line of ``path``, else of its nearest ancestor that has one."""
-        while True:
-            if path in self.lines:
-                return self.lines[path]
-            if not path:
-                return None
-            path = path[:-1]
+        return None if self.lines is None else self.lines.nearest(path)
 
     def fail(self, message: str, path: Path, *, expected: str | None = None, got: str | None = None,
              line: int | None = None) -> NoReturn:
@@ -393,7 +378,7 @@ def _check_mcp_refs(c: _Checker, servers: tuple[McpServer, ...], tasks: tuple[Ta
                    f"(known: {known})", path, got=describe_value(name))
 
 
-def validate_plan(data: Any, file: str | None = None, lines: Lines | None = None) -> Plan:
+def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = None) -> Plan:
     """Check plain plan data and build the :class:`Plan`, or raise the first :class:`PlanError`.
 
     Args:

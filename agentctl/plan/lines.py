@@ -1,0 +1,83 @@
+"""Where each value of a parsed plan file was written: a key path -> 1-based line table.
+
+Built by :mod:`agentctl.plan.yaml_reader` while it reads a YAML plan and read by
+:mod:`agentctl.plan.validate` to put a line on every error. The table is kept per
+container (one small dict or list for each mapping and sequence of the data) rather than
+per full key path, so that recording it costs one store per value; a path is looked up
+by walking the data from the root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+Path = tuple[str | int, ...]
+
+
+def format_path(path: Path) -> str:
+    """``("tasks", 2, "budget")`` -> ``tasks[2].budget``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class LineMap(Mapping[Path, int]):
+    """The 1-based line of each key path of one parsed document.
+
+    Args:
+        root: the document's data (the mappings and lists the tables describe).
+        root_line: the line the document starts on.
+        tables: ``id(container)`` -> (the container, its key -> line table): a dict for a
+            mapping, a list for a sequence. The container is held so that its id stays its own.
+    """
+
+    __slots__ = ("_root", "_root_line", "_tables")
+
+    def __init__(self, root: Any, root_line: int, tables: dict[int, tuple[Any, Any]]) -> None:
+        self._root = root
+        self._root_line = root_line
+        self._tables = tables
+
+    def _walk(self, path: Path) -> tuple[int, int]:
+        """(how many parts of ``path`` have a line, the line of the last of them)."""
+        node, line = self._root, self._root_line
+        for n, part in enumerate(path):
+            entry = self._tables.get(id(node))
+            if entry is None:
+                return n, line
+            table = entry[1]
+            try:
+                found = table[part]
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return n, line
+            if found is None:
+                return n, line
+            line = found
+        return len(path), line
+
+    def nearest(self, path: Path) -> int:
+        """The line of ``path``, else of its nearest ancestor that has one."""
+        return self._walk(path)[1]
+
+    def __getitem__(self, path: Path) -> int:
+        found, line = self._walk(path)
+        if found != len(path):
+            raise KeyError(path)
+        return line
+
+    def __iter__(self) -> Iterator[Path]:
+        todo: list[tuple[Path, Any]] = [((), self._root)]
+        while todo:
+            path, node = todo.pop()
+            yield path
+            entry = self._tables.get(id(node))
+            if entry is None:
+                continue
+            keys = entry[1].keys() if isinstance(entry[1], dict) else range(len(entry[1]))
+            todo.extend(((*path, k), node[k]) for k in keys)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
