@@ -105,7 +105,7 @@ def test_edn_keywords_become_snake_case_keys_and_string_values() -> None:
 def test_yaml_lines_are_recorded_per_key_path() -> None:
     data, lines = parse_yaml("name: x\ntasks:\n  - id: a\n    agent: script\n", "x.yaml")
     assert data == {"name": "x", "tasks": [{"id": "a", "agent": "script"}]}
-    assert lines[("name",)] == 1 and lines[("tasks", 0)] == 3 and lines[("tasks", 0, "agent")] == 4
+    assert lines.get(("name",)) == 1 and lines.get(("tasks", 0)) == 3 and lines.get(("tasks", 0, "agent")) == 4
 
 
 def test_yaml_merge_keys_are_resolved() -> None:

@@ -9,7 +9,6 @@ by walking the data from the root.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 Path = tuple[str | int, ...]
@@ -23,7 +22,7 @@ def format_path(path: Path) -> str:
     return out
 
 
-class LineMap(Mapping[Path, int]):
+class LineMap:
     """The 1-based line of each key path of one parsed document.
 
     Args:
@@ -62,22 +61,7 @@ class LineMap(Mapping[Path, int]):
         """The line of ``path``, else of its nearest ancestor that has one."""
         return self._walk(path)[1]
 
-    def __getitem__(self, path: Path) -> int:
+    def get(self, path: Path) -> int | None:
+        """The line of exactly ``path``, or None if it was not recorded."""
         found, line = self._walk(path)
-        if found != len(path):
-            raise KeyError(path)
-        return line
-
-    def __iter__(self) -> Iterator[Path]:
-        todo: list[tuple[Path, Any]] = [((), self._root)]
-        while todo:
-            path, node = todo.pop()
-            yield path
-            entry = self._tables.get(id(node))
-            if entry is None:
-                continue
-            keys = entry[1].keys() if isinstance(entry[1], dict) else range(len(entry[1]))
-            todo.extend(((*path, k), node[k]) for k in keys)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
+        return line if found == len(path) else None
