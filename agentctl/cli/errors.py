@@ -1,16 +1,28 @@
-"""How the CLI reports bad input: one clear line on stderr and exit code 2, no traceback."""
+"""How the CLI reports bad input: one clear line on stderr and exit code 2, no traceback.
+
+The ``agentctl`` app (:mod:`agentctl.cli.app`) runs parsing and every command, including
+ones added later, inside :func:`boundary`: usage errors, :class:`~agentctl.errors.AgentctlError` and file system
+errors become one ``error: …`` line and exit 2, also when they arrive wrapped in the
+exception groups of anyio task groups. Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import errno
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
-from rich.console import Console
 
-from ..errors import PlanError
+# typer vendors click; these two are not re-exported by typer itself.
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+from ..errors import AgentctlError, PlanError
 
 EXIT_USAGE = 2
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+EXIT_INTERRUPTED = 130
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -19,11 +31,80 @@ def fail_usage(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+def _stderr_line(label: str, message: str) -> None:
+    # Plain text on purpose: file names and messages may hold "[...]" that Rich markup would eat.
+    style = "\x1b[1;31m{}\x1b[0m" if sys.stderr.isatty() else "{}"
+    sys.stderr.write(f"{style.format(label)} {message}\n")
+    sys.stderr.flush()
+
+
 def print_error(message: str) -> None:
     """Print ``error: message`` on stderr."""
-    _err.print(f"[bold red]error:[/] {message}", markup=True)
+    _stderr_line("error:", message)
 
 
 def print_plan_error(exc: PlanError) -> None:
     """Print a plan error with where and what."""
-    _err.print(f"[bold red]invalid plan:[/] {exc.render()}", markup=True)
+    _stderr_line("invalid plan:", exc.render())
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno != errno.EPIPE  # a closed pipe is typer's to handle quietly
+    return isinstance(exc, (AgentctlError, typer.TyperException, typer.Exit)) and not isinstance(exc, NoArgsIsHelpError)
+
+
+def _report(exc: BaseException) -> int:
+    """Print one line for an input error; the exit code it means."""
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    if isinstance(exc, UsageError):
+        command = exc.ctx.command_path if exc.ctx is not None else "agentctl"
+        print_error(f"{exc.format_message().rstrip('.')} (see '{command} -h')")
+    elif isinstance(exc, typer.TyperException):
+        print_error(exc.format_message())
+    elif isinstance(exc, PlanError):
+        print_plan_error(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print_error(f"{where}{exc.strerror.lower()}")
+    else:
+        print_error(str(exc))
+    return EXIT_USAGE
+
+
+@contextmanager
+def boundary() -> Iterator[None]:
+    """Turn bad input raised inside into one line on stderr and ``typer.Exit``.
+
+    Exception groups (from anyio task groups) are unwrapped: if every exception inside is
+    one this handles, each distinct message is printed once; a Ctrl-C inside one exits 130.
+    """
+    try:
+        yield
+    except (typer.Exit, typer.Abort, NoArgsIsHelpError):
+        raise
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BaseException as exc:
+        leaves = list(_leaves(exc))
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        if not all(_is_input_error(leaf) for leaf in leaves):
+            raise
+        codes, seen = [], set()
+        for leaf in leaves:
+            key = (type(leaf), str(leaf))
+            if key not in seen:
+                seen.add(key)
+                codes.append(_report(leaf))
+        raise typer.Exit(max(codes)) from None

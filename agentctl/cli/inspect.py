@@ -73,8 +73,6 @@ def diff_command(
     fold = None
     if run is not None:
         run_dir = resolve_run(run)
-        if not (run_dir / "events.jsonl").exists():
-            fail_usage(f"--run: no events.jsonl in {run_dir}")
         try:
             states, fold = run_task_states(run_dir)
         except AgentctlError as exc:

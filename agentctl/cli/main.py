@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
+from .app import AgentctlTyper
 from .gc import gc_command
 from .inspect import diff_command, schema_command, validate_command
 from .run import run_command
@@ -12,12 +13,10 @@ from .send import send_command
 from .stop import stop_command
 from .views import replay_command, watch_command
 
-app = typer.Typer(
+app = AgentctlTyper(
     name="agentctl",
     help="Run and watch trees of LLM agents driven by a plan file.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
 app.command("run")(run_command)
 app.command("watch")(watch_command)

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import anyio
 import typer
-from rich.console import Console
 
-from ..errors import AgentctlError
 from .errors import fail_usage
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 RUNS = Path(".agentctl") / "runs"
+#: The most of a first line read to tell whether a file is an event log.
+_SNIFF = 1 << 16
 
 
 def _console() -> Console:
     """A console for views; piped output gets a wide, fixed width rather than Rich's 80."""
+    from rich.console import Console
+
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def resolve_run(run: Optional[Path]) -> Path:
-    """A run directory: the one given (a directory, its events file or a run id under
-    ``.agentctl/runs``), or the newest under ``.agentctl/runs``."""
+    """A run directory (one with an ``events.jsonl``): the one given (a directory, its
+    events file or a run id under ``.agentctl/runs``), or the newest under ``.agentctl/runs``."""
     from ..views.watch import newest_run
 
     if run is None:
@@ -31,32 +35,58 @@ def resolve_run(run: Optional[Path]) -> Path:
         if newest is None:
             fail_usage(f"no runs under {RUNS}; pass a run directory")
         return newest
-    if run.is_file():
-        return run.parent
     if not run.exists() and len(run.parts) == 1 and (RUNS / run).is_dir():
-        return RUNS / run
+        run = RUNS / run
+    run_dir = run.parent if run.is_file() else run
     if not run.exists():
         fail_usage(f"no such run directory, events file or run id: {run}")
-    return run
+    if not (run_dir / "events.jsonl").is_file():
+        fail_usage(f"not a run directory (no events.jsonl in it): {run}")
+    return run_dir
 
 
-def _events_file(target: Optional[Path]) -> Path:
-    if target is not None and target.is_file():
-        return target
-    return resolve_run(target) / "events.jsonl"
+def check_event_log(path: Path) -> None:
+    """Refuse a file whose first line is not an event (a plan, a README, a binary).
+
+    An empty file (a run just starting) and a torn first event (a run killed while
+    writing it) pass: the readers know what to do with those.
+    """
+    import orjson
+
+    from ..errors import LogError
+
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(_SNIFF)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read: {exc.strerror}") from None
+    if not first.strip() or (not first.endswith(b"\n") and first.startswith(b'{"seq":')):
+        return
+    try:
+        event = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        raise LogError(f"{path}:1: not an agentctl event log (line 1 is not JSON)") from None
+    if not isinstance(event, dict) or "seq" not in event or "type" not in event:
+        raise LogError(f"{path}:1: not an agentctl event log (line 1 is JSON but not an event with seq and type)")
+
+
+def events_file(target: Optional[Path]) -> Path:
+    """The events file of a run directory or events file (default: the newest run), checked."""
+    path = target if target is not None and target.is_file() else resolve_run(target) / "events.jsonl"
+    check_event_log(path)
+    return path
 
 
 def watch_command(target: Optional[Path] = typer.Argument(None, help="A run directory or events.jsonl [default: the newest run].")) -> None:
     """Follow a run of another process live, as its events.jsonl grows."""
+    import anyio
+
     from ..views.watch import watch
 
-    path = _events_file(target)
-    try:
-        anyio.run(lambda: watch(path, _console()))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except AgentctlError as exc:
-        fail_usage(str(exc))
+    path = events_file(target)
+    anyio.run(lambda: watch(path, _console()))
 
 
 def replay_command(
@@ -67,22 +97,19 @@ def replay_command(
     svg: Optional[Path] = typer.Option(None, "--svg", help="Save the view (at --at, or the end) as an SVG picture."),
 ) -> None:
     """Play a run's events back, jump to any event (time travel), summarise or picture it."""
+    import anyio
+
     from ..events.fold import state_at
     from ..views.replay import replay
     from ..views.summary import render_summary, summarize
 
-    path = _events_file(events)
+    path = events_file(events)
     if not path.exists():
         fail_usage(f"no events file at {path}")
     console = _console()
-    try:
-        if summary:
-            console.print(render_summary(summarize(state_at(path, at))))
-            return
-        state = anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg))
-        if at is not None and state.last_seq < at:
-            typer.echo(f"note: the log ends at event #{state.last_seq}; that is the state shown", err=True)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except AgentctlError as exc:
-        fail_usage(str(exc))
+    if summary:
+        console.print(render_summary(summarize(state_at(path, at))))
+        return
+    state = anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg))
+    if at is not None and state.last_seq < at:
+        typer.echo(f"note: the log ends at event #{state.last_seq}; that is the state shown", err=True)
