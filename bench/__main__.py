@@ -10,7 +10,8 @@ import time
 
 from .harness import machine, report
 
-WORKLOADS = ("one_way", "ping_pong", "flood", "spawn", "event_log", "tree", "reconcile", "live_view", "llm_pool", "resume")
+WORKLOADS = ("one_way", "ping_pong", "flood", "spawn", "event_log", "tree", "reconcile", "live_view", "llm_pool", "resume",
+             "startup")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,16 +9,15 @@ outright (SIGKILL, power loss) cannot. This finds them by their ``agentctl.run``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import anyio
 import typer
 
 from ..errors import AgentctlError
-from ..events.reader import read_events
-from ..services.tools.docker import cleanup
-from ..services.tools.docker_engine import GcStatistics, remove_labelled
 from .errors import fail_usage
+
+if TYPE_CHECKING:
+    from ..services.tools.docker_engine import GcStatistics
 
 
 def run_id_of(run_dir: Path) -> str:
@@ -27,6 +26,8 @@ def run_id_of(run_dir: Path) -> str:
     Raises:
         AgentctlError: no events file, or no event in it.
     """
+    from ..events.reader import read_events
+
     path = run_dir / "events.jsonl" if run_dir.is_dir() else run_dir
     if not path.exists():
         raise AgentctlError(f"no events.jsonl in {run_dir}")
@@ -42,6 +43,8 @@ def gc_command(
     all_runs: bool = typer.Option(False, "--all", help="Remove the containers of every agentctl run."),
 ) -> None:
     """Remove containers and compose projects labelled with a run id (or every agentctl one)."""
+    import anyio
+
     if sum(x is not None and x is not False for x in (run, run_id, all_runs or None)) != 1:
         fail_usage("give exactly one of --run RUN_DIR, --run-id ID or --all")
     target: str | None = None
@@ -61,4 +64,7 @@ def gc_command(
 
 
 async def _gc(run_id: str | None) -> GcStatistics:
+    from ..services.tools.docker import cleanup
+    from ..services.tools.docker_engine import remove_labelled
+
     return await (cleanup(run_id) if run_id is not None else remove_labelled(None))

@@ -4,36 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ..errors import AgentctlError, PlanError
-from ..events.fold import state_at
-from ..plan.load import load_plan
-from ..plan.model import Plan
-from ..plan.schema import plan_json_schema
-from ..reconcile import Diff, TaskState, diff_plan
-from ..reconcile.states import last_applied_plan, task_states
-from ..services.tools.docker import check_docker
-from .errors import EXIT_USAGE, fail_usage, print_plan_error
+from .errors import fail_usage
 from .views import resolve_run
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..plan.model import Plan
+    from ..reconcile import Diff, TaskState
 
 
 def _load(path: Path) -> Plan:
+    from ..plan.load import load_plan
+
     if not path.exists():
         fail_usage(f"plan file not found: {path}")
-    try:
-        return load_plan(path)
-    except PlanError as exc:
-        print_plan_error(exc)
-        raise typer.Exit(EXIT_USAGE) from None
+    return load_plan(path)
 
 
 def validate_command(plan: Path = typer.Argument(..., help="The plan file to check.")) -> None:
     """Check PLAN and say what is wrong: file, line, key path, expected and got."""
+    from ..services.tools.docker import check_docker
+
     loaded = _load(plan)
     if (engine_problem := check_docker(loaded)) is not None:
         fail_usage(engine_problem)
@@ -42,18 +38,24 @@ def validate_command(plan: Path = typer.Argument(..., help="The plan file to che
 
 def schema_command() -> None:
     """Print the JSON Schema of plan files (for editors)."""
+    from ..plan.schema import plan_json_schema
+
     typer.echo(json.dumps(plan_json_schema(), indent=2))
 
 
 def run_task_states(run_dir: Path) -> tuple[dict[str, TaskState], Any]:
     """The task states of a run, from its events and the last plan version it applied."""
+    from ..events.fold import state_at
+    from ..reconcile.states import last_applied_plan, task_states
+
     state = state_at(run_dir / "events.jsonl")
     applied, _ = last_applied_plan(run_dir)
     return (task_states(applied, state) if applied else {}), state
 
 
 def _subtree_locks(state: Any, root: str) -> list[str]:
-    out, todo = [], [root]
+    out: list[str] = []
+    todo = [root]
     while todo:
         agent = state.agents.get(todo.pop())
         if agent is None:
@@ -68,21 +70,23 @@ def diff_command(
     run: Optional[Path] = typer.Option(None, "--run", help="A run directory to compare with [default: compare with nothing running]."),
 ) -> None:
     """Dry-run the reconciler: what PLAN would spawn, stop or restart, before anything is applied."""
+    from rich.console import Console
+
+    from ..reconcile import diff_plan
+
     new = _load(plan)
     states: dict[str, TaskState] = {}
     fold = None
     if run is not None:
-        run_dir = resolve_run(run)
-        try:
-            states, fold = run_task_states(run_dir)
-        except AgentctlError as exc:
-            fail_usage(str(exc))
+        states, fold = run_task_states(resolve_run(run))
     d = diff_plan(new, states)
     render_diff(new, d, states, fold, Console())
 
 
 def render_diff(plan: Plan, d: Diff, states: dict[str, TaskState], fold: Any, console: Console) -> None:
     """Print what the reconciler would do."""
+    from rich.table import Table
+
     table = Table(title=f"plan {plan.name!r}: what a reconcile would do", show_lines=False)
     for column in ("task", "action", "budget reserved", "locks given up"):
         table.add_column(column)

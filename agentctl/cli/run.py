@@ -5,16 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import anyio
 import typer
 
-from ..errors import AgentctlError, PlanError
-from ..plan.load import load_plan
-from ..services.tools import default_registry
-from ..services.tools.docker import check_docker
-from .errors import fail_usage, print_error, print_plan_error
-from .resume import load_resumed, recorded_workspace
-from .session import EXIT_USAGE, RunOptions, Session, is_tty, load_plugins, new_run_id
+from ..errors import AgentctlError
+from .errors import EXIT_USAGE, fail_usage, print_error
 
 DURABILITIES = ("none", "batch", "always")
 
@@ -30,16 +24,21 @@ def run_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory after its process died."),
 ) -> None:
     """Run PLAN: spawn its agents, reconcile every edit of the file, log every event."""
+    # Imported here, not above: `agentctl --help` and every other command start faster.
+    import anyio
+
+    from ..plan.load import load_plan
+    from ..services.tools import default_registry
+    from ..services.tools.docker import check_docker
+    from .resume import load_resumed, recorded_workspace
+    from .session import RunOptions, Session, is_tty, load_plugins, new_run_id
+
     if durability is not None and durability not in DURABILITIES:
         fail_usage(f"--durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}")
     if not plan.exists():
         fail_usage(f"plan file not found: {plan}")
-    try:
-        loaded = load_plan(plan)
-        load_plugins(loaded.settings.plugins, default_registry())
-    except PlanError as exc:
-        print_plan_error(exc)
-        raise typer.Exit(EXIT_USAGE) from None
+    loaded = load_plan(plan)
+    load_plugins(loaded.settings.plugins, default_registry())
     if (engine_problem := check_docker(loaded)) is not None:
         fail_usage(engine_problem)
     resumed = None

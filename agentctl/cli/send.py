@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import orjson
 import typer
 
-from .runs import ask_run, live_run
 from .views import resolve_run
 
 
@@ -23,6 +21,10 @@ def send_command(
     Returns once the run has logged the message; fails (exit 2) with the reason when the
     agent is unknown, the run has finished or its process is gone.
     """
+    import orjson
+
+    from .runs import ask_run, live_run
+
     run_dir = resolve_run(run)
     info = live_run(run_dir)
     try:

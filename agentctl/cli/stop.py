@@ -8,9 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..views.runs import exit_code, process_alive, read_run
 from .errors import fail_usage
-from .runs import ask_run, live_run
 from .views import resolve_run
 
 
@@ -20,6 +18,9 @@ def stop_command(
     timeout: float = typer.Option(30.0, "--timeout", min=0.0, help="Seconds to wait for the run to finish."),
 ) -> None:
     """Stop a running run as Ctrl-C would (it exits 130 with a flushed log), or only --agent."""
+    from ..views.runs import exit_code, process_alive, read_run
+    from .runs import ask_run, live_run
+
     run_dir = resolve_run(run)
     info = live_run(run_dir)
     run_id = info.state.run_id
