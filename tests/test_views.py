@@ -16,7 +16,7 @@ from agentctl.events.fold import fold
 from agentctl.views.live import LiveView, render_run
 from agentctl.views.plain import PlainPrinter, format_event, format_time
 from agentctl.views.replay import gap_seconds, replay
-from agentctl.views.summary import render_summary, summarize
+from agentctl.views.summary import Failure, render_summary, summarize
 from agentctl.views.watch import newest_run, watch
 
 T0 = 1_700_000_000_000
@@ -87,8 +87,8 @@ def test_render_run_shows_header_counts_tree_and_latest_events() -> None:
     assert "agents 3:" in text and "waiting 1" in text and "running 2" in text
     assert "queue depth: tool 1  llm 0" in text
     tree = {name: next(line for line in lines if f" {name} " in f" {line} ") for name in ("boss", "greeter", "scribe")}
-    indent = {name: len(line) - len(line.lstrip()) for name, line in tree.items()}
-    assert indent["greeter"] == indent["scribe"] == indent["boss"] + 2, "children indented under their parent"
+    assert tree["boss"].startswith("boss ")
+    assert tree["greeter"].startswith("├─ greeter ") and tree["scribe"].startswith("└─ scribe "), "tree guides"
     assert lines.index(tree["boss"]) < lines.index(tree["greeter"]) < lines.index(tree["scribe"])
     assert "tool fs/write" in tree["scribe"] and "out/(w)" in tree["scribe"]
     assert "steps 2/20  tools 0/-  tok 0/-" in tree["scribe"]
@@ -175,11 +175,26 @@ def test_summary_counts_outcomes_calls_and_errors() -> None:
     assert (summary.tool_calls, summary.tool_failures, summary.llm_calls) == (1, 1, 0)
     greeter = next(a for a in summary.agents if a.id == "greeter")
     assert greeter.duration_ms == 550 - 200 and greeter.steps == 3
-    assert summary.errors == ("#13 scribe (step) ToolError: disk full",)
+    assert summary.failures == (Failure(12, "scribe", "tool fs/write", None, "disk full"),
+                                Failure(13, "scribe", "step", "ToolError", "disk full"))
     assert summary.duration_ms == 700
 
     text = text_of(render_summary(summary))
-    assert "greeter" in text and "failed" in text and "ToolError: disk full" in text
+    assert "greeter" in text and "failed" in text
+    assert "failures (2)" in text
+    rows = [line for line in text.splitlines() if "#12" in line or "#13" in line]
+    assert "scribe" in rows[0] and "tool fs/write" in rows[0] and "disk full" in rows[0]
+    assert "step (ToolError)" in rows[1] and "disk full" in rows[1]
+
+
+def test_summary_failures_keep_the_whole_cause_at_80_columns() -> None:
+    events = small_run()
+    cause = "permission denied writing out/report.txt: " + " ".join(f"word{i}" for i in range(40)) + " THE-END"
+    events[11] = {**events[11], "error": cause}
+    text = text_of(render_summary(summarize(fold(events))), width=80)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    flat = "".join(text.replace("│", "").split())
+    assert "".join(cause.split()) in flat, "the cause is wrapped in its column, never cut"
 
 
 # --- replay and watch ----------------------------------------------------------------------

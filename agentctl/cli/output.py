@@ -35,9 +35,9 @@ class LiveOutput:
     """The Rich live view, re-rendered from folded events at most ten times a second."""
 
     def __init__(self, state: RunState) -> None:
-        from ..views.live import LiveView
+        from ..views.live import LiveView, wall_clock_ms
 
-        self.view = LiveView(Console(), state=state)
+        self.view = LiveView(Console(), state=state, clock=wall_clock_ms)
 
     def feed(self, event: dict[str, Any]) -> None:
         # The session folds each event once, into the state shared with the checkpointer.

@@ -22,8 +22,11 @@ __all__ = ["REDUCERS"]
 
 Reducer = Callable[["RunState", dict[str, Any]], None]
 
-#: Agent errors kept in :attr:`RunState.errors` (a pathological run must not grow it forever).
+#: Failures (agent errors, failed calls) kept in :attr:`RunState.errors` (a pathological run
+#: must not grow it forever).
 MAX_ERRORS = 1000
+#: The activity of an agent in a sleep that a message ends (a script's ``wait`` step).
+WAITING_FOR_MESSAGE = "wait for a message"
 #: ``agent/done`` statuses that mean the agent failed.
 FAILED_DONE = frozenset({"failed", "error"})
 #: ``agent/error`` places after which the agent is gone (not just told its action was bad).
@@ -110,8 +113,8 @@ def _agent_status(state: RunState, e: dict[str, Any]) -> None:
     if status == "sleeping":
         agent.activity = "sleep"
     elif status == "waiting":
-        agent.activity = None
-    elif status == "running" and agent.activity == "sleep":
+        agent.activity = WAITING_FOR_MESSAGE if e.get("reason") == "wait" else None
+    elif status == "running" and agent.activity in ("sleep", WAITING_FOR_MESSAGE):
         agent.activity = None
 
 
@@ -126,9 +129,8 @@ def _agent_done(state: RunState, e: dict[str, Any]) -> None:
     _end(state, agent, "failed" if done_status in FAILED_DONE else "done", e.get("t"))
 
 
-def _agent_error(state: RunState, e: dict[str, Any]) -> None:
-    state.counts["failures"] += 1
-    where = e.get("where")
+def _note_failure(state: RunState, e: dict[str, Any], where: str | None) -> None:
+    """Keep what failed, where and why, for the summary's failures table."""
     if len(state.errors) >= MAX_ERRORS:
         del state.errors[0]
     state.errors.append(
@@ -140,6 +142,12 @@ def _agent_error(state: RunState, e: dict[str, Any]) -> None:
             "where": where,
         }
     )
+
+
+def _agent_error(state: RunState, e: dict[str, Any]) -> None:
+    state.counts["failures"] += 1
+    where = e.get("where")
+    _note_failure(state, e, where)
     agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
     if agent is None:
         return
@@ -310,6 +318,7 @@ def _call_ended(kind: str) -> Reducer:
         counts[calls] += 1
         if not get("ok", False):
             counts[failures] += 1
+            _note_failure(state, e, f"tool {get('tool')}" if kind == "tool" else "llm")
         agent = state.agents.get(get("agent_id"))  # type: ignore[arg-type]
         used = 0
         if tokens:

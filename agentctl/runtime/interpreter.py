@@ -176,7 +176,8 @@ async def run_action(rt: Runtime, agent: Agent, action: Action) -> Result:
 async def _sleep(rt: Runtime, agent: Agent, action: Sleep) -> Result:
     if action.wake_on_message and len(agent.inbox):
         return Result(action, True, "message")
-    rt._set_status(agent, "sleeping", "sleep")
+    # A sleep that a message ends (a script's `wait` step) is waiting for that message.
+    rt._set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
     try:
         if not action.wake_on_message:
             await anyio.sleep(action.seconds)
@@ -188,7 +189,7 @@ async def _sleep(rt: Runtime, agent: Agent, action: Sleep) -> Result:
         return Result(action, True, "timeout")
     finally:
         agent.interrupt = None
-        rt._set_status(agent, "running", "sleep")
+        rt._set_status(agent, "running", "wait" if action.wake_on_message else "sleep")
 
 
 async def _parallel(rt: Runtime, agent: Agent, action: Parallel) -> Result:

@@ -12,12 +12,14 @@ when something changed. Rich's own auto-refresh runs in a thread, so it is turne
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -25,7 +27,8 @@ from rich.text import Text
 from agentctl.events.fold import AgentView, RunState
 from agentctl.views.plain import format_event
 
-__all__ = ["LiveView", "LiveViewStatistics", "STATUS_STYLES", "budget_used", "events_per_second", "render_run"]
+__all__ = ["LiveView", "LiveViewStatistics", "STATUS_STYLES", "budget_used", "events_per_second", "render_run",
+           "wall_clock_ms"]
 
 #: Rich style of each agent status.
 STATUS_STYLES: dict[str, str] = {
@@ -42,15 +45,37 @@ STATUS_STYLES: dict[str, str] = {
 _CHROME_LINES = 9
 #: The window (ms of event time) the events/s rate is measured over.
 RATE_WINDOW_MS = 5000
+#: How often a view with a clock redraws while no event comes (elapsed time and rates tick).
+TICK_S = 1.0
 
 
-def events_per_second(state: RunState, window_ms: int = RATE_WINDOW_MS) -> float:
-    """Events per second over the last ``window_ms`` of event time (from ``t`` values).
+def wall_clock_ms() -> int:
+    """Now, in the unit of event ``t`` values (ms since the epoch)."""
+    return time.time_ns() // 1_000_000
 
-    Uses the state's recent events only, so it is O(200) whatever the run's length.
+
+def _now(state: RunState, now_ms: int | None) -> int | None:
+    """The time a frame shows: ``now_ms`` while the run is live, its last event's once finished."""
+    if now_ms is None or state.finished is not None or state.last_t is None:
+        return state.last_t
+    return max(now_ms, state.last_t)
+
+
+def events_per_second(state: RunState, window_ms: int = RATE_WINDOW_MS, now_ms: int | None = None) -> float:
+    """Events per second over the ``window_ms`` before ``now_ms`` (ms since the epoch).
+
+    Without ``now_ms`` (a replay) the window ends at the last event, and the rate is that of
+    the events in it. With it (a live run), time without events lowers the rate, so it
+    falls to 0 while every agent sleeps. Uses the state's recent events only, so it is
+    O(200) whatever the run's length.
     """
     recent = state.recent
-    if len(recent) < 2 or state.last_t is None:
+    now = _now(state, now_ms)
+    if now is None or not recent:
+        return 0.0
+    if now != state.last_t:
+        return _rate_until(state, now, window_ms)
+    if len(recent) < 2:
         return 0.0
     newest = state.last_t
     oldest = newest
@@ -67,6 +92,24 @@ def events_per_second(state: RunState, window_ms: int = RATE_WINDOW_MS) -> float
     return (n - 1) * 1000.0 / span
 
 
+def _rate_until(state: RunState, now: int, window_ms: int) -> float:
+    """Events in the window ending at ``now``, per second of the window (or of the run so far)."""
+    recent = state.recent
+    start = now - window_ms
+    n, oldest = 0, now
+    for event in reversed(recent):
+        t = event.get("t")
+        if t is None or t < start:
+            break
+        oldest = t
+        n += 1
+    if n == 0:
+        return 0.0
+    # When every recent event is in the window, the window reaches back past what is kept.
+    begin = oldest if n == len(recent) else max(start, state.started_t or start)
+    return n * 1000.0 / max(now - begin, 1)
+
+
 def budget_used(agent: AgentView) -> str:
     """``steps 3/20  tools 1/-  tok 120/-``: what the agent used of its budget (``-`` = unlimited)."""
 
@@ -80,22 +123,23 @@ def budget_used(agent: AgentView) -> str:
     )
 
 
-def _elapsed(state: RunState) -> str:
-    if state.started_t is None or state.last_t is None:
+def _elapsed(state: RunState, now_ms: int | None) -> str:
+    now = _now(state, now_ms)
+    if state.started_t is None or now is None:
         return "0.0s"
-    seconds = max(0, state.last_t - state.started_t) / 1000
+    seconds = max(0, now - state.started_t) / 1000
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, seconds = divmod(int(seconds), 60)
     return f"{minutes}m{seconds:02d}s"
 
 
-def _header(state: RunState) -> RenderableType:
+def _header(state: RunState, now_ms: int | None) -> RenderableType:
     lines: list[Text] = []
     title = Text.assemble(("run ", "bold"), (state.run_id or "?", "bold"))
     if state.plan_name is not None:
         title.append(f"  plan {state.plan_name} v{state.plan_version}")
-    title.append(f"  elapsed {_elapsed(state)}  seq {state.last_seq}")
+    title.append(f"  elapsed {_elapsed(state, now_ms)}  seq {state.last_seq}")
     if state.finished is not None:
         ok = state.finished.get("status") == "ok"
         title.append(
@@ -115,7 +159,7 @@ def _header(state: RunState) -> RenderableType:
     c = state.counts
     lines.append(
         Text(
-            f"queue depth: tool {pending_tools}  llm {pending_llm}   events/s {events_per_second(state):.1f}"
+            f"queue depth: tool {pending_tools}  llm {pending_llm}   events/s {events_per_second(state, now_ms=now_ms):.1f}"
             f"   messages {c['messages']} (undelivered {c['undelivered']}, denied {c['denied']})"
             f"   tools {c['tool_calls']} (failed {c['tool_failures']})"
             f"   llm {c['llm_calls']} (failed {c['llm_failures']})"
@@ -133,56 +177,125 @@ def _header(state: RunState) -> RenderableType:
     return Group(*lines)
 
 
-def _walk(state: RunState) -> Iterator[AgentView]:
-    """Agents depth first under their parents, in spawn order (lazy: callers stop early)."""
+def _walk(state: RunState) -> Iterator[tuple[AgentView, str]]:
+    """Agents depth first under their parents, in spawn order, each with its tree guide
+    (``├─ `` / ``└─ `` after ``│  ``); lazy: callers stop early."""
     agents = state.agents
     seen: set[str] = set()
-    stack = [agents[r] for r in reversed(state.roots())]
+    stack = [(agents[r], "", "") for r in reversed(state.roots())]
     while stack:
-        agent = stack.pop()
+        agent, guide, inner = stack.pop()
         if agent.id in seen:
             continue
         seen.add(agent.id)
-        yield agent
-        stack.extend(agents[c] for c in reversed(agent.children) if c in agents)
+        yield agent, guide
+        kids = [c for c in dict.fromkeys(agent.children) if c in agents and c not in seen]
+        for i in reversed(range(len(kids))):
+            last = i == len(kids) - 1
+            stack.append((agents[kids[i]], inner + ("└─ " if last else "├─ "), inner + ("   " if last else "│  ")))
 
 
-def _agent_table(state: RunState, max_agents: int) -> Table:
-    table = Table(expand=False, box=None, pad_edge=False, header_style="bold")
-    for name, justify in (
-        ("id", "left"),
-        ("status", "left"),
-        ("depth", "right"),
-        ("model", "left"),
-        ("activity", "left"),
-        ("steps", "right"),
-        ("budget used", "left"),
-        ("locks", "left"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
-    shown = 0
-    for agent in _walk(state):
-        if shown >= max_agents:
+#: The agent table's columns: name, justification, and whether it may be cut or left out
+#: when the console is narrow (ids, statuses and step counts never are).
+_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("id", "left", False),
+    ("status", "left", False),
+    ("depth", "right", True),
+    ("model", "left", True),
+    ("activity", "left", True),
+    ("steps", "right", False),
+    ("budget used", "left", True),
+    ("locks", "left", True),
+)
+#: Columns left out, in this order, while the table is wider than the console.
+_DROP_FIRST = ("depth", "locks", "model")
+#: Cells between two columns (one space of padding on each side).
+_GAP = 2
+#: Narrowest a cut column gets.
+_MIN_CUT = 6
+
+
+@dataclass(frozen=True, slots=True)
+class _AgentTable:
+    """The agent rows, laid out for the console's width when rendered.
+
+    At any width ids (with their tree guides), statuses and step counts are shown whole:
+    first ``depth``, ``locks`` and ``model`` are left out, then the other columns are cut
+    (``…``), widest first.
+    """
+
+    rows: tuple[tuple[str, ...], ...]
+    styles: tuple[str, ...]
+    more: int
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.table(options.max_width)
+
+    def widths(self, width: int) -> dict[str, int]:
+        """Each shown column's width for a console ``width`` cells wide."""
+        widths = {
+            name: max([cell_len(name)] + [cell_len(row[i]) for row in self.rows])
+            for i, (name, _, _) in enumerate(_COLUMNS)
+        }
+        widths["id"] = max(widths["id"], cell_len(self.more_line))
+
+        def excess() -> int:
+            return sum(widths.values()) + _GAP * (len(widths) - 1) - width
+
+        for name in _DROP_FIRST:
+            if excess() <= 0:
+                break
+            del widths[name]
+        cut = [name for name, _, may_cut in _COLUMNS if may_cut and name in widths]
+        while excess() > 0:
+            widest = max(cut, key=lambda name: widths[name], default=None)
+            if widest is None or widths[widest] <= _MIN_CUT:
+                break
+            widths[widest] -= 1
+        return widths
+
+    def table(self, width: int) -> Table:
+        """The table for a console ``width`` cells wide."""
+        widths = self.widths(width)
+        table = Table(expand=False, box=None, pad_edge=False, header_style="bold")
+        shown = [i for i, (name, _, _) in enumerate(_COLUMNS) if name in widths]
+        for i in shown:
+            name, justify, _ = _COLUMNS[i]
+            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
+                             width=widths[name])
+        for row, style in zip(self.rows, self.styles, strict=True):
+            table.add_row(*(Text(row[i], style=style) if i == 1 else row[i] for i in shown))
+        if self.more > 0:
+            table.add_row(Text(self.more_line, style="dim"), *[""] * (len(shown) - 1))
+        return table
+
+    @property
+    def more_line(self) -> str:
+        """What stands for the agents not shown."""
+        return f"… {self.more} more" if self.more > 0 else ""
+
+
+def _agent_table(state: RunState, max_agents: int) -> _AgentTable:
+    rows: list[tuple[str, ...]] = []
+    styles: list[str] = []
+    for agent, guide in _walk(state):
+        if len(rows) >= max_agents:
             break
-        shown += 1
-        style = STATUS_STYLES.get(agent.status, "")
         status = agent.status
         if agent.done_status is not None and agent.done_status != "ok":
             status += f" ({agent.done_status})"
-        table.add_row(
-            "  " * agent.depth + agent.id,
-            Text(status, style=style),
+        rows.append((
+            guide + agent.id,
+            status,
             str(agent.depth),
             agent.model or "",
             agent.activity or "",
             str(agent.steps),
             budget_used(agent),
             " ".join(f"{path}({mode[:1]})" for path, mode in agent.locks.items()),
-        )
-    more = len(state.agents) - shown
-    if more > 0:
-        table.add_row(Text(f"… {more} more", style="dim"), "", "", "", "", "", "", "")
-    return table
+        ))
+        styles.append(STATUS_STYLES.get(agent.status, ""))
+    return _AgentTable(tuple(rows), tuple(styles), len(state.agents) - len(rows))
 
 
 def _recent_lines(state: RunState, n: int) -> list[Text]:
@@ -193,18 +306,22 @@ def _recent_lines(state: RunState, n: int) -> list[Text]:
         line = format_event(event)
         if line is not None:
             lines.append(line)
-    return [Text(line, style="dim") for line in reversed(lines)]
+    # Plain output prints errors in full; here a long line is cut at the console's edge.
+    return [Text(line, style="dim", no_wrap=True, overflow="ellipsis") for line in reversed(lines)]
 
 
-def render_run(state: RunState, *, max_agents: int = 200, recent: int = 8) -> RenderableType:
+def render_run(state: RunState, *, max_agents: int = 200, recent: int = 8, now_ms: int | None = None) -> RenderableType:
     """Render a run: header, agent tree (at most ``max_agents`` rows), latest events.
 
     Args:
         state: the folded state.
         max_agents: agent rows to show; the rest are summed up in a "… N more" line.
         recent: how many of the latest notable events to show at the bottom.
+        now_ms: the time now (ms since the epoch) for a run being watched live: elapsed
+            time and events/s run on while no event comes. None for a replay: the time of
+            the last event.
     """
-    parts: list[RenderableType] = [_header(state), Text(""), _agent_table(state, max_agents)]
+    parts: list[RenderableType] = [_header(state, now_ms), Text(""), _agent_table(state, max_agents)]
     if recent > 0:
         lines = _recent_lines(state, recent)
         if lines:
@@ -232,17 +349,25 @@ class LiveView:
         state: RunState | None = None,
         max_agents: int = 200,
         recent: int = 8,
+        clock: Callable[[], int] | None = None,
+        tick: float = TICK_S,
     ) -> None:
         """Args:
         console: where to draw (tests pass a recording console).
         state: a state to start from (e.g. a prefix already folded); a new one when None.
         max_agents: agent rows per frame.
         recent: latest-event lines per frame.
+        clock: the time now in ms since the epoch (:func:`wall_clock_ms` for a live run),
+            so that elapsed time and events/s run on while no event comes, redrawn every
+            ``tick`` seconds; None (a replay) shows the time of the last event.
+        tick: seconds between redraws without events, when there is a clock.
         """
         self.console = console
         self.state = state if state is not None else RunState()
         self.max_agents = max_agents
         self.recent = recent
+        self.clock = clock
+        self.tick = tick
         self._events = 0
         self._renders = 0
 
@@ -262,14 +387,16 @@ class LiveView:
             # Rows below the screen's edge are cropped anyway; not building them keeps a
             # frame of a thousand-agent run cheap (Rich tables cost ~0.4 ms a row).
             rows = min(rows, max(3, self.console.height - self.recent - _CHROME_LINES))
-        return render_run(self.state, max_agents=rows, recent=self.recent)
+        now_ms = self.clock() if self.clock is not None else None
+        return render_run(self.state, max_agents=rows, recent=self.recent, now_ms=now_ms)
 
     def statistics(self) -> LiveViewStatistics:
         """Events fed, frames drawn and agents known so far."""
         return LiveViewStatistics(events=self._events, renders=self._renders, agents=len(self.state.agents))
 
     async def run(self, *, fps: float = 10, stop: anyio.Event | None = None) -> None:
-        """Redraw whenever the state changed, at most ``fps`` times a second.
+        """Redraw whenever the state changed, at most ``fps`` times a second (and every
+        ``tick`` seconds without a change, when the view has a clock).
 
         Returns when ``stop`` is set (or runs until cancelled), after drawing the final
         state, which stays on the console.
@@ -282,12 +409,13 @@ class LiveView:
             redirect_stdout=False,
             redirect_stderr=False,
         ) as live:
-            drawn = self._events
+            drawn, drawn_at = self._events, anyio.current_time()
             self._renders += 1
             try:
                 while stop is None or not stop.is_set():
-                    if self._events != drawn:
-                        drawn = self._events
+                    ticked = self.clock is not None and anyio.current_time() - drawn_at >= self.tick
+                    if self._events != drawn or ticked:
+                        drawn, drawn_at = self._events, anyio.current_time()
                         live.update(self.render(), refresh=True)
                         self._renders += 1
                     if stop is None:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
-__all__ = ["PlainPrinter", "format_event", "format_time"]
+__all__ = ["PlainPrinter", "format_event", "format_time", "one_line"]
 
-#: Longest rendering of a result, body or error in a line.
+#: Longest rendering of a result or body in a line (errors are printed whole).
 MAX_VALUE = 60
 
 
@@ -31,9 +31,13 @@ def _short(value: Any, limit: int = MAX_VALUE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _text(value: Any, limit: int = MAX_VALUE) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def one_line(value: Any) -> str:
+    """An error's whole text on one line: line breaks shown as ``⏎``, other control
+    characters escaped (error texts may quote a model's or a tool's output)."""
+    if value is None:
+        return "-"
+    text = " ⏎ ".join(str(value).splitlines())
+    return text if text.isprintable() else "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _run_started(e: dict[str, Any]) -> str:
@@ -57,7 +61,7 @@ def _done(e: dict[str, Any]) -> str:
 
 
 def _error(e: dict[str, Any]) -> str:
-    return f"error ({e.get('where')}) {e.get('error_type')}: {_text(e.get('error'))}"
+    return f"error ({e.get('where')}) {e.get('error_type')}: {one_line(e.get('error'))}"
 
 
 def _stopped(e: dict[str, Any]) -> str:
@@ -72,7 +76,7 @@ def _restarted(e: dict[str, Any]) -> str:
 
 
 def _refused(e: dict[str, Any]) -> str:
-    return f"refused spawn of {e.get('child_id')} ({e.get('rule')}): {_text(e.get('error'))}"
+    return f"refused spawn of {e.get('child_id')} ({e.get('rule')}): {one_line(e.get('error'))}"
 
 
 def _denied(e: dict[str, Any]) -> str:
@@ -94,14 +98,14 @@ def _ms(e: dict[str, Any]) -> str:
 def _tool_result(e: dict[str, Any]) -> str:
     if e.get("ok"):
         return f"tool {e.get('tool')} ok{_ms(e)}  result={_short(e.get('result'))}"
-    return f"tool {e.get('tool')} FAILED{_ms(e)}: {_text(e.get('error'))}"
+    return f"tool {e.get('tool')} FAILED{_ms(e)}: {one_line(e.get('error'))}"
 
 
 def _llm_result(e: dict[str, Any]) -> str:
     tokens = f"{e.get('prompt_tokens', 0)}+{e.get('completion_tokens', 0)} tok"
     if e.get("ok"):
         return f"llm ok  {tokens}{_ms(e)}"
-    return f"llm FAILED{_ms(e)}: {_text(e.get('error'))}"
+    return f"llm FAILED{_ms(e)}: {one_line(e.get('error'))}"
 
 
 def _plan_loaded(e: dict[str, Any]) -> str:
@@ -120,12 +124,12 @@ def _plan_diff(e: dict[str, Any]) -> str:
 def _plan_invalid(e: dict[str, Any]) -> str:
     error = e.get("error") or {}
     if not isinstance(error, dict):
-        return f"plan invalid: {_text(error, 120)}"
+        return f"plan invalid: {one_line(error)}"
     where = error.get("file") or e.get("file") or "<plan>"
     if error.get("line") is not None:
         where += f":{error['line']}"
     at = f" at {error['path']}" if error.get("path") else ""
-    return f"plan invalid: {where}{at}: {_text(error.get('message'), 120)}"
+    return f"plan invalid: {where}{at}: {one_line(error.get('message'))}"
 
 
 def _conflict_opened(e: dict[str, Any]) -> str:

@@ -15,8 +15,9 @@ from rich.text import Text
 
 from agentctl.events.fold import RunState
 from agentctl.views.live import STATUS_STYLES
+from agentctl.views.plain import one_line
 
-__all__ = ["AgentSummary", "Summary", "render_summary", "summarize"]
+__all__ = ["AgentSummary", "Failure", "Summary", "render_summary", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,21 @@ class AgentSummary:
     tokens: int
     restarts: int
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One thing that went wrong: an agent's error or a failed tool or LLM call.
+
+    ``where`` is the agent error's ``where`` (``step``, ``spawn``, …) or ``tool NAME`` /
+    ``llm``; ``error`` is the whole text of the error.
+    """
+
+    seq: int | None
+    agent_id: str | None
+    where: str | None
+    error_type: str | None
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +72,7 @@ class Summary:
     undelivered: int
     denied: int
     refused: int
-    errors: tuple[str, ...]
+    failures: tuple[Failure, ...]
 
 
 def summarize(state: RunState) -> Summary:
@@ -81,8 +97,8 @@ def summarize(state: RunState) -> Summary:
         for a in state.agents.values()
     )
     by_status = {status: n for status, n in state.status_counts().items() if n}
-    errors = tuple(
-        f"#{e.get('seq')} {e.get('agent_id')} ({e.get('where')}) {e.get('error_type')}: {e.get('error')}"
+    failures = tuple(
+        Failure(e.get("seq"), e.get("agent_id"), e.get("where"), e.get("error_type"), one_line(e.get("error")))
         for e in state.errors
     )
     c = state.counts
@@ -108,7 +124,7 @@ def summarize(state: RunState) -> Summary:
         undelivered=c["undelivered"],
         denied=c["denied"],
         refused=c["refused"],
-        errors=errors,
+        failures=failures,
     )
 
 
@@ -116,8 +132,9 @@ def _seconds(ms: int | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.2f}s"
 
 
-def render_summary(summary: Summary, *, max_errors: int = 20) -> RenderableType:
-    """A Rich rendering: totals line, one table row per agent, then the errors."""
+def render_summary(summary: Summary, *, max_failures: int = 20) -> RenderableType:
+    """A Rich rendering: totals line, one table row per agent, then the latest failures
+    with their causes in full."""
     outcome = f"{summary.reason or 'unfinished'} {summary.status or ''}".strip()
     style = "bold green" if summary.status == "ok" else "bold red"
     totals = Text.assemble(
@@ -149,7 +166,21 @@ def render_summary(summary: Summary, *, max_errors: int = 20) -> RenderableType:
             str(a.restarts),
         )
     parts: list[RenderableType] = [totals, table]
-    if summary.errors:
-        parts.append(Text(f"errors ({len(summary.errors)}):", style="bold red"))
-        parts.extend(Text("  " + e, style="red") for e in summary.errors[-max_errors:])
+    if summary.failures:
+        parts.append(_failures_table(summary.failures, max_failures))
     return Group(*parts)
+
+
+def _failures_table(failures: tuple[Failure, ...], limit: int) -> Table:
+    shown = failures[-limit:]
+    more = f", the latest {len(shown)} shown" if len(shown) < len(failures) else ""
+    table = Table(title=f"failures ({len(failures)}{more})", title_style="bold red", title_justify="left",
+                  header_style="bold")
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("agent", no_wrap=True)
+    table.add_column("what", no_wrap=True)
+    table.add_column("cause", overflow="fold")
+    for f in shown:
+        what = f"{f.where or '-'}" + (f" ({f.error_type})" if f.error_type else "")
+        table.add_row(f"#{f.seq}" if f.seq is not None else "-", f.agent_id or "-", what, Text(f.error, style="red"))
+    return table

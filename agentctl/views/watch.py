@@ -15,7 +15,7 @@ from rich.console import Console
 
 from agentctl.events.fold import RunState
 from agentctl.events.reader import follow_events
-from agentctl.views.live import LiveView
+from agentctl.views.live import LiveView, wall_clock_ms
 
 __all__ = ["RUNS_DIR", "newest_run", "watch"]
 
@@ -63,7 +63,7 @@ async def watch(
     Raises:
         CorruptLogError: a complete line of the file is not an event.
     """
-    view = LiveView(console)
+    view = LiveView(console, clock=wall_clock_ms)
     ended = anyio.Event()
     relay_scope = anyio.CancelScope()
 
