@@ -1,4 +1,4 @@
-"""Helpers for tests that drive the real ``agentctl`` command in subprocesses."""
+"""Helpers for tests that drive the ``agentctl`` command, in this process or in subprocesses."""
 
 from __future__ import annotations
 
@@ -21,8 +21,31 @@ Events = list[dict[str, Any]]
 
 
 def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``agentctl ARGS`` to completion."""
+    """Run ``agentctl ARGS`` to completion in a process of its own (the real entry point).
+
+    For what needs the process boundary: signals, exit codes of the executable, a run that
+    another command (``watch``, ``send``) talks to. Everything else uses :func:`invoke`.
+    """
     return subprocess.run([AGENTCTL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def invoke(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``agentctl ARGS`` in this process (Typer's ``CliRunner``) in directory ``cwd``.
+
+    The result reads like :func:`cli`'s (``returncode``, ``stdout``, ``stderr``); an
+    exception the CLI does not turn into an exit code propagates, traceback and all.
+    """
+    from typer.testing import CliRunner
+
+    from agentctl.cli.main import app
+
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess([AGENTCTL, *args], result.exit_code, result.stdout, result.stderr)
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
@@ -51,6 +74,11 @@ def wait_for(run_dir: Path, check: Callable[[Events], Any], timeout: float = 20)
 def of(evs: Sequence[dict[str, Any]], type: str, agent: str | None = None) -> Events:
     """The events of one type (and agent)."""
     return [e for e in evs if e["type"] == type and (agent is None or e.get("agent_id") == agent)]
+
+
+def agent_row(line: str) -> str:
+    """A line of the live view's agent table without its tree guides (``├─ ``, ``│  ``, …)."""
+    return line.lstrip(" ├└│─")
 
 
 def save(path: Path, text: str) -> None:

@@ -1,4 +1,5 @@
-"""The real CLI in subprocesses: example plans, exit codes, live edits, send, watch and replay."""
+"""The CLI end to end: example plans, exit codes, live edits, send, watch and replay (in this
+process through Typer's CliRunner, and in real subprocesses where signals or a second process matter)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import AGENTCTL, FAILING, PLANS, ROOT, cli, events, interrupt, of, save, wait_for
+from cli_helpers import AGENTCTL, FAILING, PLANS, ROOT, agent_row, cli, events, interrupt, invoke, of, save, wait_for
 
 from agentctl.events.fold import state_at
 
@@ -27,7 +28,7 @@ SLOW_TASK = """\
 @pytest.mark.parametrize("plan", ["hello.yaml", "hello.edn", "locks.yaml"])
 def test_example_plans_run_to_completion(plan: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = cli("run", str(PLANS / plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path)
+    proc = invoke("run", str(PLANS / plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     evs = events(run_dir)
     assert evs[0]["type"] == "run/started" and evs[-1]["type"] == "run/finished"
@@ -45,7 +46,7 @@ def test_example_plans_run_to_completion(plan: str, tmp_path: Path) -> None:
 
 
 def test_hello_plan_writes_its_files(tmp_path: Path) -> None:
-    assert cli("run", str(PLANS / "hello.yaml"), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp_path / "run"), cwd=tmp_path).returncode == 0
+    assert invoke("run", str(PLANS / "hello.yaml"), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp_path / "run"), cwd=tmp_path).returncode == 0
     assert (tmp_path / "out" / "hello.txt").read_text().splitlines() == [
         "hello from greeter", "hello from greeter-helper", "greeter saw its helper finish"]
     assert (tmp_path / "out" / "report.txt").exists()
@@ -55,7 +56,7 @@ def test_a_failing_task_fails_the_run_and_blocks_its_dependants(tmp_path: Path) 
     plan = tmp_path / "fail.yaml"
     plan.write_text(FAILING)
     run_dir = tmp_path / "run"
-    proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
+    proc = invoke("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     evs = events(run_dir)
     assert "on purpose" in of(evs, "agent/error", "breaks")[0]["error"]
@@ -67,7 +68,7 @@ def test_a_failing_task_fails_the_run_and_blocks_its_dependants(tmp_path: Path) 
 @pytest.mark.parametrize("bad", sorted(p.name for p in BAD.iterdir()))
 def test_bad_plans_are_refused_with_where_and_what(bad: str, tmp_path: Path) -> None:
     for command in ("validate", "run"):
-        proc = cli(command, str(BAD / bad), cwd=tmp_path)
+        proc = invoke(command, str(BAD / bad), cwd=tmp_path)
         assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
         assert bad in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / ".agentctl").exists()
@@ -85,17 +86,17 @@ def test_bad_plans_are_refused_with_where_and_what(bad: str, tmp_path: Path) -> 
     ],
 )
 def test_bad_flags_get_a_clear_error(args: list[str], fragment: str) -> None:
-    proc = cli(*args, cwd=ROOT)
+    proc = invoke(*args, cwd=ROOT)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_help_and_schema(tmp_path: Path) -> None:
     for command in ([], ["run"], ["watch"], ["replay"], ["send"], ["diff"], ["validate"], ["schema"]):
-        assert cli(*command, "--help", cwd=tmp_path).returncode == 0
+        assert invoke(*command, "--help", cwd=tmp_path).returncode == 0
     import json
 
-    schema = json.loads(cli("schema", cwd=tmp_path).stdout)
+    schema = json.loads(invoke("schema", cwd=tmp_path).stdout)
     assert "tasks" in schema["properties"]
 
 
@@ -168,7 +169,7 @@ def test_send_reaches_a_running_agent(tmp_path: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(run_dir, lambda e: of(e, "agent/status", "listener"))
-        sent = cli("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", '{"x": 1}', cwd=tmp_path)
+        sent = invoke("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", '{"x": 1}', cwd=tmp_path)
         assert sent.returncode == 0, sent.stderr
         assert proc.wait(20) == 0
     finally:
@@ -182,30 +183,30 @@ def test_send_reaches_a_running_agent(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("finished")
-    assert cli("run", str(PLANS / "hello.yaml"), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp / "run"), cwd=tmp).returncode == 0
+    assert invoke("run", str(PLANS / "hello.yaml"), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp / "run"), cwd=tmp).returncode == 0
     return tmp / "run"
 
 
 def test_replay_at_shows_the_state_at_that_event(finished_run: Path, tmp_path: Path) -> None:
     evs = events(finished_run)
     seq = next(e["seq"] for e in evs if e["type"] == "agent/done" and e["agent_id"] == "greeter-helper")
-    proc = cli("replay", str(finished_run / "events.jsonl"), "--at", str(seq), cwd=tmp_path)
+    proc = invoke("replay", str(finished_run / "events.jsonl"), "--at", str(seq), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     state = state_at(finished_run / "events.jsonl", seq)
     for agent in state.agents.values():
-        line = next(line for line in proc.stdout.splitlines() if line.strip().startswith(agent.id + " "))
+        line = next(line for line in proc.stdout.splitlines() if agent_row(line).startswith(agent.id + " "))
         assert agent.status in line
     # reporter was not spawned yet at that point: no row for it
-    assert not any(line.strip().startswith("reporter ") for line in proc.stdout.splitlines())
+    assert not any(agent_row(line).startswith("reporter ") for line in proc.stdout.splitlines())
 
 
 def test_replay_summary_svg_and_fast_playback(finished_run: Path, tmp_path: Path) -> None:
-    summary = cli("replay", str(finished_run), "--summary", cwd=tmp_path)
+    summary = invoke("replay", str(finished_run), "--summary", cwd=tmp_path)
     assert summary.returncode == 0 and "greeter" in summary.stdout
     svg = tmp_path / "view.svg"
-    assert cli("replay", str(finished_run), "--svg", str(svg), "--speed", "0", cwd=tmp_path).returncode == 0
+    assert invoke("replay", str(finished_run), "--svg", str(svg), "--speed", "0", cwd=tmp_path).returncode == 0
     assert "greeter" in svg.read_text()
-    assert cli("replay", str(finished_run), "--speed", "0", cwd=tmp_path).returncode == 0
+    assert invoke("replay", str(finished_run), "--speed", "0", cwd=tmp_path).returncode == 0
 
 
 def test_watch_follows_a_run_of_another_process(tmp_path: Path) -> None:
@@ -223,11 +224,11 @@ def test_watch_follows_a_run_of_another_process(tmp_path: Path) -> None:
 
 
 def test_diff_is_a_dry_run_of_the_reconciler(finished_run: Path, tmp_path: Path) -> None:
-    fresh = cli("diff", str(PLANS / "hello.yaml"), cwd=tmp_path)
+    fresh = invoke("diff", str(PLANS / "hello.yaml"), cwd=tmp_path)
     assert fresh.returncode == 0 and "greeter" in fresh.stdout and "reporter" in fresh.stdout
     edited = tmp_path / "hello.yaml"
     edited.write_text((PLANS / "hello.yaml").read_text().replace("greeter finished; see out/hello.txt", "edited report"))
-    changed = cli("diff", str(edited), "--run", str(finished_run), cwd=tmp_path)
+    changed = invoke("diff", str(edited), "--run", str(finished_run), cwd=tmp_path)
     assert changed.returncode == 0, changed.stderr
     rows = [line for line in changed.stdout.splitlines() if "│" in line]
     assert any("reporter" in r and "rerun" in r for r in rows)

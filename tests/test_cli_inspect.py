@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import FAILING, PLANS, cli
+from cli_helpers import FAILING, PLANS, invoke
 
 
 def rows(stdout: str) -> dict[str, str]:
@@ -23,7 +23,7 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("failed")
     plan = tmp / "failing.yaml"
     plan.write_text(FAILING)
-    proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp / "run"), cwd=tmp)
+    proc = invoke("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp / "run"), cwd=tmp)
     assert proc.returncode == 1, proc.stderr
     return plan, tmp / "run"
 
@@ -36,24 +36,24 @@ def test_validate_accepts_every_example_plan(plan: str, tmp_path: Path) -> None:
     missing = check_docker(load_plan(PLANS / plan))
     if missing:
         pytest.skip(f"{plan} needs a Docker engine: {missing}")
-    proc = cli("validate", str(PLANS / plan), cwd=tmp_path)
+    proc = invoke("validate", str(PLANS / plan), cwd=tmp_path)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
 
 
 def test_diff_from_nothing_lists_every_task(tmp_path: Path) -> None:
-    proc = cli("diff", str(PLANS / "hello.yaml"), cwd=tmp_path)
+    proc = invoke("diff", str(PLANS / "hello.yaml"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert rows(proc.stdout) == {"greeter": "spawn", "reporter": "wait for dependencies"}
 
 
 def test_diff_against_a_failed_run(failed_run: tuple[Path, Path], tmp_path: Path) -> None:
     plan, run_dir = failed_run
-    same = cli("diff", str(plan), "--run", str(run_dir), cwd=tmp_path)
+    same = invoke("diff", str(plan), "--run", str(run_dir), cwd=tmp_path)
     assert same.returncode == 0, same.stderr
     assert rows(same.stdout) == {"after": "blocked (a dependency failed)"}
     fixed = tmp_path / "fixed.yaml"
     fixed.write_text(FAILING.replace('[{fail: "on purpose"}]', "[{done: fixed}]"))
-    proc = cli("diff", str(fixed), "--run", str(run_dir), cwd=tmp_path)
+    proc = invoke("diff", str(fixed), "--run", str(run_dir), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     # the fixed task runs again; its dependant waits for it; the finished one is left alone
     assert rows(proc.stdout) == {"breaks": "rerun", "after": "wait for dependencies"}
@@ -61,12 +61,12 @@ def test_diff_against_a_failed_run(failed_run: tuple[Path, Path], tmp_path: Path
 
 def test_send_to_a_finished_run_is_refused(failed_run: tuple[Path, Path], tmp_path: Path) -> None:
     _, run_dir = failed_run
-    proc = cli("send", "--run", str(run_dir), "--to", "fine", "hello", cwd=tmp_path)
+    proc = invoke("send", "--run", str(run_dir), "--to", "fine", "hello", cwd=tmp_path)
     assert proc.returncode == 2 and "finished" in proc.stderr
 
 
 def test_a_plan_that_is_a_directory_is_a_plan_error(tmp_path: Path) -> None:
     (tmp_path / "dir.yaml").mkdir()
     for command in ("validate", "run", "diff"):
-        proc = cli(command, str(tmp_path / "dir.yaml"), cwd=tmp_path)
+        proc = invoke(command, str(tmp_path / "dir.yaml"), cwd=tmp_path)
         assert proc.returncode == 2 and "dir.yaml" in proc.stderr and "Traceback" not in proc.stderr, command

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from cli_helpers import cli, events, interrupt, of, save, start, wait_for
+from cli_helpers import events, interrupt, invoke, of, save, start, wait_for
 
 HEAD = "name: live\ntasks:\n"
 QUICK = "  - id: {id}\n    agent: script\n{deps}    steps: [{{write: {{path: out/{id}.txt, content: \"{content}\"}}}}, {{done: {content}}}]\n"
@@ -38,7 +38,7 @@ def test_edits_rerun_finished_tasks_and_respect_dependencies(tmp_path: Path) -> 
         assert diff["changed"] == ["first"] and sorted(diff["added"]) == ["after-first", "after-gate"]
         assert not of(evs, "agent/spawned", "after-gate")
         assert (tmp_path / "out" / "first.txt").read_text() == "b"
-        assert cli("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "null", cwd=tmp_path).returncode == 0
+        assert invoke("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "null", cwd=tmp_path).returncode == 0
         evs = wait_for(run_dir, lambda e: of(e, "agent/done", "after-gate"))
         types = [(e["type"], e["agent_id"]) for e in evs]
         assert types.index(("agent/done", "gate")) < types.index(("agent/spawned", "after-gate"))
@@ -68,7 +68,7 @@ def test_removing_a_task_stops_its_whole_subtree_and_frees_nothing_else(tmp_path
         # a later real edit is applied as the very next version: the same plan added none
         save(plan, HEAD + GATE + quick("marker", "m"))
         wait_for(run_dir, lambda e: of(e, "agent/done", "marker"))
-        assert cli("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "null", cwd=tmp_path).returncode == 0
+        assert invoke("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "null", cwd=tmp_path).returncode == 0
         assert proc.wait(20) == 0
     finally:
         proc.kill()

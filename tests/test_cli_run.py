@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from cli_helpers import PLANS, cli, events, interrupt, of, start, wait_for
+from cli_helpers import PLANS, events, interrupt, invoke, of, start, wait_for
 
 from agentctl.plan.load import load_plan
 
@@ -26,7 +26,7 @@ tasks:
 @pytest.mark.parametrize("plan", ["hello.yaml", "hello.edn", "locks.yaml"])
 def test_every_task_of_an_example_plan_is_spawned_once_under_plan(plan: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = cli("run", str(PLANS / plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path)
+    proc = invoke("run", str(PLANS / plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     evs = events(run_dir)
     spawned = [e["agent_id"] for e in of(evs, "agent/spawned") if e["parent_id"] == "plan"]
@@ -38,9 +38,9 @@ def test_every_task_of_an_example_plan_is_spawned_once_under_plan(plan: str, tmp
 
 def test_a_new_run_refuses_a_run_dir_that_already_holds_a_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    assert cli("run", str(PLANS / "hello.edn"), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path).returncode == 0
+    assert invoke("run", str(PLANS / "hello.edn"), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path).returncode == 0
     before = (run_dir / "events.jsonl").read_bytes()
-    again = cli("run", str(PLANS / "hello.edn"), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
+    again = invoke("run", str(PLANS / "hello.edn"), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
     # the old log is untouched: its seq stays gap-free from 1
     assert (run_dir / "events.jsonl").read_bytes() == before
@@ -49,7 +49,7 @@ def test_a_new_run_refuses_a_run_dir_that_already_holds_a_run(tmp_path: Path) ->
 
 def test_a_run_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("x")
-    proc = cli("run", str(PLANS / "hello.yaml"), "--no-ui", "--run-dir", str(tmp_path / "taken"), cwd=tmp_path)
+    proc = invoke("run", str(PLANS / "hello.yaml"), "--no-ui", "--run-dir", str(tmp_path / "taken"), cwd=tmp_path)
     assert proc.returncode == 2 and "--run-dir" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -60,7 +60,7 @@ def test_bad_requests_and_unknown_targets_do_not_end_the_run(tmp_path: Path) -> 
     proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
     try:
         wait_for(run_dir, lambda e: of(e, "agent/status", "listener") and (run_dir / "control.sock").exists())
-        unknown = cli("send", "--run", str(run_dir), "--to", "nobody", "hi", cwd=tmp_path)
+        unknown = invoke("send", "--run", str(run_dir), "--to", "nobody", "hi", cwd=tmp_path)
         assert unknown.returncode == 2 and "no live agent 'nobody'" in unknown.stderr
         for raw in (b"not json\n", b"[1, 2]\n", b'{"kind": "goal"}\n', b'{"op": "send", "kind": "goal"}\n', b"{\"op\": \"x"):
             with socket.socket(socket.AF_UNIX) as sock:
@@ -68,7 +68,7 @@ def test_bad_requests_and_unknown_targets_do_not_end_the_run(tmp_path: Path) -> 
                 sock.sendall(raw)
                 sock.shutdown(socket.SHUT_WR)
                 assert b'"ok":false' in sock.recv(4096)
-        sent = cli("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", '{"x": 1}', cwd=tmp_path)
+        sent = invoke("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", '{"x": 1}', cwd=tmp_path)
         assert sent.returncode == 0, sent.stderr
         wait_for(run_dir, lambda e: of(e, "agent/done", "listener"))
         proc.send_signal(signal.SIGINT)
@@ -89,7 +89,7 @@ def test_a_resumed_run_does_not_deliver_sent_messages_again(tmp_path: Path) -> N
     proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
     try:
         wait_for(run_dir, lambda e: of(e, "agent/status", "listener"))
-        assert cli("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", "1", cwd=tmp_path).returncode == 0
+        assert invoke("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", "1", cwd=tmp_path).returncode == 0
         wait_for(run_dir, lambda e: of(e, "agent/done", "listener"))
         proc.send_signal(signal.SIGKILL)
         proc.wait(20)
@@ -99,7 +99,7 @@ def test_a_resumed_run_does_not_deliver_sent_messages_again(tmp_path: Path) -> N
     try:
         wait_for(run_dir, lambda e: of(e, "run/resumed"))
         # a message sent while resumed still arrives, exactly once
-        assert cli("send", "--run", str(run_dir), "--to", "idle", "--kind", "ping", "2", cwd=tmp_path).returncode == 0
+        assert invoke("send", "--run", str(run_dir), "--to", "idle", "--kind", "ping", "2", cwd=tmp_path).returncode == 0
         wait_for(run_dir, lambda e: of(e, "agent/message", "idle"))
     except BaseException:
         resumed.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import PLANS, cli, events, of, start, wait_for
+from cli_helpers import PLANS, agent_row, cli, events, invoke, of, start, wait_for
 
 from agentctl.events.fold import state_at
 
@@ -13,7 +13,7 @@ from agentctl.events.fold import state_at
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("views")
-    proc = cli("run", str(PLANS / "locks.yaml"), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp / "run"), cwd=tmp)
+    proc = invoke("run", str(PLANS / "locks.yaml"), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp / "run"), cwd=tmp)
     assert proc.returncode == 0, proc.stderr
     return tmp / "run"
 
@@ -21,7 +21,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def agent_rows(stdout: str, ids: set[str]) -> dict[str, str]:
     out = {}
     for line in stdout.splitlines():
-        words = line.split()
+        words = agent_row(line).split()
         if len(words) > 1 and words[0] in ids:
             out[words[0]] = words[1]
     return out
@@ -32,7 +32,7 @@ def test_replay_at_agrees_with_the_fold_at_every_tenth_event(finished_run: Path,
     evs = events(finished_run)
     ids = {e["agent_id"] for e in of(evs, "agent/spawned")}
     for seq in range(1, len(evs) + 1, 10):
-        proc = cli("replay", str(path), "--at", str(seq), cwd=tmp_path)
+        proc = invoke("replay", str(path), "--at", str(seq), cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         expected = {a.id: a.status for a in state_at(path, seq).agents.values()}
         assert agent_rows(proc.stdout, ids) == expected, seq
@@ -42,7 +42,7 @@ def test_replay_svg_at_an_event_pictures_that_moment(finished_run: Path, tmp_pat
     evs = events(finished_run)
     first_spawn = of(evs, "agent/spawned")[0]["seq"]
     svg = tmp_path / "early.svg"
-    assert cli("replay", str(finished_run), "--at", str(first_spawn), "--svg", str(svg), cwd=tmp_path).returncode == 0
+    assert invoke("replay", str(finished_run), "--at", str(first_spawn), "--svg", str(svg), cwd=tmp_path).returncode == 0
     text = svg.read_text()
     assert text.startswith("<svg") and "plan" in text and "contender" not in text
 

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("mcp", reason="the mcp SDK is an optional dependency (agentctl[mcp])")
 
-from cli_helpers import cli
+from cli_helpers import invoke
 
 from agentctl.agents.llm import llm_step
 from agentctl.errors import PlanError, ToolError
@@ -227,7 +227,7 @@ def test_a_script_agent_calls_an_mcp_tool_in_a_real_cli_run(tmp_path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(PLAN.format(python=sys.executable, server=SERVER))
     run_dir = tmp_path / "run"
-    done = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
+    done = invoke("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     from agentctl.events.reader import read_events
 
@@ -315,10 +315,10 @@ def test_validate_reports_a_stdio_server_whose_command_is_not_found(tmp_path) ->
           calc: {command: [no-such-mcp-server-xyz, --stdio]}
         tasks: [{id: t, agent: script, steps: [{done: 1}]}]
     """)
-    out = cli("validate", "plan.yaml", cwd=tmp_path)
+    out = invoke("validate", "plan.yaml", cwd=tmp_path)
     assert out.returncode == 2
     assert "mcp.calc.command" in out.stderr and "no-such-mcp-server-xyz" in out.stderr
-    assert cli("validate", str(Path(__file__).parent.parent / "plans" / "mcp.yaml"), cwd=tmp_path).returncode == 0
+    assert invoke("validate", str(Path(__file__).parent.parent / "plans" / "mcp.yaml"), cwd=tmp_path).returncode == 0
 
 
 # ------------------------------------------------------------------ the event contract
