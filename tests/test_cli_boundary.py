@@ -7,6 +7,7 @@ In-process (Typer's ``CliRunner``); ``test_cli_entry_point`` checks the real exe
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,7 +159,7 @@ def test_replay_and_watch_name_a_corrupt_middle_line(extra: list[str] | None, tm
     assert f"{log}:2: " in result.stderr
 
 
-@pytest.mark.parametrize("kind", ["plan", "readme", "binary", "json"])
+@pytest.mark.parametrize("kind", ["plan", "readme", "binary", "json", "blank first line"])
 @pytest.mark.parametrize("command", ["replay", "watch"])
 def test_replay_and_watch_refuse_a_file_that_is_not_an_event_log(command: str, kind: str, tmp_path: Path) -> None:
     path = tmp_path / "file"
@@ -167,12 +168,15 @@ def test_replay_and_watch_refuse_a_file_that_is_not_an_event_log(command: str, k
     elif kind == "readme":
         shutil.copyfile(ROOT / "README.md", path)
     elif kind == "binary":
-        path.write_bytes(os.urandom(4096))
-    else:
+        path.write_bytes(b"\n\x00" + random.Random(14).randbytes(4096))
+    elif kind == "json":
         path.write_text('{"name": "not an event"}\n')
+    else:
+        path.write_text("\n  \nname: x\n")
     result = invoke([command, str(path)])
     assert_one_line_exit_2(result, [command, kind])
-    assert f"{path}:1: not an agentctl event log" in result.stderr
+    line = {"binary": 2, "blank first line": 3}.get(kind, 1)
+    assert f"{path}:{line}: not an agentctl event log" in result.stderr
 
 
 def test_the_real_entry_point_reports_bad_input_in_one_line(tmp_path: Path) -> None:

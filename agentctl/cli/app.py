@@ -14,14 +14,11 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from .errors import boundary
 
-# typer's own "[click] Context" type, without importing its vendored click by name.
-Context = Any
-
 
 class AgentctlCommand(TyperCommand):
     """A command whose usage line reads ``agentctl run [OPTIONS] PLAN``, as click's do."""
 
-    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
             if isinstance(param, TyperArgument):
@@ -36,12 +33,12 @@ class AgentctlCommand(TyperCommand):
 class AgentctlGroup(TyperGroup):
     """The ``agentctl`` group: parsing and every command run inside the error boundary."""
 
-    def make_context(self, info_name: str | None, args: list[str], parent: Context | None = None,
-                     **extra: Any) -> Context:
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
         with boundary():
             return super().make_context(info_name, args, parent, **extra)
 
-    def invoke(self, ctx: Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         with boundary():
             return super().invoke(ctx)
 

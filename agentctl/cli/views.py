@@ -57,19 +57,23 @@ def check_event_log(path: Path) -> None:
 
     try:
         with open(path, "rb") as f:
-            first = f.readline(_SNIFF)
+            head = f.read(_SNIFF)
     except FileNotFoundError:
         return
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror}") from None
-    if not first.strip() or (not first.endswith(b"\n") and first.startswith(b'{"seq":')):
+    text = head.lstrip()
+    first, newline, _ = text.partition(b"\n")
+    if not text or (not newline and first.startswith(b'{"seq":')):
         return
+    line = head[: len(head) - len(text)].count(b"\n") + 1  # blank lines before it
+    where = f"{path}:{line}"
     try:
         event = orjson.loads(first)
     except orjson.JSONDecodeError:
-        raise LogError(f"{path}:1: not an agentctl event log (line 1 is not JSON)") from None
+        raise LogError(f"{where}: not an agentctl event log (not JSON)") from None
     if not isinstance(event, dict) or "seq" not in event or "type" not in event:
-        raise LogError(f"{path}:1: not an agentctl event log (line 1 is JSON but not an event with seq and type)")
+        raise LogError(f"{where}: not an agentctl event log (JSON, but not an event with seq and type)")
 
 
 def events_file(target: Optional[Path]) -> Path:
