@@ -311,3 +311,26 @@ async def test_plan_defaults_set_the_llm_options() -> None:
     assert exit.status == "ok"
     request = provider.requests[0]
     assert dict(request.options).get("temperature") == 0
+
+
+async def test_an_llm_parent_is_told_when_someone_else_stops_its_child(recorder, tmp_path) -> None:
+    def answer(request: ChatRequest) -> Any:
+        system, last = request.messages[0]["content"], request.messages[-1]
+        if "agent 'w1'" in system:
+            return ChatReply("", (call("fs/read", {"path": "nothing-here"}, "r1"),))  # busy, never done
+        if last["role"] == "user" and "was stopped" in last["content"]:
+            return "noted: " + last["content"]
+        if last["role"] == "tool":
+            return "waiting for w1"
+        return ChatReply("", (call("agent/spawn", {"id": "w1", "instructions": "read", "tools": ["fs/read"]}, "s1"),))
+
+    provider = ScriptedProvider(answer)
+    async with open_runtime(recorder, **options(recorder, tmp_path, provider)) as rt:
+        rt.spawn(llm_spec("boss", "delegate", tools=["agent/spawn", "fs/read"]))
+        with anyio.fail_after(10):
+            while not rt.is_live("w1"):
+                await anyio.sleep(0.01)
+        rt.stop("w1")
+        with anyio.fail_after(10):
+            exit = await rt.wait("boss")
+    assert exit.result == "noted: Child agent w1 was stopped (requested)."
