@@ -52,6 +52,7 @@ class PlanError(AgentctlError):
         path: key path inside the plan, e.g. ``tasks[2].budget.max_steps``.
         expected: what the schema wanted there.
         got: what the file had there.
+        more: other errors found in the same pass, each a ``PlanError`` of its own.
     """
 
     def __init__(
@@ -70,6 +71,8 @@ class PlanError(AgentctlError):
         self.path = path
         self.expected = expected
         self.got = got
+        #: Other problems found in the same pass (``agentctl validate`` prints them all).
+        self.more: tuple[PlanError, ...] = ()
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -207,3 +207,36 @@ def grant_child(
             values[name] = _cap(room, ceiling)
     values["tick_ms"] = asked.tick_ms if asked.tick_ms is not None else rule.budget.tick_ms
     return Grant(chosen_model, chosen_tools, Budget(**values))
+
+
+def grant_spawn(
+    *,
+    policy: Policy,
+    depth: int,
+    agent_id: str | None,
+    parent: Grant,
+    parent_remaining: Budget | None,
+    spawned_children: int,
+    model: str | None,
+    tools: frozenset[str] | None,
+    budget: Budget | None,
+) -> Grant:
+    """What a spawn will be granted, or ``PolicyError`` saying why not: the one decision
+    that the runtime's spawn, ``agentctl validate``, ``agentctl diff`` and the reconciler's
+    preflight (:mod:`agentctl.reconcile.preflight`) all make.
+
+    Args:
+        agent_id: the new agent's id, checked against :data:`RESERVED_IDS`
+            (``None``: trusted code starting the run's root under its reserved name).
+        parent, parent_remaining, spawned_children: the parent's grant, what is left of
+            its budget and how many children it has spawned so far.
+        model, tools, budget: what the spawn asks for (``tools`` already expanded to names).
+    """
+    reserved = reserved_id_error(agent_id) if agent_id is not None else None
+    if reserved is not None:
+        raise PolicyError("id", reserved)
+    most = parent.budget.max_children
+    if most is not None and spawned_children >= most:
+        raise PolicyError("max_children", f"the parent may spawn at most {most} children")
+    return grant_child(policy=policy, depth=depth, parent=parent, parent_remaining=parent_remaining,
+                       model=model, tools=tools, budget=budget)

@@ -11,6 +11,7 @@ import importlib
 
 from ..errors import PlanError
 from ..plan.model import Defaults, Task, thaw
+from ..policy import Budget
 from ..runtime.spec import AgentSpec, StepFn
 from ..services.bus import Topology
 
@@ -45,6 +46,16 @@ def _step_for(task: Task, defaults: Defaults) -> StepFn:
     raise PlanError(f"unknown agent kind {task.agent!r}", path="agent")
 
 
+def asked(task: Task, defaults: Defaults | None) -> tuple[str | None, tuple[str, ...] | None, Budget | None]:
+    """What ``task`` asks for (model, tools, budget), with the plan ``defaults`` filling
+    in for a top-level task (``None``: a spawned child, which inherits in the runtime)."""
+    if defaults is None:
+        return task.model, task.tools, task.budget
+    budget = defaults.budget.overlay(task.budget) if task.budget is not None else defaults.budget
+    return (task.model if task.model is not None else defaults.model,
+            task.tools if task.tools is not None else defaults.tools, budget)
+
+
 def spec_for_task(
     task: Task,
     defaults: Defaults = Defaults(),
@@ -52,13 +63,7 @@ def spec_for_task(
     top_level: bool = True,
 ) -> AgentSpec:
     """The agent spec for ``task``; plan defaults fill in for a top-level task."""
-    budget = task.budget
-    tools = task.tools
-    model = task.model
-    if top_level:
-        budget = defaults.budget.overlay(budget) if budget is not None else defaults.budget
-        tools = tools if tools is not None else defaults.tools
-        model = model if model is not None else defaults.model
+    model, tools, budget = asked(task, defaults if top_level else None)
     topology = Topology(**dict(task.topology)) if task.topology else Topology()
     return AgentSpec(
         id=task.id,

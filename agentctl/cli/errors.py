@@ -48,6 +48,14 @@ def print_plan_error(exc: PlanError) -> None:
     _stderr_line("invalid plan:", exc.render())
 
 
+def fail_plan(problems: list[PlanError]) -> None:
+    """Print every plan problem, one line each, and exit with the usage code if there is any."""
+    for problem in problems:
+        print_plan_error(problem)
+    if problems:
+        raise typer.Exit(EXIT_USAGE)
+
+
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
     """The exceptions inside (nested) exception groups, or ``exc`` itself."""
     if isinstance(exc, BaseExceptionGroup):

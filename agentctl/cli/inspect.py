@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from .errors import fail_usage
+from .errors import fail_plan, fail_usage
 from .views import resolve_run
 
 if TYPE_CHECKING:
@@ -27,10 +27,23 @@ def _load(path: Path) -> Plan:
 
 
 def validate_command(plan: Path = typer.Argument(..., help="The plan file to check.")) -> None:
-    """Check PLAN and say what is wrong: file, line, key path, expected and got."""
+    """Check PLAN and say everything that is wrong: file, line, key path, expected and got.
+
+    Beyond the file itself: the plugins and step functions it names import (from beside
+    the plan too), every tool it names exists and would be granted, and no spawn would be
+    refused by the depth policy or the budget ledger.
+    """
+    from ..errors import PlanError
+    from ..reconcile.preflight import plan_code, preflight
     from ..services.tools.docker import check_docker
 
-    loaded = _load(plan)
+    with plan_code(plan):
+        try:
+            loaded = _load(plan)
+            problems = preflight(loaded)
+        except PlanError as exc:
+            problems = [exc, *exc.more]
+    fail_plan(problems)
     if (engine_problem := check_docker(loaded)) is not None:
         fail_usage(engine_problem)
     typer.echo(f"{plan}: ok: plan {loaded.name!r}, {len(loaded.tasks)} tasks")

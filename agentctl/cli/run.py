@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import AgentctlError
-from .errors import EXIT_USAGE, fail_usage, print_error
+from ..errors import AgentctlError, PlanError
+from .errors import EXIT_USAGE, fail_plan, fail_usage, print_error
 
 DURABILITIES = ("none", "batch", "always")
 
@@ -27,57 +27,66 @@ def run_command(
     # Imported here, not above: `agentctl --help` and every other command start faster.
     import anyio
 
-    from ..plan.load import load_plan
+    from ..plan.load import line_finder, load_plan
+    from ..reconcile.preflight import check_code, load_plugins, plan_code
     from ..services.tools import default_registry
     from ..services.tools.docker import check_docker
     from .resume import load_resumed, recorded_workspace
-    from .session import RunOptions, Session, is_tty, load_plugins, new_run_id
+    from .session import RunOptions, Session, is_tty, new_run_id
 
     if durability is not None and durability not in DURABILITIES:
         fail_usage(f"--durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}")
     if not plan.exists():
         fail_usage(f"plan file not found: {plan}")
-    loaded = load_plan(plan)
-    load_plugins(loaded.settings.plugins, default_registry())
-    if (engine_problem := check_docker(loaded)) is not None:
-        fail_usage(engine_problem)
-    resumed = None
-    if resume is not None:
-        if run_dir is not None:
-            fail_usage("--resume RUN_DIR and --run-dir: give only one (a resumed run keeps its directory)")
+    # step: modules and plugins beside the plan import as they would beside a script.
+    with plan_code(plan):
         try:
-            resumed = load_resumed(resume)
-        except AgentctlError as exc:
-            fail_usage(f"--resume: {exc}")
-        workspace = workspace or (recorded_workspace(resume) if resumed else None)
-        run_dir = resume
-    if resume is None and run_dir is not None:
-        _check_fresh_run_dir(run_dir)
-    ws = (workspace or Path.cwd()).resolve()
-    if not ws.is_dir():
-        fail_usage(f"--workspace: not a directory: {ws}")
-    run_id = resumed.run_id if resumed else new_run_id()
-    options = RunOptions(
-        plan_path=plan.resolve(),
-        run_dir=(run_dir or Path(".agentctl") / "runs" / run_id).resolve(),
-        workspace=ws,
-        run_id=run_id,
-        ui=not no_ui and is_tty(),
-        watch_plan=watch_plan,
-        keep_running=keep_running,
-        durability=durability,
-    )
-    session = Session(options, loaded, resumed)
-    try:
-        code = anyio.run(session.run)
-    except* AgentctlError as group:
-        # A run that could not be set up (an MCP server that did not start, say): the
-        # events so far are on disk; say what failed, without a traceback.
-        for exc in group.exceptions:
-            print_error(str(exc))
-        code = EXIT_USAGE
-    typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
-    raise typer.Exit(code)
+            loaded = load_plan(plan)
+            find = line_finder(loaded.source)
+            load_plugins(loaded.settings.plugins, default_registry(), loaded.source, find)
+            problems = check_code(loaded, find)
+        except PlanError as exc:
+            problems = [exc, *exc.more]
+        fail_plan(problems)
+        if (engine_problem := check_docker(loaded)) is not None:
+            fail_usage(engine_problem)
+        resumed = None
+        if resume is not None:
+            if run_dir is not None:
+                fail_usage("--resume RUN_DIR and --run-dir: give only one (a resumed run keeps its directory)")
+            try:
+                resumed = load_resumed(resume)
+            except AgentctlError as exc:
+                fail_usage(f"--resume: {exc}")
+            workspace = workspace or (recorded_workspace(resume) if resumed else None)
+            run_dir = resume
+        if resume is None and run_dir is not None:
+            _check_fresh_run_dir(run_dir)
+        ws = (workspace or Path.cwd()).resolve()
+        if not ws.is_dir():
+            fail_usage(f"--workspace: not a directory: {ws}")
+        run_id = resumed.run_id if resumed else new_run_id()
+        options = RunOptions(
+            plan_path=plan.resolve(),
+            run_dir=(run_dir or Path(".agentctl") / "runs" / run_id).resolve(),
+            workspace=ws,
+            run_id=run_id,
+            ui=not no_ui and is_tty(),
+            watch_plan=watch_plan,
+            keep_running=keep_running,
+            durability=durability,
+        )
+        session = Session(options, loaded, resumed)
+        try:
+            code = anyio.run(session.run)
+        except* AgentctlError as group:
+            # A run that could not be set up (an MCP server that did not start, say): the
+            # events so far are on disk; say what failed, without a traceback.
+            for error in group.exceptions:
+                print_error(str(error))
+            code = EXIT_USAGE
+        typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
+        raise typer.Exit(code)
 
 
 def _check_fresh_run_dir(run_dir: Path) -> None:

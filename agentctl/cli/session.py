@@ -8,7 +8,6 @@ with the reason, and the log is flushed and fsynced before this returns.
 
 from __future__ import annotations
 
-import importlib
 import os
 import secrets
 import shutil
@@ -31,6 +30,7 @@ from ..events.journal import Journal
 from ..plan.load import parse_plan, read_plan_text
 from ..plan.model import Plan
 from ..reconcile import ROOT_ID, Reconciler, TaskState
+from ..reconcile.preflight import load_plugins, root_tools
 from ..reconcile.states import task_states
 from ..runtime import open_runtime
 from ..runtime.replay import ResumeContext
@@ -124,8 +124,7 @@ class Session:
         o, plan, log = self.o, self.plan, self.log
         tools = default_registry()
         load_plugins(plan.settings.plugins, tools)
-        off = tuple(p for p, on in (("shell/", plan.settings.shell), ("docker/", plan.settings.docker)) if not on)
-        root_tools = frozenset(n for n in tools.names() if not n.startswith(off)) if off else frozenset(tools.names())
+        held = root_tools(plan.settings, tools.names())
         providers, default_provider = providers_for_plan(plan)
         plane = LocalWorkPlane(
             log.emit, id_prefix=self.id_prefix, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
@@ -143,7 +142,7 @@ class Session:
             # MCP servers first: their tools must be registered before agents resolve toolsets.
             async with open_mcp(plan.mcp, tools, log.emit, log_dir=o.run_dir) as mcp, open_runtime(
                 log.emit, run_id=o.run_id, workspace=o.workspace, plane=plane, tools=tools,
-                policy=plan.policy.to_policy() if plan.policy else None, root_tools=root_tools | mcp.tool_names(),
+                policy=plan.policy.to_policy() if plan.policy else None, root_tools=held | mcp.tool_names(),
                 inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
                 protected=(o.plan_path, o.run_dir),
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
@@ -311,19 +310,6 @@ class Session:
         if not result.ok:
             return {"ok": False, "seq": seq, "error": f"not delivered to {to!r}: {result.status}"}
         return {"ok": True, "seq": seq, "msg_id": result.msg_id}
-
-
-def load_plugins(modules: tuple[str, ...], registry: Any) -> None:
-    """Import each plugin module and let it register its tools; ``PlanError`` if one can't."""
-    for i, name in enumerate(modules):
-        try:
-            register = importlib.import_module(name).register
-        except (ImportError, AttributeError) as exc:
-            raise PlanError(f"cannot load plugin {name!r}: {exc}", path=f"settings.plugins[{i}]",
-                            expected="a module with a register(registry) function", got=name) from None
-        register(registry)
-
-
 
 
 def is_tty() -> bool:

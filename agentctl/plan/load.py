@@ -11,6 +11,7 @@ Both stay within the limits of :mod:`agentctl.plan.limits` (size, depth, aliases
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import edn_format
 from ..errors import PlanError
 from .limits import MAX_BYTES, check_edn_depth, check_size
 from .lines import LineMap
+from .lines import Path as KeyPath
 from .model import Plan
 from .validate import validate_plan
 from .yaml_reader import read_yaml
@@ -56,6 +58,25 @@ def read_plan_text(path: str | Path) -> str:
         return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"cannot read plan file: {exc}", file=file) from exc
+
+
+def line_finder(file: str | None) -> Callable[[KeyPath], int | None]:
+    """A function giving the line of a key path in the YAML plan ``file`` (None where
+    unknown). The file is read again on the first call only: error paths use it, so a
+    plan that loads cleanly is parsed once."""
+    lines: list[LineMap | None] = []
+
+    def find(path: KeyPath) -> int | None:
+        if not lines:
+            try:
+                lines.append(parse_yaml(read_plan_text(file), file)[1] if file and
+                             Path(file).suffix.lower() in YAML_SUFFIXES else None)
+            except PlanError:
+                lines.append(None)
+        found = lines[0]
+        return None if found is None else found.nearest(path)
+
+    return find
 
 
 def parse_plan(text: str, *, filename: str) -> Plan:

@@ -14,14 +14,16 @@ from __future__ import annotations
 import difflib
 import re
 import shutil
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from ..errors import PlanError, UsageError
 from ..policy import Budget, PolicyRule
 from . import schema as s
 from .lines import LineMap, Path, format_path
 from .model import Defaults, FrozenDict, McpServer, Plan, PlanPolicy, Settings, Step, Task, freeze
+
+T = TypeVar("T")
 
 
 def describe_value(value: Any) -> str:
@@ -378,8 +380,31 @@ def _check_mcp_refs(c: _Checker, servers: tuple[McpServer, ...], tasks: tuple[Ta
                    f"(known: {known})", path, got=describe_value(name))
 
 
+class _Found:
+    """The errors found so far; checks that are independent of each other all run."""
+
+    def __init__(self) -> None:
+        self.errors: list[PlanError] = []
+
+    def attempt(self, check: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return check(*args)
+        except PlanError as exc:
+            self.errors.append(exc)
+            return None
+
+    def raise_any(self) -> None:
+        """Raise the first error by line, carrying the others in ``more``."""
+        if self.errors:
+            ordered = sorted(self.errors, key=lambda e: e.line if e.line is not None else 0)
+            first = ordered[0]
+            first.more = tuple(ordered[1:])
+            raise first
+
+
 def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = None) -> Plan:
-    """Check plain plan data and build the :class:`Plan`, or raise the first :class:`PlanError`.
+    """Check plain plan data and build the :class:`Plan`, or raise the first :class:`PlanError`
+    (by line) with every other problem found in the same pass in its ``more``.
 
     Args:
         data: the parsed file: dicts, lists and scalars.
@@ -393,10 +418,21 @@ def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = No
     if not isinstance(data, Mapping):
         c.fail("a plan is a mapping with keys " + ", ".join(s.PLAN.names), (), expected="mapping",
                got=describe_value(data))
-    c.check(s.PLAN, data, ())
+    found = _Found()
+    raw_tasks = data.get("tasks")
+    if isinstance(raw_tasks, list):
+        # Each task on its own, so one bad task does not hide the next one's problems.
+        for i, task in enumerate(raw_tasks):
+            found.attempt(c.check, s.TASK, task, ("tasks", i))
+        found.attempt(c.check, s.PLAN, {**data, "tasks": []}, ())
+    else:
+        found.attempt(c.check, s.PLAN, data, ())
+    found.raise_any()
     b = _Builder(c)
-    tasks = tuple(b.task(t, ("tasks", i)) for i, t in enumerate(data["tasks"]))
-    _check_graph(c, tasks)
+    built = [found.attempt(b.task, t, ("tasks", i)) for i, t in enumerate(data["tasks"])]
+    found.raise_any()
+    tasks = tuple(t for t in built if t is not None)
+    found.attempt(_check_graph, c, tasks)
     d = data.get("defaults") or {}
     defaults = Defaults(
         provider=d.get("provider"), model=d.get("model"), base_url=d.get("base_url"),
@@ -416,8 +452,9 @@ def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = No
         st["tool_timeouts"] = FrozenDict({k: float(v) for k, v in st["tool_timeouts"].items()})
     if "lock_wait" in st:
         st["lock_wait"] = float(st["lock_wait"])
-    servers = _mcp_servers(c, data.get("mcp") or {})
-    _check_mcp_refs(c, servers, tasks, defaults)
-    _check_opt_in(c, st, tasks, defaults)
+    servers = found.attempt(_mcp_servers, c, data.get("mcp") or {}) or ()
+    found.attempt(_check_mcp_refs, c, servers, tasks, defaults)
+    found.attempt(_check_opt_in, c, st, tasks, defaults)
+    found.raise_any()
     return Plan(name=data["name"], tasks=tasks, defaults=defaults, policy=b.policy(data.get("policy")),
                 settings=Settings(**st), mcp=servers, source=file)

@@ -24,9 +24,9 @@ from typing import Any
 
 import anyio
 
-from ..errors import ActionError, AgentctlError, PolicyError, ToolError
+from ..errors import ActionError, AgentctlError, ToolError
 from ..events.journal import Journal
-from ..policy import PLAN_ROOT, UNLIMITED, Grant, grant_child, reserved_id_error
+from ..policy import PLAN_ROOT, UNLIMITED, Grant, grant_spawn, reserved_id_error
 from ..services.bus import Inbox, Message
 from .agent import Agent
 from .replay import Replay
@@ -143,19 +143,16 @@ class Tree:
 
     def _grant(self, spec: AgentSpec, parent: Agent | None) -> Grant:
         # Trusted code may start the run's root under its reserved name; nothing else may.
-        reserved = None if parent is None and spec.id == PLAN_ROOT else reserved_id_error(spec.id)
-        if reserved is None and spec.id in self._agents:
+        checked = None if parent is None and spec.id == PLAN_ROOT else spec.id
+        if (checked is None or reserved_id_error(checked) is None) and spec.id in self._agents:
             raise ActionError(f"agent id {spec.id!r} is already live")
         depth = 0 if parent is None else parent.depth + 1
         try:
-            if reserved is not None:
-                raise PolicyError("id", reserved)
-            if parent is not None and parent.grant.budget.max_children is not None and parent.spawned_children >= parent.grant.budget.max_children:
-                raise PolicyError("max_children", f"{parent.id} may spawn at most {parent.grant.budget.max_children} children")
-            return grant_child(
-                policy=self.policy, depth=depth,
+            return grant_spawn(
+                policy=self.policy, depth=depth, agent_id=checked,
                 parent=parent.grant if parent is not None else self._root_grant,
                 parent_remaining=parent.remaining(clock()) if parent is not None else None,
+                spawned_children=parent.spawned_children if parent is not None else 0,
                 model=spec.model, tools=None if spec.tools is None else self.tools.toolset(spec.tools), budget=spec.budget,
             )
         except AgentctlError as exc:
