@@ -8,8 +8,8 @@ left: each one's reservation is taken before any of them is answered.
 
 An LLM call's reservation is an upper bound on its prompt (the bytes of its messages' and
 tool schemas' ``repr``, which holds all their text: a byte-level BPE tokenizer, as common
-models use, never makes more tokens than bytes) plus its completion, whose ``max_tokens`` option is capped at what is
-left after the prompt. The result is charged what the provider reported, never more than
+models use, never makes more tokens than bytes) plus its completion, whose ``max_tokens`` option (default
+:data:`DEFAULT_COMPLETION`) is capped at what is left after the prompt. The result is charged what the provider reported, never more than
 the reservation (a provider that reports more than it was allowed is not believed), and the
 rest is refunded. A call's timeout is capped at the agent's time left.
 """
@@ -21,7 +21,11 @@ from dataclasses import replace
 from ..services.llm.base import ChatRequest
 from .agent import Agent
 
-__all__ = ["TokenReservation", "prompt_bound", "reserve_tokens", "time_left"]
+__all__ = ["DEFAULT_COMPLETION", "TokenReservation", "prompt_bound", "reserve_tokens", "time_left"]
+
+#: The completion a call with no ``max_tokens`` option reserves (and is capped at) when its
+#: agent has a token budget: enough for any answer, and within what servers accept.
+DEFAULT_COMPLETION = 8192
 
 
 def prompt_bound(request: ChatRequest) -> int:
@@ -62,7 +66,7 @@ def reserve_tokens(agent: Agent, request: ChatRequest) -> tuple[ChatRequest, Tok
     if room <= 0:
         return f"max_tokens: {max(left, 0)} left, and the prompt may take up to {prompt}"
     asked = request.options.get("max_tokens")
-    completion = min(int(asked), room) if isinstance(asked, int) and asked > 0 else room
+    completion = min(int(asked) if isinstance(asked, int) and asked > 0 else DEFAULT_COMPLETION, room)
     capped = replace(request, options={**request.options, "max_tokens": completion})
     return capped, TokenReservation(agent, prompt + completion)
 

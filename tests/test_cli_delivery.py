@@ -1,4 +1,4 @@
-"""Plans with more tasks than the root's inbox holds, all finishing at once, through the real CLI."""
+"""Nothing routed is lost, through the real CLI: more reports than the root's inbox holds, relays between tasks."""
 
 from __future__ import annotations
 
@@ -35,3 +35,27 @@ def test_300_tasks_finishing_at_once_overflow_no_inbox(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_10000_tasks_finishing_at_once_run_to_exit_0(tmp_path: Path) -> None:
     run_to_the_end(tmp_path, 10_000, timeout=300)
+
+
+SIBLINGS = """\
+name: siblings
+tasks:
+  - id: teller
+    agent: script
+    steps: [{send: {to: listener, kind: note, body: hello}}, {done: told}]
+  - id: listener
+    agent: script
+    steps: [{wait: {kind: note, timeout: 20}}, {done: heard}]
+"""
+
+
+def test_a_message_to_a_sibling_task_is_forwarded_by_the_plan_root(tmp_path: Path) -> None:
+    plan = tmp_path / "siblings.yaml"
+    plan.write_text(SIBLINGS)
+    run_dir = tmp_path / "run"
+    proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    evs = events(run_dir)
+    (note,) = [e for e in of(evs, "agent/message") if e["kind"] == "note"]
+    assert (note["agent_id"], note["via"], note["delivered"]) == ("listener", "plan", True)
+    assert [e["result"] for e in of(evs, "agent/done", "listener")] == ["heard"]
