@@ -48,10 +48,10 @@ if TYPE_CHECKING:
     from .services.llm.ollama import OllamaProvider as OllamaProvider
     from .services.llm.openai import OpenAIProvider as OpenAIProvider
     from .services.llm.scripted import ScriptedProvider as ScriptedProvider
+    from .services.tools.builtins import default_registry as default_registry
     from .services.tools.registry import Tool as Tool
     from .services.tools.registry import ToolContext as ToolContext
     from .services.tools.registry import ToolRegistry as ToolRegistry
-    from .services.tools.registry import default_registry as default_registry
     from .services.workers import LocalWorkPlane as LocalWorkPlane
 
 # Where each public name lives; a module's own name maps to the module.
@@ -91,7 +91,7 @@ _WHERE = {
     "Tool": "agentctl.services.tools.registry",
     "ToolContext": "agentctl.services.tools.registry",
     "ToolRegistry": "agentctl.services.tools.registry",
-    "default_registry": "agentctl.services.tools.registry",
+    "default_registry": "agentctl.services.tools.builtins",
     "LocalWorkPlane": "agentctl.services.workers",
 }
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 
 from ..errors import PlanError
-from ..plan.model import Defaults, Task, thaw
+from ..frozen import thaw
+from ..plan.model import Defaults, Task
 from ..policy import Budget
 from ..runtime.spec import AgentSpec, StepFn
 from ..services.bus import Topology

@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import actions as act
 from ..errors import AgentctlError
-from ..plan.model import Defaults, Step, thaw
+from ..frozen import thaw
+from ..plan.model import Defaults, Step
 from ..runtime.spec import StepContext
 
 

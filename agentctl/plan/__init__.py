@@ -7,8 +7,9 @@ file, line and key path. ``plan_json_schema()`` gives editors a JSON Schema of t
 
 from __future__ import annotations
 
+from ..frozen import FrozenDict, freeze, thaw
 from .load import SUFFIXES, load_plan, parse_plan
-from .model import Defaults, FrozenDict, Plan, PlanPolicy, Settings, Step, Task, freeze, thaw
+from .model import Defaults, Plan, PlanPolicy, Settings, Step, Task
 from .schema import plan_json_schema
 from .validate import format_path, validate_plan
 

@@ -18,10 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from ..errors import PlanError, UsageError
+from ..frozen import FrozenDict, freeze
 from ..policy import Budget, PolicyRule
 from . import schema as s
 from .lines import LineMap, Path, format_path
-from .model import Defaults, FrozenDict, McpServer, Plan, PlanPolicy, Settings, Step, Task, freeze
+from .model import Defaults, McpServer, Plan, PlanPolicy, Settings, Step, Task
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from agentctl.errors import LLMError
-from agentctl.plan.model import thaw
+from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, excerpt

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agentctl.plan.model import thaw
+from agentctl.frozen import thaw
 
 __all__ = ["ToolNames", "decode_arguments", "text_content"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from ...errors import ToolError
-from ...plan.model import thaw
+from ...frozen import thaw
 from ..tools.registry import Tool, ToolRegistry
 from .server import Server, describe
 

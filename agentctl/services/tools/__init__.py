@@ -7,8 +7,9 @@ more with :meth:`ToolRegistry.tool`.
 
 from __future__ import annotations
 
+from .builtins import default_registry
 from .fs import register_fs_tools, resolve_in_workspace
-from .registry import NAMED_TOOLSETS, Tool, ToolContext, ToolRegistry, default_registry, is_secret_key
+from .registry import NAMED_TOOLSETS, Tool, ToolContext, ToolRegistry, is_secret_key
 from .schema import SchemaError, derive_schema, json_type_name, validate
 from .shell import OUTPUT_CAP, register_shell_tools, shell_run
 

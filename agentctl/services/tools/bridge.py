@@ -1,6 +1,6 @@
 """Bridge tools: ``agent/spawn``, ``agent/send`` and ``agent/done``, through which an agent drives the runtime.
 
-Registered by :func:`~agentctl.services.tools.registry.default_registry`, so they can be
+Registered by :func:`~agentctl.services.tools.builtins.default_registry`, so they can be
 granted like any tool and offered to a model. Two ways in:
 
 * An LLM agent's step function (``agentctl.agents.llm``) never runs them on the tool

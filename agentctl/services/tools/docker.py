@@ -1,7 +1,7 @@
 """Container tools: ``docker/run``, ``docker/exec``, ``docker/logs``, ``docker/stop``,
 ``docker/compose-up`` and ``docker/compose-down``.
 
-Registered by :func:`~agentctl.services.tools.registry.default_registry`; run by the work
+Registered by :func:`~agentctl.services.tools.builtins.default_registry`; run by the work
 plane like any tool. Engine plumbing (the CLI, labels, removal) is in
 :mod:`~agentctl.services.tools.docker_engine`.
 

@@ -1,6 +1,6 @@
 """Built-in file tools: ``fs/read``, ``fs/write``, ``fs/append``, ``fs/list``, ``fs/edit``.
 
-Registered by :func:`~agentctl.services.tools.registry.default_registry`; run by the work
+Registered by :func:`~agentctl.services.tools.builtins.default_registry`; run by the work
 plane. Every path is relative to ``ctx.workspace`` and confined to it: absolute paths and
 ``..`` are refused, and symlinks are resolved so that one pointing outside is refused
 too; what steers the run is refused as well (:mod:`agentctl.services.tools.protect`). Writers

@@ -24,7 +24,7 @@ from ...errors import ToolError, UsageError
 from ..llm.base import ToolSpec
 from .schema import SchemaError, derive_schema, json_type_name, validate
 
-__all__ = ["NAMED_TOOLSETS", "Tool", "ToolContext", "ToolRegistry", "default_registry", "in_thread", "is_secret_key"]
+__all__ = ["NAMED_TOOLSETS", "Tool", "ToolContext", "ToolRegistry", "in_thread", "is_secret_key"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -301,18 +301,3 @@ class ToolRegistry:
 def in_thread(tool: Tool) -> bool:
     """Whether calls of ``tool`` run in a worker thread (a sync tool not declared inline)."""
     return not tool.is_async and not tool.inline
-
-
-def default_registry() -> ToolRegistry:
-    """A fresh registry holding the built-in ``fs/*``, ``shell/run``, ``agent/*`` and ``docker/*`` tools."""
-    from .bridge import register_bridge_tools
-    from .docker import register_docker_tools
-    from .fs import register_fs_tools
-    from .shell import register_shell_tools
-
-    registry = ToolRegistry()
-    register_fs_tools(registry)
-    register_shell_tools(registry)
-    register_bridge_tools(registry)
-    register_docker_tools(registry)
-    return registry

@@ -1,6 +1,6 @@
 """Built-in ``shell/run`` tool: run a shell command in the workspace.
 
-Registered by :func:`~agentctl.services.tools.registry.default_registry`; run by the work
+Registered by :func:`~agentctl.services.tools.builtins.default_registry`; run by the work
 plane. Refused unless the run enabled the shell (``ctx.shell_enabled``). The command runs
 with the workspace as its working directory, in its own process group so that a timeout
 (or the caller being cancelled) kills everything it started, not only the shell. Each of
