@@ -189,7 +189,7 @@ async def test_bridge_tools_work_through_the_tool_pool(recorder, tmp_path) -> No
             return [act.call_tool("agent/done", {"result": "finished via tool"})]
         return []
 
-    async with open_runtime(recorder, **options(recorder, tmp_path, provider)) as rt:
+    async with open_runtime(recorder, **options(recorder, tmp_path, provider, llm_child=llm_child_spec)) as rt:
         rt.spawn(AgentSpec("s", script, tools=frozenset({"agent/spawn", "agent/done"}), budget=Budget(max_steps=20)))
         exit = await rt.wait("s")
     assert (exit.outcome, exit.status, exit.result) == ("done", "ok", "finished via tool")

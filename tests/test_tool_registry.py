@@ -262,3 +262,14 @@ def test_redact_hides_declared_and_secret_looking_keys() -> None:
     }
     assert args["pin"] == "1234"  # the caller's dict is untouched
     assert reg.redact("not/registered", {"token": "t"}) == {"token": "***"}
+
+
+@pytest.mark.anyio
+async def test_agent_tools_outside_a_runtime_refuse_and_the_context_carries_no_runtime(tmp_path: Path) -> None:
+    reg = default_registry()
+    ctx = make_ctx(tmp_path)
+    assert "agents" in ToolContext.__dataclass_fields__ and "extra" not in ToolContext.__dataclass_fields__
+    for name, args in (("agent/done", {"result": "x"}), ("agent/send", {"to": "parent", "body": 1}),
+                       ("agent/spawn", {"id": "c", "instructions": "hi"})):
+        with pytest.raises(ToolError, match="only inside a runtime"):
+            await reg.invoke(name, args, ctx)

@@ -22,14 +22,13 @@ import anyio
 import watchfiles
 
 from .. import __version__
-from ..agents.factory import spec_for_task
+from ..agents.llm import llm_child_spec
 from ..errors import PlanError
 from ..events import open_event_log
 from ..events.checkpoint import Checkpointer
-from ..events.journal import Journal
 from ..plan.load import parse_plan, read_plan_text
 from ..plan.model import Plan
-from ..reconcile import ROOT_ID, Reconciler, TaskState
+from ..reconcile import ROOT_ID, Reconciler
 from ..reconcile.preflight import load_plugins, root_tools
 from ..reconcile.states import task_states
 from ..runtime import open_runtime
@@ -150,7 +149,7 @@ class Session:
                 resume=ResumeContext(r.journals, r.state.locks) if r else None,
                 conflicts=plan.policy.conflicts if plan.policy else "first_come",
                 conflict_timeout=plan.policy.conflict_timeout if plan.policy else 10.0,
-                id_prefix=self.id_prefix,
+                id_prefix=self.id_prefix, llm_child=llm_child_spec,
             ) as rt:
                 self.rt = rt
                 if not self._start_tree(rt):
@@ -187,17 +186,9 @@ class Session:
             return False
         current, applied = self.plan, r.applied
         self.plan = applied
-        self.reconciler = Reconciler(applied, log.emit, keep_running=o.keep_running)
-        states = task_states(applied, r.state)
-        for task in applied.tasks:
-            if task.id in r.journals.by_agent:
-                states[task.id] = TaskState(task.spec_key(), "running")
-        self.reconciler.seed(states, self.version)
-        rt.spawn(self.reconciler.spec(), journal=Journal())
-        for task in applied.tasks:
-            journal = r.journals.get(task.id)
-            if journal is not None:
-                rt.spawn(spec_for_task(task, applied.defaults), ROOT_ID, journal=journal)
+        self.reconciler = Reconciler.resumed(applied, r.state, r.journals, self.version, log.emit,
+                                             keep_running=o.keep_running)
+        self.reconciler.respawn(rt, r.journals)
         if current != applied:
             self._apply(current)
         return True

@@ -10,15 +10,19 @@ Kubernetes controller it is level-triggered: the same plan twice changes nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from .. import actions as act
 from ..agents.factory import spec_for_task
+from ..events.emit import Emit
+from ..events.fold import RunState
+from ..events.journal import Journal, Journals
 from ..plan.model import Plan
 from ..policy import PLAN_ROOT
+from ..runtime.runtime import Runtime
 from ..runtime.spec import AgentSpec, StepContext
 from .diff import Diff, TaskState, diff_plan
+from .states import task_states
 
 ROOT_ID = PLAN_ROOT
 
@@ -32,7 +36,7 @@ class Reconciler:
         keep_running: stay alive when every task has finished (for further edits).
     """
 
-    def __init__(self, plan: Plan, emit: Callable[..., dict], *, keep_running: bool = False) -> None:
+    def __init__(self, plan: Plan, emit: Emit, *, keep_running: bool = False) -> None:
         self.plan = plan
         self.version = 1
         self.emit = emit
@@ -50,10 +54,28 @@ class Reconciler:
             max_restarts=s.max_restarts, restart_period=s.restart_period,
         )
 
-    def seed(self, tasks: dict[str, TaskState], version: int) -> None:
-        """Continue from the task states of a run that died (resume)."""
-        self.tasks = dict(tasks)
-        self.version = self._applied = version
+    @classmethod
+    def resumed(cls, plan: Plan, state: RunState, journals: Journals, version: int, emit: Emit, *,
+                keep_running: bool = False) -> Reconciler:
+        """The root of a run that died, continuing where its events left it: ``plan`` is the
+        version it last applied (number ``version``), task states come from ``state`` (the
+        fold), and tasks with a journal (live when it died) count as running."""
+        reconciler = cls(plan, emit, keep_running=keep_running)
+        reconciler.tasks = task_states(plan, state)
+        for task in plan.tasks:
+            if task.id in journals.by_agent:
+                reconciler.tasks[task.id] = TaskState(task.spec_key(), "running")
+        reconciler.version = reconciler._applied = version
+        return reconciler
+
+    def respawn(self, rt: Runtime, journals: Journals) -> None:
+        """Start the root again in ``rt`` and under it every task that has a journal (each
+        replays it, see :mod:`agentctl.runtime.replay`)."""
+        rt.spawn(self.spec(), journal=Journal())
+        for task in self.plan.tasks:
+            journal = journals.get(task.id)
+            if journal is not None:
+                rt.spawn(spec_for_task(task, self.plan.defaults), ROOT_ID, journal=journal)
 
     def set_plan(self, plan: Plan) -> None:
         """Make ``plan`` the desired state; the next root step reconciles it."""

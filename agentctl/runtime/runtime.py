@@ -22,19 +22,19 @@ from typing import Any
 import anyio
 
 from ..errors import ActionError
+from ..events.emit import Emit
 from ..events.journal import Journal
 from ..policy import Policy
 from ..services.bus import Bus
 from ..services.locks import LockService
 from .agent import Agent
+from .agent_control import LLMChildFactory, RuntimeAgentControl
 from .conflicts import Conflicts
 from .replay import ResumeContext
 from .scheduler import Backpressure, Scheduler
 from .spec import AgentSpec
 from .timers import Timers, clock
 from .tree import Exit, Tree
-
-Emit = Callable[..., dict]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,12 @@ class RuntimeStatistics:
 
 
 class Runtime(Tree, Scheduler):
-    """A tree of agents and the services they act through. Build with :func:`open_runtime`."""
+    """A tree of agents and the services they act through. Build with :func:`open_runtime`.
+
+    ``llm_child`` builds the spec of an ``llm`` child for the ``agent/spawn`` tool when a
+    script or python agent calls it (a run passes ``agentctl.agents.llm.llm_child_spec``);
+    without it that tool refuses.
+    """
 
     def __init__(
         self,
@@ -75,6 +80,7 @@ class Runtime(Tree, Scheduler):
         conflict_timeout: float = 10.0,
         lock_wait: float = 5.0,
         backpressure: Backpressure | None = None,
+        llm_child: LLMChildFactory | None = None,
     ) -> None:
         from ..services.tools import default_registry
         from ..services.workers import LocalWorkPlane
@@ -93,6 +99,7 @@ class Runtime(Tree, Scheduler):
         self.protected = protected
         self.lock_wait = lock_wait
         self.timers = Timers()
+        self.agent_control = RuntimeAgentControl(self, llm_child)
         self._tg: anyio.abc.TaskGroup | None = None
         self._init_tree(root_tools, inbox_size=inbox_size, strategy=strategy, max_restarts=max_restarts,
                         restart_period=restart_period)
@@ -134,6 +141,23 @@ class Runtime(Tree, Scheduler):
     def signal(self, sender: str, to: str, kind: str, body: Any = None) -> Any:
         """Deliver a runtime signal (e.g. the CLI's plan wake-up): never refused for room."""
         return self.bus.signal(sender, to, kind, body)
+
+    def spec_of(self, agent_id: str) -> AgentSpec | None:
+        """The spec of live agent ``agent_id`` (``None`` if it is not live)."""
+        agent = self._agents.get(agent_id)
+        return agent.spec if agent is not None else None
+
+    def parent_of(self, agent_id: str) -> str | None:
+        """The parent of live agent ``agent_id`` (``None`` for a root or an agent not live)."""
+        agent = self._agents.get(agent_id)
+        return agent.parent.id if agent is not None and agent.parent is not None else None
+
+    def finish_soon(self, agent_id: str, status: str, result: Any) -> None:
+        """End live agent ``agent_id`` with ``status`` and ``result`` on the timer task's next
+        turn (from inside one of its own tasks, e.g. a tool it called)."""
+        agent = self._agents.get(agent_id)
+        if agent is not None:
+            self._call_later(0.0, lambda: self._finish(agent, status, result))
 
     def is_live(self, agent_id: str) -> bool:
         """Whether ``agent_id`` is running (or restarting)."""
@@ -196,7 +220,7 @@ class Runtime(Tree, Scheduler):
         return ToolContext(
             agent_id=agent.id, workspace=self.workspace or Path(os.getcwd()), run_id=self.run_id,
             locks=self.locks, lock_wait=self.lock_wait, shell_enabled=self.shell_enabled, protected=self.protected,
-            extra={"runtime": self},
+            agents=self.agent_control,
         )
 
     def _call_later(self, delay: float, fn: Callable[[], None]) -> None:

@@ -27,13 +27,13 @@ import anyio
 import msgspec
 
 from ..errors import BusError, UsageError
+from ..events.emit import Emit
 from ..policy import USER
 
 __all__ = [
     "USER",
     "Bus",
     "BusStatistics",
-    "Emit",
     "Inbox",
     "Message",
     "Route",
@@ -42,7 +42,6 @@ __all__ = [
     "Topology",
 ]
 
-Emit = Callable[..., dict[str, Any]]
 
 
 

@@ -17,15 +17,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
 from ..errors import LockError
+from ..events.emit import Emit
 
 __all__ = ["ROOT", "Conflict", "LockResult", "LockService", "LockStatistics", "normalize_path"]
 
-Emit = Callable[..., dict[str, Any]]
 
 #: How the workspace root is spelled in results and events.
 ROOT = "."

@@ -33,12 +33,12 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 
 from ..errors import ToolError, UsageError, WorkerError
+from ..events.emit import Emit
 from .llm.base import ChatReply, ChatRequest, Provider
 from .tools.registry import ToolContext, ToolRegistry, in_thread
 
 __all__ = ["CallOutcome", "LocalWorkPlane", "PoolStatistics", "WorkPlane", "WorkPlaneStatistics"]
 
-Emit = Callable[..., dict[str, Any]]
 BeforeRun = Callable[[dict[str, Any]], Awaitable[None]]
 
 

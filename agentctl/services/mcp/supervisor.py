@@ -12,7 +12,7 @@ exponential backoff, at most ``max_restarts`` times. Events: ``mcp/started`` and
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +22,13 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ...errors import AgentctlError
+from ...events.emit import Emit
 from ..tools.registry import ToolRegistry
 from .server import Server, ServerSpec, describe
 from .toolset import register_tools, tool_name
 
 __all__ = ["McpError", "McpServers", "McpStatistics", "open_mcp"]
 
-Emit = Callable[..., dict[str, Any]]
 
 
 class McpError(AgentctlError):

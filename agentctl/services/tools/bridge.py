@@ -7,8 +7,9 @@ granted like any tool and offered to a model. Two ways in:
   pool: it turns the model's call straight into the runtime action (``spawn``, ``send``,
   ``done``), so the interpreter carries it out with its usual events and policy checks.
   It validates the model's arguments against :data:`SCHEMAS` first.
-* A script agent's ``call:`` step runs them on the tool pool like any tool; they then act
-  on the runtime found in ``ctx.extra["runtime"]``.
+* A script agent's ``call:`` step runs them on the tool pool like any tool; they then ask
+  the runtime through ``ctx.agents`` (an :class:`~agentctl.services.tools.registry.AgentControl`),
+  which is all a tool gets of it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ...errors import AgentctlError, ToolError
-from .registry import Tool, ToolContext
+from ...errors import ToolError
+from .registry import AgentControl, Tool, ToolContext
 
 if TYPE_CHECKING:
     from .registry import ToolRegistry
@@ -81,19 +82,10 @@ _DESCRIPTIONS = {
 BRIDGE_TOOLS = tuple(SCHEMAS)
 
 
-def _runtime(ctx: ToolContext) -> Any:
-    rt = ctx.extra.get("runtime")
-    if rt is None:
-        raise ToolError("agent/* tools need a runtime (ctx.extra['runtime'])")
-    return rt
-
-
-def _agent(rt: Any, agent_id: str) -> Any:
-    # The runtime has no public accessor for an agent record; its spec and parent are needed here.
-    agent = rt._agents.get(agent_id)
-    if agent is None:
-        raise ToolError(f"agent {agent_id!r} is not live")
-    return agent
+def _agents(ctx: ToolContext) -> AgentControl:
+    if ctx.agents is None:
+        raise ToolError("agent/* tools run only inside a runtime (the tool context has no agent control)")
+    return ctx.agents
 
 
 def agent_spawn(
@@ -105,39 +97,24 @@ def agent_spawn(
     budget: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Spawn an ``llm`` child under the calling agent, subject to policy and budget."""
-    from ...agents.llm import llm_child_spec
-
-    rt = _runtime(ctx)
-    parent = _agent(rt, ctx.agent_id)
-    spec = llm_child_spec(id, instructions, model=model, tools=tools, budget=budget, provider=parent.spec.provider)
-    try:
-        child = rt.spawn(spec, parent_id=ctx.agent_id)
-    except AgentctlError as exc:
-        raise ToolError(f"agent/spawn refused: {exc}") from None
+    child = _agents(ctx).spawn_llm_child(ctx.agent_id, id, instructions, model=model, tools=tools, budget=budget)
     return {"spawned": child}
 
 
 def agent_send(ctx: ToolContext, to: str, body: Any, kind: str = "chat") -> dict[str, Any]:
     """Send ``body`` to agent ``to`` (``"parent"`` allowed) from the calling agent."""
-    rt = _runtime(ctx)
+    agents = _agents(ctx)
     if to == "parent":
-        parent = _agent(rt, ctx.agent_id).parent
+        parent = agents.parent_of(ctx.agent_id)
         if parent is None:
             raise ToolError("a root agent has no parent")
-        to = parent.id
-    sent = rt.bus.send(ctx.agent_id, to, kind, body)
-    if not sent.ok:
-        raise ToolError(f"message to {to!r} not delivered: {sent.status.value}")
-    return {"delivered": to, "msg_id": sent.msg_id}
+        to = parent
+    return {"delivered": to, "msg_id": agents.send(ctx.agent_id, to, kind, body)}
 
 
 def agent_done(ctx: ToolContext, result: Any, status: str = "ok") -> dict[str, Any]:
     """End the calling agent with ``status`` and ``result``, right after this call returns."""
-    rt = _runtime(ctx)
-    agent = _agent(rt, ctx.agent_id)
-    # Finishing inline would cancel the very task running this tool before its result is
-    # logged; the runtime's timer task finishes the agent on its next turn instead.
-    rt._call_later(0.0, lambda: rt._finish(agent, status, result))
+    _agents(ctx).finish_soon(ctx.agent_id, status, result)
     return {"status": status, "result": result}
 
 

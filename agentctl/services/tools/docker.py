@@ -96,10 +96,10 @@ def _track(ctx: ToolContext, *, container: str | None = None, project: str | Non
     if project is not None:
         _projects.setdefault(key, set()).add(project)
     _runs.add(ctx.run_id)
-    rt = ctx.extra.get("runtime")
-    if rt is not None and hasattr(rt, "on_agent_end") and rt not in _hooked:
-        _hooked.add(rt)
-        rt.on_agent_end(_agent_ended_hook(ctx.run_id))
+    agents = ctx.agents
+    if agents is not None and agents not in _hooked:
+        _hooked.add(agents)
+        agents.on_agent_end(_agent_ended_hook(ctx.run_id))
 
 
 def _agent_ended_hook(run_id: str) -> Any:

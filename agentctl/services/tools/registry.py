@@ -12,11 +12,11 @@ import difflib
 import fnmatch
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
@@ -24,7 +24,7 @@ from ...errors import ToolError, UsageError
 from ..llm.base import ToolSpec
 from .schema import SchemaError, derive_schema, json_type_name, validate
 
-__all__ = ["NAMED_TOOLSETS", "Tool", "ToolContext", "ToolRegistry", "in_thread", "is_secret_key"]
+__all__ = ["NAMED_TOOLSETS", "AgentControl", "Tool", "ToolContext", "ToolRegistry", "in_thread", "is_secret_key"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +44,36 @@ NAMED_TOOLSETS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 
+class AgentControl(Protocol):
+    """What a tool may ask of the runtime about agents, by agent id: the runtime hands each
+    tool call one (:class:`agentctl.runtime.agent_control.RuntimeAgentControl`), never itself.
+
+    Every method raises :class:`~agentctl.errors.ToolError` when it cannot do what it is
+    asked (an agent that is not live, a refused spawn, an undelivered message).
+    """
+
+    def spawn_llm_child(self, parent_id: str, child_id: str, instructions: str, *, model: str | None,
+                        tools: Sequence[str] | None, budget: Mapping[str, Any] | None) -> str:
+        """Start an ``llm`` child of ``parent_id`` on ``instructions``, subject to policy; its id."""
+        ...
+
+    def parent_of(self, agent_id: str) -> str | None:
+        """The parent of live agent ``agent_id`` (``None`` for a root)."""
+        ...
+
+    def send(self, sender: str, to: str, kind: str, body: Any) -> str:
+        """Deliver a message from ``sender``; the message id."""
+        ...
+
+    def finish_soon(self, agent_id: str, status: str, result: Any) -> None:
+        """End ``agent_id`` with ``status`` and ``result`` once the current tool call has returned."""
+        ...
+
+    def on_agent_end(self, fn: Callable[[str], Any]) -> None:
+        """Call ``fn(agent_id)`` whenever an agent of this run ends (to free what a tool started for it)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ToolContext:
     """What a tool may know about its caller.
@@ -57,7 +87,8 @@ class ToolContext:
         shell_enabled: whether ``shell/run`` may run commands.
         protected: paths that steer the run (the plan file, the run directory): out of the
             file tools' reach and read-only in containers (see ``tools.protect``).
-        extra: runtime bridges for tools that act on the runtime (``agent/spawn`` etc.).
+        agents: what the tool may ask of the runtime about agents (the ``agent/*`` tools,
+            clean-up when an agent ends); ``None`` outside a runtime.
     """
 
     agent_id: str
@@ -67,7 +98,7 @@ class ToolContext:
     lock_wait: float = 5.0
     shell_enabled: bool = False
     protected: tuple[Path, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    agents: AgentControl | None = None
 
 
 @dataclass(frozen=True, slots=True)

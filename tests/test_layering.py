@@ -1,0 +1,112 @@
+"""Imports point one way: every module of agentctl is checked with the ast, imports inside
+functions and under ``TYPE_CHECKING`` included, against the layer order written down in
+docs/architecture.md."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import agentctl
+
+PACKAGE = Path(agentctl.__file__).parent
+
+#: Top to bottom: a part may import the parts below it, never one above it.
+ORDER = (
+    "cli",        # wires everything: the only place that knows every part
+    "reconcile",  # the plan's root agent: diffs plans, spawns task agents
+    "agents",     # agent kinds (script, python, llm): step functions built from plan tasks
+    "runtime",    # the supervisor tree, scheduler, action interpreter
+    "services",   # bus, locks, worker pools, tools, LLM providers, MCP
+    "events",     # the event log, its reader and the fold
+    "plan",       # plan files as frozen values
+    "policy",     # budgets and the depth policy
+    "actions",    # what a step returns (leaf)
+    "frozen",     # FrozenDict, freeze, thaw (leaf)
+    "errors",     # the exception tree (leaf)
+)
+#: Parts beside the order: views read events only (events are their one input).
+SIDE = {"views": {"events", "frozen", "errors"}, "examples": set()}
+#: ``agentctl/__init__.py`` is the public facade over everything, imported lazily.
+FACADE = "agentctl"
+
+
+def allowed(part: str) -> set[str]:
+    if part in SIDE:
+        return SIDE[part] | {part}
+    below = set(ORDER[ORDER.index(part):])
+    return below | ({"views", "examples"} if part == "cli" else set())
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_module(name: str, root: Path) -> bool:
+    where = root.parent.joinpath(*name.split("."))
+    return where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()
+
+
+def imported(path: Path, root: Path) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import of the package in ``path``, at any depth."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found += [(node.lineno, f"{module}.{a.name}" if is_module(f"{module}.{a.name}", root) else module)
+                      for a in node.names]
+    return [(line, m) for line, m in found if m == root.name or m.startswith(root.name + ".")]
+
+
+def part_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else FACADE
+
+
+def violations(root: Path = PACKAGE) -> list[str]:
+    """``file:line: a -> b`` for every import of a part that ``a`` may not import."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        here = part_of(module_name(path, root))
+        if here == FACADE:
+            continue
+        for line, module in imported(path, root):
+            there = part_of(module)
+            if there != FACADE and there not in allowed(here):
+                out.append(f"{path.relative_to(root.parent)}:{line}: {here} -> {there} ({module})")
+            if there == FACADE and here != "cli":
+                out.append(f"{path.relative_to(root.parent)}:{line}: {here} -> the facade ({module})")
+    return out
+
+
+def test_every_part_is_placed() -> None:
+    parts = {part_of(module_name(p, PACKAGE)) for p in PACKAGE.rglob("*.py")} - {FACADE}
+    assert parts <= set(ORDER) | set(SIDE), parts - set(ORDER) - set(SIDE)
+
+
+def test_no_module_imports_upstream() -> None:
+    assert violations() == []
+
+
+def test_the_check_catches_an_upstream_import_inside_a_function(tmp_path: Path) -> None:
+    root = tmp_path / "agentctl"
+    for part in ("services", "runtime", "views"):
+        (root / part).mkdir(parents=True)
+        (root / part / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "runtime" / "ok.py").write_text("from ..services import bus\nfrom agentctl.errors import X\n")
+    (root / "services" / "bad.py").write_text("def f():\n    from ..runtime import ok\n    return ok\n")
+    (root / "views" / "bad.py").write_text("import agentctl.runtime.ok\n")
+    assert violations(root) == [
+        "agentctl/services/bad.py:2: services -> runtime (agentctl.runtime.ok)",
+        "agentctl/views/bad.py:1: views -> runtime (agentctl.runtime.ok)",
+    ]
