@@ -80,7 +80,7 @@ class Conflicts:
     def opened(self, requester: Agent, conflict: Conflict, *, waiting: bool) -> None:
         """A lock action of ``requester`` met ``conflict``: open its thread and apply the policy."""
         rt = self.rt
-        holder = rt._agents.get(conflict.holder)
+        holder = rt.agent(conflict.holder)
         arbiter = common_ancestor(requester, holder)
         c = OpenConflict(conflict.id, f"conflict/{conflict.id}", conflict.path, requester.id, conflict.holder,
                          arbiter.id if arbiter is not None else None, waiting)
@@ -92,7 +92,7 @@ class Conflicts:
             if member != c.requester:
                 rt.bus.signal(c.requester, member, "conflict", c.body(), c.thread_id)
         if self.policy == "arbiter" and c.arbiter is not None:
-            rt._call_later(self.timeout, lambda: self._timed_out(c.thread_id))
+            rt.call_later(self.timeout, lambda: self._timed_out(c.thread_id))
         elif self.policy == "priority":
             self._by_priority(c, by="policy")
         else:
@@ -118,9 +118,9 @@ class Conflicts:
         self._resolve(c, c.holder, "wait" if c.waiting else "retry", by=by)
 
     def _by_priority(self, c: OpenConflict, *, by: str) -> None:
-        agents = self.rt._agents
-        mine = agents[c.requester].spec.priority if c.requester in agents else 0
-        theirs = agents[c.holder].spec.priority if c.holder in agents else 0
+        requester, holder = self.rt.agent(c.requester), self.rt.agent(c.holder)
+        mine = requester.spec.priority if requester is not None else 0
+        theirs = holder.spec.priority if holder is not None else 0
         if mine > theirs:
             self._resolve(c, c.requester, "wait", by=by)
         else:

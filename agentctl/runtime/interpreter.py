@@ -82,7 +82,7 @@ def run_fast(rt: Runtime, agent: Agent, action: Action, *, replayed: bool = Fals
 
 def _spawn(rt: Runtime, agent: Agent, action: Spawn) -> Result:
     try:
-        child = rt._spawn(action.spec, agent)
+        child = rt.spawn_child(action.spec, agent)
     except AgentctlError as exc:
         return Result(action, False, str(exc), "policy_refused")
     return Result(action, True, child)
@@ -104,7 +104,7 @@ def _release(rt: Runtime, agent: Agent, action: ReleaseLock) -> Result:
 
 
 def _done(rt: Runtime, agent: Agent, action: Done) -> Result:
-    rt._finish(agent, action.status, action.result)
+    rt.finish(agent, action.status, action.result)
     return Result(action, True, action.result)
 
 
@@ -122,14 +122,14 @@ def _send(rt: Runtime, agent: Agent, action: Send) -> Result:
 
 
 def _stop(rt: Runtime, agent: Agent, action: Stop) -> Result:
-    target = rt._agents.get(action.agent_id)
+    target = rt.agent(action.agent_id)
     node = target
     while node is not None and node is not agent:
         node = node.parent
     if target is None or node is None:
         return Result(action, False, f"{action.agent_id!r} is not a live descendant", "not_descendant")
     # Its parent hears of it unless the parent is the one who asked.
-    rt._stop_tree(target, "requested", report=target.parent is not agent)
+    rt.stop_subtree(target, "requested", report=target.parent is not agent)
     return Result(action, True, action.agent_id)
 
 
@@ -161,12 +161,12 @@ async def run_action(rt: Runtime, agent: Agent, action: Action) -> Result:
     if isinstance(action, Sleep):
         return await _sleep(rt, agent, action)
     if isinstance(action, AcquireLock):
-        rt._set_status(agent, "blocked", "lock")
+        rt.set_status(agent, "blocked", "lock")
         lock = await rt.locks.acquire(
             agent.id, action.path, action.mode, timeout=action.timeout,
             on_conflict=lambda conflict: rt.conflicts.opened(agent, conflict, waiting=True),
         )
-        rt._set_status(agent, "running", "lock")
+        rt.set_status(agent, "running", "lock")
         return Result(action, lock.ok, lock, None if lock.ok else "conflict")
     if isinstance(action, Parallel):
         return await _parallel(rt, agent, action)
@@ -177,7 +177,7 @@ async def _sleep(rt: Runtime, agent: Agent, action: Sleep) -> Result:
     if action.wake_on_message and len(agent.inbox):
         return Result(action, True, "message")
     # A sleep that a message ends (a script's `wait` step) is waiting for that message.
-    rt._set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
+    rt.set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
     try:
         if not action.wake_on_message:
             await anyio.sleep(action.seconds)
@@ -189,7 +189,7 @@ async def _sleep(rt: Runtime, agent: Agent, action: Sleep) -> Result:
         return Result(action, True, "timeout")
     finally:
         agent.interrupt = None
-        rt._set_status(agent, "running", "wait" if action.wake_on_message else "sleep")
+        rt.set_status(agent, "running", "wait" if action.wake_on_message else "sleep")
 
 
 async def _parallel(rt: Runtime, agent: Agent, action: Parallel) -> Result:
@@ -212,7 +212,7 @@ async def _call_tool(rt: Runtime, agent: Agent, action: CallTool) -> Result:
     if left is not None and left <= 0:
         return Result(action, False, "max_tool_calls used up", "budget_exceeded")
     agent.tool_calls += 1
-    out = await rt.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=rt._tool_context(agent),
+    out = await rt.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=rt.tool_context(agent),
                                    timeout=agent.spec.tool_timeout, within=time_left(agent, clock()))
     return Result(action, out.ok, out.value if out.ok else out.error, None if out.ok else (out.error_type or "tool_error"))
 

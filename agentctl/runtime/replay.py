@@ -95,7 +95,7 @@ def _spawn(rt: Runtime, agent: Agent, action: Spawn, effect: dict[str, Any]) -> 
         return Result(action, False, effect.get("error"), "policy_refused")
     journal = rt.resume.journals.get(action.spec.id) if rt.resume is not None else None
     if journal is not None:
-        rt._spawn(action.spec, agent, journal=journal)
+        rt.spawn_child(action.spec, agent, journal=journal)
     return Result(action, True, action.spec.id)
 
 

@@ -27,6 +27,7 @@ from ..events.journal import Journal
 from ..policy import Policy
 from ..services.bus import Bus
 from ..services.locks import LockService
+from ..services.tools.registry import ToolContext
 from .agent import Agent
 from .agent_control import LLMChildFactory, RuntimeAgentControl
 from .conflicts import Conflicts
@@ -157,7 +158,7 @@ class Runtime(Tree, Scheduler):
         turn (from inside one of its own tasks, e.g. a tool it called)."""
         agent = self._agents.get(agent_id)
         if agent is not None:
-            self._call_later(0.0, lambda: self._finish(agent, status, result))
+            self.call_later(0.0, lambda: self._finish(agent, status, result))
 
     def is_live(self, agent_id: str) -> bool:
         """Whether ``agent_id`` is running (or restarting)."""
@@ -212,18 +213,39 @@ class Runtime(Tree, Scheduler):
         """Counters of the tree and the scheduler."""
         return RuntimeStatistics(len(self._agents), self._spawned, self._ended, self._restarts, self._steps, len(self._ready), self._tasks)
 
-    # ------------------------------------------------------------------ services for actions and tools
+    # ------------------------------------------------------------------ for the runtime's own parts
+    # The interpreter, crash recovery and conflict handling act on agent records through
+    # these, not through the tree's and scheduler's private members.
 
-    def _tool_context(self, agent: Agent) -> Any:
-        from ..services.tools import ToolContext
+    def agent(self, agent_id: str) -> Agent | None:
+        """The record of live agent ``agent_id``."""
+        return self._agents.get(agent_id)
 
+    def spawn_child(self, spec: AgentSpec, parent: Agent, *, journal: Journal | None = None) -> str:
+        """Start ``spec`` under ``parent`` (see :meth:`spawn`); ``PolicyError`` when refused."""
+        return self._spawn(spec, parent, journal=journal)
+
+    def finish(self, agent: Agent, status: str, result: Any) -> None:
+        """End ``agent`` now with ``status`` and ``result`` (its ``done``)."""
+        self._finish(agent, status, result)
+
+    def stop_subtree(self, agent: Agent, reason: str, *, report: bool = False) -> None:
+        """Stop ``agent`` and its children, children first; ``report``: tell its parent (someone else asked)."""
+        self._stop_tree(agent, reason, report=report)
+
+    def set_status(self, agent: Agent, status: str, reason: str | None) -> None:
+        """Record that ``agent`` is now ``running``, ``blocked``, ``sleeping`` or ``waiting``."""
+        self._set_status(agent, status, reason)
+
+    def tool_context(self, agent: Agent) -> ToolContext:
+        """What a tool called by ``agent`` may know and do (never the runtime itself)."""
         return ToolContext(
             agent_id=agent.id, workspace=self.workspace or Path(os.getcwd()), run_id=self.run_id,
             locks=self.locks, lock_wait=self.lock_wait, shell_enabled=self.shell_enabled, protected=self.protected,
             agents=self.agent_control,
         )
 
-    def _call_later(self, delay: float, fn: Callable[[], None]) -> None:
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` from the timer task after ``delay`` seconds."""
         self.timers.call_later(delay, fn)
 
