@@ -16,10 +16,10 @@ ORDER = (
     "cli",        # wires everything: the only place that knows every part
     "reconcile",  # the plan's root agent: diffs plans, spawns task agents
     "agents",     # agent kinds (script, python, llm): step functions built from plan tasks
+    "plan",       # plan files as frozen values: below here nothing knows plans exist
     "runtime",    # the supervisor tree, scheduler, action interpreter
     "services",   # bus, locks, worker pools, tools, LLM providers, MCP
     "events",     # the event log, its reader and the fold
-    "plan",       # plan files as frozen values
     "policy",     # budgets and the depth policy
     "actions",    # what a step returns (leaf)
     "frozen",     # FrozenDict, freeze, thaw (leaf)
