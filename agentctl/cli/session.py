@@ -32,7 +32,7 @@ from ..reconcile import ROOT_ID, Reconciler
 from ..reconcile.preflight import load_plugins, root_tools
 from ..reconcile.states import task_states
 from ..runtime import open_runtime
-from ..runtime.replay import ResumeContext
+from ..runtime.recovery import ResumeContext
 from ..services.bus import USER, SendStatus
 from ..services.mcp import open_mcp
 from ..services.tools import default_registry

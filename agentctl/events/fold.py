@@ -9,7 +9,7 @@ reducers (:mod:`agentctl.events.reducers`), so they all see the same state. A st
 :class:`~agentctl.events.journal.Journals` part keeps what live agents did, calls and their
 outcomes included, for crash resume.
 
-The state records are :mod:`agentctl.events.run_state` and :mod:`agentctl.events.agent_view`;
+The state records are :mod:`agentctl.events.run_state` and :mod:`agentctl.events.agent_state`;
 their public names are importable from here too. The fold is on the hot path of replaying
 large logs, hence the inlined loop in :func:`fold`.
 """
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from os import PathLike
 from typing import Any
 
-from .agent_view import STATUSES, AgentView
+from .agent_state import STATUSES, AgentView
 from .reducers import REDUCERS
 from .run_state import RECENT_EVENTS, WITH_JOURNALS, RunState
 

@@ -1,7 +1,7 @@
 """Journals: what each live agent did and received since it last started, from events.
 
 A second reducer beside :class:`~agentctl.events.fold.RunState`, kept with it in
-checkpoints and used only by crash resume (:mod:`agentctl.runtime.replay`): an agent
+checkpoints and used only by crash resume (:mod:`agentctl.runtime.recovery`): an agent
 that was mid-task when the process died is started again and its step function is
 replayed against its journal, so it reaches its last recorded state without redoing a
 single recorded tool or LLM call (the way Temporal replays a workflow's history).

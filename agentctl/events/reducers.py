@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .agent_view import AgentView
+from .agent_state import AgentView
 
 if TYPE_CHECKING:
     from .run_state import RunState

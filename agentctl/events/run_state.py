@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .agent_view import STATUSES, AgentView
+from .agent_state import STATUSES, AgentView
 from .journal import HANDLERS as JOURNAL_HANDLERS
 from .journal import JournalHandler, Journals
 from .reducers import REDUCERS, Reducer

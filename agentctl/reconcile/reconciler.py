@@ -70,7 +70,7 @@ class Reconciler:
 
     def respawn(self, rt: Runtime, journals: Journals) -> None:
         """Start the root again in ``rt`` and under it every task that has a journal (each
-        replays it, see :mod:`agentctl.runtime.replay`)."""
+        replays it, see :mod:`agentctl.runtime.recovery`)."""
         rt.spawn(self.spec(), journal=Journal())
         for task in self.plan.tasks:
             journal = journals.get(task.id)

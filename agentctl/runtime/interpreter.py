@@ -33,7 +33,7 @@ from ..actions import (
 from ..errors import ActionError, AgentctlError, LockError
 from ..services.llm.base import ChatRequest
 from .ledger import reserve_tokens, time_left
-from .replay import replay
+from .recovery import replay
 from .timers import clock
 
 if TYPE_CHECKING:

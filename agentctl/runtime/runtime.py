@@ -31,7 +31,7 @@ from ..services.tools.registry import ToolContext
 from .agent import Agent
 from .agent_control import LLMChildFactory, RuntimeAgentControl
 from .conflicts import Conflicts
-from .replay import ResumeContext
+from .recovery import ResumeContext
 from .scheduler import Backpressure, Scheduler
 from .spec import AgentSpec
 from .timers import Timers, clock
@@ -113,7 +113,7 @@ class Runtime(Tree, Scheduler):
 
         With ``journal`` (crash resume) the agent is started again rather than anew: its
         recorded messages are put back in its inbox, the locks it held are taken back
-        for it, and its step function replays the journal (see ``runtime.replay``).
+        for it, and its step function replays the journal (see ``runtime.recovery``).
 
         Raises:
             PolicyError: the policy or the parent's budget refuses the child.

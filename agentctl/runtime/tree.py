@@ -7,7 +7,7 @@ so that spawning reads the runtime's attributes directly). Called by the runtime
 interpreter and replay for spawn, stop and done actions; and by the bridge tools.
 
 When an agent ends, its supervisor (its parent; the runtime for root agents) decides
-what happens through the pure rules of :mod:`agentctl.runtime.supervisor`; this module
+what happens through the pure rules of :mod:`agentctl.runtime.supervision`; this module
 carries the decision out. An agent spawned with a journal (crash resume) is started
 again rather than anew.
 """
@@ -29,9 +29,9 @@ from ..events.journal import Journal
 from ..policy import PLAN_ROOT, UNLIMITED, Grant, grant_spawn, reserved_id_error
 from ..services.bus import Inbox, Message
 from .agent import Agent
-from .replay import Replay
+from .recovery import Replay
 from .spec import AgentSpec, StepContext
-from .supervisor import plan_restart, should_restart, within_intensity
+from .supervision import plan_restart, should_restart, within_intensity
 from .timers import clock
 
 #: Spawns between two ``gc.freeze()`` calls.
