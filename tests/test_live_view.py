@@ -145,6 +145,9 @@ def test_at_80_columns_ids_and_statuses_are_whole_and_the_budget_gives_way() -> 
     narrow.print(render_run(state))
     text = narrow.export_text()
     assert all(len(line) <= 80 for line in text.splitlines()), text
+    assert any(line.startswith("queue depth: ") and line.rstrip().endswith("tokens 0+0") for line in text.splitlines())
+    assert any(line.startswith("messages 0 (") and "llm 0 (failed 0)" in line for line in text.splitlines()), \
+        "the header's counts are not broken mid-phrase"
     for guide_and_id, status in (("plan", "spawned"), ("└─ coordinator-with-a-long-name", "failed (failed)"),
                                  ("   └─ researcher-alpha-0001", "spawned"),
                                  ("      └─ summarizer-of-findings", "blocked")):

@@ -42,7 +42,7 @@ STATUS_STYLES: dict[str, str] = {
     "stopped": "grey50",
 }
 #: Lines of a frame that are not agent rows or latest events (header, blanks, table head, "more").
-_CHROME_LINES = 9
+_CHROME_LINES = 10
 #: The window (ms of event time) the events/s rate is measured over.
 RATE_WINDOW_MS = 5000
 #: How often a view with a clock redraws while no event comes (elapsed time and rates tick).
@@ -157,13 +157,18 @@ def _header(state: RunState, now_ms: int | None) -> RenderableType:
     pending_tools = sum(1 for c in state.pending_calls.values() if c.get("kind") == "tool")
     pending_llm = len(state.pending_calls) - pending_tools
     c = state.counts
+    # Two lines, each under 80 columns while the counts are small.
     lines.append(
         Text(
             f"queue depth: tool {pending_tools}  llm {pending_llm}   events/s {events_per_second(state, now_ms=now_ms):.1f}"
-            f"   messages {c['messages']} (undelivered {c['undelivered']}, denied {c['denied']})"
+            f"   tokens {c['prompt_tokens']}+{c['completion_tokens']}"
+        )
+    )
+    lines.append(
+        Text(
+            f"messages {c['messages']} (undelivered {c['undelivered']}, denied {c['denied']})"
             f"   tools {c['tool_calls']} (failed {c['tool_failures']})"
             f"   llm {c['llm_calls']} (failed {c['llm_failures']})"
-            f"   tokens {c['prompt_tokens']}+{c['completion_tokens']}"
         )
     )
     if state.plan_invalid is not None:
