@@ -65,6 +65,27 @@ async def test_a_stuck_sync_tool_times_out_in_its_thread_while_other_agents_go_o
     assert done["ok"] is False and "0.2s" in done["error"]
 
 
+async def test_a_sync_tool_that_checks_ctx_cancel_stops_at_its_timeout(recorder, tmp_path: Path) -> None:
+    stopped = threading.Event()
+    reg = ToolRegistry()
+
+    @reg.tool("t/polite", timeout=0.1)
+    def polite(ctx) -> str:
+        while not ctx.cancel.wait(0.01):
+            pass
+        stopped.set()
+        return "stopped"
+
+    plane = LocalWorkPlane(recorder, tools=reg)
+    async with open_runtime(recorder, tools=reg, plane=plane, workspace=tmp_path) as rt:
+        rt.spawn(AgentSpec("caller", one_call("t/polite")))
+        with anyio.fail_after(5):
+            exit = await rt.wait("caller")
+            while plane.statistics().tool.stranded:
+                await anyio.sleep(0.01)
+    assert exit.result.error == "timeout" and stopped.is_set()
+
+
 async def test_an_async_tool_is_cancelled_at_its_timeout(recorder, tmp_path: Path) -> None:
     cancelled = anyio.Event()
     reg = ToolRegistry()

@@ -5,8 +5,9 @@ Called by the runtime's action interpreter for ``call_tool`` and ``call_llm`` ac
 Ray); :class:`LocalWorkPlane` runs them in this process with ``anyio`` capacity limiters.
 
 Every call has a timeout that is enforced: an async tool is cancelled; a sync tool runs in
-a worker thread (unless declared ``inline``), which cannot be stopped, so on timeout the
-call answers at once and the thread is abandoned, counted in :class:`PoolStatistics`
+a worker thread (unless declared ``inline``), which cannot be stopped from outside, so on
+timeout the call answers at once, the tool is told through ``ctx.cancel`` (one that checks
+it returns early), and its thread is abandoned, counted in :class:`PoolStatistics`
 (``stranded``) until it returns. A tool call's timeout is the caller's (a plan task's
 ``tool_timeout``), else the plan's for that tool, else the tool's own, else the plane's
 default; it never outlasts the agent's deadline (``within``).
@@ -286,6 +287,7 @@ class LocalWorkPlane:
                     except Exception as e:
                         return finish.fail(e, "tool_error")
                 if scope.cancelled_caught:
+                    ctx.cancel.set()  # a thread that checks it can stop
                     return finish.fail(self._timed_out(name, limit, watch), "timeout")
                 return finish.ok(value, result=value)
         except anyio.get_cancelled_exc_class():

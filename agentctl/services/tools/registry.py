@@ -12,8 +12,9 @@ import difflib
 import fnmatch
 import inspect
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
@@ -89,6 +90,8 @@ class ToolContext:
             file tools' reach and read-only in containers (see ``tools.protect``).
         agents: what the tool may ask of the runtime about agents (the ``agent/*`` tools,
             clean-up when an agent ends); ``None`` outside a runtime.
+        cancel: set when the call timed out: a sync tool running in a worker thread can
+            check it (``ctx.cancel.wait(seconds)`` instead of ``time.sleep``) and return early.
     """
 
     agent_id: str
@@ -99,6 +102,7 @@ class ToolContext:
     shell_enabled: bool = False
     protected: tuple[Path, ...] = ()
     agents: AgentControl | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True, slots=True)
