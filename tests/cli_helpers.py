@@ -116,3 +116,13 @@ tasks:
     agent: script
     steps: [{done: ok}]
 """
+
+
+#: A plan whose one task waits for an ``open`` message (``agentctl send --kind open``).
+GATE = """\
+name: gate
+tasks:
+  - id: gate
+    agent: script
+    steps: [{wait: open}, {done: opened}]
+"""

@@ -18,19 +18,11 @@ from typing import Any
 
 import anyio
 import pytest
-from cli_helpers import events, of, start, wait_for
+from cli_helpers import GATE, events, of, start, wait_for
 from typer.testing import CliRunner
 
 from agentctl.cli.control import ControlError, request, serve_control, socket_path
 from agentctl.cli.main import app
-
-GATE = """\
-name: gate
-tasks:
-  - id: gate
-    agent: script
-    steps: [{wait: open}, {done: opened}]
-"""
 
 
 def agentctl(*args: str) -> Any:

@@ -253,7 +253,7 @@ async def test_watch_follows_a_growing_file_until_run_finished(tmp_path: Path) -
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer)
-            state = await watch(run_dir, console, fps=100, poll_interval=0.01)
+            state = (await watch(run_dir, console, fps=100, poll_interval=0.01)).state
     assert state.finished == {"reason": "completed", "status": "ok"}
     assert state == fold(events)
     assert "greeter" in console.export_text()
@@ -272,7 +272,7 @@ async def test_watch_returns_when_stopped_before_the_run_finishes(tmp_path: Path
                 stop.set()
 
             tg.start_soon(stop_soon)
-            state = await watch(log, console, stop=stop, poll_interval=0.01)
+            state = (await watch(log, console, stop=stop, poll_interval=0.01)).state
     assert state.finished is None and list(state.agents) == ["boss", "greeter", "scribe"]
 
 

@@ -8,6 +8,9 @@ from .. import __version__
 from .app import AgentctlTyper
 from .gc import gc_command
 from .inspect import diff_command, schema_command, validate_command
+from .logs import logs_command
+from .prune import prune_command
+from .ps import ps_command
 from .run import run_command
 from .send import send_command
 from .stop import stop_command
@@ -23,6 +26,9 @@ app.command("watch")(watch_command)
 app.command("replay")(replay_command)
 app.command("send")(send_command)
 app.command("stop")(stop_command)
+app.command("ps")(ps_command)
+app.command("logs")(logs_command)
+app.command("prune")(prune_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.command("diff")(diff_command)

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from .errors import fail_usage
+from .errors import fail_usage, print_error
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from ..views.follow import FollowEnd
 
 RUNS = Path(".agentctl") / "runs"
 #: The most of a first line read to tell whether a file is an event log.
@@ -84,13 +86,29 @@ def events_file(target: Optional[Path]) -> Path:
 
 
 def watch_command(target: Optional[Path] = typer.Argument(None, help="A run directory or events.jsonl [default: the newest run].")) -> None:
-    """Follow a run of another process live, as its events.jsonl grows."""
+    """Follow a run of another process live, as its events.jsonl grows.
+
+    Plain lines when stdout is not a terminal. Ends with the run's exit code, or 1 (and
+    says so) when the run's process is gone without having logged run/finished.
+    """
     import anyio
 
     from ..views.watch import watch
 
     path = events_file(target)
-    anyio.run(lambda: watch(path, _console()))
+    watched = anyio.run(lambda: watch(path, _console(), plain=not sys.stdout.isatty()))
+    raise typer.Exit(end_code(path.parent, watched.end))
+
+
+def end_code(run_dir: Path, end: FollowEnd) -> int:
+    """The exit code of a follow that ended: the run's own, or ``EXIT_DEAD`` with a line saying why."""
+    from ..views.runs import EXIT_DEAD, exit_code
+
+    if end.dead_pid is not None:
+        print_error(f"run in {run_dir}: its process (pid {end.dead_pid}) is gone without run/finished; "
+                    f"continue it with: agentctl run --resume {run_dir}")
+        return EXIT_DEAD
+    return exit_code(end.finished)
 
 
 def replay_command(

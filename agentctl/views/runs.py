@@ -114,7 +114,7 @@ def exit_code(finished: dict[str, Any] | None) -> int:
 
 
 def list_runs(root: Path) -> list[Path]:
-    """Run directories under ``root`` (those with an ``events.jsonl``), oldest first by name."""
+    """Run directories under ``root`` (those with an ``events.jsonl``), sorted by name."""
     try:
         return sorted(d for d in Path(root).iterdir() if (d / "events.jsonl").is_file())
     except (FileNotFoundError, NotADirectoryError):

@@ -1,23 +1,25 @@
 """``agentctl watch``: the live view of a run in another process, read from its log.
 
-Follows the run's ``events.jsonl`` as it grows (:func:`~agentctl.events.reader.follow_events`)
-and feeds a :class:`~agentctl.views.live.LiveView`. Watching never touches the running
-process: it needs only read access to the run directory.
+Follows the run's ``events.jsonl`` as it grows (:func:`~agentctl.views.follow.follow_run`)
+and feeds a :class:`~agentctl.views.live.LiveView`, or prints plain lines. Watching never
+touches the running process: it needs only read access to the run directory.
 """
 
 from __future__ import annotations
 
-from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 from rich.console import Console
 
 from agentctl.events.fold import RunState
-from agentctl.events.reader import follow_events
+from agentctl.views.follow import FollowEnd, follow_run
 from agentctl.views.live import LiveView, wall_clock_ms
+from agentctl.views.plain import PlainPrinter
 
-__all__ = ["RUNS_DIR", "newest_run", "watch"]
+__all__ = ["RUNS_DIR", "Watched", "newest_run", "watch"]
 
 #: Where runs live, relative to the project directory.
 RUNS_DIR = Path(".agentctl/runs")
@@ -40,6 +42,14 @@ def _events_file(path: str | Path) -> Path:
     return path / "events.jsonl" if path.is_dir() else path
 
 
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What watching saw: the state as of the last event, and how the follow ended."""
+
+    state: RunState
+    end: FollowEnd
+
+
 async def watch(
     path: str | Path,
     console: Console,
@@ -47,43 +57,37 @@ async def watch(
     stop: anyio.Event | None = None,
     fps: float = 10,
     poll_interval: float = 0.1,
-) -> RunState:
-    """Show a run live until it finishes (``run/finished`` seen) or ``stop`` is set.
+    plain: bool = False,
+) -> Watched:
+    """Show a run until it finishes, its process is found gone, or ``stop`` is set.
 
     Args:
         path: a run directory or its ``events.jsonl`` (waited for if not there yet).
         console: where to draw.
         stop: set it to stop watching early.
-        fps: frames per second at most.
+        fps: frames per second at most (live view).
         poll_interval: how often to look for new events.
-
-    Returns:
-        The state as of the last event seen (the final frame shows it).
+        plain: one line per notable event (the ``--no-ui`` format) instead of the live view.
 
     Raises:
         CorruptLogError: a complete line of the file is not an event.
     """
+    if plain:
+        state = RunState()
+        printer = PlainPrinter(console.file)  # type: ignore[arg-type]  # any writable text file
+
+        def feed(event: dict[str, Any]) -> None:
+            state.apply(event)
+            printer.feed(event)
+
+        end = await follow_run(_events_file(path), feed, stop=stop, poll_interval=poll_interval)
+        return Watched(state, end)
     view = LiveView(console, clock=wall_clock_ms)
     ended = anyio.Event()
-    relay_scope = anyio.CancelScope()
-
-    async def relay_stop(outer: anyio.Event) -> None:
-        with relay_scope:
-            await outer.wait()
-            ended.set()
-
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: view.run(fps=fps, stop=ended))
-        if stop is not None:
-            tg.start_soon(relay_stop, stop)
         try:
-            events = follow_events(_events_file(path), poll_interval=poll_interval, stop=ended)
-            async with aclosing(events):  # type: ignore[type-var]
-                async for event in events:
-                    view.feed(event)
-                    if event.get("type") == "run/finished":
-                        break
+            end = await follow_run(_events_file(path), view.feed, stop=stop, poll_interval=poll_interval)
         finally:
             ended.set()
-            relay_scope.cancel()
-    return view.state
+    return Watched(view.state, end)

@@ -1,0 +1,48 @@
+"""``agentctl logs``: a run's events as plain lines, optionally followed until the run ends."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import anyio
+import typer
+
+from ..errors import AgentctlError
+from ..events.reader import read_events, read_run_events
+from ..views.logs import LogFilter, LogPrinter
+from .errors import fail_usage
+from .views import end_code, resolve_run
+
+
+def logs_command(
+    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing as the run goes on; exit with the run's exit code."),
+    agent: Optional[str] = typer.Option(None, "--agent", help="Only this agent's events."),
+    type_: Optional[str] = typer.Option(None, "--type", help="Only events whose type matches this glob (e.g. 'tool/*')."),
+) -> None:
+    """Print a run's events as plain lines (the --no-ui format), or follow them with -f.
+
+    With -f it ends when the run does, with the run's exit code (0 ok, 1 failed, 130
+    interrupted or stopped), or with 1 and a line saying so when the run's process is
+    gone without having logged run/finished.
+    """
+    run_dir = resolve_run(run)
+    printer = LogPrinter(LogFilter(agent, type_), sys.stdout)
+    try:
+        if not follow:
+            for event in read_events(read_run_events(run_dir)):
+                printer.feed(event)
+        else:
+            from ..views.follow import follow_run
+
+            end = anyio.run(lambda: follow_run(read_run_events(run_dir), printer.feed))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except AgentctlError as exc:
+        fail_usage(str(exc))
+    if not printer.agent_seen:
+        fail_usage(f"no agent {agent!r} in the run in {run_dir}")
+    if follow:
+        raise typer.Exit(end_code(run_dir, end))

@@ -1,0 +1,36 @@
+"""``agentctl ps``: the runs under ``.agentctl/runs`` and what became of them."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from ..views.ps import ps_object, render_ps
+from ..views.runs import list_runs
+from .jsonout import Output, output_option, print_json
+from .runs import load_run
+from .views import RUNS
+
+
+def ps_command(
+    all_runs: bool = typer.Option(False, "--all", "-a", help="Finished runs too, not only unfinished ones."),
+    output: Output = output_option(),
+) -> None:
+    """List runs: id, plan, status (running, dead, ok, failed, stopped), start, duration, agents, pid.
+
+    Without --all only runs that have not finished are listed: running ones, and dead ones
+    (their process is gone without run/finished; resume them with run --resume).
+    """
+    infos = sorted((load_run(d) for d in list_runs(RUNS)), key=lambda i: i.state.started_t or 0)
+    if not all_runs:
+        infos = [i for i in infos if i.finished is None]
+    obj = ps_object(infos)
+    if output is Output.json:
+        print_json(obj)
+        return
+    if not obj["runs"]:
+        typer.echo(f"no {'' if all_runs else 'unfinished '}runs under {RUNS}" + ("" if all_runs else " (--all lists finished ones)"))
+        return
+    Console(width=None if sys.stdout.isatty() else 200).print(render_ps(obj["runs"]))

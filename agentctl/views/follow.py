@@ -1,0 +1,95 @@
+"""Following a run's log to its end: ``agentctl watch`` and ``agentctl logs -f``.
+
+A run ends with ``run/finished``. A process killed outright (SIGKILL, power loss) never
+writes it, so while following, the pid that ``run/started`` (or the latest ``run/resumed``)
+recorded is checked every ``check_interval`` seconds; once it is gone, what the file holds
+is read to the end and the follow reports the run dead. A resume found in that last read
+(a new live pid) is followed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from agentctl.events.reader import follow_events
+from agentctl.views.runs import process_alive
+
+__all__ = ["FollowEnd", "follow_run"]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowEnd:
+    """How a follow ended: ``finished`` (the ``run/finished`` event), ``dead_pid`` (the run's
+    process is gone without one), or neither (stopped by the caller)."""
+
+    finished: dict[str, Any] | None = None
+    dead_pid: int | None = None
+
+
+async def follow_run(
+    path: str | Path,
+    feed: Callable[[dict[str, Any]], Any],
+    *,
+    stop: anyio.Event | None = None,
+    poll_interval: float = 0.1,
+    check_interval: float = 0.5,
+) -> FollowEnd:
+    """Feed every event of a run's ``events.jsonl`` (waited for if absent) until the run ends.
+
+    Args:
+        path: the events file.
+        feed: called with each event, in order.
+        stop: set it to stop following early (what the file holds is still fed).
+        poll_interval: how often to look for new events.
+        check_interval: how often to check that the run's process is alive.
+
+    Raises:
+        CorruptLogError: a complete line of the file is not an event.
+    """
+    pid: int | None = None
+    finished: dict[str, Any] | None = None
+    last_seq = 0
+
+    def note(event: dict[str, Any]) -> bool:
+        """Track pid and finish; True when the rest of the file is all there is to read."""
+        nonlocal pid, finished
+        kind = event.get("type")
+        if kind in ("run/started", "run/resumed"):
+            pid = event["pid"] if isinstance(event.get("pid"), int) else None
+            finished = None
+        elif kind == "run/finished":
+            finished = event
+        return finished is not None
+
+    async def watchdog(drain: anyio.Event) -> None:
+        while True:
+            with anyio.move_on_after(check_interval):
+                await (stop.wait() if stop is not None else anyio.sleep_forever())
+            if (stop is not None and stop.is_set()) or (pid is not None and not process_alive(pid)):
+                drain.set()
+                return
+
+    while True:
+        drain = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watchdog, drain)
+            events = follow_events(path, start_seq=last_seq + 1, poll_interval=poll_interval, stop=drain)
+            async with aclosing(events):  # type: ignore[type-var]
+                async for event in events:
+                    last_seq = event.get("seq", last_seq)
+                    feed(event)
+                    if note(event):
+                        drain.set()
+            tg.cancel_scope.cancel()
+        if finished is not None:
+            return FollowEnd(finished=finished)
+        if stop is not None and stop.is_set():
+            return FollowEnd()
+        if pid is not None and not process_alive(pid):
+            return FollowEnd(dead_pid=pid)
