@@ -6,6 +6,7 @@ import typer
 
 from .. import __version__
 from .app import AgentctlTyper
+from .describe import describe_command
 from .gc import gc_command
 from .inspect import diff_command, schema_command, validate_command
 from .logs import logs_command
@@ -29,6 +30,7 @@ app.command("stop")(stop_command)
 app.command("ps")(ps_command)
 app.command("logs")(logs_command)
 app.command("prune")(prune_command)
+app.command("describe")(describe_command)
 app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.command("diff")(diff_command)

@@ -1,0 +1,38 @@
+"""``agentctl describe [RUN] AGENT``: one agent of a run, everything its log says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ..errors import AgentctlError
+from ..events.reader import read_events, read_run_events
+from ..views.describe import describe_agent, render_description
+from .errors import fail_usage
+from .jsonout import Output, output_option, print_json
+from .views import resolve_run
+
+
+def describe_command(
+    args: list[str] = typer.Argument(..., metavar="[RUN] AGENT", help="A run directory or run id (default: the newest run), then the agent id."),
+    output: Output = output_option(),
+) -> None:
+    """Describe one agent: spec, status, parent and children, budget used and left, locks,
+    tool calls with arguments and results, messages in and out, errors in full, and for an
+    LLM agent its conversation turn by turn."""
+    if len(args) > 2:
+        fail_usage(f"expected [RUN] AGENT, got {len(args)} arguments")
+    run_dir = resolve_run(Path(args[0]) if len(args) == 2 else None)
+    agent = args[-1]
+    try:
+        found = describe_agent(read_events(read_run_events(run_dir)), agent)
+    except AgentctlError as exc:
+        fail_usage(str(exc))
+    if found is None:
+        fail_usage(f"no agent {agent!r} in the run in {run_dir}")
+    if output is Output.json:
+        print_json(found)
+        return
+    Console(soft_wrap=True).print(render_description(found))
