@@ -225,11 +225,11 @@ def test_watch_follows_a_run_of_another_process(tmp_path: Path) -> None:
 
 def test_diff_is_a_dry_run_of_the_reconciler(finished_run: Path, tmp_path: Path) -> None:
     fresh = invoke("diff", str(PLANS / "hello.yaml"), cwd=tmp_path)
-    assert fresh.returncode == 0 and "greeter" in fresh.stdout and "reporter" in fresh.stdout
+    assert fresh.returncode == 1 and "greeter" in fresh.stdout and "reporter" in fresh.stdout
     edited = tmp_path / "hello.yaml"
     edited.write_text((PLANS / "hello.yaml").read_text().replace("greeter finished; see out/hello.txt", "edited report"))
     changed = invoke("diff", str(edited), "--run", str(finished_run), cwd=tmp_path)
-    assert changed.returncode == 0, changed.stderr
+    assert changed.returncode == 1, changed.stderr
     rows = [line for line in changed.stdout.splitlines() if "│" in line]
     assert any("reporter" in r and "rerun" in r for r in rows)
     assert not any("greeter" in r for r in rows)

@@ -42,7 +42,7 @@ def test_validate_accepts_every_example_plan(plan: str, tmp_path: Path) -> None:
 
 def test_diff_from_nothing_lists_every_task(tmp_path: Path) -> None:
     proc = invoke("diff", str(PLANS / "hello.yaml"), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     assert rows(proc.stdout) == {"greeter": "spawn", "reporter": "wait for dependencies"}
 
 
@@ -54,7 +54,7 @@ def test_diff_against_a_failed_run(failed_run: tuple[Path, Path], tmp_path: Path
     fixed = tmp_path / "fixed.yaml"
     fixed.write_text(FAILING.replace('[{fail: "on purpose"}]', "[{done: fixed}]"))
     proc = invoke("diff", str(fixed), "--run", str(run_dir), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     # the fixed task runs again; its dependant waits for it; the finished one is left alone
     assert rows(proc.stdout) == {"breaks": "rerun", "after": "wait for dependencies"}
 

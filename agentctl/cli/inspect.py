@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from .errors import fail_plan, fail_usage
-from .views import resolve_run
+from .errors import EXIT_USAGE, fail_plan, fail_usage
+from .jsonout import Output, output_option, print_json
+from .views import RUNS, resolve_run
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..errors import PlanError
     from ..plan.model import Plan
     from ..reconcile import Diff, TaskState
 
@@ -26,7 +28,7 @@ def _load(path: Path) -> Plan:
     return load_plan(path)
 
 
-def validate_command(plan: Path = typer.Argument(..., help="The plan file to check.")) -> None:
+def validate_command(plan: Path = typer.Argument(..., help="The plan file to check."), output: Output = output_option()) -> None:
     """Check PLAN and say everything that is wrong: file, line, key path, expected and got.
 
     Beyond the file itself: the plugins and step functions it names import (from beside
@@ -37,16 +39,35 @@ def validate_command(plan: Path = typer.Argument(..., help="The plan file to che
     from ..reconcile.preflight import plan_code, preflight
     from ..services.tools.docker import check_docker
 
-    with plan_code(plan):
-        try:
-            loaded = _load(plan)
-            problems = preflight(loaded)
-        except PlanError as exc:
-            problems = [exc, *exc.more]
+    loaded: Plan | None = None
+    if output is Output.json and not plan.exists():
+        problems = [PlanError("plan file not found", file=str(plan))]
+    else:
+        with plan_code(plan):
+            try:
+                loaded = _load(plan)
+                problems = preflight(loaded)
+            except PlanError as exc:
+                problems = [exc, *exc.more]
+    if output is Output.json:
+        _print_validation(plan, loaded, problems)
     fail_plan(problems)
+    assert loaded is not None
     if (engine_problem := check_docker(loaded)) is not None:
         fail_usage(engine_problem)
     typer.echo(f"{plan}: ok: plan {loaded.name!r}, {len(loaded.tasks)} tasks")
+
+
+def _print_validation(path: Path, plan: Plan | None, problems: list[PlanError]) -> None:
+    """Print the ``validate -o json`` object and exit: 0 when there is nothing wrong, else 2."""
+    from ..services.tools.docker import check_docker
+
+    errors = [p.to_dict() for p in problems]
+    if plan is not None and not errors and (engine_problem := check_docker(plan)) is not None:
+        errors.append({"message": engine_problem, "file": str(path)})
+    print_json({"file": str(path), "ok": not errors, "plan": plan.name if plan else None,
+                "tasks": len(plan.tasks) if plan else None, "errors": errors})
+    raise typer.Exit(EXIT_USAGE if errors else 0)
 
 
 def schema_command() -> None:
@@ -80,45 +101,74 @@ def _subtree_locks(state: Any, root: str) -> list[str]:
 
 def diff_command(
     plan: Path = typer.Argument(..., help="The edited plan."),
-    run: Optional[Path] = typer.Option(None, "--run", help="A run directory to compare with [default: compare with nothing running]."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A run directory or run id to compare with [default: the newest run; none: compare with nothing running]."),
+    output: Output = output_option(),
 ) -> None:
-    """Dry-run the reconciler: what PLAN would spawn, stop or restart, before anything is applied."""
+    """Dry-run the reconciler: what PLAN would spawn, stop or restart, before anything is applied.
+
+    Exit code 0 when nothing would change, 1 when something would, 2 on an error.
+    """
     from rich.console import Console
 
     from ..reconcile import diff_plan
+    from ..views.watch import newest_run
 
     new = _load(plan)
     states: dict[str, TaskState] = {}
     fold = None
-    if run is not None:
-        states, fold = run_task_states(resolve_run(run))
-    d = diff_plan(new, states)
-    render_diff(new, d, states, fold, Console())
+    run_dir = resolve_run(run) if run is not None else newest_run(RUNS)
+    if run_dir is not None:
+        states, fold = run_task_states(run_dir)
+    rows = diff_rows(new, diff_plan(new, states), states, fold)
+    changes = any(r["action"] in CHANGES for r in rows)
+    if output is Output.json:
+        print_json({"plan": new.name, "file": str(plan), "run": None if run_dir is None else str(run_dir),
+                    "changes": changes, "tasks": rows})
+    else:
+        render_diff(new, rows, run_dir, Console())
+    raise typer.Exit(1 if changes else 0)
 
 
-def render_diff(plan: Plan, d: Diff, states: dict[str, TaskState], fold: Any, console: Console) -> None:
-    """Print what the reconciler would do."""
-    from rich.table import Table
+#: Diff actions that change a run (waiting and blocked tasks do not).
+CHANGES = frozenset({"spawn", "stop", "restart", "rerun"})
 
-    table = Table(title=f"plan {plan.name!r}: what a reconcile would do", show_lines=False)
-    for column in ("task", "action", "budget reserved", "locks given up"):
-        table.add_column(column)
+
+def diff_rows(plan: Plan, d: Diff, states: dict[str, TaskState], fold: Any) -> list[dict[str, Any]]:
+    """What a reconcile would do, one object per task it concerns (the ``tasks`` of ``diff -o json``)."""
+    rows: list[dict[str, Any]] = []
     restarts = set(d.changed) & set(d.stop)
     for tid in d.stop:
         if tid not in restarts:
-            table.add_row(tid, "[red]stop[/]", "-", ", ".join(_subtree_locks(fold, tid)) if fold else "-")
+            rows.append({"task": tid, "action": "stop", "budget": None, "locks": _subtree_locks(fold, tid) if fold else []})
     for tid in d.start:
         task = plan.task(tid)
         budget = (plan.defaults.budget.overlay(task.budget) if task and task.budget else plan.defaults.budget).to_dict()
-        reserved = ", ".join(f"{k}={v}" for k, v in budget.items() if v is not None) or "inherit"
-        action = "[yellow]restart[/]" if tid in restarts else ("[green]spawn[/]" if tid not in states else "[yellow]rerun[/]")
-        locks = ", ".join(_subtree_locks(fold, tid)) if fold and tid in restarts else "-"
-        table.add_row(tid, action, reserved, locks or "-")
-    for tid in d.waiting:
-        table.add_row(tid, "wait for dependencies", "-", "-")
-    for tid in d.blocked:
-        table.add_row(tid, "[red]blocked[/] (a dependency failed)", "-", "-")
-    if not table.row_count:
-        console.print(f"plan {plan.name!r}: no changes")
+        action = "restart" if tid in restarts else ("spawn" if tid not in states else "rerun")
+        locks = _subtree_locks(fold, tid) if fold and tid in restarts else []
+        rows.append({"task": tid, "action": action, "budget": {k: v for k, v in budget.items() if v is not None},
+                     "locks": locks})
+    rows.extend({"task": tid, "action": "wait", "budget": None, "locks": []} for tid in d.waiting)
+    rows.extend({"task": tid, "action": "blocked", "budget": None, "locks": []} for tid in d.blocked)
+    return rows
+
+
+_ACTION_TEXT = {"stop": "[red]stop[/]", "spawn": "[green]spawn[/]", "restart": "[yellow]restart[/]", "rerun": "[yellow]rerun[/]",
+                "wait": "wait for dependencies", "blocked": "[red]blocked[/] (a dependency failed)"}
+
+
+def render_diff(plan: Plan, rows: list[dict[str, Any]], run_dir: Path | None, console: Console) -> None:
+    """Print what the reconciler would do."""
+    from rich.table import Table
+
+    against = f"against the run in {run_dir}" if run_dir is not None else "with nothing running"
+    if not rows:
+        console.print(f"plan {plan.name!r}: no changes {against}")
         return
+    table = Table(title=f"plan {plan.name!r}: what a reconcile would do {against}", show_lines=False)
+    for column in ("task", "action", "budget reserved", "locks given up"):
+        table.add_column(column)
+    for r in rows:
+        budget = r["budget"]
+        reserved = "-" if budget is None else ", ".join(f"{k}={v}" for k, v in budget.items()) or "inherit"
+        table.add_row(r["task"], _ACTION_TEXT[r["action"]], reserved, ", ".join(r["locks"]) or "-")
     console.print(table)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from .errors import fail_usage, print_error
+from .jsonout import Output, output_option, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,20 +118,27 @@ def replay_command(
     at: Optional[int] = typer.Option(None, "--at", min=0, help="Show the state right after event SEQ."),
     summary: bool = typer.Option(False, "--summary", help="Print a summary of the run instead of playing it."),
     svg: Optional[Path] = typer.Option(None, "--svg", help="Save the view (at --at, or the end) as an SVG picture."),
+    output: Output = output_option(),
 ) -> None:
     """Play a run's events back, jump to any event (time travel), summarise or picture it."""
     import anyio
 
     from ..events.fold import state_at
     from ..views.replay import replay
-    from ..views.summary import render_summary, summarize
+    from ..views.summary import render_summary, summarize, summary_object
 
+    if output is Output.json and not summary:
+        fail_usage("-o json goes with --summary (a playback is not one object)")
     path = events_file(events)
     if not path.exists():
         fail_usage(f"no events file at {path}")
     console = _console()
     if summary:
-        console.print(render_summary(summarize(state_at(path, at))))
+        found = summarize(state_at(path, at))
+        if output is Output.json:
+            print_json(summary_object(found))
+        else:
+            console.print(render_summary(found))
         return
     state = anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg))
     if at is not None and state.last_seq < at:

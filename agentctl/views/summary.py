@@ -7,7 +7,8 @@ built from a folded :class:`~agentctl.events.fold.RunState` only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -17,7 +18,7 @@ from agentctl.events.fold import RunState
 from agentctl.views.live import STATUS_STYLES
 from agentctl.views.plain import one_line
 
-__all__ = ["AgentSummary", "Failure", "Summary", "render_summary", "summarize"]
+__all__ = ["AgentSummary", "Failure", "Summary", "render_summary", "summarize", "summary_object"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,11 @@ def summarize(state: RunState) -> Summary:
         refused=c["refused"],
         failures=failures,
     )
+
+
+def summary_object(summary: Summary) -> dict[str, Any]:
+    """The ``replay --summary -o json`` object: the :class:`Summary` fields, ``agents`` a list of objects."""
+    return asdict(summary)
 
 
 def _seconds(ms: int | None) -> str:
