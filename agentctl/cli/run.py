@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from ..errors import AgentctlError, PlanError
 from .errors import EXIT_USAGE, fail_plan, fail_usage, print_error
+from .views import RUNS
+
+if TYPE_CHECKING:
+    from ..plan.model import Plan
+    from .resume import Resumed
 
 DURABILITIES = ("none", "batch", "always")
 
 
 def run_command(
-    plan: Path = typer.Argument(..., help="The plan file (.yaml, .yml or .edn)."),
+    plan: Optional[Path] = typer.Argument(None, help="The plan file (.yaml, .yml or .edn); optional with --resume [default: the run's latest applied version]."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where events.jsonl goes [default: .agentctl/runs/<run_id>]."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", help="The directory file tools are confined to [default: current directory]."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Plain lines instead of the live view."),
     watch_plan: bool = typer.Option(True, "--watch-plan/--no-watch-plan", help="Reconcile every save of the plan file."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Stay up after every task finished, for more edits (Ctrl-C ends)."),
     durability: Optional[str] = typer.Option(None, "--durability", help="Event log durability: none, batch or always [default: the plan's, else batch]."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory after its process died."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory (or run id) after its process died."),
+    apply_plan: bool = typer.Option(False, "--apply-plan", help="With --resume: switch the run to PLAN, another file than the one it ran."),
 ) -> None:
     """Run PLAN: spawn its agents, reconcile every edit of the file, log every event."""
     # Imported here, not above: `agentctl --help` and every other command start faster.
@@ -36,10 +42,34 @@ def run_command(
 
     if durability is not None and durability not in DURABILITIES:
         fail_usage(f"--durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}")
-    if not plan.exists():
-        fail_usage(f"plan file not found: {plan}")
+    resumed = None
+    if resume is not None:
+        if run_dir is not None:
+            fail_usage("--resume RUN_DIR and --run-dir: give only one (a resumed run keeps its directory)")
+        resume = _run_dir_of(resume)
+        try:
+            resumed = load_resumed(resume)
+        except AgentctlError as exc:
+            fail_usage(f"--resume: {exc}")
+        finished = resumed.state.finished if resumed is not None else None
+        # Interrupted or stopped runs are continued; a run whose tasks all ended is done.
+        if resumed is not None and finished is not None and finished.get("reason") in ("completed", "failed"):
+            fail_usage(f"--resume: run {resumed.run_id} has finished ({finished.get('reason')}, {finished.get('status')}); "
+                       "nothing to resume")
+        workspace = workspace or (recorded_workspace(resume) if resumed else None)
+        run_dir = resume
+    if plan is None:
+        if resume is None or resumed is None or resumed.applied is None:
+            fail_usage("missing PLAN" + (f": the run in {resume} kept no plan version to continue with" if resume else ""))
+        # The kept copy is the plan; its step modules and plugins are beside the original.
+        plan, watch_plan = _applied_copy(resume, resumed.version), False
+        code_beside = Path(resumed.state.plan_file) if resumed.state.plan_file else plan
+    else:
+        if not plan.exists():
+            fail_usage(f"plan file not found: {plan}")
+        code_beside = plan
     # step: modules and plugins beside the plan import as they would beside a script.
-    with plan_code(plan):
+    with plan_code(code_beside):
         try:
             loaded = load_plan(plan)
             find = line_finder(loaded.source)
@@ -48,18 +78,11 @@ def run_command(
         except PlanError as exc:
             problems = [exc, *exc.more]
         fail_plan(problems)
+        if resumed is not None and _another_plan(plan, loaded, resumed) and not apply_plan:
+            fail_usage(f"--resume: {plan} is not the plan file of run {resumed.run_id} and differs from the v{resumed.version} "
+                       "it last applied; leave PLAN out to continue with that version, or pass --apply-plan to apply this one")
         if (engine_problem := check_docker(loaded)) is not None:
             fail_usage(engine_problem)
-        resumed = None
-        if resume is not None:
-            if run_dir is not None:
-                fail_usage("--resume RUN_DIR and --run-dir: give only one (a resumed run keeps its directory)")
-            try:
-                resumed = load_resumed(resume)
-            except AgentctlError as exc:
-                fail_usage(f"--resume: {exc}")
-            workspace = workspace or (recorded_workspace(resume) if resumed else None)
-            run_dir = resume
         if resume is None and run_dir is not None:
             _check_fresh_run_dir(run_dir)
         ws = (workspace or Path.cwd()).resolve()
@@ -87,6 +110,28 @@ def run_command(
             code = EXIT_USAGE
         typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
         raise typer.Exit(code)
+
+
+def _another_plan(path: Path, plan: Plan, resumed: Resumed) -> bool:
+    """Whether resuming with ``plan`` would switch the run to another plan: a different file
+    whose content differs from the version applied last (edits of the run's own plan file,
+    made while it was down, are applied as they would have been live)."""
+    if resumed.applied is None or plan == resumed.applied:
+        return False
+    own = resumed.state.plan_file
+    return own is None or Path(own).resolve() != path.resolve()
+
+
+def _run_dir_of(run: Path) -> Path:
+    """``--resume``'s run directory: the path given, or a run id under ``.agentctl/runs``."""
+    if not run.exists() and len(run.parts) == 1 and (RUNS / run).is_dir():
+        return RUNS / run
+    return run
+
+
+def _applied_copy(run_dir: Path, version: int) -> Path:
+    """The file a run kept of plan version ``version`` (``plan.vN.yaml`` or ``.edn``)."""
+    return next(iter(sorted(run_dir.glob(f"plan.v{version}.*"))))
 
 
 def _check_fresh_run_dir(run_dir: Path) -> None:
