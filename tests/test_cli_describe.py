@@ -36,7 +36,7 @@ def llm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         plan = tmp / "p.yaml"
         plan.write_text(f"""\
 name: llm
-defaults: {{provider: ollama, base_url: "{server.url}", model: m1, budget: {{max_tokens: 1000, max_steps: 50}}}}
+defaults: {{provider: ollama, base_url: "{server.url}", model: m1, budget: {{max_tokens: 100000, max_steps: 50}}}}
 tasks:
   - id: writer
     agent: llm
@@ -58,8 +58,8 @@ def test_describe_json_has_spec_budget_calls_messages_errors_and_the_conversatio
     assert (d["spec"]["kind"], d["spec"]["model"], d["spec"]["tools"]) == ("llm", "m1", ["fs/write"])
     evs = events(llm_run)
     tokens = sum(e["prompt_tokens"] + e["completion_tokens"] for e in of(evs, "llm/result", "writer"))
-    assert d["budget"]["reserved"]["max_tokens"] == 1000
-    assert d["budget"]["used"]["tokens"] == tokens and d["budget"]["left"]["max_tokens"] == 1000 - tokens
+    assert d["budget"]["reserved"]["max_tokens"] == 100000
+    assert d["budget"]["used"]["tokens"] == tokens and d["budget"]["left"]["max_tokens"] == 100000 - tokens
     calls = d["tool_calls"]
     assert [(c["tool"], c["arguments"]["path"], c["ok"]) for c in calls] == [("fs/write", "/etc/nope", False), ("fs/write", "out/a.txt", True)]
     failed = of(evs, "tool/result", "writer")[0]
