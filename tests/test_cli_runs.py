@@ -70,6 +70,13 @@ def test_ps_lists_unfinished_runs_or_all_as_text_and_json(project: Path) -> None
     assert "RUN" in lines[0] and "STATUS" in lines[0] and len(lines) == 4
     assert "dead" in lines[1] and "(gone)" in lines[1]
     assert agentctl("ps", "-o", "yaml").exit_code == 2
+    # a damaged run is named on stderr and left out; the others are still listed
+    damaged = project / ".agentctl" / "runs" / "bad"
+    damaged.mkdir()
+    (damaged / "events.jsonl").write_text("not an event\n{}\n")
+    listed = agentctl("ps", "-a", "-o", "json")
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["runs"]) == 3
+    assert "skipped" in listed.stderr and "bad" in listed.stderr
 
 
 def test_logs_prints_plain_lines_filtered_by_agent_and_type(project: Path) -> None:
@@ -107,6 +114,10 @@ def test_prune_deletes_finished_runs_only(project: Path) -> None:
     one_line_error(agentctl("prune"), "exactly one of")
     one_line_error(agentctl("prune", "--keep", "1", "--older-than", "1d"), "exactly one of")
     one_line_error(agentctl("prune", "--older-than", "soon"), "--older-than")
+    damaged = runs / "bad"
+    damaged.mkdir()
+    (damaged / "events.jsonl").write_text("garbage\n{}\n")
+    assert agentctl("prune", "--keep", "0").exit_code == 0 and damaged.exists()
 
 
 def test_logs_follow_ends_with_the_runs_exit_code(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from typing import Optional
 
 import typer
 
-from ..views.runs import RunInfo, list_runs
+from ..views.runs import RunInfo
 from .errors import fail_usage
-from .runs import load_run
+from .runs import readable_runs
 from .views import RUNS
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -33,8 +33,8 @@ def prune_command(
     """Delete finished runs (never one that is running or whose process died unfinished)."""
     if (keep is None) == (older_than is None):
         fail_usage("give exactly one of --keep N or --older-than DURATION")
-    finished = [i for i in (load_run(d) for d in list_runs(RUNS)) if i.finished is not None]
-    finished.sort(key=lambda i: i.state.last_t or 0)
+    # An unreadable run is named and kept: whether it finished is unknown.
+    finished = sorted((i for i in readable_runs(RUNS) if i.finished is not None), key=lambda i: i.state.last_t or 0)
     if keep is not None:
         doomed = finished[: max(len(finished) - keep, 0)]
     else:

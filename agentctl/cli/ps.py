@@ -8,9 +8,8 @@ import typer
 from rich.console import Console
 
 from ..views.ps import ps_object, render_ps
-from ..views.runs import list_runs
 from .jsonout import Output, output_option, print_json
-from .runs import load_run
+from .runs import readable_runs
 from .views import RUNS
 
 
@@ -23,7 +22,7 @@ def ps_command(
     Without --all only runs that have not finished are listed: running ones, and dead ones
     (their process is gone without run/finished; resume them with run --resume).
     """
-    infos = sorted((load_run(d) for d in list_runs(RUNS)), key=lambda i: i.state.started_t or 0)
+    infos = readable_runs(RUNS)
     if not all_runs:
         infos = [i for i in infos if i.finished is None]
     obj = ps_object(infos)

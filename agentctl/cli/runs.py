@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AgentctlError
-from ..views.runs import RunInfo, process_alive, read_run
+from ..views.runs import RunInfo, list_runs, process_alive, read_run
 from .control import ControlError, NotListening, request
-from .errors import fail_usage
+from .errors import fail_usage, print_error
 
 
 def load_run(run_dir: Path) -> RunInfo:
@@ -23,6 +23,18 @@ def load_run(run_dir: Path) -> RunInfo:
         return read_run(run_dir)
     except AgentctlError as exc:
         fail_usage(str(exc))
+
+
+def readable_runs(root: Path) -> list[RunInfo]:
+    """The runs under ``root`` whose logs can be read, oldest first; each one that cannot
+    is named on stderr and left out (one damaged run does not hide the others)."""
+    infos = []
+    for run_dir in list_runs(root):
+        try:
+            infos.append(read_run(run_dir))
+        except AgentctlError as exc:
+            print_error(f"skipped {run_dir}: {exc}")
+    return sorted(infos, key=lambda i: i.state.started_t or 0)
 
 
 def live_run(run_dir: Path) -> RunInfo:
