@@ -95,6 +95,9 @@ def test_logs_prints_plain_lines_filtered_by_agent_and_type(project: Path) -> No
     one_line_error(agentctl("logs", "no-such-run"), "no such run")
     (project / "notalog").mkdir()
     one_line_error(agentctl("logs", "notalog"), "no events.jsonl")
+    (project / "README.md").write_text("# not\nan event log\n")
+    for follow in ([], ["-f"]):
+        one_line_error(agentctl("logs", "README.md", *follow), "README.md")
 
 
 def test_prune_deletes_finished_runs_only(project: Path) -> None:

@@ -31,13 +31,14 @@ def logs_command(
     run_dir = resolve_run(run)
     printer = LogPrinter(LogFilter(agent, type_), sys.stdout)
     try:
+        path = run if run is not None and run.is_file() else read_run_events(run_dir)
         if not follow:
-            for event in read_events(read_run_events(run_dir)):
+            for event in read_events(path):
                 printer.feed(event)
         else:
             from ..views.follow import follow_run
 
-            end = anyio.run(lambda: follow_run(read_run_events(run_dir), printer.feed))
+            end = anyio.run(lambda: follow_run(path, printer.feed))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except AgentctlError as exc:

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import UsageError
 from ..views.runs import RunInfo
 from .errors import fail_usage
 from .runs import readable_runs
@@ -18,10 +19,14 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or a sum such as ``1d12h``) in seconds."""
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or a sum such as ``1d12h``) in seconds.
+
+    Raises:
+        UsageError: anything else.
+    """
     parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
     if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise ValueError(text)
+        raise UsageError(f"expected a duration such as 90s, 30m, 12h, 7d or 2w, got {text!r}")
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
@@ -40,8 +45,8 @@ def prune_command(
     else:
         try:
             age = parse_duration(str(older_than))
-        except ValueError:
-            fail_usage(f"--older-than: expected a duration such as 90s, 30m, 12h, 7d or 2w, got {older_than!r}")
+        except UsageError as exc:
+            fail_usage(f"--older-than: {exc}")
         cutoff_ms = (time.time() - age) * 1000
         doomed = [i for i in finished if (i.state.last_t or 0) < cutoff_ms]
     for info in doomed:

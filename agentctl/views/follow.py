@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from agentctl.errors import AgentctlError
 from agentctl.events.reader import follow_events
 from agentctl.views.runs import process_alive
 
@@ -77,16 +78,20 @@ async def follow_run(
 
     while True:
         drain = anyio.Event()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watchdog, drain)
-            events = follow_events(path, start_seq=last_seq + 1, poll_interval=poll_interval, stop=drain)
-            async with aclosing(events):  # type: ignore[type-var]
-                async for event in events:
-                    last_seq = event.get("seq", last_seq)
-                    feed(event)
-                    if note(event):
-                        drain.set()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watchdog, drain)
+                events = follow_events(path, start_seq=last_seq + 1, poll_interval=poll_interval, stop=drain)
+                async with aclosing(events):  # type: ignore[type-var]
+                    async for event in events:
+                        last_seq = event.get("seq", last_seq)
+                        feed(event)
+                        if note(event):
+                            drain.set()
+                tg.cancel_scope.cancel()
+        except* AgentctlError as group:
+            # The reader's error alone (the watchdog raises none): callers catch it as it is.
+            raise group.exceptions[0] from None
         if finished is not None:
             return FollowEnd(finished=finished)
         if stop is not None and stop.is_set():

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 
+from agentctl.errors import AgentctlError
 from agentctl.events.fold import RunState
 from agentctl.views.follow import FollowEnd, follow_run
 from agentctl.views.live import LiveView, wall_clock_ms
@@ -84,10 +85,13 @@ async def watch(
         return Watched(state, end)
     view = LiveView(console, clock=wall_clock_ms)
     ended = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: view.run(fps=fps, stop=ended))
-        try:
-            end = await follow_run(_events_file(path), view.feed, stop=stop, poll_interval=poll_interval)
-        finally:
-            ended.set()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: view.run(fps=fps, stop=ended))
+            try:
+                end = await follow_run(_events_file(path), view.feed, stop=stop, poll_interval=poll_interval)
+            finally:
+                ended.set()
+    except* AgentctlError as group:
+        raise group.exceptions[0] from None
     return Watched(view.state, end)
