@@ -234,6 +234,23 @@ def test_stop_ends_a_run_like_ctrl_c_and_stop_agent_ends_one_subtree(tmp_path: P
     assert again.exit_code == 2 and "has finished" in again.stderr
 
 
+def test_a_task_stopped_alone_counts_as_ended_and_the_run_finishes_without_it(tmp_path: Path) -> None:
+    plan = tmp_path / "p.yaml"
+    plan.write_text(GATE + "  - id: idle\n    agent: script\n    steps: [{wait: never}]\n")
+    run_dir = tmp_path / "run"
+    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
+    try:
+        wait_for(run_dir, lambda e: of(e, "agent/status", "gate") and of(e, "agent/status", "idle"))
+        assert agentctl("stop", str(run_dir), "--agent", "idle").exit_code == 0
+        assert agentctl("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "go").exit_code == 0
+        assert proc.wait(20) == 1  # the run ends by itself, not ok: one task was stopped
+    finally:
+        proc.kill()
+    evs = events(run_dir)
+    assert of(evs, "agent/stopped", "idle")[0]["reason"] == "requested"
+    assert (evs[-1]["reason"], evs[-1]["status"]) == ("failed", "failed")
+
+
 def test_stop_after_every_task_finished_ok_is_a_clean_stop(tmp_path: Path) -> None:
     plan = tmp_path / "p.yaml"
     plan.write_text("name: quick\ntasks:\n  - id: quick\n    agent: script\n    steps: [{done: fine}]\n")

@@ -284,6 +284,10 @@ class Session:
                 self._interrupt("stopped")
             elif not isinstance(agent, str) or not self.rt.stop(agent, "requested"):
                 return {"ok": False, "error": f"no live agent {agent!r} in run {self.o.run_id}"}
+            elif self.plan.task(agent) is not None:
+                # A task's agent sends no done message when stopped: tell the root it ended.
+                self.reconciler.task_stopped(agent)
+                self.rt.send(USER, ROOT_ID, "reconcile", {"version": self.version})
             return {"ok": True}
         if op == "ping":
             return {"ok": True, "pid": os.getpid(), "run_id": self.o.run_id}

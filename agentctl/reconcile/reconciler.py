@@ -82,6 +82,13 @@ class Reconciler:
         self.plan = plan
         self.version += 1
 
+    def task_stopped(self, task_id: str) -> None:
+        """A running task was stopped from outside (``agentctl stop --agent``): it has ended,
+        not ok, and is not started again until an edit changes it; wake the root to settle."""
+        state = self.tasks.get(task_id)
+        if state is not None and state.status == "running":
+            self.tasks[task_id] = TaskState(state.key, "stopped")
+
     def step(self, ctx: StepContext) -> list[act.Action]:
         """The root's step: record finished tasks, then close the gap to the plan."""
         for msg in ctx.messages:
