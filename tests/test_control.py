@@ -67,6 +67,17 @@ async def test_a_request_is_answered_by_the_handler_and_the_socket_is_private(tm
 def test_nothing_listening_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ControlError, match="no run is listening"):
         request(tmp_path / "none.sock", {"op": "ping"})
+    squatter = tmp_path / "file.sock"
+    squatter.write_text("a file, not a socket")
+    with pytest.raises(ControlError, match="no run is listening"):
+        request(squatter, {"op": "ping"})
+
+    async def serve() -> None:
+        await serve_control(squatter, lambda m: None)  # type: ignore[arg-type,return-value]
+
+    with pytest.raises(ControlError, match="cannot serve the control channel"):
+        anyio.run(serve)
+    assert squatter.read_text() == "a file, not a socket"
 
 
 def _connect_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:

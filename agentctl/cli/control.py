@@ -111,11 +111,17 @@ async def serve_control(
     A stale socket left by a killed process of the same run is replaced. Each connection
     carries one request; connections from another uid are answered with a refusal and
     never reach ``handle``.
+
+    Raises:
+        ControlError: the socket cannot be made (something else holds the path).
     """
     with suppress(FileNotFoundError):
         if stat.S_ISSOCK(path.lstat().st_mode):
             path.unlink()
-    listener = await anyio.create_unix_listener(path, mode=0o600)
+    try:
+        listener = await anyio.create_unix_listener(path, mode=0o600)
+    except OSError as exc:
+        raise ControlError(f"cannot serve the control channel at {path}: {exc.strerror or exc}") from None
     try:
         async with listener, anyio.create_task_group() as tg:
             task_status.started()
