@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from ..errors import AgentctlError
-from ..events.reader import read_events, read_run_events
-from ..views.describe import describe_agent, render_description
 from .errors import fail_usage
 from .jsonout import Output, output_option, print_json
 from .views import resolve_run
@@ -22,6 +19,11 @@ def describe_command(
     """Describe one agent: spec, status, parent and children, budget used and left, locks,
     tool calls with arguments and results, messages in and out, errors in full, and for an
     LLM agent its conversation turn by turn."""
+    from rich.console import Console
+
+    from ..events.reader import read_events, read_run_events
+    from ..views.describe import describe_agent, render_description
+
     if len(args) > 2:
         fail_usage(f"expected [RUN] AGENT, got {len(args)} arguments")
     run_dir = resolve_run(Path(args[0]) if len(args) == 2 else None)

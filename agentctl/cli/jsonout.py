@@ -6,7 +6,6 @@ import sys
 from enum import Enum
 from typing import Any
 
-import orjson
 import typer
 
 
@@ -24,5 +23,7 @@ def output_option() -> Any:
 
 def print_json(value: Any) -> None:
     """Write ``value`` as one JSON document (sorted keys, indented) and a newline."""
+    import orjson
+
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, default=repr).decode() + "\n")
     sys.stdout.flush()

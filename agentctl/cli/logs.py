@@ -6,12 +6,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import anyio
 import typer
 
 from ..errors import AgentctlError
-from ..events.reader import read_events, read_run_events
-from ..views.logs import LogFilter, LogPrinter
 from .errors import fail_usage
 from .views import end_code, resolve_run
 
@@ -28,6 +25,11 @@ def logs_command(
     interrupted or stopped), or with 1 and a line saying so when the run's process is
     gone without having logged run/finished.
     """
+    import anyio
+
+    from ..events.reader import read_events, read_run_events
+    from ..views.logs import LogFilter, LogPrinter
+
     run_dir = resolve_run(run)
     printer = LogPrinter(LogFilter(agent, type_), sys.stdout)
     try:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from ..errors import UsageError
-from ..views.runs import RunInfo
 from .errors import fail_usage
-from .runs import readable_runs
 from .views import RUNS
+
+if TYPE_CHECKING:
+    from ..views.runs import RunInfo
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -36,6 +37,8 @@ def prune_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
 ) -> None:
     """Delete finished runs (never one that is running or whose process died unfinished)."""
+    from .runs import readable_runs
+
     if (keep is None) == (older_than is None):
         fail_usage("give exactly one of --keep N or --older-than DURATION")
     # An unreadable run is named and kept: whether it finished is unknown.

@@ -5,11 +5,8 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
-from ..views.ps import ps_object, render_ps
 from .jsonout import Output, output_option, print_json
-from .runs import readable_runs
 from .views import RUNS
 
 
@@ -22,6 +19,11 @@ def ps_command(
     Without --all only runs that have not finished are listed: running ones, and dead ones
     (their process is gone without run/finished; resume them with run --resume).
     """
+    from rich.console import Console
+
+    from ..views.ps import ps_object, render_ps
+    from .runs import readable_runs
+
     infos = readable_runs(RUNS)
     if not all_runs:
         infos = [i for i in infos if i.finished is None]
