@@ -74,6 +74,6 @@ def test_replay_summary_json_is_one_object_with_the_runs_totals(project: Path) -
     assert (found["run_id"], found["plan_name"], found["reason"], found["status"]) == (evs[0]["run_id"], "hello", "completed", "ok")
     assert found["tool_calls"] == len(of(evs, "tool/result"))
     assert {a["id"] for a in found["agents"]} == {e["agent_id"] for e in of(evs, "agent/spawned")}
-    assert {"by_status", "errors", "duration_ms", "messages", "prompt_tokens", "completion_tokens"} <= set(found)
+    assert {"by_status", "failures", "duration_ms", "messages", "prompt_tokens", "completion_tokens"} <= set(found)
     refused = agentctl("replay", str(run_dir), "-o", "json")
     assert refused.exit_code == 2 and "--summary" in refused.stderr
