@@ -25,9 +25,10 @@ from ..errors import ActionError
 from ..events.emit import Emit
 from ..events.journal import Journal
 from ..policy import Policy
-from ..services.bus import Bus
+from ..services.bus import Bus, SendResult
 from ..services.locks import LockService
-from ..services.tools.registry import ToolContext
+from ..services.tools.registry import ToolContext, ToolRegistry
+from ..services.workers import LocalWorkPlane, WorkPlane
 from .agent import Agent
 from .agent_control import LLMChildFactory, RuntimeAgentControl
 from .conflicts import Conflicts
@@ -65,8 +66,8 @@ class Runtime(Tree, Scheduler):
         *,
         run_id: str = "run",
         workspace: Path | None = None,
-        plane: Any = None,
-        tools: Any = None,
+        plane: WorkPlane | None = None,
+        tools: ToolRegistry | None = None,
         policy: Policy | None = None,
         root_tools: frozenset[str] | None = None,
         inbox_size: int = 256,
@@ -84,7 +85,6 @@ class Runtime(Tree, Scheduler):
         llm_child: LLMChildFactory | None = None,
     ) -> None:
         from ..services.tools import default_registry
-        from ..services.workers import LocalWorkPlane
 
         self.emit = emit
         self.run_id = run_id
@@ -135,11 +135,11 @@ class Runtime(Tree, Scheduler):
         self._stop_tree(agent, reason, report=True)
         return True
 
-    def send(self, sender: str, to: str, kind: str = "chat", body: Any = None, thread_id: str | None = None) -> Any:
+    def send(self, sender: str, to: str, kind: str = "chat", body: Any = None, thread_id: str | None = None) -> SendResult:
         """Route a message from outside the tree (``sender`` ``"user"`` reaches any agent)."""
         return self.bus.send(sender, to, kind, body, thread_id)
 
-    def signal(self, sender: str, to: str, kind: str, body: Any = None) -> Any:
+    def signal(self, sender: str, to: str, kind: str, body: Any = None) -> SendResult:
         """Deliver a runtime signal (e.g. the CLI's plan wake-up): never refused for room."""
         return self.bus.signal(sender, to, kind, body)
 
