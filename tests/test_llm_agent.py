@@ -334,3 +334,16 @@ async def test_an_llm_parent_is_told_when_someone_else_stops_its_child(recorder,
         with anyio.fail_after(10):
             exit = await rt.wait("boss")
     assert exit.result == "noted: Child agent w1 was stopped (requested)."
+
+
+async def test_agent_spawn_tool_refuses_in_a_runtime_given_no_llm_child_factory(recorder, tmp_path) -> None:
+    def script(ctx: StepContext) -> list:
+        if ctx.step_no == 1:
+            return [act.call_tool("agent/spawn", {"id": "c", "instructions": "say hi"})]
+        return [act.done("ok", ctx.results[0].value)]
+
+    async with open_runtime(recorder, **options(recorder, tmp_path, ScriptedProvider(["hi"]))) as rt:
+        rt.spawn(AgentSpec("s", script, tools=frozenset({"agent/spawn"}), budget=Budget(max_steps=5)))
+        exit = await rt.wait("s")
+    assert "without an llm_child factory" in exit.result
+    assert not [e for e in recorder.of_type("agent/spawned") if e["agent_id"] == "c"]
