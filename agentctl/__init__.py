@@ -36,10 +36,14 @@ if TYPE_CHECKING:
     from .events.reader import read_events as read_events
     from .plan.load import load_plan as load_plan
     from .plan.model import Plan as Plan
+    from .policy import Budget as Budget
+    from .policy import Policy as Policy
     from .runtime.runtime import Runtime as Runtime
     from .runtime.runtime import open_runtime as open_runtime
     from .runtime.spec import AgentSpec as AgentSpec
     from .runtime.spec import StepContext as StepContext
+    from .runtime.tree import Exit as Exit
+    from .services.bus import Message as Message
     from .services.llm.base import ChatReply as ChatReply
     from .services.llm.base import ChatRequest as ChatRequest
     from .services.llm.base import Provider as Provider
@@ -76,10 +80,14 @@ _WHERE = {
     "read_events": "agentctl.events.reader",
     "load_plan": "agentctl.plan.load",
     "Plan": "agentctl.plan.model",
+    "Budget": "agentctl.policy",
+    "Policy": "agentctl.policy",
     "Runtime": "agentctl.runtime.runtime",
     "open_runtime": "agentctl.runtime.runtime",
     "AgentSpec": "agentctl.runtime.spec",
     "StepContext": "agentctl.runtime.spec",
+    "Exit": "agentctl.runtime.tree",
+    "Message": "agentctl.services.bus",
     "ChatReply": "agentctl.services.llm.base",
     "ChatRequest": "agentctl.services.llm.base",
     "Provider": "agentctl.services.llm.base",
