@@ -1,6 +1,6 @@
-"""Imports point one way: every module of agentctl is checked with the ast, imports inside
-functions and under ``TYPE_CHECKING`` included, against the layer order written down in
-docs/architecture.md."""
+"""Imports point one way, and private names stay in their module: every module of agentctl is
+checked with the ast, imports inside functions and under ``TYPE_CHECKING`` included, against
+the layer order written down in docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -110,3 +110,39 @@ def test_the_check_catches_an_upstream_import_inside_a_function(tmp_path: Path) 
         "agentctl/services/bad.py:2: services -> runtime (agentctl.runtime.ok)",
         "agentctl/views/bad.py:1: views -> runtime (agentctl.runtime.ok)",
     ]
+
+
+def foreign_private_names(root: Path = PACKAGE) -> list[str]:
+    """``file:line: .name`` for every ``obj._name`` (not ``self``/``cls``) whose ``_name`` the
+    file does not define itself: a private name reached across modules."""
+    out: list[tuple[str, int, str]] = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        defined: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                defined.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                defined.add(node.id)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                defined.add(node.value)  # __slots__ entries
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                    and node.attr not in defined):
+                out.append((str(path), node.lineno, f"{path.relative_to(root.parent)}:{node.lineno}: .{node.attr}"))
+    return [text for _, _, text in sorted(out)]
+
+
+def test_no_module_reaches_another_modules_private_names() -> None:
+    assert foreign_private_names() == []
+
+
+def test_the_private_name_check_catches_a_call_into_another_module(tmp_path: Path) -> None:
+    root = tmp_path / "agentctl"
+    root.mkdir()
+    (root / "tree.py").write_text("class Tree:\n    def _spawn(self):\n        self._n = 1\n")
+    (root / "interp.py").write_text("def run(rt, inbox):\n    rt._spawn()\n    return inbox._n\n")
+    assert foreign_private_names(root) == ["agentctl/interp.py:2: ._spawn", "agentctl/interp.py:3: ._n"]

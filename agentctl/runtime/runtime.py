@@ -213,6 +213,16 @@ class Runtime(Tree, Scheduler):
         """Counters of the tree and the scheduler."""
         return RuntimeStatistics(len(self._agents), self._spawned, self._ended, self._restarts, self._steps, len(self._ready), self._tasks)
 
+    # ------------------------------------------------------------------ lifetime (open_runtime)
+
+    def _start(self, tg: anyio.abc.TaskGroup) -> None:
+        self._tg = tg
+        tg.start_soon(self._scheduler, name="agentctl:scheduler")
+        tg.start_soon(self.timers.run, name="agentctl:timers")
+
+    def _close(self) -> None:
+        self._shutdown()
+
     # ------------------------------------------------------------------ for the runtime's own parts
     # The interpreter, crash recovery and conflict handling act on agent records through
     # these, not through the tree's and scheduler's private members.
@@ -260,11 +270,9 @@ async def open_runtime(emit: Emit, **options: Any) -> AsyncIterator[Runtime]:
     """
     rt = Runtime(emit, **options)
     async with anyio.create_task_group() as tg:
-        rt._tg = tg
-        tg.start_soon(rt._scheduler, name="agentctl:scheduler")
-        tg.start_soon(rt.timers.run, name="agentctl:timers")
+        rt._start(tg)
         try:
             yield rt
         finally:
-            rt._shutdown()
+            rt._close()
             tg.cancel_scope.cancel()
