@@ -192,3 +192,24 @@ async def test_a_flood_is_slowed_to_the_writers_pace_and_its_backlog_stays_bound
     assert stats.throttled > 0 and stats.throttled_ms > 0
     assert peak[0] <= HIGH_WATER + 64 * 1024  # a line or so over the mark, never the flood
     assert stats.emitted > n
+
+
+async def test_a_supervisor_with_a_full_inbox_still_hears_of_each_restart(recorder) -> None:
+    def crasher(ctx: StepContext) -> list:
+        raise RuntimeError("boom")
+
+    def sup(ctx: StepContext) -> list:
+        if ctx.reason == "start":
+            return [act.spawn(AgentSpec("c", crasher, restart="permanent")), act.sleep(0.2)]
+        return []
+
+    async with open_runtime(recorder, inbox_size=1) as rt:
+        rt.spawn(AgentSpec("sup", sup, max_restarts=2, restart_period=60, restart="temporary"))
+        rt.send("user", "sup", "chat", "fills the inbox")
+        with anyio.fail_after(10):
+            exit = await rt.wait("sup")
+    assert exit.outcome == "failed"  # restart intensity exceeded: the third crash takes it down
+    assert exit.result.startswith("restart intensity exceeded")
+    notices = [e for e in recorder.of_type("agent/message") if e["kind"] == "restarted"]
+    assert [(e["from"], e["agent_id"], e["body"]["restarts"], e["signal"]) for e in notices] == [
+        ("c", "sup", 1, True), ("c", "sup", 2, True)]

@@ -239,6 +239,8 @@ def _user_turn(m: Message) -> dict[str, Any]:
         text = f"Child agent {m.sender} failed: {_text(body.get('result'))}"
     elif m.kind == "stopped" and m.signal:
         text = f"Child agent {m.sender} was stopped ({body.get('status')})."
+    elif m.kind == "restarted" and m.signal:
+        text = f"Child agent {m.sender} was restarted (after {body.get('offender')} failed)."
     else:
         text = f"Message from {m.sender} (kind {m.kind}):\n{_text(m.body)}"
     return {"role": "user", "content": text}

@@ -270,6 +270,9 @@ class Tree:
             self._restarts += 1
             self.emit("agent/restarted", cid, parent_id=sup.id if sup else None, strategy=sup_spec.strategy, restarts=len(times), offender=agent.id)
             self._spawn(old.spec, sup, previous=old)
+            if sup is not None:
+                # A restart notice, as a signal: the supervisor hears of it whatever its inbox holds.
+                self.bus.signal(cid, sup.id, "restarted", {"offender": agent.id, "restarts": len(times)})
 
     def _shutdown(self) -> None:
         self._closing = True
