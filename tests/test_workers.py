@@ -35,8 +35,10 @@ async def test_tool_call_emits_requested_then_result_with_contract_fields(tmp_pa
     assert isinstance(plane, WorkPlane)
     out = await plane.call_tool("a1", "fs/write", {"path": "x.txt", "content": "hey"}, ctx=ctx_for(tmp_path))
     assert out.ok and out.value == {"path": "x.txt", "bytes": 3} and out.call_id == "t1"
-    req, res = recorder.events
-    assert (req["type"], res["type"]) == ("tool/requested", "tool/result")
+    req, prepared, res = recorder.events
+    assert (req["type"], prepared["type"], res["type"]) == ("tool/requested", "tool/prepared", "tool/result")
+    # fs/write writes ahead what resume needs to tell whether it happened: the file's hash before and after.
+    assert prepared["call_id"] == "t1" and prepared["record"]["before"] is None and prepared["record"]["bytes"] == 3
     assert set(req) == TOOL_REQUESTED and set(res) == TOOL_RESULT
     assert req["agent_id"] == res["agent_id"] == "a1"
     assert req["call_id"] == res["call_id"] == "t1"

@@ -32,10 +32,11 @@ from ..reconcile import ROOT_ID, Reconciler
 from ..reconcile.preflight import load_plugins, root_tools
 from ..reconcile.states import task_states
 from ..runtime import open_runtime
+from ..runtime.interrupted import recover_interrupted
 from ..runtime.recovery import ResumeContext
 from ..services.bus import USER, SendStatus
 from ..services.mcp import open_mcp
-from ..services.tools import default_registry
+from ..services.tools import ToolContext, default_registry
 from ..services.tools.docker import release_run, uses_docker
 from ..services.workers import LocalWorkPlane
 from .control import serve_control, socket_path
@@ -123,6 +124,8 @@ class Session:
         o, plan, log = self.o, self.plan, self.log
         tools = default_registry()
         load_plugins(plan.settings.plugins, tools)
+        if self.resumed is not None:
+            recover_interrupted(self.resumed.journals, tools, self._recovery_context, log.emit)
         held = root_tools(plan.settings, tools.names())
         providers, default_provider = providers_for_plan(plan)
         plane = LocalWorkPlane(
@@ -169,6 +172,10 @@ class Session:
             if view is not None:
                 await view.close()
             tg.cancel_scope.cancel()
+
+    def _recovery_context(self, agent_id: str) -> ToolContext:
+        return ToolContext(agent_id=agent_id, workspace=self.o.workspace, run_id=self.o.run_id,
+                           protected=(self.o.plan_path, self.o.run_dir))
 
     def _start_tree(self, rt: Any) -> bool:
         """Spawn the root reconciler (and, on resume, the agents that were live); False if

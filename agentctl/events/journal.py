@@ -125,10 +125,38 @@ def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:
         if journal is None or e["call_id"] in journal.calls:
             return
         effect = {"op": op, "call_id": e["call_id"], "name": e.get("tool"), "done": False}
+        if op == "tool":
+            effect["arguments"] = e.get("arguments")  # for a recover check; dropped with the result
         journal.effects.append(effect)
         journal.calls[e["call_id"]] = effect
 
     return handler
+
+
+def _pending(by: dict[str, Journal], e: dict[str, Any]) -> dict[str, Any] | None:
+    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    effect = journal.calls.get(e["call_id"]) if journal is not None else None
+    return None if effect is None or effect["done"] else effect
+
+
+def _prepared(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    effect = _pending(by, e)
+    if effect is not None:
+        effect["record"] = e.get("record")
+        effect.pop("verdict", None)  # a rerun that got this far: check it afresh
+
+
+def _recovered(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    """Resume's check of an interrupted call: applied (its outcome), not applied (run it
+    again) or unknown (the agent is told it was interrupted)."""
+    effect = _pending(by, e)
+    if effect is None:
+        return
+    applied = e.get("applied")
+    if applied:
+        _settle(effect, True, None, e.get("result"), 0)
+    else:
+        effect["verdict"] = "rerun" if applied is False else "unknown"
 
 
 def _result(by: dict[str, Journal], e: dict[str, Any]) -> None:
@@ -139,11 +167,18 @@ def _result(by: dict[str, Journal], e: dict[str, Any]) -> None:
     # refuses such a log before resume folds it).
     if effect is None or effect["done"] or e.get("error_type") == "cancelled":
         return
+    _settle(effect, bool(e.get("ok")), e.get("error"), e.get("result") if e["type"] == "tool/result" else e.get("reply"),
+            int(e.get("prompt_tokens") or 0) + int(e.get("completion_tokens") or 0))
+
+
+def _settle(effect: dict[str, Any], ok: bool, error: Any, value: Any, tokens: int) -> None:
     effect["done"] = True
-    effect["ok"] = bool(e.get("ok"))
-    effect["error"] = e.get("error")
-    effect["value"] = e.get("result") if e["type"] == "tool/result" else e.get("reply")
-    effect["tokens"] = int(e.get("prompt_tokens") or 0) + int(e.get("completion_tokens") or 0)
+    effect["ok"] = ok
+    effect["error"] = error
+    effect["value"] = value
+    effect["tokens"] = tokens
+    for spent in ("arguments", "record", "verdict"):
+        effect.pop(spent, None)
 
 
 #: The journal's reducer per event type, on a dict of journals by agent id (the fold calls
@@ -160,5 +195,7 @@ HANDLERS: dict[str | None, JournalHandler] = {
     "tool/requested": _requested("tool"),
     "llm/requested": _requested("llm"),
     "tool/result": _result,
+    "tool/prepared": _prepared,
+    "tool/recovered": _recovered,
     "llm/result": _result,
 }

@@ -5,9 +5,11 @@ an action of an agent that is being resumed. While the agent's journal still has
 outcomes of a kind, an action of that kind is answered from the journal: a recorded
 tool or LLM result is handed back and the call is not made again; a recorded send is
 not sent again; a recorded spawn starts the child again only if it was still live (with
-its own journal). A call that was requested but has no result runs again if its tool
-is idempotent (LLM calls always may), else the agent gets an ``interrupted`` result and
-decides. Sleeps, locks and stops answer at once: the clock already ran, and the locks
+its own journal). A tool call that was requested but has no result was settled before
+the agents started (:mod:`agentctl.runtime.interrupted`) if its tool has a ``recover``
+check: applied (its outcome is handed back), not applied (it runs again) or unknown.
+Otherwise it runs again if its tool is idempotent (LLM calls always may); an unknown or
+non-idempotent one gets an ``interrupted`` result. Sleeps, locks and stops answer at once: the clock already ran, and the locks
 the agent held were taken back for it before it started.
 
 Like Temporal's workflow replay, this needs step functions to be deterministic given
@@ -104,10 +106,13 @@ def _tool(rt: Runtime, agent: Agent, action: CallTool, effect: dict[str, Any]) -
     if effect["done"]:
         ok = effect["ok"]
         return Result(action, ok, effect.get("value") if ok else effect.get("error"), None if ok else "tool_error")
-    if action.name in rt.tools and rt.tools.get(action.name).idempotent:
+    verdict = effect.get("verdict")
+    if verdict == "rerun" or (verdict is None and action.name in rt.tools and rt.tools.get(action.name).idempotent):
         agent.tool_calls -= 1
         return CallTool(action.name, action.arguments, effect["call_id"])
-    return Result(action, False, f"call {effect['call_id']} was interrupted by a crash; {action.name} is not idempotent", "interrupted")
+    why = "its effect could not be checked" if verdict == "unknown" else f"{action.name} is not idempotent"
+    return Result(action, False, f"call {effect['call_id']} was interrupted by a crash and may or may not have run; {why}",
+                  "interrupted")
 
 
 def _llm(agent: Agent, action: CallLLM, effect: dict[str, Any]) -> Result | Action:

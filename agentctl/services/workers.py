@@ -15,7 +15,10 @@ default; it never outlasts the agent's deadline (``within``).
 Every call is logged before it runs (``tool/requested`` / ``llm/requested``). A tool call
 is also written ahead: the optional ``before_run`` hook is awaited with its event (the
 runtime uses it to wait until the event is on disk) before the call may take a slot, so
-that a resumed run knows a tool that may not run twice was started. LLM calls skip that
+that a resumed run knows a tool that may not run twice was started. A tool with a
+``recover`` check writes ahead itself instead, right before its effect and under its own
+locks: its ``ToolContext.write_ahead`` logs ``tool/prepared`` and waits the same way. LLM
+calls skip that
 wait: resume asks the model again for a call with no recorded reply, so the fsync would
 only add latency (about 2.5 ms per call at 16 agents). Failures of any kind (unknown
 tool, bad arguments, the tool raising, a timeout) come back as a :class:`CallOutcome`
@@ -28,7 +31,8 @@ import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -268,7 +272,10 @@ class LocalWorkPlane:
         )
         finish = _Finisher(self._emit, self._tool_pool, "tool/result", agent_id, call_id, tool=name)
         try:
-            if self._before_run is not None:
+            if name in self.tools and self.tools.get(name).recover is not None:
+                # It writes ahead itself, right before its effect (ToolContext.write_ahead).
+                ctx = replace(ctx, prepared=partial(self._prepared, agent_id, call_id, name))
+            elif self._before_run is not None:
                 await self._before_run(event)
             if name not in self.tools:
                 return finish.fail(ToolError(_unknown(self.tools, name)), "unknown_tool")
@@ -293,6 +300,11 @@ class LocalWorkPlane:
         except anyio.get_cancelled_exc_class():
             finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
             raise
+
+    async def _prepared(self, agent_id: str, call_id: str, name: str, record: Any) -> None:
+        event = self._emit("tool/prepared", agent_id, call_id=call_id, tool=name, record=record)
+        if self._before_run is not None:
+            await self._before_run(event)
 
     # -- LLM
 

@@ -5,7 +5,8 @@ environment variable ``TEST_KILL_AT_LINE`` (comma separated), the tool SIGKILLs 
 process before appending: everything logged before the call (its write-ahead
 ``tool/requested`` included) is on disk, and the call has had no effect.
 ``test/gated_line`` does the same once the file ``go`` exists in the workspace, so a test
-can signal the run while the call is in progress.
+can signal the run while the call is in progress. ``test/note`` is the README's example of
+a plugin tool made exactly-once with ``recover=``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import signal
 from typing import Any
 
 import anyio
+
+from agentctl.services.tools import Recovered
 
 
 def register(registry: Any) -> None:
@@ -35,3 +38,21 @@ def register(registry: Any) -> None:
         with open(ctx.workspace / "out" / "lines.txt", "a") as f:
             f.write(f"line-{n:02d}\n")
         return {"n": n}
+
+    def note_recover(ctx: Any, arguments: dict, record: Any) -> Recovered:
+        if record is None:
+            return Recovered(False)  # it never got to the file
+        notes = ctx.workspace / "notes.txt"
+        size = notes.stat().st_size if notes.exists() else 0
+        line = (arguments["text"] + "\n").encode()
+        if size == record["size"] + len(line):
+            return Recovered(True, {"ok": True})
+        return Recovered(False) if size == record["size"] else Recovered(None)
+
+    @registry.tool("test/note", description="Add a note.", recover=note_recover)
+    async def note(ctx: Any, text: str) -> dict:
+        notes = ctx.workspace / "notes.txt"
+        await ctx.write_ahead({"size": notes.stat().st_size if notes.exists() else 0})
+        with notes.open("a") as f:
+            f.write(text + "\n")
+        return {"ok": True}

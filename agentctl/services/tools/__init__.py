@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from .builtins import default_registry
 from .fs import register_fs_tools, resolve_in_workspace
-from .registry import NAMED_TOOLSETS, Tool, ToolContext, ToolRegistry, is_secret_key
+from .registry import NAMED_TOOLSETS, Recover, Recovered, Tool, ToolContext, ToolRegistry, is_secret_key
 from .schema import SchemaError, derive_schema, json_type_name, validate
 from .shell import OUTPUT_CAP, register_shell_tools, shell_run
 
 __all__ = [
     "NAMED_TOOLSETS",
     "OUTPUT_CAP",
+    "Recover",
+    "Recovered",
     "SchemaError",
     "Tool",
     "ToolContext",

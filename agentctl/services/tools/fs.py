@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -22,8 +22,9 @@ from typing import Any
 import anyio
 
 from ...errors import ToolError
+from .fs_recover import append_record, check_append, check_replace, replace_record
 from .protect import protection
-from .registry import ToolContext, ToolRegistry
+from .registry import Recovered, ToolContext, ToolRegistry
 
 __all__ = ["register_fs_tools", "resolve_in_workspace"]
 
@@ -111,15 +112,15 @@ def _list(target: Path, rel: str) -> list[str]:
     return sorted(e.name + "/" if e.is_dir() else e.name for e in target.iterdir())
 
 
-def _edit(target: Path, rel: str, old: str, new: str) -> int:
+def _edited(target: Path, rel: str, old: str, new: str) -> tuple[bytes, dict[str, Any]]:
+    """The file's new content after the edit, and the record to write ahead of it."""
     text = _read_text(target, rel)
     count = text.count(old) if old else 0
     if count != 1:
         where = "does not occur" if count == 0 else f"occurs {count} times"
         raise ToolError(f"{rel}: the text to replace {where}; it must occur exactly once (0 or N occurrences refused)")
     data = text.replace(old, new, 1).encode("utf-8")
-    _atomic_write(target, data)
-    return len(data)
+    return data, replace_record(target, data)
 
 
 async def fs_read(ctx: ToolContext, path: str) -> str:
@@ -130,21 +131,25 @@ async def fs_read(ctx: ToolContext, path: str) -> str:
 
 async def fs_write(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
     """Write a text file in the workspace (replacing it), creating parent directories."""
-    return await _store(ctx, path, content, _atomic_write)
+    return await _store(ctx, path, content, _atomic_write, replace_record)
 
 
 async def fs_append(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
     """Append text to a file in the workspace, creating it if missing."""
-    return await _store(ctx, path, content, _append)
+    return await _store(ctx, path, content, _append, lambda target, _: append_record(target))
 
 
-async def _store(ctx: ToolContext, path: str, content: str, writer: Callable[[Path, bytes], None]) -> dict[str, Any]:
-    """Put ``content`` into a workspace file with ``writer``, under the path's write lock."""
+async def _store(
+    ctx: ToolContext, path: str, content: str, writer: Callable[[Path, bytes], None], record: Callable[[Path, bytes], Any]
+) -> dict[str, Any]:
+    """Put ``content`` into a workspace file with ``writer``, under the path's write lock,
+    after writing ahead the ``record`` crash resume checks (:mod:`.fs_recover`)."""
     target, rel = resolve_in_workspace(ctx, path)
     if target.is_dir():
         raise ToolError(f"{rel}: is a directory")
     data = content.encode("utf-8")
     async with _write_lock(ctx, rel):
+        await ctx.write_ahead(await anyio.to_thread.run_sync(record, target, data))
         await anyio.to_thread.run_sync(writer, target, data)
     return {"path": rel, "bytes": len(data)}
 
@@ -159,14 +164,31 @@ async def fs_edit(ctx: ToolContext, path: str, old: str, new: str) -> dict[str, 
     """Replace a snippet of a workspace file; the snippet must occur exactly once."""
     target, rel = resolve_in_workspace(ctx, path)
     async with _write_lock(ctx, rel):
-        size = await anyio.to_thread.run_sync(_edit, target, rel, old, new)
-    return {"path": rel, "bytes": size}
+        data, record = await anyio.to_thread.run_sync(_edited, target, rel, old, new)
+        await ctx.write_ahead(record)
+        await anyio.to_thread.run_sync(_atomic_write, target, data)
+    return {"path": rel, "bytes": len(data)}
+
+
+def _recover_append(ctx: ToolContext, arguments: Mapping[str, Any], record: Any) -> Recovered:
+    target, rel = resolve_in_workspace(ctx, str(arguments.get("path")))
+    return check_append(target, rel, str(arguments.get("content")).encode("utf-8"), record)
+
+
+def _recover_replace(ctx: ToolContext, arguments: Mapping[str, Any], record: Any) -> Recovered:
+    target, rel = resolve_in_workspace(ctx, str(arguments.get("path")))
+    return check_replace(target, rel, record)
+
+
+def _rerun(ctx: ToolContext, arguments: Mapping[str, Any], record: Any) -> Recovered:
+    """A reader has no effect to check: running it again is the answer."""
+    return Recovered(False)
 
 
 def register_fs_tools(registry: ToolRegistry) -> None:
-    """Add the ``fs/*`` tools to ``registry``."""
-    registry.tool("fs/read", idempotent=True)(fs_read)
-    registry.tool("fs/write", idempotent=True)(fs_write)
-    registry.tool("fs/append")(fs_append)
-    registry.tool("fs/list", idempotent=True)(fs_list)
-    registry.tool("fs/edit")(fs_edit)
+    """Add the ``fs/*`` tools to ``registry``, each with its crash ``recover`` check."""
+    registry.tool("fs/read", idempotent=True, recover=_rerun)(fs_read)
+    registry.tool("fs/write", idempotent=True, recover=_recover_replace)(fs_write)
+    registry.tool("fs/append", recover=_recover_append)(fs_append)
+    registry.tool("fs/list", idempotent=True, recover=_rerun)(fs_list)
+    registry.tool("fs/edit", recover=_recover_replace)(fs_edit)

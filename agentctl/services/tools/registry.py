@@ -13,7 +13,7 @@ import fnmatch
 import inspect
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +25,10 @@ from ...errors import ToolError, UsageError
 from ..llm.base import ToolSpec
 from .schema import SchemaError, derive_schema, json_type_name, validate
 
-__all__ = ["NAMED_TOOLSETS", "AgentControl", "Tool", "ToolContext", "ToolRegistry", "in_thread", "is_secret_key"]
+__all__ = [
+    "NAMED_TOOLSETS", "AgentControl", "Recover", "Recovered", "Tool", "ToolContext", "ToolRegistry", "in_thread",
+    "is_secret_key",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,6 +95,8 @@ class ToolContext:
             clean-up when an agent ends); ``None`` outside a runtime.
         cancel: set when the call timed out: a sync tool running in a worker thread can
             check it (``ctx.cancel.wait(seconds)`` instead of ``time.sleep``) and return early.
+        prepared: set by the work plane for a tool with a ``recover`` check: logs the
+            call's recovery record and waits until it is on disk (see :meth:`write_ahead`).
     """
 
     agent_id: str
@@ -103,6 +108,39 @@ class ToolContext:
     protected: tuple[Path, ...] = ()
     agents: AgentControl | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    prepared: Callable[[Any], Awaitable[None]] | None = None
+
+    async def write_ahead(self, record: Any) -> None:
+        """Put ``record`` (JSON-able) on disk as the call's ``tool/prepared`` event; return once it is.
+
+        A tool with a ``recover`` check calls this right before its effect, with what the
+        check will need after a crash to tell whether the effect happened (a file's size
+        before an append, say). Outside a run (no work plane) it does nothing.
+        """
+        if self.prepared is not None:
+            await self.prepared(record)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What a tool's ``recover`` check found out about a call a crash interrupted.
+
+    Attributes:
+        applied: ``True``: the call took effect and ``value`` is its result (it is not run
+            again); ``False``: it did not, running it again is safe; ``None``: the check
+            cannot tell (the agent is told the call was ``interrupted``).
+        value: the call's result, when applied.
+    """
+
+    applied: bool | None
+    value: Any = None
+
+
+#: A tool's recovery check: ``recover(ctx, arguments, record) -> Recovered``, called by
+#: crash resume, before any agent runs again, for a call that has no result. ``record`` is
+#: what the call passed to :meth:`ToolContext.write_ahead` (``None`` if it never got that
+#: far); ``arguments`` are as logged in ``tool/requested`` (secrets redacted).
+Recover = Callable[[ToolContext, Mapping[str, Any], Any], Recovered]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +160,9 @@ class Tool:
             worker thread, so that a slow one cannot freeze every agent.
         timeout: seconds a call may run (``None``: the work plane's default).
         takes_ctx: ``fn``'s first parameter is ``ctx``; ``None`` = detect on register.
+        recover: how crash resume tells whether an interrupted call took effect (see
+            :data:`Recover`); a tool with one is written ahead by its own
+            :meth:`ToolContext.write_ahead` rather than by ``tool/requested``.
     """
 
     name: str
@@ -134,6 +175,7 @@ class Tool:
     inline: bool = False
     timeout: float | None = None
     takes_ctx: bool | None = None
+    recover: Recover | None = None
 
     def spec(self) -> ToolSpec:
         """The tool as offered to a model."""
@@ -182,11 +224,13 @@ class ToolRegistry:
         inline: bool = False,
         timeout: float | None = None,
         secret_args: Iterable[str] = (),
+        recover: Recover | None = None,
     ) -> Callable[[F], F]:
         """Decorator registering a function as tool ``name``; returns the function unchanged.
 
         The schema is derived from the type hints unless given; the description defaults
-        to the docstring's first paragraph.
+        to the docstring's first paragraph. ``recover`` makes a non-idempotent tool
+        exactly-once across crashes (see :data:`Recover` and ``docs/durability.md``).
         """
 
         def decorate(fn: F) -> F:
@@ -201,6 +245,7 @@ class ToolRegistry:
                     secret_args=frozenset(secret_args),
                     inline=inline,
                     timeout=timeout,
+                    recover=recover,
                 )
             )
             return fn
