@@ -133,6 +133,19 @@ def cli_events(tmp_path: Path) -> list[dict[str, Any]]:
     return list(read_events(run_dir / "events.jsonl"))
 
 
+def recovered_events(tmp_path: Path) -> list[dict[str, Any]]:
+    """An append killed before its result was logged, then resumed: tool/recovered."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: r\ntasks:\n  - id: a\n    agent: script\n    steps: [{append: {path: out/a.txt, content: x}}]\n")
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
+    subprocess.run([AGENTCTL, "run", str(plan), "--no-ui", "--run-dir", str(run_dir), "--workspace", str(tmp_path)],
+                   env={**env, "AGENTCTL_FAULT": "kill@tool/result#1"}, capture_output=True, timeout=60, check=False)
+    subprocess.run([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--resume", str(run_dir)], env=env,
+                   capture_output=True, timeout=60, check=False)
+    return list(read_events(run_dir / "events.jsonl"))
+
+
 def _has(run_dir: Path, type: str, agent: str | None = None) -> bool:
     path = run_dir / "events.jsonl"
     return path.exists() and any(e["type"] == type and (agent is None or e["agent_id"] == agent) for e in read_events(path))
@@ -159,6 +172,7 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     events = anyio.run(runtime_events, tmp)
     events += cli_events(tmp_path_factory.mktemp("cli"))
     events += conflict_events()
+    events += recovered_events(tmp_path_factory.mktemp("recovered"))
     from test_mcp import mcp_events  # the MCP server's events (mcp is in the test extra)
 
     events += anyio.run(mcp_events, tmp_path_factory.mktemp("mcp"))
