@@ -71,7 +71,7 @@ async def test_tool_call_runs_and_its_result_is_fed_back_over_openai_protocol(re
     assert second[3]["tool_call_id"] == "call_0"
     assert '"bytes"' in second[3]["content"] or "out/a.txt" in second[3]["content"]
     types = [e["type"] for e in recorder.events if e["type"].split("/")[0] in ("llm", "tool")]
-    assert types == ["llm/requested", "llm/result", "tool/requested", "tool/result", "llm/requested", "llm/result"]
+    assert types == ["llm/requested", "llm/result", "tool/requested", "tool/prepared", "tool/result", "llm/requested", "llm/result"]
 
 
 async def test_several_tool_calls_run_as_one_parallel_batch_with_results_in_order(recorder, tmp_path) -> None:
