@@ -6,6 +6,7 @@ the commands that talk to them run in-process through Typer's ``CliRunner``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -62,6 +63,33 @@ async def test_a_request_is_answered_by_the_handler_and_the_socket_is_private(tm
         tg.cancel_scope.cancel()
     assert seen == [{"op": "echo", "x": [1, 2]}]
     assert not path.exists()
+
+
+@pytest.mark.anyio
+async def test_a_silent_client_and_an_oversized_request_do_not_block_or_break_the_channel(tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def handle(message: dict[str, Any]) -> dict[str, Any]:
+        seen.append(message)
+        return {"ok": True}
+
+    path = tmp_path / "c.sock"
+    async with anyio.create_task_group() as tg:
+        await tg.start(serve_control, path, handle)
+        silent = [await anyio.connect_unix(path) for _ in range(20)]  # connect, never send
+        huge = await anyio.connect_unix(path)
+        with contextlib.suppress(anyio.BrokenResourceError):  # refused after 1 MiB: the rest bounces
+            await huge.send(b'{"op": "send", "body": "' + b"x" * (2 << 20))
+        with anyio.fail_after(10):
+            answer = await huge.receive()
+        assert b'"ok":false' in answer and b"bad request" in answer
+        with anyio.fail_after(10):
+            reply = await anyio.to_thread.run_sync(lambda: request(path, {"op": "ping"}))
+        assert reply == {"ok": True}
+        for stream in (*silent, huge):
+            await stream.aclose()
+        tg.cancel_scope.cancel()
+    assert seen == [{"op": "ping"}]
 
 
 def test_nothing_listening_is_a_clear_error(tmp_path: Path) -> None:
