@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli, events, of
+from cli_helpers import cli, events, invoke, of
 
 
 def many_tasks(path: Path, n: int) -> Path:
@@ -53,7 +53,7 @@ def test_a_message_to_a_sibling_task_is_forwarded_by_the_plan_root(tmp_path: Pat
     plan = tmp_path / "siblings.yaml"
     plan.write_text(SIBLINGS)
     run_dir = tmp_path / "run"
-    proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
+    proc = invoke("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     evs = events(run_dir)
     (note,) = [e for e in of(evs, "agent/message") if e["kind"] == "note"]

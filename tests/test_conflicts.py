@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import invoke
 
 from agentctl import actions as act
 from agentctl.events.reader import read_events
@@ -151,9 +150,8 @@ tasks:
       - wait: {kind: done, timeout: 10}
       - done: settled
 """)
-    agentctl = str(Path(sys.executable).parent / "agentctl")
-    proc = subprocess.run([agentctl, "run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp_path / "run"),
-                           "--workspace", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = invoke("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp_path / "run"),
+                  "--workspace", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events = list(read_events(tmp_path / "run" / "events.jsonl"))
     resolved = [e for e in events if e["type"] == "conflict/resolved"]

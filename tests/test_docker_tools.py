@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import pytest
+from cli_helpers import invoke
 
 from agentctl import actions as act
 from agentctl.cli.gc import run_id_of
@@ -371,11 +372,10 @@ def test_the_example_plan_runs_and_leaves_no_container(engine: str, tmp_path: Pa
 # ---------------------------------------------------------------- no engine needed
 
 
-def test_validate_refuses_a_docker_plan_without_an_engine(tmp_path: Path) -> None:
-    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+def test_validate_refuses_a_docker_plan_without_an_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     for cmd in (["validate"], ["run", "--no-ui", "--no-watch-plan", "--run-dir", str(tmp_path / "run")]):
-        proc = subprocess.run([AGENTCTL, *cmd, str(ROOT / "plans" / "containers.yaml")], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60)
+        proc = invoke(*cmd, str(ROOT / "plans" / "containers.yaml"), cwd=tmp_path)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert "docker:" in proc.stderr
         if shutil.which("docker"):

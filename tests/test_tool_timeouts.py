@@ -8,7 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from cli_helpers import cli, events, of
+from cli_helpers import events, invoke, of
 
 from agentctl import actions as act
 from agentctl.agents.factory import spec_for_task
@@ -146,8 +146,8 @@ def test_four_tasks_appending_to_one_file_all_succeed(tmp_path: Path) -> None:
     plan = tmp_path / "four.yaml"
     plan.write_text(FOUR_APPENDERS)
     run_dir = tmp_path / "run"
-    proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path),
-               cwd=tmp_path)
+    proc = invoke("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace",
+                  str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = (tmp_path / "out" / "log.txt").read_text().splitlines()
     assert sorted(lines) == sorted(f"w{i}-{n}" for i in range(4) for n in range(3))
