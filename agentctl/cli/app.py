@@ -21,10 +21,11 @@ class AgentctlCommand(TyperCommand):
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
-            if isinstance(param, TyperArgument):
-                name = param.metavar or (param.name or "").upper()
-                name = name if param.required else f"[{name}]"
-                pieces.append(name + ("..." if param.nargs != 1 else ""))
+            if isinstance(param, TyperArgument) and param.metavar:
+                pieces.append(param.metavar)  # written out by the command's author, as shown
+            elif isinstance(param, TyperArgument):
+                name = (param.name or "").upper() + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
