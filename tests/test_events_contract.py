@@ -109,7 +109,7 @@ async def runtime_events(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def cli_events(tmp_path: Path) -> list[dict[str, Any]]:
-    """A CLI run with a live invalid edit, killed and resumed: run/*, plan/*, resume events."""
+    """A CLI run with a live edit it refuses and an invalid one, killed and resumed: run/*, plan/*, resume events."""
     plan = tmp_path / "plan.yaml"
     plan.write_text((PLUGINS / "crash_plan.yaml").read_text().replace("tasks:\n", "tasks:\n  - id: idle\n    agent: script\n    steps: [{wait: go}]\n", 1))
     env = dict(os.environ, PYTHONPATH=str(PLUGINS))
@@ -119,6 +119,9 @@ def cli_events(tmp_path: Path) -> list[dict[str, Any]]:
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not _has(run_dir, "agent/done", "closer"):
+            time.sleep(0.05)
+        plan.write_text(plan.read_text().replace("durability: batch", "durability: always"))
+        while time.monotonic() < deadline and not _has(run_dir, "plan/refused"):
             time.sleep(0.05)
         plan.write_text("name: [broken\n")
         while time.monotonic() < deadline and not _has(run_dir, "plan/invalid"):

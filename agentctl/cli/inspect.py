@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -15,8 +16,9 @@ from .views import RUNS, resolve_run
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..errors import PlanError
+    from ..errors import PlanError, PolicyError
     from ..plan.model import Plan
+    from ..policy import Grant
     from ..reconcile import Diff, TaskState
 
 
@@ -111,15 +113,20 @@ def diff_command(
     from rich.console import Console
 
     from ..reconcile import diff_plan
+    from ..reconcile.preflight import plan_code, plan_grants
     from ..views.watch import newest_run
 
-    new = _load(plan)
     states: dict[str, TaskState] = {}
     fold = None
     run_dir = resolve_run(run) if run is not None else newest_run(RUNS)
     if run_dir is not None:
         states, fold = run_task_states(run_dir)
-    rows = diff_rows(new, diff_plan(new, states), states, fold)
+    with plan_code(plan):
+        new = _load(plan)
+        d = diff_plan(new, states)
+        # Granted as the run would grant them: running tasks hold their reservations first.
+        grants = plan_grants(new, [t for t, s in states.items() if s.status == "running" and t not in d.stop])
+    rows = diff_rows(new, d, states, fold, grants)
     changes = any(r["action"] in CHANGES for r in rows)
     if output is Output.json:
         print_json({"plan": new.name, "file": str(plan), "run": None if run_dir is None else str(run_dir),
@@ -129,35 +136,52 @@ def diff_command(
     raise typer.Exit(1 if changes else 0)
 
 
-#: Diff actions that change a run (waiting and blocked tasks do not).
-CHANGES = frozenset({"spawn", "stop", "restart", "rerun"})
+#: Diff actions that change a run (waiting and blocked tasks do not; a refused spawn fails its task).
+CHANGES = frozenset({"spawn", "stop", "restart", "rerun", "refused"})
 
 
-def diff_rows(plan: Plan, d: Diff, states: dict[str, TaskState], fold: Any) -> list[dict[str, Any]]:
-    """What a reconcile would do, one object per task it concerns (the ``tasks`` of ``diff -o json``)."""
+def diff_rows(plan: Plan, d: Diff, states: dict[str, TaskState], fold: Any,
+              grants: Mapping[str, Grant | PolicyError] | None = None) -> list[dict[str, Any]]:
+    """What a reconcile would do, one object per task it concerns (the ``tasks`` of ``diff -o json``).
+
+    A spawn that ``grants`` (:func:`agentctl.reconcile.preflight.plan_grants`) says the run
+    would refuse is action ``refused``, with the run's own words in ``error``.
+    """
+    from ..errors import PolicyError
+
     rows: list[dict[str, Any]] = []
     restarts = set(d.changed) & set(d.stop)
     for tid in d.stop:
         if tid not in restarts:
-            rows.append({"task": tid, "action": "stop", "budget": None, "locks": _subtree_locks(fold, tid) if fold else []})
+            rows.append({"task": tid, "action": "stop", "budget": None, "locks": _subtree_locks(fold, tid) if fold else [],
+                         "error": None})
     for tid in d.start:
         task = plan.task(tid)
-        budget = (plan.defaults.budget.overlay(task.budget) if task and task.budget else plan.defaults.budget).to_dict()
-        action = "restart" if tid in restarts else ("spawn" if tid not in states else "rerun")
+        grant = (grants or {}).get(tid)
         locks = _subtree_locks(fold, tid) if fold and tid in restarts else []
+        if isinstance(grant, PolicyError):
+            rows.append({"task": tid, "action": "refused", "budget": None, "locks": locks, "error": str(grant)})
+            continue
+        if grant is not None:
+            budget = grant.budget.to_dict()
+        else:
+            budget = (plan.defaults.budget.overlay(task.budget) if task and task.budget else plan.defaults.budget).to_dict()
+        action = "restart" if tid in restarts else ("spawn" if tid not in states else "rerun")
         rows.append({"task": tid, "action": action, "budget": {k: v for k, v in budget.items() if v is not None},
-                     "locks": locks})
-    rows.extend({"task": tid, "action": "wait", "budget": None, "locks": []} for tid in d.waiting)
-    rows.extend({"task": tid, "action": "blocked", "budget": None, "locks": []} for tid in d.blocked)
+                     "locks": locks, "error": None})
+    rows.extend({"task": tid, "action": "wait", "budget": None, "locks": [], "error": None} for tid in d.waiting)
+    rows.extend({"task": tid, "action": "blocked", "budget": None, "locks": [], "error": None} for tid in d.blocked)
     return rows
 
 
 _ACTION_TEXT = {"stop": "[red]stop[/]", "spawn": "[green]spawn[/]", "restart": "[yellow]restart[/]", "rerun": "[yellow]rerun[/]",
-                "wait": "wait for dependencies", "blocked": "[red]blocked[/] (a dependency failed)"}
+                "wait": "wait for dependencies", "blocked": "[red]blocked[/] (a dependency failed)",
+                "refused": "[red]refused[/]: {error}"}
 
 
 def render_diff(plan: Plan, rows: list[dict[str, Any]], run_dir: Path | None, console: Console) -> None:
     """Print what the reconciler would do."""
+    from rich.markup import escape
     from rich.table import Table
 
     against = f"against the run in {run_dir}" if run_dir is not None else "with nothing running"
@@ -170,5 +194,6 @@ def render_diff(plan: Plan, rows: list[dict[str, Any]], run_dir: Path | None, co
     for r in rows:
         budget = r["budget"]
         reserved = "-" if budget is None else ", ".join(f"{k}={v}" for k, v in budget.items()) or "inherit"
-        table.add_row(r["task"], _ACTION_TEXT[r["action"]], reserved, ", ".join(r["locks"]) or "-")
+        action = _ACTION_TEXT[r["action"]].format(error=escape(r["error"] or ""))
+        table.add_row(r["task"], action, reserved, ", ".join(r["locks"]) or "-")
     console.print(table)

@@ -26,9 +26,11 @@ from ..agents.llm import llm_child_spec
 from ..errors import PlanError
 from ..events import open_event_log
 from ..events.checkpoint import Checkpointer
-from ..plan.load import parse_plan, read_plan_text
+from ..plan.load import line_finder, parse_plan, read_plan_text
 from ..plan.model import Plan
+from ..policy import Policy
 from ..reconcile import ROOT_ID, Reconciler
+from ..reconcile.live import changed_sections, fixed_changes
 from ..reconcile.preflight import load_plugins, root_tools
 from ..reconcile.states import task_states
 from ..runtime import open_runtime
@@ -234,7 +236,7 @@ class Session:
         if self._scope is not None:
             self._scope.cancel()
 
-    def _loaded(self, plan: Plan, text: str | None = None) -> None:
+    def _loaded(self, plan: Plan, text: str | None = None, changed: list[str] | None = None) -> None:
         """Keep a copy of the plan version just applied (resume and ``diff --run`` read it)."""
         copy = self.o.run_dir / f"plan.v{self.version}{self.o.plan_path.suffix}"
         if text is not None:
@@ -242,7 +244,7 @@ class Session:
         elif self.o.plan_path.exists():
             shutil.copyfile(self.o.plan_path, copy)
         self.log.emit("plan/loaded", None, file=str(self.o.plan_path), name=plan.name, version=self.version,
-                      tasks=len(plan.tasks), copy=str(copy))
+                      tasks=len(plan.tasks), copy=str(copy), changed=changed or [])
 
     async def _watch_plan(self) -> None:
         path = self.o.plan_path.resolve()
@@ -255,7 +257,21 @@ class Session:
                 if isinstance(loaded, PlanError):
                     self.log.emit("plan/invalid", ROOT_ID, file=str(self.o.plan_path), error=loaded.to_dict())
                 else:
-                    self._apply(*loaded)
+                    await self._edit(*loaded)
+
+    async def _edit(self, plan: Plan, text: str) -> None:
+        """A valid save: applied whole, or refused whole, out loud, when it changes what the
+        running run was built from (see :mod:`agentctl.reconcile.live`)."""
+        fixed = fixed_changes(self.plan, plan)
+        if not fixed:
+            self._apply(plan, text)
+            return
+        file = str(self.o.plan_path)
+        line = await anyio.to_thread.run_sync(line_finder(file, text), tuple(fixed[0].split(".")))
+        error = PlanError(f"cannot change {', '.join(fixed)} while the run is running; the run goes on with "
+                          f"plan v{self.version} (restart it to apply this edit)", file=file, line=line,
+                          path=fixed[0], expected="the value the run started with", got="a new value")
+        self.log.emit("plan/refused", ROOT_ID, file=file, fields=fixed, error=error.to_dict())
 
     def _read(self) -> tuple[Plan, str] | PlanError:
         """The saved plan and its text, or why it cannot be applied (runs in a worker thread)."""
@@ -270,9 +286,13 @@ class Session:
     def _apply(self, plan: Plan, text: str | None = None) -> None:
         if plan == self.plan or not self.rt.is_live(ROOT_ID):
             return
+        changed = changed_sections(self.plan, plan)
+        if "policy" in changed:
+            # Agents spawned from now on are granted under the new depth policy.
+            self.rt.set_policy(plan.policy.to_policy() if plan.policy else Policy())
         self.plan = plan
         self.version += 1
-        self._loaded(plan, text)
+        self._loaded(plan, text, changed)
         self.reconciler.set_plan(plan)
         self.rt.signal("user", ROOT_ID, "reconcile", {"version": self.version})
 

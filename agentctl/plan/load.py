@@ -60,17 +60,18 @@ def read_plan_text(path: str | Path) -> str:
         raise PlanError(f"cannot read plan file: {exc}", file=file) from exc
 
 
-def line_finder(file: str | None) -> Callable[[KeyPath], int | None]:
+def line_finder(file: str | None, text: str | None = None) -> Callable[[KeyPath], int | None]:
     """A function giving the line of a key path in the YAML plan ``file`` (None where
-    unknown). The file is read again on the first call only: error paths use it, so a
-    plan that loads cleanly is parsed once."""
+    unknown). ``text`` (else the file) is parsed again on the first call only: error
+    paths use it, so a plan that loads cleanly is parsed once."""
     lines: list[LineMap | None] = []
 
     def find(path: KeyPath) -> int | None:
         if not lines:
             try:
-                lines.append(parse_yaml(read_plan_text(file), file)[1] if file and
-                             Path(file).suffix.lower() in YAML_SUFFIXES else None)
+                yaml_file = file is not None and Path(file).suffix.lower() in YAML_SUFFIXES
+                lines.append(parse_yaml(text if text is not None else read_plan_text(file), file)[1]
+                             if file and yaml_file else None)
             except PlanError:
                 lines.append(None)
         found = lines[0]

@@ -224,3 +224,18 @@ def preflight(plan: Plan) -> list[PlanError]:
         return [exc, *check_code(plan, find)]
     held = root_tools(plan.settings, registry.names())
     return check_code(plan, find) + check_grants(plan, plan_toolset(registry.toolset), held, find)
+
+
+def plan_grants(plan: Plan, running: Collection[str] = ()) -> dict[str, Grant | PolicyError]:
+    """:func:`predict_grants` with the tools the run would have (built-in and plugins).
+
+    Call it inside :func:`plan_code`.
+
+    Raises:
+        PlanError: a plugin that does not import.
+    """
+    from ..services.tools import default_registry
+
+    registry = default_registry()
+    load_plugins(plan.settings.plugins, registry, plan.source, line_finder(plan.source))
+    return predict_grants(plan, plan_toolset(registry.toolset), root_tools(plan.settings, registry.names()), running)

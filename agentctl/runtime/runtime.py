@@ -126,6 +126,10 @@ class Runtime(Tree, Scheduler):
                 raise ActionError(f"no live agent {parent_id!r} to spawn under")
         return self._spawn(spec, parent, journal=journal)
 
+    def set_policy(self, policy: Policy) -> None:
+        """Grant every spawn from now on under ``policy`` (a live plan edit); live agents keep their grants."""
+        self.policy = policy
+
     def stop(self, agent_id: str, reason: str = "requested") -> bool:
         """Stop ``agent_id`` and its subtree, children first; its parent gets a ``stopped``
         signal. False if it is not live."""

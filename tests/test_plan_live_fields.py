@@ -1,0 +1,76 @@
+"""Every live edit of ``defaults``, ``policy`` and ``settings`` is applied or refused out loud.
+
+``defaults`` and the depth policy apply to agents spawned after the edit (``plan/loaded``
+names what changed); a ``settings`` edit is refused whole with ``plan/refused`` naming the
+field and its line, and the run goes on. ``agentctl diff --run`` predicts a refusal in the
+words the run then uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli_helpers import interrupt, of, save, start, wait_for
+from typer.testing import CliRunner
+
+from agentctl.cli.main import app
+
+GATE = "  - id: gate\n    agent: script\n    steps: [{wait: open}]\n"
+
+
+def task(tid: str, extra: str = "") -> str:
+    return f"  - id: {tid}\n    agent: script\n{extra}    steps: [{{done: ok}}]\n"
+
+
+def plan_text(*tasks: str, max_steps: int = 50, policy: str = "", settings: str = "") -> str:
+    return (f"name: live\ndefaults:\n  budget: {{max_steps: {max_steps}}}\n{policy}{settings}tasks:\n"
+            + GATE + "".join(tasks))
+
+
+def test_defaults_policy_and_settings_edits_are_applied_or_refused_out_loud(tmp_path: Path) -> None:
+    plan = tmp_path / "live.yaml"
+    save(plan, plan_text())
+    run_dir = tmp_path / "run"
+    proc = start("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace",
+                 str(tmp_path), cwd=tmp_path)
+    try:
+        wait_for(run_dir, lambda e: of(e, "agent/status", "gate"))
+        # defaults: the next spawn gets the new budget; the running gate keeps its own.
+        save(plan, plan_text(task("a"), max_steps=7))
+        evs = wait_for(run_dir, lambda e: of(e, "agent/done", "a"))
+        assert of(evs, "agent/spawned", "a")[0]["budget"]["max_steps"] == 7
+        assert of(evs, "plan/loaded")[-1]["changed"] == ["tasks", "defaults"]
+        assert of(evs, "agent/spawned", "gate")[0]["budget"]["max_steps"] == 50 and not of(evs, "agent/stopped")
+
+        # policy: diff predicts the refusal; the run refuses it in the same words.
+        policy = "policy:\n  depth:\n    1: {tools: [fs/read]}\n"
+        edited = plan_text(task("a"), task("b", "    tools: [fs/write]\n"), max_steps=7, policy=policy)
+        (tmp_path / "next.yaml").write_text(edited)
+        diff = CliRunner().invoke(app, ["diff", str(tmp_path / "next.yaml"), "--run", str(run_dir)],
+                                  env={"COLUMNS": "400"})
+        row = next(line for line in diff.output.splitlines() if "│ b " in line)
+        save(plan, edited)
+        evs = wait_for(run_dir, lambda e: of(e, "policy/refused"))
+        refusal = of(evs, "policy/refused")[0]
+        assert refusal["child_id"] == "b" and refusal["error"] == "tools not allowed at depth 1: fs/write"
+        assert f"refused: {refusal['error']}" in row
+        assert of(evs, "plan/loaded")[-1]["changed"] == ["tasks", "policy"]
+
+        # settings: refused whole, with the field and its line; the new task is not started.
+        settings = "settings:\n  llm_workers: 2\n"
+        save(plan, plan_text(task("a"), task("c"), max_steps=7, policy=policy, settings=settings))
+        evs = wait_for(run_dir, lambda e: of(e, "plan/refused"))
+        refused = of(evs, "plan/refused")[0]
+        assert refused["fields"] == ["settings.llm_workers"]
+        assert (refused["error"]["path"], refused["error"]["line"]) == ("settings.llm_workers", 8)
+        assert "restart it to apply" in refused["error"]["message"]
+        loaded = len(of(evs, "plan/loaded"))
+
+        # The run goes on: the next save without the settings change is applied.
+        save(plan, plan_text(task("a"), task("d"), max_steps=7, policy=policy))
+        evs = wait_for(run_dir, lambda e: of(e, "agent/done", "d"))
+        assert not of(evs, "agent/spawned", "c") and len(of(evs, "plan/loaded")) == loaded + 1
+    except BaseException:
+        proc.kill()
+        raise
+    interrupt(proc, run_dir)
