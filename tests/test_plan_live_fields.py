@@ -8,6 +8,7 @@ words the run then uses.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from cli_helpers import interrupt, of, save, start, wait_for
@@ -46,14 +47,16 @@ def test_defaults_policy_and_settings_edits_are_applied_or_refused_out_loud(tmp_
         policy = "policy:\n  depth:\n    1: {tools: [fs/read]}\n"
         edited = plan_text(task("a"), task("b", "    tools: [fs/write]\n"), max_steps=7, policy=policy)
         (tmp_path / "next.yaml").write_text(edited)
-        diff = CliRunner().invoke(app, ["diff", str(tmp_path / "next.yaml"), "--run", str(run_dir)],
-                                  env={"COLUMNS": "400"})
-        row = next(line for line in diff.output.splitlines() if "│ b " in line)
+        runner = CliRunner()
+        diff = runner.invoke(app, ["diff", str(tmp_path / "next.yaml"), "--run", str(run_dir), "-o", "json"])
+        row = next(r for r in json.loads(diff.stdout)["tasks"] if r["task"] == "b")
+        table = runner.invoke(app, ["diff", str(tmp_path / "next.yaml"), "--run", str(run_dir)], env={"COLUMNS": "400"})
         save(plan, edited)
         evs = wait_for(run_dir, lambda e: of(e, "policy/refused"))
         refusal = of(evs, "policy/refused")[0]
         assert refusal["child_id"] == "b" and refusal["error"] == "tools not allowed at depth 1: fs/write"
-        assert f"refused: {refusal['error']}" in row
+        assert (row["action"], row["error"], diff.exit_code) == ("refused", refusal["error"], 1)
+        assert f"refused: {refusal['error']}" in table.stdout
         assert of(evs, "plan/loaded")[-1]["changed"] == ["tasks", "policy"]
 
         # settings: refused whole, with the field and its line; the new task is not started.
