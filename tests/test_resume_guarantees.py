@@ -103,3 +103,28 @@ def test_a_call_cut_short_by_a_signal_is_interrupted_not_failed(tmp_path: Path, 
     resumed = resume(plan, run_dir, ws)
     assert resumed.returncode == 0, resumed.stderr
     assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))
+
+
+ONCE = """\
+name: once
+settings: {plugins: [resume_tools]}
+tasks:
+  - id: once
+    agent: script
+    steps:
+""" + "".join(f"      - call: {{tool: test/once, args: {{n: {n}}}}}\n" for n in range(1, 4))
+
+
+def test_an_interrupted_call_that_cannot_be_checked_fails_the_task_without_rerunning_anything(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, ONCE)
+    ws, run_dir, crashed = start_run(tmp_path, plan, env={"AGENTCTL_FAULT": "kill@tool/result#2"})
+    assert crashed.returncode == -signal.SIGKILL
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 1
+    call = next(e["call_id"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "tool/requested" and e["arguments"]["n"] == 2)
+    assert f"call {call} (test/once)" in resumed.stderr and "interrupted" in resumed.stderr
+    # Nothing ran twice (the transient task is not restarted from its first step), nothing after it ran.
+    assert (ws / "once.txt").read_text() == "once-1\nonce-2\n"
+    events = list(read_events(run_dir / "events.jsonl"))
+    assert [e["error_type"] for e in events if e["type"] == "agent/error"] == ["interrupted"]
+    assert not [e for e in events if e["type"] == "agent/restarted"]

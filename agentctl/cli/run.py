@@ -108,6 +108,8 @@ def run_command(
             for error in group.exceptions:
                 print_error(str(error))
             code = EXIT_USAGE
+        for failure in session.interrupted_failures():
+            print_error(f"agent {failure['agent_id']}: {failure['error']}; see docs/durability.md")
         typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
         raise typer.Exit(code)
 

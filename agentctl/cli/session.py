@@ -175,6 +175,12 @@ class Session:
                 await view.close()
             tg.cancel_scope.cancel()
 
+    def interrupted_failures(self) -> list[dict[str, Any]]:
+        """Agents that failed over a call a crash left unknown (``agent/error`` of type ``interrupted``)."""
+        checkpointer = getattr(self, "checkpointer", None)
+        errors = checkpointer.state.errors if checkpointer is not None else []
+        return [e for e in errors if e.get("error_type") == "interrupted"]
+
     def _recovery_context(self, agent_id: str) -> ToolContext:
         return ToolContext(agent_id=agent_id, workspace=self.o.workspace, run_id=self.o.run_id,
                            protected=(self.o.plan_path, self.o.run_dir))

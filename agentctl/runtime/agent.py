@@ -30,6 +30,7 @@ class Agent:
         "spec", "id", "parent", "depth", "grant", "inbox", "children", "state", "results",
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
         "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
+        "interrupted_call",
         "__weakref__",
     )
 
@@ -61,6 +62,10 @@ class Agent:
         self.interrupt: anyio.Event | None = None
         # The journal being replayed while the agent is resumed after a crash.
         self.replay: Replay | None = None
+        # A call whose outcome a crash made unknown, handed to the agent as ``interrupted``:
+        # if the step that receives it fails, the agent fails for good (no restart reruns
+        # its earlier steps; see docs/durability.md). Cleared once a step gets past it.
+        self.interrupted_call: str | None = None
 
     @property
     def budget(self) -> Budget:

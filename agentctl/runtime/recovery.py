@@ -111,6 +111,7 @@ def _tool(rt: Runtime, agent: Agent, action: CallTool, effect: dict[str, Any]) -
         agent.tool_calls -= 1
         return CallTool(action.name, action.arguments, effect["call_id"])
     why = "its effect could not be checked" if verdict == "unknown" else f"{action.name} is not idempotent"
+    agent.interrupted_call = f"{effect['call_id']} ({action.name})"
     return Result(action, False, f"call {effect['call_id']} was interrupted by a crash and may or may not have run; {why}",
                   "interrupted")
 

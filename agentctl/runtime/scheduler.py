@@ -147,6 +147,7 @@ class Scheduler:
         except ActionError as exc:
             self._crash(agent, exc, "action")
             return
+        agent.interrupted_call = None  # the step that was told took it in its stride
         if not actions:
             self._set_status(agent, "waiting", "idle")
             if len(agent.inbox):
@@ -181,6 +182,7 @@ class Scheduler:
         except ActionError as exc:
             self._crash(agent, exc, "action")
             return
+        agent.interrupted_call = None
         if not actions or all(is_fast(a) for a in actions):
             agent.scope = None
             self._act(agent, actions)

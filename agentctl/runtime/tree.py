@@ -177,10 +177,19 @@ class Tree:
         if agent.ended:
             return
         kind = error if isinstance(error, str) else type(error).__name__
+        call = agent.interrupted_call
+        if call is not None:
+            # Failing over a call a crash left unknown: a restart would run the agent's
+            # earlier steps again, effects and all. The agent fails for good, naming it.
+            kind, error = "interrupted", f"{error} (after call {call}, interrupted by a crash)"
         self._stop_children(agent, "parent_stopped")
         self.emit("agent/error", agent.id, error=str(error), error_type=kind, where=where, **_unread(agent))
         self._end(agent)
-        self._exited(agent, Exit(agent.id, "failed", "error", str(error)), abnormal=True)
+        exit = Exit(agent.id, "failed", "error", str(error))
+        if call is not None:
+            self._detach(agent, exit)
+        else:
+            self._exited(agent, exit, abnormal=True)
 
     def _stop_tree(self, agent: Agent, reason: str, *, detach: bool = True, report: bool = False) -> None:
         """Stop ``agent`` and its subtree; ``report``: tell its parent (someone else asked)."""

@@ -56,3 +56,9 @@ def register(registry: Any) -> None:
         with notes.open("a") as f:
             f.write(text + "\n")
         return {"ok": True}
+
+    @registry.tool("test/once", description="Append line N; neither idempotent nor recoverable.")
+    def once(ctx: Any, n: int) -> dict:
+        with open(ctx.workspace / "once.txt", "a") as f:
+            f.write(f"once-{n}\n")
+        return {"n": n}
