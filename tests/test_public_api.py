@@ -72,3 +72,20 @@ def test_the_readme_library_example_runs_on_the_public_api(tmp_path: Path) -> No
     assert "ok" in done.stdout
     assert (tmp_path / "out" / "w.txt").read_text() == "hi"
     assert (tmp_path / "run" / "events.jsonl").read_text().count('"type":"agent/done"') == 1
+
+
+def test_every_module_all_names_what_it_has() -> None:
+    import importlib
+    import pkgutil
+
+    checked = 0
+    for info in pkgutil.walk_packages(agentctl.__path__, "agentctl."):
+        module = importlib.import_module(info.name)
+        names = getattr(module, "__all__", None)
+        if names is None:
+            continue
+        checked += 1
+        assert len(set(names)) == len(names), info.name
+        missing = [n for n in names if not hasattr(module, n)]
+        assert missing == [], f"{info.name}.__all__ names what it does not have: {missing}"
+    assert checked > 40
