@@ -31,6 +31,12 @@ class FrozenDict(Mapping[Any, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def __eq__(self, other: object) -> bool:
+        # Plans compare whole on every save: between two FrozenDicts, compare the dicts directly.
+        if isinstance(other, FrozenDict):
+            return self._data == other._data
+        return super().__eq__(other)
+
     def __hash__(self) -> int:
         if self._hash is None:
             self._hash = hash(frozenset(self._data.items()))

@@ -84,7 +84,7 @@ def diff_plan(plan: Plan, states: Mapping[str, TaskState], started: frozenset[st
     fresh_ids = {tid for tid, task in desired.items() if tid not in states or states[tid].key != task.spec_key()}
     for tid, task in desired.items():
         state = states.get(tid)
-        fresh = state is None or state.key != task.spec_key()
+        fresh = tid in fresh_ids
         if state is None:
             if tid not in started:
                 added.append(tid)
