@@ -37,6 +37,7 @@ def run_command(
     from ..reconcile.preflight import check_code, load_plugins, plan_code
     from ..services.tools import default_registry
     from ..services.tools.docker import check_docker
+    from ..views.runs import process_alive
     from .resume import load_resumed, recorded_workspace
     from .session import RunOptions, Session, is_tty, new_run_id
 
@@ -56,6 +57,10 @@ def run_command(
         if resumed is not None and finished is not None and finished.get("reason") in ("completed", "failed"):
             fail_usage(f"--resume: run {resumed.run_id} has finished ({finished.get('reason')}, {finished.get('status')}); "
                        "nothing to resume")
+        if resumed is not None and finished is None and resumed.state.pid is not None and process_alive(resumed.state.pid):
+            # Two processes appending to one log would interleave their events.
+            fail_usage(f"--resume: run {resumed.run_id} is still running (pid {resumed.state.pid}); "
+                       f"stop it first: agentctl stop {resume}")
         workspace = workspace or (recorded_workspace(resume) if resumed else None)
         run_dir = resume
     if plan is None:

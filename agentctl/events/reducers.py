@@ -44,6 +44,14 @@ def _run_started(state: RunState, e: dict[str, Any]) -> None:
     if e.get("plan") and state.plan_file is None:
         state.plan_file = e["plan"]
     state.finished = None
+    _note_process(state, e)
+
+
+def _note_process(state: RunState, e: dict[str, Any]) -> None:
+    """The pid and control socket of the process that started or resumed the run."""
+    pid = e.get("pid")
+    state.pid = pid if isinstance(pid, int) else None
+    state.control = e.get("control")
 
 
 def _run_finished(state: RunState, e: dict[str, Any]) -> None:
@@ -53,6 +61,7 @@ def _run_finished(state: RunState, e: dict[str, Any]) -> None:
 def _run_resumed(state: RunState, e: dict[str, Any]) -> None:
     state.resumes += 1
     state.finished = None
+    _note_process(state, e)
     # The dead process held no locks and runs no calls any more; resumed agents take
     # their locks back with lock/acquired events of their own.
     state.pending_calls.clear()

@@ -61,6 +61,9 @@ class RunState:
     errors: list[dict[str, Any]] = field(default_factory=list)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     resumes: int = 0
+    #: The process of the latest start or resume, and the control socket it serves.
+    pid: int | None = None
+    control: str | None = None
 
     def apply(self, event: dict[str, Any]) -> None:
         """Fold one event into the state; unknown types only advance ``last_seq``/``recent``.
@@ -109,6 +112,8 @@ class RunState:
             "errors": [dict(e) for e in self.errors],
             "recent": list(self.recent),
             "resumes": self.resumes,
+            "pid": self.pid,
+            "control": self.control,
         }
 
     @classmethod
@@ -132,6 +137,8 @@ class RunState:
             last_diff=d.get("last_diff"),
             errors=list(d.get("errors", ())),
             resumes=d.get("resumes", 0),
+            pid=d.get("pid"),
+            control=d.get("control"),
         )
         state.counts.update(d.get("counts", {}))
         state.recent.extend(d.get("recent", ()))

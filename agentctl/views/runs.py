@@ -8,7 +8,6 @@ operating system whether that pid is still alive. Nothing here touches a running
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,18 +60,8 @@ def read_run(run_dir: Path) -> RunInfo:
     Raises:
         LogError: no log there, or a corrupt line in it.
     """
-    starts: list[dict[str, Any]] = []
-
-    def tap(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for event in events:
-            if event.get("type") in ("run/started", "run/resumed"):
-                starts.append(event)
-            yield event
-
-    state = fold(tap(iter(read_events(read_run_events(run_dir)))), journals=False)
-    last = starts[-1] if starts else {}
-    pid = last.get("pid")
-    return RunInfo(Path(run_dir), pid if isinstance(pid, int) else None, last.get("control"), state)
+    state = fold(read_events(read_run_events(run_dir)), journals=False)
+    return RunInfo(Path(run_dir), state.pid, state.control, state)
 
 
 def process_alive(pid: int) -> bool:
