@@ -6,8 +6,10 @@ spawn ``validate`` refuses is refused by the run with the same words, and the ot
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from cli_helpers import cli, events, of
 from typer.testing import CliRunner
 
@@ -131,3 +133,29 @@ def test_validate_refuses_tools_all_with_the_runs_own_words(tmp_path: Path) -> N
     refused = of(events(tmp_path / "run"), "policy/refused")
     assert [r["child_id"] for r in refused] == ["a"]
     assert lines[0].endswith(f"the run would refuse to start 'a' (tools): {refused[0]['error']}")
+
+
+def test_diff_and_validate_refuse_what_the_runs_ledger_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The plan root gets max_steps 100 from the depth-0 rule; a takes 60 of it, so b's 60 no longer fit.
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("""\
+name: ledger
+policy:
+  depth:
+    0: {budget: {max_steps: 100}}
+tasks:
+  - {id: a, agent: script, budget: {max_steps: 60}, steps: [{done: ok}]}
+  - {id: b, agent: script, budget: {max_steps: 60}, steps: [{done: ok}]}
+""")
+    code, lines = validate(plan)
+    assert code == 2 and len(lines) == 1 and f"{plan}:7: at tasks[1].budget:" in lines[0]
+    monkeypatch.chdir(tmp_path)  # no runs here: diff compares with nothing running
+    diff = CliRunner().invoke(app, ["diff", str(plan), "-o", "json"])
+    rows = {r["task"]: r for r in json.loads(diff.stdout)["tasks"]}
+    assert rows["a"]["action"] == "spawn" and rows["a"]["budget"] == {"max_steps": 60}
+    assert rows["b"]["action"] == "refused"
+    proc = cli("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 1
+    refused = of(events(tmp_path / "run"), "policy/refused")
+    assert [(r["child_id"], r["error"]) for r in refused] == [("b", rows["b"]["error"])]
+    assert lines[0].endswith(f"(budget): {rows['b']['error']}")

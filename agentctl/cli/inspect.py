@@ -112,7 +112,7 @@ def diff_command(
     """
     from rich.console import Console
 
-    from ..reconcile import diff_plan
+    from ..reconcile import ROOT_ID, diff_plan
     from ..reconcile.preflight import plan_code, plan_grants
     from ..views.watch import newest_run
 
@@ -125,7 +125,9 @@ def diff_command(
         new = _load(plan)
         d = diff_plan(new, states)
         # Granted as the run would grant them: running tasks hold their reservations first.
-        grants = plan_grants(new, [t for t, s in states.items() if s.status == "running" and t not in d.stop])
+        root = fold.agents.get(ROOT_ID) if fold is not None else None
+        grants = plan_grants(new, [t for t, s in states.items() if s.status == "running" and t not in d.stop],
+                             root.steps + 1 if root is not None else 1)
     rows = diff_rows(new, d, states, fold, grants)
     changes = any(r["action"] in CHANGES for r in rows)
     if output is Output.json:

@@ -60,12 +60,15 @@ class _Parent:
     grant: Grant
     reserved: dict[str, int] = field(default_factory=dict)
     spawned: int = 0
+    steps: int = 0
 
     def remaining(self) -> Budget:
         b = self.grant.budget
         if b == UNLIMITED:
             return b
-        left = {n: None if getattr(b, n) is None else getattr(b, n) - self.reserved.get(n, 0) for n in CONSUMABLE}
+        used = {"max_steps": self.steps}
+        left = {n: None if getattr(b, n) is None else getattr(b, n) - self.reserved.get(n, 0) - used.get(n, 0)
+                for n in CONSUMABLE}
         children = None if b.max_children is None else b.max_children - self.spawned
         return Budget(max_children=children, max_seconds=b.max_seconds, tick_ms=b.tick_ms, **left)
 
@@ -85,21 +88,24 @@ class _Parent:
         return grant
 
 
-def _plan_root(plan: Plan, held: frozenset[str]) -> tuple[Policy, _Parent]:
+def _plan_root(plan: Plan, held: frozenset[str], steps: int = 1) -> tuple[Policy, _Parent]:
+    """The run's root agent as its spawns see it, after ``steps`` of its own steps (the
+    reconciler spawns from its first step on, and each step counts against its budget)."""
     policy = plan.policy.to_policy() if plan.policy else Policy()
     root = grant_spawn(policy=policy, depth=0, agent_id=None, parent=Grant(None, held, UNLIMITED),
                        parent_remaining=None, spawned_children=0, model=None, tools=None, budget=None)
-    return policy, _Parent(root)
+    return policy, _Parent(root, steps=steps)
 
 
 def predict_grants(plan: Plan, toolset: Toolset, held: frozenset[str],
-                   running: Collection[str] = ()) -> dict[str, Grant | PolicyError]:
+                   running: Collection[str] = (), root_steps: int = 1) -> dict[str, Grant | PolicyError]:
     """What each top-level task would be granted when the reconciler spawns it, or why not.
 
     ``held`` are the root's tools (:func:`root_tools`); ``running`` are tasks already
     running, whose reservations come first; the rest are granted in plan order.
+    ``root_steps`` is the step of the root's that spawns them (1 for a new run).
     """
-    policy, parent = _plan_root(plan, held)
+    policy, parent = _plan_root(plan, held, root_steps)
     ordered = [t for t in plan.tasks if t.id in running] + [t for t in plan.tasks if t.id not in running]
     out: dict[str, Grant | PolicyError] = {}
     for task in ordered:
@@ -141,7 +147,7 @@ def check_grants(plan: Plan, toolset: Toolset, held: frozenset[str],
             fail(f"the run would refuse to start {task.id!r} ({exc.rule}): {exc}",
                  _key_path(exc.rule, task, path, defaults is not None))
             return
-        me = _Parent(grant)
+        me = _Parent(grant, steps=1)
         for i, step in enumerate(task.steps):
             here = (*path, "steps", i, step.op)
             if step.op == "spawn":
@@ -226,7 +232,7 @@ def preflight(plan: Plan) -> list[PlanError]:
     return check_code(plan, find) + check_grants(plan, plan_toolset(registry.toolset), held, find)
 
 
-def plan_grants(plan: Plan, running: Collection[str] = ()) -> dict[str, Grant | PolicyError]:
+def plan_grants(plan: Plan, running: Collection[str] = (), root_steps: int = 1) -> dict[str, Grant | PolicyError]:
     """:func:`predict_grants` with the tools the run would have (built-in and plugins).
 
     Call it inside :func:`plan_code`.
@@ -238,4 +244,5 @@ def plan_grants(plan: Plan, running: Collection[str] = ()) -> dict[str, Grant | 
 
     registry = default_registry()
     load_plugins(plan.settings.plugins, registry, plan.source, line_finder(plan.source))
-    return predict_grants(plan, plan_toolset(registry.toolset), root_tools(plan.settings, registry.names()), running)
+    held = root_tools(plan.settings, registry.names())
+    return predict_grants(plan, plan_toolset(registry.toolset), held, running, root_steps)
