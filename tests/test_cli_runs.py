@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import AGENTCTL, FAILING, GATE, PLANS, cli, events, of, start, wait_for
+from cli_helpers import AGENTCTL, FAILING, GATE, PLANS, events, of, start, wait_for
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
@@ -158,7 +158,7 @@ def test_watch_and_logs_notice_a_run_killed_without_run_finished(tmp_path: Path)
     assert follower.returncode == 1
     assert f"pid {runner.pid}) is gone without run/finished" in err and "--resume" in err
     assert "gate" in out
-    watched = cli("watch", str(run_dir), cwd=tmp_path, timeout=20)
-    assert watched.returncode == 1 and "gone without run/finished" in watched.stderr
+    watched = agentctl("watch", str(run_dir))  # in-process: the run is long gone either way
+    assert watched.exit_code == 1 and "gone without run/finished" in watched.stderr
     # not a terminal: plain lines, the same as run --no-ui would print
     assert "spawned  parent=plan" in watched.stdout

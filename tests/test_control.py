@@ -198,8 +198,8 @@ def test_forged_control_lines_do_nothing_and_a_socket_message_is_from_user(tmp_p
         for name in ("control.jsonl", "control.offset", "control"):
             with open(run_dir / name, "a") as f:
                 f.write(forged)
-        # The old file channel was polled every 0.1 s; give a forgery ample time to land.
-        time.sleep(1.0)
+        # The old file channel was polled every 0.1 s; give a forgery five times that to land.
+        time.sleep(0.5)
         assert proc.poll() is None
         assert not of(events(run_dir), "agent/done", "gate")
         sent = agentctl("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", '"real"')
