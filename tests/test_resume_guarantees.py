@@ -128,3 +128,97 @@ def test_an_interrupted_call_that_cannot_be_checked_fails_the_task_without_rerun
     events = list(read_events(run_dir / "events.jsonl"))
     assert [e["error_type"] for e in events if e["type"] == "agent/error"] == ["interrupted"]
     assert not [e for e in events if e["type"] == "agent/restarted"]
+
+
+def crashed_lines_run(tmp_path: Path, extra_settings: str = "") -> tuple[Path, Path, Path]:
+    plan = write_plan(tmp_path, LINES.replace("settings: {plugins: [resume_tools]}",
+                                              "settings: {plugins: [resume_tools]" + extra_settings + "}"))
+    ws, run_dir, crashed = start_run(tmp_path, plan, env={"TEST_KILL_AT_LINE": "5"})
+    assert crashed.returncode == -signal.SIGKILL
+    return plan, ws, run_dir
+
+
+def damage(log: Path, edit: Callable[[list[bytes]], list[bytes]]) -> None:
+    log.write_bytes(b"".join(edit(log.read_bytes().splitlines(keepends=True))))
+
+
+def seq_line(lines: list[bytes], type: str) -> int:
+    return next(i for i, line in enumerate(lines) if f'"type":"{type}"'.encode() in line)
+
+
+@pytest.mark.parametrize(("name", "edit", "what"), [
+    ("gap", lambda ls: ls[:5] + ls[6:], "are missing"),
+    ("duplicate", lambda ls: ls[:6] + [ls[5]] + ls[6:], "duplicate or out-of-order"),
+    ("backward", lambda ls: ls[:5] + [ls[6], ls[5]] + ls[7:], "was expected"),
+    ("foreign run", lambda ls: ls[:6] + [ls[6].replace(b'"run_id":"', b'"run_id":"other-')] + ls[7:], "belongs to run"),
+    ("lost result", lambda ls: ls[:seq_line(ls, "tool/result")] + ls[seq_line(ls, "tool/result") + 1:], "are missing"),
+])
+def test_resume_refuses_a_damaged_log_naming_the_line(tmp_path: Path, name: str, edit: Callable, what: str) -> None:
+    plan, ws, run_dir = crashed_lines_run(tmp_path)
+    log = run_dir / "events.jsonl"
+    damage(log, edit)
+    before = log.read_bytes()
+    refused = resume(plan, run_dir, ws)
+    assert refused.returncode == 2, refused.stderr
+    message = refused.stderr.strip()
+    assert len(message.splitlines()) == 1 and what in message and f"{log}:" in message and "--force" in message
+    assert "Traceback" not in refused.stderr and log.read_bytes() == before  # nothing appended to a damaged log
+    if name == "gap":
+        forced = resume(plan, run_dir, ws, "--force")
+        assert forced.returncode == 0 and "warning:" in forced.stderr and what in forced.stderr
+
+
+def test_a_torn_garbage_last_line_is_cut_before_appending(tmp_path: Path) -> None:
+    plan, ws, run_dir = crashed_lines_run(tmp_path)
+    log = run_dir / "events.jsonl"
+    with open(log, "ab") as f:
+        f.write(b'{"seq": 99, "garbage": "' + b"x" * 200_000)
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    stream = read_events(log)
+    seqs = [e["seq"] for e in stream]
+    assert stream.torn_line is None and seqs == list(range(1, len(seqs) + 1))
+    assert b"xxxx" not in log.read_bytes()
+    assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))
+
+
+def test_a_complete_but_unparsable_last_line_is_corruption_not_a_torn_write(tmp_path: Path) -> None:
+    plan, ws, run_dir = crashed_lines_run(tmp_path)
+    log = run_dir / "events.jsonl"
+    with open(log, "ab") as f:
+        f.write(b"not an event\n")
+    refused = resume(plan, run_dir, ws)
+    assert refused.returncode == 2 and "corrupt event line" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def checkpoint_of(run_dir: Path, seq: int, run: dict) -> None:
+    from agentctl.events.checkpoint import write_checkpoint
+
+    write_checkpoint(run_dir, seq, {"run": run})
+
+
+@pytest.mark.parametrize("odd", ["past the end", "no run", "another run", "a directory"])
+def test_an_odd_checkpoint_is_skipped_with_a_warning_and_the_log_read_instead(tmp_path: Path, odd: str) -> None:
+    from agentctl.events.fold import RunState, state_at
+
+    plan, ws, run_dir = crashed_lines_run(tmp_path)
+    state = state_at(run_dir / "events.jsonl")
+    last = state.last_seq
+    if odd == "past the end":
+        ahead = state.to_dict()
+        ahead["last_seq"] = last + 50
+        checkpoint_of(run_dir, last + 50, ahead)
+    elif odd == "no run":
+        checkpoint_of(run_dir, last, RunState(last_seq=last).to_dict())
+    elif odd == "another run":
+        other = state.to_dict()
+        other["run_id"] = "someone-else"
+        checkpoint_of(run_dir, last, other)
+    else:
+        (run_dir / "checkpoints" / f"ckpt-{last + 1:012d}.json").mkdir(parents=True)
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "warning: checkpoint" in resumed.stderr and "Traceback" not in resumed.stderr
+    event = next(e for e in read_events(run_dir / "events.jsonl") if e["type"] == "run/resumed")
+    assert event["checkpoint"] is None
+    assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))

@@ -28,6 +28,7 @@ def run_command(
     durability: Optional[str] = typer.Option(None, "--durability", help="Event log durability: none, batch or always [default: the plan's, else batch]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory (or run id) after its process died."),
     apply_plan: bool = typer.Option(False, "--apply-plan", help="With --resume: switch the run to PLAN, another file than the one it ran."),
+    force: bool = typer.Option(False, "--force", help="With --resume: continue even if the log fails its integrity check (seq gaps, duplicates, another run's events); each problem is printed as a warning. Work may then repeat or be lost."),
 ) -> None:
     """Run PLAN: spawn its agents, reconcile every edit of the file, log every event."""
     # Imported here, not above: `agentctl --help` and every other command start faster.
@@ -49,9 +50,12 @@ def run_command(
             fail_usage("--resume RUN_DIR and --run-dir: give only one (a resumed run keeps its directory)")
         resume = _run_dir_of(resume)
         try:
-            resumed = load_resumed(resume)
+            resumed = load_resumed(resume, force=force)
         except AgentctlError as exc:
-            fail_usage(f"--resume: {exc}")
+            hint = "; continue anyway with --force" if getattr(exc, "line", None) and not force else ""
+            fail_usage(f"--resume: {exc}{hint}")
+        for warning in resumed.warnings if resumed is not None else ():
+            typer.echo(f"warning: {warning}", err=True)
         finished = resumed.state.finished if resumed is not None else None
         # Interrupted or stopped runs are continued; a run whose tasks all ended is done.
         if resumed is not None and finished is not None and finished.get("reason") in ("completed", "failed"):

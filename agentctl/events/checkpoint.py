@@ -87,26 +87,52 @@ def write_checkpoint(run_dir: Path, seq: int, snapshot: dict[str, Any]) -> Path:
     return final
 
 
-def _read(path: Path) -> Checkpoint | None:
+def _read(path: Path) -> Checkpoint | str:
+    """The checkpoint at ``path``, or why it cannot be used."""
     try:
         raw = path.read_bytes()
         header, _, body = raw.partition(b"\n")
         meta = orjson.loads(header)
         if hashlib.sha256(body).hexdigest() != meta["sha256"]:
-            return None
+            return "its checksum does not match"
         snap = orjson.loads(body)
         return Checkpoint(int(meta["seq"]), RunState.from_dict(snap["run"]), path)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"is not a checkpoint ({type(exc).__name__})"
 
 
-def load_checkpoint(run_dir: Path, *, max_seq: int | None = None) -> Checkpoint | None:
-    """The newest valid checkpoint not past ``max_seq`` (the log's last event), if any."""
+def load_checkpoint(
+    run_dir: Path, *, max_seq: int | None = None, run_id: str | None = None, skipped: list[str] | None = None
+) -> Checkpoint | None:
+    """The newest usable checkpoint: valid, of run ``run_id`` and not past ``max_seq`` (the
+    log's last event on disk). Each one passed over is described in ``skipped``: resume
+    then falls back to an older one, or to the log from its start."""
     folder = Path(run_dir) / DIR
-    for path in sorted(folder.glob("ckpt-*.json"), reverse=True):
+    try:
+        paths = sorted(folder.glob("ckpt-*.json"), reverse=True) if folder.is_dir() else []
+    except OSError:
+        paths = []
+    for path in paths:
         found = _read(path)
-        if found is not None and (max_seq is None or found.seq <= max_seq):
-            return found
+        why = found if isinstance(found, str) else _unusable(found, max_seq, run_id)
+        if why is None:
+            return found  # type: ignore[return-value]
+        if skipped is not None:
+            skipped.append(f"checkpoint {path} skipped: {why}; reading the log instead")
+    return None
+
+
+def _unusable(ckpt: Checkpoint, max_seq: int | None, run_id: str | None) -> str | None:
+    if ckpt.state.run_id is None:
+        return "it holds no run"
+    if run_id is not None and ckpt.state.run_id != run_id:
+        return f"it is of run {ckpt.state.run_id}, not {run_id}"
+    if ckpt.seq != ckpt.state.last_seq:
+        return f"its seq {ckpt.seq} does not match its state's ({ckpt.state.last_seq})"
+    if max_seq is not None and ckpt.seq > max_seq:
+        return f"it is at seq {ckpt.seq}, past the log's last event ({max_seq})"
     return None
 
 
@@ -136,6 +162,8 @@ class Checkpointer:
         self.every_seconds = every_seconds
         self.state = state or RunState()
         self.written = 0
+        self.failed = 0
+        self.last_error: str | None = None
         self._since = 0
         self._last_time = time.monotonic()
         self._due = anyio.Event()
@@ -155,13 +183,19 @@ class Checkpointer:
             if self._since:
                 await self.checkpoint()
 
-    async def checkpoint(self) -> Path:
+    async def checkpoint(self) -> Path | None:
         """Write a checkpoint of the state as of the last event fed."""
         seq = self.state.last_seq
         snapshot = _snapshot(self.state)
         self._since = 0
         self._due = anyio.Event()
         await self.durable(seq)
-        path = await anyio.to_thread.run_sync(write_checkpoint, self.run_dir, seq, snapshot)
+        try:
+            path = await anyio.to_thread.run_sync(write_checkpoint, self.run_dir, seq, snapshot)
+        except OSError as exc:
+            # A checkpoint only saves resume time: the log has everything, so the run goes on.
+            self.failed += 1
+            self.last_error = f"cannot write a checkpoint in {self.run_dir / DIR}: {exc}"
+            return None
         self.written += 1
         return path
