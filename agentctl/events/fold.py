@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from .agent_state import STATUSES, AgentView
@@ -92,5 +93,5 @@ def state_at(events_or_path: Iterable[dict[str, Any]] | str | PathLike[str], seq
     if isinstance(events_or_path, (str, PathLike)):
         from agentctl.events.reader import read_events, read_run_events
 
-        return fold(read_events(read_run_events(events_or_path)), until_seq=seq, journals=False)
+        return fold(read_events(read_run_events(Path(events_or_path))), until_seq=seq, journals=False)
     return fold(events_or_path, until_seq=seq, journals=False)

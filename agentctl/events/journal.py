@@ -79,7 +79,7 @@ JournalHandler = Callable[[dict[str, "Journal"], dict[str, Any]], None]
 
 def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
     by[e["agent_id"]] = Journal()
-    parent = by.get(e.get("parent_id")) if e["type"] == "agent/spawned" else None
+    parent = by.get(e.get("parent_id") or "") if e["type"] == "agent/spawned" else None
     if parent is not None:
         parent.effects.append({"op": "spawn", "child_id": e["agent_id"], "ok": True})
 

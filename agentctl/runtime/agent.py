@@ -38,7 +38,7 @@ class Agent:
         self.spec = spec
         self.id = spec.id
         self.parent = parent
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.grant = grant
         self.inbox = inbox
         self.children: dict[str, Agent] = {}

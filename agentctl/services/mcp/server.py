@@ -28,10 +28,14 @@ class ServerSpec(Protocol):
     ``agentctl.plan.model.McpServer`` fits.
     """
 
-    name: str
-    command: Sequence[str]
-    url: str | None
-    env: Mapping[str, str]
+    @property
+    def name(self) -> str: ...
+    @property
+    def command(self) -> Sequence[str]: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
 
 
 class Server:
