@@ -61,6 +61,17 @@ class LineMap:
         """The line of ``path``, else of its nearest ancestor that has one."""
         return self._walk(path)[1]
 
+    def items(self, path: Path) -> list[int] | None:
+        """The lines of the items of the sequence at ``path`` (one walk for all of them), if recorded."""
+        found, _ = self._walk(path)
+        if found != len(path):
+            return None
+        node = self._root
+        for part in path:
+            node = node[part]
+        entry = self._tables.get(id(node))
+        return entry[1] if entry is not None and isinstance(entry[1], list) else None
+
     def get(self, path: Path) -> int | None:
         """The line of exactly ``path``, or None if it was not recorded."""
         found, line = self._walk(path)

@@ -156,6 +156,10 @@ class Field:
     doc: str = ""
 
 
+#: Each ``Obj``'s fields by name, built on first use (descriptors are module constants).
+_FIELDS: dict[int, tuple[Obj, dict[str, Field]]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Obj(Type):
     """A mapping with known keys; any other key is an error."""
@@ -173,7 +177,11 @@ class Obj(Type):
 
     def get(self, name: str) -> Field | None:
         """The field called ``name``, if known."""
-        return next((f for f in self.fields if f.name == name), None)
+        entry = _FIELDS.get(id(self))
+        if entry is None:
+            # The descriptor itself is held too, so that its id is not reused for another.
+            entry = _FIELDS[id(self)] = (self, {f.name: f for f in self.fields})
+        return entry[1].get(name)
 
     def json(self) -> dict[str, Any]:
         props = {}
@@ -274,6 +282,8 @@ SPAWN = Obj(
 )
 
 PROVIDERS = ("ollama", "openai", "scripted")
+#: Tools that run commands are off unless the plan turns them on: tool name prefix -> setting.
+OPT_IN: Mapping[str, str] = {"shell/": "shell", "docker/": "docker"}
 CONFLICT_POLICIES = ("first_come", "priority", "arbiter")
 CONFLICT_OUTCOMES = ("wait", "retry", "give_up")
 

@@ -63,6 +63,10 @@ class _Checker:
         """The line of ``path``, else of its nearest ancestor that has one."""
         return None if self.lines is None else self.lines.nearest(path)
 
+    def item_lines(self, path: Path) -> list[int] | None:
+        """The lines of the items of the list at ``path``, when known."""
+        return None if self.lines is None else self.lines.items(path)
+
     def fail(self, message: str, path: Path, *, expected: str | None = None, got: str | None = None,
              line: int | None = None) -> NoReturn:
         raise PlanError(message, file=self.file, line=line if line is not None else self.line(path),
@@ -73,41 +77,38 @@ class _Checker:
 
     def check(self, t: s.Type, value: Any, path: Path) -> None:
         """Raise the first way ``value`` at ``path`` does not fit ``t``."""
-        if isinstance(t, s.AnyValue):
-            return
-        if isinstance(t, s.Str):
-            self._check_str(t, value, path)
-        elif isinstance(t, (s.Int, s.Num)):
-            self._check_number(t, value, path)
-        elif isinstance(t, s.Bool):
-            if not isinstance(value, bool):
-                self.wrong_type(t, value, path)
-        elif isinstance(t, s.Enum):
-            if not isinstance(value, str):
-                self.wrong_type(t, value, path)
-            if value not in t.values:
-                self.fail(f"unknown value {value!r}{_suggest(value, t.values)}", path,
-                          expected=t.describe(), got=describe_value(value))
-        elif isinstance(t, s.AnyMap):
-            if not isinstance(value, Mapping):
-                self.wrong_type(t, value, path)
-        elif isinstance(t, s.Seq):
-            if not isinstance(value, list):
-                self.wrong_type(t, value, path)
-            for i, item in enumerate(value):
-                self.check(t.item, item, (*path, i))
-        elif isinstance(t, s.Obj):
-            self._check_obj(t, value, path)
-        elif isinstance(t, s.IntKeyed):
-            self._check_int_keyed(t, value, path)
-        elif isinstance(t, s.Named):
-            self._check_named(t, value, path)
-        elif isinstance(t, s.Either):
-            self.check(t.long if isinstance(value, Mapping) else t.short, value, path)
-        elif isinstance(t, s.Steps):
-            self._check_steps(t, value, path)
-        else:  # pragma: no cover - a new descriptor without a checker is a bug here
-            raise UsageError(f"no checker for {t!r}")
+        try:
+            checker = _CHECKERS[type(t)]
+        except KeyError:  # pragma: no cover - a new descriptor without a checker is a bug here
+            raise UsageError(f"no checker for {t!r}") from None
+        checker(self, t, value, path)
+
+    def _check_any(self, t: s.AnyValue, value: Any, path: Path) -> None:
+        return
+
+    def _check_bool(self, t: s.Bool, value: Any, path: Path) -> None:
+        if not isinstance(value, bool):
+            self.wrong_type(t, value, path)
+
+    def _check_enum(self, t: s.Enum, value: Any, path: Path) -> None:
+        if not isinstance(value, str):
+            self.wrong_type(t, value, path)
+        if value not in t.values:
+            self.fail(f"unknown value {value!r}{_suggest(value, t.values)}", path,
+                      expected=t.describe(), got=describe_value(value))
+
+    def _check_map(self, t: s.AnyMap, value: Any, path: Path) -> None:
+        if not isinstance(value, Mapping):
+            self.wrong_type(t, value, path)
+
+    def _check_seq(self, t: s.Seq, value: Any, path: Path) -> None:
+        if not isinstance(value, list):
+            self.wrong_type(t, value, path)
+        for i, item in enumerate(value):
+            self.check(t.item, item, (*path, i))
+
+    def _check_either(self, t: s.Either, value: Any, path: Path) -> None:
+        self.check(t.long if isinstance(value, Mapping) else t.short, value, path)
 
     def _check_str(self, t: s.Str, value: Any, path: Path) -> None:
         if not isinstance(value, str):
@@ -173,6 +174,16 @@ class _Checker:
             self.check(s.STEP_OPS[op], arg, (*here, op))
 
 
+#: The checker of each type descriptor (a table: plans check every value of a 10,000-task file).
+_CHECKERS: dict[type, Callable[[_Checker, Any, Any, Path], None]] = {
+    s.AnyValue: _Checker._check_any, s.Str: _Checker._check_str, s.Int: _Checker._check_number,
+    s.Num: _Checker._check_number, s.Bool: _Checker._check_bool, s.Enum: _Checker._check_enum,
+    s.AnyMap: _Checker._check_map, s.Seq: _Checker._check_seq, s.Obj: _Checker._check_obj,
+    s.IntKeyed: _Checker._check_int_keyed, s.Named: _Checker._check_named, s.Either: _Checker._check_either,
+    s.Steps: _Checker._check_steps,
+}
+
+
 def _tuple(value: list[Any] | None) -> tuple[Any, ...] | None:
     return None if value is None else tuple(value)
 
@@ -211,9 +222,11 @@ class _Builder:
 
     def steps(self, items: list[Mapping[str, Any]], path: Path) -> tuple[Step, ...]:
         out = []
+        lines = self.c.item_lines(path) or ()
         for i, item in enumerate(items):
             (op, arg), = item.items()
-            out.append(Step(op, self.step_arg(op, arg, (*path, i, op)), line=self.c.line((*path, i))))
+            line = lines[i] if i < len(lines) else self.c.line((*path, i))
+            out.append(Step(op, self.step_arg(op, arg, (*path, i, op)), line=line))
         return tuple(out)
 
     def step_arg(self, op: str, arg: Any, path: Path) -> Any:
@@ -250,8 +263,6 @@ class _Builder:
                           conflict_timeout=float(d.get("conflict_timeout", 10.0)))
 
 
-# Tools that run arbitrary commands are off unless the plan turns them on.
-_OPT_IN = {"shell/": "shell", "docker/": "docker"}
 
 
 def _check_opt_in(c: _Checker, settings: Mapping[str, Any], tasks: tuple[Task, ...], defaults: Defaults) -> None:
@@ -268,7 +279,7 @@ def _check_opt_in(c: _Checker, settings: Mapping[str, Any], tasks: tuple[Task, .
     for i, task in enumerate(tasks):
         collect(task, ("tasks", i))
     for tool, path in named:
-        for prefix, switch in _OPT_IN.items():
+        for prefix, switch in s.OPT_IN.items():
             if tool.startswith(prefix) and not settings.get(switch):
                 c.fail(f"{tool} needs settings.{switch}: true ({switch} tools are off by default)", path,
                        expected=f"settings.{switch}: true", got=f"settings.{switch} {'unset' if switch not in settings else 'false'}")

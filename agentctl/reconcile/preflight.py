@@ -24,13 +24,10 @@ from ..plan.lines import Path as KeyPath
 from ..plan.lines import format_path
 from ..plan.load import line_finder
 from ..plan.model import Defaults, Plan, Settings, Task
+from ..plan.schema import OPT_IN
 from ..policy import CONSUMABLE, UNLIMITED, Budget, Grant, Policy, grant_spawn
 
 Toolset = Callable[[Iterable[str]], frozenset[str]]
-
-#: Tools that run commands, off unless the plan turns them on: name prefix -> setting.
-OPT_IN = {"shell/": "shell", "docker/": "docker"}
-
 
 def root_tools(settings: Settings, names: Iterable[str]) -> frozenset[str]:
     """The tools the run's root holds: every registered tool but the opt-in families left off."""
