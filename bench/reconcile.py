@@ -13,6 +13,8 @@ By size: the same measure for one-task edits of live plans of 100, 1,000, 3,000 
 10,000, p50 within 1.5x of the time libyaml alone (``yaml.CSafeLoader``) takes to load the
 same file, measured in this process. Last, a 10,000-task plan whose tasks all finish at
 once, run through the real CLI to exit 0 (for context, beside libyaml's parse of it).
+Hostile plans (an alias bomb, 10,000-deep YAML and EDN, a 17 MiB file) must be refused
+well under a second: the slowest of them against a 1 s bound.
 """
 
 from __future__ import annotations
@@ -177,6 +179,39 @@ def _all_done(n: int) -> float:
         return time.perf_counter() - start
 
 
+def _hostile() -> dict[str, str]:
+    """Plans that ask for far more than they are: each must be refused well under a second."""
+    bomb = 'name: bomb\ntasks: []\nx0: &x0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    bomb += "".join(f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 9) + "]\n" for i in range(1, 10))
+    return {
+        "alias bomb": bomb,
+        "YAML nested 10,000 deep": "name: deep\ntasks: []\nx:\n  " + "- " * 10_000 + "x\n",
+        "EDN nested 10,000 deep": '{:name "deep" :tasks [] :x ' + "[" * 10_000 + "]" * 10_000 + "}",
+        "17 MiB file": "name: huge\ntasks: []\n# " + "x" * (17 * 1024 * 1024) + "\n",
+    }
+
+
+def _refused_in(rounds: int) -> tuple[float, str]:
+    """The slowest median time to refuse one of the hostile plans, and which one."""
+    from agentctl.errors import PlanError
+    from agentctl.plan import parse_plan
+
+    worst, which = 0.0, ""
+    for name, text in _hostile().items():
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            try:
+                parse_plan(text, filename="hostile.edn" if name.startswith("EDN") else "hostile.yaml")
+            except PlanError:
+                times.append(time.perf_counter() - start)
+            else:
+                raise RuntimeError(f"{name} was not refused")
+        if statistics.median(times) > worst:
+            worst, which = statistics.median(times), name
+    return worst, which
+
+
 def run(quick: bool, rounds: int) -> list[Figure]:
     """p50 and p95 over 50 edits of a one-task plan; one edit of plans of 100 to 10,000
     tasks against libyaml's own parse of the same file; a 10,000-task plan run to the end."""
@@ -188,6 +223,9 @@ def run(quick: bool, rounds: int) -> list[Figure]:
         figure("reconcile p95: save -> spawned", "ms", _pct(ours, 0.95) * 1000, "250 ms target", 250.0, 1.0,
                higher=False, note=f"watchfiles alone: p95 {_pct(base, 0.95) * 1000:.1f} ms"),
     ]
+    worst, which = _refused_in(max(3, rounds))
+    figures.append(figure("hostile plan refused (slowest of four)", "ms", worst * 1000, "1 s bound", 1000.0, 1.0,
+                          higher=False, note=f"slowest: {which}; alias bomb, 10,000-deep YAML and EDN, 17 MiB"))
     sizes = (100, 1_000) if quick else SIZES
     growth = []
     for n in sizes:
