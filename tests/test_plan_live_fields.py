@@ -73,6 +73,14 @@ def test_defaults_policy_and_settings_edits_are_applied_or_refused_out_loud(tmp_
         save(plan, plan_text(task("a"), task("d"), max_steps=7, policy=policy))
         evs = wait_for(run_dir, lambda e: of(e, "agent/done", "d"))
         assert not of(evs, "agent/spawned", "c") and len(of(evs, "plan/loaded")) == loaded + 1
+
+        # A python task whose step does not import is an invalid save, with its line.
+        broken = "  - id: py\n    agent: python\n    step: no_such_steps_module:run\n"
+        save(plan, plan_text(task("a"), task("d"), broken, max_steps=7, policy=policy))
+        evs = wait_for(run_dir, lambda e: of(e, "plan/invalid"))
+        error = of(evs, "plan/invalid")[0]["error"]
+        assert (error["path"], error["line"]) == ("tasks[3].step", 19), error
+        assert not of(evs, "agent/spawned", "py") and not of(evs, "agent/error")
     except BaseException:
         proc.kill()
         raise

@@ -31,7 +31,7 @@ from ..plan.model import Plan
 from ..policy import Policy
 from ..reconcile import ROOT_ID, Reconciler
 from ..reconcile.live import changed_sections, fixed_changes
-from ..reconcile.preflight import load_plugins, root_tools
+from ..reconcile.preflight import check_code, load_plugins, root_tools
 from ..reconcile.states import task_states
 from ..runtime import open_runtime
 from ..runtime.interrupted import recover_interrupted
@@ -285,9 +285,15 @@ class Session:
         try:
             # One read: the copy kept is the very text applied, even if the file changes again.
             text = read_plan_text(path)
-            return parse_plan(text, filename=str(path)), text
+            plan = parse_plan(text, filename=str(path))
         except PlanError as exc:
             return exc
+        # A step function that does not import is refused here, with its line, not when it spawns.
+        problems = check_code(plan, line_finder(str(path), text))
+        if problems:
+            problems[0].more = tuple(problems[1:])
+            return problems[0]
+        return plan, text
 
     def _apply(self, plan: Plan, text: str | None = None) -> None:
         if plan == self.plan or not self.rt.is_live(ROOT_ID):
