@@ -27,7 +27,9 @@ from ..plan.model import Defaults, Plan, Settings, Task
 from ..plan.schema import OPT_IN
 from ..policy import CONSUMABLE, UNLIMITED, Budget, Grant, Policy, grant_spawn
 
+#: Expands the tool names a plan asks for (toolset names, globs) into tool names.
 Toolset = Callable[[Iterable[str]], frozenset[str]]
+
 
 def root_tools(settings: Settings, names: Iterable[str]) -> frozenset[str]:
     """The tools the run's root holds: every registered tool but the opt-in families left off."""
