@@ -85,3 +85,23 @@ def test_defaults_policy_and_settings_edits_are_applied_or_refused_out_loud(tmp_
         proc.kill()
         raise
     interrupt(proc, run_dir)
+
+
+def test_which_fields_a_running_run_cannot_change() -> None:
+    from agentctl.plan import parse_plan
+    from agentctl.reconcile.live import changed_sections, fixed_changes
+
+    base = "name: x\ntasks: [{id: a, agent: script, steps: [{done: ok}]}]\n"
+    old = parse_plan(base, filename="x.yaml")
+
+    def edit(extra: str) -> tuple[list[str], list[str]]:
+        new = parse_plan(base + extra, filename="x.yaml")
+        return changed_sections(old, new), fixed_changes(old, new)
+
+    assert edit("defaults: {model: m, budget: {max_steps: 3}}\n") == (["defaults"], [])
+    assert edit("defaults: {provider: scripted, model: m}\n") == (["defaults"], ["defaults.provider"])
+    assert edit("policy: {model_rank: [a, b]}\n") == (["policy"], [])
+    assert edit("policy: {conflicts: arbiter}\n") == (["policy"], ["policy.conflicts"])
+    assert edit("settings: {inbox_size: 8, durability: always}\n") == (
+        ["settings"], ["settings.durability", "settings.inbox_size"])
+    assert edit("mcp: {calc: {command: [python, -c, pass]}}\n") == (["mcp"], ["mcp"])
