@@ -33,8 +33,9 @@ from .agent import Agent
 from .agent_control import LLMChildFactory, RuntimeAgentControl
 from .conflicts import Conflicts
 from .recovery import ResumeContext
+from .kernel import Kernel, ReadyQueue, Tasks
 from .scheduler import Backpressure, Scheduler
-from .spec import AgentSpec
+from .spec import AgentSpec, Strategy
 from .timers import Timers, clock
 from .tree import Exit, Tree
 
@@ -52,7 +53,7 @@ class RuntimeStatistics:
     tasks: int
 
 
-class Runtime(Tree, Scheduler):
+class Runtime:
     """A tree of agents and the services they act through. Build with :func:`open_runtime`.
 
     ``llm_child`` builds the spec of an ``llm`` child for the ``agent/spawn`` tool when a
@@ -73,7 +74,7 @@ class Runtime(Tree, Scheduler):
         inbox_size: int = 256,
         shell_enabled: bool = False,
         protected: tuple[Path, ...] = (),
-        strategy: str = "one_for_one",
+        strategy: Strategy = "one_for_one",
         max_restarts: int = 3,
         restart_period: float = 5.0,
         resume: ResumeContext | None = None,
@@ -91,20 +92,21 @@ class Runtime(Tree, Scheduler):
         self.workspace = Path(workspace) if workspace is not None else None
         self.tools = tools if tools is not None else default_registry()
         self.plane = plane if plane is not None else LocalWorkPlane(emit, tools=self.tools)
-        self.policy = policy or Policy()
         self.bus = Bus(emit, inbox_size=inbox_size, id_prefix=id_prefix)
         self.locks = LockService(emit, id_prefix=id_prefix)
         self.resume = resume
-        self.conflicts = Conflicts(self, conflicts, conflict_timeout)
         self.shell_enabled = shell_enabled
         self.protected = protected
         self.lock_wait = lock_wait
         self.timers = Timers()
+        kernel = Kernel(emit, self.bus, self.locks, self.tools, self.timers, ReadyQueue(), Tasks(), {})
+        self._kernel = kernel
+        self._agents = kernel.agents
+        self._tree = Tree(kernel, policy or Policy(), resume, root_tools, inbox_size=inbox_size, strategy=strategy,
+                          max_restarts=max_restarts, restart_period=restart_period)
+        self._scheduler = Scheduler(kernel, self._tree, self, backpressure)
+        self.conflicts = Conflicts(self, conflicts, conflict_timeout)
         self.agent_control = RuntimeAgentControl(self, llm_child)
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._init_tree(root_tools, inbox_size=inbox_size, strategy=strategy, max_restarts=max_restarts,
-                        restart_period=restart_period)
-        self._init_scheduler(backpressure)
 
     # ------------------------------------------------------------------ public API
 
@@ -124,11 +126,16 @@ class Runtime(Tree, Scheduler):
             parent = self._agents.get(parent_id)
             if parent is None:
                 raise ActionError(f"no live agent {parent_id!r} to spawn under")
-        return self._spawn(spec, parent, journal=journal)
+        return self._tree.spawn(spec, parent, journal=journal)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy spawns are granted under now."""
+        return self._tree.policy
 
     def set_policy(self, policy: Policy) -> None:
         """Grant every spawn from now on under ``policy`` (a live plan edit); live agents keep their grants."""
-        self.policy = policy
+        self._tree.policy = policy
 
     def stop(self, agent_id: str, reason: str = "requested") -> bool:
         """Stop ``agent_id`` and its subtree, children first; its parent gets a ``stopped``
@@ -136,7 +143,7 @@ class Runtime(Tree, Scheduler):
         agent = self._agents.get(agent_id)
         if agent is None:
             return False
-        self._stop_tree(agent, reason, report=True)
+        self._tree.stop_tree(agent, reason, report=True)
         return True
 
     def send(self, sender: str, to: str, kind: str = "chat", body: Any = None, thread_id: str | None = None) -> SendResult:
@@ -162,7 +169,7 @@ class Runtime(Tree, Scheduler):
         turn (from inside one of its own tasks, e.g. a tool it called)."""
         agent = self._agents.get(agent_id)
         if agent is not None:
-            self.call_later(0.0, lambda: self._finish(agent, status, result))
+            self.call_later(0.0, lambda: self._tree.finish(agent, status, result))
 
     def is_live(self, agent_id: str) -> bool:
         """Whether ``agent_id`` is running (or restarting)."""
@@ -174,7 +181,7 @@ class Runtime(Tree, Scheduler):
 
     def exit_of(self, agent_id: str) -> Exit | None:
         """How ``agent_id`` last ended, if it has."""
-        return self._exits.get(agent_id)
+        return self._tree.exit_of(agent_id)
 
     def info(self, agent_id: str) -> dict[str, Any] | None:
         """A snapshot of a live agent: depth, parent, status, children, budget left."""
@@ -196,40 +203,36 @@ class Runtime(Tree, Scheduler):
 
     async def wait(self, agent_id: str) -> Exit:
         """Wait until ``agent_id`` ends for good (not merely for a restart)."""
-        while agent_id in self._agents or agent_id not in self._exits:
-            event = self._waiters.setdefault(agent_id, anyio.Event())
-            await event.wait()
-        return self._exits[agent_id]
+        return await self._tree.wait(agent_id)
 
     async def wait_idle(self) -> None:
         """Wait until no agent is live."""
-        while self._agents:
-            self._idle_event = self._idle_event or anyio.Event()
-            await self._idle_event.wait()
+        await self._tree.wait_idle()
 
     def on_agent_end(self, fn: Callable[[str], Any]) -> None:
         """Call ``fn(agent_id)`` whenever an agent ends (before a restart too), e.g. to free
         what a tool started for it. ``fn`` must not raise; a coroutine it returns runs as a
         runtime task, except during shutdown (owners clean up at run end themselves)."""
-        self._end_hooks.append(fn)
+        self._tree.on_agent_end(fn)
 
     def statistics(self) -> RuntimeStatistics:
         """Counters of the tree and the scheduler."""
-        return RuntimeStatistics(len(self._agents), self._spawned, self._ended, self._restarts, self._steps, len(self._ready), self._tasks)
+        tree, scheduler = self._tree, self._scheduler
+        return RuntimeStatistics(len(self._agents), tree.spawned, tree.ended, tree.restarts, scheduler.steps,
+                                 len(self._kernel.ready), scheduler.tasks)
 
     # ------------------------------------------------------------------ lifetime (open_runtime)
 
     def _start(self, tg: anyio.abc.TaskGroup) -> None:
-        self._tg = tg
-        tg.start_soon(self._scheduler, name="agentctl:scheduler")
+        self._kernel.tasks.open(tg)
+        tg.start_soon(self._scheduler.run, name="agentctl:scheduler")
         tg.start_soon(self.timers.run, name="agentctl:timers")
 
     def _close(self) -> None:
-        self._shutdown()
+        self._tree.shutdown()
 
     # ------------------------------------------------------------------ for the runtime's own parts
-    # The interpreter, crash recovery and conflict handling act on agent records through
-    # these, not through the tree's and scheduler's private members.
+    # The interpreter, crash recovery and conflict handling act on agent records through these.
 
     def agent(self, agent_id: str) -> Agent | None:
         """The record of live agent ``agent_id``."""
@@ -237,19 +240,19 @@ class Runtime(Tree, Scheduler):
 
     def spawn_child(self, spec: AgentSpec, parent: Agent, *, journal: Journal | None = None) -> str:
         """Start ``spec`` under ``parent`` (see :meth:`spawn`); ``PolicyError`` when refused."""
-        return self._spawn(spec, parent, journal=journal)
+        return self._tree.spawn(spec, parent, journal=journal)
 
     def finish(self, agent: Agent, status: str, result: Any) -> None:
         """End ``agent`` now with ``status`` and ``result`` (its ``done``)."""
-        self._finish(agent, status, result)
+        self._tree.finish(agent, status, result)
 
     def stop_subtree(self, agent: Agent, reason: str, *, report: bool = False) -> None:
         """Stop ``agent`` and its children, children first; ``report``: tell its parent (someone else asked)."""
-        self._stop_tree(agent, reason, report=report)
+        self._tree.stop_tree(agent, reason, report=report)
 
     def set_status(self, agent: Agent, status: str, reason: str | None) -> None:
         """Record that ``agent`` is now ``running``, ``blocked``, ``sleeping`` or ``waiting``."""
-        self._set_status(agent, status, reason)
+        self._scheduler.set_status(agent, status, reason)
 
     def tool_context(self, agent: Agent) -> ToolContext:
         """What a tool called by ``agent`` may know and do (never the runtime itself)."""

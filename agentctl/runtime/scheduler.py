@@ -1,9 +1,9 @@
 """The scheduler: the ready queue, agents' turns, and carrying out what a step returned.
 
-Part of :class:`agentctl.runtime.runtime.Runtime` (a base class of it, so that the hot path
-reads the runtime's attributes directly); ``open_runtime`` starts :meth:`Scheduler._scheduler`
-as a task, the tree (:mod:`agentctl.runtime.tree`), inboxes and timers wake agents with
-:meth:`Scheduler._wake`, and the interpreter sets their status.
+A part of :class:`agentctl.runtime.runtime.Runtime`; ``open_runtime`` starts
+:meth:`Scheduler.run` as a task, the tree (:mod:`agentctl.runtime.tree`), inboxes and timers
+wake agents through the kernel's ready queue (:class:`~agentctl.runtime.kernel.ReadyQueue`),
+and the interpreter sets their status through the runtime.
 
 How an agent runs: a woken agent goes on the ready queue; the scheduler drains the
 queue, calls each agent's step with its new messages and the results of its previous
@@ -24,7 +24,7 @@ import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -33,8 +33,13 @@ from ..errors import ActionError
 from ..policy import Budget
 from .agent import Agent
 from .interpreter import check_actions, is_fast, run_action, run_fast
+from .kernel import Kernel
 from .spec import StepContext
 from .timers import clock
+from .tree import Tree
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 #: Agent turns the scheduler runs before it yields to the event loop.
 THROUGHPUT = 512
@@ -55,41 +60,39 @@ class Backpressure(Protocol):
 class Scheduler:
     """Runs agents' turns, all in one task; an agent that must wait gets a task of its own meanwhile.
 
-    Relies on the rest of the runtime for ``emit``, ``_tg`` (the runtime's task group) and
-    ``_finish``/``_crash`` (:class:`~agentctl.runtime.tree.Tree`).
+    Takes turns from the ``kernel``'s ready queue, ends agents through the ``tree`` when a
+    step fails or a budget runs out, and carries actions out on the runtime ``rt`` (the
+    interpreter's handle, :mod:`agentctl.runtime.interpreter`).
     """
 
-    def _init_scheduler(self, backpressure: Backpressure | None) -> None:
-        self._ready: deque[Agent] = deque()
-        self._ready_event: anyio.Event | None = None
-        self._steps = self._tasks = 0
+    def __init__(self, kernel: Kernel, tree: Tree, rt: Runtime, backpressure: Backpressure | None) -> None:
+        self._emit = kernel.emit
+        self._queue = kernel.ready
+        self._ready = kernel.ready.agents
+        self._wake = kernel.ready.wake
+        self._tasks = kernel.tasks
+        self._finish = tree.finish
+        self._crash = tree.crash
+        self._rt = rt
+        #: Turns taken and agents' own tasks running now.
+        self.steps = self.tasks = 0
         self._backpressure = backpressure
         self._behind: Callable[[], bool] = backpressure.behind if backpressure is not None else _never_behind
 
-    def _wake(self, agent: Agent) -> None:
-        if agent.scope is not None:
-            if agent.interrupt is not None:
-                agent.interrupt.set()
-            return
-        if agent.scheduled or agent.ended:
-            return
-        agent.scheduled = True
-        self._ready.append(agent)
-        if self._ready_event is not None:
-            self._ready_event.set()
-            self._ready_event = None
-
-    def _set_status(self, agent: Agent, status: str, reason: str | None) -> None:
+    def set_status(self, agent: Agent, status: str, reason: str | None) -> None:
+        """Record that ``agent`` is now ``running``, ``blocked``, ``sleeping`` or ``waiting``."""
         if agent.status != status and not agent.ended:
             agent.status = status
-            self.emit("agent/status", agent.id, status=status, reason=reason, steps=agent.steps)
+            self._emit("agent/status", agent.id, status=status, reason=reason, steps=agent.steps)
 
-    async def _scheduler(self) -> None:
+    async def run(self) -> None:
+        """Take turns for as long as the runtime runs (its task, started by ``open_runtime``)."""
         ready = self._ready
+        queue = self._queue
         while True:
             if not ready:
-                self._ready_event = anyio.Event()
-                await self._ready_event.wait()
+                event = queue.event = anyio.Event()
+                await event.wait()
             # Like an actor dispatcher's throughput setting: run up to THROUGHPUT turns
             # (agents woken meanwhile included) before letting I/O and tasks run.
             behind = self._behind
@@ -125,7 +128,7 @@ class Scheduler:
         messages = tuple(agent.inbox.drain()) if len(agent.inbox) else ()
         results, agent.results, agent.tick_due = agent.results, (), False
         agent.steps += 1
-        self._steps += 1
+        self.steps += 1
         ctx = StepContext(
             agent.id, agent.parent.id if agent.parent else None, agent.depth, agent.spec, reason,
             messages, results, agent.state, agent.grant.model, agent.grant.tools, agent.grant.budget,
@@ -149,16 +152,16 @@ class Scheduler:
             return
         agent.interrupted_call = None  # the step that was told took it in its stride
         if not actions:
-            self._set_status(agent, "waiting", "idle")
+            self.set_status(agent, "waiting", "idle")
             if len(agent.inbox):
                 self._wake(agent)
             return
         if all(map(is_fast, actions)):
             results: list[Any] = []
             add = results.append
-            behind = self._behind
+            behind, rt = self._behind, self._rt
             for i, action in enumerate(actions):
-                add(run_fast(self, agent, action))
+                add(run_fast(rt, agent, action))
                 if agent.ended:
                     return
                 if behind() and i + 1 < len(actions):
@@ -194,18 +197,17 @@ class Scheduler:
         for action in actions:
             if self._backpressure is not None and self._behind():
                 await self._backpressure.caught_up()
-            results.append(await run_action(self, agent, action))
+            results.append(await run_action(self._rt, agent, action))
             if agent.ended:
                 return
         agent.results = tuple(results)
 
     def _start_task(self, agent: Agent, work: Callable[[], Awaitable[None]]) -> None:
-        assert self._tg is not None
-        self._set_status(agent, "running", "act")
+        self.set_status(agent, "running", "act")
         scope = anyio.CancelScope()
         agent.scope = scope
-        self._tasks += 1
-        self._tg.start_soon(self._agent_task, agent, scope, work, name=f"agent:{agent.id}")
+        self.tasks += 1
+        self._tasks.start_soon(self._agent_task, agent, scope, work, name=f"agent:{agent.id}")
 
     async def _agent_task(self, agent: Agent, scope: anyio.CancelScope, work: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -214,14 +216,14 @@ class Scheduler:
         except Exception as exc:
             self._crash(agent, exc, "action")
         finally:
-            self._tasks -= 1
+            self.tasks -= 1
             if agent.scope is scope:
                 agent.scope = None
                 if not agent.ended:
                     if agent.results or len(agent.inbox):
                         self._wake(agent)
                     else:
-                        self._set_status(agent, "waiting", "idle")
+                        self.set_status(agent, "waiting", "idle")
 
     @staticmethod
     def _left(agent: Agent) -> Budget:

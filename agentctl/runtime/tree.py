@@ -1,10 +1,10 @@
 """The supervision tree: agents start, end, and are restarted by their supervisor.
 
-Part of :class:`agentctl.runtime.runtime.Runtime` (a base class of it, like the scheduler,
-so that spawning reads the runtime's attributes directly). Called by the runtime's public
-``spawn``/``stop`` and by ``open_runtime`` at shutdown; by the scheduler
-(:mod:`agentctl.runtime.scheduler`) when a step fails or a budget runs out; by the
-interpreter and replay for spawn, stop and done actions; and by the bridge tools.
+A part of :class:`agentctl.runtime.runtime.Runtime`, acting through the services of its
+:class:`~agentctl.runtime.kernel.Kernel`. Called by the runtime's public ``spawn``/``stop``
+and by ``open_runtime`` at shutdown; by the scheduler (:mod:`agentctl.runtime.scheduler`)
+when a step fails or a budget runs out; and, through the runtime, by the interpreter,
+crash recovery and the bridge tools for spawn, stop and done.
 
 When an agent ends, its supervisor (its parent; the runtime for root agents) decides
 what happens through the pure rules of :mod:`agentctl.runtime.supervision`; this module
@@ -26,11 +26,12 @@ import anyio
 
 from ..errors import ActionError, AgentctlError, ToolError
 from ..events.journal import Journal
-from ..policy import PLAN_ROOT, UNLIMITED, Grant, grant_spawn, reserved_id_error
+from ..policy import PLAN_ROOT, UNLIMITED, Grant, Policy, grant_spawn, reserved_id_error
 from ..services.bus import Inbox, Message
 from .agent import Agent
-from .recovery import Replay
-from .spec import AgentSpec, StepContext
+from .kernel import Kernel
+from .recovery import Replay, ResumeContext
+from .spec import AgentSpec, StepContext, Strategy
 from .supervision import plan_restart, should_restart, within_intensity
 from .timers import clock
 
@@ -51,38 +52,85 @@ class Exit:
 class Tree:
     """Spawns agents, ends them, and restarts them as their supervisor's strategy says.
 
-    Relies on the rest of the runtime for its services (``emit``, ``bus``, ``locks``,
-    ``policy``, ``tools``, ``timers``, ``resume``), ``_tg`` (the runtime's task group) and
-    ``_wake`` (:class:`~agentctl.runtime.scheduler.Scheduler`).
+    Acts through the ``kernel``'s services; grants spawns under ``policy`` (a live plan edit
+    replaces it) and starts agents of a crash resume again from ``resume``.
     """
 
-    def _init_tree(
-        self, root_tools: frozenset[str] | None, *, inbox_size: int, strategy: str, max_restarts: int, restart_period: float
+    def __init__(
+        self,
+        kernel: Kernel,
+        policy: Policy,
+        resume: ResumeContext | None,
+        root_tools: frozenset[str] | None,
+        *,
+        inbox_size: int,
+        strategy: Strategy,
+        max_restarts: int,
+        restart_period: float,
     ) -> None:
+        self.policy = policy
+        self._resume = resume
+        self._emit = kernel.emit
+        self._bus = kernel.bus
+        self._locks = kernel.locks
+        self._tools = kernel.tools
+        self._timers = kernel.timers
+        self._tasks = kernel.tasks
+        self._wake = kernel.ready.wake
+        self._agents = kernel.agents
         self._inbox_size = inbox_size
-        self._root_grant = Grant(None, frozenset(self.tools.names()) if root_tools is None else root_tools, UNLIMITED)
+        self._root_grant = Grant(None, frozenset(self._tools.names()) if root_tools is None else root_tools, UNLIMITED)
         # The runtime supervises root agents the way an agent supervises its children.
-        self._root_sup = AgentSpec(id="", step=_never, strategy=strategy, max_restarts=max_restarts, restart_period=restart_period)  # type: ignore[arg-type]
+        self._root_sup = AgentSpec(id="", step=_never, strategy=strategy, max_restarts=max_restarts, restart_period=restart_period)
         self._root_restarts: deque[float] = deque()
-        self._agents: dict[str, Agent] = {}
         self._roots: dict[str, Agent] = {}
         self._exits: dict[str, Exit] = {}
         self._waiters: dict[str, anyio.Event] = {}
         self._idle_event: anyio.Event | None = None
         self._closing = False
         self._end_hooks: list[Callable[[str], Any]] = []
-        self._spawned = self._ended = self._restarts = 0
+        #: Agents spawned (restarts not counted), ended (restarts counted) and restarted so far.
+        self.spawned = self.ended = self.restarts = 0
+
+    # ------------------------------------------------------------------ what the runtime answers from
+
+    def exit_of(self, agent_id: str) -> Exit | None:
+        """How ``agent_id`` last ended, if it has."""
+        return self._exits.get(agent_id)
+
+    async def wait(self, agent_id: str) -> Exit:
+        """Wait until ``agent_id`` ends for good (not merely for a restart)."""
+        while agent_id in self._agents or agent_id not in self._exits:
+            event = self._waiters.setdefault(agent_id, anyio.Event())
+            await event.wait()
+        return self._exits[agent_id]
+
+    async def wait_idle(self) -> None:
+        """Wait until no agent is live."""
+        while self._agents:
+            self._idle_event = self._idle_event or anyio.Event()
+            await self._idle_event.wait()
+
+    def on_agent_end(self, fn: Callable[[str], Any]) -> None:
+        """Call ``fn(agent_id)`` whenever an agent ends (see :meth:`Runtime.on_agent_end`)."""
+        self._end_hooks.append(fn)
 
     # ------------------------------------------------------------------ starting
 
-    def _spawn(
+    def spawn(
         self, spec: AgentSpec, parent: Agent | None, *, previous: Agent | None = None, journal: Journal | None = None
     ) -> str:
+        """Start ``spec`` under ``parent`` (``None``: a root), or again after ``previous`` (a restart).
+
+        Raises:
+            PolicyError: the policy or the parent's budget refuses the child.
+            ActionError: the id is taken by a live agent.
+        """
         if previous is None:
             grant = self._grant(spec, parent)
         else:
             grant = previous.grant
-        inbox = self.bus.register(spec.id, parent.id if parent else None, spec.topology, self._inbox_for(journal))
+        inbox = self._bus.register(spec.id, parent.id if parent else None, spec.topology, self._inbox_for(journal))
         agent = Agent(spec, parent, grant, inbox)
         inbox.on_put = partial(self._wake, agent)
         siblings = parent.children if parent is not None else self._roots
@@ -94,8 +142,8 @@ class Tree:
             agent.reserved, agent.spawned_children = previous.reserved, 0
             agent.deadline = previous.deadline
         else:
-            self._spawned += 1
-            if self._spawned % FREEZE_EVERY == 0:
+            self.spawned += 1
+            if self.spawned % FREEZE_EVERY == 0:
                 # A large tree of idle agents is long-lived: move it out of the GC's
                 # generations so collections stop rescanning it (pauses over 100 ms at
                 # 100,000 agents otherwise). Ended agents are still freed by refcounting.
@@ -108,16 +156,16 @@ class Tree:
             if journal is not None:
                 self._resumed(agent, journal)
             else:
-                self.emit(
+                self._emit(
                     "agent/spawned", spec.id,
                     parent_id=parent.id if parent else None, depth=agent.depth, model=grant.model,
                     kind=spec.kind, tools=sorted(grant.tools), budget=grant.budget.to_dict(), restart=spec.restart,
                 )
         if agent.deadline is not None:
-            self.timers.call_at(agent.deadline, partial(self._deadline, agent))
+            self._timers.call_at(agent.deadline, partial(self._deadline, agent))
         if grant.budget.tick_ms:
             first = now + grant.budget.tick_ms / 1000
-            self.timers.call_at(first, partial(self._tick, agent, first))
+            self._timers.call_at(first, partial(self._tick, agent, first))
         self._wake(agent)
         return spec.id
 
@@ -132,13 +180,13 @@ class Tree:
         return inbox
 
     def _resumed(self, agent: Agent, journal: Journal) -> None:
-        assert self.resume is not None
-        for path, holders in self.resume.locks.items():
+        assert self._resume is not None
+        for path, holders in self._resume.locks.items():
             if agent.id in holders:
-                self.locks.try_acquire(agent.id, path, holders[agent.id])
+                self._locks.try_acquire(agent.id, path, holders[agent.id])
         if journal.effects:
             agent.replay = Replay(journal)
-        self.emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
+        self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
                   replay=len(journal.effects), messages=len(journal.inbox))
 
     def _grant(self, spec: AgentSpec, parent: Agent | None) -> Grant:
@@ -153,26 +201,26 @@ class Tree:
                 parent=parent.grant if parent is not None else self._root_grant,
                 parent_remaining=parent.remaining(clock()) if parent is not None else None,
                 spawned_children=parent.spawned_children if parent is not None else 0,
-                model=spec.model, tools=None if spec.tools is None else self.tools.toolset(spec.tools), budget=spec.budget,
+                model=spec.model, tools=None if spec.tools is None else self._tools.toolset(spec.tools), budget=spec.budget,
             )
         except AgentctlError as exc:
             rule = getattr(exc, "rule", "tools" if isinstance(exc, ToolError) else "id")
-            self.emit("policy/refused", parent.id if parent else None, child_id=spec.id, rule=rule, error=str(exc))
+            self._emit("policy/refused", parent.id if parent else None, child_id=spec.id, rule=rule, error=str(exc))
             raise
 
     # ------------------------------------------------------------------ ending
 
-    def _finish(self, agent: Agent, status: str, result: Any, reason: str | None = None) -> None:
+    def finish(self, agent: Agent, status: str, result: Any, reason: str | None = None) -> None:
         """The agent is done (its own ``done``, or a budget ran out)."""
         if agent.ended:
             return
         self._stop_children(agent, "parent_stopped")
-        self.emit("agent/done", agent.id, status=status, result=result, reason=reason, steps=agent.steps,
+        self._emit("agent/done", agent.id, status=status, result=result, reason=reason, steps=agent.steps,
                   **_unread(agent))
         self._end(agent)
         self._exited(agent, Exit(agent.id, "done", status, result), abnormal=False)
 
-    def _crash(self, agent: Agent, error: BaseException | str, where: str) -> None:
+    def crash(self, agent: Agent, error: BaseException | str, where: str) -> None:
         """The agent failed: log it, end it, and let its supervisor decide."""
         if agent.ended:
             return
@@ -183,7 +231,7 @@ class Tree:
             # earlier steps again, effects and all. The agent fails for good, naming it.
             kind, error = "interrupted", f"{error} (after call {call}, interrupted by a crash)"
         self._stop_children(agent, "parent_stopped")
-        self.emit("agent/error", agent.id, error=str(error), error_type=kind, where=where, **_unread(agent))
+        self._emit("agent/error", agent.id, error=str(error), error_type=kind, where=where, **_unread(agent))
         self._end(agent)
         exit = Exit(agent.id, "failed", "error", str(error))
         if call is not None:
@@ -191,21 +239,21 @@ class Tree:
         else:
             self._exited(agent, exit, abnormal=True)
 
-    def _stop_tree(self, agent: Agent, reason: str, *, detach: bool = True, report: bool = False) -> None:
+    def stop_tree(self, agent: Agent, reason: str, *, detach: bool = True, report: bool = False) -> None:
         """Stop ``agent`` and its subtree; ``report``: tell its parent (someone else asked)."""
         if agent.ended:
             return
         # A shutdown stops every agent as such (resume continues them); otherwise the
         # children go because their parent did.
         self._stop_children(agent, "shutdown" if reason == "shutdown" else "parent_stopped")
-        self.emit("agent/stopped", agent.id, reason=reason, **_unread(agent))
+        self._emit("agent/stopped", agent.id, reason=reason, **_unread(agent))
         self._end(agent)
         if detach:
             self._detach(agent, Exit(agent.id, "stopped", reason), report=report)
 
     def _stop_children(self, agent: Agent, reason: str) -> None:
         for child in reversed(list(agent.children.values())):
-            self._stop_tree(child, reason)
+            self.stop_tree(child, reason)
 
     def _end(self, agent: Agent) -> None:
         agent.ended = True
@@ -214,15 +262,15 @@ class Tree:
         agent.inbox.on_put = None
         if agent.scope is not None:
             agent.scope.cancel()
-        self.locks.release_all(agent.id)
+        self._locks.release_all(agent.id)
         if self._agents.get(agent.id) is agent:
             del self._agents[agent.id]
-        self._ended += 1
+        self.ended += 1
         for hook in self._end_hooks:
             out = hook(agent.id)
             if inspect.iscoroutine(out):
-                if self._tg is not None and not self._closing:
-                    self._tg.start_soon(_awaited, out)
+                if self._tasks.is_open and not self._closing:
+                    self._tasks.start_soon(_awaited, out)
                 else:
                     out.close()
 
@@ -233,9 +281,9 @@ class Tree:
             # An OTP exit signal that the parent's step reads as a message: outside the
             # inbox bound, so a parent of 10,000 children that end at once hears of each.
             body = {"status": exit.status, "result": exit.result}
-            self.bus.signal(agent.id, parent.id, exit.outcome, body)
-        if self.bus.inbox(agent.id) is agent.inbox:
-            self.bus.unregister(agent.id)
+            self._bus.signal(agent.id, parent.id, exit.outcome, body)
+        if self._bus.inbox(agent.id) is agent.inbox:
+            self._bus.unregister(agent.id)
         siblings = agent.parent.children if agent.parent is not None else self._roots
         if siblings.get(agent.id) is agent:
             del siblings[agent.id]
@@ -265,34 +313,35 @@ class Tree:
         if not within_intensity(times, clock(), sup_spec.max_restarts, sup_spec.restart_period):
             self._detach(agent, exit)
             if sup is not None:
-                self._crash(sup, f"restart intensity exceeded: more than {sup_spec.max_restarts} restarts in {sup_spec.restart_period}s (last offender {agent.id})", "supervision")
+                self.crash(sup, f"restart intensity exceeded: more than {sup_spec.max_restarts} restarts in {sup_spec.restart_period}s (last offender {agent.id})", "supervision")
             else:
-                self.emit("agent/error", agent.id, error=f"restart intensity exceeded for root agents (last offender {agent.id})", error_type="RestartIntensity", where="supervision", unread=0, unread_from={})
+                self._emit("agent/error", agent.id, error=f"restart intensity exceeded for root agents (last offender {agent.id})", error_type="RestartIntensity", where="supervision", unread=0, unread_from={})
             return
         siblings = sup.children if sup is not None else self._roots
         plan = plan_restart(sup_spec.strategy, [(cid, c.spec.restart) for cid, c in siblings.items()], agent.id)
         olds = {cid: siblings[cid] for cid in (*plan.stop, *plan.restart) if cid in siblings}
         for cid in plan.stop:
-            self._stop_tree(olds[cid], "supervisor", detach=cid not in plan.restart)
+            self.stop_tree(olds[cid], "supervisor", detach=cid not in plan.restart)
         for cid in plan.restart:
             old = olds[cid]
-            self._restarts += 1
-            self.emit("agent/restarted", cid, parent_id=sup.id if sup else None, strategy=sup_spec.strategy, restarts=len(times), offender=agent.id)
-            self._spawn(old.spec, sup, previous=old)
+            self.restarts += 1
+            self._emit("agent/restarted", cid, parent_id=sup.id if sup else None, strategy=sup_spec.strategy, restarts=len(times), offender=agent.id)
+            self.spawn(old.spec, sup, previous=old)
             if sup is not None:
                 # A restart notice, as a signal: the supervisor hears of it whatever its inbox holds.
-                self.bus.signal(cid, sup.id, "restarted", {"offender": agent.id, "restarts": len(times)})
+                self._bus.signal(cid, sup.id, "restarted", {"offender": agent.id, "restarts": len(times)})
 
-    def _shutdown(self) -> None:
+    def shutdown(self) -> None:
+        """Stop every agent as at the end of the run (roots in reverse start order); no restarts from now on."""
         self._closing = True
         for root in reversed(list(self._roots.values())):
-            self._stop_tree(root, "shutdown")
+            self.stop_tree(root, "shutdown")
 
     # ------------------------------------------------------------------ the agent's clocks
 
     def _deadline(self, agent: Agent) -> None:
         if not agent.ended:
-            self._finish(agent, "budget_exceeded", None, reason="max_seconds")
+            self.finish(agent, "budget_exceeded", None, reason="max_seconds")
 
     def _tick(self, agent: Agent, due: float) -> None:
         if agent.ended:
@@ -301,7 +350,7 @@ class Tree:
         self._wake(agent)
         # The next tick keeps the period, but never piles up behind a slow loop.
         nxt = max(due + (agent.grant.budget.tick_ms or 0) / 1000, clock())
-        self.timers.call_at(nxt, partial(self._tick, agent, nxt))
+        self._timers.call_at(nxt, partial(self._tick, agent, nxt))
 
 
 def _unread(agent: Agent) -> dict[str, Any]:
