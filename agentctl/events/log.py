@@ -4,7 +4,7 @@ The runtime opens one :class:`EventLog` per run (through :func:`open_event_log`)
 its bound :meth:`EventLog.emit` to every service. ``emit`` is on the hot path (called per
 message), so it only numbers the event, encodes it (:mod:`agentctl.events.encoding`), queues
 it and calls the in-process subscribers (the live view); the writer
-(:mod:`agentctl.events.writer`, a base class of :class:`EventLog`) appends queued events in
+(:mod:`agentctl.events.writer`, a part each :class:`EventLog` owns) appends queued events in
 group commits, with the durability ``docs/events.md`` describes.
 
 Write-ahead works by ``ev = emit("tool/requested", ...)`` then ``await log.flushed(ev["seq"])``
@@ -21,6 +21,7 @@ from time import time_ns as _time_ns
 from typing import Any
 
 import anyio
+import anyio.abc
 import orjson
 
 from agentctl.errors import LogError, UsageError
@@ -64,7 +65,7 @@ class EventLogStatistics:
     throttled_ms: float = 0.0
 
 
-class EventLog(Writer):
+class EventLog:
     """One writer that batches appends to events.jsonl (orjson, one object per line).
 
     Args:
@@ -93,7 +94,7 @@ class EventLog(Writer):
         self._start_seq = start_seq
         self._next_seq = start_seq
         self._subscribers: tuple[Callable[[dict[str, Any]], None], ...] = ()
-        self._init_writer(self._path, durability, max_batch, start_seq)
+        self._writer = Writer(self._path, run_id, durability, max_batch, start_seq)
 
     @property
     def path(self) -> Path | None:
@@ -108,7 +109,7 @@ class EventLog(Writer):
     @property
     def durability(self) -> Durability:
         """The fsync policy: ``none``, ``batch`` or ``always``."""
-        return self._durability
+        return self._writer.durability
 
     @property
     def last_seq(self) -> int:
@@ -131,8 +132,9 @@ class EventLog(Writer):
         """
         # The hot path of the whole runtime (an event per message): few attribute reads, and a
         # dict passed as is, since keywords cost a dict built twice when a caller unpacks one.
-        if self._closing or self._error is not None:
-            raise self._unusable()
+        w = self._writer
+        if not w.accepting:
+            raise w.unusable()
         if fields is None:
             fields = more
         elif more:
@@ -143,18 +145,17 @@ class EventLog(Writer):
         if len(event) != 5 + len(fields):  # a field took the place of a common one
             raise UsageError(f"event fields may not override {_COMMON}")
         self._next_seq = seq + 1
-        if self._fd is None:
-            self._pending.append(b"")
+        if self._path is None:
+            w.pending.append(b"")
         else:
             try:
                 line = _dumps(event, default=to_jsonable, option=FAST_OPTIONS)
             except (TypeError, ValueError, RecursionError):
                 line = encode_event(event)
-            self._pending.append(line)
-            self._pending_bytes += len(line)
-        if self._writer_waiting:
-            self._writer_waiting = False
-            self._wake.set()
+            w.pending.append(line)
+            w.pending_bytes += len(line)
+        if w.idle:
+            w.wake_up()
         if self._subscribers:
             self._notify(event)
         return event
@@ -188,18 +189,60 @@ class EventLog(Writer):
     def statistics(self) -> EventLogStatistics:
         """Return a snapshot of the counters."""
         emitted = self._next_seq - self._start_seq
+        w = self._writer
         return EventLogStatistics(
             emitted=emitted,
-            written=self._written,
-            batches=self._batches,
-            fsyncs=self._fsyncs,
-            pending=emitted - self._written,
+            written=w.written,
+            batches=w.batches,
+            fsyncs=w.fsyncs,
+            pending=emitted - w.written,
             last_seq=self.last_seq,
-            bytes_written=self._bytes,
-            pending_bytes=self._pending_bytes,
-            throttled=self._throttled,
-            throttled_ms=round(self._throttled_s * 1000, 3),
+            bytes_written=w.bytes_written,
+            pending_bytes=w.pending_bytes,
+            throttled=w.throttled,
+            throttled_ms=round(w.throttled_s * 1000, 3),
         )
+
+    # ------------------------------------------------------------------ the writer's side
+
+    async def flushed(self, seq: int | None = None) -> None:
+        """Wait until event ``seq`` (default: the last emitted) is written and synced.
+
+        "Synced" follows the durability: fsynced for ``batch`` and ``always``, handed to
+        the OS for ``none``. Returns at once for a closed log (closing flushes everything).
+
+        Raises:
+            LogError: writing failed before the event reached the file.
+            ValueError: ``seq`` was never emitted.
+        """
+        last = self.last_seq
+        if seq is None:
+            seq = last
+        if seq > last:
+            raise UsageError(f"seq {seq} has not been emitted (last is {last})")
+        await self._writer.flushed(seq)
+
+    def behind(self) -> bool:
+        """Whether producers should wait for the writer now (:meth:`Writer.behind`)."""
+        return self._writer.behind()
+
+    async def caught_up(self) -> None:
+        """Wait until the writer has taken the backlog (:meth:`Writer.caught_up`)."""
+        await self._writer.caught_up()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The writer loop (:meth:`Writer.run`); :func:`open_event_log` starts it."""
+        await self._writer.run(task_status=task_status)
+
+    async def aclose(self) -> None:
+        """Write and sync everything pending, stop the writer and close the file (:meth:`Writer.aclose`).
+
+        Emitting afterwards raises :class:`LogError`. Calling it again does nothing.
+
+        Raises:
+            LogError: the log could not be written (now or earlier); events were lost.
+        """
+        await self._writer.aclose()
 
 
 @asynccontextmanager

@@ -32,8 +32,8 @@ from ..services.workers import LocalWorkPlane, WorkPlane
 from .agent import Agent
 from .agent_control import LLMChildFactory, RuntimeAgentControl
 from .conflicts import Conflicts
-from .recovery import ResumeContext
 from .kernel import Kernel, ReadyQueue, Tasks
+from .recovery import ResumeContext
 from .scheduler import Backpressure, Scheduler
 from .spec import AgentSpec, Strategy
 from .timers import Timers, clock
