@@ -4,10 +4,11 @@ Invoked from the reconciler and the CLI through :func:`open_runtime`. One task g
 owns every task the runtime starts (the scheduler, the timer, and agents' tasks while
 they wait on something); when ``open_runtime`` returns, none of them is left.
 
-:class:`Runtime` holds the services and answers the public API; the rest comes from its
-two base classes, each with the state it keeps: the supervision tree (:mod:`agentctl.runtime.tree`: spawning, ending,
-restarting, shutdown) and the scheduler (:mod:`agentctl.runtime.scheduler`: agents'
-turns and acting on what their steps return).
+:class:`Runtime` is a facade: it builds the services, hands them to its parts in one frozen
+:class:`~agentctl.runtime.kernel.Kernel`, and answers the public API from the parts, each
+with the state it keeps: the supervision tree (:mod:`agentctl.runtime.tree`: spawning,
+ending, restarting, shutdown), the scheduler (:mod:`agentctl.runtime.scheduler`: agents'
+turns and acting on what their steps return) and the timers (:mod:`agentctl.runtime.timers`).
 """
 
 from __future__ import annotations
