@@ -9,8 +9,10 @@ its own journal). A tool call that was requested but has no result was settled b
 the agents started (:mod:`agentctl.runtime.interrupted`) if its tool has a ``recover``
 check: applied (its outcome is handed back), not applied (it runs again) or unknown.
 Otherwise it runs again if its tool is idempotent (LLM calls always may); an unknown or
-non-idempotent one gets an ``interrupted`` result. Sleeps, locks and stops answer at once: the clock already ran, and the locks
-the agent held were taken back for it before it started.
+non-idempotent one gets an ``interrupted`` result. Sleeps and stops answer at once (the
+clock already ran). The locks the agent held were taken back for it before it started: a
+replayed acquire of one it holds, or release of one it does not, answers at once; any
+other lock action runs live (an acquire that was still waiting, say).
 
 Like Temporal's workflow replay, this needs step functions to be deterministic given
 their inputs; script and LLM agents are (an LLM agent's replies are in the journal).
@@ -67,7 +69,7 @@ def replay(rt: Runtime, agent: Agent, action: Action) -> Result | Action | None:
     rep = agent.replay
     assert rep is not None
     if isinstance(action, (Sleep, AcquireLock, ReleaseLock, Stop)):
-        return _instant(agent, action)
+        return _instant(rt, agent, action)
     op = _OPS.get(type(action))
     if op is None:
         return None
@@ -86,9 +88,17 @@ def replay(rt: Runtime, agent: Agent, action: Action) -> Result | Action | None:
     return _llm(agent, action, effect)  # type: ignore[arg-type]
 
 
-def _instant(agent: Agent, action: Action) -> Result:
+def _instant(rt: Runtime, agent: Agent, action: Action) -> Result | None:
     if isinstance(action, Sleep):
         return Result(action, True, "message" if action.wake_on_message and len(agent.inbox) else "timeout")
+    if isinstance(action, (AcquireLock, ReleaseLock)):
+        # The locks held at the crash were taken back for the agent: a lock it holds was
+        # acquired before the crash, one it does not hold was released before it. Anything
+        # else (an acquire still waiting when the process died) is carried out live.
+        held = action.path in rt.locks.held_by(agent.id)
+        if isinstance(action, AcquireLock):
+            return Result(action, True) if held else None
+        return None if held else Result(action, True)
     return Result(action, True)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from agentctl import actions as act
 from agentctl.services.tools import Recovered
 
 
@@ -62,3 +63,13 @@ def register(registry: Any) -> None:
         with open(ctx.workspace / "once.txt", "a") as f:
             f.write(f"once-{n}\n")
         return {"n": n}
+
+
+def batch_step(ctx: Any) -> list:
+    """Two parallel batches of three appends (``out/batch-J.txt``), then done."""
+    if ctx.results and not all(r.ok for r in ctx.results[0].value):
+        raise RuntimeError(f"a batch call failed: {ctx.results[0].value}")
+    if ctx.step_no <= 2:
+        return [act.parallel([act.call_tool("fs/append", {"path": f"out/batch-{j}.txt", "content": f"b{ctx.step_no}\n"})
+                              for j in range(3)])]
+    return [act.done("ok", 6)]
