@@ -222,3 +222,16 @@ def test_an_odd_checkpoint_is_skipped_with_a_warning_and_the_log_read_instead(tm
     event = next(e for e in read_events(run_dir / "events.jsonl") if e["type"] == "run/resumed")
     assert event["checkpoint"] is None
     assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))
+
+
+def test_replay_and_watch_warn_about_a_damaged_log_and_still_show_it(tmp_path: Path) -> None:
+    from cli_helpers import invoke
+
+    plan, ws, run_dir = crashed_lines_run(tmp_path)
+    log = run_dir / "events.jsonl"
+    damage(log, lambda ls: ls[:5] + ls[6:])
+    replayed = invoke("replay", str(log), "--summary", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"warning: {log}:6: seq 7 where 6 was expected" in replayed.stderr
+    watched = invoke("watch", str(run_dir), cwd=tmp_path)
+    assert f"warning: {log}:6:" in watched.stderr

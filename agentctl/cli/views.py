@@ -80,9 +80,18 @@ def check_event_log(path: Path) -> None:
 
 
 def events_file(target: Optional[Path]) -> Path:
-    """The events file of a run directory or events file (default: the newest run), checked."""
+    """The events file of a run directory or events file (default: the newest run), checked.
+
+    A log that fails the integrity check resume makes (a seq gap, a duplicate, another run's
+    events) is shown anyway, after a warning per problem (the first few) on stderr.
+    """
+    from ..events.integrity import scan_log
+
     path = target if target is not None and target.is_file() else resolve_run(target) / "events.jsonl"
     check_event_log(path)
+    if path.is_file():
+        for problem in scan_log(path):
+            typer.echo(f"warning: {problem} (a resume would refuse this log)", err=True)
     return path
 
 

@@ -19,7 +19,7 @@ import orjson
 
 from ..errors import CorruptLogError
 
-__all__ = ["OnDamage", "check_events", "line_of_event", "raise_damage"]
+__all__ = ["OnDamage", "check_events", "line_of_event", "raise_damage", "scan_log"]
 
 _REQUESTS = {"tool/requested": "tool", "llm/requested": "llm"}
 _RESULTS = {"tool/result": "tool", "llm/result": "llm"}
@@ -105,3 +105,22 @@ def raise_damage(path: Path, *, start_seq: int = 0) -> OnDamage:
         raise CorruptLogError(str(path), line_of_event(path, index, start_seq=start_seq), what)
 
     return fail
+
+
+def scan_log(path: Path, *, limit: int = 5) -> list[str]:
+    """The first ``limit`` problems of a whole log, one line each (``FILE:LINE: what``), for
+    views that warn and go on (``replay``, ``watch``)."""
+    from .reader import read_events
+
+    found: list[tuple[int, str]] = []
+
+    def note(index: int, what: str) -> None:
+        found.append((index, what))
+
+    try:
+        for _ in check_events(read_events(path), note):
+            if len(found) >= limit:
+                break
+    except CorruptLogError as exc:
+        return [f"{path}:{line_of_event(path, i)}: {what}" for i, what in found] + [str(exc)]
+    return [f"{path}:{line_of_event(path, i)}: {what}" for i, what in found]
