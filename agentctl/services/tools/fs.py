@@ -67,7 +67,8 @@ async def _write_lock(ctx: ToolContext, rel: str) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        locks.release(ctx.agent_id, rel)
+        if rel in locks.held_by(ctx.agent_id):  # a shutdown that ended the agent released it already
+            locks.release(ctx.agent_id, rel)
 
 
 def _holder(result: Any) -> str:
