@@ -2,8 +2,9 @@
 
 Append baseline: a bare orjson write loop with an fsync per batch of the same size as
 agentctl's group commits averaged in the round before (so both make as many fsyncs).
-Replay baseline: a bare ``orjson.loads`` per line loop. Replay memory: tracemalloc peak
-for N and 4N events (flat means the ratio stays near 1).
+Redaction: the same append with redaction off, against the run's redactor (secret keys
+only, and with ten known secrets). Replay baseline: a bare ``orjson.loads`` per line loop.
+Replay memory: tracemalloc peak for N and 4N events (flat means the ratio stays near 1).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -20,6 +22,7 @@ import orjson
 from agentctl.events.fold import fold
 from agentctl.events.log import open_event_log
 from agentctl.events.reader import read_events
+from agentctl.redact import Redactor
 
 from .harness import Figure, alternate, figure
 
@@ -53,10 +56,20 @@ def _event(i: int) -> tuple[str, str, dict]:
                                   "result": {"bytes": 1}, "duration_ms": 0.2}
 
 
-async def _append(n: int, path: Path) -> float:
+class _Unredacted(Redactor):
+    """Redaction off: the baseline that shows what redacting every event costs."""
+
+    def suspects(self, fields: dict, line: bytes, walk: Sequence[str] | None = None) -> bool:
+        return False
+
+
+SECRETS = [f"sk-bench-{i:02d}-" + "x" * 24 for i in range(10)]  # a run that knows ten secrets
+
+
+async def _append(n: int, path: Path, redactor: Redactor | None = None) -> float:
     path.unlink(missing_ok=True)
     start = time.perf_counter()
-    async with open_event_log(path, "bench", durability="batch") as log:
+    async with open_event_log(path, "bench", durability="batch", redactor=redactor) as log:
         emit = log.emit
         for i in range(n):
             kind, agent, fields = _event(i)
@@ -128,6 +141,11 @@ def run(quick: bool, rounds: int) -> list[Figure]:
             "orjson": lambda: _bare_append(n, bare_path),
         })
         per_fsync = _seen["batch"]
+        redaction = alternate(rounds, {
+            "off": lambda: anyio.run(_append, n, ours_path, _Unredacted()),
+            "keys": lambda: anyio.run(_append, n, ours_path, Redactor()),
+            "secrets": lambda: anyio.run(_append, n, ours_path, Redactor(SECRETS)),
+        })
         replay = alternate(rounds, {"agentctl": lambda: _replay(ours_path, n), "orjson": lambda: _bare_replay(ours_path, n),
                                     "journals": lambda: _replay(ours_path, n, journals=True)})
         small, big = Path(tmp) / "small.jsonl", Path(tmp) / "big.jsonl"
@@ -137,6 +155,10 @@ def run(quick: bool, rounds: int) -> list[Figure]:
     return [
         figure(f"append {n:,} events (durability batch)", "/s", append["agentctl"], "orjson+fsync loop", append["orjson"],
                0.8, note=f"both fsync every ~{per_fsync:,} events (agentctl's mean group commit)"),
+        # Context, not a target: what redacting costs is the price of the guarantee.
+        figure(f"append {n:,} events, redacting 10 known secrets", "/s", redaction["secrets"], "redaction off",
+               redaction["off"], None, peers={"agentctl, secret keys only": redaction["keys"]},
+               note="every event is checked (its keys walked, its line searched for the secrets); none holds one"),
         figure(f"replay {n:,} events through the fold", "/s", replay["agentctl"], "orjson.loads loop", replay["orjson"], 0.5,
                peers={"agentctl, resume's journals kept too": replay["journals"]},
                note=f"reader + fold as agentctl replay runs them; {AGENTS} agents live, each spawned, working and "

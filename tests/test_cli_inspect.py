@@ -70,3 +70,37 @@ def test_a_plan_that_is_a_directory_is_a_plan_error(tmp_path: Path) -> None:
     for command in ("validate", "run", "diff"):
         proc = invoke(command, str(tmp_path / "dir.yaml"), cwd=tmp_path)
         assert proc.returncode == 2 and "dir.yaml" in proc.stderr and "Traceback" not in proc.stderr, command
+
+
+def test_validate_lists_every_command_and_module_a_plan_runs(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from agentctl.cli.main import app
+
+    (tmp_path / "steps_mod.py").write_text("def step(ctx):\n    return []\n")
+    (tmp_path / "tools_mod.py").write_text("def register(registry):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "plan.yaml").write_text(
+        "name: opts\n"
+        "settings: {shell: true, plugins: [tools_mod]}\n"
+        "mcp:\n"
+        "  calc: {command: [python, -m, agentctl.examples.calc_server, --flag, 'two words']}\n"
+        "  remote: {url: 'http://127.0.0.1:9/mcp'}\n"
+        "tasks:\n"
+        "  - {id: top, agent: python, step: 'steps_mod:step'}\n"
+        "  - {id: other, agent: python, step: 'steps_mod:step'}\n"
+    )
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "plan.yaml")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "runs code (see docs/security.md):",
+        "  settings.shell: agents granted shell/run run any shell command in the workspace",
+        "  mcp.calc: runs python -m agentctl.examples.calc_server --flag 'two words'",
+        "  mcp.remote: connects to http://127.0.0.1:9/mcp",
+        "  settings.plugins: imports tools_mod (its register() adds tools)",
+        "  task top: imports steps_mod:step (agent: python)",
+        "  task other: imports steps_mod:step (agent: python)",
+    ]
+    (tmp_path / "quiet.yaml").write_text("name: q\ntasks: [{id: t, agent: script, steps: [{done: ok}]}]\n")
+    quiet = CliRunner().invoke(app, ["validate", str(tmp_path / "quiet.yaml")])
+    assert quiet.output.splitlines()[1:] == ["runs no commands, plugins or python modules"]

@@ -7,6 +7,7 @@ workspace), nothing outside the workspace is read, written or created.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -88,12 +89,13 @@ def test_the_suite_holds_29_attempts() -> None:
 
 
 @pytest.mark.parametrize("path", ATTEMPTS, ids=range(len(ATTEMPTS)))
-async def test_an_escape_attempt_reads_and_writes_nothing_outside(tmp_path: Path, path: str) -> None:
+async def test_an_escape_attempt_reads_and_writes_nothing_outside(tmp_path: Path, path: str, monkeypatch) -> None:
     ws, out = tmp_path / "ws", tmp_path / "outside"
     ws.mkdir()
     out.mkdir()
     (out / "key").write_text(SECRET)
     _links(ws, out)
+    monkeypatch.chdir(tmp_path)  # where /proc/self/cwd leads
     before = _snapshot(out)
     ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1")
     for tool, args in _tools(path):
@@ -104,7 +106,7 @@ async def test_an_escape_attempt_reads_and_writes_nothing_outside(tmp_path: Path
         assert SECRET not in repr(value), (tool, path)
     assert _snapshot(out) == before
     assert sorted(p.name for p in out.iterdir()) == ["key"]
-    assert not (tmp_path / "x").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "ws"]
 
 
 async def test_a_symlink_swapped_in_a_loop_never_lets_a_call_through(tmp_path: Path) -> None:
@@ -148,6 +150,60 @@ async def test_a_symlink_swapped_in_a_loop_never_lets_a_call_through(tmp_path: P
             except ToolError:
                 continue
             assert SECRET not in repr(value)
+    finally:
+        stop.set()
+        thread.join()
+    assert swaps > 100
+    assert sorted(p.name for p in out.iterdir()) == ["f"] and (out / "f").read_text() == SECRET
+
+
+async def test_a_directory_swapped_for_a_symlink_mid_call_never_lets_a_call_through(tmp_path: Path) -> None:
+    """A racer (as a shell command or a container could) moves the real directory ``d`` away
+    and puts a symlink to outside in its place, then back, in a loop: a call whose path was
+    checked while ``d`` was real must not follow the symlink when it opens the file."""
+    ws, out = tmp_path / "ws", tmp_path / "outside"
+    (ws / "d").mkdir(parents=True)
+    out.mkdir()
+    (ws / "d" / "f").write_text("inside")
+    (out / "f").write_text(SECRET)
+    stop = threading.Event()
+    swaps = 0
+
+    def racer() -> None:
+        nonlocal swaps
+        d, moved = ws / "d", ws / "d.real"
+        while not stop.is_set():
+            os.rename(d, moved)
+            try:
+                d.symlink_to(out)
+                d.unlink()
+            except OSError:  # a write made d anew while it was missing
+                pass
+            while True:
+                try:
+                    os.rename(moved, d)
+                    break
+                except OSError:
+                    d.unlink() if d.is_symlink() else shutil.rmtree(d, ignore_errors=True)
+            swaps += 1
+
+    ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1")
+    calls: list[Callable[[], Any]] = [
+        lambda: REG.invoke("fs/read", {"path": "d/f"}, ctx),
+        lambda: REG.invoke("fs/write", {"path": "d/new", "content": "pwned"}, ctx),
+        lambda: REG.invoke("fs/append", {"path": "d/f", "content": "+"}, ctx),
+        lambda: REG.invoke("fs/list", {"path": "d"}, ctx),
+        lambda: REG.invoke("fs/edit", {"path": "d/f", "old": "inside", "new": "inside"}, ctx),
+    ]
+    thread = threading.Thread(target=racer, daemon=True)
+    thread.start()
+    try:
+        for i in range(1500):
+            try:
+                value = await calls[i % len(calls)]()
+            except (ToolError, OSError):
+                continue
+            assert SECRET not in repr(value) and "outside" not in repr(value)
     finally:
         stop.set()
         thread.join()

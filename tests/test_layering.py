@@ -23,6 +23,7 @@ ORDER = (
     "policy",     # budgets and the depth policy
     "actions",    # what a step returns (leaf)
     "frozen",     # FrozenDict, freeze, thaw (leaf)
+    "redact",     # hides secrets in whatever leaves the process (leaf)
     "errors",     # the exception tree (leaf)
 )
 #: Parts beside the order: views read events only (events are their one input).

@@ -57,7 +57,10 @@ tasks:
 
 def test_step_modules_and_plugins_beside_the_plan_import_in_validate(tmp_path: Path) -> None:
     code, lines = validate(beside_plan(tmp_path, "v1"))
-    assert code == 0 and lines == [f"{tmp_path / 'plan.yaml'}: ok: plan 'beside', 2 tasks"]
+    assert code == 0 and lines == [f"{tmp_path / 'plan.yaml'}: ok: plan 'beside', 2 tasks",
+                                   "runs code (see docs/security.md):",
+                                   "  settings.plugins: imports tools_v1 (its register() adds tools)",
+                                   "  task py: imports steps_v1:worker (agent: python)"]
 
 
 def test_step_modules_and_plugins_beside_the_plan_import_in_a_run(tmp_path: Path) -> None:

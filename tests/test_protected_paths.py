@@ -129,3 +129,19 @@ def test_containers_see_what_steers_the_run_read_only(ws: Path) -> None:
     assert args == ["-v", f"{root}:/workspace",
                     "-v", f"{root}/.agentctl:/workspace/.agentctl:ro",
                     "-v", f"{root}/plan.yaml:/workspace/plan.yaml:ro"]
+
+
+async def test_a_control_socket_outside_the_run_directory_is_protected_by_its_path(tmp_path: Path) -> None:
+    import socket
+
+    ws = tmp_path
+    (ws / "sockets").mkdir()
+    path = ws / "sockets" / "r1.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1", protected=(path,))
+        for tool, args in _calls("sockets/r1.sock"):
+            with pytest.raises(ToolError, match="protected"):
+                await REG.invoke(tool, args, ctx)
+        assert path.is_socket()
+        await REG.invoke("fs/write", {"path": "sockets/notes.txt", "content": "x"}, ctx)

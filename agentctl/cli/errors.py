@@ -9,6 +9,7 @@ exception groups of anyio task groups. Anything else is a bug and keeps its trac
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,8 +40,10 @@ def _stderr_line(label: str, message: str) -> None:
 
 
 def print_error(message: str) -> None:
-    """Print ``error: message`` on stderr."""
-    _stderr_line("error:", message)
+    """Print ``error: message`` on stderr, secrets hidden (:mod:`agentctl.redact`)."""
+    from ..redact import Redactor  # not at import: start-up stays cheap
+
+    _stderr_line("error:", Redactor.for_run(os.environ).text(message))
 
 
 def print_plan_error(exc: PlanError) -> None:

@@ -35,9 +35,10 @@ def validate_command(plan: Path = typer.Argument(..., help="The plan file to che
 
     Beyond the file itself: the plugins and step functions it names import (from beside
     the plan too), every tool it names exists and would be granted, and no spawn would be
-    refused by the depth policy or the budget ledger.
+    refused by the depth policy or the budget ledger. Lists every command and module it runs.
     """
     from ..errors import PlanError
+    from ..plan.runs import code_it_runs
     from ..reconcile.preflight import plan_code, preflight
     from ..services.tools.docker import check_docker
 
@@ -58,6 +59,10 @@ def validate_command(plan: Path = typer.Argument(..., help="The plan file to che
     if (engine_problem := check_docker(loaded)) is not None:
         fail_usage(engine_problem)
     typer.echo(f"{plan}: ok: plan {loaded.name!r}, {len(loaded.tasks)} tasks")
+    runs = code_it_runs(loaded)
+    typer.echo("runs code (see docs/security.md):" if runs else "runs no commands, plugins or python modules")
+    for line in runs:
+        typer.echo(f"  {line}")
 
 
 def _print_validation(path: Path, plan: Plan | None, problems: list[PlanError]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -98,6 +99,8 @@ def run_command(
         if not ws.is_dir():
             fail_usage(f"--workspace: not a directory: {ws}")
         run_id = resumed.run_id if resumed else new_run_id()
+        _check_writable(ws, "--workspace", create=False)
+        _check_writable(run_dir or Path(".agentctl") / "runs" / run_id, "--run-dir" if run_dir else "run directory")
         options = RunOptions(
             plan_path=plan.resolve(),
             run_dir=(run_dir or Path(".agentctl") / "runs" / run_id).resolve(),
@@ -143,6 +146,17 @@ def _run_dir_of(run: Path) -> Path:
 def _applied_copy(run_dir: Path, version: int) -> Path:
     """The file a run kept of plan version ``version`` (``plan.vN.yaml`` or ``.edn``)."""
     return next(iter(sorted(run_dir.glob(f"plan.v{version}.*"))))
+
+
+def _check_writable(path: Path, what: str, *, create: bool = True) -> None:
+    """Make sure files can be created in ``path`` (made first when ``create``); else one line, exit 2."""
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as error:
+        hint = " (give --run-dir DIR on a writable disk)" if what == "run directory" else ""
+        fail_usage(f"{what}: cannot write in {path}: {error.strerror or error}{hint}")
 
 
 def _check_fresh_run_dir(run_dir: Path) -> None:

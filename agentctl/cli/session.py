@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import sys
 import time
@@ -33,6 +32,7 @@ from ..reconcile import ROOT_ID, Reconciler
 from ..reconcile.live import changed_sections, fixed_changes
 from ..reconcile.preflight import check_code, load_plugins, root_tools
 from ..reconcile.states import task_states
+from ..redact import Redactor
 from ..runtime import open_runtime
 from ..runtime.interrupted import recover_interrupted
 from ..runtime.recovery import ResumeContext
@@ -85,6 +85,7 @@ class Session:
         # each resume numbers its own under a prefix of its own (r1., r2., ...).
         self.id_prefix = f"r{resumed.state.resumes + 1}." if resumed else ""
         self._scope: anyio.CancelScope | None = None
+        self.redactor = run_redactor(plan)
 
     async def run(self) -> int:
         o = self.o
@@ -94,7 +95,7 @@ class Session:
         r = self.resumed
         async with open_event_log(
             o.run_dir / "events.jsonl", o.run_id, durability=durability,  # type: ignore[arg-type]
-            start_seq=r.last_seq + 1 if r else 1,
+            start_seq=r.last_seq + 1 if r else 1, redactor=self.redactor,
         ) as log:
             self.log = log
             self._subscribe(log)
@@ -144,11 +145,11 @@ class Session:
             tg.start_soon(self._signals)
             tg.start_soon(self.checkpointer.run)
             # MCP servers first: their tools must be registered before agents resolve toolsets.
-            async with open_mcp(plan.mcp, tools, log.emit, log_dir=o.run_dir) as mcp, open_runtime(
+            async with open_mcp(plan.mcp, tools, log.emit, log_dir=o.run_dir, redactor=self.redactor) as mcp, open_runtime(
                 log.emit, run_id=o.run_id, workspace=o.workspace, plane=plane, tools=tools,
                 policy=plan.policy.to_policy() if plan.policy else None, root_tools=held | mcp.tool_names(),
                 inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
-                protected=(o.plan_path, o.run_dir),
+                protected=(o.plan_path, o.run_dir, self.control_path),
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
                 restart_period=plan.settings.restart_period, lock_wait=plan.settings.lock_wait, backpressure=log,
                 resume=ResumeContext(r.journals, r.locks) if r else None,
@@ -245,10 +246,10 @@ class Session:
     def _loaded(self, plan: Plan, text: str | None = None, changed: list[str] | None = None) -> None:
         """Keep a copy of the plan version just applied (resume and ``diff --run`` read it)."""
         copy = self.o.run_dir / f"plan.v{self.version}{self.o.plan_path.suffix}"
+        if text is None and self.o.plan_path.exists():
+            text = self.o.plan_path.read_text()
         if text is not None:
-            copy.write_text(text)
-        elif self.o.plan_path.exists():
-            shutil.copyfile(self.o.plan_path, copy)
+            copy.write_text(self.redactor.text(text))  # an MCP server's env may hold a key
         self.log.emit("plan/loaded", None, file=str(self.o.plan_path), name=plan.name, version=self.version,
                       tasks=len(plan.tasks), copy=str(copy), changed=changed or [])
 
@@ -344,6 +345,11 @@ class Session:
         if not result.ok:
             return {"ok": False, "seq": seq, "error": f"not delivered to {to!r}: {result.status}"}
         return {"ok": True, "seq": seq, "msg_id": result.msg_id}
+
+
+def run_redactor(plan: Plan) -> Redactor:
+    """The redactor of a run of ``plan``: secret keys, and the values of the secrets it knows."""
+    return Redactor.for_run(os.environ, names=plan.settings.secrets, mcp_env=[s.env for s in plan.mcp])
 
 
 def is_tty() -> bool:

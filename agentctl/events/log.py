@@ -2,10 +2,12 @@
 
 The runtime opens one :class:`EventLog` per run (through :func:`open_event_log`) and hands
 its bound :meth:`EventLog.emit` to every service. ``emit`` is on the hot path (called per
-message), so it only numbers the event, encodes it (:mod:`agentctl.events.encoding`), queues
-it and calls the in-process subscribers (the live view); the writer
-(:mod:`agentctl.events.writer`, a part each :class:`EventLog` owns) appends queued events in
-group commits, with the durability ``docs/events.md`` describes.
+message), so it only numbers the event, encodes it (:mod:`agentctl.events.encoding`), redacts
+it (:mod:`agentctl.redact`: a walk over the keys of the fields that carry outside data,
+:mod:`agentctl.events.payload`, and one search of the line for the known secrets; a rewrite
+only when those find something), queues it and calls the in-process subscribers (the live
+view); the writer (:mod:`agentctl.events.writer`, a part each :class:`EventLog` owns)
+appends queued events in group commits, with the durability ``docs/events.md`` describes.
 
 Write-ahead works by ``ev = emit("tool/requested", ...)`` then ``await log.flushed(ev["seq"])``
 before running the tool.
@@ -13,6 +15,7 @@ before running the tool.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,13 +29,16 @@ import orjson
 
 from agentctl.errors import LogError, UsageError
 from agentctl.events.encoding import FAST_OPTIONS, encode_event, to_jsonable
+from agentctl.events.payload import PAYLOAD_FIELDS
 from agentctl.events.writer import Durability, Writer
+from agentctl.redact import Redactor
 
 __all__ = ["Durability", "EventLog", "EventLogStatistics", "open_event_log"]
 
 _COMMON = ("seq", "t", "run_id")  # `type` and `agent_id` cannot collide: they are parameters
-# A module global saves emit an attribute read per event.
+# Module globals save emit an attribute read per event.
 _dumps = orjson.dumps
+_payload_fields = PAYLOAD_FIELDS.get
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,8 @@ class EventLog:
         start_seq: the seq of the first event (a resumed run continues its count).
         max_batch: most events serialised per ``write``, so a backlog does not stall the
             event loop in one go.
+        redactor: hides secrets in every event before it is written or passed on
+            (default: secret keys, and the values of environment variables with secret names).
 
     ``emit`` must be called from the event loop's thread.
     """
@@ -88,7 +96,9 @@ class EventLog:
         durability: Durability = "batch",
         start_seq: int = 1,
         max_batch: int = 4096,
+        redactor: Redactor | None = None,
     ) -> None:
+        self._redactor = redactor if redactor is not None else Redactor.for_run(os.environ)
         self._path = Path(path) if path is not None else None
         self._run_id = run_id
         self._start_seq = start_seq
@@ -124,7 +134,8 @@ class EventLog:
         Fields come as keywords, or as one dict (the hot paths' form, and the way to name a
         field ``from``), or both. The event is queued for the writer and passed to every
         subscriber before this returns. If a subscriber raises, the others still get the
-        event and the first error is re-raised; the event stays logged.
+        event and the first error is re-raised; the event stays logged. Where the redactor
+        hid something, the event written, passed on and returned is a redacted copy.
 
         Raises:
             LogError: the log is closed or writing it failed.
@@ -145,13 +156,19 @@ class EventLog:
         if len(event) != 5 + len(fields):  # a field took the place of a common one
             raise UsageError(f"event fields may not override {_COMMON}")
         self._next_seq = seq + 1
-        if self._path is None:
-            w.pending.append(b"")
+        if self._path is None and not self._subscribers:
+            w.pending.append(b"")  # nothing leaves the process
         else:
             try:
                 line = _dumps(event, default=to_jsonable, option=FAST_OPTIONS)
             except (TypeError, ValueError, RecursionError):
                 line = encode_event(event)
+            if self._redactor.suspects(fields, line, _payload_fields(type)):
+                # The decoded line, not the event: values orjson converted are plain data there.
+                event = self._redactor.value(orjson.loads(line))
+                line = encode_event(event)
+            if self._path is None:
+                line = b""  # encoded only to be checked: a memory log writes nothing
             w.pending.append(line)
             w.pending_bytes += len(line)
         if w.idle:
@@ -252,6 +269,7 @@ async def open_event_log(
     *,
     durability: Durability = "batch",
     start_seq: int = 1,
+    redactor: Redactor | None = None,
 ) -> AsyncIterator[EventLog]:
     """Open an event log with its writer running; flush and close it on the way out.
 
@@ -264,11 +282,13 @@ async def open_event_log(
         run_id: the run every event belongs to.
         durability: ``none``, ``batch`` or ``always``.
         start_seq: the seq of the first event.
+        redactor: see :class:`EventLog`.
 
     Yields:
         The open :class:`EventLog`.
     """
-    log = EventLog(Path(path) if path is not None else None, run_id, durability=durability, start_seq=start_seq)
+    log = EventLog(Path(path) if path is not None else None, run_id, durability=durability, start_seq=start_seq,
+                   redactor=redactor)
     body_error: Exception | None = None
     close_error: LogError | None = None
     async with anyio.create_task_group() as tg:

@@ -96,6 +96,8 @@ class Settings:
     ``plugins`` are Python modules, each with a ``register(registry)`` function that
     adds tools to the run's tool registry. ``tool_timeouts`` are seconds by tool name;
     ``lock_wait`` is how long a file tool waits for a path another agent has locked.
+    ``secrets`` names environment variables whose values are hidden in every event and
+    printed line (see :mod:`agentctl.redact`).
     """
 
     shell: bool = False
@@ -108,6 +110,7 @@ class Settings:
     max_restarts: int = 3
     restart_period: float = 5.0
     plugins: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
     checkpoint_events: int = 10_000
     checkpoint_seconds: float = 30.0
     tool_timeouts: Mapping[str, float] = field(default_factory=FrozenDict)

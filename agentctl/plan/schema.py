@@ -351,6 +351,7 @@ SETTINGS = Obj(
         Field("max_restarts", Int(0)),
         Field("restart_period", Num(0, exclusive=True)),
         Field("plugins", Seq(Str()), doc="Python modules whose register(registry) adds tools"),
+        Field("secrets", Seq(Str()), doc="Environment variables whose values are hidden in every event and line"),
         Field("checkpoint_events", Int(1), doc="write a checkpoint every this many events"),
         Field("checkpoint_seconds", Num(0, exclusive=True), doc="... or this many seconds"),
         Field("tool_timeouts", Named(Num(0, exclusive=True), r"^[A-Za-z0-9_\-/:]+$", "tool name"),

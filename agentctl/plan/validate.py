@@ -458,8 +458,9 @@ def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = No
         st["restart_period"] = float(st["restart_period"])
     if "checkpoint_seconds" in st:
         st["checkpoint_seconds"] = float(st["checkpoint_seconds"])
-    if "plugins" in st:
-        st["plugins"] = tuple(st["plugins"])
+    for key in ("plugins", "secrets"):
+        if key in st:
+            st[key] = tuple(st[key])
     if "tool_timeouts" in st:
         st["tool_timeouts"] = FrozenDict({k: float(v) for k, v in st["tool_timeouts"].items()})
     if "lock_wait" in st:

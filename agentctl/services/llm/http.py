@@ -17,7 +17,7 @@ import email.utils
 import importlib.util
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,9 +25,10 @@ import anyio
 import httpx
 
 from agentctl.errors import LLMError
+from agentctl.redact import Redactor
 from agentctl.services.llm.hosts import HostPool, HostStatistics
 
-__all__ = ["HTTPStatistics", "LLMHTTPError", "PooledHTTP", "excerpt", "open_client", "redact"]
+__all__ = ["HTTPStatistics", "LLMHTTPError", "PooledHTTP", "excerpt", "open_client"]
 
 T = TypeVar("T")
 
@@ -72,14 +73,6 @@ class HTTPStatistics:
     retries: int
     failures: int
     hosts: tuple[HostStatistics, ...]
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 class _Fatal(LLMError):
@@ -148,7 +141,7 @@ class PooledHTTP:
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
         self._headers = dict(headers or {})
-        self._secrets = tuple(s for s in secrets if s)
+        self._redactor = Redactor(secrets)
         self.max_connections = max_connections
         self._transport = transport
         self._sleep = sleep
@@ -225,7 +218,7 @@ class PooledHTTP:
 
     def _fail(self, message: str, host: str | None, status: int | None, attempts: int) -> LLMHTTPError:
         self._failures += 1
-        return LLMHTTPError(redact(message, self._secrets), host=host, status=status, attempts=attempts)
+        return LLMHTTPError(self._redactor.text(message), host=host, status=status, attempts=attempts)
 
     async def _attempt(
         self,

@@ -8,15 +8,18 @@ server's process for it.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import anyio
 from anyio.abc import Process
 
+from ...redact import KEYS_ONLY, Redactor
 from .stdio import stdio_transport
 
 __all__ = ["Server", "ServerSpec", "describe"]
@@ -45,10 +48,12 @@ class Server:
         spec: what to run or connect to.
         log_dir: a stdio server's stderr goes to ``<log_dir>/mcp-<name>.log`` (``None``: this
             process's stderr).
+        redactor: hides the run's known secrets in each line of that log.
     """
 
-    def __init__(self, spec: ServerSpec, log_dir: Path | None) -> None:
+    def __init__(self, spec: ServerSpec, log_dir: Path | None, redactor: Redactor = KEYS_ONLY) -> None:
         self.spec = spec
+        self.redactor = redactor
         self.name = spec.name
         self.log = None if log_dir is None else log_dir / f"mcp-{spec.name}.log"
         self.client: Any | None = None
@@ -74,7 +79,7 @@ class Server:
         else:
             errlog: Any = sys.stderr
             if self.log is not None:
-                errlog = stack.enter_context(open(self.log, "a"))
+                errlog = stack.enter_context(redacted_log(self.log, self.redactor))
             transport = stdio_transport(self, errlog)
         self.lost = anyio.Event()
         client = await stack.enter_async_context(Client(transport, cache=None))
@@ -103,6 +108,29 @@ class Server:
             return describe(exc)
         where = f"; see {self.log}" if self.log is not None else ""
         return self.exit_reason() + where
+
+
+@contextmanager
+def redacted_log(path: Path, redactor: Redactor) -> Iterator[IO[bytes]]:
+    """A pipe to hand a process as its stderr: each line reaches ``path`` (appended) with
+    the known secrets hidden. A thread copies the lines until the last writer closes it,
+    which leaving the block waits for (a few seconds at most)."""
+    read_fd, write_fd = os.pipe()
+
+    def copy() -> None:
+        with os.fdopen(read_fd, "rb") as lines, open(path, "ab") as log:
+            for line in lines:
+                log.write(redactor.text(line.decode("utf-8", "replace")).encode("utf-8"))
+                log.flush()
+
+    thread = threading.Thread(target=copy, name=f"agentctl:{path.name}", daemon=True)
+    thread.start()
+    writer = os.fdopen(write_fd, "wb")
+    try:
+        yield writer
+    finally:
+        writer.close()
+        thread.join(timeout=5)
 
 
 def describe(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ from anyio.abc import TaskStatus
 
 from ...errors import AgentctlError
 from ...events.emit import Emit
+from ...redact import KEYS_ONLY, Redactor
 from ..tools.registry import ToolRegistry
 from .server import Server, ServerSpec, describe
 from .toolset import register_tools, tool_name
@@ -64,15 +65,16 @@ class McpServers:
         emit: the event sink.
         log_dir: each stdio server's stderr goes to ``<log_dir>/mcp-<name>.log``
             (``None``: this process's stderr).
+        redactor: hides the run's known secrets in those logs.
         max_restarts: restarts of one server before it is given up.
         backoff: seconds before the first restart; doubled for each further one (max 10 s).
         connect_timeout: seconds to start, connect and list tools.
     """
 
     def __init__(self, servers: Sequence[ServerSpec], registry: ToolRegistry, emit: Emit, *,
-                 log_dir: Path | None = None, max_restarts: int = 3, backoff: float = 0.2,
-                 connect_timeout: float = 30.0) -> None:
-        self._servers = {s.name: Server(s, log_dir) for s in servers}
+                 log_dir: Path | None = None, redactor: Redactor = KEYS_ONLY, max_restarts: int = 3,
+                 backoff: float = 0.2, connect_timeout: float = 30.0) -> None:
+        self._servers = {s.name: Server(s, log_dir, redactor) for s in servers}
         self._registry = registry
         self._emit = emit
         self.max_restarts = max_restarts
@@ -175,7 +177,8 @@ async def open_mcp(servers: Sequence[ServerSpec], registry: ToolRegistry, emit: 
         registry: the run's tool registry.
         emit: the event sink (``mcp/started``, ``mcp/exited``).
         log_dir: where stdio servers' stderr goes (``mcp-<name>.log``); ``None``: inherited.
-        **options: ``max_restarts``, ``backoff``, ``connect_timeout`` (see :class:`McpServers`).
+        **options: ``redactor``, ``max_restarts``, ``backoff``, ``connect_timeout`` (see
+            :class:`McpServers`).
 
     Raises:
         McpError: the ``mcp`` package is missing, or a server did not start.

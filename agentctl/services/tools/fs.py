@@ -2,20 +2,23 @@
 
 Registered by :func:`~agentctl.services.tools.builtins.default_registry`; run by the work
 plane. Every path is relative to ``ctx.workspace`` and confined to it: absolute paths and
-``..`` are refused, and symlinks are resolved so that one pointing outside is refused
-too; what steers the run is refused as well (:mod:`agentctl.services.tools.protect`). Writers
-take the path's write lock themselves when ``ctx.locks`` is set (reentrant, so a caller that
-already holds it is fine) and give it back afterwards. A contended lock is waited for, up to
-``ctx.lock_wait`` seconds (the plan's ``settings.lock_wait``), before the call fails. File I/O runs in
-a worker thread; the lock calls stay on the event loop, where the lock service lives.
+``..`` are refused, symlinks are resolved so that one pointing outside is refused too, and
+what steers the run is refused as well (:mod:`agentctl.services.tools.protect`); the file is
+then opened along the checked path without following symlinks
+(:mod:`agentctl.services.tools.nofollow`). Writers take the path's write lock themselves
+when ``ctx.locks`` is set (reentrant, so a caller that already holds it is fine) and give it
+back afterwards. A contended lock is waited for, up to
+``ctx.lock_wait`` seconds (the plan's ``settings.lock_wait``), before the call fails. File
+I/O runs in a worker thread; the lock calls stay on the event loop, where the lock service lives.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -23,6 +26,7 @@ import anyio
 
 from ...errors import ToolError
 from .fs_recover import append_record, check_append, check_replace, replace_record
+from .nofollow import open_in, walk
 from .protect import protection
 from .registry import Recovered, ToolContext, ToolRegistry
 
@@ -54,6 +58,10 @@ def resolve_in_workspace(ctx: ToolContext, path: str) -> tuple[Path, str]:
     return real, rel
 
 
+def _root(ctx: ToolContext) -> Path:
+    return Path(ctx.workspace).resolve()
+
+
 @asynccontextmanager
 async def _write_lock(ctx: ToolContext, rel: str) -> AsyncIterator[None]:
     """Hold the write lock on ``rel`` for the duration, when the run has a lock service."""
@@ -78,56 +86,83 @@ def _holder(result: Any) -> str:
     return str(holder) if holder is not None else "another agent"
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _split(rel: str) -> tuple[list[str], str]:
+    """``rel``'s parent directories and last name (``rel`` is never the workspace itself here)."""
+    *parent, name = rel.split("/")
+    return parent, name
 
 
-def _read_text(target: Path, rel: str) -> str:
-    if target.is_dir():
+def _atomic_write(root: Path, rel: str, data: bytes) -> None:
+    """Replace ``rel`` by rename; a new file gets the umask's mode, an existing one keeps its own."""
+    parent, name = _split(rel)
+    with walk(root, parent, rel, create=True) as d:
+        try:
+            st = os.stat(name, dir_fd=d, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise ToolError(f"{rel}: is a directory")
+        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        # 0o666 through the umask, as open() would; mkstemp's 0o600 would stick to every file written.
+        fd = open_in(d, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, rel)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode))
+                f.write(data)
+            os.replace(tmp, name, src_dir_fd=d, dst_dir_fd=d)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=d)
+            raise
+
+
+def _read_text(root: Path, rel: str) -> str:
+    if rel == ".":
         raise ToolError(f"{rel}: is a directory")
+    parent, name = _split(rel)
     try:
-        return target.read_bytes().decode("utf-8", errors="replace")
+        with walk(root, parent, rel) as d, os.fdopen(open_in(d, name, os.O_RDONLY, rel), "rb") as f:
+            if stat.S_ISDIR(os.fstat(f.fileno()).st_mode):
+                raise ToolError(f"{rel}: is a directory")
+            return f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise ToolError(f"{rel}: no such file") from None
 
 
-def _append(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "ab") as f:
+def _append(root: Path, rel: str, data: bytes) -> None:
+    parent, name = _split(rel)
+    with walk(root, parent, rel, create=True) as d, os.fdopen(
+        open_in(d, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, rel), "ab"
+    ) as f:
         f.write(data)
 
 
-def _list(target: Path, rel: str) -> list[str]:
+def _list(root: Path, rel: str) -> list[str]:
+    target = root / rel
     if not target.exists():
         raise ToolError(f"{rel}: no such directory")
     if not target.is_dir():
         raise ToolError(f"{rel}: not a directory")
-    return sorted(e.name + "/" if e.is_dir() else e.name for e in target.iterdir())
+    with walk(root, [] if rel == "." else rel.split("/"), rel) as d, os.scandir(d) as entries:
+        return sorted(e.name + "/" if e.is_dir() else e.name for e in entries)
 
 
-def _edited(target: Path, rel: str, old: str, new: str) -> tuple[bytes, dict[str, Any]]:
+def _edited(root: Path, rel: str, old: str, new: str) -> tuple[bytes, dict[str, Any]]:
     """The file's new content after the edit, and the record to write ahead of it."""
-    text = _read_text(target, rel)
+    text = _read_text(root, rel)
     count = text.count(old) if old else 0
     if count != 1:
         where = "does not occur" if count == 0 else f"occurs {count} times"
         raise ToolError(f"{rel}: the text to replace {where}; it must occur exactly once (0 or N occurrences refused)")
     data = text.replace(old, new, 1).encode("utf-8")
-    return data, replace_record(target, data)
+    return data, replace_record(root / rel, data)
 
 
 async def fs_read(ctx: ToolContext, path: str) -> str:
     """Read a text file from the workspace."""
-    target, rel = resolve_in_workspace(ctx, path)
-    return await anyio.to_thread.run_sync(_read_text, target, rel)
+    _, rel = resolve_in_workspace(ctx, path)
+    return await anyio.to_thread.run_sync(_read_text, _root(ctx), rel)
 
 
 async def fs_write(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
@@ -141,7 +176,8 @@ async def fs_append(ctx: ToolContext, path: str, content: str) -> dict[str, Any]
 
 
 async def _store(
-    ctx: ToolContext, path: str, content: str, writer: Callable[[Path, bytes], None], record: Callable[[Path, bytes], Any]
+    ctx: ToolContext, path: str, content: str, writer: Callable[[Path, str, bytes], None],
+    record: Callable[[Path, bytes], Any],
 ) -> dict[str, Any]:
     """Put ``content`` into a workspace file with ``writer``, under the path's write lock,
     after writing ahead the ``record`` crash resume checks (:mod:`.fs_recover`)."""
@@ -151,23 +187,24 @@ async def _store(
     data = content.encode("utf-8")
     async with _write_lock(ctx, rel):
         await ctx.write_ahead(await anyio.to_thread.run_sync(record, target, data))
-        await anyio.to_thread.run_sync(writer, target, data)
+        await anyio.to_thread.run_sync(writer, _root(ctx), rel, data)
     return {"path": rel, "bytes": len(data)}
 
 
 async def fs_list(ctx: ToolContext, path: str = ".") -> list[str]:
     """List a workspace directory: sorted names, directories ending with '/'."""
-    target, rel = resolve_in_workspace(ctx, path)
-    return await anyio.to_thread.run_sync(_list, target, rel)
+    _, rel = resolve_in_workspace(ctx, path)
+    return await anyio.to_thread.run_sync(_list, _root(ctx), rel)
 
 
 async def fs_edit(ctx: ToolContext, path: str, old: str, new: str) -> dict[str, Any]:
     """Replace a snippet of a workspace file; the snippet must occur exactly once."""
-    target, rel = resolve_in_workspace(ctx, path)
+    _, rel = resolve_in_workspace(ctx, path)
     async with _write_lock(ctx, rel):
-        data, record = await anyio.to_thread.run_sync(_edited, target, rel, old, new)
+        root = _root(ctx)
+        data, record = await anyio.to_thread.run_sync(_edited, root, rel, old, new)
         await ctx.write_ahead(record)
-        await anyio.to_thread.run_sync(_atomic_write, target, data)
+        await anyio.to_thread.run_sync(_atomic_write, root, rel, data)
     return {"path": rel, "bytes": len(data)}
 
 

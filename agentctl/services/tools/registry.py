@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 
 from ...errors import ToolError, UsageError
+from ...redact import KEYS_ONLY, REDACTED, is_secret_key
 from ..llm.base import ToolSpec
 from .schema import SchemaError, derive_schema, json_type_name, validate
 
@@ -33,9 +34,6 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-/:]+$")
-# Word-bounded so that e.g. ``max_tokens`` is not mistaken for a secret.
-_SECRET_RE = re.compile(r"(^|_)(api_?key|token|password|passwd|secret|authorization)(_|$)")
-REDACTED = "***"
 
 #: Named toolsets; the patterns are matched against registered names.
 NAMED_TOOLSETS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -190,20 +188,6 @@ def _wants_ctx(fn: Callable[..., Any]) -> bool:
 def _first_paragraph(doc: str | None) -> str:
     text = inspect.cleandoc(doc or "")
     return text.split("\n\n", 1)[0].replace("\n", " ").strip()
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether an argument name looks like it holds a secret (``api_key``, ``X-Auth-Token``...)."""
-    norm = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_")
-    return bool(_SECRET_RE.search(norm))
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: REDACTED if isinstance(k, str) and is_secret_key(k) else _redact_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact_value(v) for v in value]
-    return value
 
 
 class ToolRegistry:
@@ -368,14 +352,13 @@ class ToolRegistry:
         return frozenset(out)
 
     def redact(self, name: str, arguments: Any) -> dict[str, Any]:
-        """``arguments`` with secrets replaced by ``"***"`` (for events). Unknown tools are fine."""
+        """``arguments`` with the tool's declared ``secret_args`` and secret-looking keys
+        replaced by ``"***"`` (for events; :mod:`agentctl.redact`). Unknown tools are fine."""
         if not isinstance(arguments, Mapping):
             return {"_": arguments} if arguments is not None else {}
         declared = self._tools[name].secret_args if name in self._tools else frozenset()
-        return {
-            k: REDACTED if k in declared or (isinstance(k, str) and is_secret_key(k)) else _redact_value(v)
-            for k, v in arguments.items()
-        }
+        return {k: REDACTED if k in declared or is_secret_key(str(k)) else KEYS_ONLY.value(v)
+                for k, v in arguments.items()}
 
 
 def in_thread(tool: Tool) -> bool:

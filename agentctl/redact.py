@@ -1,0 +1,168 @@
+"""One redactor for everything that leaves the process: the event log, plain lines, the live
+view, error lines.
+
+Used by :class:`agentctl.events.log.EventLog` on every event before it is written or shown
+(so ``events.jsonl``, checkpoints, ``watch``, ``replay``, plain output and the live view only
+ever see redacted events), by the tool registry for declared secret arguments, by the LLM
+HTTP client for its error messages and by the CLI for the lines it prints.
+
+Two rules, both replacing with ``***``:
+
+* **By key.** A mapping value is hidden, whatever it holds, when its key names a secret:
+  the key split into words (at ``_``, ``-``, ``.``, spaces and camelCase humps) holds one of
+  :data:`SECRET_WORDS` (``key``, ``token``, ``secret``, ``password``, ``authorization``...).
+  So ``api_key``, ``OPENAI_API_KEY``, ``X-Auth-Token``, ``clientSecret`` and ``db_password``
+  are hidden; ``max_tokens``, ``keys`` and ``tokenizer`` are not.
+* **By value.** Every secret the run knows (:meth:`Redactor.for_run`: the values of
+  environment variables whose names match the key rule, such as provider API keys; of the
+  variables named in ``settings.secrets``; of MCP servers' ``env`` entries whose names match
+  the key rule) is replaced wherever it appears inside a string. Values shorter than
+  :data:`MIN_SECRET` characters are not scanned for: they would hide ordinary text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+__all__ = ["MIN_SECRET", "REDACTED", "SECRET_WORDS", "Redactor", "is_secret_key"]
+
+REDACTED = "***"
+#: Words that make a key secret.
+SECRET_WORDS = frozenset({
+    "key", "apikey", "token", "secret", "password", "passwd", "passphrase", "pwd", "authorization", "auth",
+    "credential", "credentials", "cookie", "bearer", "signature", "privatekey",
+})
+#: Shortest value scanned for as a known secret.
+MIN_SECRET = 6
+
+_HUMP = re.compile(r"([a-z0-9])([A-Z])")
+_SPLIT = re.compile(r"[^A-Za-z0-9]+")
+_key_cache: dict[str, bool] = {}
+_plain_keys: set[Any] = set()  # keys known not to be secret
+_MAX_CACHED = 10_000
+# Values whose keys the cheap test can see; anything else (a msgspec Struct, a dataclass, a
+# custom Mapping) is encoded by to_jsonable and only the slow path sees inside it.
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+_MAX_DEPTH = 254  # orjson's own nesting limit
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a key names a secret (``api_key``, ``X-Auth-Token``; not ``max_tokens``)."""
+    known = _key_cache.get(key)
+    if known is None:
+        words = _SPLIT.split(_HUMP.sub(r"\1_\2", key).lower())
+        known = any(w in SECRET_WORDS for w in words) or "apikey" in key.lower().replace("_", "").replace("-", "")
+        if len(_key_cache) < _MAX_CACHED:
+            _key_cache[key] = known
+    return known
+
+
+class Redactor:
+    """Hides secrets by key and by value (see the module docstring).
+
+    Args:
+        secrets: values to hide wherever they appear; those shorter than :data:`MIN_SECRET`
+            characters are ignored.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = sorted({s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET}, key=len, reverse=True)
+        self.secrets: tuple[str, ...] = tuple(values)
+        # Longest first, so a secret that contains another is hidden whole.
+        self._values = re.compile("|".join(map(re.escape, values))) if values else None
+        # As they appear in an encoded event (JSON escapes included); one regex finds any.
+        encoded = [orjson.dumps(s)[1:-1] for s in values]
+        self._encoded = re.compile(b"|".join(map(re.escape, encoded))) if encoded else None
+
+    @classmethod
+    def for_run(cls, environ: Mapping[str, str], *, names: Iterable[str] = (),
+                mcp_env: Iterable[Mapping[str, str]] = ()) -> Redactor:
+        """The secrets a run knows: environment variables with secret names or listed in
+        ``names`` (``settings.secrets``), and MCP servers' ``env`` entries with secret names."""
+        listed = set(names)
+        values = [v for k, v in environ.items() if k in listed or is_secret_key(k)]
+        values += [v for env in mcp_env for k, v in env.items() if k in listed or is_secret_key(k)]
+        return cls(values)
+
+    def text(self, text: str) -> str:
+        """``text`` with every known secret replaced."""
+        if self._values is None or not text:
+            return text
+        return self._values.sub(REDACTED, text)
+
+    def value(self, value: Any) -> Any:
+        """``value`` (JSON-like data) with secret keys' values and known secrets hidden.
+
+        Returns a copy where something changed; the caller's data is never modified.
+        """
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {
+                (self.text(k) if isinstance(k, str) else k): REDACTED if isinstance(k, str) and is_secret_key(k)
+                else self.value(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [self.value(v) for v in value]
+        return value
+
+    def suspects(self, fields: Mapping[str, Any], line: bytes, walk: Sequence[str] | None = None) -> bool:
+        """Whether an event may hold a secret: a cheap test before :meth:`value`.
+
+        Args:
+            fields: the event's fields, for the key rule (a walk over its dicts, whose
+                key sets are mostly known plain already).
+            line: the event encoded, for the value rule (one regex of the known secrets).
+            walk: the only fields that may hold data the caller did not make itself (see
+                :mod:`agentctl.events.payload`); ``None``: all of them.
+        """
+        if self._encoded is not None and self._encoded.search(line) is not None:
+            return True
+        if walk is None:
+            return _holds_secret_key(fields)
+        for name in walk:
+            value = fields.get(name)
+            if type(value) not in _LEAVES and _holds_secret_key(value, 1):
+                return True
+        return False
+
+
+def _holds_secret_key(value: Any, depth: int = 0) -> bool:
+    """Whether a secret key may sit anywhere in ``value``; True for what the walk cannot see
+    into, and past a depth the encoder itself would give up at (cycles included)."""
+    if depth > _MAX_DEPTH:
+        return True
+    kind = type(value)
+    if kind is dict:
+        # Most dicts repeat keys seen before: one subset test in C instead of a lookup each.
+        if not (value.keys() <= _plain_keys) and _new_secret_key(value):
+            return True
+        for v in value.values():
+            if type(v) not in _LEAVES and _holds_secret_key(v, depth + 1):
+                return True
+        return False
+    if kind is list or kind is tuple:
+        for v in value:
+            if type(v) not in _LEAVES and _holds_secret_key(v, depth + 1):
+                return True
+        return False
+    return kind not in _LEAVES
+
+
+def _new_secret_key(d: dict[Any, Any]) -> bool:
+    """Whether one of ``d``'s keys is secret; the others join the keys known to be plain."""
+    plain = [k for k in d if type(k) is not str or not is_secret_key(k)]
+    if len(plain) < len(d):
+        return True
+    if len(_plain_keys) < _MAX_CACHED:
+        _plain_keys.update(plain)
+    return False
+
+
+#: Hides secret keys only; for callers that know no secret values.
+KEYS_ONLY = Redactor()
