@@ -42,6 +42,8 @@ PAYLOAD_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "run/finished": (),
         "run/resumed": (),
         "run/started": (),
+        "tool/prepared": ("record",),
+        "tool/recovered": ("result",),
         "tool/requested": ("arguments",),
         "tool/result": ("result",),
     }
