@@ -38,6 +38,7 @@ PAYLOAD_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "plan/diff": (),
         "plan/invalid": ("error",),
         "plan/loaded": (),
+        "plan/refused": ("error",),
         "policy/refused": (),
         "run/finished": (),
         "run/resumed": (),
