@@ -30,15 +30,18 @@ class Journal:
     effects: list[dict[str, Any]] = field(default_factory=list)
     inbox: list[dict[str, Any]] = field(default_factory=list)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: When the agent was first spawned (the logged ``t``, ms), kept across its restarts as
+    #: its ``max_seconds`` deadline is: resume counts the deadline from it.
+    started_t: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for checkpoints (calls are shared with ``effects``)."""
-        return {"effects": self.effects, "inbox": self.inbox}
+        return {"effects": self.effects, "inbox": self.inbox, "started_t": self.started_t}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Journal:
         """The inverse of :meth:`to_dict`."""
-        journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())))
+        journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"))
         journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
         return journal
 
@@ -78,7 +81,8 @@ JournalHandler = Callable[[dict[str, "Journal"], dict[str, Any]], None]
 
 
 def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
-    by[e["agent_id"]] = Journal()
+    before = by.get(e["agent_id"]) if e["type"] == "agent/restarted" else None
+    by[e["agent_id"]] = Journal(started_t=before.started_t if before is not None else e.get("t"))
     parent = by.get(e.get("parent_id") or "") if e["type"] == "agent/spawned" else None
     if parent is not None:
         parent.effects.append({"op": "spawn", "child_id": e["agent_id"], "ok": True})

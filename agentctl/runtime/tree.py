@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -181,6 +182,10 @@ class Tree:
 
     def _resumed(self, agent: Agent, journal: Journal) -> None:
         assert self._resume is not None
+        if agent.deadline is not None and journal.started_t is not None:
+            # max_seconds counts from the agent's first spawn, not from this process's start.
+            spent = max(0.0, time.time() - journal.started_t / 1000)
+            agent.deadline = clock() + max(0.0, agent.budget.max_seconds - spent)  # type: ignore[operator]
         for path, holders in self._resume.locks.items():
             if agent.id in holders:
                 self._locks.try_acquire(agent.id, path, holders[agent.id])
