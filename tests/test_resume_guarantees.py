@@ -263,3 +263,31 @@ def test_a_max_seconds_deadline_counts_from_the_first_spawn_across_a_resume(tmp_
     # Counted from the resume, the deadline would fall 4 s after it; from the spawn, it had
     # at most 1.5 s left when the run came back.
     assert done["t"] - back < 3000 and done["t"] - spawned >= 4000
+
+
+def test_a_sleep_in_progress_sleeps_only_what_is_left_after_a_resume(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, "name: nap\ntasks:\n  - id: napper\n    agent: script\n    steps:\n"
+                      "      - sleep: 4\n      - write: {path: out/awake.txt, content: \"awake\\n\"}\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
+    proc = subprocess.Popen([AGENTCTL, "run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws)],
+                            cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(run_dir, lambda evs: any(e["type"] == "agent/status" and e.get("status") == "sleeping" for e in evs))
+        time.sleep(1.0)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        proc.kill()
+    time.sleep(1.5)
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    events = list(read_events(run_dir / "events.jsonl"))
+    began = next(e["t"] for e in events if e["type"] == "agent/status" and e.get("status") == "sleeping")
+    back = next(e["t"] for e in events if e["type"] == "run/resumed")
+    woke = next(e["t"] for e in events if e["type"] == "tool/requested")
+    # From zero, the sleep would end 4 s after the resume; it had at most 1.5 s left.
+    assert woke - back < 3000 and woke - began >= 4000
+    assert (ws / "out" / "awake.txt").read_text() == "awake\n"

@@ -33,15 +33,19 @@ class Journal:
     #: When the agent was first spawned (the logged ``t``, ms), kept across its restarts as
     #: its ``max_seconds`` deadline is: resume counts the deadline from it.
     started_t: int | None = None
+    #: When a ``sleep`` it is in now began (the logged ``t``, ms): resume sleeps only the rest.
+    sleeping_since: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for checkpoints (calls are shared with ``effects``)."""
-        return {"effects": self.effects, "inbox": self.inbox, "started_t": self.started_t}
+        return {"effects": self.effects, "inbox": self.inbox, "started_t": self.started_t,
+                "sleeping_since": self.sleeping_since}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Journal:
         """The inverse of :meth:`to_dict`."""
-        journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"))
+        journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"),
+                      sleeping_since=d.get("sleeping_since"))
         journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
         return journal
 
@@ -92,6 +96,13 @@ def _end(by: dict[str, Journal], e: dict[str, Any]) -> None:
     # Agents stopped by a shutdown (Ctrl-C, SIGTERM) were mid-task: resume continues them.
     if e["type"] != "agent/stopped" or e.get("reason") != "shutdown":
         by.pop(e.get("agent_id"), None)  # type: ignore[arg-type]
+
+
+def _status(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    if e.get("reason") == "sleep":
+        journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+        if journal is not None:
+            journal.sleeping_since = e.get("t") if e.get("status") == "sleeping" else None
 
 
 def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
@@ -194,6 +205,7 @@ HANDLERS: dict[str | None, JournalHandler] = {
     "agent/error": _end,
     "agent/stopped": _end,
     "agent/message": _message,
+    "agent/status": _status,
     "bus/denied": _denied,
     "policy/refused": _refused,
     "tool/requested": _requested("tool"),

@@ -30,7 +30,7 @@ class Agent:
         "spec", "id", "parent", "depth", "grant", "inbox", "children", "state", "results",
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
         "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
-        "interrupted_call",
+        "interrupted_call", "slept",
         "__weakref__",
     )
 
@@ -66,6 +66,9 @@ class Agent:
         # if the step that receives it fails, the agent fails for good (no restart reruns
         # its earlier steps; see docs/durability.md). Cleared once a step gets past it.
         self.interrupted_call: str | None = None
+        # Seconds a sleep in progress when the run died had already slept (crash resume):
+        # taken off the next sleep, so a sleep lasts as long as asked across a resume.
+        self.slept = 0.0
 
     @property
     def budget(self) -> Budget:

@@ -180,7 +180,8 @@ async def _sleep(rt: Runtime, agent: Agent, action: Sleep) -> Result:
     rt.set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
     try:
         if not action.wake_on_message:
-            await anyio.sleep(action.seconds)
+            seconds, agent.slept = max(0.0, action.seconds - agent.slept), 0.0
+            await anyio.sleep(seconds)
             return Result(action, True, "timeout")
         agent.interrupt = anyio.Event()
         with anyio.move_on_after(action.seconds):

@@ -186,6 +186,8 @@ class Tree:
             # max_seconds counts from the agent's first spawn, not from this process's start.
             spent = max(0.0, time.time() - journal.started_t / 1000)
             agent.deadline = clock() + max(0.0, agent.budget.max_seconds - spent)  # type: ignore[operator]
+        if journal.sleeping_since is not None:
+            agent.slept = max(0.0, time.time() - journal.sleeping_since / 1000)
         for path, holders in self._resume.locks.items():
             if agent.id in holders:
                 self._locks.try_acquire(agent.id, path, holders[agent.id])
