@@ -30,7 +30,7 @@ import orjson
 from agentctl.errors import LogError, UsageError
 from agentctl.events.encoding import FAST_OPTIONS, encode_event, to_jsonable
 from agentctl.events.payload import PAYLOAD_FIELDS
-from agentctl.events.writer import Durability, Writer
+from agentctl.events.writer import HIGH_WATER, Durability, Writer
 from agentctl.redact import Redactor
 
 __all__ = ["Durability", "EventLog", "EventLogStatistics", "open_event_log"]
@@ -240,8 +240,11 @@ class EventLog:
         await self._writer.flushed(seq)
 
     def behind(self) -> bool:
-        """Whether producers should wait for the writer now (:meth:`Writer.behind`)."""
-        return self._writer.behind()
+        """Whether producers should wait for the writer now: more than
+        :data:`~agentctl.events.writer.HIGH_WATER` bytes pending for a running writer."""
+        # Called per action by the scheduler: read the writer's counters rather than call it.
+        w = self._writer
+        return w.pending_bytes > HIGH_WATER and w.running
 
     async def caught_up(self) -> None:
         """Wait until the writer has taken the backlog (:meth:`Writer.caught_up`)."""

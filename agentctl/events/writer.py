@@ -16,7 +16,7 @@ and appends it with one ``write``. Durability follows ``docs/events.md``:
 
 Backpressure: an agent that emits faster than the writer writes would pile encoded lines up
 in memory (orjson's buffers are ~4 KB each, whatever the line's length). Producers ask
-:meth:`Writer.behind` (more than ``high_water`` bytes pending) and, if so, wait in
+:meth:`EventLog.behind <agentctl.events.log.EventLog.behind>` (more than :data:`HIGH_WATER` bytes pending) and, if so, wait in
 :meth:`Writer.caught_up` until the writer has taken the backlog; the runtime's scheduler
 does so between agents' turns, so memory stays bounded whatever the flood.
 """
@@ -38,7 +38,7 @@ from agentctl.events.syncer import Syncer
 
 __all__ = ["HIGH_WATER", "Durability", "Writer"]
 
-#: Encoded bytes pending for the writer above which producers wait (:meth:`Writer.behind`).
+#: Encoded bytes pending for the running writer above which producers wait (``EventLog.behind``).
 HIGH_WATER = 256 * 1024
 
 Durability = Literal["none", "batch", "always"]
@@ -79,7 +79,8 @@ class Writer:
         self.throttled = 0
         self.throttled_s = 0.0
         self._wake = anyio.Event()
-        self._writer_running = False
+        #: Whether the writer loop (:meth:`run`) is running.
+        self.running = False
         self._writer_done = anyio.Event()
         self._progress = anyio.Event()  # set and replaced after each commit
         self._drain_lock = anyio.Lock()
@@ -117,21 +118,17 @@ class Writer:
                 raise self.unusable()
             if self._closed:
                 return
-            if not self._writer_running:
+            if not self.running:
                 # Nobody runs the writer loop (a log used without `run`): drain inline.
                 await self._drain()
                 continue
             await self._progress.wait()
 
-    def behind(self) -> bool:
-        """Whether producers should wait: more than :data:`HIGH_WATER` bytes pending for a running writer."""
-        return self.pending_bytes > HIGH_WATER and self._writer_running
-
     async def caught_up(self) -> None:
         """Wait until the writer has taken the backlog (or stopped); counted in the statistics."""
         start = time.perf_counter()
         self.throttled += 1
-        while self.pending_bytes > HIGH_WATER and self._writer_running and self._error is None:
+        while self.pending_bytes > HIGH_WATER and self.running and self._error is None:
             await self._taken.wait()
         self.throttled_s += time.perf_counter() - start
 
@@ -142,9 +139,9 @@ class Writer:
         does this. It returns when :meth:`aclose` is called or a write fails (the failure
         then reaches ``emit`` and ``flushed`` callers as :class:`LogError`).
         """
-        if self._writer_running:
+        if self.running:
             raise UsageError("the writer loop is already running")
-        self._writer_running = True
+        self.running = True
         self._writer_done = anyio.Event()
         if self._syncer is not None:
             await self._syncer.start()  # its interpreter boots while the run starts up
@@ -159,7 +156,7 @@ class Writer:
                 await self._drain()
         finally:
             self.idle = False
-            self._writer_running = False
+            self.running = False
             self._writer_done.set()
             self._progress.set()  # waiters re-check: they may need to drain themselves
             self._taken.set()  # and producers stop waiting for it
@@ -246,7 +243,7 @@ class Writer:
         self.accepting = False
         try:
             await self._drain()
-            if self._writer_running:
+            if self.running:
                 self._wake.set()
                 await self._writer_done.wait()
             await self._drain()  # whatever a cancelled writer put back

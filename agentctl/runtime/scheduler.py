@@ -69,7 +69,7 @@ class Scheduler:
         self._queue = kernel.ready
         self._ready = kernel.ready.agents
         self._wake = kernel.ready.wake
-        self._tasks = kernel.tasks
+        self._task_group = kernel.tasks
         self._finish = tree.finish
         self._crash = tree.crash
         self._rt = rt
@@ -206,7 +206,7 @@ class Scheduler:
         scope = anyio.CancelScope()
         agent.scope = scope
         self.tasks += 1
-        self._tasks.start_soon(self._agent_task, agent, scope, work, name=f"agent:{agent.id}")
+        self._task_group.start_soon(self._agent_task, agent, scope, work, name=f"agent:{agent.id}")
 
     async def _agent_task(self, agent: Agent, scope: anyio.CancelScope, work: Callable[[], Awaitable[None]]) -> None:
         try:

@@ -76,7 +76,7 @@ class Tree:
         self._locks = kernel.locks
         self._tools = kernel.tools
         self._timers = kernel.timers
-        self._tasks = kernel.tasks
+        self._task_group = kernel.tasks
         self._wake = kernel.ready.wake
         self._agents = kernel.agents
         self._inbox_size = inbox_size
@@ -276,8 +276,8 @@ class Tree:
         for hook in self._end_hooks:
             out = hook(agent.id)
             if inspect.iscoroutine(out):
-                if self._tasks.is_open and not self._closing:
-                    self._tasks.start_soon(_awaited, out)
+                if self._task_group.is_open and not self._closing:
+                    self._task_group.start_soon(_awaited, out)
                 else:
                     out.close()
 
