@@ -291,3 +291,29 @@ def test_a_sleep_in_progress_sleeps_only_what_is_left_after_a_resume(tmp_path: P
     # From zero, the sleep would end 4 s after the resume; it had at most 1.5 s left.
     assert woke - back < 3000 and woke - began >= 4000
     assert (ws / "out" / "awake.txt").read_text() == "awake\n"
+
+
+def test_a_checkpoint_holds_the_state_of_its_seq_even_while_events_arrive_during_its_write(tmp_path: Path) -> None:
+    import anyio
+
+    from agentctl.events.checkpoint import Checkpointer, load_checkpoint
+
+    def event(seq: int, type: str, **fields: Any) -> dict[str, Any]:
+        return {"seq": seq, "t": seq, "run_id": "r", "type": type, "agent_id": "a", **fields}
+
+    async def main() -> None:
+        async def durable(seq: int) -> None:
+            # The log syncs while the run goes on: the agent makes another call meanwhile.
+            checkpointer.feed(event(4, "tool/requested", call_id="t2", tool="fs/read", arguments={}))
+
+        checkpointer = Checkpointer(tmp_path, durable)
+        checkpointer.feed(event(1, "run/started", pid=1))
+        checkpointer.feed(event(2, "agent/spawned", parent_id=None, depth=0))
+        checkpointer.feed(event(3, "tool/requested", call_id="t1", tool="fs/read", arguments={}))
+        await checkpointer.checkpoint()
+
+    anyio.run(main)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt is not None and ckpt.seq == 3
+    journal = ckpt.state.journals.get("a")
+    assert journal is not None and [e["call_id"] for e in journal.effects] == ["t1"]

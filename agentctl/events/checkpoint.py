@@ -55,13 +55,13 @@ def _snapshot(state: RunState) -> dict[str, Any]:
     return {"run": run}
 
 
-def _encode(seq: int, snapshot: dict[str, Any]) -> bytes:
-    body = orjson.dumps(snapshot)
+def _encode(seq: int, snapshot: dict[str, Any] | bytes) -> bytes:
+    body = snapshot if isinstance(snapshot, bytes) else orjson.dumps(snapshot)
     digest = hashlib.sha256(body).hexdigest()
     return orjson.dumps({"version": 1, "seq": seq, "sha256": digest}) + b"\n" + body
 
 
-def write_checkpoint(run_dir: Path, seq: int, snapshot: dict[str, Any]) -> Path:
+def write_checkpoint(run_dir: Path, seq: int, snapshot: dict[str, Any] | bytes) -> Path:
     """Write a checkpoint for event ``seq`` atomically; keep the newest ``KEEP``."""
     folder = Path(run_dir) / DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,10 @@ class Checkpointer:
     async def checkpoint(self) -> Path | None:
         """Write a checkpoint of the state as of the last event fed."""
         seq = self.state.last_seq
-        snapshot = _snapshot(self.state)
+        # Encoded now: the snapshot shares the state's lists (journals), which go on growing
+        # while this waits for the log; a later effect in a checkpoint of an earlier seq is
+        # folded twice on resume, and the agent's replay never ends.
+        snapshot = orjson.dumps(_snapshot(self.state))
         self._since = 0
         self._due = anyio.Event()
         await self.durable(seq)
