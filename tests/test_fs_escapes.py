@@ -109,6 +109,38 @@ async def test_an_escape_attempt_reads_and_writes_nothing_outside(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "ws"]
 
 
+async def _race(swap: Callable[[int], None], calls: list[Callable[[], Any]],
+                refused: tuple[type[BaseException], ...], forbidden: tuple[str, ...]) -> None:
+    """Make ``calls`` in turn while a thread runs ``swap(n)`` for n = 0, 1, 2, ...: no call's
+    result may contain a ``forbidden`` text, and the race must really happen, however slowly
+    a loaded machine schedules the thread: at least 1,500 calls and until 100 swaps (bounded
+    at 150,000 calls, never a hang)."""
+    stop = threading.Event()
+    swaps = 0
+
+    def racer() -> None:
+        nonlocal swaps
+        while not stop.is_set():
+            swap(swaps)
+            swaps += 1
+
+    thread = threading.Thread(target=racer, daemon=True)
+    thread.start()
+    try:
+        i = 0
+        while (i < 1500 or swaps <= 100) and i < 150_000:
+            i += 1
+            try:
+                value = await calls[i % len(calls)]()
+            except refused:
+                continue
+            assert not any(text in repr(value) for text in forbidden)
+    finally:
+        stop.set()
+        thread.join()
+    assert swaps > 100
+
+
 async def test_a_symlink_swapped_in_a_loop_never_lets_a_call_through(tmp_path: Path) -> None:
     """A racer flips ``swap`` between a directory inside and one outside while agents read
     and write through it: no read returns the outside file, no write lands outside."""
@@ -118,18 +150,13 @@ async def test_a_symlink_swapped_in_a_loop_never_lets_a_call_through(tmp_path: P
     (ws / "inside" / "f").write_text("inside")
     (out / "f").write_text(SECRET)
     (ws / "swap").symlink_to(ws / "inside")
-    stop = threading.Event()
-    swaps = 0
+    tmp = ws / ".swap.tmp"
+    targets = (out, ws / "inside")
 
-    def racer() -> None:
-        nonlocal swaps
-        tmp = ws / ".swap.tmp"
-        targets = (out, ws / "inside")
-        while not stop.is_set():
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(targets[swaps % 2])
-            os.replace(tmp, ws / "swap")
-            swaps += 1
+    def swap(n: int) -> None:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(targets[n % 2])
+        os.replace(tmp, ws / "swap")
 
     ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1")
     calls: list[Callable[[], Any]] = [
@@ -137,23 +164,7 @@ async def test_a_symlink_swapped_in_a_loop_never_lets_a_call_through(tmp_path: P
         lambda: REG.invoke("fs/write", {"path": "swap/new", "content": "pwned"}, ctx),
         lambda: REG.invoke("fs/append", {"path": "swap/f", "content": "+"}, ctx),
     ]
-    thread = threading.Thread(target=racer, daemon=True)
-    thread.start()
-    try:
-        # The race must really happen: keep calling until the racer has swapped often,
-        # however slowly a loaded machine schedules its thread (bounded, never a hang).
-        i = 0
-        while (i < 1500 or swaps <= 100) and i < 150_000:
-            i += 1
-            try:
-                value = await calls[i % 3]()
-            except ToolError:
-                continue
-            assert SECRET not in repr(value)
-    finally:
-        stop.set()
-        thread.join()
-    assert swaps > 100
+    await _race(swap, calls, (ToolError,), (SECRET,))
     assert sorted(p.name for p in out.iterdir()) == ["f"] and (out / "f").read_text() == SECRET
 
 
@@ -166,26 +177,21 @@ async def test_a_directory_swapped_for_a_symlink_mid_call_never_lets_a_call_thro
     out.mkdir()
     (ws / "d" / "f").write_text("inside")
     (out / "f").write_text(SECRET)
-    stop = threading.Event()
-    swaps = 0
+    d, moved = ws / "d", ws / "d.real"
 
-    def racer() -> None:
-        nonlocal swaps
-        d, moved = ws / "d", ws / "d.real"
-        while not stop.is_set():
-            os.rename(d, moved)
+    def swap(n: int) -> None:
+        os.rename(d, moved)
+        try:
+            d.symlink_to(out)
+            d.unlink()
+        except OSError:  # a write made d anew while it was missing
+            pass
+        while True:
             try:
-                d.symlink_to(out)
-                d.unlink()
-            except OSError:  # a write made d anew while it was missing
-                pass
-            while True:
-                try:
-                    os.rename(moved, d)
-                    break
-                except OSError:
-                    d.unlink() if d.is_symlink() else shutil.rmtree(d, ignore_errors=True)
-            swaps += 1
+                os.rename(moved, d)
+                break
+            except OSError:
+                d.unlink() if d.is_symlink() else shutil.rmtree(d, ignore_errors=True)
 
     ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1")
     calls: list[Callable[[], Any]] = [
@@ -195,19 +201,5 @@ async def test_a_directory_swapped_for_a_symlink_mid_call_never_lets_a_call_thro
         lambda: REG.invoke("fs/list", {"path": "d"}, ctx),
         lambda: REG.invoke("fs/edit", {"path": "d/f", "old": "inside", "new": "inside"}, ctx),
     ]
-    thread = threading.Thread(target=racer, daemon=True)
-    thread.start()
-    try:
-        i = 0
-        while (i < 1500 or swaps <= 100) and i < 150_000:  # as above: the race must happen
-            i += 1
-            try:
-                value = await calls[i % len(calls)]()
-            except (ToolError, OSError):
-                continue
-            assert SECRET not in repr(value) and "outside" not in repr(value)
-    finally:
-        stop.set()
-        thread.join()
-    assert swaps > 100
+    await _race(swap, calls, (ToolError, OSError), (SECRET, "outside"))
     assert sorted(p.name for p in out.iterdir()) == ["f"] and (out / "f").read_text() == SECRET
