@@ -237,37 +237,9 @@ def test_replay_and_watch_warn_about_a_damaged_log_and_still_show_it(tmp_path: P
     assert f"warning: {log}:6:" in watched.stderr
 
 
-def test_a_max_seconds_deadline_counts_from_the_first_spawn_across_a_resume(tmp_path: Path) -> None:
-    plan = write_plan(tmp_path, "name: slow\ntasks:\n  - id: sleeper\n    agent: script\n    restart: temporary\n"
-                      "    budget: {max_seconds: 4}\n    steps: [{sleep: 60}]\n")
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
-    proc = subprocess.Popen([AGENTCTL, "run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws)],
-                            cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(run_dir, lambda evs: any(e["type"] == "agent/status" and e.get("status") == "sleeping" for e in evs))
-        time.sleep(1.0)
-        proc.kill()
-        proc.wait(10)
-    finally:
-        proc.kill()
-    time.sleep(1.5)  # the run is down a while: that time counts against the budget too
-    resumed = resume(plan, run_dir, ws)
-    events = list(read_events(run_dir / "events.jsonl"))
-    spawned = next(e["t"] for e in events if e["type"] == "agent/spawned" and e["agent_id"] == "sleeper")
-    back = next(e["t"] for e in events if e["type"] == "run/resumed")
-    done = next(e for e in events if e["type"] == "agent/done" and e["agent_id"] == "sleeper")
-    assert done["reason"] == "max_seconds" and resumed.returncode == 1
-    # Counted from the resume, the deadline would fall 4 s after it; from the spawn, it had
-    # at most 1.5 s left when the run came back.
-    assert done["t"] - back < 3000 and done["t"] - spawned >= 4000
-
-
-def test_a_sleep_in_progress_sleeps_only_what_is_left_after_a_resume(tmp_path: Path) -> None:
-    plan = write_plan(tmp_path, "name: nap\ntasks:\n  - id: napper\n    agent: script\n    steps:\n"
-                      "      - sleep: 4\n      - write: {path: out/awake.txt, content: \"awake\\n\"}\n")
+def _killed_while_sleeping(tmp_path: Path, plan: Path) -> tuple[Path, Path]:
+    """Run ``plan``, SIGKILL it 1 s into its agent's sleep, and leave it down 1.5 s more (time
+    that counts against budgets and sleeps too). The workspace and the run directory."""
     ws = tmp_path / "ws"
     ws.mkdir()
     run_dir = tmp_path / "run"
@@ -282,6 +254,28 @@ def test_a_sleep_in_progress_sleeps_only_what_is_left_after_a_resume(tmp_path: P
     finally:
         proc.kill()
     time.sleep(1.5)
+    return ws, run_dir
+
+
+def test_a_max_seconds_deadline_counts_from_the_first_spawn_across_a_resume(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, "name: slow\ntasks:\n  - id: sleeper\n    agent: script\n    restart: temporary\n"
+                      "    budget: {max_seconds: 4}\n    steps: [{sleep: 60}]\n")
+    ws, run_dir = _killed_while_sleeping(tmp_path, plan)
+    resumed = resume(plan, run_dir, ws)
+    events = list(read_events(run_dir / "events.jsonl"))
+    spawned = next(e["t"] for e in events if e["type"] == "agent/spawned" and e["agent_id"] == "sleeper")
+    back = next(e["t"] for e in events if e["type"] == "run/resumed")
+    done = next(e for e in events if e["type"] == "agent/done" and e["agent_id"] == "sleeper")
+    assert done["reason"] == "max_seconds" and resumed.returncode == 1
+    # Counted from the resume, the deadline would fall 4 s after it; from the spawn, it had
+    # at most 1.5 s left when the run came back.
+    assert done["t"] - back < 3000 and done["t"] - spawned >= 4000
+
+
+def test_a_sleep_in_progress_sleeps_only_what_is_left_after_a_resume(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, "name: nap\ntasks:\n  - id: napper\n    agent: script\n    steps:\n"
+                      "      - sleep: 4\n      - write: {path: out/awake.txt, content: \"awake\\n\"}\n")
+    ws, run_dir = _killed_while_sleeping(tmp_path, plan)
     resumed = resume(plan, run_dir, ws)
     assert resumed.returncode == 0, resumed.stderr
     events = list(read_events(run_dir / "events.jsonl"))
