@@ -12,11 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from agentctl import actions as act
 from agentctl.events.log import EventLog
 from agentctl.events.reader import read_events
+from agentctl.events.types import (
+    EVENT_TYPES,
+    AgentDone,
+    AgentMessage,
+    Event,
+    ToolResult,
+    UnknownEvent,
+    decode,
+    fields_of,
+)
 from agentctl.policy import Budget
 from agentctl.runtime import AgentSpec, StepContext, open_runtime
 from agentctl.services.bus import Topology
@@ -200,3 +211,69 @@ def test_every_event_has_exactly_its_documented_fields_and_types(produced) -> No
         assert set(event) == set(common) | set(own), (event["type"], set(event) ^ (set(common) | set(own)))
         for name, doc_type in {**common, **own}.items():
             assert matches(event[name], doc_type), (event["type"], name, event[name], doc_type)
+
+
+# --- the typed definitions (agentctl/events/types.py) --------------------------------------
+
+_NAMES = {msgspec.inspect.StrType: "str", msgspec.inspect.IntType: "int", msgspec.inspect.FloatType: "float",
+          msgspec.inspect.BoolType: "bool", msgspec.inspect.DictType: "object", msgspec.inspect.AnyType: "any",
+          msgspec.inspect.NoneType: "null"}
+
+
+def doc_type(t: msgspec.inspect.Type) -> str:
+    """A definition's field type as docs/events.md writes it (``str \\| null``, ``list[str]``, ``object``)."""
+    if isinstance(t, msgspec.inspect.UnionType):
+        return " | ".join(doc_type(option) for option in t.types)
+    if isinstance(t, msgspec.inspect.ListType):
+        return f"list[{doc_type(t.item_type)}]"
+    return _NAMES[type(t)]
+
+
+def test_every_documented_type_has_a_definition_with_exactly_its_fields_and_types() -> None:
+    common, types = parse_contract()
+    defined = {tag: {name: doc_type(t) for name, t in fields_of(cls).items()} for tag, cls in EVENT_TYPES.items()}
+    documented = {tag: {name: t.replace("\\|", "|") for name, t in own.items()} for tag, own in types.items()}
+    assert set(defined) == set(documented), "types documented but not defined, or defined but not documented"
+    for tag in documented:
+        assert defined[tag] == documented[tag], tag  # same names, same types, in any order
+    info = msgspec.inspect.type_info(Event)
+    assert isinstance(info, msgspec.inspect.StructType)
+    assert {f.name: doc_type(f.type) for f in info.fields} | {"type": "str"} == {
+        name: t.replace("\\|", "|") for name, t in common.items()}
+
+
+def test_every_produced_event_is_a_valid_value_of_its_definition(produced) -> None:
+    for event in produced:
+        value = msgspec.convert(event, EVENT_TYPES[event["type"]], strict=True)  # raises on a wrong type
+        assert msgspec.to_builtins(value) == event  # and nothing is lost or added on the way
+
+
+def test_a_typed_event_is_logged_as_the_same_fields_passed_loose() -> None:
+    seen: list[dict[str, Any]] = []
+    log = EventLog(None, "typed")
+    log.subscribe(seen.append)
+    fields = {"status": "ok", "result": {"path": Path("a")}, "reason": None, "steps": 2, "unread": 1,
+              "unread_from": {"b": 1}}
+    typed = log.emit(AgentDone(agent_id="a", **fields))
+    loose = log.emit("agent/done", "a", fields)
+    assert typed == {"seq": 1, "t": typed["t"], "run_id": "typed", "type": "agent/done", "agent_id": "a",
+                     **fields, "result": {"path": "a"}}
+    assert typed["type"] == loose["type"] and loose["seq"] == 2 and seen == [typed, loose]
+    message = log.emit(AgentMessage(agent_id="b", msg_id="m1", from_="a", to="b", kind="chat", thread_id=None, body=1,
+                                    delivered=True, via=None, signal=False))
+    assert message["from"] == "a" and "from_" not in message
+
+
+def test_decode_gives_typed_values_and_never_raises() -> None:
+    full = {"seq": 3, "t": 9, "run_id": "r", "type": "tool/result", "agent_id": "a", "call_id": "c", "tool": "fs/read",
+            "ok": True, "error": None, "error_type": None, "result": [1], "duration_ms": 2}
+    value = decode(full)
+    assert isinstance(value, ToolResult) and value.ok and value.result == [1] and value.duration_ms == 2.0
+    old = decode({"seq": 4, "type": "agent/done", "agent_id": "a", "status": "ok", "result": 1, "reason": None,
+                  "steps": 2})  # written before `unread` existed
+    assert isinstance(old, AgentDone) and (old.unread, old.unread_from, old.steps) == (0, {}, 2)
+    newer = {"seq": 5, "t": 1, "run_id": "r", "type": "approval/asked", "agent_id": "a", "why": "x"}
+    assert decode(newer) == UnknownEvent(type="approval/asked", seq=5, t=1, run_id="r", agent_id="a", data=newer)
+    hostile = [{"type": "tool/result", "ok": "yes"}, {"type": 7, "seq": "x", "agent_id": 3}, {}, {"type": None}]
+    for event in hostile:
+        assert decode(event) == UnknownEvent(type=str(event.get("type")), data=event)

@@ -6,14 +6,22 @@ Every service, the runtime and the reconciler are given an ``Emit`` (a run passe
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .types import Event
 
 __all__ = ["Emit"]
 
 
 class Emit(Protocol):
-    """Record one event of ``type`` (by ``agent_id``, with fields as one dict and/or keywords)
-    and return it as logged, ``seq`` included."""
+    """Record one event and return it as logged (a dict, ``seq`` included).
 
-    def __call__(self, type: str, agent_id: str | None = None, fields: dict[str, Any] | None = None, /,
+    Either the typed value, ``emit(ToolRecovered(agent_id=..., call_id=..., ...))`` (one of
+    :mod:`agentctl.events.types`; the way for new events), or the ``type``, the ``agent_id``
+    and the fields as one dict and/or keywords (the hot paths' form), which must be exactly
+    the fields of that type's definition.
+    """
+
+    def __call__(self, type: str | Event, agent_id: str | None = None, fields: dict[str, Any] | None = None, /,
                  **more: Any) -> dict[str, Any]: ...

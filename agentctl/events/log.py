@@ -21,10 +21,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from time import time_ns as _time_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import msgspec
 import orjson
 
 from agentctl.errors import LogError, UsageError
@@ -32,6 +33,9 @@ from agentctl.events.encoding import FAST_OPTIONS, encode_event, to_jsonable
 from agentctl.events.payload import PAYLOAD_FIELDS
 from agentctl.events.writer import HIGH_WATER, Durability, Writer
 from agentctl.redact import Redactor
+
+if TYPE_CHECKING:
+    from agentctl.events.types import Event
 
 __all__ = ["Durability", "EventLog", "EventLogStatistics", "open_event_log"]
 
@@ -127,13 +131,14 @@ class EventLog:
         return self._next_seq - 1
 
     def emit(
-        self, type: str, agent_id: str | None = None, fields: dict[str, Any] | None = None, /, **more: Any
+        self, type: str | Event, agent_id: str | None = None, fields: dict[str, Any] | None = None, /, **more: Any
     ) -> dict[str, Any]:
         """Record one event and return it (with its ``seq``).
 
-        Fields come as keywords, or as one dict (the hot paths' form, and the way to name a
-        field ``from``), or both. The event is queued for the writer and passed to every
-        subscriber before this returns. If a subscriber raises, the others still get the
+        The event is a typed value (:mod:`agentctl.events.types`, its ``seq``, ``t`` and
+        ``run_id`` left out), or a type, an agent and fields: as keywords, or as one dict (the
+        hot paths' form, and the way to name a field ``from``), or both. The event is queued
+        for the writer and passed to every subscriber before this returns. If a subscriber raises, the others still get the
         event and the first error is re-raised; the event stays logged. Where the redactor
         hid something, the event written, passed on and returned is a redacted copy.
 
@@ -146,7 +151,9 @@ class EventLog:
         w = self._writer
         if not w.accepting:
             raise w.unusable()
-        if fields is None:
+        if not isinstance(type, str):
+            type, agent_id, fields = _untyped(type)
+        elif fields is None:
             fields = more
         elif more:
             fields = {**fields, **more}
@@ -263,6 +270,14 @@ class EventLog:
             LogError: the log could not be written (now or earlier); events were lost.
         """
         await self._writer.aclose()
+
+
+def _untyped(event: Event) -> tuple[str, str | None, dict[str, Any]]:
+    """A typed event as emit's ``type``, ``agent_id`` and fields (JSON's own types, as logged)."""
+    fields = msgspec.to_builtins(event, enc_hook=to_jsonable)
+    for name in _COMMON:
+        del fields[name]
+    return fields.pop("type"), fields.pop("agent_id"), fields
 
 
 @asynccontextmanager

@@ -13,13 +13,12 @@ rerun (not applied) or an ``interrupted`` result (unknown) when the agent is rep
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ..errors import AgentctlError
+from ..events.emit import Emit
 from ..events.journal import Journals
+from ..events.types import ToolRecovered
 from ..services.tools.registry import Recovered, ToolContext, ToolRegistry
-
-Emit = Callable[..., dict[str, Any]]
 
 
 def recover_interrupted(journals: Journals, tools: ToolRegistry, context: Callable[[str], ToolContext], emit: Emit) -> int:
@@ -44,6 +43,6 @@ def recover_interrupted(journals: Journals, tools: ToolRegistry, context: Callab
             found = recover(context(agent_id), effect.get("arguments") or {}, effect.get("record"))
         except (AgentctlError, OSError, ValueError, TypeError) as exc:
             found, error = Recovered(None), f"{type(exc).__name__}: {exc}"
-        emit("tool/recovered", agent_id, call_id=effect["call_id"], tool=effect["name"], applied=found.applied,
-             result=found.value, error=error)
+        emit(ToolRecovered(agent_id=agent_id, call_id=effect["call_id"], tool=effect["name"], applied=found.applied,
+                           result=found.value, error=error))
     return len(checks)

@@ -17,6 +17,17 @@ from rich.table import Table
 from rich.text import Text
 
 from agentctl.events.fold import RunState
+from agentctl.events.types import (
+    AgentError,
+    AgentMessage,
+    AgentSpawned,
+    BusDenied,
+    LlmRequested,
+    LlmResult,
+    ToolRequested,
+    ToolResult,
+    decode,
+)
 
 __all__ = ["describe_agent", "render_description"]
 
@@ -35,52 +46,57 @@ class _Collector:
 
     def __init__(self, agent_id: str) -> None:
         self.id = agent_id
-        self.spawned: dict[str, Any] | None = None
+        self.spawned: AgentSpawned | None = None
         self.tools: dict[str, dict[str, Any]] = {}
         self.turns: dict[str, dict[str, Any]] = {}
         self.inbox: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
-        self.ended: dict[str, Any] | None = None
 
-    def feed(self, e: dict[str, Any]) -> None:
-        kind, me = e.get("type"), self.id
-        if kind == "agent/message":
-            message = {k: e.get(k) for k in ("seq", "msg_id", "from", "to", "kind", "thread_id", "body", "delivered", "via")}
-            if e.get("from") == me:
-                self.outbox.append(message)
-            elif e.get("agent_id") == me or e.get("to") == me:
-                self.inbox.append(message)
-            return
-        if kind == "bus/denied" and e.get("from") == me:
-            self.outbox.append({"seq": e.get("seq"), "msg_id": None, "from": me, "to": e.get("to"), "kind": e.get("kind"),
-                                "thread_id": None, "body": None, "delivered": False, "denied": e.get("reason")})
-            return
-        if e.get("agent_id") != me:
-            return
-        if kind == "agent/spawned":
-            self.spawned, self.ended = e, None
-        elif kind == "tool/requested":
-            self.tools[e["call_id"]] = {"seq": e.get("seq"), "call_id": e["call_id"], "tool": e.get("tool"),
-                                        "arguments": e.get("arguments"), "ok": None, "result": None, "error": None,
-                                        "error_type": None, "duration_ms": None}
-        elif kind == "tool/result":
-            call = self.tools.setdefault(e["call_id"], {"seq": e.get("seq"), "call_id": e["call_id"], "tool": e.get("tool"),
-                                                        "arguments": None})
-            call.update({k: e.get(k) for k in ("ok", "result", "error", "error_type", "duration_ms")})
-        elif kind == "llm/requested":
-            self.turns[e["call_id"]] = {"seq": e.get("seq"), "call_id": e["call_id"], "provider": e.get("provider"),
-                                        "model": e.get("model"), "messages": e.get("messages"), "tools": e.get("tools"),
-                                        "ok": None, "reply": None, "error": None, "error_type": None,
-                                        "prompt_tokens": 0, "completion_tokens": 0, "duration_ms": None}
-        elif kind == "llm/result":
-            turn = self.turns.setdefault(e["call_id"], {"seq": e.get("seq"), "call_id": e["call_id"]})
-            turn.update({k: e.get(k) for k in ("ok", "reply", "error", "error_type", "prompt_tokens", "completion_tokens",
-                                               "duration_ms")})
-        elif kind == "agent/error":
-            self.errors.append({k: e.get(k) for k in ("seq", "where", "error_type", "error")})
-        elif kind in ("agent/done", "agent/stopped"):
-            self.ended = e
+    def feed(self, event: dict[str, Any]) -> None:
+        if event.get("type") not in _WANTED:
+            return  # not decoded: most of a long log is other agents' chatter
+        me = self.id
+        match decode(event):
+            case AgentMessage() as e:
+                message = {"seq": e.seq, "msg_id": e.msg_id, "from": e.from_, "to": e.to, "kind": e.kind,
+                           "thread_id": e.thread_id, "body": e.body, "delivered": e.delivered, "via": e.via}
+                if e.from_ == me:
+                    self.outbox.append(message)
+                elif e.agent_id == me or e.to == me:
+                    self.inbox.append(message)
+            case BusDenied() as e if e.from_ == me:
+                self.outbox.append({"seq": e.seq, "msg_id": None, "from": me, "to": e.to, "kind": e.kind,
+                                    "thread_id": None, "body": None, "delivered": False, "denied": e.reason})
+            case e if e.agent_id != me:
+                pass
+            case AgentSpawned() as e:
+                self.spawned = e
+            case ToolRequested() as e:
+                self.tools[e.call_id] = {"seq": e.seq, "call_id": e.call_id, "tool": e.tool, "arguments": e.arguments,
+                                         "ok": None, "result": None, "error": None, "error_type": None,
+                                         "duration_ms": None}
+            case ToolResult() as e:
+                call = self.tools.setdefault(e.call_id, {"seq": e.seq, "call_id": e.call_id, "tool": e.tool,
+                                                         "arguments": None})
+                call.update(ok=e.ok, result=e.result, error=e.error, error_type=e.error_type, duration_ms=e.duration_ms)
+            case LlmRequested() as e:
+                self.turns[e.call_id] = {"seq": e.seq, "call_id": e.call_id, "provider": e.provider, "model": e.model,
+                                         "messages": e.messages, "tools": e.tools, "ok": None, "reply": None,
+                                         "error": None, "error_type": None, "prompt_tokens": 0,
+                                         "completion_tokens": 0, "duration_ms": None}
+            case LlmResult() as e:
+                turn = self.turns.setdefault(e.call_id, {"seq": e.seq, "call_id": e.call_id})
+                turn.update(ok=e.ok, reply=e.reply, error=e.error, error_type=e.error_type,
+                            prompt_tokens=e.prompt_tokens, completion_tokens=e.completion_tokens,
+                            duration_ms=e.duration_ms)
+            case AgentError() as e:
+                self.errors.append({"seq": e.seq, "where": e.where, "error_type": e.error_type, "error": e.error})
+
+
+#: The types a description reads.
+_WANTED = frozenset(cls.type for cls in (AgentMessage, BusDenied, AgentSpawned, ToolRequested, ToolResult, LlmRequested,
+                                         LlmResult, AgentError))
 
 
 def describe_agent(events: Iterable[dict[str, Any]], agent_id: str) -> dict[str, Any] | None:
@@ -98,7 +114,6 @@ def describe_agent(events: Iterable[dict[str, Any]], agent_id: str) -> dict[str,
     agent = state.agents.get(agent_id)
     if agent is None:
         return None
-    spawned = found.spawned or {}
     end_t = agent.ended_t if agent.ended_t is not None else state.last_t
     seconds = None if agent.spawned_t is None or end_t is None else round((end_t - agent.spawned_t) / 1000, 3)
     used = {"steps": agent.steps, "tool_calls": agent.tool_calls, "tokens": agent.tokens,
@@ -115,7 +130,7 @@ def describe_agent(events: Iterable[dict[str, Any]], agent_id: str) -> dict[str,
         "done_status": agent.done_status,
         "result": agent.result,
         "spec": {"kind": agent.kind, "model": agent.model, "tools": list(agent.tools), "budget": reserved,
-                 "restart": agent.restart, "depth": agent.depth, "spawned_seq": spawned.get("seq")},
+                 "restart": agent.restart, "depth": agent.depth, "spawned_seq": found.spawned.seq if found.spawned else None},
         "parent": agent.parent_id,
         "children": [{"id": c, "status": state.agents[c].status} for c in agent.children if c in state.agents],
         "budget": {"reserved": reserved, "used": used, "left": left},

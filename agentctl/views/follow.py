@@ -19,9 +19,12 @@ import anyio
 
 from agentctl.errors import AgentctlError
 from agentctl.events.reader import follow_events
+from agentctl.events.types import RunFinished, RunResumed, RunStarted, decode
 from agentctl.views.runs import process_alive
 
 __all__ = ["FollowEnd", "follow_run"]
+
+_RUN_EVENTS = frozenset({RunStarted.type, RunResumed.type, RunFinished.type})
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,7 @@ class FollowEnd:
     """How a follow ended: ``finished`` (the ``run/finished`` event), ``dead_pid`` (the run's
     process is gone without one), or neither (stopped by the caller)."""
 
-    finished: dict[str, Any] | None = None
+    finished: RunFinished | None = None
     dead_pid: int | None = None
 
 
@@ -54,18 +57,20 @@ async def follow_run(
         CorruptLogError: a complete line of the file is not an event.
     """
     pid: int | None = None
-    finished: dict[str, Any] | None = None
+    finished: RunFinished | None = None
     last_seq = 0
 
     def note(event: dict[str, Any]) -> bool:
         """Track pid and finish; True when the rest of the file is all there is to read."""
         nonlocal pid, finished
-        kind = event.get("type")
-        if kind in ("run/started", "run/resumed"):
-            pid = event["pid"] if isinstance(event.get("pid"), int) else None
-            finished = None
-        elif kind == "run/finished":
-            finished = event
+        if event.get("type") not in _RUN_EVENTS:
+            return finished is not None  # not decoded: the run's own events are all this reads
+        match decode(event):
+            case RunStarted(pid=started) | RunResumed(pid=started):
+                pid = started or None  # 0: not recorded
+                finished = None
+            case RunFinished() as e:
+                finished = e
         return finished is not None
 
     async def watchdog(drain: anyio.Event) -> None:

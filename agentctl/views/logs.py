@@ -1,6 +1,6 @@
 """``agentctl logs``: a run's events as plain lines, filtered by agent and type.
 
-The lines are those of ``agentctl run --no-ui`` (:func:`~agentctl.views.plain.format_event`).
+The lines are those of ``agentctl run --no-ui`` (:func:`~agentctl.views.plain.format_value`).
 An event type that the plain format leaves out is printed generically when ``--type``
 asks for it by pattern, so ``logs --type 'agent/status'`` shows something.
 """
@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, TextIO
 
+import msgspec
 import orjson
 
-from agentctl.views.plain import format_event, format_time
+from agentctl.events.types import Event, UnknownEvent, decode
+from agentctl.views.plain import format_time, format_value
 
 __all__ = ["LogFilter", "LogPrinter"]
 
@@ -27,17 +29,18 @@ class LogFilter:
     agent: str | None = None
     type: str | None = None
 
-    def __call__(self, event: dict[str, Any]) -> bool:
-        if self.agent is not None and event.get("agent_id") != self.agent:
+    def __call__(self, event: Event | UnknownEvent) -> bool:
+        if self.agent is not None and event.agent_id != self.agent:
             return False
-        return self.type is None or fnmatchcase(str(event.get("type")), self.type)
+        return self.type is None or fnmatchcase(event.type, self.type)
 
 
-def generic_line(event: dict[str, Any]) -> str:
+def generic_line(event: Event | UnknownEvent) -> str:
     """Any event as one line: time, seq, agent, type and its own fields as JSON."""
-    fields = {k: v for k, v in event.items() if k not in _COMMON}
+    logged = event.data if isinstance(event, UnknownEvent) else msgspec.to_builtins(event)
+    fields = {k: v for k, v in logged.items() if k not in _COMMON}
     body = orjson.dumps(fields, default=repr).decode()
-    return f"{format_time(event.get('t'))} #{event.get('seq')} {event.get('agent_id') or '-'}  {event.get('type')} {body}"
+    return f"{format_time(event.t or None)} #{event.seq} {event.agent_id or '-'}  {event.type} {body}"
 
 
 class LogPrinter:
@@ -52,13 +55,14 @@ class LogPrinter:
 
     def feed(self, event: dict[str, Any]) -> None:
         """Print the event's line if it passes the filter and has one."""
-        if not self.agent_seen and event.get("agent_id") == self.keep.agent:
+        e = decode(event)
+        if not self.agent_seen and e.agent_id == self.keep.agent:
             self.agent_seen = True
-        if not self.keep(event):
+        if not self.keep(e):
             return
-        line = format_event(event)
+        line = format_value(e)
         if line is None and self.keep.type is not None:
-            line = generic_line(event)
+            line = generic_line(e)
         if line is None:
             return
         self.file.write(line + "\n")

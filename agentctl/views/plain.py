@@ -9,11 +9,39 @@ call requests) is left to the live view and the log itself.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
-__all__ = ["PlainPrinter", "format_event", "format_time", "one_line"]
+from agentctl.events.types import (
+    AgentDone,
+    AgentError,
+    AgentMessage,
+    AgentRestarted,
+    AgentResumed,
+    AgentSpawned,
+    AgentStopped,
+    BusDenied,
+    ConflictOpened,
+    ConflictResolved,
+    Event,
+    LlmResult,
+    LockConflict,
+    McpExited,
+    McpStarted,
+    PlanDiff,
+    PlanInvalid,
+    PlanLoaded,
+    PolicyRefused,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    ToolResult,
+    UnknownEvent,
+    decode,
+)
+
+__all__ = ["PlainPrinter", "format_event", "format_time", "format_value", "one_line"]
 
 #: Longest rendering of a result or body in a line (errors are printed whole).
 MAX_VALUE = 60
@@ -40,169 +68,170 @@ def one_line(value: Any) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
-def _run_started(e: dict[str, Any]) -> str:
-    plan = f"  plan={e['plan']}" if e.get("plan") else ""
-    return f"run started  run_id={e.get('run_id')}  pid={e.get('pid')}{plan}"
+def _run_started(e: RunStarted) -> str:
+    plan = f"  plan={e.plan}" if e.plan else ""
+    return f"run started  run_id={e.run_id}  pid={e.pid}{plan}"
 
 
-def _run_finished(e: dict[str, Any]) -> str:
-    return f"run finished {e.get('reason')} {e.get('status')}  events={e.get('events')}"
+def _run_finished(e: RunFinished) -> str:
+    return f"run finished {e.reason} {e.status}  events={e.events}"
 
 
-def _spawned(e: dict[str, Any]) -> str:
-    parent = e.get("parent_id") or "-"
-    model = f" model={e['model']}" if e.get("model") else ""
-    return f"spawned  parent={parent} depth={e.get('depth')} kind={e.get('kind') or '-'}{model}"
+def _spawned(e: AgentSpawned) -> str:
+    model = f" model={e.model}" if e.model else ""
+    return f"spawned  parent={e.parent_id or '-'} depth={e.depth} kind={e.kind or '-'}{model}"
 
 
-def _done(e: dict[str, Any]) -> str:
-    reason = f" ({e['reason']})" if e.get("reason") else ""
-    return f"done {e.get('status')}{reason}  result={_short(e.get('result'))}"
+def _done(e: AgentDone) -> str:
+    reason = f" ({e.reason})" if e.reason else ""
+    return f"done {e.status}{reason}  result={_short(e.result)}"
 
 
-def _error(e: dict[str, Any]) -> str:
-    return f"error ({e.get('where')}) {e.get('error_type')}: {one_line(e.get('error'))}"
+def _error(e: AgentError) -> str:
+    return f"error ({e.where}) {e.error_type}: {one_line(e.error)}"
 
 
-def _stopped(e: dict[str, Any]) -> str:
-    return f"stopped {e.get('reason')}"
+def _stopped(e: AgentStopped) -> str:
+    return f"stopped {e.reason}"
 
 
-def _restarted(e: dict[str, Any]) -> str:
-    return (
-        f"restarted by {e.get('parent_id')} ({e.get('strategy')}, restart #{e.get('restarts')},"
-        f" offender={e.get('offender')})"
-    )
+def _restarted(e: AgentRestarted) -> str:
+    return f"restarted by {e.parent_id} ({e.strategy}, restart #{e.restarts}, offender={e.offender})"
 
 
-def _refused(e: dict[str, Any]) -> str:
-    return f"refused spawn of {e.get('child_id')} ({e.get('rule')}): {one_line(e.get('error'))}"
+def _refused(e: PolicyRefused) -> str:
+    return f"refused spawn of {e.child_id} ({e.rule}): {one_line(e.error)}"
 
 
-def _denied(e: dict[str, Any]) -> str:
-    return f"denied {e.get('from')} -> {e.get('to')} {e.get('kind')} ({e.get('reason')})"
+def _denied(e: BusDenied) -> str:
+    return f"denied {e.from_} -> {e.to} {e.kind} ({e.reason})"
 
 
-def _conflict(e: dict[str, Any]) -> str:
-    return (
-        f"lock conflict {e.get('path')} {e.get('mode')}: held by {e.get('holder')}"
-        f" ({e.get('holder_path')} {e.get('holder_mode')})"
-    )
+def _conflict(e: LockConflict) -> str:
+    return f"lock conflict {e.path} {e.mode}: held by {e.holder} ({e.holder_path} {e.holder_mode})"
 
 
-def _ms(e: dict[str, Any]) -> str:
-    duration = e.get("duration_ms")
-    return "" if duration is None else f"  {duration:.0f}ms"
+def _ms(duration_ms: float) -> str:
+    return f"  {duration_ms:.0f}ms"
 
 
-def _tool_result(e: dict[str, Any]) -> str:
-    if e.get("ok"):
-        return f"tool {e.get('tool')} ok{_ms(e)}  result={_short(e.get('result'))}"
-    return f"tool {e.get('tool')} FAILED{_ms(e)}: {one_line(e.get('error'))}"
+def _tool_result(e: ToolResult) -> str:
+    if e.ok:
+        return f"tool {e.tool} ok{_ms(e.duration_ms)}  result={_short(e.result)}"
+    return f"tool {e.tool} FAILED{_ms(e.duration_ms)}: {one_line(e.error)}"
 
 
-def _llm_result(e: dict[str, Any]) -> str:
-    tokens = f"{e.get('prompt_tokens', 0)}+{e.get('completion_tokens', 0)} tok"
-    if e.get("ok"):
-        return f"llm ok  {tokens}{_ms(e)}"
-    return f"llm FAILED{_ms(e)}: {one_line(e.get('error'))}"
+def _llm_result(e: LlmResult) -> str:
+    tokens = f"{e.prompt_tokens}+{e.completion_tokens} tok"
+    if e.ok:
+        return f"llm ok  {tokens}{_ms(e.duration_ms)}"
+    return f"llm FAILED{_ms(e.duration_ms)}: {one_line(e.error)}"
 
 
-def _plan_loaded(e: dict[str, Any]) -> str:
-    return f"plan loaded {e.get('name')} v{e.get('version')} ({e.get('tasks')} tasks) from {e.get('file')}"
+def _plan_loaded(e: PlanLoaded) -> str:
+    return f"plan loaded {e.name} v{e.version} ({e.tasks} tasks) from {e.file}"
 
 
-def _plan_diff(e: dict[str, Any]) -> str:
-    parts = [
-        f"{sign}{','.join(ids)}"
-        for sign, ids in (("+", e.get("added") or []), ("-", e.get("removed") or []), ("~", e.get("changed") or []))
-        if ids
-    ]
-    return f"plan v{e.get('version')} diff {' '.join(parts) or '(no change)'}"
+def _plan_diff(e: PlanDiff) -> str:
+    parts = [f"{sign}{','.join(ids)}" for sign, ids in (("+", e.added), ("-", e.removed), ("~", e.changed)) if ids]
+    return f"plan v{e.version} diff {' '.join(parts) or '(no change)'}"
 
 
-def _plan_invalid(e: dict[str, Any]) -> str:
-    error = e.get("error") or {}
-    if not isinstance(error, dict):
-        return f"plan invalid: {one_line(error)}"
-    where = error.get("file") or e.get("file") or "<plan>"
+def _plan_invalid(e: PlanInvalid) -> str:
+    error = e.error
+    where = str(error.get("file") or e.file or "<plan>")
     if error.get("line") is not None:
         where += f":{error['line']}"
     at = f" at {error['path']}" if error.get("path") else ""
     return f"plan invalid: {where}{at}: {one_line(error.get('message'))}"
 
 
-def _conflict_opened(e: dict[str, Any]) -> str:
-    return f"conflict {e.get('conflict_id')} on {e.get('path')} with {e.get('holder')}: thread {e.get('thread_id')}, {e.get('policy')}, arbiter {e.get('arbiter') or '-'}"
+def _conflict_opened(e: ConflictOpened) -> str:
+    return (f"conflict {e.conflict_id} on {e.path} with {e.holder}: thread {e.thread_id}, {e.policy},"
+            f" arbiter {e.arbiter or '-'}")
 
 
-def _conflict_resolved(e: dict[str, Any]) -> str:
-    return f"conflict {e.get('conflict_id')} resolved: granted to {e.get('granted_to')}, {e.get('outcome')} (by {e.get('by')})"
+def _conflict_resolved(e: ConflictResolved) -> str:
+    return f"conflict {e.conflict_id} resolved: granted to {e.granted_to}, {e.outcome} (by {e.by})"
 
 
-def _run_resumed(e: dict[str, Any]) -> str:
-    torn = f", torn line {e['torn_line']} cut" if e.get("torn_line") else ""
-    ckpt = f", from checkpoint #{e['checkpoint']}" if e.get("checkpoint") else ""
-    return f"run resumed after #{e.get('from_seq')}{ckpt}{torn}: {len(e.get('agents') or [])} agents continue"
+def _run_resumed(e: RunResumed) -> str:
+    torn = f", torn line {e.torn_line} cut" if e.torn_line else ""
+    ckpt = f", from checkpoint #{e.checkpoint}" if e.checkpoint else ""
+    return f"run resumed after #{e.from_seq}{ckpt}{torn}: {len(e.agents)} agents continue"
 
 
-def _agent_resumed(e: dict[str, Any]) -> str:
-    return f"resumed  replaying {e.get('replay')} recorded outcomes, {e.get('messages')} messages"
+def _agent_resumed(e: AgentResumed) -> str:
+    return f"resumed  replaying {e.replay} recorded outcomes, {e.messages} messages"
 
 
-def _mcp_started(e: dict[str, Any]) -> str:
-    return f"mcp server {e.get('server')} up ({e.get('tools')} tools)"
+def _mcp_started(e: McpStarted) -> str:
+    return f"mcp server {e.server} up ({e.tools} tools)"
 
 
-def _mcp_exited(e: dict[str, Any]) -> str:
-    return f"mcp server {e.get('server')} exited: {e.get('reason')}" + (", restarting" if e.get("restarting") else "")
+def _mcp_exited(e: McpExited) -> str:
+    return f"mcp server {e.server} exited: {e.reason}" + (", restarting" if e.restarting else "")
 
 
-def _message(e: dict[str, Any]) -> str | None:
-    if e.get("delivered", True):
+def _message(e: AgentMessage) -> str | None:
+    if e.delivered:
         return None  # delivered messages are the normal chatter
-    return f"message {e.get('from')} -> {e.get('to')} {e.get('kind')} UNDELIVERED (inbox full)"
+    return f"message {e.from_} -> {e.to} {e.kind} UNDELIVERED (inbox full)"
 
 
-_FORMATTERS: dict[str, Callable[[dict[str, Any]], str | None]] = {
-    "run/started": _run_started,
-    "run/finished": _run_finished,
-    "agent/spawned": _spawned,
-    "agent/done": _done,
-    "agent/error": _error,
-    "agent/stopped": _stopped,
-    "agent/restarted": _restarted,
-    "agent/message": _message,
-    "policy/refused": _refused,
-    "bus/denied": _denied,
-    "lock/conflict": _conflict,
-    "tool/result": _tool_result,
-    "llm/result": _llm_result,
-    "plan/loaded": _plan_loaded,
-    "plan/diff": _plan_diff,
-    "plan/invalid": _plan_invalid,
-    "conflict/opened": _conflict_opened,
-    "conflict/resolved": _conflict_resolved,
-    "run/resumed": _run_resumed,
-    "agent/resumed": _agent_resumed,
-    "mcp/started": _mcp_started,
-    "mcp/exited": _mcp_exited,
+_BY_CLASS: dict[type[Event], Callable[[Any], str | None]] = {
+    RunStarted: _run_started,
+    RunFinished: _run_finished,
+    AgentSpawned: _spawned,
+    AgentDone: _done,
+    AgentError: _error,
+    AgentStopped: _stopped,
+    AgentRestarted: _restarted,
+    AgentMessage: _message,
+    PolicyRefused: _refused,
+    BusDenied: _denied,
+    LockConflict: _conflict,
+    ToolResult: _tool_result,
+    LlmResult: _llm_result,
+    PlanLoaded: _plan_loaded,
+    PlanDiff: _plan_diff,
+    PlanInvalid: _plan_invalid,
+    ConflictOpened: _conflict_opened,
+    ConflictResolved: _conflict_resolved,
+    RunResumed: _run_resumed,
+    AgentResumed: _agent_resumed,
+    McpStarted: _mcp_started,
+    McpExited: _mcp_exited,
 }
+#: The same by ``type``, to skip the decoding of the types that get no line.
+_FORMATTERS = {cls.type: fn for cls, fn in _BY_CLASS.items()}
 
 
-def format_event(event: dict[str, Any]) -> str | None:
+def format_event(event: Mapping[str, Any]) -> str | None:
     """One short line for a notable event, ``None`` for noise and unknown types.
 
     The line reads ``12:00:01.234 #42 greeter  done ok  result='hi'``: local time, seq,
-    agent (``-`` for run-level events), then what happened.
+    agent (``-`` for run-level events), then what happened. Only a notable type is decoded
+    (:func:`~agentctl.events.types.decode`).
     """
-    formatter = _FORMATTERS.get(event.get("type", ""))
-    if formatter is None:
+    if event.get("type") not in _FORMATTERS:
         return None
-    body = formatter(event)
+    return format_value(decode(event))
+
+
+def format_value(e: Event | UnknownEvent) -> str | None:
+    """:func:`format_event` for an event already decoded. A notable type too damaged to
+    decode gets its type and fields as they are."""
+    if isinstance(e, UnknownEvent):
+        if e.type not in _FORMATTERS:
+            return None
+        body: str | None = f"{e.type} (unreadable) {_short(e.data, 200)}"
+    else:
+        formatter = _BY_CLASS.get(type(e))
+        body = None if formatter is None else formatter(e)
     if body is None:
         return None
-    return f"{format_time(event.get('t'))} #{event.get('seq')} {event.get('agent_id') or '-'}  {body}"
+    return f"{format_time(e.t or None)} #{e.seq} {e.agent_id or '-'}  {body}"
 
 
 class PlainPrinter:
