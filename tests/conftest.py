@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from agentctl.events.types import Event, loose
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -19,8 +21,10 @@ class Recorder:
         self.events: list[dict[str, Any]] = []
 
     def __call__(
-        self, type: str, agent_id: str | None = None, fields: dict[str, Any] | None = None, /, **more: Any
+        self, type: str | Event, agent_id: str | None = None, fields: dict[str, Any] | None = None, /, **more: Any
     ) -> dict[str, Any]:
+        if not isinstance(type, str):
+            type, agent_id, fields = loose(type)
         event = {"seq": len(self.events) + 1, "t": 0, "run_id": "test", "type": type, "agent_id": agent_id,
                  **(fields or {}), **more}
         self.events.append(event)

@@ -147,3 +147,25 @@ def test_the_private_name_check_catches_a_call_into_another_module(tmp_path: Pat
     (root / "tree.py").write_text("class Tree:\n    def _spawn(self):\n        self._n = 1\n")
     (root / "interp.py").write_text("def run(rt, inbox):\n    rt._spawn()\n    return inbox._n\n")
     assert foreign_private_names(root) == ["agentctl/interp.py:2: ._spawn", "agentctl/interp.py:3: ._n"]
+
+
+def runtime_holders(root: Path = PACKAGE) -> list[str]:
+    """The runtime's own modules that import the ``Runtime`` facade (its parts get handles)."""
+    return sorted(module_name(path, root) for path in (root / "runtime").rglob("*.py")
+                  if path.name not in ("runtime.py", "__init__.py")
+                  and any(m == f"{root.name}.runtime.runtime" for _, m in imported(path, root)))
+
+
+def test_the_runtimes_parts_are_given_handles_not_the_runtime() -> None:
+    # The bridge tools' side (agent_control) is the one part that answers from the public API.
+    assert runtime_holders() == ["agentctl.runtime.agent_control"]
+
+
+def test_the_handle_check_catches_a_part_that_imports_the_runtime(tmp_path: Path) -> None:
+    root = tmp_path / "agentctl"
+    (root / "runtime").mkdir(parents=True)
+    for name in ("__init__", "runtime", "agent_control"):
+        (root / "runtime" / f"{name}.py").write_text("")
+    (root / "runtime" / "interpreter.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .runtime import Runtime\n")
+    assert runtime_holders(root) == ["agentctl.runtime.interpreter"]

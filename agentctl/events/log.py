@@ -21,21 +21,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from time import time_ns as _time_ns
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
-import msgspec
 import orjson
 
 from agentctl.errors import LogError, UsageError
 from agentctl.events.encoding import FAST_OPTIONS, encode_event, to_jsonable
 from agentctl.events.payload import PAYLOAD_FIELDS
+from agentctl.events.types import Event, loose
 from agentctl.events.writer import HIGH_WATER, Durability, Writer
 from agentctl.redact import Redactor
-
-if TYPE_CHECKING:
-    from agentctl.events.types import Event
 
 __all__ = ["Durability", "EventLog", "EventLogStatistics", "open_event_log"]
 
@@ -152,7 +149,7 @@ class EventLog:
         if not w.accepting:
             raise w.unusable()
         if not isinstance(type, str):
-            type, agent_id, fields = _untyped(type)
+            type, agent_id, fields = loose(type)
         elif fields is None:
             fields = more
         elif more:
@@ -270,14 +267,6 @@ class EventLog:
             LogError: the log could not be written (now or earlier); events were lost.
         """
         await self._writer.aclose()
-
-
-def _untyped(event: Event) -> tuple[str, str | None, dict[str, Any]]:
-    """A typed event as emit's ``type``, ``agent_id`` and fields (JSON's own types, as logged)."""
-    fields = msgspec.to_builtins(event, enc_hook=to_jsonable)
-    for name in _COMMON:
-        del fields[name]
-    return fields.pop("type"), fields.pop("agent_id"), fields
 
 
 @asynccontextmanager

@@ -21,12 +21,15 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from .encoding import to_jsonable
+
 __all__ = [
     "EVENT_TYPES",
     "Event",
     "UnknownEvent",
     "decode",
     "fields_of",
+    "loose",
     "AgentDone",
     "AgentError",
     "AgentMessage",
@@ -415,6 +418,15 @@ def _filler(cls: type[Event]) -> dict[str, Any]:
     if filler is None:
         filler = _fillers[cls] = {name: _zero(t) for name, t in fields_of(cls).items()}
     return filler
+
+
+def loose(event: Event) -> tuple[str, str | None, dict[str, Any]]:
+    """A typed event as ``emit``'s loose form: its type, its agent and its own fields, as
+    JSON's types (what the log writes: sets as lists, paths as strings)."""
+    fields = msgspec.to_builtins(event, enc_hook=to_jsonable)
+    for name in ("seq", "t", "run_id"):  # the log's to fill in
+        del fields[name]
+    return fields.pop("type"), fields.pop("agent_id"), fields
 
 
 def decode(event: Mapping[str, Any]) -> Event | UnknownEvent:

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..events.types import ConflictOpened, ConflictResolved
 from ..services.locks import Conflict
 
 if TYPE_CHECKING:
     from .agent import Agent
-    from .runtime import Runtime
+    from .kernel import Kernel
 
 POLICIES = ("first_come", "priority", "arbiter")
 
@@ -69,30 +70,30 @@ def common_ancestor(a: Agent | None, b: Agent | None) -> Agent | None:
 class Conflicts:
     """The open conflict threads of a runtime and their policy."""
 
-    def __init__(self, rt: Runtime, policy: str = "first_come", timeout: float = 10.0) -> None:
+    def __init__(self, kernel: Kernel, policy: str = "first_come", timeout: float = 10.0) -> None:
         if policy not in POLICIES:
             raise UsageError(f"conflict policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-        self.rt = rt
+        self._kernel = kernel
         self.policy = policy
         self.timeout = timeout
         self.open: dict[str, OpenConflict] = {}
 
     def opened(self, requester: Agent, conflict: Conflict, *, waiting: bool) -> None:
         """A lock action of ``requester`` met ``conflict``: open its thread and apply the policy."""
-        rt = self.rt
-        holder = rt.agent(conflict.holder)
+        k = self._kernel
+        holder = k.agents.get(conflict.holder)
         arbiter = common_ancestor(requester, holder)
         c = OpenConflict(conflict.id, f"conflict/{conflict.id}", conflict.path, requester.id, conflict.holder,
                          arbiter.id if arbiter is not None else None, waiting)
         self.open[c.thread_id] = c
-        rt.bus.open_thread(c.thread_id, c.members())
-        rt.emit("conflict/opened", c.requester, conflict_id=c.id, thread_id=c.thread_id, path=c.path,
-                holder=c.holder, arbiter=c.arbiter, policy=self.policy)
+        k.bus.open_thread(c.thread_id, c.members())
+        k.emit(ConflictOpened(agent_id=c.requester, conflict_id=c.id, thread_id=c.thread_id, path=c.path,
+                              holder=c.holder, arbiter=c.arbiter, policy=self.policy))
         for member in dict.fromkeys(c.members()):
             if member != c.requester:
-                rt.bus.signal(c.requester, member, "conflict", c.body(), c.thread_id)
+                k.bus.signal(c.requester, member, "conflict", c.body(), c.thread_id)
         if self.policy == "arbiter" and c.arbiter is not None:
-            rt.call_later(self.timeout, lambda: self._timed_out(c.thread_id))
+            k.timers.call_later(self.timeout, lambda: self._timed_out(c.thread_id))
         elif self.policy == "priority":
             self._by_priority(c, by="policy")
         else:
@@ -118,7 +119,8 @@ class Conflicts:
         self._resolve(c, c.holder, "wait" if c.waiting else "retry", by=by)
 
     def _by_priority(self, c: OpenConflict, *, by: str) -> None:
-        requester, holder = self.rt.agent(c.requester), self.rt.agent(c.holder)
+        agents = self._kernel.agents
+        requester, holder = agents.get(c.requester), agents.get(c.holder)
         mine = requester.spec.priority if requester is not None else 0
         theirs = holder.spec.priority if holder is not None else 0
         if mine > theirs:
@@ -127,14 +129,14 @@ class Conflicts:
             self._resolve(c, c.holder, "wait" if c.waiting else "retry", by=by)
 
     def _resolve(self, c: OpenConflict, granted_to: str, outcome: str, *, by: str) -> None:
-        rt = self.rt
+        k = self._kernel
         del self.open[c.thread_id]
-        rt.emit("conflict/resolved", c.requester, conflict_id=c.id, thread_id=c.thread_id,
-                granted_to=granted_to, outcome=outcome, by=by)
+        k.emit(ConflictResolved(agent_id=c.requester, conflict_id=c.id, thread_id=c.thread_id, granted_to=granted_to,
+                                outcome=outcome, by=by))
         body = {**c.body(), "granted_to": granted_to, "outcome": outcome, "by": by}
-        rt.bus.signal(c.holder, c.requester, "resolved", body, c.thread_id)
+        k.bus.signal(c.holder, c.requester, "resolved", body, c.thread_id)
         for member in dict.fromkeys(m for m in c.members() if m != c.requester):
-            rt.bus.signal(c.requester, member, "resolved", body, c.thread_id)
+            k.bus.signal(c.requester, member, "resolved", body, c.thread_id)
         if granted_to == c.requester:
-            rt.bus.signal(c.requester, c.holder, "yield", {"path": c.path, "conflict_id": c.id}, c.thread_id)
-        rt.bus.close_thread(c.thread_id)
+            k.bus.signal(c.requester, c.holder, "yield", {"path": c.path, "conflict_id": c.id}, c.thread_id)
+        k.bus.close_thread(c.thread_id)

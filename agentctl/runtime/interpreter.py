@@ -11,6 +11,7 @@ a step can decide what to do about them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -37,8 +38,40 @@ from .recovery import replay
 from .timers import clock
 
 if TYPE_CHECKING:
+    from ..services.bus import Bus
+    from ..services.locks import LockService
+    from ..services.tools.registry import ToolContext, ToolRegistry
+    from ..services.workers import WorkPlane
     from .agent import Agent
-    from .runtime import Runtime
+    from .conflicts import Conflicts
+    from .recovery import ResumeContext
+    from .tree import Tree
+
+@dataclass(frozen=True, slots=True)
+class ActionServices:
+    """What carrying out actions acts through: the interpreter's handle, built by the runtime.
+
+    Attributes:
+        bus, locks, tools, plane: the services a send, a lock, a tool or LLM call goes to.
+        agents: the live agents by id (the kernel's table; read only here).
+        tree: the supervision tree, for ``spawn``, ``done`` and ``stop``.
+        conflicts: the open lock conflicts, told of a conflict or a ``resolve`` message.
+        set_status: records an agent's status change (``Kernel.set_status``).
+        tool_context: what a tool called by an agent may know and do.
+        resume: the dead run's journals and locks, when the run was resumed.
+    """
+
+    bus: Bus
+    locks: LockService
+    tools: ToolRegistry
+    plane: WorkPlane
+    agents: dict[str, Agent]
+    tree: Tree
+    conflicts: Conflicts
+    set_status: Callable[[Agent, str, str | None], None]
+    tool_context: Callable[[Agent], ToolContext]
+    resume: ResumeContext | None
+
 
 ACTION_TYPES = (Send, Spawn, Stop, AcquireLock, ReleaseLock, CallTool, CallLLM, Sleep, Done, Parallel)
 _FAST = frozenset((Send, Spawn, Stop, ReleaseLock, Done))
@@ -66,10 +99,10 @@ def check_actions(out: object) -> list[Action]:
     return list(out)
 
 
-def run_fast(rt: Runtime, agent: Agent, action: Action, *, replayed: bool = False) -> Result:
+def run_fast(svc: ActionServices, agent: Agent, action: Action, *, replayed: bool = False) -> Result:
     """Carry out an action that never waits (``replayed``: the journal was consulted)."""
     if agent.replay is not None and not replayed:
-        answer = replay(rt, agent, action)
+        answer = replay(svc, agent, action)
         if isinstance(answer, Result):
             return answer
     run = _IMMEDIATE.get(type(action))
@@ -77,65 +110,65 @@ def run_fast(rt: Runtime, agent: Agent, action: Action, *, replayed: bool = Fals
         run = next((fn for kind, fn in _IMMEDIATE.items() if isinstance(action, kind)), None)
         if run is None:
             raise ActionError(f"{type(action).__name__} is not an immediate action")
-    return run(rt, agent, action)
+    return run(svc, agent, action)
 
 
-def _spawn(rt: Runtime, agent: Agent, action: Spawn) -> Result:
+def _spawn(svc: ActionServices, agent: Agent, action: Spawn) -> Result:
     try:
-        child = rt.spawn_child(action.spec, agent)
+        child = svc.tree.spawn(action.spec, agent)
     except AgentctlError as exc:
         return Result(action, False, str(exc), "policy_refused")
     return Result(action, True, child)
 
 
-def _acquire(rt: Runtime, agent: Agent, action: AcquireLock) -> Result:
-    lock = rt.locks.try_acquire(agent.id, action.path, action.mode)
+def _acquire(svc: ActionServices, agent: Agent, action: AcquireLock) -> Result:
+    lock = svc.locks.try_acquire(agent.id, action.path, action.mode)
     if lock.conflict is not None:
-        rt.conflicts.opened(agent, lock.conflict, waiting=False)
+        svc.conflicts.opened(agent, lock.conflict, waiting=False)
     return Result(action, lock.ok, lock, None if lock.ok else "conflict")
 
 
-def _release(rt: Runtime, agent: Agent, action: ReleaseLock) -> Result:
+def _release(svc: ActionServices, agent: Agent, action: ReleaseLock) -> Result:
     try:
-        rt.locks.release(agent.id, action.path)
+        svc.locks.release(agent.id, action.path)
     except LockError as exc:
         return Result(action, False, str(exc), "not_held")
     return Result(action, True)
 
 
-def _done(rt: Runtime, agent: Agent, action: Done) -> Result:
-    rt.finish(agent, action.status, action.result)
+def _done(svc: ActionServices, agent: Agent, action: Done) -> Result:
+    svc.tree.finish(agent, action.status, action.result)
     return Result(action, True, action.result)
 
 
-def _send(rt: Runtime, agent: Agent, action: Send) -> Result:
+def _send(svc: ActionServices, agent: Agent, action: Send) -> Result:
     to = action.to
     if to == "parent":
         if agent.parent is None:
             return Result(action, False, "a root agent has no parent", "no_parent")
         to = agent.parent.id
-    sent = rt.bus.send(agent.id, to, action.kind, action.body, action.thread_id)
+    sent = svc.bus.send(agent.id, to, action.kind, action.body, action.thread_id)
     if action.thread_id is not None and action.kind == "resolve":
-        rt.conflicts.answered(agent.id, action.thread_id, action.body)
+        svc.conflicts.answered(agent.id, action.thread_id, action.body)
     ok = sent.ok
     return result(action, ok, sent, None if ok else str(sent.status))
 
 
-def _stop(rt: Runtime, agent: Agent, action: Stop) -> Result:
-    target = rt.agent(action.agent_id)
+def _stop(svc: ActionServices, agent: Agent, action: Stop) -> Result:
+    target = svc.agents.get(action.agent_id)
     node = target
     while node is not None and node is not agent:
         node = node.parent
     if target is None or node is None:
         return Result(action, False, f"{action.agent_id!r} is not a live descendant", "not_descendant")
     # Its parent hears of it unless the parent is the one who asked.
-    rt.stop_subtree(target, "requested", report=target.parent is not agent)
+    svc.tree.stop_tree(target, "requested", report=target.parent is not agent)
     return Result(action, True, action.agent_id)
 
 
 #: How each action that never waits is carried out, by type (a lookup, where a chain of
 #: isinstance tests cost a few per action on the message path).
-_IMMEDIATE: dict[type, Callable[[Runtime, Agent, Any], Result]] = {
+_IMMEDIATE: dict[type, Callable[[ActionServices, Agent, Any], Result]] = {
     Send: _send,
     Spawn: _spawn,
     Stop: _stop,
@@ -145,39 +178,39 @@ _IMMEDIATE: dict[type, Callable[[Runtime, Agent, Any], Result]] = {
 }
 
 
-async def run_action(rt: Runtime, agent: Agent, action: Action) -> Result:
+async def run_action(svc: ActionServices, agent: Agent, action: Action) -> Result:
     """Carry out any action, waiting where it must."""
     if agent.replay is not None and not isinstance(action, Parallel):
-        answer = replay(rt, agent, action)
+        answer = replay(svc, agent, action)
         if isinstance(answer, Result):
             return answer
         action = answer or action
     if is_fast(action):
-        return run_fast(rt, agent, action, replayed=True)
+        return run_fast(svc, agent, action, replayed=True)
     if isinstance(action, CallTool):
-        return await _call_tool(rt, agent, action)
+        return await _call_tool(svc, agent, action)
     if isinstance(action, CallLLM):
-        return await _call_llm(rt, agent, action)
+        return await _call_llm(svc, agent, action)
     if isinstance(action, Sleep):
-        return await _sleep(rt, agent, action)
+        return await _sleep(svc, agent, action)
     if isinstance(action, AcquireLock):
-        rt.set_status(agent, "blocked", "lock")
-        lock = await rt.locks.acquire(
+        svc.set_status(agent, "blocked", "lock")
+        lock = await svc.locks.acquire(
             agent.id, action.path, action.mode, timeout=action.timeout,
-            on_conflict=lambda conflict: rt.conflicts.opened(agent, conflict, waiting=True),
+            on_conflict=lambda conflict: svc.conflicts.opened(agent, conflict, waiting=True),
         )
-        rt.set_status(agent, "running", "lock")
+        svc.set_status(agent, "running", "lock")
         return Result(action, lock.ok, lock, None if lock.ok else "conflict")
     if isinstance(action, Parallel):
-        return await _parallel(rt, agent, action)
+        return await _parallel(svc, agent, action)
     raise ActionError(f"unknown action {action!r}")
 
 
-async def _sleep(rt: Runtime, agent: Agent, action: Sleep) -> Result:
+async def _sleep(svc: ActionServices, agent: Agent, action: Sleep) -> Result:
     if action.wake_on_message and len(agent.inbox):
         return Result(action, True, "message")
     # A sleep that a message ends (a script's `wait` step) is waiting for that message.
-    rt.set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
+    svc.set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
     try:
         if not action.wake_on_message:
             seconds, agent.slept = max(0.0, action.seconds - agent.slept), 0.0
@@ -190,14 +223,14 @@ async def _sleep(rt: Runtime, agent: Agent, action: Sleep) -> Result:
         return Result(action, True, "timeout")
     finally:
         agent.interrupt = None
-        rt.set_status(agent, "running", "wait" if action.wake_on_message else "sleep")
+        svc.set_status(agent, "running", "wait" if action.wake_on_message else "sleep")
 
 
-async def _parallel(rt: Runtime, agent: Agent, action: Parallel) -> Result:
+async def _parallel(svc: ActionServices, agent: Agent, action: Parallel) -> Result:
     results: list[Result | None] = [None] * len(action.actions)
 
     async def one(i: int, member: Action) -> None:
-        results[i] = await run_action(rt, agent, member)
+        results[i] = await run_action(svc, agent, member)
 
     async with anyio.create_task_group() as tg:
         for i, member in enumerate(action.actions):
@@ -206,20 +239,20 @@ async def _parallel(rt: Runtime, agent: Agent, action: Parallel) -> Result:
     return Result(action, all(r.ok for r in done), done, None if all(r.ok for r in done) else "partial_failure")
 
 
-async def _call_tool(rt: Runtime, agent: Agent, action: CallTool) -> Result:
+async def _call_tool(svc: ActionServices, agent: Agent, action: CallTool) -> Result:
     if action.name not in agent.grant.tools:
         return Result(action, False, f"tool {action.name!r} is not granted to {agent.id}", "tool_not_allowed")
     left = agent.left("max_tool_calls")
     if left is not None and left <= 0:
         return Result(action, False, "max_tool_calls used up", "budget_exceeded")
     agent.tool_calls += 1
-    out = await rt.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=rt.tool_context(agent),
+    out = await svc.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=svc.tool_context(agent),
                                    timeout=agent.spec.tool_timeout, within=time_left(agent, clock()))
     return Result(action, out.ok, out.value if out.ok else out.error, None if out.ok else (out.error_type or "tool_error"))
 
 
-async def _call_llm(rt: Runtime, agent: Agent, action: CallLLM) -> Result:
-    specs = tuple(rt.tools.get(name).spec() for name in action.tools if name in agent.grant.tools and name in rt.tools)
+async def _call_llm(svc: ActionServices, agent: Agent, action: CallLLM) -> Result:
+    specs = tuple(svc.tools.get(name).spec() for name in action.tools if name in agent.grant.tools and name in svc.tools)
     request = ChatRequest(
         model=action.model or agent.grant.model or "",
         messages=tuple(action.messages),
@@ -231,7 +264,7 @@ async def _call_llm(rt: Runtime, agent: Agent, action: CallLLM) -> Result:
     if isinstance(reserved, str):
         return Result(action, False, reserved, "budget_exceeded")
     request, reservation = reserved
-    out = await rt.plane.call_llm(agent.id, request, call_id=action.call_id, provider=agent.spec.provider,
+    out = await svc.plane.call_llm(agent.id, request, call_id=action.call_id, provider=agent.spec.provider,
                                   within=time_left(agent, clock()))
     if reservation is not None:
         reservation.settle(out.tokens)

@@ -1,8 +1,10 @@
 """What the runtime's parts share: :class:`Kernel`, one frozen handle on the services.
 
 :class:`~agentctl.runtime.runtime.Runtime` builds one kernel and gives it to its parts, the
-supervision tree (:mod:`agentctl.runtime.tree`) and the scheduler
-(:mod:`agentctl.runtime.scheduler`); each reads only what it uses. Two of the services are
+supervision tree (:mod:`agentctl.runtime.tree`), the scheduler
+(:mod:`agentctl.runtime.scheduler`) and lock conflicts (:mod:`agentctl.runtime.conflicts`);
+each reads only what it uses (the interpreter gets its own handle,
+:class:`~agentctl.runtime.interpreter.ActionServices`). Two of the services are
 small enough to live here: the ready queue, which the tree and inboxes fill and the scheduler
 drains, and the runtime's task group, which ``open_runtime`` opens after the parts are built.
 """
@@ -87,3 +89,9 @@ class Kernel:
     tasks: Tasks
     #: Live agents by id, in spawn order: the tree adds and removes them, everyone reads.
     agents: dict[str, Agent]
+
+    def set_status(self, agent: Agent, status: str, reason: str | None) -> None:
+        """Record that ``agent`` is now ``running``, ``blocked``, ``sleeping`` or ``waiting``."""
+        if agent.status != status and not agent.ended:
+            agent.status = status
+            self.emit("agent/status", agent.id, status=status, reason=reason, steps=agent.steps)

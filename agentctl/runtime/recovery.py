@@ -30,7 +30,7 @@ from ..services.llm.base import ChatReply, ToolCall
 
 if TYPE_CHECKING:
     from .agent import Agent
-    from .runtime import Runtime
+    from .interpreter import ActionServices
 
 _OPS = {Send: "send", Spawn: "spawn", CallTool: "tool", CallLLM: "llm"}
 
@@ -64,12 +64,12 @@ class Replay:
         return not any(self.queues.values())
 
 
-def replay(rt: Runtime, agent: Agent, action: Action) -> Result | Action | None:
+def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action | None:
     """The recorded answer to ``action``, an action to run instead, or None to run it live."""
     rep = agent.replay
     assert rep is not None
     if isinstance(action, (Sleep, AcquireLock, ReleaseLock, Stop)):
-        return _instant(rt, agent, action)
+        return _instant(svc, agent, action)
     op = _OPS.get(type(action))
     if op is None:
         return None
@@ -82,42 +82,42 @@ def replay(rt: Runtime, agent: Agent, action: Action) -> Result | Action | None:
     if op == "send":
         return Result(action, bool(effect["ok"]), None, None if effect["ok"] else str(effect.get("error") or "inbox_full"))
     if op == "spawn":
-        return _spawn(rt, agent, action, effect)  # type: ignore[arg-type]
+        return _spawn(svc, agent, action, effect)  # type: ignore[arg-type]
     if op == "tool":
-        return _tool(rt, agent, action, effect)  # type: ignore[arg-type]
+        return _tool(svc, agent, action, effect)  # type: ignore[arg-type]
     return _llm(agent, action, effect)  # type: ignore[arg-type]
 
 
-def _instant(rt: Runtime, agent: Agent, action: Action) -> Result | None:
+def _instant(svc: ActionServices, agent: Agent, action: Action) -> Result | None:
     if isinstance(action, Sleep):
         return Result(action, True, "message" if action.wake_on_message and len(agent.inbox) else "timeout")
     if isinstance(action, (AcquireLock, ReleaseLock)):
         # The locks held at the crash were taken back for the agent: a lock it holds was
         # acquired before the crash, one it does not hold was released before it. Anything
         # else (an acquire still waiting when the process died) is carried out live.
-        held = action.path in rt.locks.held_by(agent.id)
+        held = action.path in svc.locks.held_by(agent.id)
         if isinstance(action, AcquireLock):
             return Result(action, True) if held else None
         return None if held else Result(action, True)
     return Result(action, True)
 
 
-def _spawn(rt: Runtime, agent: Agent, action: Spawn, effect: dict[str, Any]) -> Result:
+def _spawn(svc: ActionServices, agent: Agent, action: Spawn, effect: dict[str, Any]) -> Result:
     if not effect["ok"]:
         return Result(action, False, effect.get("error"), "policy_refused")
-    journal = rt.resume.journals.get(action.spec.id) if rt.resume is not None else None
+    journal = svc.resume.journals.get(action.spec.id) if svc.resume is not None else None
     if journal is not None:
-        rt.spawn_child(action.spec, agent, journal=journal)
+        svc.tree.spawn(action.spec, agent, journal=journal)
     return Result(action, True, action.spec.id)
 
 
-def _tool(rt: Runtime, agent: Agent, action: CallTool, effect: dict[str, Any]) -> Result | Action:
+def _tool(svc: ActionServices, agent: Agent, action: CallTool, effect: dict[str, Any]) -> Result | Action:
     agent.tool_calls += 1
     if effect["done"]:
         ok = effect["ok"]
         return Result(action, ok, effect.get("value") if ok else effect.get("error"), None if ok else "tool_error")
     verdict = effect.get("verdict")
-    if verdict == "rerun" or (verdict is None and action.name in rt.tools and rt.tools.get(action.name).idempotent):
+    if verdict == "rerun" or (verdict is None and action.name in svc.tools and svc.tools.get(action.name).idempotent):
         agent.tool_calls -= 1
         return CallTool(action.name, action.arguments, effect["call_id"])
     why = "its effect could not be checked" if verdict == "unknown" else f"{action.name} is not idempotent"

@@ -8,7 +8,10 @@ they wait on something); when ``open_runtime`` returns, none of them is left.
 :class:`~agentctl.runtime.kernel.Kernel`, and answers the public API from the parts, each
 with the state it keeps: the supervision tree (:mod:`agentctl.runtime.tree`: spawning,
 ending, restarting, shutdown), the scheduler (:mod:`agentctl.runtime.scheduler`: agents'
-turns and acting on what their steps return) and the timers (:mod:`agentctl.runtime.timers`).
+turns), lock conflicts (:mod:`agentctl.runtime.conflicts`) and the timers
+(:mod:`agentctl.runtime.timers`). The scheduler carries actions out through the
+interpreter, whose handle (:class:`~agentctl.runtime.interpreter.ActionServices`) holds
+only the services and parts actions act on, never the runtime.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ..services.workers import LocalWorkPlane, WorkPlane
 from .agent import Agent
 from .agent_control import LLMChildFactory, RuntimeAgentControl
 from .conflicts import Conflicts
+from .interpreter import ActionServices
 from .kernel import Kernel, ReadyQueue, Tasks
 from .recovery import ResumeContext
 from .scheduler import Backpressure, Scheduler
@@ -105,9 +109,11 @@ class Runtime:
         self._agents = kernel.agents
         self._tree = Tree(kernel, policy or Policy(), resume, root_tools, inbox_size=inbox_size, strategy=strategy,
                           max_restarts=max_restarts, restart_period=restart_period)
-        self._scheduler = Scheduler(kernel, self._tree, self, backpressure)
-        self.conflicts = Conflicts(self, conflicts, conflict_timeout)
-        self.agent_control = RuntimeAgentControl(self, llm_child)
+        self._conflicts = Conflicts(kernel, conflicts, conflict_timeout)
+        services = ActionServices(self.bus, self.locks, self.tools, self.plane, kernel.agents, self._tree,
+                                  self._conflicts, kernel.set_status, self._tool_context, resume)
+        self._scheduler = Scheduler(kernel, self._tree, services, backpressure)
+        self._agent_control = RuntimeAgentControl(self, llm_child)
 
     # ------------------------------------------------------------------ public API
 
@@ -170,7 +176,7 @@ class Runtime:
         turn (from inside one of its own tasks, e.g. a tool it called)."""
         agent = self._agents.get(agent_id)
         if agent is not None:
-            self.call_later(0.0, lambda: self._tree.finish(agent, status, result))
+            self.timers.call_later(0.0, lambda: self._tree.finish(agent, status, result))
 
     def is_live(self, agent_id: str) -> bool:
         """Whether ``agent_id`` is running (or restarting)."""
@@ -232,40 +238,15 @@ class Runtime:
     def _close(self) -> None:
         self._tree.shutdown()
 
-    # ------------------------------------------------------------------ for the runtime's own parts
-    # The interpreter, crash recovery and conflict handling act on agent records through these.
+    # ------------------------------------------------------------------ for the interpreter's handle
 
-    def agent(self, agent_id: str) -> Agent | None:
-        """The record of live agent ``agent_id``."""
-        return self._agents.get(agent_id)
-
-    def spawn_child(self, spec: AgentSpec, parent: Agent, *, journal: Journal | None = None) -> str:
-        """Start ``spec`` under ``parent`` (see :meth:`spawn`); ``PolicyError`` when refused."""
-        return self._tree.spawn(spec, parent, journal=journal)
-
-    def finish(self, agent: Agent, status: str, result: Any) -> None:
-        """End ``agent`` now with ``status`` and ``result`` (its ``done``)."""
-        self._tree.finish(agent, status, result)
-
-    def stop_subtree(self, agent: Agent, reason: str, *, report: bool = False) -> None:
-        """Stop ``agent`` and its children, children first; ``report``: tell its parent (someone else asked)."""
-        self._tree.stop_tree(agent, reason, report=report)
-
-    def set_status(self, agent: Agent, status: str, reason: str | None) -> None:
-        """Record that ``agent`` is now ``running``, ``blocked``, ``sleeping`` or ``waiting``."""
-        self._scheduler.set_status(agent, status, reason)
-
-    def tool_context(self, agent: Agent) -> ToolContext:
+    def _tool_context(self, agent: Agent) -> ToolContext:
         """What a tool called by ``agent`` may know and do (never the runtime itself)."""
         return ToolContext(
             agent_id=agent.id, workspace=self.workspace or Path(os.getcwd()), run_id=self.run_id,
             locks=self.locks, lock_wait=self.lock_wait, shell_enabled=self.shell_enabled, protected=self.protected,
-            agents=self.agent_control,
+            agents=self._agent_control,
         )
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        """Run ``fn`` from the timer task after ``delay`` seconds."""
-        self.timers.call_later(delay, fn)
 
 
 @asynccontextmanager

@@ -3,7 +3,7 @@
 A part of :class:`agentctl.runtime.runtime.Runtime`; ``open_runtime`` starts
 :meth:`Scheduler.run` as a task, the tree (:mod:`agentctl.runtime.tree`), inboxes and timers
 wake agents through the kernel's ready queue (:class:`~agentctl.runtime.kernel.ReadyQueue`),
-and the interpreter sets their status through the runtime.
+and agents' statuses are recorded through the kernel (:meth:`~agentctl.runtime.kernel.Kernel.set_status`).
 
 How an agent runs: a woken agent goes on the ready queue; the scheduler drains the
 queue, calls each agent's step with its new messages and the results of its previous
@@ -38,7 +38,7 @@ from .timers import clock
 from .tree import Tree
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .interpreter import ActionServices
 
 #: Agent turns the scheduler runs before it yields to the event loop.
 THROUGHPUT = 512
@@ -60,29 +60,23 @@ class Scheduler:
     """Runs agents' turns, all in one task; an agent that must wait gets a task of its own meanwhile.
 
     Takes turns from the ``kernel``'s ready queue, ends agents through the ``tree`` when a
-    step fails or a budget runs out, and carries actions out on the runtime ``rt`` (the
+    step fails or a budget runs out, and carries actions out through ``services`` (the
     interpreter's handle, :mod:`agentctl.runtime.interpreter`).
     """
 
-    def __init__(self, kernel: Kernel, tree: Tree, rt: Runtime, backpressure: Backpressure | None) -> None:
-        self._emit = kernel.emit
+    def __init__(self, kernel: Kernel, tree: Tree, services: ActionServices, backpressure: Backpressure | None) -> None:
+        self._set_status = kernel.set_status
         self._queue = kernel.ready
         self._ready = kernel.ready.agents
         self._wake = kernel.ready.wake
         self._task_group = kernel.tasks
         self._finish = tree.finish
         self._crash = tree.crash
-        self._rt = rt
+        self._services = services
         #: Turns taken and agents' own tasks running now.
         self.steps = self.tasks = 0
         self._backpressure = backpressure
         self._behind: Callable[[], bool] = backpressure.behind if backpressure is not None else _never_behind
-
-    def set_status(self, agent: Agent, status: str, reason: str | None) -> None:
-        """Record that ``agent`` is now ``running``, ``blocked``, ``sleeping`` or ``waiting``."""
-        if agent.status != status and not agent.ended:
-            agent.status = status
-            self._emit("agent/status", agent.id, status=status, reason=reason, steps=agent.steps)
 
     async def run(self) -> None:
         """Take turns for as long as the runtime runs (its task, started by ``open_runtime``)."""
@@ -151,16 +145,16 @@ class Scheduler:
             return
         agent.interrupted_call = None  # the step that was told took it in its stride
         if not actions:
-            self.set_status(agent, "waiting", "idle")
+            self._set_status(agent, "waiting", "idle")
             if len(agent.inbox):
                 self._wake(agent)
             return
         if all(map(is_fast, actions)):
             results: list[Any] = []
             add = results.append
-            behind, rt = self._behind, self._rt
+            behind, services = self._behind, self._services
             for i, action in enumerate(actions):
-                add(run_fast(rt, agent, action))
+                add(run_fast(services, agent, action))
                 if agent.ended:
                     return
                 if behind() and i + 1 < len(actions):
@@ -196,13 +190,13 @@ class Scheduler:
         for action in actions:
             if self._backpressure is not None and self._behind():
                 await self._backpressure.caught_up()
-            results.append(await run_action(self._rt, agent, action))
+            results.append(await run_action(self._services, agent, action))
             if agent.ended:
                 return
         agent.results = tuple(results)
 
     def _start_task(self, agent: Agent, work: Callable[[], Awaitable[None]]) -> None:
-        self.set_status(agent, "running", "act")
+        self._set_status(agent, "running", "act")
         scope = anyio.CancelScope()
         agent.scope = scope
         self.tasks += 1
@@ -222,7 +216,7 @@ class Scheduler:
                     if agent.results or len(agent.inbox):
                         self._wake(agent)
                     else:
-                        self.set_status(agent, "waiting", "idle")
+                        self._set_status(agent, "waiting", "idle")
 
     @staticmethod
     def _left(agent: Agent) -> Budget:

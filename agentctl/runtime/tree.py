@@ -3,8 +3,9 @@
 A part of :class:`agentctl.runtime.runtime.Runtime`, acting through the services of its
 :class:`~agentctl.runtime.kernel.Kernel`. Called by the runtime's public ``spawn``/``stop``
 and by ``open_runtime`` at shutdown; by the scheduler (:mod:`agentctl.runtime.scheduler`)
-when a step fails or a budget runs out; and, through the runtime, by the interpreter,
-crash recovery and the bridge tools for spawn, stop and done.
+when a step fails or a budget runs out; by the interpreter and crash recovery through
+their handle (:class:`~agentctl.runtime.interpreter.ActionServices`), and through the runtime
+by the bridge tools, for spawn, stop and done.
 
 When an agent ends, its supervisor (its parent; the runtime for root agents) decides
 what happens through the pure rules of :mod:`agentctl.runtime.supervision`; this module

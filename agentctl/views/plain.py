@@ -214,7 +214,10 @@ def format_event(event: Mapping[str, Any]) -> str | None:
     agent (``-`` for run-level events), then what happened. Only a notable type is decoded
     (:func:`~agentctl.events.types.decode`).
     """
-    if event.get("type") not in _FORMATTERS:
+    kind = event.get("type")
+    if kind not in _FORMATTERS or (kind == "agent/message" and event.get("delivered") is True):
+        # Not decoded: half of a busy run's events are delivered messages, which get no line
+        # (a --plain run formats every event as it is emitted).
         return None
     return format_value(decode(event))
 
