@@ -8,6 +8,7 @@ agent's result. Neither appears in any file under the run directory nor on stdou
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -104,6 +105,34 @@ async def test_the_log_writes_and_passes_on_only_redacted_events(tmp_path: Path)
     assert returned["body"] == {"password": "***", "text": "use ***"} == seen[0]["body"]
     assert [e["body"] for e in read_events(path)] == [{"password": "***", "text": "use ***"}, {"n": 1}]
     assert plain["body"] == {"n": 1}
+
+
+class _Word(str, enum.Enum):
+    TOKEN = "api_token"
+
+
+class _Field(enum.Enum):
+    SECRET = "client_secret"
+
+
+@pytest.mark.anyio
+async def test_shapes_a_walk_of_str_keys_or_a_search_of_strings_would_miss_are_hidden(tmp_path: Path) -> None:
+    # A secret of digits written as a JSON number (alone or inside a longer one), a known
+    # secret as a dict key, secret keys that are Enums (orjson writes an Enum key as its
+    # value), and a known secret in a field no walk looks at (the agent's id).
+    pin, path = "31415926", tmp_path / "e.jsonl"
+    async with open_event_log(path, "r", redactor=Redactor([pin, KEY])) as log:
+        log.emit("tool/result", "a", {"result": {"pin": 31415926, "longer": 9314159265, "pi": 3.1415926}})
+        log.emit("tool/result", "a", {"result": {"rows": [{KEY: 1}]}})
+        log.emit("tool/result", "a", {"result": {_Word.TOKEN: "tok-abcdef", "more": {_Field.SECRET: "cs-abcdef"}}})
+        log.emit("agent/spawned", KEY, {"parent_id": None, "budget": {}})
+    raw = path.read_text()
+    assert pin not in raw and KEY not in raw and "tok-abcdef" not in raw and "cs-abcdef" not in raw
+    numbers, key, word, spawned = read_events(path)
+    assert numbers["result"] == {"pin": REDACTED, "longer": REDACTED, "pi": 3.1415926}
+    assert key["result"] == {"rows": [{REDACTED: 1}]}
+    assert word["result"] == {"api_token": REDACTED, "more": {"client_secret": REDACTED}}
+    assert spawned["agent_id"] == REDACTED
 
 
 def _plan(server_url: str) -> dict[str, Any]:
