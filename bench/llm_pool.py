@@ -29,6 +29,7 @@ from agentctl.services.tools import default_registry
 from agentctl.services.workers import LocalWorkPlane
 
 from .harness import Figure, alternate, figure
+from .reply_server import serve_replies
 
 REPLY = orjson.dumps({"choices": [{"message": {"role": "assistant", "content": "ok"}}],
                       "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
@@ -36,21 +37,8 @@ REPLY = orjson.dumps({"choices": [{"message": {"role": "assistant", "content": "
 
 async def _serve(latency: float, stream: anyio.abc.ByteStream) -> None:
     """Answer every request on a keep-alive connection after ``latency``; end with the client."""
-    async with stream:
-        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
-            buffer = b""
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    buffer += await stream.receive()
-                head, _, rest = buffer.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length")), 0)
-                while len(rest) < length:
-                    rest += await stream.receive()
-                buffer = rest[length:]
-                await anyio.sleep(latency)
-                await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                                  % (len(REPLY), REPLY))
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+        await serve_replies(stream, REPLY, latency)
 
 
 async def _server_main(latency: float) -> None:

@@ -19,6 +19,7 @@ from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSListener, TLSStream
 
 from agentctl.services.llm.http import LLMHTTPError, PooledHTTP
+from bench.reply_server import serve_replies
 
 pytestmark = pytest.mark.anyio
 
@@ -46,24 +47,7 @@ class HTTP11Server:
         self.open += 1
         self.most_open = max(self.most_open, self.open)
         try:
-            async with stream:
-                buffer = b""
-                while True:
-                    try:
-                        while b"\r\n\r\n" not in buffer:
-                            buffer += await stream.receive()
-                        head, _, buffer = buffer.partition(b"\r\n\r\n")
-                        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                                       if line.lower().startswith(b"content-length")), 0)
-                        while len(buffer) < length:
-                            buffer += await stream.receive()
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        return
-                    buffer = buffer[length:]
-                    self.request_lines.append(head.split(b"\r\n")[0])
-                    await anyio.sleep(self.delay)
-                    await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                                      b"content-length: %d\r\n\r\n%s" % (len(BODY), BODY))
+            await serve_replies(stream, BODY, self.delay, lambda head: self.request_lines.append(head.split(b"\r\n")[0]))
         finally:
             self.open -= 1
 
