@@ -18,7 +18,7 @@ from agentctl.services.workers import CallOutcome, LocalWorkPlane, WorkPlane
 pytestmark = pytest.mark.anyio
 
 TOOL_REQUESTED = {"seq", "t", "run_id", "type", "agent_id", "call_id", "tool", "arguments"}
-TOOL_RESULT = {"seq", "t", "run_id", "type", "agent_id", "call_id", "tool", "ok", "error", "error_type", "result", "duration_ms"}
+TOOL_RESULT = {"seq", "t", "run_id", "type", "agent_id", "call_id", "tool", "ok", "error", "error_type", "result", "node", "duration_ms"}
 LLM_REQUESTED = {"seq", "t", "run_id", "type", "agent_id", "call_id", "provider", "model", "messages", "tools"}
 LLM_RESULT = {
     "seq", "t", "run_id", "type", "agent_id", "call_id", "ok", "error", "error_type", "reply",

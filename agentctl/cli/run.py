@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -29,6 +30,7 @@ def run_command(
     durability: Optional[str] = typer.Option(None, "--durability", help="Event log durability: none, batch or always [default: the plan's, else batch]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory (or run id) after its process died."),
     apply_plan: bool = typer.Option(False, "--apply-plan", help="With --resume: switch the run to PLAN, another file than the one it ran."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run shell/run and remote plugin tools on this Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray]; overrides settings.executor)."),
     force: bool = typer.Option(False, "--force", help="With --resume: continue even if the log fails its integrity check (seq gaps, duplicates, another run's events); each problem is printed as a warning. Work may then repeat or be lost."),
 ) -> None:
     """Run PLAN: spawn its agents, reconcile every edit of the file, log every event."""
@@ -36,12 +38,13 @@ def run_command(
     import anyio
 
     from ..plan.load import line_finder, load_plan
+    from ..plan.schema import EXECUTOR_ADDRESS
     from ..reconcile.preflight import check_code, load_plugins, plan_code
     from ..services.tools import default_registry
     from ..services.tools.docker import check_docker
     from ..views.runs import process_alive
     from .resume import load_resumed, recorded_workspace
-    from .session import RunOptions, Session, is_tty, new_run_id
+    from .session import RunOptions, Session, executor_of, is_tty, new_run_id
 
     if durability is not None and durability not in DURABILITIES:
         fail_usage(f"--durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}")
@@ -93,6 +96,10 @@ def run_command(
                        "it last applied; leave PLAN out to continue with that version, or pass --apply-plan to apply this one")
         if (engine_problem := check_docker(loaded)) is not None:
             fail_usage(engine_problem)
+        if ray is not None and not re.match(EXECUTOR_ADDRESS, ray):
+            fail_usage(f"--ray: expected auto, local, HOST:PORT or ray://HOST:PORT, got {ray!r}")
+        if executor_of(loaded, ray).kind == "ray" and (missing := ray_missing()) is not None:
+            fail_usage(missing)
         if resume is None and run_dir is not None:
             _check_fresh_run_dir(run_dir)
         ws = (workspace or Path.cwd()).resolve()
@@ -110,6 +117,7 @@ def run_command(
             watch_plan=watch_plan,
             keep_running=keep_running,
             durability=durability,
+            ray=ray,
         )
         session = Session(options, loaded, resumed)
         try:
@@ -124,6 +132,15 @@ def run_command(
             print_error(f"agent {failure['agent_id']}: {failure['error']}; see docs/durability.md")
         typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
         raise typer.Exit(code)
+
+
+def ray_missing() -> str | None:
+    """Why a Ray executor cannot be used here (Ray is not installed), or ``None``."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return "the ray executor needs Ray, an optional extra: pip install 'agentctl[ray]'"
+    return None
 
 
 def _another_plan(path: Path, plan: Plan, resumed: Resumed) -> bool:

@@ -13,9 +13,9 @@ import secrets
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import watchfiles
@@ -37,6 +37,7 @@ from ..runtime import open_runtime
 from ..runtime.interrupted import recover_interrupted
 from ..runtime.recovery import ResumeContext
 from ..services.bus import USER, SendStatus
+from ..services.executor import Executor
 from ..services.mcp import open_mcp
 from ..services.tools import ToolContext, default_registry
 from ..services.tools.docker import release_run, uses_docker
@@ -45,6 +46,9 @@ from .control import serve_control, socket_path
 from .faults import fault_hook
 from .providers import providers_for_plan
 from .resume import Resumed
+
+if TYPE_CHECKING:
+    from ..services.ray_plane import RayWorkPlane
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -66,6 +70,7 @@ class RunOptions:
     watch_plan: bool = True
     keep_running: bool = False
     durability: str | None = None
+    ray: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,7 +136,7 @@ class Session:
             recover_interrupted(self.resumed.journals, tools, self._recovery_context, log.emit)
         held = root_tools(plan.settings, tools.names())
         providers, default_provider = providers_for_plan(plan)
-        plane = LocalWorkPlane(
+        plane = self._work_plane(
             log.emit, id_prefix=self.id_prefix, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
             tool_timeouts=plan.settings.tool_timeouts,
             providers=providers, default_provider=default_provider,
@@ -175,6 +180,16 @@ class Session:
             if view is not None:
                 await view.close()
             tg.cancel_scope.cancel()
+
+    def _work_plane(self, emit: Any, *, tools: Any, **options: Any) -> LocalWorkPlane | RayWorkPlane:
+        """The local pools, or the pools with a Ray cluster behind them (``settings.executor``, ``--ray``)."""
+        executor = executor_of(self.plan, self.o.ray)
+        if executor.kind != "ray":
+            return LocalWorkPlane(emit, tools=tools, **options)
+        from ..services.ray_plane import RayWorkPlane, connect  # Ray only when asked for
+
+        connect(executor.address)
+        return RayWorkPlane(emit, executor=executor, tools=tools, **options)
 
     def interrupted_failures(self) -> list[dict[str, Any]]:
         """Agents that failed over a call a crash left unknown (``agent/error`` of type ``interrupted``)."""
@@ -345,6 +360,14 @@ class Session:
         if not result.ok:
             return {"ok": False, "seq": seq, "error": f"not delivered to {to!r}: {result.status}"}
         return {"ok": True, "seq": seq, "msg_id": result.msg_id}
+
+
+def executor_of(plan: Plan, ray_address: str | None) -> Executor:
+    """Where the run's remote-capable tools run: the plan's executor, or a Ray cluster ``--ray`` names."""
+    executor = plan.settings.executor
+    if ray_address is None:
+        return executor
+    return replace(executor, kind="ray", address=ray_address)
 
 
 def run_redactor(plan: Plan) -> Redactor:

@@ -184,6 +184,8 @@ def _result(by: dict[str, Journal], e: dict[str, Any]) -> None:
         return
     _settle(effect, bool(e.get("ok")), e.get("error"), e.get("result") if e["type"] == "tool/result" else e.get("reply"),
             int(e.get("prompt_tokens") or 0) + int(e.get("completion_tokens") or 0))
+    if e.get("error_type") == "interrupted":
+        effect["interrupted"] = True  # its worker was lost: replayed as it was told live
 
 
 def _settle(effect: dict[str, Any], ok: bool, error: Any, value: Any, tokens: int) -> None:

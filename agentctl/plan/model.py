@@ -16,8 +16,12 @@ from typing import Any
 
 from ..frozen import FrozenDict, freeze, thaw
 from ..policy import Budget, Policy, PolicyRule
+from ..services.executor import Executor, ToolResources
 
-__all__ = ["Defaults", "FrozenDict", "McpServer", "Plan", "PlanPolicy", "Settings", "Step", "Task", "freeze", "thaw"]
+__all__ = [
+    "Defaults", "Executor", "FrozenDict", "McpServer", "Plan", "PlanPolicy", "Settings", "Step", "Task", "ToolResources",
+    "freeze", "thaw",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,7 @@ class Settings:
     checkpoint_seconds: float = 30.0
     tool_timeouts: Mapping[str, float] = field(default_factory=FrozenDict)
     lock_wait: float = 5.0
+    executor: Executor = Executor()
 
 
 @dataclass(frozen=True, slots=True)

@@ -339,6 +339,29 @@ DEFAULTS = Obj(
     doc="What every task gets unless it says otherwise.",
 )
 
+EXECUTOR_KINDS: tuple[str, ...] = ("local", "ray")
+EXECUTOR_ADDRESS = r"^(auto|local|ray://\S+|[^\s:/]+:[0-9]+)$"
+TOOL_RESOURCES = Obj(
+    (
+        Field("num_cpus", Num(0), doc="CPUs one call holds on its node (default 1)"),
+        Field("resources", Named(Num(0), r"^[A-Za-z0-9_.:-]+$", "resource name"),
+              doc="custom resources a node must have, e.g. {docker: 1}"),
+        Field("max_retries", Int(0), doc="reruns when its worker is lost (idempotent tools only; default 3, else 0)"),
+    ),
+    doc="What one call of a tool asks of the cluster.",
+)
+EXECUTOR = Obj(
+    (
+        Field("kind", Enum(EXECUTOR_KINDS), required=True, doc="local (this process) or ray"),
+        Field("address", Str(EXECUTOR_ADDRESS, "auto, local, HOST:PORT or ray://HOST:PORT"),
+              doc="the Ray cluster (default auto)"),
+        Field("shared_workspace", Bool(), doc="the workspace is at the same path on every node"),
+        Field("tools", Named(TOOL_RESOURCES, r"^[A-Za-z0-9_\-/:*?]+$", "tool name or glob"),
+              doc="resource requests by tool (shell/run, docker/*, plugin tools declared remote)"),
+    ),
+    doc="Where tools that can run anywhere run.",
+)
+
 SETTINGS = Obj(
     (
         Field("shell", Bool(), doc="enable the shell tool"),
@@ -357,6 +380,7 @@ SETTINGS = Obj(
         Field("tool_timeouts", Named(Num(0, exclusive=True), r"^[A-Za-z0-9_\-/:]+$", "tool name"),
               doc="seconds a call of each named tool may run (a task's tool_timeout wins)"),
         Field("lock_wait", Num(0), doc="seconds a file tool waits for a path another agent has locked (default 5)"),
+        Field("executor", EXECUTOR, doc="run shell/run, docker/* and remote plugin tools on a Ray cluster"),
     ),
     doc="How the run is set up.",
 )

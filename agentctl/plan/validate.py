@@ -22,7 +22,7 @@ from ..frozen import FrozenDict, freeze
 from ..policy import Budget, PolicyRule
 from . import schema as s
 from .lines import LineMap, Path, format_path
-from .model import Defaults, McpServer, Plan, PlanPolicy, Settings, Step, Task
+from .model import Defaults, Executor, McpServer, Plan, PlanPolicy, Settings, Step, Task, ToolResources
 
 T = TypeVar("T")
 
@@ -265,6 +265,17 @@ class _Builder:
 
 
 
+def _executor(d: Mapping[str, Any]) -> Executor:
+    tools = {
+        name: ToolResources(num_cpus=float(r.get("num_cpus", 1.0)),
+                            resources=FrozenDict({k: float(v) for k, v in (r.get("resources") or {}).items()}),
+                            max_retries=r.get("max_retries"))
+        for name, r in (d.get("tools") or {}).items()
+    }
+    return Executor(kind=d["kind"], address=d.get("address", "auto"), shared_workspace=bool(d.get("shared_workspace")),
+                    tools=FrozenDict(tools))
+
+
 def _check_opt_in(c: _Checker, settings: Mapping[str, Any], tasks: tuple[Task, ...], defaults: Defaults) -> None:
     named: list[tuple[str, Path]] = [(t, ("defaults", "tools", i)) for i, t in enumerate(defaults.tools or ())]
 
@@ -465,6 +476,8 @@ def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = No
         st["tool_timeouts"] = FrozenDict({k: float(v) for k, v in st["tool_timeouts"].items()})
     if "lock_wait" in st:
         st["lock_wait"] = float(st["lock_wait"])
+    if "executor" in st:
+        st["executor"] = _executor(st["executor"])
     servers = found.attempt(_mcp_servers, c, data.get("mcp") or {}) or ()
     found.attempt(_check_mcp_refs, c, servers, tasks, defaults)
     found.attempt(_check_opt_in, c, st, tasks, defaults)

@@ -248,6 +248,10 @@ async def _call_tool(svc: ActionServices, agent: Agent, action: CallTool) -> Res
     agent.tool_calls += 1
     out = await svc.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=svc.tool_context(agent),
                                    timeout=agent.spec.tool_timeout, within=time_left(agent, clock()))
+    if out.error_type == "interrupted":
+        # Its worker was lost mid-call: the agent is told as a resumed one would be, and
+        # fails for good if its step fails over it (see runtime.recovery).
+        agent.interrupted_call = f"{out.call_id} ({action.name})"
     return Result(action, out.ok, out.value if out.ok else out.error, None if out.ok else (out.error_type or "tool_error"))
 
 

@@ -115,6 +115,9 @@ def _tool(svc: ActionServices, agent: Agent, action: CallTool, effect: dict[str,
     agent.tool_calls += 1
     if effect["done"]:
         ok = effect["ok"]
+        if effect.get("interrupted"):
+            agent.interrupted_call = f"{effect['call_id']} ({action.name})"
+            return Result(action, False, effect.get("error"), "interrupted")
         return Result(action, ok, effect.get("value") if ok else effect.get("error"), None if ok else "tool_error")
     verdict = effect.get("verdict")
     if verdict == "rerun" or (verdict is None and action.name in svc.tools and svc.tools.get(action.name).idempotent):

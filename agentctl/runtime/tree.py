@@ -235,9 +235,9 @@ class Tree:
         kind = error if isinstance(error, str) else type(error).__name__
         call = agent.interrupted_call
         if call is not None:
-            # Failing over a call a crash left unknown: a restart would run the agent's
-            # earlier steps again, effects and all. The agent fails for good, naming it.
-            kind, error = "interrupted", f"{error} (after call {call}, interrupted by a crash)"
+            # Failing over a call a crash (or a lost worker) left unknown: a restart would run
+            # the agent's earlier steps again, effects and all. The agent fails for good, naming it.
+            kind, error = "interrupted", f"{error} (after call {call}, interrupted by a crash or a lost worker)"
         self._stop_children(agent, "parent_stopped")
         self._emit("agent/error", agent.id, error=str(error), error_type=kind, where=where, **_unread(agent))
         self._end(agent)

@@ -40,11 +40,50 @@ import anyio
 from ..errors import ToolError, UsageError, WorkerError
 from ..events.emit import Emit
 from .llm.base import ChatReply, ChatRequest, Provider
-from .tools.registry import ToolContext, ToolRegistry, in_thread
+from .tools.registry import Tool, ToolContext, ToolRegistry, in_thread
 
-__all__ = ["CallOutcome", "LocalWorkPlane", "PoolStatistics", "WorkPlane", "WorkPlaneStatistics"]
+__all__ = [
+    "CallOutcome", "Interrupted", "LocalWorkPlane", "PoolStatistics", "Ran", "ToolRunner", "WorkPlane",
+    "WorkPlaneStatistics",
+]
 
 BeforeRun = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """What a :class:`ToolRunner` brings back from one call: the value, or the tool's error text.
+
+    Attributes:
+        ok: whether the tool returned.
+        value: its return value.
+        error: the tool's error text when not ok (reported as ``tool_error``).
+        node: where it ran (a Ray node id), logged in ``tool/result``.
+    """
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    node: str | None = None
+
+
+@runtime_checkable
+class ToolRunner(Protocol):
+    """Runs some tools somewhere else (a cluster) for a :class:`LocalWorkPlane`.
+
+    The plane keeps everything around the call (events, write-ahead, validation, the pool
+    slot, the timeout); the runner only carries the validated call out. A call the plane
+    cancels (its timeout, the run's shutdown) is cancelled where it runs. Implemented by
+    :class:`agentctl.services.ray_plane.RayRunner`.
+    """
+
+    def takes(self, tool: Tool) -> bool:
+        """Whether calls of ``tool`` go to this runner."""
+        ...
+
+    async def run(self, tool: Tool, arguments: Mapping[str, Any], ctx: ToolContext, call_id: str) -> Ran:
+        """Carry out one call; raises :class:`Interrupted` when the worker running it was lost."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +96,8 @@ class CallOutcome:
         value: the tool's return value, or the ``ChatReply``.
         error: the error text when not ok.
         error_type: ``timeout``, ``invalid_arguments``, ``unknown_tool``, ``tool_error``,
-            ``unknown_provider``, ``llm_error`` or ``cancelled``.
+            ``unknown_provider``, ``llm_error``, ``cancelled`` or ``interrupted`` (the
+            worker that ran it was lost: handled as after a crash).
         duration_ms: time the call ran (from getting a slot to its result).
         tokens: prompt + completion tokens (LLM calls).
     """
@@ -196,6 +236,15 @@ class _Slot:
         self.pool.limiter.release_on_behalf_of(self)
 
 
+class Interrupted(WorkerError):
+    """The worker or node running a call was lost mid-call: whether it took effect is unknown.
+
+    Its result event says so with ``error_type: "interrupted"``, and the agent is told as a
+    resumed agent would be (see ``docs/durability.md``): a step that fails over it fails
+    the agent for good.
+    """
+
+
 class Cancelled(WorkerError):
     """A call cut short by the run's shutdown (Ctrl-C, SIGTERM): it has no outcome of its own.
 
@@ -205,7 +254,7 @@ class Cancelled(WorkerError):
 
 
 def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, (ToolError, Cancelled)):
+    if isinstance(exc, (ToolError, Cancelled, Interrupted)):
         return str(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -226,6 +275,8 @@ class LocalWorkPlane:
         tool_timeouts: seconds by tool name (the plan's ``settings.tool_timeouts``).
         llm_timeout: seconds an LLM call may run (a request's own ``timeout`` wins).
         before_run: awaited with each ``tool/requested`` event before the tool runs.
+        runner: carries out the calls of the tools it takes elsewhere (a cluster); the
+            others, and every call when ``None``, run in this process.
         id_prefix: put before generated call ids (a resumed run uses a new one, so ids
             stay unique within its log).
     """
@@ -243,6 +294,7 @@ class LocalWorkPlane:
         tool_timeouts: Mapping[str, float] | None = None,
         llm_timeout: float = 300.0,
         before_run: BeforeRun | None = None,
+        runner: ToolRunner | None = None,
         id_prefix: str = "",
     ) -> None:
         self._emit = emit
@@ -253,6 +305,7 @@ class LocalWorkPlane:
         self.tool_timeouts = dict(tool_timeouts or {})
         self.llm_timeout = llm_timeout
         self._before_run = before_run
+        self._runner = runner
         self._tool_pool = _Pool(tool_workers)
         self._llm_pool = _Pool(llm_workers)
         self._tool_ids = itertools.count(1)
@@ -285,6 +338,8 @@ class LocalWorkPlane:
                 return finish.fail(e, "invalid_arguments")
             tool = self.tools.get(name)
             limit = _cap(timeout if timeout is not None else self.tool_timeouts.get(name, tool.timeout or self.tool_timeout), within)
+            if self._runner is not None and self._runner.takes(tool):
+                return await self._run_elsewhere(self._runner, tool, checked, ctx, limit, finish)
             watch = self._tool_pool.watch_thread() if in_thread(tool) else None
             async with _Slot(self._tool_pool):
                 finish.start()
@@ -300,6 +355,25 @@ class LocalWorkPlane:
         except anyio.get_cancelled_exc_class():
             finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
             raise
+
+    async def _run_elsewhere(
+        self, runner: ToolRunner, tool: Tool, checked: dict[str, Any], ctx: ToolContext, limit: float, finish: _Finisher,
+    ) -> CallOutcome:
+        """One call carried out by ``runner``, under the same slot and timeout as a local one."""
+        async with _Slot(self._tool_pool):
+            finish.start()
+            with anyio.move_on_after(limit) as scope:
+                try:
+                    ran = await runner.run(tool, checked, ctx, finish.call_id)
+                except Interrupted as e:
+                    return finish.fail(e, "interrupted")
+            if scope.cancelled_caught:
+                self._tool_pool.timed_out += 1
+                return finish.fail(TimeoutError(f"{tool.name} timed out after {limit:g}s (cancelled where it ran)"),
+                                   "timeout")
+            if not ran.ok:
+                return finish.fail(ToolError(ran.error or "failed"), "tool_error", node=ran.node)
+            return finish.ok(ran.value, result=ran.value, node=ran.node)
 
     async def _prepared(self, agent_id: str, call_id: str, name: str, record: Any) -> None:
         event = self._emit("tool/prepared", agent_id, call_id=call_id, tool=name, record=record)
@@ -406,7 +480,7 @@ class _Finisher:
         ms = self._ms()
         self.done = True
         self.pool.count(ok)
-        extra = {"tool": self.tool} if self.tool is not None else {}
+        extra = {"tool": self.tool, "node": fields.pop("node", None)} if self.tool is not None else {}
         self.emit(self.type, self.agent_id, call_id=self.call_id, **extra, ok=ok, error=error, error_type=error_type,
                   **fields, duration_ms=ms)
         return ms
@@ -415,11 +489,11 @@ class _Finisher:
         ms = self._emit_result(True, None, None, fields)
         return CallOutcome(self.call_id, True, value, None, None, ms, tokens)
 
-    def fail(self, exc: BaseException, error_type: str) -> CallOutcome:
+    def fail(self, exc: BaseException, error_type: str, *, node: str | None = None) -> CallOutcome:
         text = _error_text(exc)
         if not self.done:
-            fields = (
-                {"reply": None, "prompt_tokens": 0, "completion_tokens": 0} if self.llm else {"result": None}
+            fields: dict[str, Any] = (
+                {"reply": None, "prompt_tokens": 0, "completion_tokens": 0} if self.llm else {"result": None, "node": node}
             )
             ms = self._emit_result(False, text, error_type, fields)
         else:

@@ -161,6 +161,9 @@ class Tool:
         recover: how crash resume tells whether an interrupted call took effect (see
             :data:`Recover`); a tool with one is written ahead by its own
             :meth:`ToolContext.write_ahead` rather than by ``tool/requested``.
+        remote: the tool can run anywhere (it needs no object of this process, only its
+            arguments and the context's plain fields): with a cluster executor
+            (``settings.executor``) its calls run there.
     """
 
     name: str
@@ -174,6 +177,7 @@ class Tool:
     timeout: float | None = None
     takes_ctx: bool | None = None
     recover: Recover | None = None
+    remote: bool = False
 
     def spec(self) -> ToolSpec:
         """The tool as offered to a model."""
@@ -209,12 +213,14 @@ class ToolRegistry:
         timeout: float | None = None,
         secret_args: Iterable[str] = (),
         recover: Recover | None = None,
+        remote: bool = False,
     ) -> Callable[[F], F]:
         """Decorator registering a function as tool ``name``; returns the function unchanged.
 
         The schema is derived from the type hints unless given; the description defaults
         to the docstring's first paragraph. ``recover`` makes a non-idempotent tool
         exactly-once across crashes (see :data:`Recover` and ``docs/durability.md``).
+        ``remote`` lets a cluster executor run it (see :class:`Tool`).
         """
 
         def decorate(fn: F) -> F:
@@ -230,6 +236,7 @@ class ToolRegistry:
                     inline=inline,
                     timeout=timeout,
                     recover=recover,
+                    remote=remote,
                 )
             )
             return fn
@@ -244,6 +251,9 @@ class ToolRegistry:
             raise UsageError(f"tool {tool.name!r} is already registered")
         if tool.parameters.get("type", "object") != "object":
             raise UsageError(f"tool {tool.name!r}: parameters must be an object schema")
+        if tool.remote and tool.recover is not None:
+            # Its write-ahead record is logged by this process, mid-call: not from a cluster worker.
+            raise UsageError(f"tool {tool.name!r}: remote=True and recover= cannot be combined")
         if tool.takes_ctx is None:
             tool = replace(tool, takes_ctx=_wants_ctx(tool.fn))
         self._tools[tool.name] = tool

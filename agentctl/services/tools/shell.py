@@ -92,4 +92,4 @@ async def shell_run(ctx: ToolContext, command: str, timeout: float = 30.0) -> di
 
 def register_shell_tools(registry: ToolRegistry) -> None:
     """Add ``shell/run`` to ``registry``."""
-    registry.tool("shell/run")(shell_run)
+    registry.tool("shell/run", remote=True)(shell_run)

@@ -1,0 +1,262 @@
+"""The work plane on a Ray cluster: tools that can run anywhere run there as Ray tasks.
+
+Built by the CLI session (:mod:`agentctl.cli.session`) when the plan's
+``settings.executor.kind`` is ``ray`` (or ``agentctl run --ray ADDRESS``); only then is
+Ray imported. :class:`RayWorkPlane` is a :class:`~agentctl.services.workers.LocalWorkPlane`
+given a :class:`RayRunner`: events, write-ahead, validation, the pool's bound and every
+timeout stay in this process exactly as for a local call; only the tools declared
+``remote`` (``shell/run``, plugin tools registered with ``remote=True``) are carried out
+on the cluster, each as one Ray task with the resources the plan asks for it. File tools
+and the ``agent/*`` tools, tied to this process's workspace, locks and tree, run here.
+
+Faults are handled as a crash of this process would be (``docs/durability.md``): a call
+whose worker or node is lost comes back ``interrupted``; Ray reruns it only for an
+idempotent tool (``max_retries``, 0 for every other tool). A timed-out or shut-down call
+is cancelled on the cluster with ``ray.cancel(force=True)``, and the worker's reaper
+(:mod:`agentctl.services.reaper`) kills what the call had started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import ray
+import ray.cloudpickle
+import ray.exceptions
+
+from ..errors import UsageError
+from ..events.emit import Emit
+from . import reaper
+from .executor import Executor, ToolResources
+from .llm.base import ChatRequest
+from .tools.registry import Tool, ToolContext, ToolRegistry
+from .workers import CallOutcome, Interrupted, LocalWorkPlane, Ran, WorkPlaneStatistics
+
+__all__ = ["RayRunner", "RayWorkPlane", "connect"]
+
+#: Reruns of an idempotent tool's call whose worker was lost, unless the plan says otherwise.
+IDEMPOTENT_RETRIES = 3
+
+# Errors that mean the worker, its node or the call's result was lost: the call may or may
+# not have taken effect. Anything else Ray raises is the call's own failure.
+_LOST = (
+    ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError,
+    ray.exceptions.OwnerDiedError, ray.exceptions.LocalRayletDiedError, ray.exceptions.RaySystemError,
+    ray.exceptions.TaskCancelledError, ray.exceptions.OutOfMemoryError,
+)
+
+
+def connect(address: str) -> None:
+    """Connect this process to the cluster at ``address`` (``local``: start a private one).
+
+    Raises:
+        UsageError: the cluster cannot be reached (one line, for exit 2).
+    """
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR, namespace="agentctl")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UsageError(f"settings.executor: cannot connect to the Ray cluster at {address!r}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What a Ray task needs to carry out one call: nothing of this process but plain values."""
+
+    fn: Any
+    is_async: bool
+    takes_ctx: bool
+    arguments: dict[str, Any]
+    agent_id: str
+    run_id: str
+    workspace: str | None  # None: a scratch directory on the node
+    shell_enabled: bool
+    protected: tuple[str, ...]
+
+
+class RayRunner:
+    """Carries out the calls of ``remote`` tools as Ray tasks (a :class:`~agentctl.services.workers.ToolRunner`).
+
+    Args:
+        executor: the plan's ``settings.executor`` (resource requests, shared workspace).
+        tools: the run's registry, to check the requests against it.
+
+    Raises:
+        UsageError: a resource request for a tool that cannot run remotely, or retries
+            asked for a tool that is not idempotent.
+    """
+
+    def __init__(self, executor: Executor, tools: ToolRegistry) -> None:
+        self.executor = executor
+        self.calls = self.lost = self.cancelled = 0
+        self.nodes: dict[str, int] = {}
+        self._options: dict[str, dict[str, Any]] = {}
+        self._check(tools)
+        for tool in (tools.get(n) for n in tools.names()):
+            if tool.remote and not tool.fn.__module__.startswith("agentctl."):
+                # A plugin's module is not importable on the workers: its code travels with the call.
+                module = sys.modules.get(tool.fn.__module__)
+                if module is not None:
+                    ray.cloudpickle.register_pickle_by_value(module)
+
+    def _check(self, tools: ToolRegistry) -> None:
+        remote = [n for n in tools.names() if tools.get(n).remote]
+        for pattern, request in self.executor.tools.items():
+            where = f"settings.executor.tools.{pattern}"
+            named = fnmatch.filter(tools.names(), pattern)
+            if not named:
+                raise UsageError(f"{where}: no tool of the run is called {pattern!r} (remote tools: {', '.join(remote)})")
+            local = [n for n in named if not tools.get(n).remote]
+            if local and not any(ch in pattern for ch in "*?"):
+                raise UsageError(f"{where}: {pattern} runs in this process (not declared remote); "
+                                 f"tools that can run on the cluster: {', '.join(remote)}")
+            for name in named:
+                if request.max_retries and not tools.get(name).idempotent:
+                    raise UsageError(f"{where}.max_retries: {name} is not idempotent; a rerun could apply it twice "
+                                     "(expected 0, or declare the tool idempotent)")
+
+    def takes(self, tool: Tool) -> bool:
+        """Whether ``tool`` runs on the cluster (it is declared ``remote``)."""
+        return tool.remote
+
+    def options(self, tool: Tool) -> dict[str, Any]:
+        """The Ray task options of ``tool``'s calls: its resources, and no rerun unless idempotent."""
+        cached = self._options.get(tool.name)
+        if cached is None:
+            request = next((r for p, r in self.executor.tools.items() if fnmatch.fnmatchcase(tool.name, p)),
+                           ToolResources())
+            retries = request.max_retries if request.max_retries is not None else (
+                IDEMPOTENT_RETRIES if tool.idempotent else 0)
+            cached = self._options[tool.name] = {
+                "num_cpus": request.num_cpus, "resources": dict(request.resources), "max_retries": retries,
+                "retry_exceptions": False, "name": tool.name,
+            }
+        return cached
+
+    async def run(self, tool: Tool, arguments: Mapping[str, Any], ctx: ToolContext, call_id: str) -> Ran:
+        """One call as a Ray task; cancelled on the cluster if this is cancelled (timeout, shutdown)."""
+        call = _Call(tool.fn, tool.is_async, bool(tool.takes_ctx), dict(arguments), ctx.agent_id, ctx.run_id,
+                     str(ctx.workspace) if self.executor.shared_workspace else None, ctx.shell_enabled,
+                     tuple(str(p) for p in ctx.protected))
+        self.calls += 1
+        ref = _remote_call.options(**self.options(tool)).remote(call)
+        try:
+            out = await asyncio.wrap_future(ref.future())
+        except _LOST as exc:
+            self.lost += 1
+            raise Interrupted(f"call {call_id} ({tool.name}) lost its worker mid-call and may or may not have run: "
+                              f"{type(exc).__name__}") from None
+        except ray.exceptions.RayTaskError as exc:  # the task itself could not run (its code did not unpickle)
+            return Ran(False, error=f"{tool.name}: could not run on the cluster: {str(exc).splitlines()[0]}")
+        except BaseException:
+            self.cancelled += 1
+            ray.cancel(ref, force=True)
+            raise
+        self.nodes[out["node"]] = self.nodes.get(out["node"], 0) + 1
+        return Ran(out["ok"], out.get("value"), out.get("error"), out["node"])
+
+
+class RayWorkPlane:
+    """The work plane with a Ray cluster behind it (a :class:`~agentctl.services.workers.WorkPlane`).
+
+    Args:
+        emit: the event sink.
+        executor: the plan's ``settings.executor``.
+        tools: the tool registry.
+        **local: :class:`~agentctl.services.workers.LocalWorkPlane`'s other keyword arguments.
+
+    Call :func:`connect` first.
+    """
+
+    def __init__(self, emit: Emit, *, executor: Executor, tools: ToolRegistry, **local: Any) -> None:
+        self.runner = RayRunner(executor, tools)
+        self._local = LocalWorkPlane(emit, tools=tools, runner=self.runner, **local)
+        self.tools = tools
+
+    async def call_tool(
+        self, agent_id: str, name: str, arguments: Mapping[str, Any], *, call_id: str | None = None, ctx: ToolContext,
+        timeout: float | None = None, within: float | None = None,
+    ) -> CallOutcome:
+        """Run tool ``name``: on the cluster if it is remote, else here (never raises for a failed call)."""
+        return await self._local.call_tool(agent_id, name, arguments, call_id=call_id, ctx=ctx, timeout=timeout,
+                                           within=within)
+
+    async def call_llm(
+        self, agent_id: str, request: ChatRequest, *, call_id: str | None = None, provider: str | None = None,
+        within: float | None = None,
+    ) -> CallOutcome:
+        """Ask a provider, from this process (LLM calls wait on the network, not on cores)."""
+        return await self._local.call_llm(agent_id, request, call_id=call_id, provider=provider, within=within)
+
+    def statistics(self) -> WorkPlaneStatistics:
+        """Both pools' statistics (remote calls hold tool pool slots like local ones)."""
+        return self._local.statistics()
+
+    async def aclose(self) -> None:
+        """Close the providers; the connection to the cluster stays (``ray.shutdown`` at exit)."""
+        await self._local.aclose()
+
+
+# ---------------------------------------------------------------- on the worker
+
+_reaper: subprocess.Popen[bytes] | None = None
+
+
+def _start_reaper() -> None:
+    """Once per worker process: a reaper that outlives it and kills what its calls started."""
+    global _reaper
+    if _reaper is not None:
+        return
+    token = os.urandom(8).hex()
+    env = {k: v for k, v in os.environ.items() if k != reaper.ENV}
+    _reaper = subprocess.Popen([sys.executable, "-m", "agentctl.services.reaper", token], stdin=subprocess.PIPE,
+                               start_new_session=True, env=env)
+    _reaper.wait()  # its first process: the reaper itself is its fork, which holds the pipe
+    os.environ[reaper.ENV] = token  # inherited by every process a call starts from now on
+
+
+@contextmanager
+def _workdir(call: _Call) -> Iterator[str]:
+    if call.workspace is not None:
+        yield call.workspace
+        return
+    with tempfile.TemporaryDirectory(prefix="agentctl-call-") as scratch:
+        yield scratch
+
+
+def _call_on_worker(call: _Call) -> dict[str, Any]:
+    """The Ray task: run the tool, and say on which node (errors are results, not raised)."""
+    node = ray.get_runtime_context().get_node_id()
+    _start_reaper()
+    with _workdir(call) as workspace:
+        ctx = ToolContext(agent_id=call.agent_id, workspace=Path(workspace), run_id=call.run_id,
+                          shell_enabled=call.shell_enabled, protected=tuple(Path(p) for p in call.protected))
+        args = (ctx,) if call.takes_ctx else ()
+        try:
+            if call.is_async:
+                value = anyio.run(partial(call.fn, *args, **call.arguments))
+            else:
+                value = call.fn(*args, **call.arguments)
+        except Exception as exc:
+            text = str(exc) if type(exc).__module__.startswith("agentctl.") else f"{type(exc).__name__}: {exc}"
+            return {"ok": False, "error": text, "node": node}
+    return {"ok": True, "value": value, "node": node}
+
+
+_remote_call = ray.remote(_call_on_worker)

@@ -1,0 +1,204 @@
+"""Tool calls on a real two-node Ray cluster on 127.0.0.1 (``pytest -m ray``; needs agentctl[ray]).
+
+One cluster for the module: a head node and a worker node, one CPU each, the worker with a
+custom resource ``special``. Runs are real ``agentctl run`` processes that connect to it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_helpers import AGENTCTL, events
+
+pytestmark = pytest.mark.ray
+ray = pytest.importorskip("ray")
+
+PLUGINS = Path(__file__).parent / "plugins"
+# Both nodes bind and report 127.0.0.1: no test traffic leaves the loopback interface.
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+class TwoNodes:
+    """The module's cluster: its address and the two nodes' ids."""
+
+    def __init__(self, address: str, head: str, worker: str) -> None:
+        self.address, self.head, self.worker = address, head, worker
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[TwoNodes]:
+    from ray.cluster_utils import Cluster
+
+    saved = {k: os.environ.get(k) for k in LOOPBACK}
+    os.environ.update(LOOPBACK)
+    small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+    c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
+    try:
+        worker = c.add_node(**small, resources={"special": 1})
+        c.wait_for_nodes()
+        yield TwoNodes(c.address, c.head_node.node_id, worker.node_id)
+    finally:
+        c.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run(tmp_path: Path, plan: str, *extra: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """``agentctl run`` of ``plan`` (text) in a process of its own; its result and events."""
+    path = tmp_path / "plan.yaml"
+    path.write_text(plan)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, **LOOPBACK, "PYTHONPATH": str(PLUGINS)}
+    proc = subprocess.run([AGENTCTL, "run", str(path), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir),
+                           "--workspace", str(tmp_path), *extra], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=tmp_path)
+    return proc, events(run_dir)
+
+
+def results(evs: list[dict[str, Any]], tool: str) -> list[dict[str, Any]]:
+    return [e for e in evs if e["type"] == "tool/result" and e["tool"] == tool]
+
+
+def shell_plan(address: str, *commands: str, extra_settings: str = "", timeout: float | None = None,
+               restart: str = "transient") -> str:
+    tasks = "".join(
+        f"  - id: t{i}\n    agent: script\n    restart: {restart}\n"
+        + (f"    tool_timeout: {timeout}\n" if timeout else "")
+        + f"    steps:\n      - call: {{tool: shell/run, args: {{command: {command!r}}}}}\n"
+        for i, command in enumerate(commands)
+    )
+    return (f"name: remote\nsettings:\n  shell: true\n  executor: {{kind: ray, address: '{address}'{extra_settings}}}\n"
+            f"defaults: {{tools: [shell/run]}}\ntasks:\n{tasks}")
+
+
+def test_shell_calls_run_on_the_cluster_and_report_their_node(cluster: TwoNodes, tmp_path: Path) -> None:
+    plan = shell_plan(cluster.address, *["echo ran-$$ && pwd"] * 4)
+    proc, evs = run(tmp_path, plan)
+    assert proc.returncode == 0, proc.stderr
+    done = results(evs, "shell/run")
+    assert len(done) == 4 and all(e["ok"] for e in done)
+    assert {e["node"] for e in done} <= {cluster.head, cluster.worker}
+    for e in done:
+        out = e["result"]["stdout"]
+        assert out.startswith("ran-")
+        # No shared workspace declared: each call ran in a scratch directory of its node.
+        assert out.split()[1] != str(tmp_path) and "agentctl-call-" in out
+
+
+def test_a_declared_shared_workspace_is_the_calls_working_directory(cluster: TwoNodes, tmp_path: Path) -> None:
+    plan = shell_plan(cluster.address, "pwd && echo x > made.txt", extra_settings=", shared_workspace: true")
+    proc, evs = run(tmp_path, plan)
+    assert proc.returncode == 0, proc.stderr
+    assert results(evs, "shell/run")[0]["result"]["stdout"].strip() == str(tmp_path)
+    assert (tmp_path / "made.txt").read_text() == "x\n"
+
+
+def test_a_custom_resource_request_lands_only_on_the_node_that_has_it(cluster: TwoNodes, tmp_path: Path) -> None:
+    plan = shell_plan(cluster.address, *["sleep 0.2; echo $$"] * 6,
+                      extra_settings=", tools: {shell/run: {num_cpus: 0.1, resources: {special: 0.5}}}")
+    proc, evs = run(tmp_path, plan)
+    assert proc.returncode == 0, proc.stderr
+    nodes = [e["node"] for e in results(evs, "shell/run")]
+    assert nodes == [cluster.worker] * 6
+
+
+def test_a_timed_out_call_is_cancelled_on_the_cluster(cluster: TwoNodes, tmp_path: Path) -> None:
+    marks = job(tmp_path, 4)
+    proc, evs = run(tmp_path, shell_plan(cluster.address, f"sh {marks}/job.sh", timeout=1.5, restart="temporary"))
+    assert proc.returncode == 1
+    (result,) = results(evs, "shell/run")
+    assert result["error_type"] == "timeout" and "cancelled where it ran" in result["error"]
+    assert_gone(marks, 4)
+
+
+def test_a_worker_killed_mid_call_is_interrupted_as_after_a_crash(cluster: TwoNodes, tmp_path: Path) -> None:
+    marks = job(tmp_path, 6)
+    path = tmp_path / "plan.yaml"
+    path.write_text(shell_plan(cluster.address, f"sh {marks}/job.sh"))
+    env = {**os.environ, **LOOPBACK}
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([AGENTCTL, "run", str(path), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir),
+                             "--workspace", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (marks / "inner").exists():
+        time.sleep(0.05)
+    time.sleep(0.2)
+    os.kill(int((marks / "worker").read_text()), signal.SIGKILL)  # the Ray worker running the call
+    _, stderr = proc.communicate(timeout=60)
+    evs = events(run_dir)
+    (result,) = results(evs, "shell/run")
+    assert result["error_type"] == "interrupted" and "lost its worker" in result["error"], {k: result[k] for k in ("ok", "error", "result")}
+    # As after a crash: the script agent fails over the interrupted call for good, not restarted.
+    (error,) = [e for e in evs if e["type"] == "agent/error"]
+    assert error["agent_id"] == "t0" and error["error_type"] == "interrupted"
+    assert not [e for e in evs if e["type"] == "agent/restarted"]
+    assert proc.returncode == 1 and "interrupted" in stderr
+    assert_gone(marks, 6)
+
+
+def test_an_idempotent_remote_tool_is_rerun_by_the_cluster_when_its_worker_dies(cluster: TwoNodes, tmp_path: Path) -> None:
+    plan = (f"name: idem\nsettings:\n  plugins: [ray_tools]\n  executor: {{kind: ray, address: '{cluster.address}'}}\n"
+            "defaults: {tools: [test/flaky]}\ntasks:\n  - id: a\n    agent: script\n    steps:\n"
+            f"      - call: {{tool: test/flaky, args: {{dir: '{tmp_path}'}}}}\n      - done: ok\n")
+    proc, evs = run(tmp_path, plan)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = results(evs, "test/flaky")
+    assert result["ok"] and result["result"]["attempt"] == 2
+
+
+def test_a_resource_request_for_a_local_tool_is_refused_in_one_line(cluster: TwoNodes, tmp_path: Path) -> None:
+    plan = shell_plan(cluster.address, "true", extra_settings=", tools: {fs/write: {num_cpus: 1}}")
+    proc, _ = run(tmp_path, plan)
+    assert proc.returncode == 2
+    assert "settings.executor.tools.fs/write: fs/write runs in this process" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def job(tmp_path: Path, seconds: float) -> Path:
+    """A shell job whose grandchild would write ``late`` after ``seconds``; the pids go to ``marks/``.
+
+    Ray itself kills a dead worker's direct children; the grandchild (in a new session
+    already, as ``shell/run`` starts every command) is what only the reaper ends.
+    """
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (marks / "job.sh").write_text(
+        # shell/run's `sh -c` is this script's parent; the Ray worker is its parent.
+        f"cut -d' ' -f4 /proc/$PPID/stat > {marks}/worker\necho $$ > {marks}/outer\n"
+        f"sh -c 'sleep {seconds}; touch {marks}/late' &\necho $! > {marks}/inner\nwait\n")
+    return marks
+
+
+def assert_gone(marks: Path, seconds: float) -> None:
+    """The call's processes are gone, and stay so past the moment the marker would have been written."""
+    for name in ("outer", "inner"):
+        pid = int((marks / name).read_text())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        assert not _alive(pid), f"the call's {name} shell still runs on the cluster"
+    time.sleep(seconds + 0.5)
+    assert not (marks / "late").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
