@@ -17,6 +17,7 @@ elsewhere, its module is named)::
     │   ├── LLMError         a provider that failed or replied with something unusable
     │   │   └── LLMHTTPError an HTTP provider's call that failed for good (services.llm.http)
     │   ├── McpError         an MCP server that cannot be used (services.mcp.supervisor)
+    │   ├── Interrupted      a call whose cluster worker or node was lost (services.workers)
     │   └── Cancelled        a call cut short by the run's shutdown (services.workers)
     ├── LogError             an events file that cannot be written or read
     │   └── CorruptLogError  a line in the middle of an events file that is not an event

@@ -228,6 +228,7 @@ class ToolResult(Event, frozen=True, tag="tool/result"):
     error: str | None
     error_type: str | None
     result: Any
+    node: str | None
     duration_ms: float
 
 
