@@ -237,22 +237,30 @@ def test_replay_and_watch_warn_about_a_damaged_log_and_still_show_it(tmp_path: P
     assert f"warning: {log}:6:" in watched.stderr
 
 
-def _killed_while_sleeping(tmp_path: Path, plan: Path) -> tuple[Path, Path]:
-    """Run ``plan``, SIGKILL it 1 s into its agent's sleep, and leave it down 1.5 s more (time
-    that counts against budgets and sleeps too). The workspace and the run directory."""
+def killed_when(tmp_path: Path, plan: Path, check: Callable[[list[dict[str, Any]]], bool], after: float = 0.0) -> tuple[Path, Path]:
+    """Run ``plan`` and SIGKILL it from outside ``after`` seconds once its events pass
+    ``check``. The workspace and the run directory."""
     ws = tmp_path / "ws"
-    ws.mkdir()
+    (ws / "out").mkdir(parents=True)
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
     proc = subprocess.Popen([AGENTCTL, "run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws)],
-                            cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ws, env={**env, "PYTHONPATH": str(PLUGINS)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(run_dir, lambda evs: any(e["type"] == "agent/status" and e.get("status") == "sleeping" for e in evs))
-        time.sleep(1.0)
+        wait_for(run_dir, check)
+        time.sleep(after)
         proc.kill()
         proc.wait(10)
     finally:
         proc.kill()
+    return ws, run_dir
+
+
+def _killed_while_sleeping(tmp_path: Path, plan: Path) -> tuple[Path, Path]:
+    """Run ``plan``, SIGKILL it 1 s into its agent's sleep, and leave it down 1.5 s more (time
+    that counts against budgets and sleeps too). The workspace and the run directory."""
+    ws, run_dir = killed_when(tmp_path, plan, lambda evs: any(e["type"] == "agent/status" and e.get("status") == "sleeping"
+                                                              for e in evs), after=1.0)
     time.sleep(1.5)
     return ws, run_dir
 
@@ -311,3 +319,46 @@ def test_a_checkpoint_holds_the_state_of_its_seq_even_while_events_arrive_during
     assert ckpt is not None and ckpt.seq == 3
     journal = ckpt.state.journals.get("a")
     assert journal is not None and [e["call_id"] for e in journal.effects] == ["t1"]
+
+
+RELOCK = """\
+name: relock
+settings: {plugins: [resume_tools]}
+tasks:
+  - id: holder
+    agent: script
+    steps:
+      - lock: {path: out/p, timeout: 5}
+      - unlock: out/p
+      - lock: out/p
+      - send: {to: waiter, kind: go}
+      - call: {tool: test/gated_line, args: {n: 1}}
+      - unlock: out/p
+  - id: waiter
+    agent: script
+    steps:
+      - wait: {kind: go, timeout: 60}
+      - lock: {path: out/p, timeout: 60}
+      - call: {tool: test/line, args: {n: 2}}
+      - unlock: out/p
+"""
+
+
+def test_a_lock_taken_released_and_taken_again_is_held_across_a_resume(tmp_path: Path) -> None:
+    """The holder locked, unlocked and locked ``out/p`` again, the waiter queued for it, then
+    the run died: on resume the holder keeps the lock until its own last unlock, so the
+    waiter's line comes after the holder's, and the holder's replay touches no lock."""
+    plan = write_plan(tmp_path, RELOCK)
+    ws, run_dir = killed_when(tmp_path, plan, lambda evs: any(e["type"] == "lock/conflict" and e["agent_id"] == "waiter"
+                                                              for e in evs)
+                              and any(e["type"] == "tool/requested" and e["tool"] == "test/gated_line" for e in evs))
+    (ws / "go").touch()
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (ws / "out" / "lines.txt").read_text() == "line-01\nline-02\n"
+    events = list(read_events(run_dir / "events.jsonl"))
+    back = next(i for i, e in enumerate(events) if e["type"] == "run/resumed")
+    holder = [(e["type"], e.get("restored", False)) for e in events[back:]
+              if e["type"].startswith("lock/") and e["agent_id"] == "holder"]
+    # Given back at the resume, released once: by the holder's last step, after its line.
+    assert holder == [("lock/acquired", True), ("lock/released", False)]

@@ -23,7 +23,8 @@ class Journal:
 
     Attributes:
         effects: its actions' recorded outcomes in order, each a dict with ``op``
-            (``send``, ``spawn``, ``tool``, ``llm``) and the outcome's fields.
+            (``send``, ``spawn``, ``tool``, ``llm``, ``lock``: a lock its steps took) and
+            the outcome's fields.
         inbox: messages delivered to it, in order (the fields of ``agent/message``).
     """
 
@@ -134,6 +135,14 @@ def _refused(by: dict[str, Journal], e: dict[str, Any]) -> None:
         parent.effects.append({"op": "spawn", "child_id": e.get("child_id"), "ok": False, "error": e.get("error")})
 
 
+def _locked(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    # A lock a resume gave back is not an acquire of the agent's steps: replay must not
+    # answer one of them with it.
+    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if journal is not None and not e.get("restored"):
+        journal.effects.append({"op": "lock", "path": e.get("path")})
+
+
 def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:
     def handler(by: dict[str, Journal], e: dict[str, Any]) -> None:
         journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
@@ -209,6 +218,7 @@ HANDLERS: dict[str | None, JournalHandler] = {
     "agent/message": _message,
     "agent/status": _status,
     "bus/denied": _denied,
+    "lock/acquired": _locked,
     "policy/refused": _refused,
     "tool/requested": _requested("tool"),
     "llm/requested": _requested("llm"),

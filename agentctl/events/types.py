@@ -191,6 +191,7 @@ class LockAcquired(Event, frozen=True, tag="lock/acquired"):
     path: str
     mode: str
     count: int
+    restored: bool = False
 
 
 class LockReleased(Event, frozen=True, tag="lock/released"):

@@ -10,9 +10,11 @@ the agents started (:mod:`agentctl.runtime.interrupted`) if its tool has a ``rec
 check: applied (its outcome is handed back), not applied (it runs again) or unknown.
 Otherwise it runs again if its tool is idempotent (LLM calls always may); an unknown or
 non-idempotent one gets an ``interrupted`` result. Sleeps and stops answer at once (the
-clock already ran). The locks the agent held were taken back for it before it started: a
-replayed acquire of one it holds, or release of one it does not, answers at once; any
-other lock action runs live (an acquire that was still waiting, say).
+clock already ran). The locks the agent held were given back to it before it started
+(``lock/acquired`` with ``restored``), so its recorded lock actions never touch the lock
+table again: an acquire its journal recorded answers at once, and so does a release of a
+lock that one of those replayed acquires took. Any other lock action runs live (an
+acquire that was still waiting at the crash, and the release that follows it).
 
 Like Temporal's workflow replay, this needs step functions to be deterministic given
 their inputs; script and LLM agents are (an LLM agent's replies are in the journal).
@@ -25,14 +27,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..actions import AcquireLock, Action, CallLLM, CallTool, ReleaseLock, Result, Send, Sleep, Spawn, Stop
+from ..errors import LockError
 from ..events.journal import Journal, Journals
 from ..services.llm.base import ChatReply, ToolCall
+from ..services.locks import normalize_path
 
 if TYPE_CHECKING:
     from .agent import Agent
     from .interpreter import ActionServices
 
-_OPS = {Send: "send", Spawn: "spawn", CallTool: "tool", CallLLM: "llm"}
+_OPS = {Send: "send", Spawn: "spawn", CallTool: "tool", CallLLM: "llm", AcquireLock: "lock"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +53,19 @@ class ResumeContext:
 
 
 class Replay:
-    """One agent's journal, consumed action by action."""
+    """One agent's journal, consumed action by action.
 
-    __slots__ = ("queues",)
+    Attributes:
+        queues: the recorded outcomes not yet handed back, per kind of action.
+        holds: per path, how many locks replayed acquires took that no replayed release
+            has given back yet (those releases are answered from here).
+    """
+
+    __slots__ = ("holds", "queues")
 
     def __init__(self, journal: Journal) -> None:
         self.queues: dict[str, deque[dict[str, Any]]] = {op: deque() for op in _OPS.values()}
+        self.holds: dict[str, int] = {}
         for effect in journal.effects:
             self.queues[effect["op"]].append(effect)
 
@@ -68,17 +79,23 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     """The recorded answer to ``action``, an action to run instead, or None to run it live."""
     rep = agent.replay
     assert rep is not None
-    if isinstance(action, (Sleep, AcquireLock, ReleaseLock, Stop)):
-        return _instant(svc, agent, action)
+    if isinstance(action, (Sleep, Stop)):
+        return _instant(agent, action)
+    if isinstance(action, ReleaseLock):
+        return _release(rep, action)
     op = _OPS.get(type(action))
     if op is None:
         return None
     queue = rep.queues[op]
-    if not queue:
+    effect = _take_lock(queue, action.path) if isinstance(action, AcquireLock) else queue.popleft() if queue else None
+    if effect is None:
         return None
-    effect = queue.popleft()
     if rep.finished:
         agent.replay = None
+    if op == "lock":
+        path = effect["path"]
+        rep.holds[path] = rep.holds.get(path, 0) + 1
+        return Result(action, True)
     if op == "send":
         return Result(action, bool(effect["ok"]), None, None if effect["ok"] else str(effect.get("error") or "inbox_full"))
     if op == "spawn":
@@ -88,17 +105,38 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     return _llm(agent, action, effect)  # type: ignore[arg-type]
 
 
-def _instant(svc: ActionServices, agent: Agent, action: Action) -> Result | None:
+def _instant(agent: Agent, action: Action) -> Result:
     if isinstance(action, Sleep):
         return Result(action, True, "message" if action.wake_on_message and len(agent.inbox) else "timeout")
-    if isinstance(action, (AcquireLock, ReleaseLock)):
-        # The locks held at the crash were taken back for the agent: a lock it holds was
-        # acquired before the crash, one it does not hold was released before it. Anything
-        # else (an acquire still waiting when the process died) is carried out live.
-        held = action.path in svc.locks.held_by(agent.id)
-        if isinstance(action, AcquireLock):
-            return Result(action, True) if held else None
-        return None if held else Result(action, True)
+    return Result(action, True)
+
+
+def _take_lock(queue: deque[dict[str, Any]], path: str) -> dict[str, Any] | None:
+    """The first recorded acquire of ``path`` (acquires of a parallel batch may have been
+    granted in another order than they are replayed)."""
+    path = _normalized(path)
+    for i, effect in enumerate(queue):
+        if effect["path"] == path:
+            del queue[i]
+            return effect
+    return None
+
+
+def _normalized(path: str) -> str:
+    try:
+        return normalize_path(path)
+    except LockError:
+        return ""  # never recorded: the action runs live and fails there as it did before
+
+
+def _release(rep: Replay, action: ReleaseLock) -> Result | None:
+    """A release of a lock a replayed acquire took was made before the crash: nothing to do.
+    Any other release (of a lock taken live since the resume) is carried out live."""
+    path = _normalized(action.path)
+    held = rep.holds.get(path, 0)
+    if not held:
+        return None
+    rep.holds[path] = held - 1
     return Result(action, True)
 
 

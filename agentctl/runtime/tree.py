@@ -191,7 +191,7 @@ class Tree:
             agent.slept = max(0.0, time.time() - journal.sleeping_since / 1000)
         for path, holders in self._resume.locks.items():
             if agent.id in holders:
-                self._locks.try_acquire(agent.id, path, holders[agent.id])
+                self._locks.restore(agent.id, path, holders[agent.id])
         if journal.effects:
             agent.replay = Replay(journal)
         self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,

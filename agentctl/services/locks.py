@@ -208,6 +208,12 @@ class LockService:
                 self._grant_waiters()
         return waiter.granted or first
 
+    def restore(self, agent_id: str, path: str, mode: str) -> None:
+        """Give ``agent_id`` back a lock it held when the run died (crash resume, before any
+        agent runs, so nothing can conflict); its ``lock/acquired`` says ``restored``."""
+        path, mode = self._check(path, mode)
+        self._grant(agent_id, path, mode, restored=True)
+
     def _check(self, path: str, mode: str) -> tuple[str, str]:
         if mode not in _MODES:
             raise LockError(f"lock mode must be 'read' or 'write', got {mode!r}")
@@ -249,7 +255,7 @@ class LockService:
                         return holder, p, h.mode
         return None
 
-    def _grant(self, agent_id: str, path: str, mode: str) -> LockResult:
+    def _grant(self, agent_id: str, path: str, mode: str, *, restored: bool = False) -> LockResult:
         mine = self._by_agent.setdefault(agent_id, {})
         hold = mine.get(path)
         if hold is None:
@@ -260,7 +266,7 @@ class LockService:
             hold.mode = "write"
         hold.count += 1
         self._acquired += 1
-        self._emit("lock/acquired", agent_id, path=path, mode=hold.mode, count=hold.count)
+        self._emit("lock/acquired", agent_id, path=path, mode=hold.mode, count=hold.count, restored=restored)
         return LockResult(True, path, hold.mode, None, hold.count)
 
     def _grant_waiters(self) -> None:
