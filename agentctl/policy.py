@@ -99,11 +99,14 @@ class Policy:
 
     The rule for depth ``d`` is the one for the largest listed depth ``<= d``, so a rule
     for depth 2 covers every depth below it too. A child's model may not rank above its
-    parent's (models missing from ``model_rank`` are not ranked).
+    parent's (models missing from ``model_rank`` are not ranked). With named
+    ``providers`` (a plan's ``providers:``), models are ``<provider>/<model>`` and ranked
+    across providers by that whole name; a model naming no such provider is refused.
     """
 
     rules: Mapping[int, PolicyRule] = field(default_factory=dict)
     model_rank: tuple[str, ...] = ()
+    providers: frozenset[str] = frozenset()
 
     def rule_for(self, depth: int) -> PolicyRule:
         """The rule that applies at ``depth``."""
@@ -169,6 +172,9 @@ def grant_child(
             raise PolicyError("model", f"model {chosen_model!r} is not allowed at depth {depth} (allowed: {', '.join(rule.models)})")
         # An inherited model that the depth does not allow gives way to the depth's first choice.
         chosen_model = rule.models[0] if rule.models else None
+    if model is not None and policy.providers and model.partition("/")[0] not in policy.providers:
+        raise PolicyError("model", f"model {model!r} names no provider of the plan "
+                                   f"(expected <provider>/<model>, providers: {', '.join(sorted(policy.providers))})")
     if parent is not None:
         child_rank, parent_rank = _rank(policy, chosen_model), _rank(policy, parent.model)
         if child_rank is not None and parent_rank is not None and child_rank < parent_rank:

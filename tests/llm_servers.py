@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -33,6 +34,11 @@ class Behaviour:
     ``tool_calls`` are ``(wire_name, arguments)``; arguments that are a ``str`` are sent
     verbatim (so tests can send bad JSON). ``body`` replaces the whole reply body (for
     malformed replies); ``delay`` is slept before answering.
+
+    A streamed reply is sent in pieces of ``piece`` characters, ``gap`` seconds apart; with
+    ``hold`` (a ``threading.Event``, so that a test in another thread or process driver can
+    set it), the server sends the first ``hold_after`` chunks and then holds the rest of the
+    stream until the event is set.
     """
 
     content: str = "hello"
@@ -43,6 +49,10 @@ class Behaviour:
     headers: Mapping[str, str] = field(default_factory=dict)
     prompt_tokens: int = 11
     completion_tokens: int = 5
+    piece: int = 3
+    gap: float = 0.0
+    hold: threading.Event | None = None
+    hold_after: int = 2
 
 
 @dataclass(frozen=True)
@@ -110,11 +120,11 @@ class LLMServer:
             return
         if ollama:
             chunks = [json.dumps(c) + "\n" for c in _ollama_chunks(b, model)]
-            await _send_chunked(stream, "application/x-ndjson", chunks)
+            await _send_chunked(stream, "application/x-ndjson", chunks, b)
         else:
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = [f"data: {json.dumps(c)}\n\n" for c in _openai_chunks(b, model, usage)]
-            await _send_chunked(stream, "text/event-stream", [*chunks, "data: [DONE]\n\n"])
+            await _send_chunked(stream, "text/event-stream", [*chunks, "data: [DONE]\n\n"], b)
 
 
 @asynccontextmanager
@@ -165,10 +175,15 @@ async def _send(stream: SocketStream, status: int, ctype: str, body: str, header
     await stream.send(head.encode() + data)
 
 
-async def _send_chunked(stream: SocketStream, ctype: str, pieces: Sequence[str]) -> None:
+async def _send_chunked(stream: SocketStream, ctype: str, pieces: Sequence[str], b: Behaviour = Behaviour()) -> None:
     head = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     await stream.send(head.encode())
-    for piece in pieces:
+    for i, piece in enumerate(pieces):
+        if b.hold is not None and i == b.hold_after:
+            while not b.hold.is_set():
+                await anyio.sleep(0.01)
+        elif b.gap and i:
+            await anyio.sleep(b.gap)
         data = piece.encode()
         await stream.send(f"{len(data):x}\r\n".encode() + data + b"\r\n")
     await stream.send(b"0\r\n\r\n")
@@ -198,7 +213,7 @@ def _ollama_reply(b: Behaviour, model: str) -> dict[str, Any]:
 
 
 def _ollama_chunks(b: Behaviour, model: str) -> list[dict[str, Any]]:
-    chunks = [{"model": model, "message": {"role": "assistant", "content": p}, "done": False} for p in _pieces(b.content, 3)]
+    chunks = [{"model": model, "message": {"role": "assistant", "content": p}, "done": False} for p in _pieces(b.content, b.piece)]
     if b.tool_calls:
         calls = [{"function": {"name": n, "arguments": a}} for n, a in b.tool_calls]
         chunks.append({"model": model, "message": {"role": "assistant", "content": "", "tool_calls": calls}, "done": False})
@@ -228,7 +243,7 @@ def _openai_chunks(b: Behaviour, model: str, usage: bool) -> list[dict[str, Any]
         return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     chunks = [chunk({"role": "assistant", "content": ""})]
-    chunks += [chunk({"content": p}) for p in _pieces(b.content, 3)]
+    chunks += [chunk({"content": p}) for p in _pieces(b.content, b.piece)]
     for i, (name, arguments) in enumerate(b.tool_calls):
         head = {"index": i, "id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": ""}}
         chunks.append(chunk({"tool_calls": [head]}))

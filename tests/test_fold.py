@@ -124,7 +124,7 @@ def test_activity_follows_calls_and_errors_fail_agents_until_restarted() -> None
     events = run_events()
     mid = fold(events, until_seq=15)
     assert mid.agents["writer"].activity == "tool fs/write"
-    assert mid.agents["root"].activity == "llm qwen3"
+    assert mid.agents["root"].activity == "llm scripted/qwen3"
     assert set(mid.pending_calls) == {"c1", "c2"}
 
     crashed = fold(events, until_seq=20)

@@ -50,6 +50,9 @@ EXPECTED: dict[str, tuple[str, int | None, str | None]] = {
     "two_keys_in_step.yaml": ("a step is a mapping with exactly one key, the op (expected {op: argument}, "
                               "got mapping with keys 'write', 'path', 'content')", 6, "tasks[0].steps[0]"),
     "bad_policy_depth.yaml": ("invalid depth (expected integer >= 0, got string 'one')", 6, "policy.depth.one"),
+    "unknown_provider.yaml": ("unknown provider 'lcoal' in model 'lcoal/qwen3:8b' (expected <provider>/<model>, "
+                              "provider one of: local, cloud, got 'lcoal/qwen3:8b')", 9, "tasks[0].model"),
+    "model_without_provider.yaml": ("model 'small' names no provider", 5, "policy.model_rank[1]"),
 }
 
 

@@ -21,7 +21,7 @@ TOOL_REQUESTED = {"seq", "t", "run_id", "type", "agent_id", "call_id", "tool", "
 TOOL_RESULT = {"seq", "t", "run_id", "type", "agent_id", "call_id", "tool", "ok", "error", "error_type", "result", "node", "duration_ms"}
 LLM_REQUESTED = {"seq", "t", "run_id", "type", "agent_id", "call_id", "provider", "model", "messages", "tools"}
 LLM_RESULT = {
-    "seq", "t", "run_id", "type", "agent_id", "call_id", "ok", "error", "error_type", "reply",
+    "seq", "t", "run_id", "type", "agent_id", "call_id", "provider", "ok", "error", "error_type", "reply",
     "prompt_tokens", "completion_tokens", "duration_ms",
 }
 

@@ -27,7 +27,6 @@ from ..events import open_event_log
 from ..events.checkpoint import Checkpointer
 from ..plan.load import line_finder, parse_plan, read_plan_text
 from ..plan.model import Plan
-from ..policy import Policy
 from ..reconcile import ROOT_ID, Reconciler
 from ..reconcile.live import changed_sections, fixed_changes
 from ..reconcile.preflight import check_code, load_plugins, root_tools
@@ -139,8 +138,8 @@ class Session:
         plane = self._work_plane(
             log.emit, id_prefix=self.id_prefix, tools=tools, llm_workers=plan.settings.llm_workers, tool_workers=plan.settings.tool_workers,
             tool_timeouts=plan.settings.tool_timeouts,
-            providers=providers, default_provider=default_provider,
-            before_run=lambda event: log.flushed(event["seq"]),
+            providers=providers, default_provider=default_provider, qualified_models=bool(plan.providers),
+            redactor=self.redactor, before_run=lambda event: log.flushed(event["seq"]),
         )
         r = self.resumed
         async with anyio.create_task_group() as tg:
@@ -152,7 +151,7 @@ class Session:
             # MCP servers first: their tools must be registered before agents resolve toolsets.
             async with open_mcp(plan.mcp, tools, log.emit, log_dir=o.run_dir, redactor=self.redactor) as mcp, open_runtime(
                 log.emit, run_id=o.run_id, workspace=o.workspace, plane=plane, tools=tools,
-                policy=plan.policy.to_policy() if plan.policy else None, root_tools=held | mcp.tool_names(),
+                policy=plan.runtime_policy(), root_tools=held | mcp.tool_names(),
                 inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
                 protected=(o.plan_path, o.run_dir, self.control_path),
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
@@ -317,7 +316,7 @@ class Session:
         changed = changed_sections(self.plan, plan)
         if "policy" in changed:
             # Agents spawned from now on are granted under the new depth policy.
-            self.rt.set_policy(plan.policy.to_policy() if plan.policy else Policy())
+            self.rt.set_policy(plan.runtime_policy())
         self.plan = plan
         self.version += 1
         self._loaded(plan, text, changed)
@@ -372,7 +371,8 @@ def executor_of(plan: Plan, ray_address: str | None) -> Executor:
 
 def run_redactor(plan: Plan) -> Redactor:
     """The redactor of a run of ``plan``: secret keys, and the values of the secrets it knows."""
-    return Redactor.for_run(os.environ, names=plan.settings.secrets, mcp_env=[s.env for s in plan.mcp])
+    keys = [p.api_key_env for p in plan.providers if p.api_key_env]
+    return Redactor.for_run(os.environ, names=(*plan.settings.secrets, *keys), mcp_env=[s.env for s in plan.mcp])
 
 
 def is_tty() -> bool:

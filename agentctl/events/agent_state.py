@@ -30,6 +30,8 @@ class AgentView:
     restart: str | None = None
     status: str = "spawned"
     activity: str | None = None
+    #: The tail of what its latest LLM call has streamed so far (``llm/delta``; views only).
+    saying: str | None = None
     steps: int = 0
     tool_calls: int = 0
     llm_calls: int = 0

@@ -29,6 +29,7 @@ PAYLOAD_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "conflict/opened": (),
         "conflict/resolved": (),
         "llm/requested": (),
+        "llm/delta": (),
         "llm/result": ("reply",),
         "lock/acquired": (),
         "lock/conflict": (),

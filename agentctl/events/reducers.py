@@ -348,6 +348,29 @@ def _call_ended(kind: str) -> Reducer:
     return reducer
 
 
+#: Characters of a streamed reply an agent's view keeps (its tail).
+SAYING_TAIL = 240
+
+_llm_pending = _call_requested("llm", "model", "provider")
+
+
+def _llm_requested(state: RunState, e: dict[str, Any]) -> None:
+    """An LLM call is pending: the agent is asking ``provider/model``, and has said nothing yet."""
+    _llm_pending(state, e)
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        provider, model = e.get("provider"), e.get("model")
+        agent.activity = f"llm {provider}/{model}" if provider and model else f"llm {provider or model}"
+        agent.saying = None
+
+
+def _llm_delta(state: RunState, e: dict[str, Any]) -> None:
+    """More of a streamed reply: only its tail is kept, for the views (resume never reads it)."""
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        agent.saying = ((agent.saying or "") + (e.get("content") or "") + (e.get("tool_calls") or ""))[-SAYING_TAIL:]
+
+
 #: The reducer of each event type.
 REDUCERS: dict[str | None, Reducer] = {
     "run/started": _run_started,
@@ -373,6 +396,7 @@ REDUCERS: dict[str | None, Reducer] = {
     "conflict/resolved": _conflict_resolved,
     "tool/requested": _call_requested("tool", "tool"),
     "tool/result": _call_ended("tool"),
-    "llm/requested": _call_requested("llm", "model", "provider"),
+    "llm/requested": _llm_requested,
+    "llm/delta": _llm_delta,
     "llm/result": _call_ended("llm"),
 }

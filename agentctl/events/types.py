@@ -41,6 +41,7 @@ __all__ = [
     "BusDenied",
     "ConflictOpened",
     "ConflictResolved",
+    "LlmDelta",
     "LlmRequested",
     "LlmResult",
     "LockAcquired",
@@ -261,10 +262,20 @@ class LlmRequested(Event, frozen=True, tag="llm/requested"):
     tools: list[str]
 
 
+class LlmDelta(Event, frozen=True, tag="llm/delta"):
+    """``llm/delta``: fragments of a streamed reply, coalesced (for the views only)."""
+
+    call_id: str
+    content: str
+    tool_calls: str
+    cut: int
+
+
 class LlmResult(Event, frozen=True, tag="llm/result"):
     """``llm/result``."""
 
     call_id: str
+    provider: str
     ok: bool
     error: str | None
     error_type: str | None

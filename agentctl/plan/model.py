@@ -11,7 +11,7 @@ spelling of one plan compare equal.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..frozen import FrozenDict, freeze, thaw
@@ -19,8 +19,8 @@ from ..policy import Budget, Policy, PolicyRule
 from ..services.executor import Executor, ToolResources
 
 __all__ = [
-    "Defaults", "Executor", "FrozenDict", "McpServer", "Plan", "PlanPolicy", "Settings", "Step", "Task", "ToolResources",
-    "freeze", "thaw",
+    "Defaults", "Executor", "FrozenDict", "McpServer", "Plan", "PlanPolicy", "ProviderConfig", "Settings", "Step", "Task",
+    "ToolResources", "freeze", "thaw",
 ]
 
 
@@ -91,6 +91,7 @@ class Defaults:
     restart: str = "transient"
     context_chars: int | None = None
     llm_options: Mapping[str, Any] | None = None
+    stream: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,25 @@ class McpServer:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """An LLM provider the plan names under ``providers:``; a model ``<name>/<model>`` uses it.
+
+    Attributes:
+        name: its name in the plan (``local``, ``cloud``).
+        kind: ``ollama``, ``openai`` or ``scripted``.
+        base_url: where it listens (``None``: the kind's environment variable, else its default).
+        api_key_env: the environment variable holding its API key.
+        stream: whether replies are streamed.
+    """
+
+    name: str
+    kind: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    stream: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """A whole validated plan.
 
@@ -170,6 +190,8 @@ class Plan:
         tasks: the top-level tasks, in file order.
         defaults, policy, settings: see the classes.
         mcp: the MCP servers, in file order.
+        providers: the named LLM providers, in file order (empty: ``defaults.provider``
+            serves every model).
         source: the file it came from; not part of equality.
     """
 
@@ -179,7 +201,13 @@ class Plan:
     policy: PlanPolicy | None = None
     settings: Settings = Settings()
     mcp: tuple[McpServer, ...] = ()
+    providers: tuple[ProviderConfig, ...] = ()
     source: str | None = field(default=None, compare=False)
+
+    def runtime_policy(self) -> Policy:
+        """The depth policy the runtime enforces: the plan's, knowing the named providers."""
+        base = self.policy.to_policy() if self.policy else Policy()
+        return replace(base, providers=frozenset(p.name for p in self.providers))
 
     def task(self, task_id: str) -> Task | None:
         """The top-level task with this id, if any."""

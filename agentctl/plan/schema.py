@@ -335,6 +335,7 @@ DEFAULTS = Obj(
         Field("restart", Enum(RESTARTS)),
         Field("context_chars", Int(1000), doc="an llm agent's conversation is kept under this many characters"),
         Field("llm_options", AnyMap(), doc="provider options sent with every LLM call (temperature, seed, ...)"),
+        Field("stream", Bool(), doc="stream replies, so views show them as they arrive (default true)"),
     ),
     doc="What every task gets unless it says otherwise.",
 )
@@ -396,6 +397,19 @@ POLICY = Obj(
     doc="What deeper agents may have.",
 )
 
+PROVIDER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PROVIDER = Obj(
+    (
+        Field("kind", Enum(PROVIDERS), required=True, doc="ollama, openai (any OpenAI-compatible server) or scripted"),
+        Field("base_url", Str(), doc="one URL or a comma-separated list (default: the kind's environment, then localhost)"),
+        Field("api_key_env", Str(ENV_NAME_PATTERN, "environment variable name"),
+              doc="the environment variable holding its API key (openai); the key never reaches a log"),
+        Field("stream", Bool(), doc="stream replies, so views show them as they arrive (default true)"),
+    ),
+    doc="One LLM provider; a model names it: model: <provider>/<model>.",
+)
+
 MCP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MCP_SERVER = Obj(
     (
@@ -414,6 +428,8 @@ PLAN = Obj(
         Field("defaults", DEFAULTS),
         Field("policy", POLICY),
         Field("settings", SETTINGS),
+        Field("providers", Named(PROVIDER, PROVIDER_NAME_PATTERN, "provider name"),
+              doc="LLM providers by name; every model then names one: local/qwen3:8b"),
         Field("mcp", Named(MCP_SERVER, MCP_NAME_PATTERN, "server name"),
               doc="MCP servers whose tools tasks may use as mcp:<server>/<tool>"),
     ),

@@ -23,6 +23,7 @@ from ..policy import Budget, PolicyRule
 from . import schema as s
 from .lines import LineMap, Path, format_path
 from .model import Defaults, Executor, McpServer, Plan, PlanPolicy, Settings, Step, Task, ToolResources
+from .providers import named_providers
 
 T = TypeVar("T")
 
@@ -463,6 +464,7 @@ def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = No
         restart=d.get("restart", "transient"),
         context_chars=d.get("context_chars"),
         llm_options=None if d.get("llm_options") is None else freeze(d["llm_options"]),
+        stream=d.get("stream", True),
     )
     st = dict(data.get("settings") or {})
     if "restart_period" in st:
@@ -478,9 +480,10 @@ def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = No
         st["lock_wait"] = float(st["lock_wait"])
     if "executor" in st:
         st["executor"] = _executor(st["executor"])
+    providers = found.attempt(named_providers, data, file, lines) or ()
     servers = found.attempt(_mcp_servers, c, data.get("mcp") or {}) or ()
     found.attempt(_check_mcp_refs, c, servers, tasks, defaults)
     found.attempt(_check_opt_in, c, st, tasks, defaults)
     found.raise_any()
     return Plan(name=data["name"], tasks=tasks, defaults=defaults, policy=b.policy(data.get("policy")),
-                settings=Settings(**st), mcp=servers, source=file)
+                settings=Settings(**st), mcp=servers, providers=providers, source=file)

@@ -17,10 +17,11 @@ from ..plan.model import Defaults, Plan, PlanPolicy
 
 #: Fields of a section that a running run cannot change (``None``: none of them can).
 FIXED: dict[str, frozenset[str] | None] = {
-    "defaults": frozenset({"provider", "base_url"}),
+    "defaults": frozenset({"provider", "base_url", "stream"}),
     "policy": frozenset({"conflicts", "conflict_timeout"}),
     "settings": None,
     "mcp": None,
+    "providers": None,
 }
 
 _EMPTY: dict[str, Any] = {"defaults": Defaults(), "policy": PlanPolicy()}

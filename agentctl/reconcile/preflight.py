@@ -90,7 +90,7 @@ class _Parent:
 def _plan_root(plan: Plan, held: frozenset[str], steps: int = 1) -> tuple[Policy, _Parent]:
     """The run's root agent as its spawns see it, after ``steps`` of its own steps (the
     reconciler spawns from its first step on, and each step counts against its budget)."""
-    policy = plan.policy.to_policy() if plan.policy else Policy()
+    policy = plan.runtime_policy()
     root = grant_spawn(policy=policy, depth=0, agent_id=None, parent=Grant(None, held, UNLIMITED),
                        parent_remaining=None, spawned_children=0, model=None, tools=None, budget=None)
     return policy, _Parent(root, steps=steps)

@@ -33,13 +33,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import anyio
 
 from ..errors import ToolError, UsageError, WorkerError
 from ..events.emit import Emit
-from .llm.base import ChatReply, ChatRequest, Provider
+from ..redact import Redactor
+from .deltas import ReplyStream
+from .llm.base import ChatReply, ChatRequest, Provider, StreamingProvider
 from .tools.registry import Tool, ToolContext, ToolRegistry, in_thread
 
 __all__ = [
@@ -279,6 +281,10 @@ class LocalWorkPlane:
             others, and every call when ``None``, run in this process.
         id_prefix: put before generated call ids (a resumed run uses a new one, so ids
             stay unique within its log).
+        qualified_models: models name their provider (``local/qwen3:8b``, a plan with
+            ``providers:``); see :meth:`_route`.
+        redactor: hides the run's secrets in streamed fragments (see
+            :mod:`agentctl.services.deltas`) before they reach the log.
     """
 
     def __init__(
@@ -296,8 +302,12 @@ class LocalWorkPlane:
         before_run: BeforeRun | None = None,
         runner: ToolRunner | None = None,
         id_prefix: str = "",
+        qualified_models: bool = False,
+        redactor: Redactor | None = None,
     ) -> None:
         self._emit = emit
+        self.qualified_models = qualified_models
+        self._redactor = redactor
         self.tools = tools
         self.providers: dict[str, Provider] = dict(providers or {})
         self.default_provider = default_provider
@@ -388,7 +398,9 @@ class LocalWorkPlane:
     ) -> CallOutcome:
         """Ask a provider on the LLM pool; see the module docstring."""
         call_id = call_id or f"{self._id_prefix}l{next(self._llm_ids)}"
-        pname = provider or self.default_provider
+        pname, model = self._route(provider, request.model)
+        if model != request.model:
+            request = replace(request, model=model)
         self._emit(
             "llm/requested",
             agent_id,
@@ -398,7 +410,7 @@ class LocalWorkPlane:
             messages=len(request.messages),
             tools=[t.name for t in request.tools],
         )
-        finish = _Finisher(self._emit, self._llm_pool, "llm/result", agent_id, call_id, llm=True)
+        finish = _Finisher(self._emit, self._llm_pool, "llm/result", agent_id, call_id, provider=pname)
         try:
             prov = self.providers.get(pname)
             if prov is None:
@@ -409,7 +421,12 @@ class LocalWorkPlane:
                 finish.start()
                 with anyio.move_on_after(timeout) as scope:
                     try:
-                        reply = await prov.chat(request)
+                        if getattr(prov, "stream", False):
+                            stream = ReplyStream(self._emit, agent_id, call_id, redactor=self._redactor)
+                            reply = await cast(StreamingProvider, prov).chat(request, stream.feed)
+                            stream.close()
+                        else:
+                            reply = await prov.chat(request)
                     except Exception as e:
                         return finish.fail(e, "llm_error")
                 if scope.cancelled_caught:
@@ -426,6 +443,19 @@ class LocalWorkPlane:
         except anyio.get_cancelled_exc_class():
             finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
             raise
+
+    def _route(self, provider: str | None, model: str) -> tuple[str, str]:
+        """The provider a call goes to, and the model name it is sent.
+
+        With named providers (a plan's ``providers:``), a model ``local/qwen3:8b`` goes to
+        provider ``local`` as ``qwen3:8b``, whatever provider the agent was given; otherwise
+        the agent's provider (else the plane's default) gets the model as it is.
+        """
+        if self.qualified_models:
+            head, sep, rest = model.partition("/")
+            if sep and head in self.providers:
+                return head, rest
+        return provider or self.default_provider, model
 
     def _timed_out(self, name: str, limit: float, watch: _ThreadWatch | None) -> TimeoutError:
         self._tool_pool.timed_out += 1
@@ -463,10 +493,12 @@ class _Finisher:
     """Emits the one ``*/result`` event of a call and builds its outcome."""
 
     def __init__(
-        self, emit: Emit, pool: _Pool, type: str, agent_id: str, call_id: str, *, tool: str | None = None, llm: bool = False
+        self, emit: Emit, pool: _Pool, type: str, agent_id: str, call_id: str, *, tool: str | None = None,
+        provider: str | None = None,
     ) -> None:
         self.emit, self.pool, self.type = emit, pool, type
-        self.agent_id, self.call_id, self.tool, self.llm = agent_id, call_id, tool, llm
+        self.agent_id, self.call_id, self.tool, self.provider = agent_id, call_id, tool, provider
+        self.llm = provider is not None
         self.started = time.perf_counter()
         self.done = False
 
@@ -480,7 +512,8 @@ class _Finisher:
         ms = self._ms()
         self.done = True
         self.pool.count(ok)
-        extra = {"tool": self.tool, "node": fields.pop("node", None)} if self.tool is not None else {}
+        extra = ({"tool": self.tool, "node": fields.pop("node", None)} if self.tool is not None
+                 else {"provider": self.provider})
         self.emit(self.type, self.agent_id, call_id=self.call_id, **extra, ok=ok, error=error, error_type=error_type,
                   **fields, duration_ms=ms)
         return ms

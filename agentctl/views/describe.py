@@ -22,6 +22,7 @@ from agentctl.events.types import (
     AgentMessage,
     AgentSpawned,
     BusDenied,
+    LlmDelta,
     LlmRequested,
     LlmResult,
     ToolRequested,
@@ -84,19 +85,24 @@ class _Collector:
                 self.turns[e.call_id] = {"seq": e.seq, "call_id": e.call_id, "provider": e.provider, "model": e.model,
                                          "messages": e.messages, "tools": e.tools, "ok": None, "reply": None,
                                          "error": None, "error_type": None, "prompt_tokens": 0,
-                                         "completion_tokens": 0, "duration_ms": None}
+                                         "completion_tokens": 0, "duration_ms": None, "streamed": None}
+            case LlmDelta() as e:
+                turn = self.turns.get(e.call_id)
+                if turn is not None:
+                    turn["streamed"] = (turn["streamed"] or "") + e.content + e.tool_calls
             case LlmResult() as e:
                 turn = self.turns.setdefault(e.call_id, {"seq": e.seq, "call_id": e.call_id})
+                # The whole reply is in, and what streamed is in it.
                 turn.update(ok=e.ok, reply=e.reply, error=e.error, error_type=e.error_type,
                             prompt_tokens=e.prompt_tokens, completion_tokens=e.completion_tokens,
-                            duration_ms=e.duration_ms)
+                            duration_ms=e.duration_ms, streamed=None)
             case AgentError() as e:
                 self.errors.append({"seq": e.seq, "where": e.where, "error_type": e.error_type, "error": e.error})
 
 
 #: The types a description reads.
 _WANTED = frozenset(cls.type for cls in (AgentMessage, BusDenied, AgentSpawned, ToolRequested, ToolResult, LlmRequested,
-                                         LlmResult, AgentError))
+                                         LlmDelta, LlmResult, AgentError))
 
 
 def describe_agent(events: Iterable[dict[str, Any]], agent_id: str) -> dict[str, Any] | None:
@@ -202,8 +208,11 @@ def _section(title: str, lines: list[str]) -> RenderableType:
 
 
 def _turn(n: int, t: dict[str, Any]) -> str:
-    head = (f"turn {n} #{t['seq']} {t.get('model') or t.get('provider') or ''}: {t.get('messages')} messages in the prompt,"
+    asked = "/".join(str(t[k]) for k in ("provider", "model") if t.get(k))
+    head = (f"turn {n} #{t['seq']} {asked}: {t.get('messages')} messages in the prompt,"
             f" {t.get('prompt_tokens') or 0}+{t.get('completion_tokens') or 0} tokens")
+    if t.get("ok") is None and t.get("streamed"):
+        return f"{head}\n    streaming: " + str(t["streamed"]).replace("\n", "\n      ")
     if not t.get("ok"):
         return f"{head}\n    FAILED {t.get('error_type')}: {t.get('error')}"
     reply = t.get("reply") or {}

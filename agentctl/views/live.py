@@ -211,6 +211,7 @@ _COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("steps", "right", False),
     ("budget used", "left", True),
     ("locks", "left", True),
+    ("saying", "left", True),
 )
 #: Columns left out, in this order, while the table is wider than the console.
 _DROP_FIRST = ("depth", "locks", "model")
@@ -243,6 +244,8 @@ class _AgentTable:
             for i, (name, _, _) in enumerate(_COLUMNS)
         }
         widths["id"] = max(widths["id"], cell_len(self.more_line))
+        if not any(row[_SAYING] for row in self.rows):
+            del widths["saying"]  # nobody is streaming a reply: no room kept for it
 
         def excess() -> int:
             return sum(widths.values()) + _GAP * (len(widths) - 1) - width
@@ -269,7 +272,8 @@ class _AgentTable:
             table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
                              width=widths[name])
         for row, style in zip(self.rows, self.styles, strict=True):
-            table.add_row(*(Text(row[i], style=style) if i == 1 else row[i] for i in shown))
+            table.add_row(*(Text(row[i], style=style) if i == 1 else _tail(row[i], widths["saying"]) if i == _SAYING
+                            else row[i] for i in shown))
         if self.more > 0:
             table.add_row(Text(self.more_line, style="dim"), *[""] * (len(shown) - 1))
         return table
@@ -278,6 +282,25 @@ class _AgentTable:
     def more_line(self) -> str:
         """What stands for the agents not shown."""
         return f"… {self.more} more" if self.more > 0 else ""
+
+
+_SAYING = len(_COLUMNS) - 1
+
+
+def _tail(text: str, width: int) -> str:
+    """The end of ``text`` in ``width`` cells: what a model said last matters most."""
+    if cell_len(text) <= width:
+        return text
+    out = ""
+    for ch in reversed(text):
+        if cell_len(ch + out) > width - 1:
+            break
+        out = ch + out
+    return "…" + out
+
+
+def _saying(agent: AgentView) -> str:
+    return " ".join(agent.saying.split()) if agent.saying else ""
 
 
 def _agent_table(state: RunState, max_agents: int) -> _AgentTable:
@@ -298,6 +321,7 @@ def _agent_table(state: RunState, max_agents: int) -> _AgentTable:
             str(agent.steps),
             budget_used(agent),
             " ".join(f"{path}({mode[:1]})" for path, mode in agent.locks.items()),
+            _saying(agent),
         ))
         styles.append(STATUS_STYLES.get(agent.status, ""))
     return _AgentTable(tuple(rows), tuple(styles), len(state.agents) - len(rows))
@@ -308,7 +332,8 @@ def _recent_lines(state: RunState, n: int) -> list[Text]:
     for event in reversed(state.recent):
         if len(lines) >= n:
             break
-        line = format_event(event)
+        # A streamed reply shows in its agent's row, not as lines.
+        line = format_event(event) if event.get("type") != "llm/delta" else None
         if line is not None:
             lines.append(line)
     # Plain output prints errors in full; here a long line is cut at the console's edge.

@@ -25,6 +25,7 @@ from agentctl.events.types import (
     ConflictOpened,
     ConflictResolved,
     Event,
+    LlmDelta,
     LlmResult,
     LockConflict,
     McpExited,
@@ -124,8 +125,19 @@ def _tool_result(e: ToolResult) -> str:
 def _llm_result(e: LlmResult) -> str:
     tokens = f"{e.prompt_tokens}+{e.completion_tokens} tok"
     if e.ok:
-        return f"llm ok  {tokens}{_ms(e.duration_ms)}"
-    return f"llm FAILED{_ms(e.duration_ms)}: {one_line(e.error)}"
+        return f"llm {e.provider} ok  {tokens}{_ms(e.duration_ms)}"
+    return f"llm {e.provider} FAILED{_ms(e.duration_ms)}: {one_line(e.error)}"
+
+
+def _llm_delta(e: LlmDelta) -> str:
+    parts = [f"llm {e.call_id} ..."]
+    if e.content:
+        parts.append(one_line(e.content))
+    if e.tool_calls:
+        parts.append("[tool calls] " + one_line(e.tool_calls.strip()))
+    if e.cut:
+        parts.append(f"({e.cut} characters cut)")
+    return " ".join(parts)
 
 
 def _plan_loaded(e: PlanLoaded) -> str:
@@ -193,6 +205,7 @@ _BY_CLASS: dict[type[Event], Callable[[Any], str | None]] = {
     LockConflict: _conflict,
     ToolResult: _tool_result,
     LlmResult: _llm_result,
+    LlmDelta: _llm_delta,
     PlanLoaded: _plan_loaded,
     PlanDiff: _plan_diff,
     PlanInvalid: _plan_invalid,

@@ -8,7 +8,7 @@ turns that into a result value and an ``llm/result`` event; nothing crashes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,6 +68,11 @@ class ChatReply:
         return msg
 
 
+#: Called by a streaming provider with each fragment of the reply as it arrives: the text,
+#: and the text of tool calls (a name, then pieces of its JSON arguments). Either may be "".
+OnDelta = Callable[[str, str], None]
+
+
 @runtime_checkable
 class Provider(Protocol):
     """Anything that answers chat requests."""
@@ -80,4 +85,20 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class StreamingProvider(Provider, Protocol):
+    """A provider that can hand over its reply's fragments as they arrive.
+
+    ``stream`` says whether it streams at all (a plan can turn streaming off); when it does,
+    the work plane passes ``on_delta`` and logs the fragments (see
+    :mod:`agentctl.services.deltas`). The returned reply is whole either way.
+    """
+
+    stream: bool
+
+    async def chat(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatReply:
+        """Answer ``request``, calling ``on_delta`` with each fragment when streaming."""
         ...

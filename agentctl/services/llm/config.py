@@ -46,12 +46,14 @@ def provider_from_config(
         base_url: one base URL, a comma-separated list, or a list.
         api_key: the OpenAI key (ignored by ollama).
         env: where to read environment variables from.
-        **opts: passed on to the provider (timeout, retries, stream, ...).
+        **opts: passed on to the provider (timeout, retries, stream, ...). Replies are
+            streamed unless ``stream=False`` is given.
 
     Raises:
         LLMError: for an unknown name or unusable settings.
     """
     kind = name.strip().lower()
+    opts.setdefault("stream", True)
     try:
         if kind == "ollama":
             hosts = base_url or env.get("OLLAMA_HOST") or _OLLAMA_DEFAULT

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from agentctl.errors import LLMError
-from agentctl.services.llm.base import ChatReply, ChatRequest
+from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta
 from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt
 from agentctl.services.llm.wire import ToolNames
 
@@ -54,8 +54,8 @@ class HTTPProvider:
         self.model = model
         self.stream = stream
 
-    async def chat(self, request: ChatRequest) -> ChatReply:
-        """Send ``request`` and decode the reply.
+    async def chat(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatReply:
+        """Send ``request`` and decode the reply; when streaming, hand each fragment to ``on_delta``.
 
         Raises:
             LLMError: no model, every attempt failed, or the reply is unusable.
@@ -68,7 +68,7 @@ class HTTPProvider:
 
         async def read(response: httpx.Response) -> ChatReply:
             if self.stream:
-                return await self._read_stream(response, names, model)
+                return await self._read_stream(response, names, model, on_delta)
             return self._parse_reply(json_object(await response.aread()), names, model)
 
         return await self.http.post(self.path, body, read, timeout=request.timeout)
@@ -79,7 +79,8 @@ class HTTPProvider:
     def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
         raise NotImplementedError
 
-    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
+    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str,
+                           on_delta: OnDelta | None) -> ChatReply:
         raise NotImplementedError
 
     async def aclose(self) -> None:

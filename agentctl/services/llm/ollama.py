@@ -18,7 +18,7 @@ import httpx
 
 from agentctl.errors import LLMError
 from agentctl.frozen import thaw
-from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
+from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, excerpt
 from agentctl.services.llm.http_provider import HTTPProvider, json_object
@@ -40,8 +40,9 @@ class OllamaProvider(HTTPProvider):
         timeout: seconds allowed for connecting and between bytes of the reply.
         retries: extra attempts after the first on connection errors, timeouts, 429, 5xx.
         backoff: base seconds of the exponential backoff (full jitter).
-        stream: ask for NDJSON streaming (keeps long generations from hitting
-            proxies' idle timeouts).
+        stream: ask for NDJSON streaming (the reply's fragments reach ``chat``'s
+            ``on_delta`` as they arrive; keeps long generations from hitting proxies' idle
+            timeouts).
         keep_alive: how long Ollama keeps the model loaded (``"5m"``, ``"-1"``).
         think: turn a thinking model's reasoning on or off; None leaves Ollama's default.
         transport: an httpx transport to send through instead of the network (tests).
@@ -101,8 +102,9 @@ class OllamaProvider(HTTPProvider):
     def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
         return _parse_reply(data, names, model)
 
-    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
-        return await _read_stream(response, names, model)
+    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str,
+                           on_delta: OnDelta | None) -> ChatReply:
+        return await _read_stream(response, names, model, on_delta)
 
 
 def to_ollama_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
@@ -148,8 +150,8 @@ def _parse_reply(data: Mapping[str, Any], names: ToolNames, model: str) -> ChatR
     )
 
 
-async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
-    """Accumulate NDJSON chunks until the one with ``done: true``."""
+async def _read_stream(response: httpx.Response, names: ToolNames, model: str, on_delta: OnDelta | None) -> ChatReply:
+    """Accumulate NDJSON chunks until the one with ``done: true``, handing each fragment to ``on_delta``."""
     content: list[str] = []
     calls: list[ToolCall] = []
     async for line in response.aiter_lines():
@@ -157,8 +159,13 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -
             continue
         chunk = json_object(line)
         message = chunk.get("message") or {}
-        content.append(message.get("content") or "")
-        calls.extend(_tool_calls(message.get("tool_calls"), names))
+        text = message.get("content") or ""
+        content.append(text)
+        # Ollama sends each tool call whole, in one chunk.
+        new = _tool_calls(message.get("tool_calls"), names)
+        calls.extend(new)
+        if on_delta is not None and (text or new):
+            on_delta(text, "".join(f"{c.name} {json.dumps(dict(c.arguments))}\n" for c in new))
         if chunk.get("done"):
             return ChatReply(
                 content="".join(content),

@@ -20,7 +20,7 @@ import httpx
 
 from agentctl.errors import LLMError
 from agentctl.frozen import thaw
-from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
+from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, excerpt
 from agentctl.services.llm.http_provider import HTTPProvider, json_object
@@ -42,7 +42,8 @@ class OpenAIProvider(HTTPProvider):
         timeout: seconds allowed for connecting and between bytes of the reply.
         retries: extra attempts after the first on connection errors, timeouts, 429, 5xx.
         backoff: base seconds of the exponential backoff (full jitter).
-        stream: ask for SSE streaming (with usage in the last chunk).
+        stream: ask for SSE streaming (with usage in the last chunk); the reply's fragments
+            reach ``chat``'s ``on_delta`` as they arrive.
         transport: an httpx transport to send through instead of the network (tests).
         cooldown: seconds a host that refused a connection is skipped.
     """
@@ -90,8 +91,9 @@ class OpenAIProvider(HTTPProvider):
     def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
         return _parse_reply(data, names, model)
 
-    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
-        return await _read_stream(response, names, model)
+    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str,
+                           on_delta: OnDelta | None) -> ChatReply:
+        return await _read_stream(response, names, model, on_delta)
 
 
 def to_openai_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
@@ -151,8 +153,9 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
-async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -> ChatReply:
-    """Assemble ``data:`` chunks until ``data: [DONE]`` (or a finish reason and EOF)."""
+async def _read_stream(response: httpx.Response, names: ToolNames, model: str, on_delta: OnDelta | None) -> ChatReply:
+    """Assemble ``data:`` chunks until ``data: [DONE]`` (or a finish reason and EOF), handing
+    each fragment to ``on_delta``."""
     content: list[str] = []
     partial: dict[int, _PartialCall] = {}
     usage: Mapping[str, Any] = {}
@@ -171,9 +174,13 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -
         usage = chunk.get("usage") or usage
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            content.append(delta.get("content") or "")
-            for piece in delta.get("tool_calls") or ():
+            text = delta.get("content") or ""
+            content.append(text)
+            pieces = delta.get("tool_calls") or ()
+            for piece in pieces:
                 _merge(partial, piece)
+            if on_delta is not None and (text or pieces):
+                on_delta(text, "".join(_fragment_text(p, names) for p in pieces))
             finished = finished or bool(choice.get("finish_reason"))
     if not finished:
         raise LLMError("stream ended without [DONE] or a finish reason")
@@ -185,6 +192,13 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str) -
         completion_tokens=int(usage.get("completion_tokens") or 0),
         model=seen_model or model,
     )
+
+
+def _fragment_text(piece: Mapping[str, Any], names: ToolNames) -> str:
+    """A tool-call fragment as the views show it: a new call's name on a line of its own, then its arguments."""
+    fn = piece.get("function") or {}
+    head = f"\n{names.from_wire(fn['name'])} " if fn.get("name") else ""
+    return head + (fn.get("arguments") or "")
 
 
 def _merge(partial: dict[int, _PartialCall], piece: Mapping[str, Any]) -> None:

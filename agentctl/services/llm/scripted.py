@@ -9,6 +9,7 @@ whitespace-separated words, so token budgets can be tested without a model.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Union
@@ -16,7 +17,7 @@ from typing import Any, Union
 import anyio
 
 from ...errors import UsageError
-from .base import ChatReply, ChatRequest
+from .base import ChatReply, ChatRequest, OnDelta
 
 __all__ = ["ScriptedProvider", "ScriptedStatistics", "count_words"]
 
@@ -53,6 +54,8 @@ class ScriptedProvider:
             further request gets ``ChatReply(content="done")``.
         name: the provider's name in events.
         latency: seconds to sleep before each answer.
+        stream: hand the reply's text to ``chat``'s ``on_delta`` word by word before
+            returning it, as a streaming server would.
     """
 
     def __init__(
@@ -61,15 +64,17 @@ class ScriptedProvider:
         *,
         name: str = "scripted",
         latency: float = 0.0,
+        stream: bool = False,
     ) -> None:
         self.name = name
         self.latency = latency
+        self.stream = stream
         self._fn = replies if callable(replies) and not isinstance(replies, Sequence) else None
         self._replies: list[Reply] = [] if self._fn is not None else list(replies)  # type: ignore[arg-type]
         self._next = 0
         self.requests: list[ChatRequest] = []
 
-    async def chat(self, request: ChatRequest) -> ChatReply:
+    async def chat(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatReply:
         """The next scripted reply, with word-count tokens filled in where unset."""
         self.requests.append(request)
         if self.latency > 0:
@@ -80,6 +85,9 @@ class ScriptedProvider:
         reply = ChatReply(content=item) if isinstance(item, str) else item
         if not isinstance(reply, ChatReply):
             raise UsageError(f"scripted reply must be a ChatReply or str, got {type(reply).__name__}")
+        if self.stream and on_delta is not None:
+            for word in re.findall(r"\s*\S+|\s+$", reply.content):
+                on_delta(word, "")
         return replace(
             reply,
             prompt_tokens=reply.prompt_tokens or _prompt_words(request.messages),

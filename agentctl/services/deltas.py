@@ -1,0 +1,131 @@
+"""Streamed reply fragments, coalesced into ``llm/delta`` events.
+
+Invoked from the work plane (:meth:`agentctl.services.workers.LocalWorkPlane.call_llm`): a
+streaming provider calls :meth:`ReplyStream.feed` with every fragment it reads, and the work
+plane calls :meth:`ReplyStream.close` once the reply is whole, right before ``llm/result``.
+
+What reaches the log, and when:
+
+* **Coalesced.** The first fragment of a call is logged at once; later ones wait until the
+  call's previous ``llm/delta`` is ``interval`` seconds old (0.1 s) and go out with the
+  next fragment after that, or with the final flush. So a call logs at most one
+  ``llm/delta`` per interval, plus the final one, and the deltas of a call, joined, are its
+  whole streamed reply (unless cut, below).
+* **Redacted.** Events are redacted when they are written, but a known secret split across
+  two fragments would slip past a per-event redaction. So an end of the text that is the
+  start of a known secret is held back until the secret is whole or the text goes another
+  way, and every secret inside what is logged is ``***``.
+* **Bounded.** Model output is untrusted: one event carries at most ``max_chars`` characters
+  of text and of tool-call text each; what a flood leaves out of an event is counted in its
+  ``cut`` (the views show a tail; ``llm/result`` holds the whole reply).
+
+Deltas are for the views only: the fold keeps just a tail per agent, and crash resume and
+replay ignore them (the call's ``llm/result`` is what they read).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ..events.emit import Emit
+from ..redact import Redactor
+
+__all__ = ["DELTA_INTERVAL", "MAX_DELTA_CHARS", "ReplyStream"]
+
+#: Seconds between two ``llm/delta`` events of one call.
+DELTA_INTERVAL = 0.1
+#: Characters of text (and, apart, of tool-call text) one ``llm/delta`` event carries at most.
+MAX_DELTA_CHARS = 4096
+
+
+class ReplyStream:
+    """One call's streamed fragments on their way to the log as ``llm/delta`` events.
+
+    Args:
+        emit: the event sink.
+        agent_id, call_id: whose call it is.
+        redactor: hides the secrets the run knows (see the module docstring).
+        interval: seconds between two events of this call.
+        max_chars: the most text (and tool-call text) one event carries.
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    __slots__ = ("_agent_id", "_call_id", "_clock", "_content", "_emit", "_interval", "_max_chars",
+                 "_next", "_redactor", "_tools", "events")
+
+    def __init__(self, emit: Emit, agent_id: str, call_id: str, *, redactor: Redactor | None = None,
+                 interval: float = DELTA_INTERVAL, max_chars: int = MAX_DELTA_CHARS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._emit = emit
+        self._agent_id, self._call_id = agent_id, call_id
+        self._redactor = redactor
+        self._interval, self._max_chars, self._clock = interval, max_chars, clock
+        self._content = self._tools = ""  # raw text not logged yet
+        self._next = 0.0
+        #: ``llm/delta`` events logged so far.
+        self.events = 0
+
+    def feed(self, content: str, tool_calls: str) -> None:
+        """Take one fragment; log what is pending if the interval has passed."""
+        self._content += content
+        self._tools += tool_calls
+        now = self._clock()
+        if now >= self._next:
+            self._next = now + self._interval
+            self._log(final=False)
+
+    def close(self) -> None:
+        """The reply is whole: log what is left, if this call logged a delta before.
+
+        A reply that never got a delta logged (it came in one piece) logs none: its
+        ``llm/result`` shows it whole.
+        """
+        if self.events:
+            self._log(final=True)
+        self._content = self._tools = ""
+
+    def _log(self, *, final: bool) -> None:
+        content, self._content = self._ready(self._content, final)
+        tools, self._tools = self._ready(self._tools, final)
+        if not content and not tools:
+            return
+        cut = max(0, len(content) - self._max_chars) + max(0, len(tools) - self._max_chars)
+        self.events += 1
+        # The tail, not the head: views show what the model is saying now.
+        self._emit("llm/delta", self._agent_id, call_id=self._call_id, content=content[-self._max_chars:],
+                   tool_calls=tools[-self._max_chars:], cut=cut)
+
+    def _ready(self, raw: str, final: bool) -> tuple[str, str]:
+        """``(what may be logged now, redacted; what is held back, raw)``."""
+        if not raw:
+            return "", ""
+        cut = len(raw) if final else self._safe_cut(raw)
+        ready = raw[:cut]
+        if self._redactor is not None:
+            ready = self._redactor.text(ready)
+        return ready, raw[cut:]
+
+    def _safe_cut(self, raw: str) -> int:
+        """Where ``raw`` may be cut without logging part of a secret.
+
+        An end of ``raw`` that is the start of a known secret may be a secret still
+        arriving: it is held back. A secret already whole that straddles the cut moves the
+        cut to its start, so it is logged whole (and so redacted) next time.
+        """
+        cut = len(raw)
+        if self._redactor is None:
+            return cut
+        for secret in self._redactor.secrets:
+            for start in range(max(0, len(raw) - len(secret) + 1), len(raw)):
+                if secret.startswith(raw[start:]):
+                    cut = min(cut, start)
+                    break
+        moved = True
+        while moved:
+            moved = False
+            for secret in self._redactor.secrets:
+                start = raw.find(secret, max(0, cut - len(secret) + 1))
+                if 0 <= start < cut < start + len(secret):
+                    cut, moved = start, True
+        return cut

@@ -1,0 +1,176 @@
+"""Streamed replies: fragments logged as ``llm/delta`` while the model is still talking.
+
+Real parts throughout: the model servers of ``llm_servers.py`` on 127.0.0.1 (served from a
+thread, so a run in a subprocess or in this process can reach them), ``agentctl run`` and
+``agentctl logs -f`` as real processes where the process boundary is the point (a follower
+that sees text before the call ends; a SIGKILL mid-stream), in-process otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+from cli_helpers import AGENTCTL, events, invoke, of, wait_for
+from llm_servers import Behaviour, LLMServer, running_server
+
+REPLY = "The quick brown fox jumps over the lazy dog, twice over."
+
+
+@pytest.fixture
+def server() -> Iterator[LLMServer]:
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(running_server()) as srv:
+        yield srv
+
+
+def llm_plan(tmp_path: Path, url: str, *, provider: str = "ollama", extra: str = "") -> Path:
+    plan = tmp_path / "plan.yaml"
+    base = url + ("/v1" if provider == "openai" else "")
+    plan.write_text(f"""\
+name: talk
+defaults: {{provider: {provider}, base_url: "{base}", model: m1, budget: {{max_steps: 20}}{extra}}}
+tasks:
+  - id: talker
+    agent: llm
+    instructions: say something
+""")
+    return plan
+
+
+def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 30) -> list[str]:
+    """Lines of ``proc``'s stdout up to the first holding ``needle`` (the process is killed on timeout)."""
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if needle in line:
+                return lines
+    finally:
+        timer.cancel()
+    raise AssertionError(f"{needle!r} never came; got {lines}")
+
+
+@pytest.mark.parametrize("provider", ["ollama", "openai"])
+def test_logs_follow_shows_fragments_before_the_call_ends(tmp_path: Path, server: LLMServer, provider: str) -> None:
+    hold = threading.Event()
+    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2))
+    run_dir = tmp_path / "run"
+    run = subprocess.Popen([AGENTCTL, "run", str(llm_plan(tmp_path, server.url, provider=provider)), "--no-ui",
+                            "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    follow = None
+    try:
+        wait_for(run_dir, lambda evs: of(evs, "run/started"), timeout=30)
+        follow = subprocess.Popen([AGENTCTL, "logs", str(run_dir), "-f"], stdout=subprocess.PIPE, text=True)
+        # The server holds the rest of the reply until this test has seen its start.
+        seen = _read_until(follow, "The quic")
+        assert not any("llm ollama ok" in line or "llm openai ok" in line for line in seen)
+        assert not of(events(run_dir), "llm/result"), "the call must still be in flight"
+        hold.set()
+        out, _ = follow.communicate(timeout=60)
+        assert follow.returncode == 0
+        assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
+    finally:
+        hold.set()
+        for proc in (run, follow):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    evs = events(run_dir)
+    deltas = of(evs, "llm/delta", "talker")
+    assert "".join(d["content"] for d in deltas) == REPLY
+    (result,) = of(evs, "llm/result", "talker")
+    assert result["reply"]["content"] == REPLY and result["provider"] == provider
+    assert all(d["seq"] < result["seq"] for d in deltas)
+    assert f"llm {provider} ok" in out
+
+
+def test_fragments_are_coalesced_to_one_event_per_call_per_interval(tmp_path: Path, server: LLMServer) -> None:
+    # 60 fragments 10 ms apart: about 0.6 s of streaming, about 7 intervals of 100 ms.
+    text = "".join(f"w{i:02d} " for i in range(60))
+    server.then(Behaviour(content=text, piece=4, gap=0.01))
+    result = invoke("run", str(llm_plan(tmp_path, server.url)), "--no-ui", "--no-watch-plan", "--run-dir",
+                    str(tmp_path / "run"), "--workspace", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    evs = events(tmp_path / "run")
+    deltas = of(evs, "llm/delta", "talker")
+    (reply,) = of(evs, "llm/result", "talker")
+    assert "".join(d["content"] for d in deltas) == text
+    assert 2 <= len(deltas) < 60
+    # Every delta but the final flush is at least the interval after the one before (t is in ms).
+    times = [d["t"] for d in deltas[:-1]]
+    assert all(b - a >= 99 for a, b in zip(times, times[1:], strict=False)), times
+    assert len(deltas) <= (reply["t"] - of(evs, "llm/requested", "talker")[0]["t"]) / 100 + 2
+
+
+def test_streaming_off_logs_no_fragments_and_the_same_result(tmp_path: Path, server: LLMServer) -> None:
+    server.then(Behaviour(content=REPLY, piece=8), Behaviour(content=REPLY, piece=8))
+    outcomes = {}
+    for stream in (True, False):
+        here = tmp_path / str(stream)
+        here.mkdir()
+        plan = llm_plan(here, server.url, extra=f", stream: {str(stream).lower()}")
+        result = invoke("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(here / "run"),
+                        "--workspace", str(here), cwd=here)
+        assert result.returncode == 0, result.stdout
+        evs = events(here / "run")
+        outcomes[stream] = (len(of(evs, "llm/delta")), of(evs, "agent/done", "talker")[0]["result"])
+    assert [r.body["stream"] for r in server.requests] == [True, False]
+    assert outcomes[True][0] >= 1 and outcomes[False] == (0, REPLY) and outcomes[True][1] == REPLY
+
+
+def test_resume_after_a_kill_mid_stream_gives_the_clean_result(tmp_path: Path, server: LLMServer) -> None:
+    hold = threading.Event()
+    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2), Behaviour(content=REPLY, piece=8))
+    plan = llm_plan(tmp_path, server.url)
+    run_dir = tmp_path / "run"
+    run = subprocess.Popen([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir),
+                            "--workspace", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
+        run.send_signal(signal.SIGKILL)
+        run.wait(10)
+    finally:
+        hold.set()
+        run.kill()
+    killed = events(run_dir)
+    assert of(killed, "llm/delta") and not of(killed, "llm/result")
+    resumed = invoke("run", "--resume", str(run_dir), "--no-ui", "--no-watch-plan", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    evs = events(run_dir)
+    (done,) = of(evs, "agent/done", "talker")
+    assert (done["status"], done["result"]) == ("ok", REPLY)
+    # Asked again once, and the dead run's fragments did not count as a reply.
+    assert len(server.requests) == 2
+    assert [e["reply"]["content"] for e in of(evs, "llm/result")] == [REPLY]
+
+
+def test_describe_shows_what_a_call_in_flight_has_streamed(tmp_path: Path, server: LLMServer) -> None:
+    hold = threading.Event()
+    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2))
+    run_dir = tmp_path / "run"
+    run = subprocess.Popen([AGENTCTL, "run", str(llm_plan(tmp_path, server.url)), "--no-ui", "--no-watch-plan",
+                            "--run-dir", str(run_dir), "--workspace", str(tmp_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
+        shown = invoke("describe", str(run_dir), "talker", cwd=tmp_path)
+        as_json = json.loads(invoke("describe", str(run_dir), "talker", "-o", "json", cwd=tmp_path).stdout)
+        hold.set()
+        assert run.wait(60) == 0
+    finally:
+        hold.set()
+        run.kill()
+    assert "streaming: The quic" in shown.stdout
+    assert as_json["conversation"][0]["streamed"].startswith("The quic")
+    assert as_json["conversation"][0]["ok"] is None
+    after = json.loads(invoke("describe", str(run_dir), "talker", "-o", "json", cwd=tmp_path).stdout)
+    assert after["conversation"][0]["streamed"] is None and after["conversation"][0]["reply"]["content"] == REPLY

@@ -1,0 +1,141 @@
+"""``ReplyStream``: how streamed fragments become ``llm/delta`` events (coalescing, secrets, bounds).
+
+The stream is fed by hand with a clock the test moves, into a real ``EventLog`` (which
+redacts as it writes), so what is asserted is what a run's log would hold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from agentctl.events.fold import fold
+from agentctl.events.log import open_event_log
+from agentctl.events.reader import read_events
+from agentctl.redact import Redactor
+from agentctl.services.deltas import MAX_DELTA_CHARS, ReplyStream
+
+SECRET = "sk-live-0123456789abcdef"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def logged(tmp_path: Path, feed: Any, *, secrets: tuple[str, ...] = (SECRET,)) -> list[dict[str, Any]]:
+    """Run ``feed(stream, clock)`` against a real log; the ``llm/delta`` events written."""
+    path = tmp_path / "events.jsonl"
+    redactor = Redactor(secrets)
+
+    async def main() -> None:
+        async with open_event_log(path, "r", redactor=redactor) as log:
+            clock = Clock()
+            stream = ReplyStream(log.emit, "a", "l1", redactor=redactor, clock=clock)
+            feed(stream, clock)
+            stream.close()
+
+    anyio.run(main)
+    return [e for e in read_events(path) if e["type"] == "llm/delta"]
+
+
+def test_first_fragment_at_once_then_at_most_one_event_per_interval_plus_the_final_flush(tmp_path: Path) -> None:
+    def feed(stream: ReplyStream, clock: Clock) -> None:
+        for i in range(100):          # one fragment every 10 ms for a second
+            stream.feed(f"{i} ", "")
+            clock.now += 0.01
+
+    deltas = logged(tmp_path, feed)
+    assert "".join(d["content"] for d in deltas) == "".join(f"{i} " for i in range(100))
+    assert deltas[0]["content"] == "0 "
+    assert 10 <= len(deltas) <= 12   # 1 s / 100 ms, plus the first and the final flush
+
+
+def test_a_reply_in_one_fragment_logs_one_delta_and_an_empty_reply_none(tmp_path: Path) -> None:
+    assert [d["content"] for d in logged(tmp_path, lambda stream, clock: stream.feed("all of it", ""))] == ["all of it"]
+    (tmp_path / "empty").mkdir()
+    assert logged(tmp_path / "empty", lambda stream, clock: stream.feed("", "")) == []
+
+
+@pytest.mark.parametrize("split", range(1, len(SECRET)))
+def test_a_secret_split_across_fragments_never_reaches_the_log(tmp_path: Path, split: int) -> None:
+    def feed(stream: ReplyStream, clock: Clock) -> None:
+        # The secret cut at `split`, each part its own fragment, an interval apart: every
+        # fragment is a chance to log.
+        for part in ("the key is ", SECRET[:split], SECRET[split:], " and again ", SECRET[:split], SECRET[split:] + " bye"):
+            stream.feed(part, "")
+            clock.now += 0.2
+
+    deltas = logged(tmp_path, feed)
+    raw = (tmp_path / "events.jsonl").read_text()
+    for n in range(8, len(SECRET) + 1):   # no 8-character piece of it, anywhere
+        assert all(SECRET[i:i + n] not in raw for i in range(len(SECRET) - n + 1)), n
+    joined = "".join(d["content"] for d in deltas)
+    assert joined == "the key is *** and again *** bye"
+
+
+def test_the_start_of_a_secret_that_goes_another_way_is_logged_as_it_is(tmp_path: Path) -> None:
+    def feed(stream: ReplyStream, clock: Clock) -> None:
+        for part in ("say ", SECRET[:10], "... no", " more"):
+            stream.feed(part, "")
+            clock.now += 0.2
+
+    deltas = logged(tmp_path, feed)
+    assert "".join(d["content"] for d in deltas) == f"say {SECRET[:10]}... no more"
+    assert deltas[0]["content"] == "say "  # held back: the start of the secret, until it went another way
+
+
+def test_tool_call_fragments_are_redacted_too(tmp_path: Path) -> None:
+    def feed(stream: ReplyStream, clock: Clock) -> None:
+        for part in ("\nshell/run ", '{"cmd": "curl -H ', SECRET[:5], SECRET[5:], '"}'):
+            stream.feed("", part)
+            clock.now += 0.2
+
+    deltas = logged(tmp_path, feed)
+    assert SECRET[:8] not in (tmp_path / "events.jsonl").read_text()
+    assert "".join(d["tool_calls"] for d in deltas) == '\nshell/run {"cmd": "curl -H ***"}'
+
+
+def test_a_flood_is_cut_to_a_bounded_tail_and_counted(tmp_path: Path) -> None:
+    def feed(stream: ReplyStream, clock: Clock) -> None:
+        stream.feed("start ", "")
+        for _ in range(50):           # 50 x 1000 characters within one interval
+            stream.feed("x" * 999 + "y", "")
+
+    deltas = logged(tmp_path, feed)
+    assert [len(d["content"]) for d in deltas] == [6, MAX_DELTA_CHARS]
+    assert deltas[1]["cut"] == 50_000 - MAX_DELTA_CHARS and deltas[1]["content"].endswith("y")
+    assert max(len(json.dumps(d)) for d in deltas) < MAX_DELTA_CHARS + 400
+
+
+def test_deltas_change_no_state_resume_or_replay_reads(tmp_path: Path) -> None:
+    """The fold with and without ``llm/delta`` events: the same journals and counts."""
+    def feed(stream: ReplyStream, clock: Clock) -> None:
+        for i in range(30):
+            stream.feed(f"w{i} ", "")
+            clock.now += 0.05
+
+    deltas = logged(tmp_path, feed)
+    base = [
+        {"seq": 1, "t": 1, "type": "agent/spawned", "agent_id": "a", "parent_id": None, "depth": 0, "model": "m",
+         "kind": "llm", "tools": [], "budget": {}, "restart": "temporary"},
+        {"seq": 2, "t": 2, "type": "llm/requested", "agent_id": "a", "call_id": "l1", "provider": "p", "model": "m",
+         "messages": 1, "tools": []},
+    ]
+    result = {"seq": 99, "t": 9, "type": "llm/result", "agent_id": "a", "call_id": "l1", "provider": "p", "ok": True,
+              "error": None, "error_type": None, "reply": {"role": "assistant", "content": "x"}, "prompt_tokens": 1,
+              "completion_tokens": 1, "duration_ms": 1.0}
+    with_deltas, without = fold([*base, *deltas, result]), fold([*base, result])
+    assert with_deltas.journals == without.journals
+    assert with_deltas.counts == without.counts
+    assert with_deltas.agents["a"].saying and without.agents["a"].saying is None
+    # A run killed mid-stream: the call is unanswered either way, so resume asks again.
+    mid, none = fold([*base, *deltas]), fold(base)
+    assert mid.journals == none.journals and mid.pending_calls == none.pending_calls
