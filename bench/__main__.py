@@ -10,7 +10,7 @@ import time
 
 from .harness import machine, report
 
-WORKLOADS = ("one_way", "ping_pong", "flood", "spawn", "event_log", "tree", "reconcile", "live_view", "llm_pool", "resume",
+WORKLOADS = ("one_way", "ping_pong", "flood", "spawn", "event_log", "tree", "reconcile", "live_view", "llm_pool", "llm_stream", "resume",
              "startup")
 
 

@@ -19,6 +19,10 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from cli_helpers import AGENTCTL, events, invoke, of, wait_for
 from llm_servers import Behaviour, LLMServer, running_server
+from test_views import text_of
+
+from agentctl.events.fold import fold
+from agentctl.views.live import render_run
 
 REPLY = "The quick brown fox jumps over the lazy dog, twice over."
 
@@ -91,6 +95,10 @@ def test_logs_follow_shows_fragments_before_the_call_ends(tmp_path: Path, server
     assert result["reply"]["content"] == REPLY and result["provider"] == provider
     assert all(d["seq"] < result["seq"] for d in deltas)
     assert f"llm {provider} ok" in out
+    # The live view's row of the agent shows the tail of what it has said so far.
+    row = next(line for line in text_of(render_run(fold(evs, until_seq=deltas[0]["seq"])), width=160).splitlines()
+               if "talker" in line)
+    assert f"llm {provider}/m1" in row and row.rstrip().endswith(deltas[0]["content"].strip())
 
 
 def test_fragments_are_coalesced_to_one_event_per_call_per_interval(tmp_path: Path, server: LLMServer) -> None:
