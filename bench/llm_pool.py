@@ -2,7 +2,7 @@
 
 A minimal OpenAI-compatible server runs in its own process on 127.0.0.1 and answers
 ``POST /v1/chat/completions`` a fixed latency after the request is in (its event loop waits
-with select(), whose timeout counts microseconds: see :func:`_exact_timer_loop`). N agents
+with select(), whose timeout counts microseconds: see :func:`exact_timer_loop`). N agents
 (N = 16 and 64; replies of 50 ms and of 1 s) each make calls through the real work plane and
 ``OpenAIProvider``; the baseline is N tasks posting the same calls through one
 ``httpx.AsyncClient`` with the same pool bound. The figure is agentctl's calls/s over httpx's.
@@ -53,7 +53,7 @@ async def _calls_per_second(latency: float, n_agents: int, calls_each: int, *, r
         assert server.stdout is not None
         port = int((await server.stdout.receive()).split()[0])
         try:
-            run = _run_raw if raw else _run_agents
+            run = _run_raw if raw else run_agents
             return await run(port, n_agents, calls_each)
         finally:
             server.terminate()
@@ -74,8 +74,9 @@ async def _run_raw(port: int, n_agents: int, calls_each: int) -> float:
         return n_agents * calls_each / (time.perf_counter() - start)
 
 
-async def _run_agents(port: int, n_agents: int, calls_each: int) -> float:
-    provider = OpenAIProvider(f"http://127.0.0.1:{port}/v1", model="bench", retries=0)
+async def run_agents(port: int, n_agents: int, calls_each: int, *, stream: bool = False) -> float:
+    """N agents making ``calls_each`` calls each through the real work plane; calls/s."""
+    provider = OpenAIProvider(f"http://127.0.0.1:{port}/v1", model="bench", retries=0, stream=stream)
     async with open_event_log(None, "bench", durability="none") as log:
         tools = default_registry()
         plane = LocalWorkPlane(log.emit, tools=tools, providers={"openai": provider}, default_provider="openai",
@@ -115,7 +116,7 @@ def run(quick: bool, rounds: int) -> list[Figure]:
     return figures
 
 
-def _exact_timer_loop() -> asyncio.AbstractEventLoop:
+def exact_timer_loop() -> asyncio.AbstractEventLoop:
     """An event loop whose sleeps end on time: epoll's timeout counts whole milliseconds,
     rounded up, so each 50 ms answer came 0-1 ms late and answers due within the same
     millisecond went out together; select() counts microseconds."""
@@ -123,4 +124,4 @@ def _exact_timer_loop() -> asyncio.AbstractEventLoop:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
-    anyio.run(_server_main, float(sys.argv[2]), backend_options={"loop_factory": _exact_timer_loop})
+    anyio.run(_server_main, float(sys.argv[2]), backend_options={"loop_factory": exact_timer_loop})
