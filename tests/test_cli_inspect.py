@@ -29,10 +29,12 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("plan", sorted(p.name for p in PLANS.iterdir()))
-def test_validate_accepts_every_example_plan(plan: str, tmp_path: Path) -> None:
+def test_validate_accepts_every_example_plan(plan: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from agentctl.plan.load import load_plan
     from agentctl.services.tools.docker_engine import check_docker
 
+    # A key the user supplies (plans/providers.yaml's api_key_env); validation wants it set.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example-not-a-real-key")
     missing = check_docker(load_plan(PLANS / plan))
     if missing:
         pytest.skip(f"{plan} needs a Docker engine: {missing}")
