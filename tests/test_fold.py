@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from agentctl.events.fold import RECENT_EVENTS, RunState, fold, state_at
+from agentctl.events.outcomes import Finished
 
 T0 = 1_700_000_000_000
 
@@ -79,7 +80,7 @@ def test_fold_builds_the_tree_statuses_and_outcomes() -> None:
     assert writer.steps == 3 and writer.ended_t == T0 + 2200
     assert (root.status, root.done_status) == ("failed", "failed")
     assert reader.status == "stopped" and reader.activity is None
-    assert state.finished == {"reason": "completed", "status": "failed"}
+    assert state.finished == Finished("completed", "failed")
     assert state.status_counts() == {
         "spawned": 0, "running": 0, "waiting": 0, "sleeping": 0, "blocked": 0, "done": 1, "failed": 1, "stopped": 1,
     }
@@ -97,7 +98,7 @@ def test_fold_counts_messages_calls_tokens_and_errors() -> None:
     assert state.agents["writer"].tool_calls == 1
     assert list(state.pending_calls) == ["c3"]
     assert state.pending_calls["c3"]["kind"] == "tool" and state.pending_calls["c3"]["agent_id"] == "root"
-    assert [e["error_type"] for e in state.errors] == ["ValueError"]
+    assert [e.error_type for e in state.errors] == ["ValueError"]
     assert state.plan_invalid is not None and state.plan_invalid["line"] == 3
 
 

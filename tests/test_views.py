@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from agentctl.events.fold import fold
+from agentctl.events.outcomes import Finished
 from agentctl.views.live import LiveView, render_run
 from agentctl.views.plain import PlainPrinter, format_event, format_time
 from agentctl.views.replay import gap_seconds, replay
@@ -255,7 +256,7 @@ async def test_watch_follows_a_growing_file_until_run_finished(tmp_path: Path) -
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer)
             state = (await watch(run_dir, console, fps=100, poll_interval=0.01)).state
-    assert state.finished == {"reason": "completed", "status": "ok"}
+    assert state.finished == Finished("completed", "ok")
     assert state == fold(events)
     assert "greeter" in console.export_text()
 

@@ -62,8 +62,8 @@ def run_command(
             typer.echo(f"warning: {warning}", err=True)
         finished = resumed.state.finished if resumed is not None else None
         # Interrupted or stopped runs are continued; a run whose tasks all ended is done.
-        if resumed is not None and finished is not None and finished.get("reason") in ("completed", "failed"):
-            fail_usage(f"--resume: run {resumed.run_id} has finished ({finished.get('reason')}, {finished.get('status')}); "
+        if resumed is not None and finished is not None and finished.reason in ("completed", "failed"):
+            fail_usage(f"--resume: run {resumed.run_id} has finished ({finished.reason}, {finished.status}); "
                        "nothing to resume")
         if resumed is not None and finished is None and resumed.state.pid is not None and process_alive(resumed.state.pid):
             # Two processes appending to one log would interleave their events.
@@ -129,7 +129,7 @@ def run_command(
                 print_error(str(error))
             code = EXIT_USAGE
         for failure in session.interrupted_failures():
-            print_error(f"agent {failure['agent_id']}: {failure['error']}; see docs/durability.md")
+            print_error(f"agent {failure.agent_id}: {failure.error}; see docs/durability.md")
         typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
         raise typer.Exit(code)
 

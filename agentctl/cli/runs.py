@@ -42,7 +42,7 @@ def live_run(run_dir: Path) -> RunInfo:
     info = load_run(run_dir)
     run_id = info.state.run_id or run_dir.name
     if info.finished is not None:
-        fail_usage(f"run {run_id} has finished ({info.finished.get('reason')}); nothing there to reach")
+        fail_usage(f"run {run_id} has finished ({info.finished.reason}); nothing there to reach")
     if not info.alive:
         fail_usage(f"run {run_id}: its process (pid {info.pid}) is gone without run/finished; "
                    f"continue it with: agentctl run --resume {run_dir}")

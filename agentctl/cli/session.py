@@ -25,6 +25,7 @@ from ..agents.llm import llm_child_spec
 from ..errors import PlanError
 from ..events import open_event_log
 from ..events.checkpoint import Checkpointer
+from ..events.outcomes import Failure
 from ..plan.load import line_finder, parse_plan, read_plan_text
 from ..plan.model import Plan
 from ..reconcile import ROOT_ID, Reconciler
@@ -190,11 +191,11 @@ class Session:
         connect(executor.address)
         return RayWorkPlane(emit, executor=executor, tools=tools, **options)
 
-    def interrupted_failures(self) -> list[dict[str, Any]]:
+    def interrupted_failures(self) -> list[Failure]:
         """Agents that failed over a call a crash left unknown (``agent/error`` of type ``interrupted``)."""
         checkpointer = getattr(self, "checkpointer", None)
         errors = checkpointer.state.errors if checkpointer is not None else []
-        return [e for e in errors if e.get("error_type") == "interrupted"]
+        return [e for e in errors if e.error_type == "interrupted"]
 
     def _recovery_context(self, agent_id: str) -> ToolContext:
         return ToolContext(agent_id=agent_id, workspace=self.o.workspace, run_id=self.o.run_id,

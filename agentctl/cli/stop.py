@@ -37,4 +37,4 @@ def stop_command(
     finished = read_run(run_dir).finished
     if finished is None:
         fail_usage(f"run {run_id}: its process ended without logging run/finished")
-    typer.echo(f"stopped run {run_id}: {finished.get('reason')} ({finished.get('status')}), exit {exit_code(finished)}")
+    typer.echo(f"stopped run {run_id}: {finished.reason} ({finished.status}), exit {exit_code(finished)}")

@@ -118,8 +118,7 @@ def end_code(run_dir: Path, end: FollowEnd) -> int:
         print_error(f"run in {run_dir}: its process (pid {end.dead_pid}) is gone without run/finished; "
                     f"continue it with: agentctl run --resume {run_dir}")
         return EXIT_DEAD
-    finished = end.finished
-    return exit_code(None if finished is None else {"reason": finished.reason, "status": finished.status})
+    return exit_code(end.finished)
 
 
 def replay_command(

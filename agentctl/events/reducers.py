@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .agent_state import AgentView
+from .outcomes import Failure, Finished
 
 if TYPE_CHECKING:
     from .run_state import RunState
@@ -55,7 +56,7 @@ def _note_process(state: RunState, e: dict[str, Any]) -> None:
 
 
 def _run_finished(state: RunState, e: dict[str, Any]) -> None:
-    state.finished = {"reason": e.get("reason"), "status": e.get("status")}
+    state.finished = Finished(e.get("reason"), e.get("status"))
 
 
 def _run_resumed(state: RunState, e: dict[str, Any]) -> None:
@@ -142,15 +143,7 @@ def _note_failure(state: RunState, e: dict[str, Any], where: str | None) -> None
     """Keep what failed, where and why, for the summary's failures table."""
     if len(state.errors) >= MAX_ERRORS:
         del state.errors[0]
-    state.errors.append(
-        {
-            "seq": e.get("seq"),
-            "agent_id": e.get("agent_id"),
-            "error": e.get("error"),
-            "error_type": e.get("error_type"),
-            "where": where,
-        }
-    )
+    state.errors.append(Failure(e.get("seq"), e.get("agent_id"), e.get("error"), e.get("error_type"), where))
 
 
 def _agent_error(state: RunState, e: dict[str, Any]) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 from .agent_state import STATUSES, AgentView
 from .journal import HANDLERS as JOURNAL_HANDLERS
 from .journal import JournalHandler, Journals
+from .outcomes import Failure, Finished
 from .reducers import REDUCERS, Reducer
 
-__all__ = ["RECENT_EVENTS", "RunState", "WITH_JOURNALS"]
+__all__ = ["RECENT_EVENTS", "Failure", "Finished", "RunState", "WITH_JOURNALS"]
 
 #: How many of the latest events a :class:`RunState` keeps for the views.
 RECENT_EVENTS = 200
@@ -47,7 +48,7 @@ class RunState:
     plan_file: str | None = None
     plan_version: int | None = None
     started_t: int | None = None
-    finished: dict[str, Any] | None = None
+    finished: Finished | None = None
     last_seq: int = 0
     last_t: int | None = None
     agents: dict[str, AgentView] = field(default_factory=dict)
@@ -58,7 +59,7 @@ class RunState:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTS, 0))
     plan_invalid: dict[str, Any] | None = None
     last_diff: dict[str, Any] | None = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[Failure] = field(default_factory=list)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     resumes: int = 0
     #: The process of the latest start or resume, and the control socket it serves.
@@ -98,7 +99,7 @@ class RunState:
             "plan_file": self.plan_file,
             "plan_version": self.plan_version,
             "started_t": self.started_t,
-            "finished": None if self.finished is None else dict(self.finished),
+            "finished": None if self.finished is None else self.finished.to_dict(),
             "last_seq": self.last_seq,
             "last_t": self.last_t,
             "agents": [a.to_dict() for a in self.agents.values()],
@@ -109,7 +110,7 @@ class RunState:
             "counts": dict(self.counts),
             "plan_invalid": self.plan_invalid,
             "last_diff": self.last_diff,
-            "errors": [dict(e) for e in self.errors],
+            "errors": [e.to_dict() for e in self.errors],
             "recent": list(self.recent),
             "resumes": self.resumes,
             "pid": self.pid,
@@ -125,7 +126,7 @@ class RunState:
             plan_file=d.get("plan_file"),
             plan_version=d.get("plan_version"),
             started_t=d.get("started_t"),
-            finished=d.get("finished"),
+            finished=None if d.get("finished") is None else Finished(d["finished"].get("reason"), d["finished"].get("status")),
             last_seq=d.get("last_seq", 0),
             last_t=d.get("last_t"),
             agents={a["id"]: AgentView.from_dict(a) for a in d.get("agents", ())},
@@ -135,7 +136,8 @@ class RunState:
             journals=Journals.from_dict(d.get("journals", {})),
             plan_invalid=d.get("plan_invalid"),
             last_diff=d.get("last_diff"),
-            errors=list(d.get("errors", ())),
+            errors=[Failure(e.get("seq"), e.get("agent_id"), e.get("error"), e.get("error_type"), e.get("where"))
+                    for e in d.get("errors", ())],
             resumes=d.get("resumes", 0),
             pid=d.get("pid"),
             control=d.get("control"),

@@ -141,9 +141,9 @@ def _header(state: RunState, now_ms: int | None) -> RenderableType:
         title.append(f"  plan {state.plan_name} v{state.plan_version}")
     title.append(f"  elapsed {_elapsed(state, now_ms)}  seq {state.last_seq}")
     if state.finished is not None:
-        ok = state.finished.get("status") == "ok"
+        ok = state.finished.status == "ok"
         title.append(
-            f"  finished: {state.finished.get('reason')} {state.finished.get('status')}",
+            f"  finished: {state.finished.reason} {state.finished.status}",
             style="bold green" if ok else "bold red",
         )
     lines.append(title)

@@ -27,14 +27,14 @@ def iso(t: int | None) -> str | None:
 def run_row(info: RunInfo) -> dict[str, Any]:
     """One run as a JSON-able object (the ``runs[]`` items of ``ps -o json``)."""
     s = info.state
-    finished = info.finished or {}
+    finished = info.finished
     return {
         "id": s.run_id,
         "dir": str(info.dir),
         "plan": s.plan_name,
         "plan_file": s.plan_file,
         "status": run_phase(info),
-        "reason": finished.get("reason"),
+        "reason": finished.reason if finished else None,
         "started": iso(s.started_t),
         "duration_s": None if info.duration_ms is None else round(info.duration_ms / 1000, 3),
         "agents": {status: n for status, n in s.status_counts().items() if n},

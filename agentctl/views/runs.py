@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agentctl.events.fold import RunState, fold
+from agentctl.events.outcomes import Finished
 from agentctl.events.reader import read_events, read_run_events
+from agentctl.events.types import RunFinished
 
 __all__ = ["EXIT_DEAD", "RunInfo", "exit_code", "list_runs", "process_alive", "read_run", "run_phase"]
 
@@ -38,8 +39,8 @@ class RunInfo:
     state: RunState
 
     @property
-    def finished(self) -> dict[str, Any] | None:
-        """``{reason, status}`` of the run's ``run/finished``, None while it has not finished."""
+    def finished(self) -> Finished | None:
+        """How the run finished (its ``run/finished``), None while it has not."""
         return self.state.finished
 
     @property
@@ -86,10 +87,10 @@ def run_phase(info: RunInfo) -> str:
     """``running``, ``dead`` (gone without ``run/finished``) or how it finished (``ok``, ``failed``, ``stopped``)."""
     if info.finished is None:
         return "running" if info.alive else "dead"
-    return str(info.finished.get("status") or "finished")
+    return str(info.finished.status or "finished")
 
 
-def exit_code(finished: dict[str, Any] | None) -> int:
+def exit_code(finished: Finished | RunFinished | None) -> int:
     """The exit code ``agentctl run`` ended with, from its ``run/finished`` fields.
 
     0 when every task finished ok, 130 when it was interrupted or stopped, 1 otherwise
@@ -97,9 +98,9 @@ def exit_code(finished: dict[str, Any] | None) -> int:
     """
     if finished is None:
         return EXIT_DEAD
-    if finished.get("reason") in ("interrupted", "stopped"):
+    if finished.reason in ("interrupted", "stopped"):
         return 130
-    return 0 if finished.get("status") == "ok" else 1
+    return 0 if finished.status == "ok" else 1
 
 
 def list_runs(root: Path) -> list[Path]:

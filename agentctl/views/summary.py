@@ -99,19 +99,18 @@ def summarize(state: RunState) -> Summary:
     )
     by_status = {status: n for status, n in state.status_counts().items() if n}
     failures = tuple(
-        Failure(e.get("seq"), e.get("agent_id"), e.get("where"), e.get("error_type"), one_line(e.get("error")))
-        for e in state.errors
+        Failure(e.seq, e.agent_id, e.where, e.error_type, one_line(e.error)) for e in state.errors
     )
     c = state.counts
-    finished = state.finished or {}
+    finished = state.finished
     duration = None
     if state.started_t is not None and state.last_t is not None:
         duration = state.last_t - state.started_t
     return Summary(
         run_id=state.run_id,
         plan_name=state.plan_name,
-        reason=finished.get("reason"),
-        status=finished.get("status"),
+        reason=finished.reason if finished else None,
+        status=finished.status if finished else None,
         duration_ms=duration,
         agents=agents,
         by_status=by_status,
