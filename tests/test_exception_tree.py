@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import ast
 import builtins
-import importlib
 import inspect
-import pkgutil
 import re
 from pathlib import Path
+
+from package_modules import package_modules
 
 import agentctl
 from agentctl import errors
@@ -33,14 +33,9 @@ ALLOWED_BUILTIN_RAISES = {
 }
 
 
-def all_modules() -> list[str]:
-    return ["agentctl"] + [m.name for m in pkgutil.walk_packages([str(PACKAGE)], "agentctl.")]
-
-
 def exception_classes() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
-    for name in all_modules():
-        module = importlib.import_module(name)
+    for name, module in package_modules().items():
         for value in vars(module).values():
             if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == name:
                 found[f"{name}.{value.__qualname__}"] = value
