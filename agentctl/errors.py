@@ -11,6 +11,7 @@ elsewhere, its module is named)::
     ├── ScriptFailed         a script agent's step that failed (agents.script)
     ├── BusError             a message that cannot be routed (raised only by ``send_or_raise``)
     ├── LockError            a path lock that cannot be taken or released
+    ├── ApprovalError        an answer to a held call that cannot be given (services.approvals)
     ├── WorkerError          a tool or LLM job that failed in its pool
     │   ├── ToolError        a tool that is unknown, got bad arguments or raised
     │   │   └── SchemaError  arguments that do not match the tool's schema (also a ValueError)

@@ -14,8 +14,11 @@ parent's), ``max_children`` counts direct children, ``tick_ms`` is a wake-up per
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any
 
 from .errors import PolicyError
@@ -107,6 +110,12 @@ class Policy:
     rules: Mapping[int, PolicyRule] = field(default_factory=dict)
     model_rank: tuple[str, ...] = ()
     providers: frozenset[str] = frozenset()
+    #: Approval gates every agent gets (see :func:`gate_for`), beside those its spawn asks for.
+    approve: frozenset[str] = frozenset()
+    #: Seconds a held call waits for an answer (``None``: forever), then ``approve_default`` decides.
+    approve_timeout: float | None = None
+    #: ``deny`` or ``approve``: the answer a held call gets at its ``approve_timeout``.
+    approve_default: str = "deny"
 
     def rule_for(self, depth: int) -> PolicyRule:
         """The rule that applies at ``depth``."""
@@ -124,6 +133,8 @@ class Grant:
     model: str | None
     tools: frozenset[str]
     budget: Budget
+    #: Approval gates: tool patterns whose calls wait for a person's yes (see :func:`gate_for`).
+    approve: frozenset[str] = frozenset()
 
 
 def _rank(policy: Policy, model: str | None) -> int | None:
@@ -149,6 +160,7 @@ def grant_child(
     model: str | None,
     tools: Iterable[str] | None,
     budget: Budget | None,
+    approve: frozenset[str] = frozenset(),
 ) -> Grant:
     """Decide what a child at ``depth`` gets, or raise ``PolicyError``.
 
@@ -157,11 +169,14 @@ def grant_child(
     ceiling, else half of what the parent has left of it (a deadline: all of it). What it asks for explicitly must fit: tools a
     subset of the parent's, a model allowed at the depth and not ranked above the
     parent's, every limit within the parent's remainder and the depth's ceiling.
+    Approval gates only add up: the parent's, the policy's and those asked for (``approve``),
+    so no child escapes a gate above it.
     """
     rule = policy.rule_for(depth)
+    gates = (parent.approve if parent is not None else frozenset()) | policy.approve | approve
     if (
         parent is not None and model is None and tools is None and budget is None
-        and rule == _NO_RULE and parent.budget == UNLIMITED
+        and rule == _NO_RULE and parent.budget == UNLIMITED and gates == parent.approve
     ):
         # Nothing asked, nothing limited: share the parent's grant (spawning 100,000 agents
         # this way costs no policy work and no memory per agent).
@@ -212,7 +227,7 @@ def grant_child(
         else:
             values[name] = _cap(room, ceiling)
     values["tick_ms"] = asked.tick_ms if asked.tick_ms is not None else rule.budget.tick_ms
-    return Grant(chosen_model, chosen_tools, Budget(**values))
+    return Grant(chosen_model, chosen_tools, Budget(**values), gates)
 
 
 def grant_spawn(
@@ -226,6 +241,7 @@ def grant_spawn(
     model: str | None,
     tools: frozenset[str] | None,
     budget: Budget | None,
+    approve: frozenset[str] = frozenset(),
 ) -> Grant:
     """What a spawn will be granted, or ``PolicyError`` saying why not: the one decision
     that the runtime's spawn, ``agentctl validate``, ``agentctl diff`` and the reconciler's
@@ -237,6 +253,7 @@ def grant_spawn(
         parent, parent_remaining, spawned_children: the parent's grant, what is left of
             its budget and how many children it has spawned so far.
         model, tools, budget: what the spawn asks for (``tools`` already expanded to names).
+        approve: approval gates the spawn adds to those it inherits.
     """
     reserved = reserved_id_error(agent_id) if agent_id is not None else None
     if reserved is not None:
@@ -245,4 +262,71 @@ def grant_spawn(
     if most is not None and spawned_children >= most:
         raise PolicyError("max_children", f"the parent may spawn at most {most} children")
     return grant_child(policy=policy, depth=depth, parent=parent, parent_remaining=parent_remaining,
-                       model=model, tools=tools, budget=budget)
+                       model=model, tools=tools, budget=budget, approve=approve)
+
+
+# --- approval gates -------------------------------------------------------------------
+
+#: What an approval gate looks like: a tool-name glob (``shell/run``, ``docker/*``,
+#: ``mcp:*``), or a file tool's glob with a workspace path glob after a colon
+#: (``fs/write:src/**``; relative, no ``..``). Also the plan schema's pattern.
+GATE_PATTERN = (
+    r"^(?:fs/[A-Za-z*?\[\]!-]+:(?!/)(?!\.\.(?:/|$))(?!.*/\.\.(?:/|$))[^\s:]+"
+    r"|(?!fs/[^:]*:)(?:mcp:)?[A-Za-z0-9_.*?\[\]!-]+(?:/[A-Za-z0-9_.*?\[\]!-]+)*)$"
+)
+GATE_HINT = "a tool pattern ('shell/run', 'docker/*', 'mcp:*') or a file tool's with a path glob ('fs/write:src/**')"
+#: Tools whose ``path`` argument a gate's path glob is matched against.
+FS_TOOLS = "fs/"
+
+
+def split_gate(gate: str) -> tuple[str, str | None]:
+    """A gate's tool glob and its path glob (``None``: every path)."""
+    if gate.startswith(FS_TOOLS) and ":" in gate:
+        tool, _, path = gate.partition(":")
+        return tool, path
+    return gate, None
+
+
+def gate_for(gates: Iterable[str], tool: str, path: Callable[[], str | None]) -> str | None:
+    """The first gate (in sorted order) that holds a call of ``tool``, or None.
+
+    Args:
+        gates: the agent's gates (:attr:`Grant.approve`).
+        tool: the tool called.
+        path: gives the call's workspace path, normalised and relative (asked only for a gate
+            with a path glob); ``None`` when it has none that can be resolved: such a call
+            is held (in doubt, a person decides).
+    """
+    for gate in sorted(gates):
+        tool_glob, path_glob = split_gate(gate)
+        if not fnmatchcase(tool, tool_glob):
+            continue
+        if path_glob is None:
+            return gate
+        where = path()
+        if where is None or _path_regex(path_glob).fullmatch(where):
+            return gate
+    return None
+
+
+@lru_cache(maxsize=256)
+def _path_regex(glob: str) -> re.Pattern[str]:
+    """``**`` is any number of directories, ``*`` and ``?`` stay within one name."""
+    out, i = [], 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return re.compile("".join(out), re.DOTALL)

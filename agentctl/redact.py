@@ -40,6 +40,9 @@ SECRET_WORDS = frozenset({
     "key", "apikey", "token", "secret", "password", "passwd", "passphrase", "pwd", "authorization", "auth",
     "credential", "credentials", "cookie", "bearer", "signature", "privatekey",
 })
+#: Environment variables whose names look secret but whose values are not: the shell's
+#: working directories (``pwd`` as in "password" would hide the run's own paths everywhere).
+NOT_SECRET_ENV = frozenset({"PWD", "OLDPWD"})
 #: Shortest value scanned for as a known secret.
 MIN_SECRET = 6
 
@@ -90,7 +93,7 @@ class Redactor:
         """The secrets a run knows: environment variables with secret names or listed in
         ``names`` (``settings.secrets``), and MCP servers' ``env`` entries with secret names."""
         listed = set(names)
-        values = [v for k, v in environ.items() if k in listed or is_secret_key(k)]
+        values = [v for k, v in environ.items() if k in listed or (is_secret_key(k) and k not in NOT_SECRET_ENV)]
         values += [v for env in mcp_env for k, v in env.items() if k in listed or is_secret_key(k)]
         return cls(values)
 

@@ -53,7 +53,7 @@ def test_describe_json_has_spec_budget_calls_messages_errors_and_the_conversatio
     assert result.exit_code == 0, result.output
     d = json.loads(result.stdout)
     assert set(d) == {"run_id", "id", "status", "done_status", "result", "spec", "parent", "children", "budget", "restarts",
-                      "locks", "tool_calls", "messages", "errors", "conversation"}
+                      "locks", "tool_calls", "messages", "errors", "conversation", "approvals"}
     assert (d["id"], d["status"], d["parent"], d["result"]) == ("writer", "done", "plan", "wrote out/a.txt\nall done")
     assert (d["spec"]["kind"], d["spec"]["model"], d["spec"]["tools"]) == ("llm", "m1", ["fs/write"])
     evs = events(llm_run)

@@ -62,7 +62,7 @@ def test_ps_lists_unfinished_runs_or_all_as_text_and_json(project: Path) -> None
     assert [(r["plan"], r["status"], r["reason"]) for r in every] == [
         (None, "dead", None), ("hello", "ok", "completed"), ("failing", "failed", "failed")]
     assert set(every[1]) == {"id", "dir", "plan", "plan_file", "status", "reason", "started", "duration_s", "agents",
-                             "pid", "alive", "events"}
+                             "pid", "alive", "events", "approvals"}
     assert every[2]["agents"] == {"done": 1, "failed": 2}
     text = agentctl("ps", "-a")
     assert text.exit_code == 0

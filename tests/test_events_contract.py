@@ -28,7 +28,7 @@ from agentctl.events.types import (
     decode,
     fields_of,
 )
-from agentctl.policy import Budget
+from agentctl.policy import Budget, Policy
 from agentctl.runtime import AgentSpec, StepContext, open_runtime
 from agentctl.services.bus import Topology
 from agentctl.services.llm.scripted import ScriptedProvider
@@ -180,6 +180,29 @@ def conflict_events() -> list[dict[str, Any]]:
     return seen
 
 
+def approval_events(tmp_path: Path) -> list[dict[str, Any]]:
+    """Two calls an approval gate holds: one approved with a note, one denied at its timeout."""
+    seen: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        log = EventLog(None, "contract")
+        log.subscribe(seen.append)
+        gated = frozenset({"fs/write"})
+        write = act.call_tool("fs/write", {"path": "a.txt", "content": "x"})
+        async with open_runtime(log.emit, workspace=tmp_path, root_tools=gated) as rt:
+            for name in ("yes", "late"):
+                rt.spawn(AgentSpec(name, lambda c, w=write: [w] if c.reason == "start" else [act.done()], approve=gated))
+                while not rt.approvals.pending():
+                    await anyio.sleep(0.001)
+                if name == "yes":
+                    rt.approvals.answer(rt.approvals.pending()[0].call_id, True, "fine")
+                    rt.set_policy(Policy(approve_timeout=0.05))
+                await rt.wait(name)
+
+    anyio.run(main)
+    return seen
+
+
 @pytest.fixture(scope="module")
 def produced(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("contract")
@@ -187,6 +210,7 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     events += cli_events(tmp_path_factory.mktemp("cli"))
     events += conflict_events()
     events += recovered_events(tmp_path_factory.mktemp("recovered"))
+    events += approval_events(tmp_path_factory.mktemp("approvals"))
     from test_mcp import mcp_events  # the MCP server's events (mcp is in the test extra)
 
     events += anyio.run(mcp_events, tmp_path_factory.mktemp("mcp"))

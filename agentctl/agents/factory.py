@@ -79,5 +79,6 @@ def spec_for_task(
         provider=defaults.provider,
         priority=task.priority,
         tool_timeout=task.tool_timeout,
+        approve=frozenset(task.approve),
         meta={"task": task},
     )

@@ -6,6 +6,7 @@ import typer
 
 from .. import __version__
 from .app import AgentctlTyper
+from .approve import approve_command, deny_command
 from .describe import describe_command
 from .gc import gc_command
 from .inspect import diff_command, schema_command, validate_command
@@ -27,6 +28,8 @@ app.command("watch")(watch_command)
 app.command("replay")(replay_command)
 app.command("send")(send_command)
 app.command("stop")(stop_command)
+app.command("approve")(approve_command)
+app.command("deny")(deny_command)
 app.command("ps")(ps_command)
 app.command("logs")(logs_command)
 app.command("prune")(prune_command)

@@ -39,7 +39,7 @@ def run_command(
 
     from ..plan.load import line_finder, load_plan
     from ..plan.schema import EXECUTOR_ADDRESS
-    from ..reconcile.preflight import check_code, load_plugins, plan_code
+    from ..reconcile.preflight import check_code, check_gates, load_plugins, plan_code
     from ..services.tools import default_registry
     from ..services.tools.docker import check_docker
     from ..views.runs import process_alive
@@ -86,8 +86,9 @@ def run_command(
         try:
             loaded = load_plan(plan)
             find = line_finder(loaded.source)
-            load_plugins(loaded.settings.plugins, default_registry(), loaded.source, find)
-            problems = check_code(loaded, find)
+            registry = default_registry()
+            load_plugins(loaded.settings.plugins, registry, loaded.source, find)
+            problems = check_code(loaded, find) + check_gates(loaded, registry.names(), find)
         except PlanError as exc:
             problems = [exc, *exc.more]
         fail_plan(problems)

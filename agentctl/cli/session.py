@@ -30,12 +30,13 @@ from ..plan.load import line_finder, parse_plan, read_plan_text
 from ..plan.model import Plan
 from ..reconcile import ROOT_ID, Reconciler
 from ..reconcile.live import changed_sections, fixed_changes
-from ..reconcile.preflight import check_code, load_plugins, root_tools
+from ..reconcile.preflight import check_code, check_gates, load_plugins, root_tools
 from ..reconcile.states import task_states
 from ..redact import Redactor
 from ..runtime import open_runtime
 from ..runtime.interrupted import recover_interrupted
 from ..runtime.recovery import ResumeContext
+from ..services.approvals import Approvals
 from ..services.bus import USER, SendStatus
 from ..services.executor import Executor
 from ..services.mcp import open_mcp
@@ -143,6 +144,7 @@ class Session:
             redactor=self.redactor, before_run=lambda event: log.flushed(event["seq"]),
         )
         r = self.resumed
+        self.approvals = Approvals.from_log(log.emit, r.state.approvals if r else {}, id_prefix=self.id_prefix)
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
             view = self.view
@@ -160,7 +162,7 @@ class Session:
                 resume=ResumeContext(r.journals, r.locks) if r else None,
                 conflicts=plan.policy.conflicts if plan.policy else "first_come",
                 conflict_timeout=plan.policy.conflict_timeout if plan.policy else 10.0,
-                id_prefix=self.id_prefix, llm_child=llm_child_spec,
+                id_prefix=self.id_prefix, llm_child=llm_child_spec, approvals=self.approvals,
             ) as rt:
                 self.rt = rt
                 if not self._start_tree(rt):
@@ -305,7 +307,8 @@ class Session:
         except PlanError as exc:
             return exc
         # A step function that does not import is refused here, with its line, not when it spawns.
-        problems = check_code(plan, line_finder(str(path), text))
+        find = line_finder(str(path), text)
+        problems = check_code(plan, find) + check_gates(plan, self.rt.tools.names(), find)
         if problems:
             problems[0].more = tuple(problems[1:])
             return problems[0]
@@ -328,11 +331,14 @@ class Session:
         """Answer one request of the control channel (see :mod:`agentctl.cli.control`).
 
         Ops: ``send`` (``to``, ``kind``, ``body``; sent as ``user``, answered once it is
+        logged), ``approve`` / ``deny`` (``call_id``, ``note`` / ``reason``; answered once
         logged), ``stop`` (the whole run, or ``agent`` and its subtree) and ``ping``.
         """
         op = request["op"]
         if op == "send":
             return await self._control_send(request)
+        if op in ("approve", "deny"):
+            return await self._control_answer(op, request)
         if op == "stop":
             agent = request.get("agent")
             if agent is None:
@@ -346,7 +352,26 @@ class Session:
             return {"ok": True}
         if op == "ping":
             return {"ok": True, "pid": os.getpid(), "run_id": self.o.run_id}
-        return {"ok": False, "error": f"unknown op {op!r}: expected send, stop or ping"}
+        return {"ok": False, "error": f"unknown op {op!r}: expected send, approve, deny, stop or ping"}
+
+    async def _control_answer(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        call_id, key = request.get("call_id"), "note" if op == "approve" else "reason"
+        text = request.get(key)
+        if not isinstance(call_id, str) or not call_id or not (text is None or isinstance(text, str)):
+            return {"ok": False, "error": f"{op}: 'call_id' must be a non-empty string and '{key}' a string"}
+        if op == "deny" and not text:
+            return {"ok": False, "error": "deny: a 'reason' is required (the agent is told it)"}
+        event = self.answer(call_id, op == "approve", text)
+        await self.log.flushed(event["seq"])
+        return {"ok": True, "seq": event["seq"]}
+
+    def answer(self, call_id: str, granted: bool, text: str | None) -> dict[str, Any]:
+        """Answer a held call as ``user`` (the control channel, the live view); returns its event.
+
+        Raises:
+            ApprovalError: no such held call in this run, or it was answered already.
+        """
+        return self.approvals.answer(call_id, granted, text)
 
     async def _control_send(self, request: dict[str, Any]) -> dict[str, Any]:
         to, kind = request.get("to"), request.get("kind", "chat")

@@ -146,7 +146,13 @@ def _locked(by: dict[str, Journal], e: dict[str, Any]) -> None:
 def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:
     def handler(by: dict[str, Journal], e: dict[str, Any]) -> None:
         journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
-        if journal is None or e["call_id"] in journal.calls:
+        if journal is None:
+            return
+        held = journal.calls.get(e["call_id"])
+        if held is not None:
+            # A granted call now runs: from here on it is an ordinary call.
+            if held.pop("approval", None) is not None:
+                held["arguments"] = e.get("arguments")
             return
         effect = {"op": op, "call_id": e["call_id"], "name": e.get("tool"), "done": False}
         if op == "tool":
@@ -155,6 +161,29 @@ def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:
         journal.calls[e["call_id"]] = effect
 
     return handler
+
+
+def _approval_requested(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    """A held call is the agent's next tool call: on resume it is held again, not asked anew."""
+    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if journal is None or e["call_id"] in journal.calls:
+        return
+    effect = {"op": "tool", "call_id": e["call_id"], "name": e.get("tool"), "done": False, "approval": "pending"}
+    journal.effects.append(effect)
+    journal.calls[e["call_id"]] = effect
+
+
+def _approval_answered(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    """Granted: it runs once replay reaches it. Denied: that is its outcome (``denied``: by, reason)."""
+    effect = _pending(by, e)
+    if effect is None or "approval" not in effect:
+        return
+    if e["type"] == "approval/granted":
+        effect["approval"] = "granted"
+        return
+    _settle(effect, False, None, None, 0)
+    effect.pop("approval", None)
+    effect["denied"] = {"by": e.get("by"), "reason": e.get("reason")}
 
 
 def _pending(by: dict[str, Journal], e: dict[str, Any]) -> dict[str, Any] | None:
@@ -226,4 +255,7 @@ HANDLERS: dict[str | None, JournalHandler] = {
     "tool/prepared": _prepared,
     "tool/recovered": _recovered,
     "llm/result": _result,
+    "approval/requested": _approval_requested,
+    "approval/granted": _approval_answered,
+    "approval/denied": _approval_answered,
 }

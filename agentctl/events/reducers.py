@@ -123,7 +123,8 @@ def _agent_status(state: RunState, e: dict[str, Any]) -> None:
     if status == "sleeping":
         agent.activity = "sleep"
     elif status == "waiting":
-        agent.activity = WAITING_FOR_MESSAGE if e.get("reason") == "wait" else None
+        reason = e.get("reason")
+        agent.activity = WAITING_FOR_MESSAGE if reason == "wait" else _held_activity(state, agent.id) if reason == "approval" else None
     elif status == "running" and agent.activity in ("sleep", WAITING_FOR_MESSAGE):
         agent.activity = None
 
@@ -137,6 +138,7 @@ def _agent_done(state: RunState, e: dict[str, Any]) -> None:
     agent.result = e.get("result")
     agent.steps = e.get("steps", agent.steps)
     _end(state, agent, "failed" if done_status in FAILED_DONE else "done", e.get("t"))
+    _drop_held(state, agent.id)
 
 
 def _note_failure(state: RunState, e: dict[str, Any], where: str | None) -> None:
@@ -157,12 +159,16 @@ def _agent_error(state: RunState, e: dict[str, Any]) -> None:
     # Every agent/error ends the agent; a restart event brings it back.
     if where in FATAL_WHERE:
         _end(state, agent, "failed", e.get("t"))
+        _drop_held(state, agent.id)
 
 
 def _agent_stopped(state: RunState, e: dict[str, Any]) -> None:
     agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
     if agent is not None:
         _end(state, agent, "stopped", e.get("t"))
+    # Stopped by a shutdown (Ctrl-C), it is continued on resume, still waiting.
+    if e.get("reason") != "shutdown":
+        _drop_held(state, e.get("agent_id"))
 
 
 def _agent_restarted(state: RunState, e: dict[str, Any]) -> None:
@@ -174,6 +180,7 @@ def _agent_restarted(state: RunState, e: dict[str, Any]) -> None:
     agent.restarts += 1
     agent.done_status = agent.error = agent.ended_t = None
     agent.result = None
+    _drop_held(state, agent.id)
 
 
 def _agent_resumed(state: RunState, e: dict[str, Any]) -> None:
@@ -364,6 +371,50 @@ def _llm_delta(state: RunState, e: dict[str, Any]) -> None:
         agent.saying = ((agent.saying or "") + (e.get("content") or "") + (e.get("tool_calls") or ""))[-SAYING_TAIL:]
 
 
+# --- approval gates ------------------------------------------------------------------
+
+
+def _approval_requested(state: RunState, e: dict[str, Any]) -> None:
+    get = e.get
+    state.approvals[e["call_id"]] = {
+        "agent_id": get("agent_id"), "tool": get("tool"), "arguments": get("arguments"), "gate": get("gate"),
+        "t": get("t"), "seq": get("seq"), "timeout": get("timeout"), "default": get("default"),
+        "answer": None, "by": None, "text": None,
+    }
+    agent = state.agents.get(get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        agent.activity = f"approval {get('tool')} ({e['call_id']})"
+
+
+def _approval_answered(state: RunState, e: dict[str, Any]) -> None:
+    found = state.approvals.get(e["call_id"])
+    if found is None:
+        return
+    granted = e["type"] == "approval/granted"
+    found.update(answer="granted" if granted else "denied", by=e.get("by"),
+                 text=e.get("note") if granted else e.get("reason"))
+    found.pop("arguments", None)  # kept while it waits, for the person deciding
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None and agent.activity is not None and agent.activity.startswith("approval "):
+        agent.activity = None
+
+
+def _held_activity(state: RunState, agent_id: str) -> str | None:
+    """What an agent waiting for approval is doing, if the log has its request (a resume's)."""
+    for cid, r in state.approvals.items():
+        if r["agent_id"] == agent_id and r["answer"] is None:
+            return f"approval {r['tool']} ({cid})"
+    return None
+
+
+def _drop_held(state: RunState, agent_id: str | None) -> None:
+    """An agent that ended is no longer waiting for anyone's answer."""
+    approvals = state.approvals
+    if approvals:
+        for cid in [c for c, r in approvals.items() if r["agent_id"] == agent_id and r["answer"] is None]:
+            del approvals[cid]
+
+
 #: The reducer of each event type.
 REDUCERS: dict[str | None, Reducer] = {
     "run/started": _run_started,
@@ -392,4 +443,7 @@ REDUCERS: dict[str | None, Reducer] = {
     "llm/requested": _llm_requested,
     "llm/delta": _llm_delta,
     "llm/result": _call_ended("llm"),
+    "approval/requested": _approval_requested,
+    "approval/granted": _approval_answered,
+    "approval/denied": _approval_answered,
 }

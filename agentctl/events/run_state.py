@@ -55,6 +55,11 @@ class RunState:
     locks: dict[str, dict[str, str]] = field(default_factory=dict)
     open_conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Calls approval gates held, by call id: ``agent_id``, ``tool``, ``arguments``, ``gate``,
+    #: ``t``, ``seq``, ``timeout``, ``default``, then ``answer`` (null while held, ``granted``
+    #: or ``denied``), ``by`` and ``text`` (the note or reason). A held call whose agent ended
+    #: is dropped; answered ones are kept (an answer is never asked again).
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
     journals: Journals = field(default_factory=Journals)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTS, 0))
     plan_invalid: dict[str, Any] | None = None
@@ -86,6 +91,10 @@ class RunState:
             counts[agent.status] = counts.get(agent.status, 0) + 1
         return counts
 
+    def held(self) -> list[dict[str, Any]]:
+        """The calls waiting for approval now, oldest first, each with its ``call_id``."""
+        return [{"call_id": cid, **r} for cid, r in self.approvals.items() if r.get("answer") is None]
+
     def roots(self) -> list[str]:
         """Agents without a (known) parent, in spawn order."""
         agents = self.agents
@@ -106,6 +115,7 @@ class RunState:
             "locks": {p: dict(h) for p, h in self.locks.items()},
             "open_conflicts": {k: dict(v) for k, v in self.open_conflicts.items()},
             "pending_calls": {k: dict(v) for k, v in self.pending_calls.items()},
+            "approvals": {k: dict(v) for k, v in self.approvals.items()},
             "journals": self.journals.to_dict(),
             "counts": dict(self.counts),
             "plan_invalid": self.plan_invalid,
@@ -133,6 +143,7 @@ class RunState:
             locks={p: dict(h) for p, h in d.get("locks", {}).items()},
             open_conflicts=dict(d.get("open_conflicts", {})),
             pending_calls=dict(d.get("pending_calls", {})),
+            approvals=dict(d.get("approvals", {})),
             journals=Journals.from_dict(d.get("journals", {})),
             plan_invalid=d.get("plan_invalid"),
             last_diff=d.get("last_diff"),

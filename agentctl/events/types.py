@@ -38,6 +38,9 @@ __all__ = [
     "AgentSpawned",
     "AgentStatus",
     "AgentStopped",
+    "ApprovalDenied",
+    "ApprovalGranted",
+    "ApprovalRequested",
     "BusDenied",
     "ConflictOpened",
     "ConflictResolved",
@@ -375,6 +378,35 @@ class McpExited(Event, frozen=True, tag="mcp/exited"):
     server: str
     reason: str
     restarting: bool
+
+
+class ApprovalRequested(Event, frozen=True, tag="approval/requested"):
+    """``approval/requested``: a tool call an approval gate holds until a person answers."""
+
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    gate: str
+    timeout: float | None
+    default: str
+
+
+class ApprovalGranted(Event, frozen=True, tag="approval/granted"):
+    """``approval/granted``: the held call may run."""
+
+    call_id: str
+    tool: str
+    by: str
+    note: str | None
+
+
+class ApprovalDenied(Event, frozen=True, tag="approval/denied"):
+    """``approval/denied``: the held call does not run; its agent is told why."""
+
+    call_id: str
+    tool: str
+    by: str
+    reason: str
 
 
 class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -56,6 +56,7 @@ class Task:
         restart: ``permanent``, ``transient`` or ``temporary`` (``None``: plan default).
         topology: ``{allow_peer, peer_via_parent, intercept_relays}`` when the plan sets it.
         tool_timeout: seconds each of its tool calls may run (``None``: per tool).
+        approve: approval gates of its own, besides the plan's ``policy.approve``.
         line: the 1-based line the task starts on (YAML only); not part of equality.
     """
 
@@ -72,6 +73,7 @@ class Task:
     topology: Mapping[str, Any] | None = None
     priority: int = 0
     tool_timeout: float | None = None
+    approve: tuple[str, ...] = ()
     line: int | None = field(default=None, compare=False)
 
     def spec_key(self) -> object:
@@ -133,16 +135,23 @@ class PlanPolicy:
         conflicts: how lock conflicts are resolved: ``first_come``, ``priority`` or
             ``arbiter`` (see ``agentctl.runtime.conflicts``).
         conflict_timeout: seconds an arbiter has to answer before ``first_come`` decides.
+        approve: approval gates of every agent (see ``agentctl.policy.gate_for``).
+        approve_timeout: seconds a held call waits (``None``: until answered).
+        approve_default: ``deny`` or ``approve``, the answer at ``approve_timeout``.
     """
 
     model_rank: tuple[str, ...] = ()
     depth: tuple[tuple[int, PolicyRule], ...] = ()
     conflicts: str = "first_come"
     conflict_timeout: float = 10.0
+    approve: tuple[str, ...] = ()
+    approve_timeout: float | None = None
+    approve_default: str = "deny"
 
     def to_policy(self) -> Policy:
         """The :class:`agentctl.policy.Policy` this describes."""
-        return Policy(rules=dict(self.depth), model_rank=self.model_rank)
+        return Policy(rules=dict(self.depth), model_rank=self.model_rank, approve=frozenset(self.approve),
+                      approve_timeout=self.approve_timeout, approve_default=self.approve_default)
 
 
 @dataclass(frozen=True, slots=True)

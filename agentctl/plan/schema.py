@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..policy import GATE_HINT, GATE_PATTERN
+
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
 AGENT_KINDS: tuple[str, ...] = ("script", "python", "llm")
 RESTARTS: tuple[str, ...] = ("permanent", "transient", "temporary")
@@ -261,6 +263,8 @@ BUDGET = Obj(
     doc="Limits; a missing limit is unlimited.",
 )
 TOOLS = Seq(Str())
+GATES = Seq(Str(GATE_PATTERN, GATE_HINT))
+APPROVE_DEFAULTS: tuple[str, ...] = ("deny", "approve")
 TOPOLOGY = Obj(
     (
         Field("allow_peer", Bool(), doc="may message any agent"),
@@ -321,6 +325,7 @@ TASK = Obj(
         Field("topology", TOPOLOGY),
         Field("priority", Int(), doc="who wins a lock conflict under the priority policy (higher wins)"),
         Field("tool_timeout", Num(0, exclusive=True), doc="seconds each of its tool calls may run"),
+        Field("approve", GATES, doc="tool calls that wait for a person's approval, besides policy.approve"),
     ),
     doc="One top-level agent.",
 )
@@ -393,6 +398,10 @@ POLICY = Obj(
         Field("depth", IntKeyed(POLICY_RULE), doc="rules by depth; a rule covers deeper levels too"),
         Field("conflicts", Enum(CONFLICT_POLICIES), doc="how lock conflicts are resolved"),
         Field("conflict_timeout", Num(0, exclusive=True), doc="seconds an arbiter has to answer"),
+        Field("approve", GATES, doc="tool calls of every agent that wait for a person's approval"),
+        Field("approve_timeout", Num(0, exclusive=True),
+              doc="seconds a held call waits for an answer before approve_default decides"),
+        Field("approve_default", Enum(APPROVE_DEFAULTS), doc="the answer at approve_timeout (default deny)"),
     ),
     doc="What deeper agents may have.",
 )

@@ -217,7 +217,7 @@ class _Builder:
             tools=_tuple(d.get("tools")), budget=_budget(d.get("budget")),
             depends_on=tuple(d.get("depends_on", ())), steps=self.steps(d.get("steps", []), (*path, "steps")),
             step=d.get("step"), restart=d.get("restart"), priority=int(d.get("priority", 0)),
-            tool_timeout=_float(d.get("tool_timeout")),
+            tool_timeout=_float(d.get("tool_timeout")), approve=tuple(d.get("approve", ())),
             topology=None if topology is None else FrozenDict(topology), line=self.c.line(path),
         )
 
@@ -261,7 +261,9 @@ class _Builder:
                 budget=Budget.from_mapping(rule.get("budget")))))
         return PlanPolicy(model_rank=tuple(d.get("model_rank", ())), depth=tuple(sorted(rules, key=lambda r: r[0])),
                           conflicts=d.get("conflicts", "first_come"),
-                          conflict_timeout=float(d.get("conflict_timeout", 10.0)))
+                          conflict_timeout=float(d.get("conflict_timeout", 10.0)),
+                          approve=tuple(d.get("approve", ())), approve_timeout=_float(d.get("approve_timeout")),
+                          approve_default=d.get("approve_default", "deny"))
 
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..plan.lines import format_path
 from ..plan.load import line_finder
 from ..plan.model import Defaults, Plan, Settings, Task
 from ..plan.schema import OPT_IN
-from ..policy import CONSUMABLE, UNLIMITED, Budget, Grant, Policy, grant_spawn
+from ..policy import CONSUMABLE, UNLIMITED, Budget, Grant, Policy, grant_spawn, split_gate
 
 #: Expands the tool names a plan asks for (toolset names, globs) into tool names.
 Toolset = Callable[[Iterable[str]], frozenset[str]]
@@ -203,6 +204,38 @@ def check_code(plan: Plan, locate: Callable[[KeyPath], int | None]) -> list[Plan
     return errors
 
 
+def check_gates(plan: Plan, names: Iterable[str], locate: Callable[[KeyPath], int | None]) -> list[PlanError]:
+    """Every approval gate that could hold no call: a misspelt gate would let the call it
+    meant through unasked. ``names`` are the run's tools (built-in and plugins); an ``mcp:``
+    gate must name a declared server (or a glob of servers)."""
+    known, servers = sorted(names), [server.name for server in plan.mcp]
+    sites: list[tuple[KeyPath, str]] = [(("policy", "approve", i), g)
+                                        for i, g in enumerate(plan.policy.approve if plan.policy else ())]
+
+    def collect(task: Task, path: KeyPath) -> None:
+        sites.extend(((*path, "approve", j), g) for j, g in enumerate(task.approve))
+        for k, step in enumerate(task.steps):
+            if step.op == "spawn":
+                collect(step.arg, (*path, "steps", k, "spawn"))
+
+    for i, task in enumerate(plan.tasks):
+        collect(task, ("tasks", i))
+    errors = []
+    for path, gate in sites:
+        tool, _ = split_gate(gate)
+        server = tool.removeprefix("mcp:").partition("/")[0] if tool.startswith("mcp:") else None
+        if server is not None:
+            matched = any(c in server for c in "*?[") or server in servers
+            expected = "mcp:<server>[/<tool>] with a server under mcp: (" + (", ".join(servers) or "none") + ")"
+        else:
+            matched = any(fnmatchcase(name, tool) for name in known)
+            expected = "a pattern matching a tool of the run, such as " + ", ".join(known[:6]) + ", ..."
+        if not matched:
+            errors.append(PlanError(f"approval gate {gate!r} matches no tool: it would hold nothing", file=plan.source,
+                                    line=locate(path), path=format_path(path), expected=expected, got=repr(gate)))
+    return errors
+
+
 def plan_toolset(expand: Toolset) -> Toolset:
     """``expand`` (a registry's toolset) for names a plan may hold before any MCP server is up:
     ``mcp:`` names are left as they are (whether their server is declared is checked when
@@ -228,7 +261,8 @@ def preflight(plan: Plan) -> list[PlanError]:
     except PlanError as exc:
         return [exc, *check_code(plan, find)]
     held = root_tools(plan.settings, registry.names())
-    return check_code(plan, find) + check_grants(plan, plan_toolset(registry.toolset), held, find)
+    return (check_code(plan, find) + check_gates(plan, registry.names(), find)
+            + check_grants(plan, plan_toolset(registry.toolset), held, find))
 
 
 def plan_grants(plan: Plan, running: Collection[str] = (), root_steps: int = 1) -> dict[str, Grant | PolicyError]:

@@ -32,12 +32,15 @@ from ..actions import (
     result,
 )
 from ..errors import ActionError, AgentctlError, LockError
+from ..policy import FS_TOOLS, gate_for
 from ..services.llm.base import ChatRequest
+from ..services.tools.fs import resolve_in_workspace
 from .ledger import reserve_tokens, time_left
 from .recovery import replay
 from .timers import clock
 
 if TYPE_CHECKING:
+    from ..services.approvals import Approvals
     from ..services.bus import Bus
     from ..services.locks import LockService
     from ..services.tools.registry import ToolContext, ToolRegistry
@@ -53,6 +56,7 @@ class ActionServices:
 
     Attributes:
         bus, locks, tools, plane: the services a send, a lock, a tool or LLM call goes to.
+        approvals: holds the tool calls an agent's approval gates catch.
         agents: the live agents by id (the kernel's table; read only here).
         tree: the supervision tree, for ``spawn``, ``done`` and ``stop``.
         conflicts: the open lock conflicts, told of a conflict or a ``resolve`` message.
@@ -65,6 +69,7 @@ class ActionServices:
     locks: LockService
     tools: ToolRegistry
     plane: WorkPlane
+    approvals: Approvals
     agents: dict[str, Agent]
     tree: Tree
     conflicts: Conflicts
@@ -246,13 +251,48 @@ async def _call_tool(svc: ActionServices, agent: Agent, action: CallTool) -> Res
     if left is not None and left <= 0:
         return Result(action, False, "max_tool_calls used up", "budget_exceeded")
     agent.tool_calls += 1
-    out = await svc.plane.call_tool(agent.id, action.name, action.arguments, call_id=action.call_id, ctx=svc.tool_context(agent),
+    call_id = action.call_id
+    if agent.grant.approve or call_id is not None:
+        gate = gate_for(agent.grant.approve, action.name, lambda: _gated_path(svc, agent, action))
+        # A call the log says was held stays held, even if a plan edit dropped its gate meanwhile.
+        gate = gate or (svc.approvals.recorded(call_id) if call_id is not None else None)
+        if gate is not None:
+            call_id = call_id or svc.approvals.new_call_id()
+            denied = await _held(svc, agent, action, call_id, gate)
+            if denied is not None:
+                return denied
+    out = await svc.plane.call_tool(agent.id, action.name, action.arguments, call_id=call_id, ctx=svc.tool_context(agent),
                                    timeout=agent.spec.tool_timeout, within=time_left(agent, clock()))
     if out.error_type == "interrupted":
         # Its worker was lost mid-call: the agent is told as a resumed one would be, and
         # fails for good if its step fails over it (see runtime.recovery).
         agent.interrupted_call = f"{out.call_id} ({action.name})"
     return Result(action, out.ok, out.value if out.ok else out.error, None if out.ok else (out.error_type or "tool_error"))
+
+
+async def _held(svc: ActionServices, agent: Agent, action: CallTool, call_id: str, gate: str) -> Result | None:
+    """Wait for a person's answer to a call ``gate`` holds: None when granted, else the denial."""
+    policy = svc.tree.policy
+    svc.set_status(agent, "waiting", "approval")
+    try:
+        answer = await svc.approvals.hold(agent.id, call_id, action.name, svc.tools.redact(action.name, action.arguments),
+                                          gate, timeout=policy.approve_timeout, default=policy.approve_default)
+    finally:
+        svc.set_status(agent, "running", "approval")
+    if answer.granted:
+        return None
+    return Result(action, False, answer.refusal(call_id, action.name), "denied")
+
+
+def _gated_path(svc: ActionServices, agent: Agent, action: CallTool) -> str | None:
+    """The workspace path a file tool's call names, as the tool will resolve it; None if it cannot."""
+    path = action.arguments.get("path", "." if action.name == f"{FS_TOOLS}list" else None)
+    if not action.name.startswith(FS_TOOLS) or not isinstance(path, str):
+        return None
+    try:
+        return resolve_in_workspace(svc.tool_context(agent), path)[1]
+    except AgentctlError:
+        return None
 
 
 async def _call_llm(svc: ActionServices, agent: Agent, action: CallLLM) -> Result:

@@ -33,7 +33,8 @@ def recover_interrupted(journals: Journals, tools: ToolRegistry, context: Callab
     checks = []
     for agent_id, journal in journals.by_agent.items():
         for effect in journal.effects:
-            if effect["op"] == "tool" and not effect["done"] and effect.get("name") in tools:
+            # A call still held for approval never started: there is nothing to check.
+            if effect["op"] == "tool" and not effect["done"] and "approval" not in effect and effect.get("name") in tools:
                 recover = tools.get(effect["name"]).recover
                 if recover is not None:
                     checks.append((agent_id, effect, recover))

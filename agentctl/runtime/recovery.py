@@ -8,6 +8,8 @@ not sent again; a recorded spawn starts the child again only if it was still liv
 its own journal). A tool call that was requested but has no result was settled before
 the agents started (:mod:`agentctl.runtime.interrupted`) if its tool has a ``recover``
 check: applied (its outcome is handed back), not applied (it runs again) or unknown.
+A call an approval gate held is held again (or, granted before the crash, runs now); a
+denied one gets its denial back.
 Otherwise it runs again if its tool is idempotent (LLM calls always may); an unknown or
 non-idempotent one gets an ``interrupted`` result. Sleeps and stops answer at once (the
 clock already ran). The locks the agent held were given back to it before it started
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..actions import AcquireLock, Action, CallLLM, CallTool, ReleaseLock, Result, Send, Sleep, Spawn, Stop
 from ..errors import LockError
 from ..events.journal import Journal, Journals
+from ..services.approvals import Answer
 from ..services.llm.base import ChatReply, ToolCall
 from ..services.locks import normalize_path
 
@@ -151,6 +154,10 @@ def _spawn(svc: ActionServices, agent: Agent, action: Spawn, effect: dict[str, A
 
 def _tool(svc: ActionServices, agent: Agent, action: CallTool, effect: dict[str, Any]) -> Result | Action:
     agent.tool_calls += 1
+    denied = effect.get("denied")
+    if denied is not None:
+        answer = Answer(False, str(denied.get("by") or "user"), denied.get("reason"))
+        return Result(action, False, answer.refusal(effect["call_id"], action.name), "denied")
     if effect["done"]:
         ok = effect["ok"]
         if effect.get("interrupted"):
@@ -158,6 +165,10 @@ def _tool(svc: ActionServices, agent: Agent, action: CallTool, effect: dict[str,
             return Result(action, False, effect.get("error"), "interrupted")
         return Result(action, ok, effect.get("value") if ok else effect.get("error"), None if ok else "tool_error")
     verdict = effect.get("verdict")
+    if effect.get("approval") is not None:
+        # Held, or granted but not yet run: the approval service knows which (from the log).
+        agent.tool_calls -= 1
+        return CallTool(action.name, action.arguments, effect["call_id"])
     if verdict == "rerun" or (verdict is None and action.name in svc.tools and svc.tools.get(action.name).idempotent):
         agent.tool_calls -= 1
         return CallTool(action.name, action.arguments, effect["call_id"])

@@ -29,6 +29,7 @@ from ..errors import ActionError
 from ..events.emit import Emit
 from ..events.journal import Journal
 from ..policy import Policy
+from ..services.approvals import Approvals
 from ..services.bus import Bus, SendResult
 from ..services.locks import LockService
 from ..services.tools.registry import ToolContext, ToolRegistry
@@ -63,7 +64,8 @@ class Runtime:
 
     ``llm_child`` builds the spec of an ``llm`` child for the ``agent/spawn`` tool when a
     script or python agent calls it (a run passes ``agentctl.agents.llm.llm_child_spec``);
-    without it that tool refuses.
+    without it that tool refuses. ``approvals`` holds the calls agents' approval gates
+    catch (a resumed run passes one built from its log).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Runtime:
         lock_wait: float = 5.0,
         backpressure: Backpressure | None = None,
         llm_child: LLMChildFactory | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         from ..services.tools import default_registry
 
@@ -100,6 +103,7 @@ class Runtime:
         self.bus = Bus(emit, inbox_size=inbox_size, id_prefix=id_prefix)
         self.locks = LockService(emit, id_prefix=id_prefix)
         self.resume = resume
+        self.approvals = approvals if approvals is not None else Approvals(emit, id_prefix=id_prefix)
         self.shell_enabled = shell_enabled
         self.protected = protected
         self.lock_wait = lock_wait
@@ -110,7 +114,7 @@ class Runtime:
         self._tree = Tree(kernel, policy or Policy(), resume, root_tools, inbox_size=inbox_size, strategy=strategy,
                           max_restarts=max_restarts, restart_period=restart_period)
         self._conflicts = Conflicts(kernel, conflicts, conflict_timeout)
-        services = ActionServices(self.bus, self.locks, self.tools, self.plane, kernel.agents, self._tree,
+        services = ActionServices(self.bus, self.locks, self.tools, self.plane, self.approvals, kernel.agents, self._tree,
                                   self._conflicts, kernel.set_status, self._tool_context, resume)
         self._scheduler = Scheduler(kernel, self._tree, services, backpressure)
         self._agent_control = RuntimeAgentControl(self, llm_child)

@@ -48,6 +48,7 @@ class AgentSpec:
         priority: who wins a lock conflict under the ``priority`` policy (higher wins).
         tool_timeout: seconds each of its tool calls may run (``None``: the tool's or
             the plan's timeout for it, else the work plane's default).
+        approve: approval gates it adds to those it inherits (``agentctl.policy.gate_for``).
         meta: anything else the step function needs (e.g. a script's steps).
     """
 
@@ -66,6 +67,7 @@ class AgentSpec:
     provider: str | None = None
     priority: int = 0
     tool_timeout: float | None = None
+    approve: frozenset[str] = frozenset()
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -210,6 +210,7 @@ class Tree:
                 parent_remaining=parent.remaining(clock()) if parent is not None else None,
                 spawned_children=parent.spawned_children if parent is not None else 0,
                 model=spec.model, tools=None if spec.tools is None else self._tools.toolset(spec.tools), budget=spec.budget,
+                approve=spec.approve,
             )
         except AgentctlError as exc:
             rule = getattr(exc, "rule", "tools" if isinstance(exc, ToolError) else "id")

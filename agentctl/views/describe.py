@@ -146,6 +146,8 @@ def describe_agent(events: Iterable[dict[str, Any]], agent_id: str) -> dict[str,
         "messages": {"in": found.inbox, "out": found.outbox},
         "errors": found.errors,
         "conversation": list(found.turns.values()),
+        "approvals": [{"call_id": cid, **{k: v for k, v in r.items() if k != "agent_id"}}
+                      for cid, r in state.approvals.items() if r["agent_id"] == agent_id],
     }
 
 
@@ -191,9 +193,18 @@ def render_description(d: dict[str, Any]) -> RenderableType:
         for m in d["messages"]["out"]]))
     parts.append(_section(f"errors ({len(d['errors'])})", [
         f"#{e['seq']} ({e['where']}) {e['error_type']}: {e['error']}" for e in d["errors"]]))
+    if d["approvals"]:
+        parts.append(_section(f"approvals ({len(d['approvals'])})", [_approval(a) for a in d["approvals"]]))
     if d["conversation"]:
         parts.append(_section(f"conversation ({len(d['conversation'])} turns)", [_turn(i, t) for i, t in enumerate(d["conversation"], 1)]))
     return Group(*parts)
+
+
+def _approval(a: dict[str, Any]) -> str:
+    head = f"#{a['seq']} {a['call_id']} {a['tool']} (gate {a['gate']})"
+    if a["answer"] is None:
+        return f"{head} {_value(a.get('arguments'))}\n    -> WAITING: agentctl approve|deny {a['call_id']}"
+    return f"{head}\n    -> {a['answer']} by {a['by']}" + (f": {a['text']}" if a["text"] else "")
 
 
 def _none(v: Any) -> str:

@@ -21,6 +21,9 @@ from agentctl.events.types import (
     AgentResumed,
     AgentSpawned,
     AgentStopped,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     BusDenied,
     ConflictOpened,
     ConflictResolved,
@@ -185,6 +188,20 @@ def _mcp_exited(e: McpExited) -> str:
     return f"mcp server {e.server} exited: {e.reason}" + (", restarting" if e.restarting else "")
 
 
+def _approval_requested(e: ApprovalRequested) -> str:
+    wait = f"; {e.default} after {e.timeout:g} s" if e.timeout is not None else ""
+    return (f"approval needed: call {e.call_id} {e.tool} {_short(e.arguments)} (gate {e.gate}{wait}): "
+            f"agentctl approve|deny {e.call_id}")
+
+
+def _approval_granted(e: ApprovalGranted) -> str:
+    return f"call {e.call_id} {e.tool} approved by {e.by}" + (f": {e.note}" if e.note else "")
+
+
+def _approval_denied(e: ApprovalDenied) -> str:
+    return f"call {e.call_id} {e.tool} DENIED by {e.by}: {e.reason}"
+
+
 def _message(e: AgentMessage) -> str | None:
     if e.delivered:
         return None  # delivered messages are the normal chatter
@@ -215,6 +232,9 @@ _BY_CLASS: dict[type[Event], Callable[[Any], str | None]] = {
     AgentResumed: _agent_resumed,
     McpStarted: _mcp_started,
     McpExited: _mcp_exited,
+    ApprovalRequested: _approval_requested,
+    ApprovalGranted: _approval_granted,
+    ApprovalDenied: _approval_denied,
 }
 #: The same by ``type``, to skip the decoding of the types that get no line.
 _FORMATTERS = {cls.type: fn for cls, fn in _BY_CLASS.items()}

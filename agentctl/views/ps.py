@@ -41,6 +41,7 @@ def run_row(info: RunInfo) -> dict[str, Any]:
         "pid": info.pid,
         "alive": info.alive,
         "events": s.last_seq,
+        "approvals": [{k: a[k] for k in ("call_id", "agent_id", "tool", "gate", "seq")} for a in s.held()],
     }
 
 
@@ -55,8 +56,8 @@ _STYLE = {"running": "bold cyan", "dead": "bold red", "ok": "green", "failed": "
 def render_ps(rows: Sequence[dict[str, Any]]) -> Table:
     """The ``ps`` table."""
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for name in ("RUN", "PLAN", "STATUS", "STARTED", "DURATION", "AGENTS", "PID"):
-        table.add_column(name, no_wrap=name != "AGENTS")
+    for name in ("RUN", "PLAN", "STATUS", "STARTED", "DURATION", "AGENTS", "PID", "APPROVAL"):
+        table.add_column(name, no_wrap=name not in ("AGENTS", "APPROVAL"))
     for r in rows:
         status = r["status"] if r["reason"] in (None, "completed", r["status"]) else f"{r['status']} ({r['reason']})"
         pid = "-" if r["pid"] is None else f"{r['pid']}{'' if r['alive'] else ' (gone)'}"
@@ -68,5 +69,6 @@ def render_ps(rows: Sequence[dict[str, Any]]) -> Table:
             "-" if r["duration_s"] is None else f"{r['duration_s']:.1f}s",
             " ".join(f"{k} {v}" for k, v in r["agents"].items()) or "-",
             pid,
+            " ".join(f"{a['call_id']} ({a['agent_id']} {a['tool']})" for a in r["approvals"]) or "-",
         )
     return table

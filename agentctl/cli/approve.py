@@ -1,0 +1,52 @@
+"""``agentctl approve`` and ``agentctl deny``: a person answers a call an approval gate holds.
+
+The answer goes through the run's control channel (:mod:`agentctl.cli.control`, ops
+``approve`` and ``deny``), never through a file an agent could write; the command returns
+once the run has logged it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import fail_usage
+from .views import resolve_run
+
+_TARGETS_HELP = "[RUN] CALL: the run directory or run id [default: the newest run], and the held call's id."
+
+
+def _targets(targets: list[str]) -> tuple[Optional[Path], str]:
+    if len(targets) > 2:
+        fail_usage(f"expected [RUN] CALL, got {len(targets)} arguments: {' '.join(targets)}")
+    return (Path(targets[0]) if len(targets) == 2 else None), targets[-1]
+
+
+def _answer(targets: list[str], op: str, text_key: str, text: Optional[str]) -> None:
+    from .runs import ask_run, live_run
+
+    run, call = _targets(targets)
+    info = live_run(resolve_run(run))
+    reply = ask_run(info, {"op": op, "call_id": call, text_key: text})
+    verb = "approved" if op == "approve" else "denied"
+    typer.echo(f"{verb} call {call} in run {info.state.run_id} (event #{reply.get('seq')})")
+
+
+def approve_command(
+    targets: list[str] = typer.Argument(..., metavar="[RUN] CALL", help=_TARGETS_HELP),
+    note: Optional[str] = typer.Option(None, "--note", help="A note logged with the approval."),
+) -> None:
+    """Approve a held call: it runs. Exit 2 for an unknown call, one already answered, or a run not live."""
+    _answer(targets, "approve", "note", note)
+
+
+def deny_command(
+    targets: list[str] = typer.Argument(..., metavar="[RUN] CALL", help=_TARGETS_HELP),
+    reason: str = typer.Option(..., "--reason", help="Why: the agent is told (its tool error)."),
+) -> None:
+    """Deny a held call: the agent gets a tool error with the reason. Exit 2 as for approve."""
+    if not reason.strip():
+        fail_usage("--reason: expected a reason the agent is told, got an empty one")
+    _answer(targets, "deny", "reason", reason)

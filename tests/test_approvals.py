@@ -1,0 +1,355 @@
+"""Approval gates: calls a plan's ``policy.approve`` (or a task's ``approve``) holds for a person.
+
+Runs that a person answers from another terminal are real ``agentctl run`` subprocesses and
+the answers real ``agentctl approve`` / ``deny`` processes over the run's control socket;
+the gate itself (which calls it holds, whatever the path's spelling) is tested on the runtime
+in this process, answered through its approval service.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.from_thread import start_blocking_portal
+from cli_helpers import ROOT, cli, events, invoke, of, start, wait_for
+from llm_servers import Behaviour, running_server
+
+from agentctl import actions as act
+from agentctl.policy import Budget, Grant, Policy, gate_for, grant_child
+from agentctl.runtime import AgentSpec, StepContext, open_runtime
+from agentctl.services.approvals import Answer, ApprovalError, Approvals
+from agentctl.services.tools import default_registry
+from agentctl.services.workers import LocalWorkPlane
+
+GATED = """\
+name: gated
+defaults:
+  tools: [fs/read, fs/write, fs/append]
+  restart: temporary
+policy:
+  approve: ["fs/write:src/**"]
+tasks:
+  - id: writer
+    agent: script
+    steps:
+      - write: {path: notes.txt, content: "free\\n"}
+      - write: {path: src/app.py, content: "print(1)\\n"}
+      - write: {path: src/lib.py, content: "print(2)\\n"}
+      - done: wrote
+  - id: other
+    agent: script
+    steps:
+      - sleep: 0.3
+      - append: {path: other.txt, content: "while held\\n"}
+      - write: {path: elsewhere.txt, content: "x\\n"}
+"""
+
+
+def run_dir_of(cwd: Path) -> Path:
+    return cwd / "run"
+
+
+def held(evs: list[dict[str, Any]], n: int = 1) -> bool:
+    return len(of(evs, "approval/requested")) >= n
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> int:
+    try:
+        return proc.wait(timeout)
+    finally:
+        proc.kill()
+
+
+def test_a_held_call_waits_while_the_tree_goes_on_and_runs_only_once_approved_from_another_process(tmp_path: Path) -> None:
+    (tmp_path / "plan.yaml").write_text(GATED)
+    run = run_dir_of(tmp_path)
+    proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
+    try:
+        evs = wait_for(run, lambda e: held(e) and of(e, "agent/done", "other"))
+        asked = of(evs, "approval/requested")[0]
+        assert (asked["agent_id"], asked["tool"], asked["gate"]) == ("writer", "fs/write", "fs/write:src/**")
+        assert asked["arguments"] == {"path": "src/app.py", "content": "print(1)\n"}
+        call = asked["call_id"]
+        # Held: nothing of the call ran, while the other task did its work meanwhile.
+        assert not [e for e in of(evs, "tool/requested") if e["call_id"] == call]
+        assert not (tmp_path / "src").exists()
+        assert (tmp_path / "other.txt").read_text() == "while held\n"
+        assert of(evs, "agent/done", "other")[0]["seq"] > asked["seq"]
+
+        described = invoke("describe", "run", "writer", "-o", "json", cwd=tmp_path)
+        assert described.returncode == 0, described.stderr
+        assert [(a["call_id"], a["answer"]) for a in json.loads(described.stdout)["approvals"]] == [(call, None)]
+
+        unknown = invoke("approve", "run", "nope", cwd=tmp_path)
+        assert unknown.returncode == 2 and f"no call 'nope' is waiting for approval (waiting: {call})" in unknown.stderr
+
+        answered = cli("approve", "run", call, "--note", "looks fine", cwd=tmp_path)
+        assert answered.returncode == 0, answered.stderr
+        assert f"approved call {call}" in answered.stdout
+        again = invoke("deny", "run", call, "--reason", "changed my mind", cwd=tmp_path)
+        assert again.returncode == 2
+        assert f"call {call} was already answered: approved by user (note: looks fine)" in again.stderr
+
+        evs = wait_for(run, lambda e: held(e, 2))
+        second = of(evs, "approval/requested")[1]["call_id"]
+        denied = invoke("deny", "run", second, "--reason", "lib.py is frozen", cwd=tmp_path)
+        assert denied.returncode == 0, denied.stderr
+        assert finish(proc) == 1  # the script's step failed on its denied call
+    finally:
+        proc.kill()
+    evs = events(run)
+    order = [(e["type"], e.get("call_id")) for e in evs if e["type"].startswith(("approval/", "tool/requested"))
+             and e.get("call_id") in (call, second)]
+    assert order == [("approval/requested", call), ("approval/granted", call), ("tool/requested", call),
+                     ("approval/requested", second), ("approval/denied", second)]
+    granted = of(evs, "approval/granted")[0]
+    assert (granted["by"], granted["note"]) == ("user", "looks fine")
+    refused = of(evs, "approval/denied")[0]
+    assert (refused["by"], refused["reason"]) == ("user", "lib.py is frozen")
+    assert (tmp_path / "src" / "app.py").read_text() == "print(1)\n"
+    assert not (tmp_path / "src" / "lib.py").exists()
+    error = of(evs, "agent/error", "writer")[0]["error"]
+    assert f"call {second} (fs/write) was denied by user: lib.py is frozen" in error
+
+
+def test_an_llm_agent_is_told_the_reason_of_a_denial_as_its_tool_error(tmp_path: Path) -> None:
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(running_server()) as server:
+        server.then(Behaviour(content="", tool_calls=[("fs__write", {"path": "src/main.py", "content": "rm -rf"})]),
+                    Behaviour(content="understood, leaving src alone"))
+        plan = {"name": "llm-gated",
+                "defaults": {"provider": "openai", "model": "m", "base_url": server.url + "/v1", "restart": "temporary",
+                             "tools": ["fs/write"]},
+                "tasks": [{"id": "coder", "agent": "llm", "instructions": "edit src/main.py",
+                           "approve": ["fs/write"]}]}
+        (tmp_path / "plan.yaml").write_text(json.dumps(plan))
+        run = run_dir_of(tmp_path)
+        proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
+        try:
+            call = of(wait_for(run, held), "approval/requested")[0]["call_id"]
+            assert len(server.requests) == 1  # the model waits for the answer too
+            denied = invoke("deny", call, "--reason", "src/main.py is owned by another team", cwd=tmp_path)
+            assert denied.returncode == 2  # no run under .agentctl: RUN is needed here
+            denied = invoke("deny", "run", call, "--reason", "src/main.py is owned by another team", cwd=tmp_path)
+            assert denied.returncode == 0, denied.stderr
+            assert finish(proc) == 0
+        finally:
+            proc.kill()
+        second = server.requests[1].body["messages"]
+    tool_turns = [m for m in second if m.get("role") == "tool"]
+    assert len(tool_turns) == 1
+    assert "denied by user: src/main.py is owned by another team" in tool_turns[0]["content"]
+    assert not (tmp_path / "src").exists()
+    evs = events(run)
+    assert of(evs, "agent/done", "coder")[0]["result"] == "understood, leaving src alone"
+    assert not of(evs, "tool/requested")
+
+
+def test_a_held_call_is_still_held_after_kill_9_and_resume_then_runs_once_approved(tmp_path: Path) -> None:
+    (tmp_path / "plan.yaml").write_text(GATED)
+    run = run_dir_of(tmp_path)
+    proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
+    try:
+        call = of(wait_for(run, lambda e: held(e) and of(e, "agent/done", "other")), "approval/requested")[0]["call_id"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    resumed = start("run", "--resume", "run", "--no-ui", cwd=tmp_path)
+    try:
+        evs = wait_for(run, lambda e: of(e, "run/resumed") and of(e, "agent/status", "writer")
+                       and of(e, "agent/status", "writer")[-1]["seq"] > of(e, "run/resumed")[0]["seq"])
+        assert of(evs, "agent/status", "writer")[-1]["reason"] == "approval"
+        assert len(of(evs, "approval/requested")) == 1  # held again, not asked again
+        assert not (tmp_path / "src").exists()
+        assert invoke("approve", "run", call, cwd=tmp_path).returncode == 0
+        second = of(wait_for(run, lambda e: held(e, 2)), "approval/requested")[1]["call_id"]
+        assert second.startswith("r1.")  # a new call of the resumed process
+        assert invoke("approve", "run", second, cwd=tmp_path).returncode == 0
+        assert finish(resumed) == 0
+    finally:
+        resumed.kill()
+    evs = events(run)
+    assert [e["call_id"] for e in of(evs, "approval/requested")] == [call, second]
+    assert [e["call_id"] for e in of(evs, "tool/requested") if e["call_id"] in (call, second)] == [call, second]
+    assert (tmp_path / "src" / "app.py").read_text() == "print(1)\n"
+    assert (tmp_path / "other.txt").read_text() == "while held\n"  # not run twice
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("answer", ["approve", "deny"])
+def test_an_answer_on_disk_before_a_crash_is_never_asked_again(tmp_path: Path, answer: str) -> None:
+    """A crash right after the answer reached the disk: the log is cut there (as a SIGKILL at
+    that moment leaves it) and resumed; the call runs (or fails) without a second request."""
+    plan = GATED.replace('      - write: {path: src/lib.py, content: "print(2)\\n"}\n', "")
+    (tmp_path / "plan.yaml").write_text(plan)
+    run = run_dir_of(tmp_path)
+    proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
+    try:
+        call = of(wait_for(run, held), "approval/requested")[0]["call_id"]
+        extra = ("--note", "ok") if answer == "approve" else ("--reason", "no")
+        assert invoke(answer, "run", call, *extra, cwd=tmp_path).returncode == 0
+        proc.wait(30)
+    finally:
+        proc.kill()
+    lines = (run / "events.jsonl").read_text().splitlines(keepends=True)
+    kind = "approval/granted" if answer == "approve" else "approval/denied"
+    cut = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == kind)
+    (run / "events.jsonl").write_text("".join(lines[: cut + 1]))
+    for old in (run / "checkpoints").glob("*"):
+        old.unlink()
+    if (tmp_path / "src").exists():
+        (tmp_path / "src" / "app.py").unlink()
+    resumed = cli("run", "--resume", "run", "--no-ui", cwd=tmp_path)
+    evs = events(run)
+    assert len(of(evs, "approval/requested")) == 1
+    after = [e for e in evs if e["seq"] > cut + 1]
+    if answer == "approve":
+        assert resumed.returncode == 0, resumed.stderr
+        assert [e["call_id"] for e in of(after, "tool/requested") if e["call_id"] == call] == [call]
+        assert (tmp_path / "src" / "app.py").read_text() == "print(1)\n"
+    else:
+        assert resumed.returncode == 1
+        assert not [e for e in of(after, "tool/requested") if e["call_id"] == call]
+        assert f"call {call} (fs/write) was denied by user: no" in of(after, "agent/error", "writer")[0]["error"]
+
+
+@pytest.mark.parametrize(("default", "code"), [("deny", 1), ("approve", 0)])
+def test_an_unanswered_call_gets_the_plans_default_answer_at_approve_timeout(tmp_path: Path, default: str,
+                                                                             code: int) -> None:
+    plan = GATED.replace('  approve: ["fs/write:src/**"]\n',
+                         f'  approve: ["fs/write:src/app.py"]\n  approve_timeout: 0.5\n  approve_default: {default}\n')
+    (tmp_path / "plan.yaml").write_text(plan)
+    result = invoke("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
+    assert result.returncode == code, result.stdout
+    evs = events(run_dir_of(tmp_path))
+    asked = of(evs, "approval/requested")
+    assert [(a["timeout"], a["default"]) for a in asked] == [(0.5, default)]  # lib.py is not gated
+    answer = of(evs, "approval/granted" if default == "approve" else "approval/denied")[0]
+    assert answer["by"] == "timeout" and answer["t"] - asked[0]["t"] >= 500
+    assert (tmp_path / "src" / "app.py").exists() == (default == "approve")
+
+
+# ------------------------------------------------------------------ the service, in this process
+
+
+@pytest.mark.anyio
+async def test_a_resumed_hold_counts_its_timeout_from_the_logged_request(recorder: Any) -> None:
+    now = 1_000.0
+    service = Approvals(recorder, clock=lambda: now,
+                        pending={"a1": {"t": 990_000, "timeout": 5.0, "default": "approve", "gate": "shell/run"}})
+    assert service.recorded("a1") == "shell/run"
+    with anyio.fail_after(2):  # 10 s since the request, 5 s allowed: answered at once
+        answer = await service.hold("w", "a1", "shell/run", {}, "shell/run", timeout=60, default="deny")
+    assert answer == Answer(True, "timeout", "no answer within 5 s; the plan's default is approve")
+    assert [e["type"] for e in recorder.events] == ["approval/granted"]  # no second request
+    with pytest.raises(ApprovalError, match="already answered: approved by timeout"):
+        service.answer("a1", False, "late")
+
+
+@pytest.mark.anyio
+async def test_the_gate_holds_a_path_in_every_spelling_and_a_child_inherits_it(recorder: Any, tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "link").symlink_to("src")
+    paths = ["src/a.py", "./src/b.py", "src//c.py", "link/d.py", "src/deep/e.py", "free.txt"]
+
+    def parent(ctx: StepContext) -> list[act.Action]:
+        if ctx.step_no == 1:
+            return [act.spawn(AgentSpec("child", child))]
+        return [act.done("ok")] if ctx.messages else []
+
+    def child(ctx: StepContext) -> list[act.Action]:
+        if ctx.step_no == 1:
+            return [act.parallel([act.call_tool("fs/write", {"path": p, "content": "x"}) for p in paths])]
+        return [act.done("ok", [(r.ok, r.error) for r in ctx.results[0].value])]
+
+    tools = default_registry()
+    async with open_runtime(recorder, tools=tools, plane=LocalWorkPlane(recorder, tools=tools), workspace=tmp_path,
+                            root_tools=frozenset({"fs/write"})) as rt:
+        rt.spawn(AgentSpec("boss", parent, approve=frozenset({"fs/write:src/**"})))
+        with anyio.fail_after(10):
+            while len(rt.approvals.pending()) < 5:
+                await anyio.sleep(0.01)
+        held_calls = rt.approvals.pending()
+        assert {h.agent_id for h in held_calls} == {"child"}
+        for h in held_calls:
+            rt.approvals.answer(h.call_id, False, "not now")
+        exit = await rt.wait("child")
+    outcomes = dict(zip(paths, exit.result, strict=True))
+    assert outcomes["free.txt"] == (True, None)
+    assert all(outcomes[p] == (False, "denied") for p in paths[:-1])
+    assert sorted(e["arguments"]["path"] for e in of(recorder.events, "approval/requested")) == sorted(paths[:-1])
+    assert not list((tmp_path / "src").rglob("*.py"))
+
+
+def test_a_child_never_has_fewer_gates_than_its_parent() -> None:
+    parent = Grant("m", frozenset({"fs/write", "shell/run"}), Budget(), frozenset({"shell/run"}))
+    child = grant_child(policy=Policy(approve=frozenset({"mcp:*"})), depth=2, parent=parent, parent_remaining=None,
+                        model=None, tools={"shell/run"}, budget=None)
+    assert child.approve == {"shell/run", "mcp:*"}
+    # Nothing asked and nothing limited shares the parent's grant: its gates included.
+    same = grant_child(policy=Policy(), depth=2, parent=parent, parent_remaining=None, model=None, tools=None,
+                       budget=None)
+    assert same.approve == {"shell/run"}
+    assert gate_for(child.approve, "mcp:calc/add", lambda: None) == "mcp:*"
+    assert gate_for({"docker/*"}, "docker/run", lambda: None) == "docker/*"
+    assert gate_for({"fs/*:src/**"}, "fs/read", lambda: "srcx/a") is None
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(("gate", "why"), [
+    ("fs/write:/etc/**", "fs/write:/etc/**"),
+    ("fs/write:../up", "fs/write:../up"),
+    ("shell/run:x", "shell/run:x"),
+    ("", "''"),
+])
+def test_a_bad_gate_is_one_line_with_file_key_path_expected_and_got(tmp_path: Path, gate: str, why: str) -> None:
+    (tmp_path / "plan.yaml").write_text(GATED.replace('"fs/write:src/**"', json.dumps(gate)))
+    for command in ("validate", "run"):
+        result = invoke(command, "plan.yaml", cwd=tmp_path)
+        assert result.returncode == 2
+        line = result.stderr.strip().splitlines()[0]
+        assert "plan.yaml:6" in line and "policy.approve[0]" in line and "tool pattern" in line and why in line
+        assert "Traceback" not in result.stderr
+
+
+def test_a_gate_that_matches_no_tool_is_refused_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "plan.yaml").write_text(GATED.replace('"fs/write:src/**"', '"shel/run"'))
+    result = invoke("run", "plan.yaml", "--no-ui", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "policy.approve[0]" in result.stderr and "matches no tool" in result.stderr
+    assert not (tmp_path / ".agentctl").exists()
+
+
+def test_approve_and_deny_refuse_bad_input_with_one_line(tmp_path: Path) -> None:
+    no_runs = invoke("approve", "a1", cwd=tmp_path)
+    assert no_runs.returncode == 2 and "no runs under" in no_runs.stderr
+    (tmp_path / "plan.yaml").write_text(GATED.replace('policy:\n  approve: ["fs/write:src/**"]\n', ""))
+    assert invoke("run", "plan.yaml", "--no-ui", cwd=tmp_path).returncode == 0
+    cases = {
+        ("approve", "a", "b", "c"): "expected [RUN] CALL, got 3 arguments",
+        ("deny", "a1"): "Missing option '--reason'",
+        ("deny", "a1", "--reason", " "): "--reason: expected a reason",
+        ("approve", "a1"): "has finished (completed)",
+        ("approve", "no-such-run", "a1"): "no such run directory",
+    }
+    for args, message in cases.items():
+        result = invoke(*args, cwd=tmp_path)
+        assert result.returncode == 2, args
+        assert message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) <= 3 and "Traceback" not in result.stderr
+
+
+def test_the_readme_plan_of_approval_gates_is_valid(tmp_path: Path) -> None:
+    section = (ROOT / "README.md").read_text().split("## Approval gates", 1)[1]
+    (tmp_path / "plan.yaml").write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    result = invoke("validate", "plan.yaml", "-o", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert json.loads(result.stdout)["ok"]
