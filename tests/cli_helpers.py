@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,26 @@ def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([AGENTCTL, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@contextmanager
+def running(*args: str, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """``agentctl ARGS`` in the background (as :func:`start`), killed on the way out if it is
+    still running, whatever happened meanwhile: a failed test leaves no run behind."""
+    proc = start(*args, cwd=cwd)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def ends(proc: subprocess.Popen[str], code: int, sig: signal.Signals | None = None) -> None:
+    """Send ``sig`` (if any) to ``proc``, then assert it exits with ``code`` within 20 s."""
+    if sig is not None:
+        proc.send_signal(sig)
+    got = proc.wait(20)
+    assert got == code, (got, proc.stderr.read() if proc.stderr else "")
+
+
 def events(run_dir: Path) -> Events:
     """The events a run has written so far (a torn final line is left out)."""
     path = run_dir / "events.jsonl"
@@ -91,8 +112,7 @@ def save(path: Path, text: str) -> None:
 def interrupt(proc: subprocess.Popen[str], run_dir: Path) -> Events:
     """Ctrl-C a running ``agentctl run``: it must exit 130 with ``run/finished`` interrupted."""
     try:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 130
+        ends(proc, 130, signal.SIGINT)
     finally:
         proc.kill()
     evs = events(run_dir)

@@ -4,12 +4,25 @@ process through Typer's CliRunner, and in real subprocesses where signals or a s
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import AGENTCTL, FAILING, PLANS, ROOT, agent_row, cli, events, interrupt, invoke, of, save, wait_for
+from cli_helpers import (
+    FAILING,
+    PLANS,
+    ROOT,
+    agent_row,
+    cli,
+    ends,
+    events,
+    interrupt,
+    invoke,
+    of,
+    running,
+    save,
+    wait_for,
+)
 
 from agentctl.events.fold import state_at
 
@@ -105,9 +118,7 @@ def test_live_edits_are_reconciled_and_an_invalid_save_disturbs_nothing(tmp_path
     head = "name: live\ntasks:\n"
     save(plan, head + SLOW_TASK.format(id="keep", sleep=0, content="k") + SLOW_TASK.format(id="gone", sleep=0, content="g"))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([AGENTCTL, "run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir)],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
+    with running("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: len(of(e, "tool/result")) == 2)
         # add a task, remove one, change one
         save(plan, head + SLOW_TASK.format(id="keep", sleep=0, content="k2") + SLOW_TASK.format(id="new", sleep=0, content="n"))
@@ -136,10 +147,7 @@ def test_live_edits_are_reconciled_and_an_invalid_save_disturbs_nothing(tmp_path
         save(plan, plan.read_text())
         time.sleep(0.5)
         assert len(of(events(run_dir), "plan/diff")) == n_diffs
-    except BaseException:
-        proc.kill()
-        raise
-    evs = interrupt(proc, run_dir)
+        evs = interrupt(proc, run_dir)
     stopped = {e["agent_id"] for e in of(evs, "agent/stopped") if e["reason"] == "shutdown"}
     assert stopped == {"plan", "keep", "new", "third"}
     assert (tmp_path / "out" / "keep.txt").read_text() == "k2"
@@ -149,14 +157,9 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     plan = tmp_path / "p.yaml"
     plan.write_text("name: p\ntasks:\n" + SLOW_TASK.format(id="w", sleep=0, content="x"))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([AGENTCTL, "run", str(plan), "--no-ui", "--run-dir", str(run_dir)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with running("run", str(plan), "--no-ui", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "tool/result", "w"))
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 130
-    finally:
-        proc.kill()
+        ends(proc, 130, signal.SIGTERM)
     evs = events(run_dir)
     assert evs[-1]["reason"] == "interrupted" and of(evs, "agent/stopped", "w")[0]["reason"] == "shutdown"
 
@@ -165,15 +168,11 @@ def test_send_reaches_a_running_agent(tmp_path: Path) -> None:
     plan = tmp_path / "p.yaml"
     plan.write_text("name: p\ntasks:\n  - id: listener\n    agent: script\n    steps: [{wait: goal}, {done: heard}]\n")
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([AGENTCTL, "run", str(plan), "--no-ui", "--run-dir", str(run_dir)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with running("run", str(plan), "--no-ui", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/status", "listener"))
         sent = invoke("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", '{"x": 1}', cwd=tmp_path)
         assert sent.returncode == 0, sent.stderr
-        assert proc.wait(20) == 0
-    finally:
-        proc.kill()
+        ends(proc, 0)
     evs = events(run_dir)
     msg = [e for e in of(evs, "agent/message", "listener") if e["kind"] == "goal"][0]
     assert (msg["from"], msg["body"], msg["delivered"]) == ("user", {"x": 1}, True)
@@ -211,14 +210,10 @@ def test_replay_summary_svg_and_fast_playback(finished_run: Path, tmp_path: Path
 
 def test_watch_follows_a_run_of_another_process(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    runner = subprocess.Popen([AGENTCTL, "run", str(PLANS / "hello.yaml"), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir)],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with running("run", str(PLANS / "hello.yaml"), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as runner:
         wait_for(run_dir, lambda e: len(e) > 0)
         watch = cli("watch", str(run_dir), cwd=tmp_path, timeout=30)
-        assert runner.wait(20) == 0
-    finally:
-        runner.kill()
+        ends(runner, 0)
     assert watch.returncode == 0, watch.stderr
     assert "reporter" in watch.stdout and "done" in watch.stdout
 

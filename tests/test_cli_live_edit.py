@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from cli_helpers import events, interrupt, invoke, of, save, start, wait_for
+from cli_helpers import ends, events, interrupt, invoke, of, running, save, wait_for
 
 HEAD = "name: live\ntasks:\n"
 QUICK = "  - id: {id}\n    agent: script\n{deps}    steps: [{{write: {{path: out/{id}.txt, content: \"{content}\"}}}}, {{done: {content}}}]\n"
@@ -27,8 +27,7 @@ def test_edits_rerun_finished_tasks_and_respect_dependencies(tmp_path: Path) -> 
     plan = tmp_path / "live.yaml"
     save(plan, HEAD + quick("first", "a") + GATE)
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/done", "first") and of(e, "agent/status", "gate"))
         # a finished task that changed runs again; a dependant of a finished task starts at once,
         # a dependant of a running one waits for it
@@ -42,10 +41,7 @@ def test_edits_rerun_finished_tasks_and_respect_dependencies(tmp_path: Path) -> 
         evs = wait_for(run_dir, lambda e: of(e, "agent/done", "after-gate"))
         types = [(e["type"], e["agent_id"]) for e in evs]
         assert types.index(("agent/done", "gate")) < types.index(("agent/spawned", "after-gate"))
-    except BaseException:
-        proc.kill()
-        raise
-    evs = interrupt(proc, run_dir)
+        evs = interrupt(proc, run_dir)
     assert len(of(evs, "plan/diff")) == 2
 
 
@@ -53,8 +49,7 @@ def test_removing_a_task_stops_its_whole_subtree_and_frees_nothing_else(tmp_path
     plan = tmp_path / "live.yaml"
     save(plan, HEAD + PARENT + GATE)
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--run-dir", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/spawned", "child") and of(e, "agent/status", "gate"))
         save(plan, HEAD + GATE)
         evs = wait_for(run_dir, lambda e: of(e, "agent/stopped", "parent") and of(e, "agent/stopped", "child"))
@@ -69,9 +64,7 @@ def test_removing_a_task_stops_its_whole_subtree_and_frees_nothing_else(tmp_path
         save(plan, HEAD + GATE + quick("marker", "m"))
         wait_for(run_dir, lambda e: of(e, "agent/done", "marker"))
         assert invoke("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "null", cwd=tmp_path).returncode == 0
-        assert proc.wait(20) == 0
-    finally:
-        proc.kill()
+        ends(proc, 0)
     evs = events(run_dir)
     assert [e["version"] for e in of(evs, "plan/loaded")][loaded:] == [loaded + 1]
     assert [d["added"] for d in of(evs, "plan/diff")][-1] == ["marker"] and len(of(evs, "plan/diff")) == 3
@@ -83,15 +76,11 @@ def test_fixing_a_failed_task_reruns_it_and_unblocks_its_dependant(tmp_path: Pat
     broken = "  - id: breaks\n    agent: script\n    restart: temporary\n    steps: [{fail: oops}]\n"
     save(plan, HEAD + broken + quick("after", "x", ["breaks"]))
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/error", "breaks"))
         save(plan, HEAD + broken.replace("{fail: oops}", "{done: fixed}") + quick("after", "x", ["breaks"]))
         evs = wait_for(run_dir, lambda e: of(e, "agent/done", "after"))
         assert of(evs, "plan/diff")[-1]["changed"] == ["breaks"]
         assert of(evs, "agent/done", "breaks")[0]["result"] == "fixed"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 130
-    finally:
-        proc.kill()
+        ends(proc, 130, signal.SIGTERM)
     assert (tmp_path / "out" / "after.txt").read_text() == "x"

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cli_helpers import AGENTCTL, GATE, events, of, start, wait_for
+from cli_helpers import AGENTCTL, GATE, ends, events, of, running, wait_for
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
@@ -102,14 +102,10 @@ def test_ctrl_c_of_a_keep_running_run_whose_tasks_all_finished_ok_is_a_clean_sto
     plan = tmp_path / "two.yaml"
     plan.write_text(TWO)
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--keep-running", "--run-dir", str(run_dir),
-                 "--workspace", str(tmp_path), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--keep-running", "--run-dir", str(run_dir),
+                 "--workspace", str(tmp_path), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/done", "second"))
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 130
-    finally:
-        proc.kill()
+        ends(proc, 130, signal.SIGINT)
     finished = events(run_dir)[-1]
     assert (finished["type"], finished["reason"], finished["status"]) == ("run/finished", "interrupted", "stopped")
 
@@ -118,13 +114,10 @@ def test_a_run_whose_process_is_alive_is_not_resumed_under_it(tmp_path: Path) ->
     plan = tmp_path / "gate.yaml"
     plan.write_text(GATE)
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         before = wait_for(run_dir, lambda e: of(e, "agent/status", "gate"))
         second = agentctl("run", "--no-ui", "--resume", str(run_dir))
         assert second.exit_code == 2 and f"still running (pid {proc.pid})" in second.stderr, second.output
         assert events(run_dir) == before
         assert agentctl("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "go").exit_code == 0
-        assert proc.wait(20) == 0
-    finally:
-        proc.kill()
+        ends(proc, 0)

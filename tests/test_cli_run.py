@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from cli_helpers import PLANS, events, interrupt, invoke, of, start, wait_for
+from cli_helpers import PLANS, ends, events, interrupt, invoke, of, running, wait_for
 
 from agentctl.plan.load import load_plan
 
@@ -57,8 +57,7 @@ def test_bad_requests_and_unknown_targets_do_not_end_the_run(tmp_path: Path) -> 
     plan = tmp_path / "p.yaml"
     plan.write_text(LISTENER)
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/status", "listener") and (run_dir / "control.sock").exists())
         unknown = invoke("send", "--run", str(run_dir), "--to", "nobody", "hi", cwd=tmp_path)
         assert unknown.returncode == 2 and "no live agent 'nobody'" in unknown.stderr
@@ -71,10 +70,7 @@ def test_bad_requests_and_unknown_targets_do_not_end_the_run(tmp_path: Path) -> 
         sent = invoke("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", '{"x": 1}', cwd=tmp_path)
         assert sent.returncode == 0, sent.stderr
         wait_for(run_dir, lambda e: of(e, "agent/done", "listener"))
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 130, proc.stderr.read() if proc.stderr else ""
-    finally:
-        proc.kill()
+        ends(proc, 130, signal.SIGINT)
     evs = events(run_dir)
     assert of(evs, "bus/denied")[0]["to"] == "nobody"
     goals = [e for e in of(evs, "agent/message", "listener") if e["kind"] == "goal"]
@@ -86,25 +82,18 @@ def test_a_resumed_run_does_not_deliver_sent_messages_again(tmp_path: Path) -> N
     plan = tmp_path / "p.yaml"
     plan.write_text(LISTENER)
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/status", "listener"))
         assert invoke("send", "--run", str(run_dir), "--to", "listener", "--kind", "goal", "1", cwd=tmp_path).returncode == 0
         wait_for(run_dir, lambda e: of(e, "agent/done", "listener"))
         proc.send_signal(signal.SIGKILL)
         proc.wait(20)
-    finally:
-        proc.kill()
-    resumed = start("run", str(plan), "--no-ui", "--no-watch-plan", "--resume", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--resume", str(run_dir), cwd=tmp_path) as resumed:
         wait_for(run_dir, lambda e: of(e, "run/resumed"))
         # a message sent while resumed still arrives, exactly once
         assert invoke("send", "--run", str(run_dir), "--to", "idle", "--kind", "ping", "2", cwd=tmp_path).returncode == 0
         wait_for(run_dir, lambda e: of(e, "agent/message", "idle"))
-    except BaseException:
-        resumed.kill()
-        raise
-    evs = interrupt(resumed, run_dir)
+        evs = interrupt(resumed, run_dir)
     # delivered or refused, a goal from the user shows up once: the one sent before the crash
     assert len([e for e in evs if e.get("from") == "user" and e.get("kind") == "goal"]) == 1
     assert len([e for e in of(evs, "agent/message", "idle") if e["kind"] == "ping"]) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import PLANS, agent_row, cli, events, invoke, of, start, wait_for
+from cli_helpers import PLANS, agent_row, cli, ends, events, invoke, of, running, wait_for
 
 from agentctl.events.fold import state_at
 
@@ -48,13 +48,10 @@ def test_replay_svg_at_an_event_pictures_that_moment(finished_run: Path, tmp_pat
 
 
 def test_watch_without_a_target_follows_the_newest_run_in_this_directory(tmp_path: Path) -> None:
-    runner = start("run", str(PLANS / "hello.edn"), "--no-ui", "--no-watch-plan", cwd=tmp_path)
-    try:
+    with running("run", str(PLANS / "hello.edn"), "--no-ui", "--no-watch-plan", cwd=tmp_path) as runner:
         runs = tmp_path / ".agentctl" / "runs"
         wait_for(tmp_path, lambda _: runs.exists() and any((d / "events.jsonl").exists() for d in runs.iterdir()))
         watch = cli("watch", cwd=tmp_path, timeout=30)
-        assert runner.wait(20) == 0
-    finally:
-        runner.kill()
+        ends(runner, 0)
     assert watch.returncode == 0, watch.stderr
     assert "run finished completed ok" in watch.stdout and "greeter" in watch.stdout
