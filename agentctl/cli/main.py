@@ -8,6 +8,7 @@ from .. import __version__
 from .app import AgentctlTyper
 from .approve import approve_command, deny_command
 from .describe import describe_command
+from .export import export_command
 from .gc import gc_command
 from .inspect import diff_command, schema_command, validate_command
 from .logs import logs_command
@@ -38,6 +39,7 @@ app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.command("diff")(diff_command)
 app.command("gc")(gc_command)
+app.command("export")(export_command)
 
 
 def _version(value: bool) -> None:

@@ -15,6 +15,7 @@ from .views import RUNS
 
 if TYPE_CHECKING:
     from ..plan.model import Plan
+    from .otel import OtelConfig
     from .resume import Resumed
 
 DURABILITIES = ("none", "batch", "always")
@@ -32,6 +33,9 @@ def run_command(
     apply_plan: bool = typer.Option(False, "--apply-plan", help="With --resume: switch the run to PLAN, another file than the one it ran."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run shell/run and remote plugin tools on this Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray]; overrides settings.executor)."),
     force: bool = typer.Option(False, "--force", help="With --resume: continue even if the log fails its integrity check (seq gaps, duplicates, another run's events); each problem is printed as a warning. Work may then repeat or be lost."),
+    otel: bool = typer.Option(False, "--otel", help="Export the run as OpenTelemetry spans while it runs (needs the otel extra); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set."),
+    otel_endpoint: Optional[str] = typer.Option(None, "--otel-endpoint", metavar="URL", help="With --otel (implied): the OTLP/HTTP receiver, e.g. http://127.0.0.1:6006 (/v1/traces is appended) [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318]."),
+    otel_content: bool = typer.Option(False, "--otel-content", help="With --otel: also send tool arguments and results and model replies (as logged: redacted). Off by default."),
 ) -> None:
     """Run PLAN: spawn its agents, reconcile every edit of the file, log every event."""
     # Imported here, not above: `agentctl --help` and every other command start faster.
@@ -48,6 +52,7 @@ def run_command(
 
     if durability is not None and durability not in DURABILITIES:
         fail_usage(f"--durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}")
+    trace = _otel_config(otel, otel_endpoint, otel_content)
     resumed = None
     if resume is not None:
         if run_dir is not None:
@@ -119,6 +124,7 @@ def run_command(
             keep_running=keep_running,
             durability=durability,
             ray=ray,
+            otel=trace,
         )
         session = Session(options, loaded, resumed)
         try:
@@ -142,6 +148,22 @@ def ray_missing() -> str | None:
     except ImportError:
         return "the ray executor needs Ray, an optional extra: pip install 'agentctl[ray]'"
     return None
+
+
+def _otel_config(flag: bool, endpoint: str | None, content: bool) -> OtelConfig | None:
+    """The run's trace export, if asked for. Asked on the command line without the SDK: one
+    line, exit 2; asked only by the environment (``OTEL_EXPORTER_OTLP_ENDPOINT``): a warning."""
+    import os
+
+    from .otel import INSTALL_HINT, otel_config, require_sdk, sdk_installed
+
+    config = otel_config(flag, endpoint, content, os.environ)
+    if config is not None and (flag or endpoint):
+        require_sdk()
+    elif config is not None and not sdk_installed():
+        typer.echo(f"warning: OTEL_EXPORTER_OTLP_ENDPOINT is set but no trace is exported: {INSTALL_HINT}", err=True)
+        return None
+    return config
 
 
 def _another_plan(path: Path, plan: Plan, resumed: Resumed) -> bool:

@@ -45,6 +45,7 @@ from ..services.tools.docker import release_run, uses_docker
 from ..services.workers import LocalWorkPlane
 from .control import serve_control, socket_path
 from .faults import fault_hook
+from .otel import LiveTrace, OtelConfig
 from .providers import providers_for_plan
 from .resume import Resumed
 
@@ -72,6 +73,7 @@ class RunOptions:
     keep_running: bool = False
     durability: str | None = None
     ray: str | None = None
+    otel: OtelConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,13 +94,27 @@ class Session:
         self.id_prefix = f"r{resumed.state.resumes + 1}." if resumed else ""
         self._scope: anyio.CancelScope | None = None
         self.redactor = run_redactor(plan)
+        self.trace: LiveTrace | None = None
 
     async def run(self) -> int:
         o = self.o
         o.run_dir.mkdir(parents=True, exist_ok=True)
         self.control_path = socket_path(o.run_dir, o.run_id)
         durability = o.durability or self.plan.settings.durability
-        r = self.resumed
+        try:
+            await self._logged(durability)
+        finally:
+            if self.trace is not None:
+                # The run's span, and what the exporter still holds (bounded: cli.otel.RUN_GRACE).
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.trace.close)
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_OK if self.status == "ok" else EXIT_FAILED
+
+    async def _logged(self, durability: str) -> None:
+        """The run between opening and closing its event log."""
+        o, r = self.o, self.resumed
         async with open_event_log(
             o.run_dir / "events.jsonl", o.run_id, durability=durability,  # type: ignore[arg-type]
             start_seq=r.last_seq + 1 if r else 1, redactor=self.redactor,
@@ -125,9 +141,6 @@ class Session:
             finally:
                 await release_run(o.run_id)
                 log.emit("run/finished", None, reason=self.reason, status=self.status, events=log.last_seq + 1)
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return EXIT_OK if self.status == "ok" else EXIT_FAILED
 
     async def _supervise(self) -> None:
         o, plan, log = self.o, self.plan, self.log
@@ -242,6 +255,11 @@ class Session:
         log.subscribe(self.checkpointer.feed)
         self.view = open_view(ui=self.o.ui, state=self.checkpointer.state)
         log.subscribe(self.view.feed)
+        if self.o.otel is not None:
+            self.trace = LiveTrace(self.o.otel)
+            if r is not None:
+                self.trace.catch_up(self.o.run_dir / "events.jsonl", r.last_seq)
+            log.subscribe(self.trace.feed)
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

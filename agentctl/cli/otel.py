@@ -1,0 +1,322 @@
+"""Sending a run's spans to an OTLP receiver: ``agentctl run --otel`` and ``agentctl export otel``.
+
+Invoked from :mod:`agentctl.cli.run` and :mod:`agentctl.cli.session` (live, as the log's
+subscriber) and :mod:`agentctl.cli.export` (a whole log). The spans come from
+:mod:`agentctl.views.otel`; this is the only module that imports the OpenTelemetry SDK and its
+OTLP/HTTP exporter (the ``otel`` extra), and only once an export is asked for.
+
+The SDK does the sending: a ``BatchSpanProcessor`` exports from its own thread, so a slow or
+absent receiver never holds up an agent. Failures become one warning line; at the end of a
+run, spans still queued get at most :data:`RUN_GRACE` seconds to leave.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .. import __version__
+from ..views.otel import SpanRecord, TraceBuilder
+from .errors import fail_usage
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+__all__ = ["RUN_GRACE", "LiveTrace", "OtelConfig", "SpanSender", "otel_config", "require_sdk", "sdk_installed"]
+
+INSTALL_HINT = 'OpenTelemetry export needs the otel extra: pip install "agentctl[otel]"'
+#: Seconds the end of a run waits for spans still queued (a receiver that is up takes milliseconds).
+RUN_GRACE = 2.0
+#: Seconds to wait for the exporter's thread once its retries are cut short.
+_ABORT_WAIT = 1.0
+_DEFAULT_ENDPOINT = "http://localhost:4318"
+_TRACES_PATH = "/v1/traces"
+#: The variable OpenTelemetry's GenAI instrumentations read to record message content.
+CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+
+@dataclass(frozen=True, slots=True)
+class OtelConfig:
+    """Where spans go and what they carry.
+
+    Attributes:
+        endpoint: the OTLP/HTTP traces URL (``.../v1/traces``).
+        content: also send tool arguments and results and model replies (as logged, redacted).
+    """
+
+    endpoint: str
+    content: bool = False
+
+
+def _traces_url(base: str, what: str) -> str:
+    """``base`` as a traces URL: ``/v1/traces`` appended unless it is there; one line, exit 2 if not http(s)."""
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        fail_usage(f"{what}: expected an http(s) URL such as http://127.0.0.1:4318, got {base!r}")
+    return base if parts.path.rstrip("/").endswith(_TRACES_PATH) else base.rstrip("/") + _TRACES_PATH
+
+
+def otel_config(flag: bool, endpoint: str | None, content: bool, environ: Mapping[str, str]) -> OtelConfig | None:
+    """What ``--otel``, ``--otel-endpoint``, ``--otel-content`` and the standard variables ask for.
+
+    Export is on with the flag, an endpoint, or ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` in the
+    environment, unless ``OTEL_SDK_DISABLED=true``. The endpoint is the one given, else
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (as is), else ``OTEL_EXPORTER_OTLP_ENDPOINT`` plus
+    ``/v1/traces``, else ``http://localhost:4318/v1/traces``, as the SDK resolves them.
+    """
+    traces_env = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    base_env = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not (flag or endpoint or traces_env or base_env):
+        return None
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" and not (flag or endpoint):
+        return None
+    if endpoint:
+        url = _traces_url(endpoint, "--otel-endpoint")
+    elif traces_env:
+        url = traces_env
+    else:
+        url = _traces_url(base_env or _DEFAULT_ENDPOINT, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    content = content or environ.get(CONTENT_ENV, "").strip().lower() == "true"
+    return OtelConfig(url, content)
+
+
+def sdk_installed() -> bool:
+    """Whether the OpenTelemetry SDK and its OTLP/HTTP exporter import."""
+    try:
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_sdk() -> None:
+    """One line saying how to install the extra, exit 2, when the SDK is not installed."""
+    if not sdk_installed():
+        fail_usage(INSTALL_HINT)
+
+
+class _Reasons(logging.Handler):
+    """Keeps the first failure the exporter logs, for the warning line (and keeps it off stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.first: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.first is None:
+            self.first = _short_reason(record.getMessage())
+
+
+def _short_reason(message: str) -> str:
+    """The cause in an exporter's log line: ``[Errno 111] Connection refused`` rather than its wrapping."""
+    errno = re.search(r"\[Errno -?\d+\] [^\"')]*", message)
+    if errno is not None:
+        return errno.group(0).strip()
+    transient = re.match(r"Transient error (.*) encountered while exporting", message)
+    return transient.group(1) if transient is not None else message
+
+
+def _warn_line(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
+
+
+def _counting_exporter(inner: SpanExporter, reasons: _Reasons, endpoint: str,
+                       warn: Callable[[str], None]) -> SpanExporter:
+    """``inner``, counting what it sent and dropped, with one warning on the first failure."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class Counting(SpanExporter):
+        def __init__(self) -> None:
+            self.sent = 0
+            self.dropped = 0
+            self._lock = threading.Lock()
+            self._closed = False
+
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            try:
+                result = inner.export(spans)
+            except Exception as exc:  # a broken exporter must not end the processor's thread
+                reasons.emit(logging.makeLogRecord({"msg": str(exc), "levelno": logging.ERROR}))
+                result = SpanExportResult.FAILURE
+            with self._lock:
+                if result is SpanExportResult.SUCCESS:
+                    self.sent += len(spans)
+                    return result
+                first = self.dropped == 0
+                self.dropped += len(spans)
+            if first:
+                warn(f"otel: could not export spans to {endpoint} ({reasons.first or 'export failed'}); "
+                     "the run goes on without them")
+            return result
+
+        def shutdown(self) -> None:
+            with self._lock:  # called by the closing thread, the processor, or both
+                closed, self._closed = self._closed, True
+            if not closed:
+                inner.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return inner.force_flush(timeout_millis)
+
+    return Counting()
+
+
+@dataclass(frozen=True, slots=True)
+class SendStatistics:
+    """What a :class:`SpanSender` did: spans handed to it, and of those, sent."""
+
+    spans: int
+    sent: int
+
+
+class SpanSender:
+    """Spans to an OTLP/HTTP receiver through the OpenTelemetry SDK.
+
+    Each :class:`SpanRecord` is recreated as an SDK span with its own ids (an ``IdGenerator``
+    hands the SDK the id the record carries), so what reaches the receiver is exactly the
+    translator's trace. :meth:`send` never blocks on the network and never raises.
+    """
+
+    def __init__(self, config: OtelConfig, *, warn: Callable[[str], None] = _warn_line) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+        class Given(IdGenerator):
+            """The ids of the span being recreated, set just before the SDK asks for them."""
+
+            trace_id = 0
+            span_id = 0
+
+            def generate_trace_id(self) -> int:
+                return self.trace_id
+
+            def generate_span_id(self) -> int:
+                return self.span_id
+
+        self.config = config
+        self._reasons = _Reasons()
+        exporter_log = logging.getLogger("opentelemetry.exporter")
+        exporter_log.addHandler(self._reasons)
+        self._propagated = exporter_log.propagate
+        exporter_log.propagate = False  # its own lines (with tracebacks) would garble the view
+        self._inner = OTLPSpanExporter(endpoint=config.endpoint)
+        self._exporter = _counting_exporter(self._inner, self._reasons, config.endpoint, warn)
+        self._processor = BatchSpanProcessor(self._exporter)
+        resource = Resource.create({"service.version": __version__})
+        if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({SERVICE_NAME: "agentctl"}))  # OTEL_SERVICE_NAME wins
+        self._ids = Given()
+        # No exit hook: it would wait up to 30 s for an absent receiver; close() bounds the wait.
+        self._provider = TracerProvider(resource=resource, id_generator=self._ids, shutdown_on_exit=False)
+        self._provider.add_span_processor(self._processor)
+        self._tracer = self._provider.get_tracer("agentctl", __version__)
+        self._spans = 0
+        self._lock = threading.Lock()
+
+    def send(self, spans: Iterable[SpanRecord]) -> None:
+        """Queue spans for export (the SDK's thread sends them in batches)."""
+        from opentelemetry import trace
+        from opentelemetry.context import Context
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+        for record in spans:
+            if record.parent_id is None:
+                context = Context()
+            else:
+                parent = SpanContext(record.trace_id, record.parent_id, is_remote=False,
+                                     trace_flags=TraceFlags(TraceFlags.SAMPLED))
+                context = trace.set_span_in_context(NonRecordingSpan(parent))
+            with self._lock:  # the id generator holds one span's ids at a time
+                self._ids.trace_id, self._ids.span_id = record.trace_id, record.span_id
+                span = self._tracer.start_span(
+                    record.name, context=context, start_time=record.start_ns, attributes=dict(record.attributes),
+                    kind=SpanKind.CLIENT if record.kind == "client" else SpanKind.INTERNAL)
+            if record.error is not None:
+                span.set_status(Status(StatusCode.ERROR, record.error))
+            span.end(end_time=record.end_ns)
+            self._spans += 1
+
+    def close(self, grace: float) -> SendStatistics:
+        """Send what is queued, waiting at most ``grace`` seconds, then stop the exporter.
+
+        Spans not sent by then are dropped, and a warning line says how many.
+        """
+        # The SDK's flush exports in the caller's thread for as long as the exporter retries
+        # (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s): it gets a thread of its own, waited for `grace`.
+        closing = threading.Thread(target=self._flush_and_stop, name="agentctl-otel-close", daemon=True)
+        closing.start()
+        closing.join(grace)
+        if closing.is_alive():
+            self._exporter.shutdown()  # ends the retries; what is still queued is dropped
+            closing.join(_ABORT_WAIT)
+        exporter_log = logging.getLogger("opentelemetry.exporter")
+        exporter_log.removeHandler(self._reasons)
+        exporter_log.propagate = self._propagated
+        stats = self.statistics()
+        if stats.sent < stats.spans:
+            _warn_line(f"otel: {stats.spans - stats.sent} of {stats.spans} spans were not exported to {self.config.endpoint}")
+        return stats
+
+    def _flush_and_stop(self) -> None:
+        self._processor.force_flush()
+        self._provider.shutdown()
+
+    def statistics(self) -> SendStatistics:
+        """Spans handed over and sent so far."""
+        return SendStatistics(self._spans, getattr(self._exporter, "sent", 0))
+
+
+class LiveTrace:
+    """A run's spans exported while it runs: subscribe :meth:`feed` to the event log.
+
+    A failure in here (a bug, an SDK error) is one warning line and ends the export, never
+    the run: the log's subscribers must not raise.
+    """
+
+    def __init__(self, config: OtelConfig) -> None:
+        self.builder = TraceBuilder(content=config.content)
+        self.sender: SpanSender | None = SpanSender(config)
+
+    def catch_up(self, events_file: Path, last_seq: int) -> None:
+        """Feed what a resumed run logged before (its spans go again, with the same ids)."""
+        from ..events.reader import read_events
+
+        for event in read_events(events_file):
+            if isinstance(event.get("seq"), int) and event["seq"] > last_seq:
+                break
+            self.feed(event)
+
+    def feed(self, event: Mapping[str, Any]) -> None:
+        """Take one event (the log's subscriber)."""
+        if self.sender is None:
+            return
+        try:
+            spans = self.builder.feed(event)
+            if spans:
+                self.sender.send(spans)
+        except Exception as exc:
+            self.sender = None
+            _warn_line(f"otel: export stopped: {type(exc).__name__}: {exc}; the run goes on")
+
+    def close(self) -> None:
+        """End the run's span, send what is left within :data:`RUN_GRACE` (blocking: call it in a thread)."""
+        if self.sender is None:
+            return
+        sender, self.sender = self.sender, None
+        try:
+            sender.send(self.builder.close())
+        finally:
+            sender.close(RUN_GRACE)
+

@@ -1,0 +1,361 @@
+"""A run's events as OpenTelemetry spans: the one translator behind ``--otel`` and ``export otel``.
+
+Invoked from :mod:`agentctl.cli.otel`, which hands the spans to the OpenTelemetry SDK. Like
+every view it reads events only (fed one by one, live or from a file) and knows nothing of
+the SDK: it returns plain :class:`SpanRecord` values.
+
+The trace of a run::
+
+    agentctl run <plan>                    (the run: first to last event)
+    └── invoke_agent plan                  (an agent: agent/spawned .. its end)
+        ├── invoke_agent writer            (children under their parent, as the agent tree)
+        │   ├── chat m1                    (an LLM call: llm/requested .. llm/result)
+        │   └── execute_tool fs/write      (a tool call: tool/requested .. tool/result)
+        └── ...
+
+Ids are derived from the run id and agentctl's own ids (:func:`trace_id_of`,
+:func:`span_id_of`), never drawn at random: a live export and a later ``export otel`` of
+the same log give the same trace, and exporting a log twice sends the same spans again
+rather than a second tree. Attributes follow the OpenTelemetry GenAI semantic conventions
+(``gen_ai.*``) with agentctl's ids beside them (``agentctl.*``). Tool arguments and results
+and model replies are content: they are left out unless ``content`` is asked for, and even
+then only as the log holds them (redacted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+__all__ = ["SpanRecord", "TraceBuilder", "span_id_of", "trace_id_of", "trace_of"]
+
+#: What an attribute may hold (the OpenTelemetry attribute types).
+AttrValue = str | bool | int | float | tuple[str, ...]
+
+#: Why a span that the log never ended is ended anyway.
+_UNFINISHED = "no end event in the log: the run's process died (or still runs)"
+_INTERRUPTED = "interrupted: the run's process died during the call"
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """One finished span, ready for an exporter.
+
+    Attributes:
+        name: e.g. ``chat m1`` or ``execute_tool fs/write``.
+        trace_id: 128-bit trace id (:func:`trace_id_of` the run).
+        span_id: 64-bit span id (:func:`span_id_of`).
+        parent_id: the parent span's id; ``None`` for the run's span.
+        start_ns: start, nanoseconds since the epoch (an event's ``t``).
+        end_ns: end, likewise.
+        kind: ``client`` for a call to a model server, else ``internal``.
+        attributes: ``gen_ai.*`` and ``agentctl.*`` attributes.
+        error: the error status's description; ``None`` when the span did not fail.
+    """
+
+    name: str
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    start_ns: int
+    end_ns: int
+    kind: Literal["internal", "client"]
+    attributes: Mapping[str, AttrValue]
+    error: str | None = None
+
+
+def trace_id_of(run_id: str) -> int:
+    """The trace id of a run: 128 bits of SHA-256 of its id (never 0, which OTel forbids)."""
+    return int.from_bytes(hashlib.sha256(b"agentctl trace\0" + run_id.encode()).digest()[:16], "big") or 1
+
+
+def span_id_of(run_id: str, key: str) -> int:
+    """The span id of ``key`` in a run (``run``, ``agent:ID``, ``agent:ID#2``, ``call:ID``)."""
+    digest = hashlib.sha256(b"agentctl span\0" + run_id.encode() + b"\0" + key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") or 1
+
+
+@dataclass(slots=True)
+class _Open:
+    """A span begun by an event whose end has not come yet."""
+
+    name: str
+    span_id: int
+    parent_id: int | None
+    start_ms: int
+    kind: Literal["internal", "client"]
+    attributes: dict[str, AttrValue] = field(default_factory=dict)
+
+
+def _ms(event: Mapping[str, Any]) -> int:
+    t = event.get("t")
+    return t if isinstance(t, int) else 0
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+class TraceBuilder:
+    """Turns a run's events, fed in order, into spans.
+
+    :meth:`feed` returns the spans an event ends (an agent's, a call's); :meth:`close`, after
+    the last event, returns the run's span and every span the log never ended (ended at the
+    last event's time, with an error status saying so).
+
+    Args:
+        content: also record tool arguments and results (``gen_ai.tool.call.arguments``,
+            ``gen_ai.tool.call.result``) and model replies (``gen_ai.output.messages``).
+    """
+
+    def __init__(self, *, content: bool = False) -> None:
+        self.content = content
+        self.run_id: str | None = None
+        self._trace = 0
+        self._run_span = 0
+        self._first_ms: int | None = None
+        self._last_ms = 0
+        self._finished_ms: int | None = None
+        self._run_attrs: dict[str, AttrValue] = {}
+        self._run_error: str | None = None
+        self._agents: dict[str, _Open] = {}     # live agents by id
+        self._current: dict[str, int] = {}      # agent id -> span id of its latest generation
+        self._generations: dict[str, int] = {}  # agent id -> times spawned
+        self._calls: dict[str, _Open] = {}      # calls in flight by call id
+
+    def feed(self, event: Mapping[str, Any]) -> list[SpanRecord]:
+        """Take the next event; return the spans it ends."""
+        kind = event.get("type")
+        if self.run_id is None:
+            self._start(event)
+        t = _ms(event)
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+        ended = handler(self, event, t) if handler is not None else []
+        self._last_ms = max(self._last_ms, t)  # after the handler: run/resumed needs the time before it
+        return ended
+
+    def close(self) -> list[SpanRecord]:
+        """End what the log left open and the run itself; call once, after the last event."""
+        if self.run_id is None:
+            return []
+        out = [self._end(call, self._last_ms, _UNFINISHED, {"agentctl.unfinished": True})
+               for call in self._calls.values()]
+        out += [self._end(agent, self._last_ms, _UNFINISHED, {"agentctl.unfinished": True})
+                for agent in reversed(self._agents.values())]  # children were spawned later
+        self._calls.clear()
+        self._agents.clear()
+        run_attrs = dict(self._run_attrs)
+        if self._finished_ms is None:
+            run_attrs["agentctl.unfinished"] = True
+        run = _Open(self._run_name(), self._run_span, None, self._first_ms or 0, "internal", run_attrs)
+        error = self._run_error if self._finished_ms is not None else _UNFINISHED
+        out.append(self._end(run, self._finished_ms or self._last_ms, error))
+        return out
+
+    # -- the run --------------------------------------------------------------------------
+
+    def _start(self, event: Mapping[str, Any]) -> None:
+        run_id = str(event.get("run_id") or "")
+        self.run_id = run_id
+        self._trace = trace_id_of(run_id)
+        self._run_span = span_id_of(run_id, "run")
+        self._first_ms = _ms(event)
+        self._run_attrs = {"agentctl.run_id": run_id, "gen_ai.operation.name": "invoke_agent",
+                           "openinference.span.kind": "CHAIN"}
+
+    def _run_name(self) -> str:
+        name = self._run_attrs.get("agentctl.plan.name")
+        return f"agentctl run {name}" if name else "agentctl run"
+
+    def _plan_loaded(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        self._set(self._run_attrs, "agentctl.plan.name", event.get("name"))
+        self._set(self._run_attrs, "agentctl.plan.version", event.get("version"))
+        return []
+
+    def _run_resumed(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        """The process died before: calls it left in flight never get a result."""
+        resumes = self._run_attrs.get("agentctl.resumes", 0)
+        self._run_attrs["agentctl.resumes"] = (resumes if isinstance(resumes, int) else 0) + 1
+        self._finished_ms = None  # an interrupted run continues: the run span goes on
+        # Ended when the dead process last logged anything, not when it was resumed.
+        ended = [self._end(call, self._last_ms, _INTERRUPTED, {"agentctl.interrupted": True})
+                 for call in self._calls.values()]
+        self._calls.clear()
+        return ended
+
+    def _run_finished(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        self._finished_ms = t
+        self._set(self._run_attrs, "agentctl.reason", event.get("reason"))
+        self._set(self._run_attrs, "agentctl.status", event.get("status"))
+        status = event.get("status")
+        self._run_error = None if status in ("ok", "stopped") else f"run {event.get('reason')}: {status}"
+        return []
+
+    # -- agents ---------------------------------------------------------------------------
+
+    def _agent_spawned(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        agent = event.get("agent_id")
+        if not isinstance(agent, str):
+            return []
+        assert self.run_id is not None
+        out = []
+        if agent in self._agents:  # spawned again without an end we saw: end the old span
+            out.append(self._end(self._agents.pop(agent), t, _UNFINISHED, {"agentctl.unfinished": True}))
+        n = self._generations[agent] = self._generations.get(agent, 0) + 1
+        span = span_id_of(self.run_id, f"agent:{agent}" if n == 1 else f"agent:{agent}#{n}")
+        parent = event.get("parent_id")
+        parent_span = self._current.get(parent, self._run_span) if isinstance(parent, str) else self._run_span
+        attrs: dict[str, AttrValue] = {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent, "gen_ai.agent.id": agent,
+            "openinference.span.kind": "AGENT", "agentctl.run_id": self.run_id, "agentctl.agent_id": agent,
+            "agentctl.seq": _int(event.get("seq")),
+        }
+        self._set(attrs, "gen_ai.request.model", event.get("model"))
+        self._set(attrs, "agentctl.agent.kind", event.get("kind"))
+        self._set(attrs, "agentctl.agent.depth", event.get("depth"))
+        self._set(attrs, "agentctl.agent.parent_id", parent)
+        self._set(attrs, "agentctl.agent.tools", event.get("tools"))
+        if n > 1:
+            attrs["agentctl.agent.generation"] = n
+        self._agents[agent] = _Open(f"invoke_agent {agent}", span, parent_span, t, "internal", attrs)
+        self._current[agent] = span
+        return out
+
+    def _agent_done(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        status = event.get("status")
+        error = None if status == "ok" else f"agent ended with status {status}" + (
+            f" ({event['reason']})" if event.get("reason") else "")
+        return self._agent_end(event, t, "done", error, {"agentctl.agent.done_status": status})
+
+    def _agent_error(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        return self._agent_end(event, t, "failed", str(event.get("error")),
+                               {"error.type": event.get("error_type"), "agentctl.agent.error_where": event.get("where")})
+
+    def _agent_stopped(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        return self._agent_end(event, t, "stopped", None, {"agentctl.agent.stop_reason": event.get("reason")})
+
+    def _agent_end(self, event: Mapping[str, Any], t: int, status: str, error: str | None,
+                   extra: Mapping[str, Any]) -> list[SpanRecord]:
+        agent = event.get("agent_id")
+        opened = self._agents.pop(agent, None) if isinstance(agent, str) else None
+        if opened is None:
+            return []
+        opened.attributes["agentctl.agent.status"] = status
+        opened.attributes["agentctl.end_seq"] = _int(event.get("seq"))
+        self._set(opened.attributes, "agentctl.agent.steps", event.get("steps"))
+        for key, value in extra.items():
+            self._set(opened.attributes, key, value)
+        return [self._end(opened, t, error)]
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def _call_start(self, event: Mapping[str, Any], t: int, name: str, kind: Literal["internal", "client"],
+                    attrs: dict[str, AttrValue]) -> list[SpanRecord]:
+        call, agent = event.get("call_id"), event.get("agent_id")
+        if not isinstance(call, str) or self.run_id is None:
+            return []
+        parent = self._current.get(agent, self._run_span) if isinstance(agent, str) else self._run_span
+        attrs |= {"agentctl.run_id": self.run_id, "agentctl.call_id": call, "agentctl.seq": _int(event.get("seq"))}
+        self._set(attrs, "agentctl.agent_id", agent)
+        self._calls[call] = _Open(name, span_id_of(self.run_id, f"call:{call}"), parent, t, kind, attrs)
+        return []
+
+    def _llm_requested(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        model, provider = event.get("model"), event.get("provider")
+        attrs: dict[str, AttrValue] = {"gen_ai.operation.name": "chat", "openinference.span.kind": "LLM"}
+        self._set(attrs, "gen_ai.request.model", model)
+        self._set(attrs, "gen_ai.provider.name", provider)
+        self._set(attrs, "gen_ai.system", provider)  # the older name of the same attribute
+        self._set(attrs, "agentctl.llm.messages", event.get("messages"))
+        self._set(attrs, "agentctl.llm.tools", event.get("tools"))
+        return self._call_start(event, t, f"chat {model}" if model else "chat", "client", attrs)
+
+    def _llm_result(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        opened = self._calls.pop(str(event.get("call_id")), None)
+        if opened is None:
+            return []
+        attrs = opened.attributes
+        for key, field_name in (("gen_ai.usage.input_tokens", "prompt_tokens"),
+                                ("gen_ai.usage.output_tokens", "completion_tokens")):
+            tokens = event.get(field_name)
+            if isinstance(tokens, int) and tokens > 0:  # the log holds 0 for "unknown"
+                attrs[key] = tokens
+        attrs["agentctl.end_seq"] = _int(event.get("seq"))
+        self._set(attrs, "agentctl.duration_ms", event.get("duration_ms"))
+        reply = event.get("reply")
+        if self.content and isinstance(reply, Mapping):
+            attrs["gen_ai.output.messages"] = _json([{"role": "assistant", **reply}])
+        if event.get("ok"):
+            return [self._end(opened, t, None)]
+        self._set(attrs, "error.type", event.get("error_type"))
+        return [self._end(opened, t, str(event.get("error")))]
+
+    def _tool_requested(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        tool = event.get("tool")
+        attrs: dict[str, AttrValue] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.type": "function",
+                                       "openinference.span.kind": "TOOL"}
+        self._set(attrs, "gen_ai.tool.name", tool)
+        self._set(attrs, "gen_ai.tool.call.id", event.get("call_id"))
+        if self.content and "arguments" in event:
+            attrs["gen_ai.tool.call.arguments"] = _json(event["arguments"])
+        return self._call_start(event, t, f"execute_tool {tool}", "internal", attrs)
+
+    def _tool_result(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+        opened = self._calls.pop(str(event.get("call_id")), None)
+        if opened is None:
+            return []
+        attrs = opened.attributes
+        attrs["agentctl.end_seq"] = _int(event.get("seq"))
+        self._set(attrs, "agentctl.duration_ms", event.get("duration_ms"))
+        if event.get("ok"):
+            if self.content:
+                attrs["gen_ai.tool.call.result"] = _json(event.get("result"))
+            return [self._end(opened, t, None)]
+        self._set(attrs, "error.type", event.get("error_type"))
+        return [self._end(opened, t, str(event.get("error")))]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _end(self, opened: _Open, end_ms: int, error: str | None,
+             extra: Mapping[str, AttrValue] | None = None) -> SpanRecord:
+        attrs = opened.attributes | dict(extra or {})
+        return SpanRecord(opened.name, self._trace, opened.span_id, opened.parent_id, opened.start_ms * 1_000_000,
+                          max(end_ms, opened.start_ms) * 1_000_000, opened.kind, attrs, error)
+
+    @staticmethod
+    def _set(attrs: dict[str, AttrValue], key: str, value: Any) -> None:
+        """Set an attribute if the event holds a value OpenTelemetry can carry."""
+        if isinstance(value, (str, bool, int, float)):
+            attrs[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            attrs[key] = tuple(value)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+_HANDLERS = {
+    "plan/loaded": TraceBuilder._plan_loaded,
+    "run/resumed": TraceBuilder._run_resumed,
+    "run/finished": TraceBuilder._run_finished,
+    "agent/spawned": TraceBuilder._agent_spawned,
+    "agent/done": TraceBuilder._agent_done,
+    "agent/error": TraceBuilder._agent_error,
+    "agent/stopped": TraceBuilder._agent_stopped,
+    "llm/requested": TraceBuilder._llm_requested,
+    "llm/result": TraceBuilder._llm_result,
+    "tool/requested": TraceBuilder._tool_requested,
+    "tool/result": TraceBuilder._tool_result,
+}
+
+
+def trace_of(events: Iterable[Mapping[str, Any]], *, content: bool = False) -> list[SpanRecord]:
+    """Every span of a whole log (``agentctl export otel``), in the order they end."""
+    builder = TraceBuilder(content=content)
+    spans = [span for event in events for span in builder.feed(event)]
+    return spans + builder.close()
