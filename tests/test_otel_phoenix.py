@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import AGENTCTL, events, invoke
+from cli_helpers import AGENTCTL, events, invoke, wait_for
 from llm_servers import free_port, running_server
 from otel_plans import SECRET, SECRET_ENV, traced_plan
 
@@ -206,3 +206,34 @@ def test_a_receiver_that_is_down_costs_a_warning_and_the_run_goes_on(tmp_path: P
     finished = events(tmp_path / "run")[-1]
     assert (finished["type"], finished["status"]) == ("run/finished", "ok")
     assert (tmp_path / "out" / "w.txt").read_text() == f"key {SECRET}"
+
+
+def test_a_run_killed_and_resumed_with_otel_is_one_whole_trace(phoenix: Phoenix, tmp_path: Path) -> None:
+    """SIGKILL mid-run, then ``--resume --otel``: the resumed process sends the spans of the log
+    it continues (the dead one may have sent some: same ids) and its own, one tree in all."""
+    plan = tmp_path / "nap.yaml"
+    plan.write_text("name: nap\ntasks:\n  - id: napper\n    agent: script\n    tools: [fs/write]\n    steps:\n"
+                    "      - write: {path: out/before.txt, content: \"1\\n\"}\n      - sleep: 3\n"
+                    "      - write: {path: out/after.txt, content: \"2\\n\"}\n")
+    env = {**os.environ, "OTEL_RESOURCE_ATTRIBUTES": "openinference.project.name=resumed"}
+    otel = ["--otel-endpoint", phoenix.url]
+    proc = subprocess.Popen([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", "run", *otel],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(tmp_path / "run", lambda evs: any(e["type"] == "agent/status" and e.get("status") == "sleeping"
+                                                   for e in evs))
+    finally:
+        proc.kill()
+        proc.wait(10)
+    resumed = subprocess.run([AGENTCTL, "run", "--resume", "run", "--no-ui", *otel], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    evs = events(tmp_path / "run")
+    assert [e["type"] for e in evs].count("run/resumed") == 1
+    records = trace_of(evs)
+    spans = phoenix.wait_for("resumed", records[0].trace_id, len(records))
+    assert tree(spans) == expected(records)
+    writes = sorted((s["attributes"]["agentctl.call_id"], s["parent_id"]) for s in spans
+                    if s["name"] == "execute_tool fs/write")
+    napper = next(s["context"]["span_id"] for s in spans if s["name"] == "invoke_agent napper")
+    assert len(writes) == 2 and {parent for _, parent in writes} == {napper}

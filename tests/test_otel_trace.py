@@ -167,3 +167,23 @@ def test_a_bad_endpoint_is_one_line_and_exit_2(tmp_path: Path, args: Any) -> Non
     result = invoke("run", str(plan), "--no-ui", *args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: --otel-endpoint: expected an http(s) URL") and result.stderr.count("\n") == 1
+
+
+def test_a_hostile_log_gives_spans_for_what_it_can_and_never_raises(traced_run: Path) -> None:
+    """Fields of the wrong type (an id that is a number, a list for an agent, a string for t):
+    those events are skipped, the rest still form a tree."""
+    evs = events(traced_run)
+    hostile = [dict(e) for e in evs]
+    for e in hostile:
+        if e["type"] == "tool/requested":
+            e["call_id"] = 5
+        elif e["type"] == "agent/spawned" and e["agent_id"] == "helper":
+            e["parent_id"] = ["boss"]
+        elif e["type"] == "llm/result":
+            e["prompt_tokens"] = "many"
+    spans = trace_of(hostile)
+    ids = {s.span_id for s in spans}
+    assert all(s.parent_id in ids for s in spans if s.parent_id is not None)
+    assert not [s for s in spans if s.name.startswith("execute_tool")]
+    assert not [s for s in spans if s.name == "invoke_agent helper"]
+    assert [s.name for s in spans if s.name == "chat m1" and s.attributes.get("agentctl.unfinished")] == ["chat m1"] * 3

@@ -31,6 +31,23 @@ from typing import Any, Literal
 
 import orjson
 
+from agentctl.events.types import (
+    AgentDone,
+    AgentError,
+    AgentSpawned,
+    AgentStopped,
+    Event,
+    LlmRequested,
+    LlmResult,
+    PlanLoaded,
+    RunFinished,
+    RunResumed,
+    ToolRequested,
+    ToolResult,
+    UnknownEvent,
+    decode,
+)
+
 __all__ = ["SpanRecord", "TraceBuilder", "span_id_of", "trace_id_of", "trace_of"]
 
 #: What an attribute may hold (the OpenTelemetry attribute types).
@@ -91,11 +108,6 @@ class _Open:
     attributes: dict[str, AttrValue] = field(default_factory=dict)
 
 
-def _ms(event: Mapping[str, Any]) -> int:
-    t = event.get("t")
-    return t if isinstance(t, int) else 0
-
-
 def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
@@ -128,14 +140,13 @@ class TraceBuilder:
         self._calls: dict[str, _Open] = {}      # calls in flight by call id
 
     def feed(self, event: Mapping[str, Any]) -> list[SpanRecord]:
-        """Take the next event; return the spans it ends."""
-        kind = event.get("type")
+        """Take the next event (as logged); return the spans it ends."""
         if self.run_id is None:
             self._start(event)
-        t = _ms(event)
-        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
-        ended = handler(self, event, t) if handler is not None else []
-        self._last_ms = max(self._last_ms, t)  # after the handler: run/resumed needs the time before it
+        t = event.get("t")
+        ended = self._take(decode(event)) if event.get("type") in _WANTED else []
+        if isinstance(t, int):
+            self._last_ms = max(self._last_ms, t)  # after _take: run/resumed needs the time before it
         return ended
 
     def close(self) -> list[SpanRecord]:
@@ -156,6 +167,39 @@ class TraceBuilder:
         out.append(self._end(run, self._finished_ms or self._last_ms, error))
         return out
 
+    def _take(self, event: Event | UnknownEvent) -> list[SpanRecord]:
+        """The spans one decoded event ends (a damaged one, :class:`UnknownEvent`, ends none)."""
+        match event:
+            case PlanLoaded() as e:
+                self._run_attrs |= {"agentctl.plan.name": e.name, "agentctl.plan.version": e.version}
+            case RunResumed() as e:
+                return self._run_resumed(e)
+            case RunFinished() as e:
+                self._finished_ms = e.t
+                self._run_attrs |= {"agentctl.reason": e.reason, "agentctl.status": e.status}
+                self._run_error = None if e.status in ("ok", "stopped") else f"run {e.reason}: {e.status}"
+            case AgentSpawned() as e:
+                return self._agent_spawned(e)
+            case AgentDone() as e:
+                error = None if e.status == "ok" else f"agent ended with status {e.status}" + (
+                    f" ({e.reason})" if e.reason else "")
+                return self._agent_end(e, "done", error, {"agentctl.agent.done_status": e.status,
+                                                          "agentctl.agent.steps": e.steps})
+            case AgentError() as e:
+                return self._agent_end(e, "failed", e.error, {"error.type": e.error_type,
+                                                              "agentctl.agent.error_where": e.where})
+            case AgentStopped() as e:
+                return self._agent_end(e, "stopped", None, {"agentctl.agent.stop_reason": e.reason})
+            case LlmRequested() as e:
+                return self._llm_requested(e)
+            case LlmResult() as e:
+                return self._llm_result(e)
+            case ToolRequested() as e:
+                return self._tool_requested(e)
+            case ToolResult() as e:
+                return self._tool_result(e)
+        return []
+
     # -- the run --------------------------------------------------------------------------
 
     def _start(self, event: Mapping[str, Any]) -> None:
@@ -163,7 +207,8 @@ class TraceBuilder:
         self.run_id = run_id
         self._trace = trace_id_of(run_id)
         self._run_span = span_id_of(run_id, "run")
-        self._first_ms = _ms(event)
+        t = event.get("t")
+        self._first_ms = t if isinstance(t, int) else 0
         self._run_attrs = {"agentctl.run_id": run_id, "gen_ai.operation.name": "invoke_agent",
                            "openinference.span.kind": "CHAIN"}
 
@@ -171,12 +216,7 @@ class TraceBuilder:
         name = self._run_attrs.get("agentctl.plan.name")
         return f"agentctl run {name}" if name else "agentctl run"
 
-    def _plan_loaded(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        self._set(self._run_attrs, "agentctl.plan.name", event.get("name"))
-        self._set(self._run_attrs, "agentctl.plan.version", event.get("version"))
-        return []
-
-    def _run_resumed(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
+    def _run_resumed(self, e: RunResumed) -> list[SpanRecord]:
         """The process died before: calls it left in flight never get a result."""
         resumes = self._run_attrs.get("agentctl.resumes", 0)
         self._run_attrs["agentctl.resumes"] = (resumes if isinstance(resumes, int) else 0) + 1
@@ -187,136 +227,95 @@ class TraceBuilder:
         self._calls.clear()
         return ended
 
-    def _run_finished(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        self._finished_ms = t
-        self._set(self._run_attrs, "agentctl.reason", event.get("reason"))
-        self._set(self._run_attrs, "agentctl.status", event.get("status"))
-        status = event.get("status")
-        self._run_error = None if status in ("ok", "stopped") else f"run {event.get('reason')}: {status}"
-        return []
-
     # -- agents ---------------------------------------------------------------------------
 
-    def _agent_spawned(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        agent = event.get("agent_id")
-        if not isinstance(agent, str):
+    def _agent_spawned(self, e: AgentSpawned) -> list[SpanRecord]:
+        agent = e.agent_id
+        if agent is None or self.run_id is None:
             return []
-        assert self.run_id is not None
         out = []
         if agent in self._agents:  # spawned again without an end we saw: end the old span
-            out.append(self._end(self._agents.pop(agent), t, _UNFINISHED, {"agentctl.unfinished": True}))
+            out.append(self._end(self._agents.pop(agent), e.t, _UNFINISHED, {"agentctl.unfinished": True}))
         n = self._generations[agent] = self._generations.get(agent, 0) + 1
         span = span_id_of(self.run_id, f"agent:{agent}" if n == 1 else f"agent:{agent}#{n}")
-        parent = event.get("parent_id")
-        parent_span = self._current.get(parent, self._run_span) if isinstance(parent, str) else self._run_span
+        parent_span = self._current.get(e.parent_id, self._run_span) if e.parent_id is not None else self._run_span
         attrs: dict[str, AttrValue] = {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent, "gen_ai.agent.id": agent,
             "openinference.span.kind": "AGENT", "agentctl.run_id": self.run_id, "agentctl.agent_id": agent,
-            "agentctl.seq": _int(event.get("seq")),
+            "agentctl.seq": e.seq, "agentctl.agent.depth": e.depth, "agentctl.agent.tools": tuple(e.tools),
         }
-        self._set(attrs, "gen_ai.request.model", event.get("model"))
-        self._set(attrs, "agentctl.agent.kind", event.get("kind"))
-        self._set(attrs, "agentctl.agent.depth", event.get("depth"))
-        self._set(attrs, "agentctl.agent.parent_id", parent)
-        self._set(attrs, "agentctl.agent.tools", event.get("tools"))
+        _set(attrs, "gen_ai.request.model", e.model)
+        _set(attrs, "agentctl.agent.kind", e.kind)
+        _set(attrs, "agentctl.agent.parent_id", e.parent_id)
         if n > 1:
             attrs["agentctl.agent.generation"] = n
-        self._agents[agent] = _Open(f"invoke_agent {agent}", span, parent_span, t, "internal", attrs)
+        self._agents[agent] = _Open(f"invoke_agent {agent}", span, parent_span, e.t, "internal", attrs)
         self._current[agent] = span
         return out
 
-    def _agent_done(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        status = event.get("status")
-        error = None if status == "ok" else f"agent ended with status {status}" + (
-            f" ({event['reason']})" if event.get("reason") else "")
-        return self._agent_end(event, t, "done", error, {"agentctl.agent.done_status": status})
-
-    def _agent_error(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        return self._agent_end(event, t, "failed", str(event.get("error")),
-                               {"error.type": event.get("error_type"), "agentctl.agent.error_where": event.get("where")})
-
-    def _agent_stopped(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        return self._agent_end(event, t, "stopped", None, {"agentctl.agent.stop_reason": event.get("reason")})
-
-    def _agent_end(self, event: Mapping[str, Any], t: int, status: str, error: str | None,
-                   extra: Mapping[str, Any]) -> list[SpanRecord]:
-        agent = event.get("agent_id")
-        opened = self._agents.pop(agent, None) if isinstance(agent, str) else None
+    def _agent_end(self, e: Event, status: str, error: str | None, extra: Mapping[str, Any]) -> list[SpanRecord]:
+        opened = self._agents.pop(e.agent_id, None) if e.agent_id is not None else None
         if opened is None:
             return []
-        opened.attributes["agentctl.agent.status"] = status
-        opened.attributes["agentctl.end_seq"] = _int(event.get("seq"))
-        self._set(opened.attributes, "agentctl.agent.steps", event.get("steps"))
+        opened.attributes |= {"agentctl.agent.status": status, "agentctl.end_seq": e.seq}
         for key, value in extra.items():
-            self._set(opened.attributes, key, value)
-        return [self._end(opened, t, error)]
+            _set(opened.attributes, key, value)
+        return [self._end(opened, e.t, error)]
 
     # -- calls ----------------------------------------------------------------------------
 
-    def _call_start(self, event: Mapping[str, Any], t: int, name: str, kind: Literal["internal", "client"],
+    def _call_start(self, e: LlmRequested | ToolRequested, name: str, kind: Literal["internal", "client"],
                     attrs: dict[str, AttrValue]) -> list[SpanRecord]:
-        call, agent = event.get("call_id"), event.get("agent_id")
-        if not isinstance(call, str) or self.run_id is None:
+        if self.run_id is None:
             return []
-        parent = self._current.get(agent, self._run_span) if isinstance(agent, str) else self._run_span
-        attrs |= {"agentctl.run_id": self.run_id, "agentctl.call_id": call, "agentctl.seq": _int(event.get("seq"))}
-        self._set(attrs, "agentctl.agent_id", agent)
-        self._calls[call] = _Open(name, span_id_of(self.run_id, f"call:{call}"), parent, t, kind, attrs)
+        agent = e.agent_id
+        parent = self._current.get(agent, self._run_span) if agent is not None else self._run_span
+        attrs |= {"agentctl.run_id": self.run_id, "agentctl.call_id": e.call_id, "agentctl.seq": e.seq}
+        _set(attrs, "agentctl.agent_id", agent)
+        self._calls[e.call_id] = _Open(name, span_id_of(self.run_id, f"call:{e.call_id}"), parent, e.t, kind, attrs)
         return []
 
-    def _llm_requested(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        model, provider = event.get("model"), event.get("provider")
-        attrs: dict[str, AttrValue] = {"gen_ai.operation.name": "chat", "openinference.span.kind": "LLM"}
-        self._set(attrs, "gen_ai.request.model", model)
-        self._set(attrs, "gen_ai.provider.name", provider)
-        self._set(attrs, "gen_ai.system", provider)  # the older name of the same attribute
-        self._set(attrs, "agentctl.llm.messages", event.get("messages"))
-        self._set(attrs, "agentctl.llm.tools", event.get("tools"))
-        return self._call_start(event, t, f"chat {model}" if model else "chat", "client", attrs)
-
-    def _llm_result(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        opened = self._calls.pop(str(event.get("call_id")), None)
+    def _call_end(self, e: LlmResult | ToolResult, content: Mapping[str, AttrValue]) -> list[SpanRecord]:
+        """End a call's span; ``content`` is what the call returned, when content is asked for."""
+        opened = self._calls.pop(e.call_id, None)
         if opened is None:
             return []
-        attrs = opened.attributes
-        for key, field_name in (("gen_ai.usage.input_tokens", "prompt_tokens"),
-                                ("gen_ai.usage.output_tokens", "completion_tokens")):
-            tokens = event.get(field_name)
-            if isinstance(tokens, int) and tokens > 0:  # the log holds 0 for "unknown"
-                attrs[key] = tokens
-        attrs["agentctl.end_seq"] = _int(event.get("seq"))
-        self._set(attrs, "agentctl.duration_ms", event.get("duration_ms"))
-        reply = event.get("reply")
-        if self.content and isinstance(reply, Mapping):
-            attrs["gen_ai.output.messages"] = _json([{"role": "assistant", **reply}])
-        if event.get("ok"):
-            return [self._end(opened, t, None)]
-        self._set(attrs, "error.type", event.get("error_type"))
-        return [self._end(opened, t, str(event.get("error")))]
+        opened.attributes |= {"agentctl.end_seq": e.seq, "agentctl.duration_ms": e.duration_ms, **content}
+        if e.ok:
+            return [self._end(opened, e.t, None)]
+        _set(opened.attributes, "error.type", e.error_type)
+        return [self._end(opened, e.t, e.error or "failed")]
 
-    def _tool_requested(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        tool = event.get("tool")
+    def _llm_requested(self, e: LlmRequested) -> list[SpanRecord]:
+        attrs: dict[str, AttrValue] = {
+            "gen_ai.operation.name": "chat", "openinference.span.kind": "LLM",
+            # gen_ai.system: the older name of the same attribute, still what many tools read.
+            "gen_ai.provider.name": e.provider, "gen_ai.system": e.provider,
+            "agentctl.llm.messages": e.messages, "agentctl.llm.tools": tuple(e.tools),
+        }
+        _set(attrs, "gen_ai.request.model", e.model)
+        return self._call_start(e, f"chat {e.model}" if e.model else "chat", "client", attrs)
+
+    def _llm_result(self, e: LlmResult) -> list[SpanRecord]:
+        opened = self._calls.get(e.call_id)
+        if opened is not None:
+            for key, tokens in (("gen_ai.usage.input_tokens", e.prompt_tokens),
+                                ("gen_ai.usage.output_tokens", e.completion_tokens)):
+                if tokens > 0:  # the log holds 0 for "unknown"
+                    opened.attributes[key] = tokens
+        reply = {"gen_ai.output.messages": _json([{"role": "assistant", **e.reply}])} if self.content and e.reply else {}
+        return self._call_end(e, reply)
+
+    def _tool_requested(self, e: ToolRequested) -> list[SpanRecord]:
         attrs: dict[str, AttrValue] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.type": "function",
-                                       "openinference.span.kind": "TOOL"}
-        self._set(attrs, "gen_ai.tool.name", tool)
-        self._set(attrs, "gen_ai.tool.call.id", event.get("call_id"))
-        if self.content and "arguments" in event:
-            attrs["gen_ai.tool.call.arguments"] = _json(event["arguments"])
-        return self._call_start(event, t, f"execute_tool {tool}", "internal", attrs)
+                                       "openinference.span.kind": "TOOL", "gen_ai.tool.name": e.tool,
+                                       "gen_ai.tool.call.id": e.call_id}
+        if self.content:
+            attrs["gen_ai.tool.call.arguments"] = _json(e.arguments)
+        return self._call_start(e, f"execute_tool {e.tool}", "internal", attrs)
 
-    def _tool_result(self, event: Mapping[str, Any], t: int) -> list[SpanRecord]:
-        opened = self._calls.pop(str(event.get("call_id")), None)
-        if opened is None:
-            return []
-        attrs = opened.attributes
-        attrs["agentctl.end_seq"] = _int(event.get("seq"))
-        self._set(attrs, "agentctl.duration_ms", event.get("duration_ms"))
-        if event.get("ok"):
-            if self.content:
-                attrs["gen_ai.tool.call.result"] = _json(event.get("result"))
-            return [self._end(opened, t, None)]
-        self._set(attrs, "error.type", event.get("error_type"))
-        return [self._end(opened, t, str(event.get("error")))]
+    def _tool_result(self, e: ToolResult) -> list[SpanRecord]:
+        return self._call_end(e, {"gen_ai.tool.call.result": _json(e.result)} if self.content and e.ok else {})
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -326,32 +325,18 @@ class TraceBuilder:
         return SpanRecord(opened.name, self._trace, opened.span_id, opened.parent_id, opened.start_ms * 1_000_000,
                           max(end_ms, opened.start_ms) * 1_000_000, opened.kind, attrs, error)
 
-    @staticmethod
-    def _set(attrs: dict[str, AttrValue], key: str, value: Any) -> None:
-        """Set an attribute if the event holds a value OpenTelemetry can carry."""
-        if isinstance(value, (str, bool, int, float)):
-            attrs[key] = value
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            attrs[key] = tuple(value)
+
+def _set(attrs: dict[str, AttrValue], key: str, value: Any) -> None:
+    """Set an attribute if the event holds a value OpenTelemetry can carry (None: leave it out)."""
+    if isinstance(value, (str, bool, int, float)):
+        attrs[key] = value
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        attrs[key] = tuple(value)
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
-
-
-_HANDLERS = {
-    "plan/loaded": TraceBuilder._plan_loaded,
-    "run/resumed": TraceBuilder._run_resumed,
-    "run/finished": TraceBuilder._run_finished,
-    "agent/spawned": TraceBuilder._agent_spawned,
-    "agent/done": TraceBuilder._agent_done,
-    "agent/error": TraceBuilder._agent_error,
-    "agent/stopped": TraceBuilder._agent_stopped,
-    "llm/requested": TraceBuilder._llm_requested,
-    "llm/result": TraceBuilder._llm_result,
-    "tool/requested": TraceBuilder._tool_requested,
-    "tool/result": TraceBuilder._tool_result,
-}
+#: The types the trace is built from; the rest are not decoded.
+_WANTED = frozenset(cls.type for cls in (PlanLoaded, RunResumed, RunFinished, AgentSpawned, AgentDone, AgentError,
+                                         AgentStopped, LlmRequested, LlmResult, ToolRequested, ToolResult))
 
 
 def trace_of(events: Iterable[Mapping[str, Any]], *, content: bool = False) -> list[SpanRecord]:
