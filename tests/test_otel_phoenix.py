@@ -206,6 +206,11 @@ def test_a_receiver_that_is_down_costs_a_warning_and_the_run_goes_on(tmp_path: P
     finished = events(tmp_path / "run")[-1]
     assert (finished["type"], finished["status"]) == ("run/finished", "ok")
     assert (tmp_path / "out" / "w.txt").read_text() == f"key {SECRET}"
+    # Afterwards the export is the point of the command: it says what did not go, exit 1.
+    export = invoke("export", "otel", "run", "--endpoint", down, cwd=tmp_path)
+    assert export.returncode == 1
+    assert export.stderr.startswith(f"error: exported 0 of {len(trace_of(events(tmp_path / 'run')))} spans (trace ")
+    assert export.stderr.endswith(f"to {down}/v1/traces: [Errno 111] Connection refused\n")
 
 
 def test_a_run_killed_and_resumed_with_otel_is_one_whole_trace(phoenix: Phoenix, tmp_path: Path) -> None:

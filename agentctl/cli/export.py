@@ -51,11 +51,12 @@ def export_command(
         fail_usage(str(exc))
     if not spans:
         fail_usage(f"{path}: no events to export")
-    sender = SpanSender(config)
+    sender = SpanSender(config, live=False)
     sender.send(spans)
     stats = sender.close(_EXPORT_GRACE)
     trace = f"{spans[-1].trace_id:032x}"
     if stats.sent < stats.spans:
-        print_error(f"exported {stats.sent} of {stats.spans} spans (trace {trace}) to {config.endpoint}")
+        why = f": {stats.failure}" if stats.failure else f" within {_EXPORT_GRACE:g} s"
+        print_error(f"exported {stats.sent} of {stats.spans} spans (trace {trace}) to {config.endpoint}{why}")
         raise typer.Exit(1)
     typer.echo(f"exported {stats.spans} spans (trace {trace}) to {config.endpoint}")

@@ -13,11 +13,12 @@ run, spans still queued get at most :data:`RUN_GRACE` seconds to leave.
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -104,15 +105,33 @@ def require_sdk() -> None:
 
 
 class _Reasons(logging.Handler):
-    """Keeps the first failure the exporter logs, for the warning line (and keeps it off stderr)."""
+    """Keeps the first failure the SDK logs, for the warning line (and keeps the SDK's lines off stderr)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.first: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        # The exporter's failures, and the processor's queue overflowing (a receiver too slow);
+        # the SDK's other remarks are kept off stderr too, but are no reason for a failure.
+        if record.name.startswith("opentelemetry.exporter") or "dropping" in message.lower():
+            self.note(message)
+
+    def note(self, message: str) -> None:
+        """Keep ``message`` if it is the first failure."""
         if self.first is None:
-            self.first = _short_reason(record.getMessage())
+            self.first = _short_reason(message)
+
+
+@dataclass(slots=True)
+class _Counts:
+    """Spans the exporter got accepted and dropped (written by the SDK's threads, under ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sent: int = 0
+    dropped: int = 0
+    closed: bool = False
 
 
 def _short_reason(message: str) -> str:
@@ -129,38 +148,32 @@ def _warn_line(message: str) -> None:
     sys.stderr.flush()
 
 
-def _counting_exporter(inner: SpanExporter, reasons: _Reasons, endpoint: str,
-                       warn: Callable[[str], None]) -> SpanExporter:
-    """``inner``, counting what it sent and dropped, with one warning on the first failure."""
+def _counting_exporter(inner: SpanExporter, counts: _Counts, reasons: _Reasons, endpoint: str,
+                       live: bool) -> SpanExporter:
+    """``inner``, counting what it sent and dropped; ``live``: a warning line on the first failure."""
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     class Counting(SpanExporter):
-        def __init__(self) -> None:
-            self.sent = 0
-            self.dropped = 0
-            self._lock = threading.Lock()
-            self._closed = False
-
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
             try:
                 result = inner.export(spans)
             except Exception as exc:  # a broken exporter must not end the processor's thread
-                reasons.emit(logging.makeLogRecord({"msg": str(exc), "levelno": logging.ERROR}))
+                reasons.note(str(exc))
                 result = SpanExportResult.FAILURE
-            with self._lock:
+            with counts.lock:
                 if result is SpanExportResult.SUCCESS:
-                    self.sent += len(spans)
+                    counts.sent += len(spans)
                     return result
-                first = self.dropped == 0
-                self.dropped += len(spans)
-            if first:
-                warn(f"otel: could not export spans to {endpoint} ({reasons.first or 'export failed'}); "
-                     "the run goes on without them")
+                first = counts.dropped == 0
+                counts.dropped += len(spans)
+            if first and live:
+                _warn_line(f"otel: could not export spans to {endpoint} ({reasons.first or 'export failed'}); "
+                           "the run goes on without them")
             return result
 
         def shutdown(self) -> None:
-            with self._lock:  # called by the closing thread, the processor, or both
-                closed, self._closed = self._closed, True
+            with counts.lock:  # called by the closing thread, the processor, or both
+                closed, counts.closed = counts.closed, True
             if not closed:
                 inner.shutdown()
 
@@ -172,10 +185,12 @@ def _counting_exporter(inner: SpanExporter, reasons: _Reasons, endpoint: str,
 
 @dataclass(frozen=True, slots=True)
 class SendStatistics:
-    """What a :class:`SpanSender` did: spans handed to it, and of those, sent."""
+    """What a :class:`SpanSender` did: spans handed to it, of those sent, and the first
+    failure the exporter reported."""
 
     spans: int
     sent: int
+    failure: str | None = None
 
 
 class SpanSender:
@@ -184,9 +199,13 @@ class SpanSender:
     Each :class:`SpanRecord` is recreated as an SDK span with its own ids (an ``IdGenerator``
     hands the SDK the id the record carries), so what reaches the receiver is exactly the
     translator's trace. :meth:`send` never blocks on the network and never raises.
+
+    Args:
+        config: where to send.
+        live: sending while a run goes on: the first failure is a warning line at once.
     """
 
-    def __init__(self, config: OtelConfig, *, warn: Callable[[str], None] = _warn_line) -> None:
+    def __init__(self, config: OtelConfig, *, live: bool) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -207,12 +226,13 @@ class SpanSender:
 
         self.config = config
         self._reasons = _Reasons()
-        exporter_log = logging.getLogger("opentelemetry.exporter")
-        exporter_log.addHandler(self._reasons)
-        self._propagated = exporter_log.propagate
-        exporter_log.propagate = False  # its own lines (with tracebacks) would garble the view
-        self._inner = OTLPSpanExporter(endpoint=config.endpoint)
-        self._exporter = _counting_exporter(self._inner, self._reasons, config.endpoint, warn)
+        otel_log = logging.getLogger("opentelemetry")
+        otel_log.addHandler(self._reasons)
+        self._propagated = otel_log.propagate
+        otel_log.propagate = False  # its own lines (with tracebacks) would garble the view
+        self._counts = _Counts()
+        self._exporter = _counting_exporter(OTLPSpanExporter(endpoint=config.endpoint), self._counts, self._reasons,
+                                            config.endpoint, live)
         self._processor = BatchSpanProcessor(self._exporter)
         resource = Resource.create({"service.version": __version__})
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
@@ -251,7 +271,7 @@ class SpanSender:
     def close(self, grace: float) -> SendStatistics:
         """Send what is queued, waiting at most ``grace`` seconds, then stop the exporter.
 
-        Spans not sent by then are dropped, and a warning line says how many.
+        Spans not sent by then are dropped; the statistics say how many were sent.
         """
         # The SDK's flush exports in the caller's thread for as long as the exporter retries
         # (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s): it gets a thread of its own, waited for `grace`.
@@ -261,13 +281,10 @@ class SpanSender:
         if closing.is_alive():
             self._exporter.shutdown()  # ends the retries; what is still queued is dropped
             closing.join(_ABORT_WAIT)
-        exporter_log = logging.getLogger("opentelemetry.exporter")
-        exporter_log.removeHandler(self._reasons)
-        exporter_log.propagate = self._propagated
-        stats = self.statistics()
-        if stats.sent < stats.spans:
-            _warn_line(f"otel: {stats.spans - stats.sent} of {stats.spans} spans were not exported to {self.config.endpoint}")
-        return stats
+        otel_log = logging.getLogger("opentelemetry")
+        otel_log.removeHandler(self._reasons)
+        otel_log.propagate = self._propagated
+        return self.statistics()
 
     def _flush_and_stop(self) -> None:
         self._processor.force_flush()
@@ -275,19 +292,25 @@ class SpanSender:
 
     def statistics(self) -> SendStatistics:
         """Spans handed over and sent so far."""
-        return SendStatistics(self._spans, getattr(self._exporter, "sent", 0))
+        return SendStatistics(self._spans, self._counts.sent, self._reasons.first)
 
 
 class LiveTrace:
     """A run's spans exported while it runs: subscribe :meth:`feed` to the event log.
 
-    A failure in here (a bug, an SDK error) is one warning line and ends the export, never
-    the run: the log's subscribers must not raise.
+    The event loop only translates (:class:`TraceBuilder`); recreating the spans in the SDK
+    happens in a thread of this object's own, and sending them in the SDK's. A failure in
+    here (a bug, an SDK error) is one warning line and ends the export, never the run: the
+    log's subscribers must not raise.
     """
 
     def __init__(self, config: OtelConfig) -> None:
         self.builder = TraceBuilder(content=config.content)
-        self.sender: SpanSender | None = SpanSender(config)
+        self._sender = SpanSender(config, live=True)
+        self._queue: queue.SimpleQueue[list[SpanRecord] | None] = queue.SimpleQueue()
+        self._failed = False
+        self._thread = threading.Thread(target=self._send_queued, name="agentctl-otel-spans", daemon=True)
+        self._thread.start()
 
     def catch_up(self, events_file: Path, last_seq: int) -> None:
         """Feed what a resumed run logged before (its spans go again, with the same ids)."""
@@ -300,23 +323,39 @@ class LiveTrace:
 
     def feed(self, event: Mapping[str, Any]) -> None:
         """Take one event (the log's subscriber)."""
-        if self.sender is None:
+        if self._failed:
             return
         try:
             spans = self.builder.feed(event)
-            if spans:
-                self.sender.send(spans)
         except Exception as exc:
-            self.sender = None
-            _warn_line(f"otel: export stopped: {type(exc).__name__}: {exc}; the run goes on")
+            self._fail(exc)
+            return
+        if spans:
+            self._queue.put(spans)
 
     def close(self) -> None:
         """End the run's span, send what is left within :data:`RUN_GRACE` (blocking: call it in a thread)."""
-        if self.sender is None:
-            return
-        sender, self.sender = self.sender, None
-        try:
-            sender.send(self.builder.close())
-        finally:
-            sender.close(RUN_GRACE)
+        if not self._failed:
+            try:
+                self._queue.put(self.builder.close())
+            except Exception as exc:
+                self._fail(exc)
+        self._queue.put(None)
+        self._thread.join()  # CPU work only: sending is the SDK's thread's, bounded below
+        stats = self._sender.close(RUN_GRACE)
+        if stats.sent < stats.spans:
+            _warn_line(f"otel: {stats.spans - stats.sent} of {stats.spans} spans were not exported to "
+                       f"{self._sender.config.endpoint}")
 
+    def _send_queued(self) -> None:
+        while (spans := self._queue.get()) is not None:
+            if not self._failed:
+                try:
+                    self._sender.send(spans)
+                except Exception as exc:
+                    self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        if not self._failed:
+            self._failed = True
+            _warn_line(f"otel: export stopped: {type(exc).__name__}: {exc}; the run goes on")
