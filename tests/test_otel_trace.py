@@ -187,3 +187,23 @@ def test_a_hostile_log_gives_spans_for_what_it_can_and_never_raises(traced_run: 
     assert not [s for s in spans if s.name.startswith("execute_tool")]
     assert not [s for s in spans if s.name == "invoke_agent helper"]
     assert [s.name for s in spans if s.name == "chat m1" and s.attributes.get("agentctl.unfinished")] == ["chat m1"] * 3
+
+
+def test_a_call_the_dead_process_left_in_flight_ends_where_that_process_stopped(traced_run: Path) -> None:
+    """The log of a run killed during its second model call, then resumed: the call's span
+    ends at the dead process's last event, with an error status; the run span goes on."""
+    evs = events(traced_run)
+    cut = [i for i, e in enumerate(evs) if e["type"] == "llm/requested"][1] + 1
+    died_at = evs[cut - 1]["t"]
+    resumed = {"seq": cut + 1, "t": died_at + 5000, "run_id": evs[0]["run_id"], "type": "run/resumed", "agent_id": None,
+               "from_seq": cut, "torn_line": None, "checkpoint": None, "agents": ["plan", "writer"], "pid": 1,
+               "control": "x"}
+    after = [{**e, "seq": e["seq"] + 1, "t": e["t"] + 5000} for e in evs[cut:]]
+    spans = trace_of([*evs[:cut], resumed, *after])
+    call = evs[cut - 1]["call_id"]
+    interrupted = [s for s in spans if s.attributes.get("agentctl.call_id") == call]
+    assert len(interrupted) == 1
+    assert interrupted[0].end_ns == died_at * 10**6 and interrupted[0].attributes["agentctl.interrupted"] is True
+    assert interrupted[0].error is not None and interrupted[0].error.startswith("interrupted")
+    run = only(spans, "agentctl run traced")
+    assert run.attributes["agentctl.resumes"] == 1 and run.end_ns == after[-1]["t"] * 10**6 and run.error is None
