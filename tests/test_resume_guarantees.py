@@ -256,10 +256,11 @@ def killed_when(tmp_path: Path, plan: Path, check: Callable[[list[dict[str, Any]
     return ws, run_dir
 
 
-def _killed_while_sleeping(tmp_path: Path, plan: Path) -> tuple[Path, Path]:
-    """Run ``plan``, SIGKILL it 1 s into its agent's sleep, and leave it down 1.5 s more (time
-    that counts against budgets and sleeps too). The workspace and the run directory."""
-    ws, run_dir = killed_when(tmp_path, plan, lambda evs: any(e["type"] == "agent/status" and e.get("status") == "sleeping"
+def _killed_while_sleeping(tmp_path: Path, plan: Path, status: str = "sleeping") -> tuple[Path, Path]:
+    """Run ``plan``, SIGKILL it 1 s into its agent's sleep (or other ``status``: waiting,
+    blocked), and leave it down 1.5 s more (time that counts against budgets and sleeps
+    too). The workspace and the run directory."""
+    ws, run_dir = killed_when(tmp_path, plan, lambda evs: any(e["type"] == "agent/status" and e.get("status") == status
                                                               for e in evs), after=1.0)
     time.sleep(1.5)
     return ws, run_dir
@@ -293,6 +294,81 @@ def test_a_sleep_in_progress_sleeps_only_what_is_left_after_a_resume(tmp_path: P
     # From zero, the sleep would end 4 s after the resume; it had at most 1.5 s left.
     assert woke - back < 3000 and woke - began >= 4000
     assert (ws / "out" / "awake.txt").read_text() == "awake\n"
+
+
+def _first(events: list[dict[str, Any]], type: str, **fields: Any) -> dict[str, Any]:
+    return next(e for e in events if e["type"] == type and all(e.get(k) == v for k, v in fields.items()))
+
+
+@pytest.mark.slow
+def test_a_wait_timeout_counts_from_when_the_wait_began_across_a_resume(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, "name: waits\ntasks:\n  - id: waiter\n    agent: script\n    restart: temporary\n"
+                      "    steps:\n      - write: {path: out/before.txt, content: x}\n"
+                      "      - wait: {kind: never, timeout: 4}\n")
+    _gives_up_its_full_time_after_it_began(tmp_path, plan, "waiting", ("agent/status", "waiting"), "timed out after 4")
+
+
+def _gives_up_its_full_time_after_it_began(tmp_path: Path, plan: Path, status: str, began: tuple[str, str],
+                                           error: str) -> Path:
+    """Kill the run 1 s into ``status``, resume it 1.5 s later; the waiter fails with ``error``
+    4 s after the event ``began`` (type, and status if any) as it would have without the
+    crash: less than 3 s after the resume, not 4 s after it. The workspace."""
+    ws, run_dir = _killed_while_sleeping(tmp_path, plan, status)
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 1
+    events = list(read_events(run_dir / "events.jsonl"))
+    start = _first(events, began[0], agent_id="waiter", **({"status": began[1]} if began[1] else {}))["t"]
+    back = _first(events, "run/resumed")["t"]
+    failed = _first(events, "agent/error", agent_id="waiter")
+    assert error in failed["error"]
+    assert failed["t"] - back < 3000 and failed["t"] - start >= 3900
+    return ws
+
+
+LOCK_WAIT = """\
+name: lockwait
+{policy}tasks:
+  - id: holder
+    agent: script
+    steps:
+      - lock: out/p
+      - sleep: 5
+      - unlock: out/p
+  - id: waiter
+    agent: script
+    restart: temporary
+    steps:
+      - send: {{to: holder, kind: hello}}
+      - lock: {{path: out/p, timeout: {timeout}}}
+      - write: {{path: out/waiter.txt, content: got it}}
+"""
+
+
+@pytest.mark.slow
+def test_a_lock_wait_timeout_counts_from_when_the_wait_began_across_a_resume(tmp_path: Path) -> None:
+    # The holder keeps the lock 5 s; the waiter gives up after 4 s of waiting, as it would
+    # have without the crash. Counted from the resume, its wait would outlast the holder's
+    # sleep, and it would get the lock.
+    plan = write_plan(tmp_path, LOCK_WAIT.format(policy="", timeout=4))
+    ws = _gives_up_its_full_time_after_it_began(tmp_path, plan, "blocked", ("lock/conflict", ""), "step lock failed: conflict")
+    assert not (ws / "out" / "waiter.txt").exists()
+
+
+@pytest.mark.slow
+def test_an_arbiter_timeout_counts_from_when_the_conflict_opened_across_a_resume(tmp_path: Path) -> None:
+    # The arbiter (the plan's root) never answers: after 4 s the conflict is settled first-come.
+    plan = write_plan(tmp_path, LOCK_WAIT.format(policy="policy: {conflicts: arbiter, conflict_timeout: 4}\n",
+                                                 timeout=30))
+    ws, run_dir = _killed_while_sleeping(tmp_path, plan, "blocked")
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    events = list(read_events(run_dir / "events.jsonl"))
+    opened = _first(events, "conflict/opened", agent_id="waiter")["t"]
+    back = _first(events, "run/resumed")["t"]
+    settled = [e for e in events if e["type"] == "conflict/resolved" and e["by"] == "timeout"]
+    assert len(settled) == 1 and settled[0]["t"] > back
+    assert settled[0]["t"] - back < 3000 and settled[0]["t"] - opened >= 3900
+    assert (ws / "out" / "waiter.txt").read_text() == "got it"
 
 
 def test_a_checkpoint_holds_the_state_of_its_seq_even_while_events_arrive_during_its_write(tmp_path: Path) -> None:
@@ -358,7 +434,39 @@ def test_a_lock_taken_released_and_taken_again_is_held_across_a_resume(tmp_path:
     assert (ws / "out" / "lines.txt").read_text() == "line-01\nline-02\n"
     events = list(read_events(run_dir / "events.jsonl"))
     back = next(i for i, e in enumerate(events) if e["type"] == "run/resumed")
-    holder = [(e["type"], e.get("restored", False)) for e in events[back:]
+    holder = [(e["type"], e.get("by")) for e in events[back:]
               if e["type"].startswith("lock/") and e["agent_id"] == "holder"]
     # Given back at the resume, released once: by the holder's last step, after its line.
-    assert holder == [("lock/acquired", True), ("lock/released", False)]
+    assert holder == [("lock/acquired", "resume"), ("lock/released", None)]
+
+
+TOOL_LOCK = """\
+name: toollock
+tasks:
+  - id: writer
+    agent: script
+    steps:
+      - append: {path: out/x.txt, content: "x\\n"}
+      - send: {to: locker, kind: go}
+  - id: locker
+    agent: script
+    steps:
+      - wait: {kind: go, timeout: 30}
+      - lock: out/x.txt
+      - unlock: out/x.txt
+"""
+
+
+def test_the_path_lock_of_a_write_cut_by_a_crash_is_not_given_back_to_its_agent(tmp_path: Path) -> None:
+    """fs/append holds its path's lock while it writes; killed mid-call, that hold is not a
+    lock of the agent's steps: resume does not give it back (the rerun takes it again), nor
+    replay it as one (the writer's replay would never end)."""
+    plan = write_plan(tmp_path, TOOL_LOCK)
+    ws, run_dir, crashed = start_run(tmp_path, plan, env={"AGENTCTL_FAULT": "kill@tool/prepared#1"})
+    assert crashed.returncode == -signal.SIGKILL
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (ws / "out" / "x.txt").read_text() == "x\n"
+    events = list(read_events(run_dir / "events.jsonl"))
+    assert not [e for e in events if e["type"] == "lock/acquired" and e["by"] == "resume"]
+    assert _first(events, "lock/acquired", agent_id="locker")["by"] == "step"

@@ -8,7 +8,6 @@ of being skipped. Messages that arrive while the script is busy are kept for ``w
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +39,7 @@ def script_step(steps: Sequence[Step], defaults: Defaults = Defaults()):
                     state.pop("wait_until", None)
                     state["pc"] = pc = pc + 1
                     continue
-                return _wait_more(current, state)
+                return _wait_more(current, state, ctx.now)
             if current.op == "resolve":
                 conflict = _pop(mailbox, "conflict")
                 if conflict is None:
@@ -77,12 +76,13 @@ def _resolve(me: str, step: Step, conflict: Any) -> act.Action:
     return act.send(str(to), "resolve", answer, conflict.thread_id)
 
 
-def _wait_more(step: Step, state: dict[str, Any]) -> list[act.Action]:
+def _wait_more(step: Step, state: dict[str, Any], now: float) -> list[act.Action]:
+    # On the step's clock (ctx.now): a replayed step computes the deadline it first did.
     timeout = step.arg.get("timeout")
     if timeout is None:
         return []
-    until = state.setdefault("wait_until", time.monotonic() + float(timeout))
-    left = until - time.monotonic()
+    until = state.setdefault("wait_until", now + float(timeout))
+    left = until - now
     if left <= 0:
         raise ScriptFailed(f"wait for {step.arg['kind']!r} timed out after {timeout}s")
     return [act.sleep(left, wake_on_message=True)]

@@ -34,19 +34,19 @@ class Journal:
     #: When the agent was first spawned (the logged ``t``, ms), kept across its restarts as
     #: its ``max_seconds`` deadline is: resume counts the deadline from it.
     started_t: int | None = None
-    #: When a ``sleep`` it is in now began (the logged ``t``, ms): resume sleeps only the rest.
-    sleeping_since: int | None = None
+    #: When this start of the agent was (the logged ``t``, ms): its replayed steps' clock
+    #: starts there, and each outcome's ``t`` moves it on (see ``Agent.clock_t``).
+    began_t: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for checkpoints (calls are shared with ``effects``)."""
-        return {"effects": self.effects, "inbox": self.inbox, "started_t": self.started_t,
-                "sleeping_since": self.sleeping_since}
+        return {"effects": self.effects, "inbox": self.inbox, "started_t": self.started_t, "began_t": self.began_t}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Journal:
         """The inverse of :meth:`to_dict`."""
         journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"),
-                      sleeping_since=d.get("sleeping_since"))
+                      began_t=d.get("began_t"))
         journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
         return journal
 
@@ -87,23 +87,16 @@ JournalHandler = Callable[[dict[str, "Journal"], dict[str, Any]], None]
 
 def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
     before = by.get(e["agent_id"]) if e["type"] == "agent/restarted" else None
-    by[e["agent_id"]] = Journal(started_t=before.started_t if before is not None else e.get("t"))
+    by[e["agent_id"]] = Journal(started_t=before.started_t if before is not None else e.get("t"), began_t=e.get("t"))
     parent = by.get(e.get("parent_id") or "") if e["type"] == "agent/spawned" else None
     if parent is not None:
-        parent.effects.append({"op": "spawn", "child_id": e["agent_id"], "ok": True})
+        parent.effects.append({"op": "spawn", "child_id": e["agent_id"], "ok": True, "t": e.get("t")})
 
 
 def _end(by: dict[str, Journal], e: dict[str, Any]) -> None:
     # Agents stopped by a shutdown (Ctrl-C, SIGTERM) were mid-task: resume continues them.
     if e["type"] != "agent/stopped" or e.get("reason") != "shutdown":
         by.pop(e.get("agent_id"), None)  # type: ignore[arg-type]
-
-
-def _status(by: dict[str, Journal], e: dict[str, Any]) -> None:
-    if e.get("reason") == "sleep":
-        journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
-        if journal is not None:
-            journal.sleeping_since = e.get("t") if e.get("status") == "sleeping" else None
 
 
 def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
@@ -114,7 +107,7 @@ def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
     sender = None if get("signal") else by.get(get("from"))  # type: ignore[arg-type]
     if sender is not None:
         sender.effects.append({"op": "send", "ok": bool(delivered), "via": get("via"), "msg_id": get("msg_id"),
-                               "to": get("to")})
+                               "to": get("to"), "t": get("t")})
     if delivered:
         owner = by.get(get("agent_id"))  # type: ignore[arg-type]
         if owner is not None:
@@ -126,21 +119,22 @@ def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
 def _denied(by: dict[str, Journal], e: dict[str, Any]) -> None:
     sender = by.get(e.get("from"))  # type: ignore[arg-type]
     if sender is not None:
-        sender.effects.append({"op": "send", "ok": False, "error": e.get("reason"), "to": e.get("to")})
+        sender.effects.append({"op": "send", "ok": False, "error": e.get("reason"), "to": e.get("to"), "t": e.get("t")})
 
 
 def _refused(by: dict[str, Journal], e: dict[str, Any]) -> None:
     parent = by.get(e.get("agent_id"))  # type: ignore[arg-type]
     if parent is not None:
-        parent.effects.append({"op": "spawn", "child_id": e.get("child_id"), "ok": False, "error": e.get("error")})
+        parent.effects.append({"op": "spawn", "child_id": e.get("child_id"), "ok": False, "error": e.get("error"),
+                               "t": e.get("t")})
 
 
 def _locked(by: dict[str, Journal], e: dict[str, Any]) -> None:
-    # A lock a resume gave back is not an acquire of the agent's steps: replay must not
-    # answer one of them with it.
+    # Only its steps' acquires are replayed: a tool's hold of the path it writes, or a
+    # lock a resume gave back, is not one of them.
     journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
-    if journal is not None and not e.get("restored"):
-        journal.effects.append({"op": "lock", "path": e.get("path")})
+    if journal is not None and e.get("by") == "step":
+        journal.effects.append({"op": "lock", "path": e.get("path"), "t": e.get("t")})
 
 
 def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:
@@ -154,7 +148,7 @@ def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:
             if held.pop("approval", None) is not None:
                 held["arguments"] = e.get("arguments")
             return
-        effect = {"op": op, "call_id": e["call_id"], "name": e.get("tool"), "done": False}
+        effect = {"op": op, "call_id": e["call_id"], "name": e.get("tool"), "done": False, "t": e.get("t")}
         if op == "tool":
             effect["arguments"] = e.get("arguments")  # for a recover check; dropped with the result
         journal.effects.append(effect)
@@ -168,7 +162,8 @@ def _approval_requested(by: dict[str, Journal], e: dict[str, Any]) -> None:
     journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
     if journal is None or e["call_id"] in journal.calls:
         return
-    effect = {"op": "tool", "call_id": e["call_id"], "name": e.get("tool"), "done": False, "approval": "pending"}
+    effect = {"op": "tool", "call_id": e["call_id"], "name": e.get("tool"), "done": False, "approval": "pending",
+              "t": e.get("t")}
     journal.effects.append(effect)
     journal.calls[e["call_id"]] = effect
 
@@ -181,7 +176,7 @@ def _approval_answered(by: dict[str, Journal], e: dict[str, Any]) -> None:
     if e["type"] == "approval/granted":
         effect["approval"] = "granted"
         return
-    _settle(effect, False, None, None, 0)
+    _settle(effect, False, None, None, 0, e.get("t"))
     effect.pop("approval", None)
     effect["denied"] = {"by": e.get("by"), "reason": e.get("reason")}
 
@@ -207,7 +202,7 @@ def _recovered(by: dict[str, Journal], e: dict[str, Any]) -> None:
         return
     applied = e.get("applied")
     if applied:
-        _settle(effect, True, None, e.get("result"), 0)
+        _settle(effect, True, None, e.get("result"), 0, None)
     else:
         effect["verdict"] = "rerun" if applied is False else "unknown"
 
@@ -221,12 +216,16 @@ def _result(by: dict[str, Journal], e: dict[str, Any]) -> None:
     if effect is None or effect["done"] or e.get("error_type") == "cancelled":
         return
     _settle(effect, bool(e.get("ok")), e.get("error"), e.get("result") if e["type"] == "tool/result" else e.get("reply"),
-            int(e.get("prompt_tokens") or 0) + int(e.get("completion_tokens") or 0))
+            int(e.get("prompt_tokens") or 0) + int(e.get("completion_tokens") or 0), e.get("t"))
     if e.get("error_type") == "interrupted":
         effect["interrupted"] = True  # its worker was lost: replayed as it was told live
 
 
-def _settle(effect: dict[str, Any], ok: bool, error: Any, value: Any, tokens: int) -> None:
+def _settle(effect: dict[str, Any], ok: bool, error: Any, value: Any, tokens: int, t: int | None) -> None:
+    """Record a call's outcome; ``t``: when the agent got it (None: a resume's check found
+    it applied, and the time of its request stays the best one known)."""
+    if t is not None:
+        effect["t"] = t
     effect["done"] = True
     effect["ok"] = ok
     effect["error"] = error
@@ -245,7 +244,6 @@ HANDLERS: dict[str | None, JournalHandler] = {
     "agent/error": _end,
     "agent/stopped": _end,
     "agent/message": _message,
-    "agent/status": _status,
     "bus/denied": _denied,
     "lock/acquired": _locked,
     "policy/refused": _refused,

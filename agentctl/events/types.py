@@ -195,7 +195,7 @@ class LockAcquired(Event, frozen=True, tag="lock/acquired"):
     path: str
     mode: str
     count: int
-    restored: bool = False
+    by: str = "step"
 
 
 class LockReleased(Event, frozen=True, tag="lock/released"):

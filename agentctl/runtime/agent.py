@@ -9,6 +9,7 @@ which is what keeps 100,000 idle agents cheap.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
@@ -30,7 +31,7 @@ class Agent:
         "spec", "id", "parent", "depth", "grant", "inbox", "children", "state", "results",
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
         "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
-        "interrupted_call", "slept",
+        "interrupted_call", "clock_t",
         "__weakref__",
     )
 
@@ -66,9 +67,22 @@ class Agent:
         # if the step that receives it fails, the agent fails for good (no restart reruns
         # its earlier steps; see docs/durability.md). Cleared once a step gets past it.
         self.interrupted_call: str | None = None
-        # Seconds a sleep in progress when the run died had already slept (crash resume):
-        # taken off the next sleep, so a sleep lasts as long as asked across a resume.
-        self.slept = 0.0
+        # While a resumed agent replays its past: the recorded wall-clock time (seconds) its
+        # steps are at, so that waits its steps start count from when they first began
+        # (the time the run was down included). None once the agent is live again.
+        self.clock_t: float | None = None
+
+    def left_of(self, seconds: float) -> float:
+        """What is left of a wait of ``seconds`` that its latest step started: all of it for
+        a live agent; for one replaying its past, counted from the time that step first ran."""
+        at = self.clock_t
+        return seconds if at is None else max(0.0, at + seconds - time.time())
+
+    def waited(self, seconds: float, left: float) -> None:
+        """A wait of ``seconds`` is over, ``left`` of it waited now: a wait that really waited
+        brings the agent's clock up to now; one that was over already moves it on."""
+        if self.clock_t is not None:
+            self.clock_t = self.clock_t + seconds if left <= 0 else None
 
     @property
     def budget(self) -> Budget:

@@ -18,6 +18,7 @@ decides the outcome (``conflict/resolved``, and a ``resolved`` message to the me
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +79,12 @@ class Conflicts:
         self.timeout = timeout
         self.open: dict[str, OpenConflict] = {}
 
-    def opened(self, requester: Agent, conflict: Conflict, *, waiting: bool) -> None:
-        """A lock action of ``requester`` met ``conflict``: open its thread and apply the policy."""
+    def opened(self, requester: Agent, conflict: Conflict, *, waiting: bool, since: float | None = None) -> None:
+        """A lock action of ``requester`` met ``conflict``: open its thread and apply the policy.
+
+        ``since``: the wall-clock time the lock action was first asked for, if earlier than
+        now (a resumed agent's replayed step): the arbiter's time to answer counts from it.
+        """
         k = self._kernel
         holder = k.agents.get(conflict.holder)
         arbiter = common_ancestor(requester, holder)
@@ -93,7 +98,8 @@ class Conflicts:
             if member != c.requester:
                 k.bus.signal(c.requester, member, "conflict", c.body(), c.thread_id)
         if self.policy == "arbiter" and c.arbiter is not None:
-            k.timers.call_later(self.timeout, lambda: self._timed_out(c.thread_id))
+            left = self.timeout if since is None else max(0.0, since + self.timeout - time.time())
+            k.timers.call_later(left, lambda: self._timed_out(c.thread_id))
         elif self.policy == "priority":
             self._by_priority(c, by="policy")
         else:

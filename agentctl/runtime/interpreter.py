@@ -129,7 +129,7 @@ def _spawn(svc: ActionServices, agent: Agent, action: Spawn) -> Result:
 def _acquire(svc: ActionServices, agent: Agent, action: AcquireLock) -> Result:
     lock = svc.locks.try_acquire(agent.id, action.path, action.mode)
     if lock.conflict is not None:
-        svc.conflicts.opened(agent, lock.conflict, waiting=False)
+        svc.conflicts.opened(agent, lock.conflict, waiting=False, since=agent.clock_t)
     return Result(action, lock.ok, lock, None if lock.ok else "conflict")
 
 
@@ -192,23 +192,29 @@ async def run_action(svc: ActionServices, agent: Agent, action: Action) -> Resul
         action = answer or action
     if is_fast(action):
         return run_fast(svc, agent, action, replayed=True)
-    if isinstance(action, CallTool):
-        return await _call_tool(svc, agent, action)
-    if isinstance(action, CallLLM):
-        return await _call_llm(svc, agent, action)
     if isinstance(action, Sleep):
         return await _sleep(svc, agent, action)
-    if isinstance(action, AcquireLock):
-        svc.set_status(agent, "blocked", "lock")
-        lock = await svc.locks.acquire(
-            agent.id, action.path, action.mode, timeout=action.timeout,
-            on_conflict=lambda conflict: svc.conflicts.opened(agent, conflict, waiting=True),
-        )
-        svc.set_status(agent, "running", "lock")
-        return Result(action, lock.ok, lock, None if lock.ok else "conflict")
+    if isinstance(action, (CallTool, CallLLM, AcquireLock)):
+        result = await (_call_tool(svc, agent, action) if isinstance(action, CallTool) else
+                        _call_llm(svc, agent, action) if isinstance(action, CallLLM) else _lock(svc, agent, action))
+        agent.clock_t = None  # its outcome came now: a resumed agent's steps are live again
+        return result
     if isinstance(action, Parallel):
         return await _parallel(svc, agent, action)
     raise ActionError(f"unknown action {action!r}")
+
+
+async def _lock(svc: ActionServices, agent: Agent, action: AcquireLock) -> Result:
+    # Durable across a resume: the wait and an arbiter's time to answer count from when
+    # the step first asked (agent.clock_t), not from now.
+    svc.set_status(agent, "blocked", "lock")
+    since = agent.clock_t
+    lock = await svc.locks.acquire(
+        agent.id, action.path, action.mode, timeout=agent.left_of(action.timeout),
+        on_conflict=lambda conflict: svc.conflicts.opened(agent, conflict, waiting=True, since=since),
+    )
+    svc.set_status(agent, "running", "lock")
+    return Result(action, lock.ok, lock, None if lock.ok else "conflict")
 
 
 async def _sleep(svc: ActionServices, agent: Agent, action: Sleep) -> Result:
@@ -216,15 +222,19 @@ async def _sleep(svc: ActionServices, agent: Agent, action: Sleep) -> Result:
         return Result(action, True, "message")
     # A sleep that a message ends (a script's `wait` step) is waiting for that message.
     svc.set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
+    # Durable across a resume: only what is left since the step first asked.
+    seconds = agent.left_of(action.seconds)
     try:
         if not action.wake_on_message:
-            seconds, agent.slept = max(0.0, action.seconds - agent.slept), 0.0
             await anyio.sleep(seconds)
+            agent.waited(action.seconds, seconds)
             return Result(action, True, "timeout")
         agent.interrupt = anyio.Event()
-        with anyio.move_on_after(action.seconds):
+        with anyio.move_on_after(seconds):
             await agent.interrupt.wait()
+            agent.clock_t = None  # the message came now
             return Result(action, True, "message")
+        agent.waited(action.seconds, seconds)
         return Result(action, True, "timeout")
     finally:
         agent.interrupt = None

@@ -13,7 +13,7 @@ denied one gets its denial back.
 Otherwise it runs again if its tool is idempotent (LLM calls always may); an unknown or
 non-idempotent one gets an ``interrupted`` result. Sleeps and stops answer at once (the
 clock already ran). The locks the agent held were given back to it before it started
-(``lock/acquired`` with ``restored``), so its recorded lock actions never touch the lock
+(``lock/acquired`` by ``resume``), so its recorded lock actions never touch the lock
 table again: an acquire its journal recorded answers at once, and so does a release of a
 lock that one of those replayed acquires took. Any other lock action runs live (an
 acquire that was still waiting at the crash, and the release that follows it).
@@ -95,6 +95,8 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
         return None
     if rep.finished:
         agent.replay = None
+    if effect.get("t") is not None:
+        agent.clock_t = effect["t"] / 1000  # the next step runs when this outcome came
     if op == "lock":
         path = effect["path"]
         rep.holds[path] = rep.holds.get(path, 0) + 1
@@ -110,7 +112,10 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
 
 def _instant(agent: Agent, action: Action) -> Result:
     if isinstance(action, Sleep):
-        return Result(action, True, "message" if action.wake_on_message and len(agent.inbox) else "timeout")
+        if action.wake_on_message and len(agent.inbox):
+            return Result(action, True, "message")
+        agent.waited(action.seconds, 0.0)
+        return Result(action, True, "timeout")
     return Result(action, True)
 
 

@@ -110,6 +110,8 @@ class Scheduler:
             reason = "results"
         elif len(agent.inbox):
             reason = "message"
+            if agent.replay is None:
+                agent.clock_t = None  # woken by a message that came now
         elif agent.tick_due:
             reason = "tick"
         else:
@@ -125,7 +127,7 @@ class Scheduler:
         ctx = StepContext(
             agent.id, agent.parent.id if agent.parent else None, agent.depth, agent.spec, reason,
             messages, results, agent.state, agent.grant.model, agent.grant.tools, agent.grant.budget,
-            tuple(agent.children) if agent.children else (), agent.steps, partial(self._left, agent),
+            tuple(agent.children) if agent.children else (), agent.steps, partial(self._left, agent), agent.clock_t,
         )
         try:
             out = agent.spec.step(ctx)

@@ -7,6 +7,7 @@ from the same spec.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
@@ -85,6 +86,10 @@ class StepContext(msgspec.Struct, frozen=True):
         children: ids of the agent's live children, in start order.
         step_no: 1 for the first step.
         budget_left: what remains of each limit (``None``: unlimited), computed when read.
+        now: wall-clock seconds (``time.time()``) as this step sees them. A step replayed
+            after a crash sees the time it first ran at (the logged time of the outcome it
+            follows), so a deadline a step keeps in ``state`` holds across a resume; the
+            runtime counts sleeps, lock waits and arbiter answers the same way.
     """
 
     agent_id: str
@@ -101,6 +106,13 @@ class StepContext(msgspec.Struct, frozen=True):
     children: tuple[str, ...]
     step_no: int
     left: Callable[[], Budget] = Budget
+    #: The replayed time of this step (None: live); read it through :attr:`now`.
+    at: float | None = None
+
+    @property
+    def now(self) -> float:
+        """Wall-clock seconds for this step: the recorded time of a replayed one, else now."""
+        return time.time() if self.at is None else self.at
 
     @property
     def budget_left(self) -> Budget:

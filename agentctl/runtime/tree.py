@@ -187,10 +187,13 @@ class Tree:
             # max_seconds counts from the agent's first spawn, not from this process's start.
             spent = max(0.0, time.time() - journal.started_t / 1000)
             agent.deadline = clock() + max(0.0, agent.budget.max_seconds - spent)  # type: ignore[operator]
-        if journal.sleeping_since is not None:
-            agent.slept = max(0.0, time.time() - journal.sleeping_since / 1000)
+        if journal.began_t is not None:
+            agent.clock_t = journal.began_t / 1000
+        # The locks its steps held; a tool's hold of the path it was writing went with its
+        # call (a rerun takes it again).
+        stepped = {effect["path"] for effect in journal.effects if effect["op"] == "lock"}
         for path, holders in self._resume.locks.items():
-            if agent.id in holders:
+            if agent.id in holders and path in stepped:
                 self._locks.restore(agent.id, path, holders[agent.id])
         if journal.effects:
             agent.replay = Replay(journal)

@@ -113,12 +113,13 @@ class _Hold:
 
 
 class _Waiter:
-    __slots__ = ("agent", "event", "granted", "mode", "path")
+    __slots__ = ("agent", "by", "event", "granted", "mode", "path")
 
-    def __init__(self, agent: str, path: str, mode: str) -> None:
+    def __init__(self, agent: str, path: str, mode: str, by: str) -> None:
         self.agent = agent
         self.path = path
         self.mode = mode
+        self.by = by
         self.event = anyio.Event()
         self.granted: LockResult | None = None
 
@@ -163,18 +164,20 @@ class LockService:
 
     # -- acquire -----------------------------------------------------------------
 
-    def try_acquire(self, agent_id: str, path: str, mode: str = "write") -> LockResult:
-        """Take the lock now or report the conflict (emitting ``lock/conflict``).
+    def try_acquire(self, agent_id: str, path: str, mode: str = "write", *, by: str = "step") -> LockResult:
+        """Take the lock now or report the conflict (emitting ``lock/conflict``). ``by``: who
+        takes it, ``step`` (an agent's lock action) or ``tool`` (a tool holding the path
+        while it writes); crash resume replays only the first kind.
 
         Raises:
             LockError: for a bad path or mode.
         """
         path, mode = self._check(path, mode)
-        return self._try(agent_id, path, mode)
+        return self._try(agent_id, path, mode, by)
 
     async def acquire(
         self, agent_id: str, path: str, mode: str = "write", *, timeout: float = 0.0,
-        on_conflict: Callable[[Conflict], None] | None = None,
+        on_conflict: Callable[[Conflict], None] | None = None, by: str = "step",
     ) -> LockResult:
         """Take the lock, waiting up to ``timeout`` seconds for it (0: answer at once).
 
@@ -186,12 +189,12 @@ class LockService:
             LockError: for a bad path or mode.
         """
         path, mode = self._check(path, mode)
-        first = self._try(agent_id, path, mode)
+        first = self._try(agent_id, path, mode, by)
         if not first.ok and on_conflict is not None and first.conflict is not None:
             on_conflict(first.conflict)
         if first.ok or timeout <= 0:
             return first
-        waiter = _Waiter(agent_id, path, mode)
+        waiter = _Waiter(agent_id, path, mode, by)
         self._waiters.append(waiter)
         try:
             with anyio.move_on_after(timeout):
@@ -210,19 +213,19 @@ class LockService:
 
     def restore(self, agent_id: str, path: str, mode: str) -> None:
         """Give ``agent_id`` back a lock it held when the run died (crash resume, before any
-        agent runs, so nothing can conflict); its ``lock/acquired`` says ``restored``."""
+        agent runs, so nothing can conflict); its ``lock/acquired`` says ``by: resume``."""
         path, mode = self._check(path, mode)
-        self._grant(agent_id, path, mode, restored=True)
+        self._grant(agent_id, path, mode, "resume")
 
     def _check(self, path: str, mode: str) -> tuple[str, str]:
         if mode not in _MODES:
             raise LockError(f"lock mode must be 'read' or 'write', got {mode!r}")
         return normalize_path(path), mode
 
-    def _try(self, agent_id: str, path: str, mode: str) -> LockResult:
+    def _try(self, agent_id: str, path: str, mode: str, by: str) -> LockResult:
         found = self._find_conflict(agent_id, path, mode)
         if found is None:
-            return self._grant(agent_id, path, mode)
+            return self._grant(agent_id, path, mode, by)
         holder, holder_path, holder_mode = found
         self._n_conflicts += 1
         conflict = Conflict(f"{self._id_prefix}{self._n_conflicts}", path, mode, holder, holder_path, holder_mode)
@@ -255,7 +258,7 @@ class LockService:
                         return holder, p, h.mode
         return None
 
-    def _grant(self, agent_id: str, path: str, mode: str, *, restored: bool = False) -> LockResult:
+    def _grant(self, agent_id: str, path: str, mode: str, by: str) -> LockResult:
         mine = self._by_agent.setdefault(agent_id, {})
         hold = mine.get(path)
         if hold is None:
@@ -266,7 +269,7 @@ class LockService:
             hold.mode = "write"
         hold.count += 1
         self._acquired += 1
-        self._emit("lock/acquired", agent_id, path=path, mode=hold.mode, count=hold.count, restored=restored)
+        self._emit("lock/acquired", agent_id, path=path, mode=hold.mode, count=hold.count, by=by)
         return LockResult(True, path, hold.mode, None, hold.count)
 
     def _grant_waiters(self) -> None:
@@ -277,7 +280,7 @@ class LockService:
                 blocked.append(w)
                 continue
             self._waiters.remove(w)
-            w.granted = self._grant(w.agent, w.path, w.mode)
+            w.granted = self._grant(w.agent, w.path, w.mode, w.by)
             w.event.set()
 
     # -- release -----------------------------------------------------------------

@@ -69,7 +69,7 @@ async def _write_lock(ctx: ToolContext, rel: str) -> AsyncIterator[None]:
     if locks is None:
         yield
         return
-    result = await locks.acquire(ctx.agent_id, rel, "write", timeout=ctx.lock_wait)
+    result = await locks.acquire(ctx.agent_id, rel, "write", timeout=ctx.lock_wait, by="tool")
     if not getattr(result, "ok", False):
         raise ToolError(f"{rel}: locked by {_holder(result)} (waited {ctx.lock_wait:g}s)")
     try:
