@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Any
 
 from ..frozen import FrozenDict, freeze, thaw
@@ -78,7 +79,11 @@ class Task:
 
     def spec_key(self) -> object:
         """A hashable value equal for two tasks iff their specs are equal (``line`` ignored)."""
-        return tuple(getattr(self, f.name) for f in fields(self) if f.compare)
+        return _spec_key(self)
+
+
+# The compared fields in one C call: every reconcile keys each of the plan's tasks.
+_spec_key = attrgetter(*(f.name for f in fields(Task) if f.compare))
 
 
 @dataclass(frozen=True, slots=True)

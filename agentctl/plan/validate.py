@@ -64,9 +64,9 @@ class _Checker:
         """The line of ``path``, else of its nearest ancestor that has one."""
         return None if self.lines is None else self.lines.nearest(path)
 
-    def item_lines(self, path: Path) -> list[int] | None:
-        """The lines of the items of the list at ``path``, when known."""
-        return None if self.lines is None else self.lines.items(path)
+    def item_lines(self, sequence: list[Any]) -> list[int] | None:
+        """The lines of the items of ``sequence`` (a list of the data), when known."""
+        return None if self.lines is None else self.lines.items(sequence)
 
     def fail(self, message: str, path: Path, *, expected: str | None = None, got: str | None = None,
              line: int | None = None) -> NoReturn:
@@ -223,7 +223,7 @@ class _Builder:
 
     def steps(self, items: list[Mapping[str, Any]], path: Path) -> tuple[Step, ...]:
         out = []
-        lines = self.c.item_lines(path) or ()
+        lines = self.c.item_lines(items) or ()
         for i, item in enumerate(items):
             (op, arg), = item.items()
             line = lines[i] if i < len(lines) else self.c.line((*path, i))
