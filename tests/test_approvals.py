@@ -120,7 +120,8 @@ def test_a_held_call_waits_while_the_tree_goes_on_and_runs_only_once_approved_fr
 
 def test_an_llm_agent_is_told_the_reason_of_a_denial_as_its_tool_error(tmp_path: Path) -> None:
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(running_server()) as server:
-        server.then(Behaviour(content="", tool_calls=[("fs__write", {"path": "src/main.py", "content": "rm -rf"})]),
+        server.then(Behaviour(content="", tool_calls=[("fs__write", {"path": "src/main.py", "content": "rm -rf",
+                                                                        "token": "tok-5f3a9c1e77"})]),
                     Behaviour(content="understood, leaving src alone"))
         plan = {"name": "llm-gated",
                 "defaults": {"provider": "openai", "model": "m", "base_url": server.url + "/v1", "restart": "temporary",
@@ -131,7 +132,9 @@ def test_an_llm_agent_is_told_the_reason_of_a_denial_as_its_tool_error(tmp_path:
         run = run_dir_of(tmp_path)
         proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
         try:
-            call = of(wait_for(run, held), "approval/requested")[0]["call_id"]
+            asked = of(wait_for(run, held), "approval/requested")[0]
+            call = asked["call_id"]
+            assert asked["arguments"] == {"path": "src/main.py", "content": "rm -rf", "token": "***"}
             assert len(server.requests) == 1  # the model waits for the answer too
             denied = invoke("deny", call, "--reason", "src/main.py is owned by another team", cwd=tmp_path)
             assert denied.returncode == 2  # no run under .agentctl: RUN is needed here
@@ -148,6 +151,7 @@ def test_an_llm_agent_is_told_the_reason_of_a_denial_as_its_tool_error(tmp_path:
     evs = events(run)
     assert of(evs, "agent/done", "coder")[0]["result"] == "understood, leaving src alone"
     assert not of(evs, "tool/requested")
+    assert not [e for e in evs if e["type"].startswith("approval/") and "tok-5f3a9c1e77" in json.dumps(e)]
 
 
 def test_a_held_call_is_still_held_after_kill_9_and_resume_then_runs_once_approved(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Invoked from :mod:`agentctl.cli.session`; both outputs are fed events only.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -32,19 +33,28 @@ class PlainOutput:
 
 
 class LiveOutput:
-    """The Rich live view, re-rendered from folded events at most ten times a second."""
+    """The Rich live view, re-rendered from folded events at most ten times a second; with
+    ``answer``, its approval panel answers held calls by key (see :mod:`agentctl.cli.keys`)."""
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, answer: Callable[[str, bool, str | None], str | None] | None = None) -> None:
+        from ..views.approval_keys import ApprovalKeys
         from ..views.live import LiveView, wall_clock_ms
 
-        self.view = LiveView(Console(), state=state, clock=wall_clock_ms)
+        keys = ApprovalKeys(answer) if answer is not None else None
+        self.view = LiveView(Console(), state=state, clock=wall_clock_ms, approvals=keys)
 
     def feed(self, event: dict[str, Any]) -> None:
         # The session folds each event once, into the state shared with the checkpointer.
         self.view.noted(event)
 
     async def run(self) -> None:
-        await self.view.run(fps=10)
+        from .keys import read_keys
+
+        async with anyio.create_task_group() as tg:
+            if self.view.approvals is not None:
+                tg.start_soon(read_keys, self.view.press)
+            await self.view.run(fps=10)
+            tg.cancel_scope.cancel()
 
     async def close(self) -> None:
         close = getattr(self.view, "close", None)
@@ -52,9 +62,11 @@ class LiveOutput:
             await close()
 
 
-def open_view(*, ui: bool, state: RunState) -> PlainOutput | LiveOutput:
+def open_view(*, ui: bool, state: RunState,
+              answer: Callable[[str, bool, str | None], str | None] | None = None) -> PlainOutput | LiveOutput:
     """The live view of ``state`` when ``ui`` (a terminal, no ``--no-ui``), else plain lines.
 
-    ``state`` is folded by its owner; the view only draws it.
+    ``state`` is folded by its owner; the view only draws it. ``answer(call_id, granted,
+    text)`` answers a held call from the view's keys (None, or why not).
     """
-    return LiveOutput(state) if ui else PlainOutput()
+    return LiveOutput(state, answer) if ui else PlainOutput()

@@ -36,7 +36,7 @@ from ..redact import Redactor
 from ..runtime import open_runtime
 from ..runtime.interrupted import recover_interrupted
 from ..runtime.recovery import ResumeContext
-from ..services.approvals import Approvals
+from ..services.approvals import ApprovalError, Approvals
 from ..services.bus import USER, SendStatus
 from ..services.executor import Executor
 from ..services.mcp import open_mcp
@@ -253,7 +253,7 @@ class Session:
             state=r.state if r else None,
         )
         log.subscribe(self.checkpointer.feed)
-        self.view = open_view(ui=self.o.ui, state=self.checkpointer.state)
+        self.view = open_view(ui=self.o.ui, state=self.checkpointer.state, answer=self._answer_from_view)
         log.subscribe(self.view.feed)
         if self.o.otel is not None:
             self.trace = LiveTrace(self.o.otel)
@@ -382,6 +382,14 @@ class Session:
         event = self.answer(call_id, op == "approve", text)
         await self.log.flushed(event["seq"])
         return {"ok": True, "seq": event["seq"]}
+
+    def _answer_from_view(self, call_id: str, granted: bool, text: str | None) -> str | None:
+        """The live view's keys answer as ``user`` too; a refusal is shown on its panel."""
+        try:
+            self.answer(call_id, granted, text)
+        except ApprovalError as exc:
+            return str(exc)
+        return None
 
     def answer(self, call_id: str, granted: bool, text: str | None) -> dict[str, Any]:
         """Answer a held call as ``user`` (the control channel, the live view); returns its event.

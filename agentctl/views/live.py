@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentctl.events.fold import AgentView, RunState
+from agentctl.views.approval_keys import ApprovalKeys
 from agentctl.views.plain import format_event
 
 __all__ = ["LiveView", "LiveViewStatistics", "STATUS_STYLES", "budget_used", "events_per_second", "render_run",
@@ -340,8 +341,10 @@ def _recent_lines(state: RunState, n: int) -> list[Text]:
     return [Text(line, style="dim", no_wrap=True, overflow="ellipsis") for line in reversed(lines)]
 
 
-def render_run(state: RunState, *, max_agents: int = 200, recent: int = 8, now_ms: int | None = None) -> RenderableType:
-    """Render a run: header, agent tree (at most ``max_agents`` rows), latest events.
+def render_run(state: RunState, *, max_agents: int = 200, recent: int = 8, now_ms: int | None = None,
+               approvals: ApprovalKeys | None = None) -> RenderableType:
+    """Render a run: header, agent tree (at most ``max_agents`` rows), calls held for approval,
+    latest events.
 
     Args:
         state: the folded state.
@@ -350,14 +353,28 @@ def render_run(state: RunState, *, max_agents: int = 200, recent: int = 8, now_m
         now_ms: the time now (ms since the epoch) for a run being watched live: elapsed
             time and events/s run on while no event comes. None for a replay: the time of
             the last event.
+        approvals: the panel that answers held calls by key; without it (a replay), held
+            calls are listed with the command that answers them.
     """
     parts: list[RenderableType] = [_header(state, now_ms), Text(""), _agent_table(state, max_agents)]
+    panel = approvals.render(state) if approvals is not None else _held_lines(state)
+    if panel is not None:
+        parts += [Text(""), panel]
     if recent > 0:
         lines = _recent_lines(state, recent)
         if lines:
             parts.append(Text(""))
             parts.extend(lines)
     return Group(*parts)
+
+
+def _held_lines(state: RunState) -> RenderableType | None:
+    held = state.held()
+    if not held:
+        return None
+    return Group(Text(f"waiting for approval ({len(held)}): agentctl approve|deny CALL", style="bold yellow"),
+                 *(Text(f"  {h['call_id']}  {h['agent_id']}  {h['tool']}  (gate {h['gate']})", no_wrap=True,
+                        overflow="ellipsis") for h in held))
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +398,7 @@ class LiveView:
         recent: int = 8,
         clock: Callable[[], int] | None = None,
         tick: float = TICK_S,
+        approvals: ApprovalKeys | None = None,
     ) -> None:
         """Args:
         console: where to draw (tests pass a recording console).
@@ -391,6 +409,7 @@ class LiveView:
             so that elapsed time and events/s run on while no event comes, redrawn every
             ``tick`` seconds; None (a replay) shows the time of the last event.
         tick: seconds between redraws without events, when there is a clock.
+        approvals: the panel that answers held calls by key (fed by :meth:`press`).
         """
         self.console = console
         self.state = state if state is not None else RunState()
@@ -398,7 +417,9 @@ class LiveView:
         self.recent = recent
         self.clock = clock
         self.tick = tick
+        self.approvals = approvals
         self._events = 0
+        self._keys = 0
         self._renders = 0
 
     def feed(self, event: dict[str, Any]) -> None:
@@ -410,15 +431,23 @@ class LiveView:
         """An event its owner already folded into the state this view shares: redraw."""
         self._events += 1
 
+    def press(self, key: str) -> None:
+        """A key the person pressed (a name from :func:`~agentctl.views.approval_keys.decode_keys`)."""
+        if self.approvals is not None:
+            self.approvals.key(self.state, key)
+            self._keys += 1
+
     def render(self) -> RenderableType:
         """The current frame (on a terminal, only as many agent rows as fit the screen)."""
         rows = self.max_agents
         if self.console.is_terminal:
             # Rows below the screen's edge are cropped anyway; not building them keeps a
             # frame of a thousand-agent run cheap (Rich tables cost ~0.4 ms a row).
-            rows = min(rows, max(3, self.console.height - self.recent - _CHROME_LINES))
+            held = len(self.state.held())
+            panel = held + 3 if held else 0
+            rows = min(rows, max(3, self.console.height - self.recent - _CHROME_LINES - panel))
         now_ms = self.clock() if self.clock is not None else None
-        return render_run(self.state, max_agents=rows, recent=self.recent, now_ms=now_ms)
+        return render_run(self.state, max_agents=rows, recent=self.recent, now_ms=now_ms, approvals=self.approvals)
 
     def statistics(self) -> LiveViewStatistics:
         """Events fed, frames drawn and agents known so far."""
@@ -439,13 +468,13 @@ class LiveView:
             redirect_stdout=False,
             redirect_stderr=False,
         ) as live:
-            drawn, drawn_at = self._events, anyio.current_time()
+            drawn, drawn_at = self._events + self._keys, anyio.current_time()
             self._renders += 1
             try:
                 while stop is None or not stop.is_set():
                     ticked = self.clock is not None and anyio.current_time() - drawn_at >= self.tick
-                    if self._events != drawn or ticked:
-                        drawn, drawn_at = self._events, anyio.current_time()
+                    if self._events + self._keys != drawn or ticked:
+                        drawn, drawn_at = self._events + self._keys, anyio.current_time()
                         live.update(self.render(), refresh=True)
                         self._renders += 1
                     if stop is None:
@@ -455,6 +484,6 @@ class LiveView:
                             await stop.wait()
             finally:
                 # The frame left on screen must include every event fed, even the last few.
-                if self._events != drawn:
+                if self._events + self._keys != drawn:
                     live.update(self.render(), refresh=True)
                     self._renders += 1
