@@ -139,3 +139,9 @@ def test_deltas_change_no_state_resume_or_replay_reads(tmp_path: Path) -> None:
     # A run killed mid-stream: the call is unanswered either way, so resume asks again.
     mid, none = fold([*base, *deltas]), fold(base)
     assert mid.journals == none.journals and mid.pending_calls == none.pending_calls
+
+
+def test_text_held_back_as_a_possible_secret_is_logged_at_the_end(tmp_path: Path) -> None:
+    """A reply whose only fragment ends like the start of a secret: nothing may be lost."""
+    deltas = logged(tmp_path, lambda stream, clock: stream.feed(SECRET[:9], ""))
+    assert [d["content"] for d in deltas] == [SECRET[:9]]

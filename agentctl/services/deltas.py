@@ -52,7 +52,7 @@ class ReplyStream:
     """
 
     __slots__ = ("_agent_id", "_call_id", "_clock", "_content", "_emit", "_interval", "_max_chars",
-                 "_next", "_redactor", "_tools", "events")
+                 "_next", "_redactor", "_tools")
 
     def __init__(self, emit: Emit, agent_id: str, call_id: str, *, redactor: Redactor | None = None,
                  interval: float = DELTA_INTERVAL, max_chars: int = MAX_DELTA_CHARS,
@@ -63,8 +63,6 @@ class ReplyStream:
         self._interval, self._max_chars, self._clock = interval, max_chars, clock
         self._content = self._tools = ""  # raw text not logged yet
         self._next = 0.0
-        #: ``llm/delta`` events logged so far.
-        self.events = 0
 
     def feed(self, content: str, tool_calls: str) -> None:
         """Take one fragment; log what is pending if the interval has passed."""
@@ -76,14 +74,8 @@ class ReplyStream:
             self._log(final=False)
 
     def close(self) -> None:
-        """The reply is whole: log what is left, if this call logged a delta before.
-
-        A reply that never got a delta logged (it came in one piece) logs none: its
-        ``llm/result`` shows it whole.
-        """
-        if self.events:
-            self._log(final=True)
-        self._content = self._tools = ""
+        """The reply is whole: log what is left (a call that streamed nothing logs nothing)."""
+        self._log(final=True)
 
     def _log(self, *, final: bool) -> None:
         content, self._content = self._ready(self._content, final)
@@ -91,7 +83,6 @@ class ReplyStream:
         if not content and not tools:
             return
         cut = max(0, len(content) - self._max_chars) + max(0, len(tools) - self._max_chars)
-        self.events += 1
         # The tail, not the head: views show what the model is saying now.
         self._emit("llm/delta", self._agent_id, call_id=self._call_id, content=content[-self._max_chars:],
                    tool_calls=tools[-self._max_chars:], cut=cut)
