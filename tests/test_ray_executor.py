@@ -17,41 +17,16 @@ from typing import Any
 import pytest
 
 from tests.cli_helpers import AGENTCTL, events
+from tests.ray_cluster import LOOPBACK, TwoNodes, two_nodes
 
 pytestmark = pytest.mark.ray
-ray = pytest.importorskip("ray")
-
-PLUGINS = Path(__file__).parent / "plugins"
-# Both nodes bind and report 127.0.0.1: no test traffic leaves the loopback interface.
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
-class TwoNodes:
-    """The module's cluster: its address and the two nodes' ids."""
-
-    def __init__(self, address: str, head: str, worker: str) -> None:
-        self.address, self.head, self.worker = address, head, worker
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[TwoNodes]:
-    from ray.cluster_utils import Cluster
+    yield from two_nodes()
 
-    saved = {k: os.environ.get(k) for k in LOOPBACK}
-    os.environ.update(LOOPBACK)
-    small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
-    c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
-    try:
-        worker = c.add_node(**small, resources={"special": 1})
-        c.wait_for_nodes()
-        yield TwoNodes(c.address, c.head_node.node_id, worker.node_id)
-    finally:
-        c.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+PLUGINS = Path(__file__).parent / "plugins"
 
 
 def run(tmp_path: Path, plan: str, *extra: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:

@@ -7,6 +7,7 @@ import typer
 from .. import __version__
 from .app import AgentctlTyper
 from .approve import approve_command, deny_command
+from .batch import batch_command
 from .describe import describe_command
 from .export import export_command
 from .gc import gc_command
@@ -25,6 +26,7 @@ app = AgentctlTyper(
     no_args_is_help=True,
 )
 app.command("run")(run_command)
+app.command("batch")(batch_command)
 app.command("watch")(watch_command)
 app.command("replay")(replay_command)
 app.command("send")(send_command)

@@ -1,0 +1,184 @@
+"""``agentctl batch PLAN... [--param name=v1,v2] [--parallel N] [--ray ADDRESS]``: many runs, one summary.
+
+Each run is a normal ``agentctl run`` with its own run directory (``.agentctl/runs/<batch>-NN``,
+so ``ps``, ``logs`` and ``replay`` see it) and its own workspace
+(``.agentctl/batches/<batch>/NN-<plan>/``). ``--param name=v1,v2`` runs every plan once per
+value (several ``--param``: every combination), with ``${name}`` in the plan's text replaced
+by the value; the filled-in copies are kept in the batch directory. Runs go on this machine,
+at most ``--parallel`` at once, or with ``--ray`` as Ray tasks on a cluster
+(:mod:`agentctl.cli.batch_ray`). A plain line reports each run as it ends; then a table
+(or ``-o json``) of every run's outcome, duration, tokens and failures. Exit code: 0 every
+run ok, 1 any run not ok, 2 bad input (nothing run).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import PlanError
+from .batch_jobs import Job, Outcome, run_all, run_job
+from .errors import fail_plan, fail_usage
+from .jsonout import Output, output_option, print_json
+
+_PARAM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+BATCHES = Path(".agentctl") / "batches"
+RUNS = Path(".agentctl") / "runs"
+
+
+def batch_command(
+    plans: list[Path] = typer.Argument(..., metavar="PLAN...", help="Plan files to run (each once per parameter combination)."),
+    param: list[str] = typer.Option([], "--param", help="NAME=V1,V2,...: run each plan once per value, ${NAME} in its text replaced (repeatable: every combination)."),
+    parallel: int = typer.Option(4, "--parallel", help="Runs at once (on a cluster: at most this many submitted at once)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run each run as a Ray task on this cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray])."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", help="One workspace for every run [default: a directory of its own per run]."),
+    output: Output = output_option(),
+) -> None:
+    """Run many plans (or one plan over many parameters), each a normal run; summarise them."""
+    import anyio
+
+    from ..plan.schema import EXECUTOR_ADDRESS
+    from .run import ray_missing
+    from .session import new_run_id
+
+    if parallel < 1:
+        fail_usage(f"--parallel: expected an integer >= 1, got {parallel}")
+    if ray is not None:
+        if not re.match(EXECUTOR_ADDRESS, ray):
+            fail_usage(f"--ray: expected auto, local, HOST:PORT or ray://HOST:PORT, got {ray!r}")
+        if (missing := ray_missing()) is not None:
+            fail_usage(missing)
+    grid = _param_grid(param)
+    batch_id = new_run_id()
+    texts = _read_plans(plans, grid)
+    jobs = _jobs(batch_id, texts, grid, workspace)
+    typer.echo(f"batch {batch_id}: {len(jobs)} runs {'on the Ray cluster at ' + ray if ray else 'on this machine'}"
+               f", at most {parallel} at once", err=True)
+    start = time.perf_counter()
+    progress = _Progress(len(jobs))
+    if ray is None:
+        outcomes = anyio.run(_run_here, jobs, parallel, progress)
+    else:
+        from .batch_ray import run_on_cluster  # Ray only when asked for
+
+        outcomes = anyio.run(run_on_cluster, jobs, parallel, ray, progress)
+    outcomes.sort(key=lambda o: o.job.index)
+    took = time.perf_counter() - start
+    if output is Output.json:
+        print_json({"batch_id": batch_id, "runs": [o.to_dict() for o in outcomes], "duration_s": round(took, 3),
+                    "ok": sum(o.status == "ok" for o in outcomes), "not_ok": sum(o.status != "ok" for o in outcomes)})
+    else:
+        _print_table(outcomes, took)
+    raise typer.Exit(0 if all(o.status == "ok" for o in outcomes) else 1)
+
+
+def _param_grid(params: Sequence[str]) -> list[dict[str, str]]:
+    """Every combination of the ``--param`` values (one empty combination without any)."""
+    axes: dict[str, list[str]] = {}
+    for raw in params:
+        m = _PARAM.match(raw)
+        if m is None or not m[2]:
+            fail_usage(f"--param: expected NAME=V1,V2,... (NAME letters, digits, _), got {raw!r}")
+        if m[1] in axes:
+            fail_usage(f"--param: {m[1]} given twice; list its values once: {m[1]}=V1,V2")
+        axes[m[1]] = m[2].split(",")
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def _read_plans(plans: Sequence[Path], grid: list[dict[str, str]]) -> list[tuple[Path, list[str]]]:
+    """Each plan with its text per combination, every one checked; bad input exits 2 before any run."""
+    from ..plan.load import parse_plan, read_plan_text
+
+    out, problems = [], []
+    for plan in plans:
+        if not plan.is_file():
+            fail_usage(f"plan file not found: {plan}")
+        try:
+            text = read_plan_text(plan)
+        except PlanError as exc:
+            fail_plan([exc])
+        unused = [name for name in grid[0] if "${" + name + "}" not in text]
+        if unused:
+            fail_usage(f"{plan}: --param {unused[0]} is given, but the plan has no ${{{unused[0]}}} to fill in")
+        filled = [_fill(text, combo) for combo in grid]
+        for text_n in dict.fromkeys(filled):  # each distinct text checked once
+            try:
+                parse_plan(text_n, filename=str(plan))
+            except PlanError as exc:
+                problems.extend([exc, *exc.more])
+        out.append((plan, filled))
+    fail_plan(problems)
+    return out
+
+
+def _fill(text: str, combo: dict[str, str]) -> str:
+    for name, value in combo.items():
+        text = text.replace("${" + name + "}", value)
+    return text
+
+
+def _jobs(batch_id: str, texts: list[tuple[Path, list[str]]], grid: list[dict[str, str]],
+          workspace: Path | None) -> list[Job]:
+    home = (BATCHES / batch_id).resolve()
+    jobs = []
+    index = itertools.count(1)
+    for plan, filled in texts:
+        for combo, text in zip(grid, filled, strict=True):
+            n = next(index)
+            label = f"{n:02d}-{plan.stem}" + ("[" + ",".join(f"{k}={v}" for k, v in combo.items()) + "]" if combo else "")
+            path = plan.resolve()
+            if combo:
+                path = home / "plans" / f"{n:02d}-{plan.name}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            ws = workspace.resolve() if workspace is not None else home / f"{n:02d}-{plan.stem}"
+            jobs.append(Job(n, label, str(path), str(plan.resolve().parent), str((RUNS / f"{batch_id}-{n:02d}").resolve()),
+                            str(ws), combo))
+    return jobs
+
+
+class _Progress:
+    """One plain line on stderr per run as it ends."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    def __call__(self, o: Outcome) -> None:
+        self.done += 1
+        where = f" on {o.node[:12]}" if o.node else ""
+        why = f": {o.error}" if o.error and o.status != "ok" else ""
+        typer.echo(f"[{self.done}/{self.total}] {o.job.name} {o.status} in {o.duration_s:.1f}s{where}{why}", err=True)
+
+
+async def _run_here(jobs: list[Job], parallel: int, progress: Callable[[Outcome], None]) -> list[Outcome]:
+    """Every job as an ``agentctl run`` process on this machine, at most ``parallel`` at once."""
+    import anyio
+
+    async def here(job: Job) -> Outcome:
+        return await anyio.to_thread.run_sync(run_job, job, abandon_on_cancel=True)
+
+    return await run_all(jobs, parallel, here, progress)
+
+
+def _print_table(outcomes: list[Outcome], took: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=None, box=None, header_style="bold")
+    for column in ("run", "status", "exit", "seconds", "tokens", "tools", "failures", "first failure"):
+        table.add_column(column, justify="right" if column in ("exit", "seconds", "tokens", "tools", "failures") else "left")
+    for o in outcomes:
+        # Text, not markup: a name like 01-p[n=1] or an error text is shown as it is.
+        table.add_row(Text(o.job.name), o.status, "-" if o.exit_code is None else str(o.exit_code), f"{o.duration_s:.1f}",
+                      str(o.tokens), str(o.tool_calls), str(o.failures), Text((o.error or "")[:80]))
+    console = Console(width=160)
+    console.print(table)
+    ok = sum(o.status == "ok" for o in outcomes)
+    console.print(f"{ok}/{len(outcomes)} runs ok in {took:.1f}s; run directories: {RUNS}/<batch>-NN")

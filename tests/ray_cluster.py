@@ -1,0 +1,45 @@
+"""The two-node Ray cluster of the ``ray`` tests: one per test module (each module's fixture runs :func:`two_nodes`).
+
+A head node and a worker node on 127.0.0.1, one CPU each, a small object store, no
+dashboard; the worker node has a custom resource ``special``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("ray")
+
+# Both nodes bind and report 127.0.0.1: no test traffic leaves the loopback interface.
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+class TwoNodes:
+    """The module's cluster: its address and the two nodes' ids."""
+
+    def __init__(self, address: str, head: str, worker: str) -> None:
+        self.address, self.head, self.worker = address, head, worker
+
+
+def two_nodes() -> Iterator[TwoNodes]:
+    """Start the cluster, yield it, shut it down (the body of each module's ``cluster`` fixture)."""
+    from ray.cluster_utils import Cluster
+
+    saved = {k: os.environ.get(k) for k in LOOPBACK}
+    os.environ.update(LOOPBACK)
+    small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+    c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
+    try:
+        worker = c.add_node(**small, resources={"special": 1})
+        c.wait_for_nodes()
+        yield TwoNodes(c.address, c.head_node.node_id, worker.node_id)
+    finally:
+        c.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
