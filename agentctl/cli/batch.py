@@ -18,14 +18,16 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from ..errors import PlanError
-from .batch_jobs import Job, Outcome, run_all, run_job
 from .errors import fail_plan, fail_usage
 from .jsonout import Output, output_option, print_json
+
+if TYPE_CHECKING:
+    from .batch_jobs import Job, Outcome
 
 _PARAM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 BATCHES = Path(".agentctl") / "batches"
@@ -125,6 +127,8 @@ def _fill(text: str, combo: dict[str, str]) -> str:
 
 def _jobs(batch_id: str, texts: list[tuple[Path, list[str]]], grid: list[dict[str, str]],
           workspace: Path | None) -> list[Job]:
+    from .batch_jobs import Job
+
     home = (BATCHES / batch_id).resolve()
     jobs = []
     index = itertools.count(1)
@@ -159,6 +163,8 @@ class _Progress:
 async def _run_here(jobs: list[Job], parallel: int, progress: Callable[[Outcome], None]) -> list[Outcome]:
     """Every job as an ``agentctl run`` process on this machine, at most ``parallel`` at once."""
     import anyio
+
+    from .batch_jobs import run_all, run_job
 
     async def here(job: Job) -> Outcome:
         return await anyio.to_thread.run_sync(run_job, job, abandon_on_cancel=True)

@@ -85,7 +85,8 @@ class Outcome:
 
 def job_command(job: Job) -> list[str]:
     """The ``agentctl run`` command line of ``job`` (plain lines, no plan watching)."""
-    return [sys.executable, "-m", "agentctl", "run", job.plan, "--no-ui", "--no-watch-plan",
+    # The interpreter running this, not a script on PATH: a cluster node runs its own install.
+    return [sys.executable, "-c", "from agentctl.cli.main import main; main()", "run", job.plan, "--no-ui", "--no-watch-plan",
             "--run-dir", job.run_dir, "--workspace", job.workspace]
 
 
