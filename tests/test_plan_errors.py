@@ -43,6 +43,7 @@ EXPECTED: dict[str, tuple[str, int | None, str | None]] = {
                             "settings.durability"),
     "bad_lock_mode.yaml": ("unknown value 'exclusive' (expected one of 'read', 'write'", 6,
                            "tasks[0].steps[0].lock.mode"),
+    "bad_on_interrupted.yaml": ("unknown value 'again' (expected one of 'fail', 'retry'", 5, "tasks[0].on_interrupted"),
     "bad_agent_kind.yaml": ("unknown value 'scirpt' (did you mean 'script'?)", 4, "tasks[0].agent"),
     "llm_without_instructions.yaml": ("missing required key 'instructions': agent 'llm' needs it", 3, "tasks[0]"),
     "steps_on_python_task.yaml": ("'steps' only applies to agent 'script', this task is agent 'python'", 6,

@@ -130,6 +130,25 @@ def test_an_interrupted_call_that_cannot_be_checked_fails_the_task_without_rerun
     assert not [e for e in events if e["type"] == "agent/restarted"]
 
 
+@pytest.mark.parametrize("where", ["task", "defaults"])
+def test_a_plan_that_opts_in_retries_an_interrupted_call_instead_of_failing(tmp_path: Path, where: str) -> None:
+    text = (ONCE.replace("    agent: script\n", "    agent: script\n    on_interrupted: retry\n") if where == "task"
+            else ONCE.replace("tasks:\n", "defaults: {on_interrupted: retry}\ntasks:\n"))
+    plan = write_plan(tmp_path, text)
+    ws, run_dir, crashed = start_run(tmp_path, plan, env={"AGENTCTL_FAULT": "kill@tool/result#2"})
+    assert crashed.returncode == -signal.SIGKILL
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    # Its first run had taken effect, its result was lost with the process: run again, as
+    # the plan accepted, it took effect twice; nothing before it ran again.
+    assert (ws / "once.txt").read_text() == "once-1\nonce-2\nonce-2\nonce-3\n"
+    events = list(read_events(run_dir / "events.jsonl"))
+    call = _first(events, "tool/requested", arguments={"n": 2})["call_id"]
+    assert [e["type"] for e in events if e.get("call_id") == call and e["type"].startswith("tool/")] == [
+        "tool/requested", "tool/requested", "tool/result"]
+    assert not [e for e in events if e["type"] == "agent/error"]
+
+
 def crashed_lines_run(tmp_path: Path, extra_settings: str = "") -> tuple[Path, Path, Path]:
     plan = write_plan(tmp_path, LINES.replace("settings: {plugins: [resume_tools]}",
                                               "settings: {plugins: [resume_tools]" + extra_settings + "}"))

@@ -80,5 +80,6 @@ def spec_for_task(
         priority=task.priority,
         tool_timeout=task.tool_timeout,
         approve=frozenset(task.approve),
+        on_interrupted=task.on_interrupted or defaults.on_interrupted,
         meta={"task": task},
     )

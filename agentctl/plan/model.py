@@ -58,6 +58,8 @@ class Task:
         topology: ``{allow_peer, peer_via_parent, intercept_relays}`` when the plan sets it.
         tool_timeout: seconds each of its tool calls may run (``None``: per tool).
         approve: approval gates of its own, besides the plan's ``policy.approve``.
+        on_interrupted: ``fail`` or ``retry``, what resume does with a call a crash left
+            unknown (``None``: plan default).
         line: the 1-based line the task starts on (YAML only); not part of equality.
     """
 
@@ -75,6 +77,7 @@ class Task:
     priority: int = 0
     tool_timeout: float | None = None
     approve: tuple[str, ...] = ()
+    on_interrupted: str | None = None
     line: int | None = field(default=None, compare=False)
 
     def spec_key(self) -> object:
@@ -96,6 +99,7 @@ class Defaults:
     budget: Budget = Budget()
     tools: tuple[str, ...] | None = None
     restart: str = "transient"
+    on_interrupted: str = "fail"
     context_chars: int | None = None
     llm_options: Mapping[str, Any] | None = None
     stream: bool = True

@@ -290,6 +290,8 @@ PROVIDERS = ("ollama", "openai", "scripted")
 OPT_IN: Mapping[str, str] = {"shell/": "shell", "docker/": "docker"}
 CONFLICT_POLICIES = ("first_come", "priority", "arbiter")
 CONFLICT_OUTCOMES = ("wait", "retry", "give_up")
+#: What crash resume does with a call whose outcome it cannot know (docs/durability.md).
+ON_INTERRUPTED = ("fail", "retry")
 
 STEP_OPS: Mapping[str, Type] = {
     "write": Obj((Field("path", Str(), required=True), Field("content", Str(), required=True))),
@@ -326,6 +328,8 @@ TASK = Obj(
         Field("priority", Int(), doc="who wins a lock conflict under the priority policy (higher wins)"),
         Field("tool_timeout", Num(0, exclusive=True), doc="seconds each of its tool calls may run"),
         Field("approve", GATES, doc="tool calls that wait for a person's approval, besides policy.approve"),
+        Field("on_interrupted", Enum(ON_INTERRUPTED),
+              doc="a call a crash left unknown: fail the task (default) or retry the call (it may run twice)"),
     ),
     doc="One top-level agent.",
 )
@@ -338,6 +342,7 @@ DEFAULTS = Obj(
         Field("budget", BUDGET),
         Field("tools", TOOLS),
         Field("restart", Enum(RESTARTS)),
+        Field("on_interrupted", Enum(ON_INTERRUPTED), doc="each task's on_interrupted unless it says otherwise"),
         Field("context_chars", Int(1000), doc="an llm agent's conversation is kept under this many characters"),
         Field("llm_options", AnyMap(), doc="provider options sent with every LLM call (temperature, seed, ...)"),
         Field("stream", Bool(), doc="stream replies, so views show them as they arrive (default true)"),

@@ -218,6 +218,7 @@ class _Builder:
             depends_on=tuple(d.get("depends_on", ())), steps=self.steps(d.get("steps", []), (*path, "steps")),
             step=d.get("step"), restart=d.get("restart"), priority=int(d.get("priority", 0)),
             tool_timeout=_float(d.get("tool_timeout")), approve=tuple(d.get("approve", ())),
+            on_interrupted=d.get("on_interrupted"),
             topology=None if topology is None else FrozenDict(topology), line=self.c.line(path),
         )
 
@@ -463,7 +464,7 @@ def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = No
     defaults = Defaults(
         provider=d.get("provider"), model=d.get("model"), base_url=d.get("base_url"),
         budget=Budget.from_mapping(d.get("budget")), tools=_tuple(d.get("tools")),
-        restart=d.get("restart", "transient"),
+        restart=d.get("restart", "transient"), on_interrupted=d.get("on_interrupted", "fail"),
         context_chars=d.get("context_chars"),
         llm_options=None if d.get("llm_options") is None else freeze(d["llm_options"]),
         stream=d.get("stream", True),

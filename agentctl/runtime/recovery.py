@@ -10,8 +10,9 @@ the agents started (:mod:`agentctl.runtime.interrupted`) if its tool has a ``rec
 check: applied (its outcome is handed back), not applied (it runs again) or unknown.
 A call an approval gate held is held again (or, granted before the crash, runs now); a
 denied one gets its denial back.
-Otherwise it runs again if its tool is idempotent (LLM calls always may); an unknown or
-non-idempotent one gets an ``interrupted`` result. Sleeps and stops answer at once (the
+Otherwise it runs again if its tool is idempotent (LLM calls always may) or the agent's
+plan opted into that (``on_interrupted: retry``); an unknown or non-idempotent one gets
+an ``interrupted`` result. Sleeps and stops answer at once (the
 clock already ran). The locks the agent held were given back to it before it started
 (``lock/acquired`` by ``resume``), so its recorded lock actions never touch the lock
 table again: an acquire its journal recorded answers at once, and so does a release of a
@@ -174,7 +175,8 @@ def _tool(svc: ActionServices, agent: Agent, action: CallTool, effect: dict[str,
         # Held, or granted but not yet run: the approval service knows which (from the log).
         agent.tool_calls -= 1
         return CallTool(action.name, action.arguments, effect["call_id"])
-    if verdict == "rerun" or (verdict is None and action.name in svc.tools and svc.tools.get(action.name).idempotent):
+    if (verdict == "rerun" or (verdict is None and action.name in svc.tools and svc.tools.get(action.name).idempotent)
+            or agent.spec.on_interrupted == "retry"):  # the plan accepts that it may run twice
         agent.tool_calls -= 1
         return CallTool(action.name, action.arguments, effect["call_id"])
     why = "its effect could not be checked" if verdict == "unknown" else f"{action.name} is not idempotent"

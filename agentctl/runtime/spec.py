@@ -50,6 +50,9 @@ class AgentSpec:
         tool_timeout: seconds each of its tool calls may run (``None``: the tool's or
             the plan's timeout for it, else the work plane's default).
         approve: approval gates it adds to those it inherits (``agentctl.policy.gate_for``).
+        on_interrupted: what crash resume does with a call of this agent whose outcome it
+            cannot know: ``fail`` (the agent gets an ``interrupted`` result) or ``retry``
+            (the call runs again, so it may take effect twice).
         meta: anything else the step function needs (e.g. a script's steps).
     """
 
@@ -68,6 +71,7 @@ class AgentSpec:
     provider: str | None = None
     priority: int = 0
     tool_timeout: float | None = None
+    on_interrupted: str = "fail"
     approve: frozenset[str] = frozenset()
     meta: Mapping[str, Any] = field(default_factory=dict)
 
