@@ -119,6 +119,29 @@ def test_fragments_are_coalesced_to_one_event_per_call_per_interval(tmp_path: Pa
     assert len(deltas) <= (reply["t"] - of(evs, "llm/requested", "talker")[0]["t"]) / 100 + 2
 
 
+def test_text_held_by_the_interval_is_logged_while_the_model_pauses(tmp_path: Path, server: LLMServer) -> None:
+    # Three fragments back to back, then the model pauses: the second and third came within
+    # the interval of the first delta, and no fragment follows to carry them out.
+    hold = threading.Event()
+    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=3))
+    run_dir = tmp_path / "run"
+    run = subprocess.Popen([AGENTCTL, "run", str(llm_plan(tmp_path, server.url)), "--no-ui", "--no-watch-plan",
+                            "--run-dir", str(run_dir), "--workspace", str(tmp_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        evs = wait_for(run_dir, lambda evs: "".join(d["content"] for d in of(evs, "llm/delta")) == REPLY[:24],
+                       timeout=30)
+        assert not of(evs, "llm/result")
+        hold.set()
+        assert run.wait(60) == 0
+    finally:
+        hold.set()
+        run.kill()
+    deltas = of(events(run_dir), "llm/delta")
+    assert [d["content"] for d in deltas[:2]] == [REPLY[:8], REPLY[8:24]]
+    assert deltas[1]["t"] - deltas[0]["t"] >= 99
+
+
 def test_streaming_off_logs_no_fragments_and_the_same_result(tmp_path: Path, server: LLMServer) -> None:
     server.then(Behaviour(content=REPLY, piece=8), Behaviour(content=REPLY, piece=8))
     outcomes = {}

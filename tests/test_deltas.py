@@ -145,3 +145,25 @@ def test_text_held_back_as_a_possible_secret_is_logged_at_the_end(tmp_path: Path
     """A reply whose only fragment ends like the start of a secret: nothing may be lost."""
     deltas = logged(tmp_path, lambda stream, clock: stream.feed(SECRET[:9], ""))
     assert [d["content"] for d in deltas] == [SECRET[:9]]
+
+
+def test_a_streaming_call_that_times_out_ends_with_its_timer_and_no_delta() -> None:
+    from agentctl.events.log import EventLog
+    from agentctl.services.llm.base import ChatRequest
+    from agentctl.services.llm.scripted import ScriptedProvider
+    from agentctl.services.tools import default_registry
+    from agentctl.services.workers import LocalWorkPlane
+
+    seen: list[dict[str, Any]] = []
+    log = EventLog(None, "r")
+    log.subscribe(seen.append)
+    plane = LocalWorkPlane(log.emit, tools=default_registry(), llm_timeout=0.3,
+                           providers={"p": ScriptedProvider(["late"], latency=30, stream=True)}, default_provider="p")
+
+    async def main() -> Any:
+        with anyio.fail_after(10):  # the call's own timeout ends it, timer task and all
+            return await plane.call_llm("a", ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}]))
+
+    out = anyio.run(main)
+    assert (out.ok, out.error_type) == (False, "timeout")
+    assert [e["type"] for e in seen] == ["llm/requested", "llm/result"]

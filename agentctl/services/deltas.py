@@ -1,16 +1,18 @@
 """Streamed reply fragments, coalesced into ``llm/delta`` events.
 
-Invoked from the work plane (:meth:`agentctl.services.workers.LocalWorkPlane.call_llm`): a
-streaming provider calls :meth:`ReplyStream.feed` with every fragment it reads, and the work
-plane calls :meth:`ReplyStream.close` once the reply is whole, right before ``llm/result``.
+Invoked from the work plane (:meth:`agentctl.services.workers.LocalWorkPlane.call_llm`),
+which awaits a streaming provider's call through :meth:`ReplyStream.follow`: the provider
+calls :meth:`ReplyStream.feed` with every fragment it reads, and the final flush comes once
+the reply is whole, right before ``llm/result``.
 
 What reaches the log, and when:
 
 * **Coalesced.** The first fragment of a call is logged at once; later ones wait until the
   call's previous ``llm/delta`` is ``interval`` seconds old (0.1 s) and go out with the
-  next fragment after that, or with the final flush. So a call logs at most one
-  ``llm/delta`` per interval, plus the final one, and the deltas of a call, joined, are its
-  whole streamed reply (unless cut, below).
+  next fragment after that, or, if the model pauses, from a timer that checks every
+  interval, or with the final flush. So a call logs at most one ``llm/delta`` per interval,
+  plus the final one; text waits at most about two intervals; and the deltas of a call,
+  joined, are its whole streamed reply (unless cut, below).
 * **Redacted.** Events are redacted when they are written, but a known secret split across
   two fragments would slip past a per-event redaction. So an end of the text that is the
   start of a known secret is held back until the secret is whole or the text goes another
@@ -26,7 +28,10 @@ replay ignore them (the call's ``llm/result`` is what they read).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
 
 from ..events.emit import Emit
 from ..redact import Redactor
@@ -37,6 +42,8 @@ __all__ = ["DELTA_INTERVAL", "MAX_DELTA_CHARS", "ReplyStream"]
 DELTA_INTERVAL = 0.1
 #: Characters of text (and, apart, of tool-call text) one ``llm/delta`` event carries at most.
 MAX_DELTA_CHARS = 4096
+
+T = TypeVar("T")
 
 
 class ReplyStream:
@@ -72,6 +79,32 @@ class ReplyStream:
         if now >= self._next:
             self._next = now + self._interval
             self._log(final=False)
+
+    async def follow(self, call: Awaitable[T]) -> T:
+        """Await the provider's ``call``, logging held text when the model pauses, then the rest.
+
+        Raises what ``call`` raises (as itself, never inside an exception group).
+        """
+        failed: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._tick)
+            try:
+                result = await call
+            except Exception as exc:
+                failed = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+        self.close()
+        return result
+
+    async def _tick(self) -> None:
+        while True:
+            await anyio.sleep(self._interval)
+            if self._clock() >= self._next and (self._content or self._tools):
+                self._next = self._clock() + self._interval
+                self._log(final=False)
 
     def close(self) -> None:
         """The reply is whole: log what is left (a call that streamed nothing logs nothing)."""

@@ -423,8 +423,7 @@ class LocalWorkPlane:
                     try:
                         if getattr(prov, "stream", False):
                             stream = ReplyStream(self._emit, agent_id, call_id, redactor=self._redactor)
-                            reply = await cast(StreamingProvider, prov).chat(request, stream.feed)
-                            stream.close()
+                            reply = await stream.follow(cast(StreamingProvider, prov).chat(request, stream.feed))
                         else:
                             reply = await prov.chat(request)
                     except Exception as e:
