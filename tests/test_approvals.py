@@ -84,7 +84,9 @@ def test_a_held_call_waits_while_the_tree_goes_on_and_runs_only_once_approved_fr
 
         described = invoke("describe", "run", "writer", "-o", "json", cwd=tmp_path)
         assert described.returncode == 0, described.stderr
-        assert [(a["call_id"], a["answer"]) for a in json.loads(described.stdout)["approvals"]] == [(call, None)]
+        description = json.loads(described.stdout)
+        assert [(a["call_id"], a["answer"]) for a in description["approvals"]] == [(call, None)]
+        assert description["spec"]["approve"] == ["fs/write:src/**"]
 
         unknown = invoke("approve", "run", "nope", cwd=tmp_path)
         assert unknown.returncode == 2 and f"no call 'nope' is waiting for approval (waiting: {call})" in unknown.stderr
@@ -287,6 +289,8 @@ async def test_the_gate_holds_a_path_in_every_spelling_and_a_child_inherits_it(r
     outcomes = dict(zip(paths, exit.result, strict=True))
     assert outcomes["free.txt"] == (True, None)
     assert all(outcomes[p] == (False, "denied") for p in paths[:-1])
+    spawned = {e["agent_id"]: e["approve"] for e in of(recorder.events, "agent/spawned")}
+    assert spawned == {"boss": ["fs/write:src/**"], "child": ["fs/write:src/**"]}
     assert sorted(e["arguments"]["path"] for e in of(recorder.events, "approval/requested")) == sorted(paths[:-1])
     assert not list((tmp_path / "src").rglob("*.py"))
 

@@ -26,6 +26,8 @@ class AgentView:
     model: str | None = None
     kind: str | None = None
     tools: tuple[str, ...] = ()
+    #: Its approval gates (``agent/spawned``'s ``approve``).
+    approve: tuple[str, ...] = ()
     budget: dict[str, Any] = field(default_factory=dict)
     restart: str | None = None
     status: str = "spawned"
@@ -49,6 +51,7 @@ class AgentView:
         """A JSON-able copy (containers copied, so later folding does not change it)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["tools"] = list(self.tools)
+        d["approve"] = list(self.approve)
         d["budget"] = dict(self.budget)
         d["locks"] = dict(self.locks)
         d["children"] = list(self.children)
@@ -59,4 +62,5 @@ class AgentView:
         """The inverse of :meth:`to_dict`."""
         d = dict(d)
         d["tools"] = tuple(d.get("tools") or ())
+        d["approve"] = tuple(d.get("approve") or ())
         return cls(**d)

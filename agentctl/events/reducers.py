@@ -106,6 +106,7 @@ def _agent_spawned(state: RunState, e: dict[str, Any]) -> None:
     agent.model = e.get("model")
     agent.kind = e.get("kind")
     agent.tools = tuple(e.get("tools") or ())
+    agent.approve = tuple(e.get("approve") or ())
     agent.budget = e.get("budget") or {}
     agent.restart = e.get("restart")
     agent.status = "spawned"

@@ -110,6 +110,7 @@ class AgentSpawned(Event, frozen=True, tag="agent/spawned"):
     tools: list[str]
     budget: dict[str, Any]
     restart: str
+    approve: list[str]
 
 
 class AgentStatus(Event, frozen=True, tag="agent/status"):

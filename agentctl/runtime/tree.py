@@ -162,6 +162,7 @@ class Tree:
                     "agent/spawned", spec.id,
                     parent_id=parent.id if parent else None, depth=agent.depth, model=grant.model,
                     kind=spec.kind, tools=sorted(grant.tools), budget=grant.budget.to_dict(), restart=spec.restart,
+                    approve=sorted(grant.approve),
                 )
         if agent.deadline is not None:
             self._timers.call_at(agent.deadline, partial(self._deadline, agent))
