@@ -456,7 +456,7 @@ def test_a_lock_taken_released_and_taken_again_is_held_across_a_resume(tmp_path:
     holder = [(e["type"], e.get("by")) for e in events[back:]
               if e["type"].startswith("lock/") and e["agent_id"] == "holder"]
     # Given back at the resume, released once: by the holder's last step, after its line.
-    assert holder == [("lock/acquired", "resume"), ("lock/released", None)]
+    assert holder == [("lock/acquired", "resume"), ("lock/released", "step")]
 
 
 TOOL_LOCK = """\
@@ -489,3 +489,19 @@ def test_the_path_lock_of_a_write_cut_by_a_crash_is_not_given_back_to_its_agent(
     events = list(read_events(run_dir / "events.jsonl"))
     assert not [e for e in events if e["type"] == "lock/acquired" and e["by"] == "resume"]
     assert _first(events, "lock/acquired", agent_id="locker")["by"] == "step"
+
+
+def test_an_unlock_made_before_the_crash_is_not_made_again(tmp_path: Path) -> None:
+    """Killed in a sleep after lock, write, unlock: the last recorded call is the write, so
+    the replay must still answer the unlock from the log (the lock is free at the crash, and
+    a live unlock fails the step)."""
+    plan = write_plan(tmp_path, "name: unlocked\ntasks:\n  - id: a\n    agent: script\n    steps:\n"
+                      "      - lock: {path: out/p, timeout: 5}\n      - write: {path: out/one.txt, content: one}\n"
+                      "      - unlock: out/p\n      - sleep: 1\n      - write: {path: out/two.txt, content: two}\n")
+    ws, run_dir = killed_when(tmp_path, plan, lambda evs: any(e["type"] == "agent/status" and e.get("status") == "sleeping"
+                                                              for e in evs))
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (ws / "out" / "two.txt").read_text() == "two"
+    events = list(read_events(run_dir / "events.jsonl"))
+    assert not [e for e in events if e["type"] in ("agent/error", "agent/restarted")]

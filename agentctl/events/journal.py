@@ -23,8 +23,8 @@ class Journal:
 
     Attributes:
         effects: its actions' recorded outcomes in order, each a dict with ``op``
-            (``send``, ``spawn``, ``tool``, ``llm``, ``lock``: a lock its steps took) and
-            the outcome's fields.
+            (``send``, ``spawn``, ``tool``, ``llm``, ``lock`` and ``unlock``: a lock its
+            steps took or freed) and the outcome's fields.
         inbox: messages delivered to it, in order (the fields of ``agent/message``).
     """
 
@@ -137,6 +137,12 @@ def _locked(by: dict[str, Journal], e: dict[str, Any]) -> None:
         journal.effects.append({"op": "lock", "path": e.get("path"), "t": e.get("t")})
 
 
+def _unlocked(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if journal is not None and e.get("by") == "step" and e.get("reason") == "release":
+        journal.effects.append({"op": "unlock", "path": e.get("path"), "t": e.get("t")})
+
+
 def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:
     def handler(by: dict[str, Journal], e: dict[str, Any]) -> None:
         journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
@@ -246,6 +252,7 @@ HANDLERS: dict[str | None, JournalHandler] = {
     "agent/message": _message,
     "bus/denied": _denied,
     "lock/acquired": _locked,
+    "lock/released": _unlocked,
     "policy/refused": _refused,
     "tool/requested": _requested("tool"),
     "llm/requested": _requested("llm"),

@@ -204,6 +204,7 @@ class LockReleased(Event, frozen=True, tag="lock/released"):
 
     path: str
     reason: str
+    by: str = "step"
 
 
 class LockConflict(Event, frozen=True, tag="lock/conflict"):

@@ -15,8 +15,8 @@ plan opted into that (``on_interrupted: retry``); an unknown or non-idempotent o
 an ``interrupted`` result. Sleeps and stops answer at once (the
 clock already ran). The locks the agent held were given back to it before it started
 (``lock/acquired`` by ``resume``), so its recorded lock actions never touch the lock
-table again: an acquire its journal recorded answers at once, and so does a release of a
-lock that one of those replayed acquires took. Any other lock action runs live (an
+table again: an acquire or release its journal recorded (``lock/acquired`` and
+``lock/released`` by ``step``) answers at once. Any other lock action runs live (an
 acquire that was still waiting at the crash, and the release that follows it).
 
 Like Temporal's workflow replay, this needs step functions to be deterministic given
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .interpreter import ActionServices
 
-_OPS = {Send: "send", Spawn: "spawn", CallTool: "tool", CallLLM: "llm", AcquireLock: "lock"}
+_OPS = {Send: "send", Spawn: "spawn", CallTool: "tool", CallLLM: "llm", AcquireLock: "lock", ReleaseLock: "unlock"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +61,12 @@ class Replay:
 
     Attributes:
         queues: the recorded outcomes not yet handed back, per kind of action.
-        holds: per path, how many locks replayed acquires took that no replayed release
-            has given back yet (those releases are answered from here).
     """
 
-    __slots__ = ("holds", "queues")
+    __slots__ = ("queues",)
 
     def __init__(self, journal: Journal) -> None:
         self.queues: dict[str, deque[dict[str, Any]]] = {op: deque() for op in _OPS.values()}
-        self.holds: dict[str, int] = {}
         for effect in journal.effects:
             self.queues[effect["op"]].append(effect)
 
@@ -85,22 +82,19 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     assert rep is not None
     if isinstance(action, (Sleep, Stop)):
         return _instant(agent, action)
-    if isinstance(action, ReleaseLock):
-        return _release(rep, action)
     op = _OPS.get(type(action))
     if op is None:
         return None
     queue = rep.queues[op]
-    effect = _take_lock(queue, action.path) if isinstance(action, AcquireLock) else queue.popleft() if queue else None
+    effect = (_take_lock(queue, action.path) if isinstance(action, (AcquireLock, ReleaseLock))
+              else queue.popleft() if queue else None)
     if effect is None:
         return None
     if rep.finished:
         agent.replay = None
     if effect.get("t") is not None:
         agent.clock_t = effect["t"] / 1000  # the next step runs when this outcome came
-    if op == "lock":
-        path = effect["path"]
-        rep.holds[path] = rep.holds.get(path, 0) + 1
+    if op in ("lock", "unlock"):
         return Result(action, True)
     if op == "send":
         return Result(action, bool(effect["ok"]), None, None if effect["ok"] else str(effect.get("error") or "inbox_full"))
@@ -121,8 +115,8 @@ def _instant(agent: Agent, action: Action) -> Result:
 
 
 def _take_lock(queue: deque[dict[str, Any]], path: str) -> dict[str, Any] | None:
-    """The first recorded acquire of ``path`` (acquires of a parallel batch may have been
-    granted in another order than they are replayed)."""
+    """The first recorded acquire (or release) of ``path`` (those of a parallel batch may
+    have been carried out in another order than they are replayed)."""
     path = _normalized(path)
     for i, effect in enumerate(queue):
         if effect["path"] == path:
@@ -136,17 +130,6 @@ def _normalized(path: str) -> str:
         return normalize_path(path)
     except LockError:
         return ""  # never recorded: the action runs live and fails there as it did before
-
-
-def _release(rep: Replay, action: ReleaseLock) -> Result | None:
-    """A release of a lock a replayed acquire took was made before the crash: nothing to do.
-    Any other release (of a lock taken live since the resume) is carried out live."""
-    path = _normalized(action.path)
-    held = rep.holds.get(path, 0)
-    if not held:
-        return None
-    rep.holds[path] = held - 1
-    return Result(action, True)
 
 
 def _spawn(svc: ActionServices, agent: Agent, action: Spawn, effect: dict[str, Any]) -> Result:

@@ -201,7 +201,7 @@ class LockService:
                 await waiter.event.wait()
         except BaseException:
             # Cancelled from outside: give back a lock handed over in the meantime.
-            if waiter.granted is not None and self._release_one(agent_id, path, "release", force=False):
+            if waiter.granted is not None and self._release_one(agent_id, path, "release", by, force=False):
                 self._grant_waiters()
             raise
         finally:
@@ -285,8 +285,9 @@ class LockService:
 
     # -- release -----------------------------------------------------------------
 
-    def release(self, agent_id: str, path: str) -> bool:
-        """Count one hold of ``path`` down; free it (``lock/released``) at zero.
+    def release(self, agent_id: str, path: str, *, by: str = "step") -> bool:
+        """Count one hold of ``path`` down; free it (``lock/released``) at zero. ``by`` as
+        for :meth:`try_acquire`.
 
         Returns:
             True when the lock was freed, False when the agent still holds it.
@@ -297,7 +298,7 @@ class LockService:
         path = normalize_path(path)
         if path not in self._by_agent.get(agent_id, {}):
             raise LockError(f"{agent_id!r} does not hold a lock on {path!r}")
-        freed = self._release_one(agent_id, path, "release", force=False)
+        freed = self._release_one(agent_id, path, "release", by, force=False)
         if freed:
             self._grant_waiters()
         return freed
@@ -310,12 +311,12 @@ class LockService:
         """
         paths = sorted(self._by_agent.get(agent_id, {}))
         for p in paths:
-            self._release_one(agent_id, p, "holder_ended", force=True)
+            self._release_one(agent_id, p, "holder_ended", "step", force=True)
         if paths:
             self._grant_waiters()
         return paths
 
-    def _release_one(self, agent_id: str, path: str, reason: str, *, force: bool) -> bool:
+    def _release_one(self, agent_id: str, path: str, reason: str, by: str, *, force: bool) -> bool:
         mine = self._by_agent[agent_id]
         hold = mine[path]
         hold.count -= 1
@@ -329,7 +330,7 @@ class LockService:
         if not hs:
             del self._held[path]
         self._released += 1
-        self._emit("lock/released", agent_id, path=path, reason=reason)
+        self._emit("lock/released", agent_id, path=path, reason=reason, by=by)
         return True
 
 

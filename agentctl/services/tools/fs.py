@@ -76,7 +76,7 @@ async def _write_lock(ctx: ToolContext, rel: str) -> AsyncIterator[None]:
         yield
     finally:
         if rel in locks.held_by(ctx.agent_id):  # a shutdown that ended the agent released it already
-            locks.release(ctx.agent_id, rel)
+            locks.release(ctx.agent_id, rel, by="tool")
 
 
 def _holder(result: Any) -> str:
