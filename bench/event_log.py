@@ -25,7 +25,7 @@ from agentctl.events.log import open_event_log
 from agentctl.events.reader import read_events
 from agentctl.redact import Redactor
 
-from .harness import Figure, alternate, figure
+from .harness import Figure, alternate, alternate_samples, figure
 
 BATCH = 256  # events between two awaits of the emitting loop (the writer batches what it finds)
 _seen = {"batch": BATCH}  # agentctl's mean events per fsync, last measured
@@ -150,11 +150,13 @@ def run(quick: bool, rounds: int) -> list[Figure]:
             "orjson": lambda: _bare_append(n, bare_path),
         })
         per_fsync = _seen["batch"]
-        redaction = alternate(rounds, {
+        # Best, not median, of alternating rounds: a loaded machine only ever adds CPU time
+        # (shared caches, a slower clock), so the fastest round of each is the least bent.
+        redaction = {name: max(rates) for name, rates in alternate_samples(max(rounds, 5), {
             "off": lambda: _cpu_rate(n, ours_path, _Unredacted()),
             "keys": lambda: _cpu_rate(n, ours_path, Redactor()),
             "secrets": lambda: _cpu_rate(n, ours_path, Redactor(SECRETS)),
-        })
+        }).items()}
         replay = alternate(rounds, {"agentctl": lambda: _replay(ours_path, n), "orjson": lambda: _bare_replay(ours_path, n),
                                     "journals": lambda: _replay(ours_path, n, journals=True)})
         small, big = Path(tmp) / "small.jsonl", Path(tmp) / "big.jsonl"
@@ -164,10 +166,10 @@ def run(quick: bool, rounds: int) -> list[Figure]:
     return [
         figure(f"append {n:,} events (durability batch)", "/s", append["agentctl"], "orjson+fsync loop", append["orjson"],
                0.8, note=f"both fsync every ~{per_fsync:,} events (agentctl's mean group commit)"),
-        figure(f"append {n:,} events, redacting secret keys", "/s CPU", redaction["keys"], "redaction off",
-               redaction["off"], 0.9, note="a run that knows no secret values: every payload's keys are walked"),
-        figure(f"append {n:,} events, redacting 10 known secrets", "/s CPU", redaction["secrets"], "redaction off",
-               redaction["off"], 0.8, note="every event's keys walked and its line searched for the ten; none holds one"),
+        figure(f"append {n:,} events, redacting secret keys", "/s", redaction["keys"], "redaction off",
+               redaction["off"], 0.9, note="CPU time, best of alternating rounds; a run that knows no secret values: every payload's keys walked"),
+        figure(f"append {n:,} events, redacting 10 known secrets", "/s", redaction["secrets"], "redaction off",
+               redaction["off"], 0.8, note="CPU time, best of alternating rounds; every event's keys walked, its line searched for the ten"),
         figure(f"replay {n:,} events through the fold", "/s", replay["agentctl"], "orjson.loads loop", replay["orjson"], 0.5,
                peers={"agentctl, resume's journals kept too": replay["journals"]},
                note=f"reader + fold as agentctl replay runs them; {AGENTS} agents live, each spawned, working and "

@@ -50,13 +50,18 @@ def figure(name: str, unit: str, ours: float, baseline: str, base: float, target
                   {k: round(v, 2) for k, v in (peers or {}).items()}, note)
 
 
-def alternate(rounds: int, runners: dict[str, Callable[[], float]]) -> dict[str, float]:
-    """Run each runner once per round, in turn, and return each one's median."""
+def alternate_samples(rounds: int, runners: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Run each runner once per round, in turn, and return each one's results."""
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
             samples[name].append(run())
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def alternate(rounds: int, runners: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """Run each runner once per round, in turn, and return each one's median."""
+    return {name: statistics.median(values) for name, values in alternate_samples(rounds, runners).items()}
 
 
 def machine() -> dict[str, Any]:
