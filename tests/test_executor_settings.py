@@ -3,6 +3,7 @@ the extra, and a plain run that never imports Ray (the cluster tests are ``pytes
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,14 @@ def test_a_local_run_never_imports_ray(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["0", "False"], out.stderr
+
+
+def test_a_cluster_nobody_answers_at_is_one_line_and_exit_2_at_once(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    result = invoke("run", str(PLANS / "hello.yaml"), "--no-ui", "--ray", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"error: settings.executor: cannot reach the Ray cluster at '127.0.0.1:{port}': Connection refused" in result.stderr
+    assert "Traceback" not in result.stderr

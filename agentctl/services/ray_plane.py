@@ -22,6 +22,7 @@ import asyncio
 import fnmatch
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,12 +68,25 @@ def connect(address: str) -> None:
     """
     if ray.is_initialized():
         return
+    _reachable(address)
     try:
         ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, namespace="agentctl")
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UsageError(f"settings.executor: cannot connect to the Ray cluster at {address!r}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast for a ``HOST:PORT`` nobody answers at: ``ray.init`` would retry for minutes."""
+    if address in ("auto", "local"):
+        return  # ray.init finds (or starts) the local cluster, or says at once that there is none
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"settings.executor: cannot reach the Ray cluster at {address!r}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
