@@ -167,3 +167,33 @@ def test_a_streaming_call_that_times_out_ends_with_its_timer_and_no_delta() -> N
     out = anyio.run(main)
     assert (out.ok, out.error_type) == (False, "timeout")
     assert [e["type"] for e in seen] == ["llm/requested", "llm/result"]
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+def test_a_streamed_tool_call_shows_its_name_never_its_arguments(kind: str) -> None:
+    """Argument pieces are partial JSON: a value under a secret-looking key could not be
+    redacted in them, so the providers stream a call's name only (real server, both wires)."""
+    from llm_servers import Behaviour, running_server
+
+    from agentctl.services.llm.base import ChatRequest, ToolSpec
+    from agentctl.services.llm.ollama import OllamaProvider
+    from agentctl.services.llm.openai import OpenAIProvider
+
+    fragments: list[tuple[str, str]] = []
+    write = ToolSpec("fs/write", "Write a file", {"type": "object"})
+
+    async def main() -> Any:
+        async with running_server() as server:
+            server.then(Behaviour(content="on it", tool_calls=[("fs__write", {"path": "a", "token": "tok-9f8e7d"})]))
+            base = server.url + ("/v1" if kind == "openai" else "")
+            provider = (OpenAIProvider if kind == "openai" else OllamaProvider)(base, stream=True)
+            request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], tools=(write,))
+            try:
+                return await provider.chat(request, on_delta=lambda text, tools: fragments.append((text, tools)))
+            finally:
+                await provider.aclose()
+
+    reply = anyio.run(main)
+    assert dict(reply.tool_calls[0].arguments)["token"] == "tok-9f8e7d"  # the reply itself is whole
+    assert "".join(tools for _, tools in fragments) == "fs/write\n"
+    assert "tok-9f8e7d" not in json.dumps(fragments)

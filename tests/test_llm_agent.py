@@ -72,10 +72,11 @@ async def test_tool_call_runs_and_its_result_is_fed_back_over_openai_protocol(re
     assert '"bytes"' in second[3]["content"] or "out/a.txt" in second[3]["content"]
     types = [e["type"] for e in recorder.events if e["type"].split("/")[0] in ("llm", "tool") and e["type"] != "llm/delta"]
     assert types == ["llm/requested", "llm/result", "tool/requested", "tool/prepared", "tool/result", "llm/requested", "llm/result"]
-    # Streamed by default: the tool call's fragments were logged, under its agentctl name.
+    # Streamed by default: the tool call's name was logged as it began, under its agentctl
+    # name; its arguments only by tool/requested (pieces of JSON cannot be redacted by key).
     first = recorder.of_type("llm/requested")[0]["call_id"]
     streamed = "".join(e["tool_calls"] for e in recorder.of_type("llm/delta") if e["call_id"] == first)
-    assert streamed.split() == ["fs/write", '{"path":', '"out/a.txt",', '"content":', '"hello"}']
+    assert streamed.split() == ["fs/write"]
 
 
 async def test_several_tool_calls_run_as_one_parallel_batch_with_results_in_order(recorder, tmp_path) -> None:

@@ -161,11 +161,12 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str, o
         message = chunk.get("message") or {}
         text = message.get("content") or ""
         content.append(text)
-        # Ollama sends each tool call whole, in one chunk.
+        # Ollama sends each tool call whole, in one chunk. Only the names stream, as from
+        # the OpenAI provider: the arguments are logged, redacted, by tool/requested.
         new = _tool_calls(message.get("tool_calls"), names)
         calls.extend(new)
         if on_delta is not None and (text or new):
-            on_delta(text, "".join(f"{c.name} {json.dumps(dict(c.arguments))}\n" for c in new))
+            on_delta(text, "".join(f"{c.name}\n" for c in new))
         if chunk.get("done"):
             return ChatReply(
                 content="".join(content),

@@ -195,10 +195,14 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str, o
 
 
 def _fragment_text(piece: Mapping[str, Any], names: ToolNames) -> str:
-    """A tool-call fragment as the views show it: a new call's name on a line of its own, then its arguments."""
+    """A tool-call fragment as the views are shown it: a new call's name on a line, never its arguments.
+
+    Argument pieces are partial JSON, so a value under a secret-looking key (``"token":``)
+    cannot be recognised in them; the call's ``tool/requested`` logs the whole arguments,
+    redacted.
+    """
     fn = piece.get("function") or {}
-    head = f"\n{names.from_wire(fn['name'])} " if fn.get("name") else ""
-    return head + (fn.get("arguments") or "")
+    return f"{names.from_wire(fn['name'])}\n" if fn.get("name") else ""
 
 
 def _merge(partial: dict[int, _PartialCall], piece: Mapping[str, Any]) -> None:
