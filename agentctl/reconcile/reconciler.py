@@ -17,6 +17,7 @@ from ..agents.factory import spec_for_task
 from ..events.emit import Emit
 from ..events.fold import RunState
 from ..events.journal import Journal, Journals
+from ..events.types import PlanDiff
 from ..plan.model import Plan
 from ..policy import PLAN_ROOT
 from ..runtime.runtime import Runtime
@@ -113,8 +114,8 @@ class Reconciler:
         if self._applied != self.version or not diff.empty:
             self._applied = self.version
             if not diff.empty:
-                self.emit("plan/diff", ROOT_ID, version=self.version, added=list(diff.added),
-                          removed=list(diff.removed), changed=list(diff.changed))
+                self.emit(PlanDiff(agent_id=ROOT_ID, version=self.version, added=list(diff.added),
+                                   removed=list(diff.removed), changed=list(diff.changed)))
         self._waiting = set(diff.waiting) | set(diff.blocked)
         return self._apply(diff)
 

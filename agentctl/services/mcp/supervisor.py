@@ -23,6 +23,7 @@ from anyio.abc import TaskStatus
 
 from ...errors import AgentctlError
 from ...events.emit import Emit
+from ...events.types import McpExited, McpStarted
 from ...redact import KEYS_ONLY, Redactor
 from ..tools.registry import ToolRegistry
 from .server import Server, ServerSpec, describe
@@ -121,7 +122,7 @@ class McpServers:
             # The run is ending; by now the exit stack has stopped the process.
             srv.client = None
             if srv.started and srv.down is None:
-                self._emit("mcp/exited", None, server=srv.name, reason="stopped", restarting=False)
+                self._emit(McpExited(server=srv.name, reason="stopped", restarting=False))
             raise
 
     async def _supervise_loop(self, srv: Server, task_status: TaskStatus[None]) -> None:
@@ -137,7 +138,7 @@ class McpServers:
                         if first:
                             register_tools(self._registry, srv)
                         srv.client = client
-                        self._emit("mcp/started", None, server=srv.name, tools=len(srv.tools), **srv.where())
+                        self._emit(McpStarted(server=srv.name, tools=len(srv.tools), **srv.where()))
                         srv.ready.set()
                         if first:
                             first, srv.started = False, True
@@ -153,7 +154,7 @@ class McpServers:
                     raise McpError(f"MCP server {srv.name!r} did not start: {srv.why(exc)}") from None
                 reason = f"failed to restart: {describe(exc)}"
             restarting = srv.restarts < self.max_restarts
-            self._emit("mcp/exited", None, server=srv.name, reason=reason, restarting=restarting)
+            self._emit(McpExited(server=srv.name, reason=reason, restarting=restarting))
             if not restarting:
                 srv.down = reason
                 srv.ready.set()
