@@ -47,7 +47,6 @@ class Resumed:
     applied: Plan | None
     version: int
     warnings: list[str] = field(default_factory=list)
-    locks: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def recorded_workspace(run_dir: Path) -> Path | None:
@@ -88,9 +87,7 @@ def load_resumed(run_dir: Path, *, force: bool = False) -> Resumed | None:
         return None
     applied, version = last_applied_plan(run_dir)
     return Resumed(state.run_id, state, state.journals, state.last_seq, stream.torn_line,
-                   ckpt.seq if ckpt else None, applied, version, warnings,
-                   # A copy: the state goes on folding the resumed run, whose run/resumed clears them.
-                   {path: dict(holders) for path, holders in state.locks.items()})
+                   ckpt.seq if ckpt else None, applied, version, warnings)
 
 
 def _ends(path: Path) -> tuple[str | None, int | None]:

@@ -134,7 +134,7 @@ def _locked(by: dict[str, Journal], e: dict[str, Any]) -> None:
     # lock a resume gave back, is not one of them.
     journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
     if journal is not None and e.get("by") == "step":
-        journal.effects.append({"op": "lock", "path": e.get("path"), "t": e.get("t")})
+        journal.effects.append({"op": "lock", "path": e.get("path"), "mode": e.get("mode"), "t": e.get("t")})
 
 
 def _unlocked(by: dict[str, Journal], e: dict[str, Any]) -> None:

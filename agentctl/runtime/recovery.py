@@ -48,12 +48,11 @@ class ResumeContext:
     """What a resumed run knows of the run that died.
 
     Attributes:
-        journals: journals of the agents that were live.
-        locks: the locks held then, ``path -> {agent: mode}``.
+        journals: journals of the agents that were live (the locks their steps held are
+            in them too).
     """
 
     journals: Journals
-    locks: dict[str, dict[str, str]]
 
 
 class Replay:

@@ -190,12 +190,17 @@ class Tree:
             agent.deadline = clock() + max(0.0, agent.budget.max_seconds - spent)  # type: ignore[operator]
         if journal.began_t is not None:
             agent.clock_t = journal.began_t / 1000
-        # The locks its steps held; a tool's hold of the path it was writing went with its
-        # call (a rerun takes it again).
-        stepped = {effect["path"] for effect in journal.effects if effect["op"] == "lock"}
-        for path, holders in self._resume.locks.items():
-            if agent.id in holders and path in stepped:
-                self._locks.restore(agent.id, path, holders[agent.id])
+        # The locks its steps held, from its own log (a shutdown released them, a crash did
+        # not); a tool's hold of the path it was writing went with its call (a rerun takes
+        # it again).
+        held: dict[str, str] = {}
+        for effect in journal.effects:
+            if effect["op"] == "lock":
+                held[effect["path"]] = effect.get("mode") or "write"
+            elif effect["op"] == "unlock":
+                held.pop(effect["path"], None)
+        for path, mode in held.items():
+            self._locks.restore(agent.id, path, mode)
         if journal.effects:
             agent.replay = Replay(journal)
         self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
