@@ -140,6 +140,18 @@ async def test_malformed_stream_chunk_is_an_llm_error(server: LLMServer) -> None
     await provider.aclose()
 
 
+@pytest.mark.parametrize(("body", "says"), [
+    ("", "empty stream: it may not stream this request"),  # llama-cpp-python's answer to streamed tools
+    ('data: {"choices": [{"delta": {"content": "hi"}}]}\n\n', "without \\[DONE\\] or a finish reason"),
+])
+async def test_a_stream_that_ends_early_says_how(server: LLMServer, body: str, says: str) -> None:
+    server.default = Behaviour(body=body)
+    provider = OpenAIProvider(f"{server.url}/v1", stream=True, retries=0)
+    with pytest.raises(LLMError, match=says):
+        await provider.chat(ask())
+    await provider.aclose()
+
+
 async def test_timeout_is_an_llm_error(server: LLMServer) -> None:
     server.default = Behaviour(delay=5.0)
     provider = OpenAIProvider(f"{server.url}/v1", timeout=0.2, retries=0)

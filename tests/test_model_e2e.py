@@ -87,6 +87,9 @@ defaults:
   provider: openai
   model: smollm2
   base_url: {base_url}
+  # llama-cpp-python's chatml-function-calling cannot stream a reply that may call a tool
+  # (it answers an empty stream); streaming is tested below on a reply without tools.
+  stream: false
   budget: {{max_steps: {max_steps}, max_seconds: 300}}
   tools: [fs/write]
 settings:
@@ -143,3 +146,32 @@ def test_a_real_model_calls_a_tool_and_the_run_adds_up(model_server: str, tmp_pa
               and os.path.normpath(str(e["arguments"].get("path"))) == "note.txt"]
     if writes:
         assert (work / "note.txt").read_text() == writes[-1]["arguments"]["content"], context
+
+
+STREAMED = """\
+name: model-stream
+defaults:
+  provider: openai
+  model: smollm2
+  base_url: {base_url}
+  budget: {{max_steps: 2, max_seconds: 300}}
+  tools: []
+tasks:
+  - id: talker
+    agent: llm
+    instructions: Say hello in one short sentence.
+"""
+
+
+def test_a_real_model_streams_its_reply_into_llm_delta_events(model_server: str, tmp_path: Path) -> None:
+    """Streaming is on by default: the real server's SSE fragments are logged as they came,
+    and, joined, they are the reply that llm/result holds whole."""
+    (tmp_path / "plan.yaml").write_text(STREAMED.format(base_url=model_server))
+    proc = subprocess.run([AGENTCTL, "run", "plan.yaml", "--no-ui", "--no-watch-plan", "--run-dir", "run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    evs = events(tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = of(evs, "llm/result", "talker")[0]
+    deltas = [e for e in of(evs, "llm/delta", "talker") if e["call_id"] == result["call_id"]]
+    assert result["ok"] and result["reply"]["content"].strip()
+    assert deltas and "".join(d["content"] for d in deltas) == result["reply"]["content"]

@@ -160,11 +160,12 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str, o
     partial: dict[int, _PartialCall] = {}
     usage: Mapping[str, Any] = {}
     seen_model: str | None = None
-    finished = False
+    finished = chunks = False
     async for line in response.aiter_lines():
         line = line.strip()
         if not line.startswith("data:"):
             continue  # blank separators, ": keep-alive" comments, "event:" lines
+        chunks = True
         payload = line[5:].strip()
         if payload == "[DONE]":
             finished = True
@@ -182,6 +183,10 @@ async def _read_stream(response: httpx.Response, names: ToolNames, model: str, o
             if on_delta is not None and (text or pieces):
                 on_delta(text, "".join(_fragment_text(p, names) for p in pieces))
             finished = finished or bool(choice.get("finish_reason"))
+    if not chunks:
+        # llama-cpp-python, for one, answers 200 and an empty stream to a request it cannot stream.
+        raise LLMError("the server sent an empty stream: it may not stream this request (tools?); "
+                       "set stream: false for this provider")
     if not finished:
         raise LLMError("stream ended without [DONE] or a finish reason")
     calls = [_call(p.id, p.name, "".join(p.arguments), names) for _, p in sorted(partial.items())]
