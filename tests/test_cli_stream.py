@@ -8,6 +8,7 @@ that sees text before the call ends; a SIGKILL mid-stream), in-process otherwise
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import AGENTCTL, events, invoke, of, wait_for
+from cli_helpers import AGENTCTL, events, invoke, of, running, wait_for
 from llm_servers import Behaviour, LLMServer, running_server
 from test_views import text_of
 
@@ -63,31 +64,34 @@ def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 30) -
     raise AssertionError(f"{needle!r} never came; got {lines}")
 
 
+def running_plan(plan: Path, run_dir: Path, workspace: Path) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    """``agentctl run PLAN`` (plain lines, plan not watched) in the background, killed on the way out."""
+    return running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir),
+                   "--workspace", str(workspace), cwd=workspace)
+
+
 @pytest.mark.parametrize("provider", ["ollama", "openai"])
 def test_logs_follow_shows_fragments_before_the_call_ends(tmp_path: Path, server: LLMServer, provider: str) -> None:
     hold = threading.Event()
     server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2))
     run_dir = tmp_path / "run"
-    run = subprocess.Popen([AGENTCTL, "run", str(llm_plan(tmp_path, server.url, provider=provider)), "--no-ui",
-                            "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     follow = None
     try:
-        wait_for(run_dir, lambda evs: of(evs, "run/started"), timeout=30)
-        follow = subprocess.Popen([AGENTCTL, "logs", str(run_dir), "-f"], stdout=subprocess.PIPE, text=True)
-        # The server holds the rest of the reply until this test has seen its start.
-        seen = _read_until(follow, "The quic")
-        assert not any("llm ollama ok" in line or "llm openai ok" in line for line in seen)
-        assert not of(events(run_dir), "llm/result"), "the call must still be in flight"
-        hold.set()
-        out, _ = follow.communicate(timeout=60)
-        assert follow.returncode == 0
-        assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
+        with running_plan(llm_plan(tmp_path, server.url, provider=provider), run_dir, tmp_path) as run:
+            wait_for(run_dir, lambda evs: of(evs, "run/started"), timeout=30)
+            follow = subprocess.Popen([AGENTCTL, "logs", str(run_dir), "-f"], stdout=subprocess.PIPE, text=True)
+            # The server holds the rest of the reply until this test has seen its start.
+            seen = _read_until(follow, "The quic")
+            assert not any("llm ollama ok" in line or "llm openai ok" in line for line in seen)
+            assert not of(events(run_dir), "llm/result"), "the call must still be in flight"
+            hold.set()
+            out, _ = follow.communicate(timeout=60)
+            assert follow.returncode == 0
+            assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
     finally:
         hold.set()
-        for proc in (run, follow):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+        if follow is not None and follow.poll() is None:
+            follow.kill()
     evs = events(run_dir)
     deltas = of(evs, "llm/delta", "talker")
     assert "".join(d["content"] for d in deltas) == REPLY
@@ -125,18 +129,15 @@ def test_text_held_by_the_interval_is_logged_while_the_model_pauses(tmp_path: Pa
     hold = threading.Event()
     server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=3))
     run_dir = tmp_path / "run"
-    run = subprocess.Popen([AGENTCTL, "run", str(llm_plan(tmp_path, server.url)), "--no-ui", "--no-watch-plan",
-                            "--run-dir", str(run_dir), "--workspace", str(tmp_path)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        evs = wait_for(run_dir, lambda evs: "".join(d["content"] for d in of(evs, "llm/delta")) == REPLY[:24],
-                       timeout=30)
-        assert not of(evs, "llm/result")
-        hold.set()
-        assert run.wait(60) == 0
+        with running_plan(llm_plan(tmp_path, server.url), run_dir, tmp_path) as run:
+            evs = wait_for(run_dir, lambda evs: "".join(d["content"] for d in of(evs, "llm/delta")) == REPLY[:24],
+                           timeout=30)
+            assert not of(evs, "llm/result")
+            hold.set()
+            assert run.wait(60) == 0
     finally:
         hold.set()
-        run.kill()
     deltas = of(events(run_dir), "llm/delta")
     assert [d["content"] for d in deltas[:2]] == [REPLY[:8], REPLY[8:24]]
     assert deltas[1]["t"] - deltas[0]["t"] >= 99
@@ -163,15 +164,13 @@ def test_resume_after_a_kill_mid_stream_gives_the_clean_result(tmp_path: Path, s
     server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2), Behaviour(content=REPLY, piece=8))
     plan = llm_plan(tmp_path, server.url)
     run_dir = tmp_path / "run"
-    run = subprocess.Popen([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir),
-                            "--workspace", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
-        run.send_signal(signal.SIGKILL)
-        run.wait(10)
+        with running_plan(plan, run_dir, tmp_path) as run:
+            wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
+            run.send_signal(signal.SIGKILL)
+            run.wait(10)
     finally:
         hold.set()
-        run.kill()
     killed = events(run_dir)
     assert of(killed, "llm/delta") and not of(killed, "llm/result")
     resumed = invoke("run", "--resume", str(run_dir), "--no-ui", "--no-watch-plan", cwd=tmp_path)
@@ -188,18 +187,15 @@ def test_describe_shows_what_a_call_in_flight_has_streamed(tmp_path: Path, serve
     hold = threading.Event()
     server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2))
     run_dir = tmp_path / "run"
-    run = subprocess.Popen([AGENTCTL, "run", str(llm_plan(tmp_path, server.url)), "--no-ui", "--no-watch-plan",
-                            "--run-dir", str(run_dir), "--workspace", str(tmp_path)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
-        shown = invoke("describe", str(run_dir), "talker", cwd=tmp_path)
-        as_json = json.loads(invoke("describe", str(run_dir), "talker", "-o", "json", cwd=tmp_path).stdout)
-        hold.set()
-        assert run.wait(60) == 0
+        with running_plan(llm_plan(tmp_path, server.url), run_dir, tmp_path) as run:
+            wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
+            shown = invoke("describe", str(run_dir), "talker", cwd=tmp_path)
+            as_json = json.loads(invoke("describe", str(run_dir), "talker", "-o", "json", cwd=tmp_path).stdout)
+            hold.set()
+            assert run.wait(60) == 0
     finally:
         hold.set()
-        run.kill()
     assert "streaming: The quic" in shown.stdout
     assert as_json["conversation"][0]["streamed"].startswith("The quic")
     assert as_json["conversation"][0]["ok"] is None
