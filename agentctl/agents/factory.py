@@ -8,6 +8,7 @@ inherited in the runtime through the depth policy.
 from __future__ import annotations
 
 import importlib
+from functools import partial
 
 from ..errors import PlanError
 from ..frozen import thaw
@@ -15,6 +16,7 @@ from ..plan.model import Defaults, Task
 from ..policy import Budget
 from ..runtime.spec import AgentSpec, StepFn
 from ..services.bus import Topology
+from .script import script_step
 
 
 def load_step(ref: str) -> StepFn:
@@ -32,9 +34,7 @@ def load_step(ref: str) -> StepFn:
 
 def _step_for(task: Task, defaults: Defaults) -> StepFn:
     if task.agent == "script":
-        from .script import script_step
-
-        return script_step(task.steps, defaults)
+        return script_step(task.steps, partial(spec_for_task, defaults=defaults, top_level=False))
     if task.agent == "python":
         assert task.step is not None
         return load_step(task.step)

@@ -1,6 +1,7 @@
 """Script agents: deterministic steps declared in the plan, the offline default.
 
-Invoked from :mod:`agentctl.agents.factory`. Each plan step becomes one runtime step
+Invoked from :mod:`agentctl.agents.factory`, which also hands in how a ``spawn`` step's
+task becomes a child's spec (the factory builds script agents, so it cannot be imported here). Each plan step becomes one runtime step
 that returns one action; the next step first checks that action's result, so a failed
 write or a lock that could not be had fails the agent (and supervision decides) instead
 of being skipped. Messages that arrive while the script is busy are kept for ``wait``.
@@ -8,22 +9,25 @@ of being skipped. Messages that arrive while the script is busy are kept for ``w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import actions as act
 from ..errors import AgentctlError
 from ..frozen import thaw
-from ..plan.model import Defaults, Step
-from ..runtime.spec import StepContext
+from ..plan.model import Step, Task
+from ..runtime.spec import AgentSpec, StepContext
+
+#: Builds the spec of a child a ``spawn`` step starts from its task.
+ChildSpec = Callable[[Task], AgentSpec]
 
 
 class ScriptFailed(AgentctlError):
     """A script's ``fail`` step, or a step whose action did not succeed."""
 
 
-def script_step(steps: Sequence[Step], defaults: Defaults = Defaults()):
-    """The step function that runs ``steps`` in order."""
+def script_step(steps: Sequence[Step], child_spec: ChildSpec):
+    """The step function that runs ``steps`` in order (``child_spec`` builds what ``spawn`` starts)."""
 
     def step(ctx: StepContext) -> list[act.Action]:
         state = ctx.state
@@ -47,7 +51,7 @@ def script_step(steps: Sequence[Step], defaults: Defaults = Defaults()):
                 state["pc"] = pc + 1
                 state["pending"] = pc
                 return [_resolve(ctx.agent_id, current, conflict)]
-            action = _action(current, defaults)
+            action = _action(current, child_spec)
             state["pc"] = pc + 1
             state["pending"] = pc
             return [action]
@@ -94,7 +98,7 @@ def _check(step: Step, result: act.Result) -> None:
     raise ScriptFailed(f"step {step.op} failed: {result.error}: {result.value}")
 
 
-def _action(step: Step, defaults: Defaults) -> act.Action:
+def _action(step: Step, child_spec: ChildSpec) -> act.Action:
     op, arg = step.op, step.arg
     if op in ("write", "append"):
         return act.call_tool(f"fs/{op}", {"path": arg["path"], "content": arg["content"]})
@@ -103,9 +107,7 @@ def _action(step: Step, defaults: Defaults) -> act.Action:
     if op == "send":
         return act.send(arg["to"], arg.get("kind") or "chat", thaw(arg.get("body")))
     if op == "spawn":
-        from .factory import spec_for_task
-
-        return act.spawn(spec_for_task(arg, defaults, top_level=False))
+        return act.spawn(child_spec(arg))
     if op == "lock":
         return act.acquire_lock(arg["path"], arg.get("mode") or "write", float(arg.get("timeout") or 0))
     if op == "unlock":

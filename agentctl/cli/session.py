@@ -35,7 +35,7 @@ from ..reconcile.states import task_states
 from ..redact import Redactor
 from ..runtime import open_runtime
 from ..runtime.interrupted import recover_interrupted
-from ..runtime.recovery import ResumeContext
+from ..runtime.resume_state import ResumeContext
 from ..services.approvals import ApprovalError, Approvals
 from ..services.bus import USER, SendStatus
 from ..services.executor import Executor

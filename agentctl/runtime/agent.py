@@ -18,7 +18,7 @@ import anyio
 from ..actions import Result
 from ..policy import CONSUMABLE, UNLIMITED, Budget, Grant
 from ..services.bus import Inbox
-from .recovery import Replay
+from .resume_state import Replay
 from .spec import AgentSpec
 
 _USED = {"max_steps": "steps", "max_tool_calls": "tool_calls", "max_tokens": "tokens"}

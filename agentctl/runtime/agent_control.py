@@ -9,25 +9,54 @@ through its ``agents`` field, one of these per runtime, made by
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import AgentctlError, ToolError
 from .spec import AgentSpec
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from ..services.bus import SendResult
 
-__all__ = ["LLMChildFactory", "RuntimeAgentControl"]
+__all__ = ["ControlledRuntime", "LLMChildFactory", "RuntimeAgentControl"]
 
 #: Builds the spec of an ``llm`` child (``agentctl.agents.llm.llm_child_spec`` in a run): the
 #: runtime cannot import agent kinds, which sit above it, so whoever opens it passes this in.
 LLMChildFactory = Callable[..., AgentSpec]
 
 
+class ControlledRuntime(Protocol):
+    """The runtime's public calls the bridge answers from (:class:`~agentctl.runtime.runtime.Runtime`
+    has them; naming them here keeps this module from importing the runtime that holds it)."""
+
+    def spawn(self, spec: AgentSpec, parent_id: str | None = None) -> str:
+        """Start an agent under ``parent_id``."""
+        ...
+
+    def send(self, sender: str, to: str, kind: str = "chat", body: Any = None) -> SendResult:
+        """Send a message through the bus."""
+        ...
+
+    def spec_of(self, agent_id: str) -> AgentSpec | None:
+        """The spec of live agent ``agent_id``."""
+        ...
+
+    def parent_of(self, agent_id: str) -> str | None:
+        """The parent of live agent ``agent_id``."""
+        ...
+
+    def finish_soon(self, agent_id: str, status: str, result: Any) -> None:
+        """End an agent on the timer task's next turn."""
+        ...
+
+    def on_agent_end(self, fn: Callable[[str], Any]) -> None:
+        """Call ``fn(agent_id)`` whenever an agent ends."""
+        ...
+
+
 class RuntimeAgentControl:
     """:class:`~agentctl.services.tools.registry.AgentControl` over one runtime."""
 
-    def __init__(self, runtime: Runtime, llm_child: LLMChildFactory | None) -> None:
+    def __init__(self, runtime: ControlledRuntime, llm_child: LLMChildFactory | None) -> None:
         self._rt = runtime
         self._llm_child = llm_child
 
@@ -50,7 +79,7 @@ class RuntimeAgentControl:
 
     def send(self, sender: str, to: str, kind: str, body: Any) -> str:
         """Send through the bus; an undelivered message is a ToolError."""
-        sent = self._rt.bus.send(sender, to, kind, body)
+        sent = self._rt.send(sender, to, kind, body)
         if not sent.ok:
             raise ToolError(f"message to {to!r} not delivered: {sent.status.value}")
         return str(sent.msg_id)

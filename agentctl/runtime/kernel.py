@@ -4,7 +4,7 @@
 supervision tree (:mod:`agentctl.runtime.tree`), the scheduler
 (:mod:`agentctl.runtime.scheduler`) and lock conflicts (:mod:`agentctl.runtime.conflicts`);
 each reads only what it uses (the interpreter gets its own handle,
-:class:`~agentctl.runtime.interpreter.ActionServices`). Two of the services are
+:class:`~agentctl.runtime.action_services.ActionServices`). Two of the services are
 small enough to live here: the ready queue, which the tree and inboxes fill and the scheduler
 drains, and the runtime's task group, which ``open_runtime`` opens after the parts are built.
 """

@@ -26,53 +26,19 @@ their inputs; script and LLM agents are (an LLM agent's replies are in the journ
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..actions import AcquireLock, Action, CallLLM, CallTool, ReleaseLock, Result, Send, Sleep, Spawn, Stop
 from ..errors import LockError
-from ..events.journal import Journal, Journals
 from ..services.approvals import Answer
 from ..services.llm.base import ChatReply, ToolCall
 from ..services.locks import normalize_path
 
 if TYPE_CHECKING:
+    from .action_services import ActionServices
     from .agent import Agent
-    from .interpreter import ActionServices
 
 _OPS = {Send: "send", Spawn: "spawn", CallTool: "tool", CallLLM: "llm", AcquireLock: "lock", ReleaseLock: "unlock"}
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeContext:
-    """What a resumed run knows of the run that died.
-
-    Attributes:
-        journals: journals of the agents that were live (the locks their steps held are
-            in them too).
-    """
-
-    journals: Journals
-
-
-class Replay:
-    """One agent's journal, consumed action by action.
-
-    Attributes:
-        queues: the recorded outcomes not yet handed back, per kind of action.
-    """
-
-    __slots__ = ("queues",)
-
-    def __init__(self, journal: Journal) -> None:
-        self.queues: dict[str, deque[dict[str, Any]]] = {op: deque() for op in _OPS.values()}
-        for effect in journal.effects:
-            self.queues[effect["op"]].append(effect)
-
-    @property
-    def finished(self) -> bool:
-        """Whether every recorded outcome has been handed back."""
-        return not any(self.queues.values())
 
 
 def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action | None:

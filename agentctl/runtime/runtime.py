@@ -10,7 +10,7 @@ with the state it keeps: the supervision tree (:mod:`agentctl.runtime.tree`: spa
 ending, restarting, shutdown), the scheduler (:mod:`agentctl.runtime.scheduler`: agents'
 turns), lock conflicts (:mod:`agentctl.runtime.conflicts`) and the timers
 (:mod:`agentctl.runtime.timers`). The scheduler carries actions out through the
-interpreter, whose handle (:class:`~agentctl.runtime.interpreter.ActionServices`) holds
+interpreter, whose handle (:class:`~agentctl.runtime.action_services.ActionServices`) holds
 only the services and parts actions act on, never the runtime.
 """
 
@@ -34,12 +34,12 @@ from ..services.bus import Bus, SendResult
 from ..services.locks import LockService
 from ..services.tools.registry import ToolContext, ToolRegistry
 from ..services.workers import LocalWorkPlane, WorkPlane
+from .action_services import ActionServices
 from .agent import Agent
 from .agent_control import LLMChildFactory, RuntimeAgentControl
 from .conflicts import Conflicts
-from .interpreter import ActionServices
 from .kernel import Kernel, ReadyQueue, Tasks
-from .recovery import ResumeContext
+from .resume_state import ResumeContext
 from .scheduler import Backpressure, Scheduler
 from .spec import AgentSpec, Strategy
 from .timers import Timers, clock

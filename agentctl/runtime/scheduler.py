@@ -38,7 +38,7 @@ from .timers import clock
 from .tree import Tree
 
 if TYPE_CHECKING:
-    from .interpreter import ActionServices
+    from .action_services import ActionServices
 
 #: Agent turns the scheduler runs before it yields to the event loop.
 THROUGHPUT = 512

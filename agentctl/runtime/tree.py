@@ -4,7 +4,7 @@ A part of :class:`agentctl.runtime.runtime.Runtime`, acting through the services
 :class:`~agentctl.runtime.kernel.Kernel`. Called by the runtime's public ``spawn``/``stop``
 and by ``open_runtime`` at shutdown; by the scheduler (:mod:`agentctl.runtime.scheduler`)
 when a step fails or a budget runs out; by the interpreter and crash recovery through
-their handle (:class:`~agentctl.runtime.interpreter.ActionServices`), and through the runtime
+their handle (:class:`~agentctl.runtime.action_services.ActionServices`), and through the runtime
 by the bridge tools, for spawn, stop and done.
 
 When an agent ends, its supervisor (its parent; the runtime for root agents) decides
@@ -32,7 +32,7 @@ from ..policy import PLAN_ROOT, UNLIMITED, Grant, Policy, grant_spawn, reserved_
 from ..services.bus import Inbox, Message
 from .agent import Agent
 from .kernel import Kernel
-from .recovery import Replay, ResumeContext
+from .resume_state import Replay, ResumeContext
 from .spec import AgentSpec, StepContext, Strategy
 from .supervision import plan_restart, should_restart, within_intensity
 from .timers import clock

@@ -74,18 +74,21 @@ class Server:
         """
         from mcp import Client
 
+        self.lost = anyio.Event()
         if self.spec.url:
             transport: Any = self.spec.url
         else:
             errlog: Any = sys.stderr
             if self.log is not None:
                 errlog = stack.enter_context(redacted_log(self.log, self.redactor))
-            transport = stdio_transport(self, errlog)
-        self.lost = anyio.Event()
+            transport = stdio_transport(self.spec.command, self.spec.env, errlog, started=self._started, lost=self.lost)
         client = await stack.enter_async_context(Client(transport, cache=None))
         listed = await client.list_tools()
         self.tools = {t.name: t for t in listed.tools}
         return client
+
+    def _started(self, process: Process) -> None:
+        self.process = process
 
     def where(self) -> dict[str, Any]:
         """The ``pid`` (stdio) or ``url`` (HTTP) fields of its ``mcp/started`` event."""

@@ -11,15 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from anyio.abc import Process
-
-if TYPE_CHECKING:
-    from .server import Server
 
 __all__ = ["stdio_transport"]
 
@@ -56,14 +53,18 @@ async def _stop_process(process: Process) -> None:
 
 
 @asynccontextmanager
-async def stdio_transport(srv: Server, errlog: Any) -> AsyncIterator[tuple[Any, Any]]:
-    """Start ``srv``'s process and yield the SDK's (read, write) message streams over its pipes.
+async def stdio_transport(
+    command: Sequence[str], env: Mapping[str, str], errlog: Any, *, started: Callable[[Process], None], lost: anyio.Event,
+) -> AsyncIterator[tuple[Any, Any]]:
+    """Start a server's process and yield the SDK's (read, write) message streams over its pipes.
 
-    Sets ``srv.process``, and ``srv.lost`` when the pipes close; leaving stops the process.
+    Leaving stops the process.
 
     Args:
-        srv: the server; its spec gives the command and environment.
+        command, env: the server's command line and the environment it adds.
         errlog: where the process's stderr goes (a file, or ``sys.stderr``).
+        started: told the process as soon as it runs.
+        lost: set when the pipes close.
     """
     import mcp_types
     from anyio.streams.text import TextReceiveStream
@@ -71,10 +72,10 @@ async def stdio_transport(srv: Server, errlog: Any) -> AsyncIterator[tuple[Any, 
     from mcp.shared.message import SessionMessage
 
     process = await anyio.open_process(
-        _argv(srv.spec.command), env=get_default_environment() | dict(srv.spec.env), stderr=errlog,
+        _argv(command), env=get_default_environment() | dict(env), stderr=errlog,
         start_new_session=True,  # its own process group, so stopping it reaches its children too
     )
-    srv.process = process
+    started(process)
     read_w, read_r = anyio.create_memory_object_stream[Any](0)
     write_w, write_r = anyio.create_memory_object_stream[Any](0)
 
@@ -92,7 +93,7 @@ async def stdio_transport(srv: Server, errlog: Any) -> AsyncIterator[tuple[Any, 
                         await read_w.send(msg)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             pass
-        srv.lost.set()  # EOF: the server closed stdout or died
+        lost.set()  # EOF: the server closed stdout or died
 
     async def writer() -> None:
         try:
@@ -101,7 +102,7 @@ async def stdio_transport(srv: Server, errlog: Any) -> AsyncIterator[tuple[Any, 
                     data = msg.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
                     await process.stdin.send(data.encode())  # type: ignore[union-attr]
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            srv.lost.set()
+            lost.set()
 
     try:
         async with anyio.create_task_group() as tg:
