@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,10 +19,10 @@ LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 class TwoNodes:
-    """The module's cluster: its address and the two nodes' ids."""
+    """The module's cluster: its address, the two nodes' ids, and the ``Cluster`` (to add nodes)."""
 
-    def __init__(self, address: str, head: str, worker: str) -> None:
-        self.address, self.head, self.worker = address, head, worker
+    def __init__(self, address: str, head: str, worker: str, cluster: Any) -> None:
+        self.address, self.head, self.worker, self.cluster = address, head, worker, cluster
 
 
 def two_nodes() -> Iterator[TwoNodes]:
@@ -35,7 +36,7 @@ def two_nodes() -> Iterator[TwoNodes]:
     try:
         worker = c.add_node(**small, resources={"special": 1})
         c.wait_for_nodes()
-        yield TwoNodes(c.address, c.head_node.node_id, worker.node_id)
+        yield TwoNodes(c.address, c.head_node.node_id, worker.node_id, c)
     finally:
         c.shutdown()
         for k, v in saved.items():

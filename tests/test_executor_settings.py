@@ -92,3 +92,21 @@ def test_a_cluster_nobody_answers_at_is_one_line_and_exit_2_at_once(tmp_path: Pa
     assert result.returncode == 2
     assert f"error: settings.executor: cannot reach the Ray cluster at '127.0.0.1:{port}': Connection refused" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("bad, where", [
+    ("    tools: {shell/run: {resources: {docker: -1}}}", "settings.executor.tools.shell/run.resources.docker"),
+    ("    tools: {shell/run: {num_cpus: many}}", "settings.executor.tools.shell/run.num_cpus"),
+    ("    tools: [shell/run]", "settings.executor.tools"),
+    ("    shared_workspace: maybe", "settings.executor.shared_workspace"),
+    ("    cpus: 2", "settings.executor.cpus"),
+])
+def test_a_run_of_a_plan_with_a_bad_executor_is_one_line_and_exit_2(tmp_path: Path, bad: str, where: str) -> None:
+    lines = [line for line in REMOTE.splitlines() if not line.startswith("    tools:")]
+    at = lines.index("  executor:") + 1
+    (tmp_path / "p.yaml").write_text("\n".join([*lines[:at], bad, *lines[at:]]) + "\n")
+    result = invoke("run", "p.yaml", "--no-ui", cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"invalid plan: p.yaml:{at + 1}: at {where}"), line
+    assert not (tmp_path / ".agentctl").exists()  # refused before any run started

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,59 @@ def test_a_resource_request_for_a_local_tool_is_refused_in_one_line(cluster: Two
     assert proc.returncode == 2
     assert "settings.executor.tools.fs/write: fs/write runs in this process" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("request_, asked", [
+    ("{resources: {docker: 1}}", "CPU: 1, docker: 1"),
+    ("{num_cpus: 4}", "CPU: 4"),
+])
+def test_a_request_no_node_can_meet_fails_the_call_at_once_saying_why(
+    cluster: TwoNodes, tmp_path: Path, request_: str, asked: str,
+) -> None:
+    # Ray would queue the call until its timeout (10 minutes here); it fails instead, at once.
+    plan = shell_plan(cluster.address, "touch ran", timeout=600, restart="temporary",
+                      extra_settings=f", tools: {{shell/run: {request_}}}")
+    proc, evs = run(tmp_path, plan, timeout=120)
+    assert proc.returncode == 1
+    line = (f"shell/run asks the cluster for {asked} and no node has that "
+            "(2 nodes: CPU: 1 | CPU: 1, special: 1)")
+    (result,) = results(evs, "shell/run")
+    assert (result["ok"], result["error_type"], result["error"]) == (False, "tool_error", line)
+    assert result["duration_ms"] < 60_000
+    (error,) = [e for e in evs if e["type"] == "agent/error"]
+    assert line in error["error"]  # the task fails with that reason
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_node_that_joins_is_seen_by_the_next_call(cluster: TwoNodes, tmp_path: Path) -> None:
+    import anyio
+    import ray
+
+    from agentctl.services.executor import Executor, ToolResources
+    from agentctl.services.ray_plane import RayRunner, connect
+    from agentctl.services.tools.builtins import default_registry
+    from agentctl.services.tools.registry import ToolContext
+
+    tools = default_registry()
+    executor = Executor(kind="ray", address=cluster.address,
+                        tools={"shell/run": ToolResources(num_cpus=0, resources={"late": 1})})
+    ctx = ToolContext(agent_id="a", workspace=tmp_path, run_id="r", shell_enabled=True)
+    connect(cluster.address)
+    try:
+        runner = RayRunner(executor, tools)
+        call = partial(runner.run, tools.get("shell/run"), {"command": "echo here"}, ctx, "c1")
+        before = anyio.run(call)
+        assert not before.ok and before.error.startswith("shell/run asks the cluster for late: 1 and no node")
+        late = cluster.cluster.add_node(num_cpus=0, resources={"late": 1})
+        try:
+            cluster.cluster.wait_for_nodes()
+            after = anyio.run(call)  # the miss reads the nodes again: no waiting for the snapshot to age
+            assert after.ok and after.node == late.node_id and after.value["stdout"] == "here\n"
+        finally:
+            cluster.cluster.remove_node(late)
+    finally:
+        ray.shutdown()
 
 
 def job(tmp_path: Path, seconds: float) -> Path:

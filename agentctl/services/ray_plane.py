@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,6 +105,52 @@ class _Call:
     protected: tuple[str, ...]
 
 
+# Resources every node reports that say nothing about what a call may ask for.
+_BOOKKEEPING = ("memory", "object_store_memory")
+
+
+class _Capacity:
+    """What the cluster's live nodes have in total, to refuse at once a call no node can ever take.
+
+    Ray queues a task whose resources no node has until one joins (an autoscaler's demand),
+    which on a fixed cluster is forever: the call would only end at its timeout. The node
+    list is read again whenever a request does not fit the last one read (a node may have
+    joined since) and when that is older than :attr:`STALE` seconds (one may have left).
+    """
+
+    STALE = 10.0
+
+    def __init__(self) -> None:
+        self._nodes: list[dict[str, float]] = []
+        self._read_at = float("-inf")
+
+    def _read(self) -> None:
+        self._nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        self._read_at = time.monotonic()
+
+    def _fits(self, need: Mapping[str, float]) -> bool:
+        return any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in self._nodes)
+
+    async def unmet(self, tool: str, options: Mapping[str, Any]) -> str | None:
+        """Why no node of the cluster can run a call of ``tool`` with ``options`` (one line), or ``None``."""
+        need = {k: float(v) for k, v in {"CPU": options["num_cpus"], **options["resources"]}.items() if v}
+        if time.monotonic() - self._read_at < self.STALE and self._fits(need):
+            return None
+        await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
+        if self._fits(need):
+            return None
+        offered = " | ".join(_describe(node) for node in self._nodes) or "nothing"
+        return (f"{tool} asks the cluster for {_describe(need)} and no node has that "
+                f"({len(self._nodes)} node{'s' * (len(self._nodes) != 1)}: {offered})")
+
+
+def _describe(resources: Mapping[str, float]) -> str:
+    """``CPU: 1, docker: 1``: a node's or a request's resources, without Ray's bookkeeping ones."""
+    shown = sorted((k, v) for k, v in resources.items()
+                   if k not in _BOOKKEEPING and not k.startswith(("node:", "accelerator_type:")))
+    return ", ".join(f"{k}: {v:g}" for k, v in shown) or "nothing"
+
+
 class RayRunner:
     """Carries out the calls of ``remote`` tools as Ray tasks (a :class:`~agentctl.services.workers.ToolRunner`).
 
@@ -121,6 +168,7 @@ class RayRunner:
         self.calls = self.lost = self.cancelled = 0
         self.nodes: dict[str, int] = {}
         self._options: dict[str, dict[str, Any]] = {}
+        self._capacity = _Capacity()
         self._check(tools)
         for tool in (tools.get(n) for n in tools.names()):
             if tool.remote and not tool.fn.__module__.startswith("agentctl."):
@@ -164,12 +212,19 @@ class RayRunner:
         return cached
 
     async def run(self, tool: Tool, arguments: Mapping[str, Any], ctx: ToolContext, call_id: str) -> Ran:
-        """One call as a Ray task; cancelled on the cluster if this is cancelled (timeout, shutdown)."""
+        """One call as a Ray task; cancelled on the cluster if this is cancelled (timeout, shutdown).
+
+        A call asking for resources no node has fails at once with the tool's error, saying
+        what it asked for and what the nodes offer (Ray would queue it until its timeout).
+        """
+        options = self.options(tool)
+        if (unmet := await self._capacity.unmet(tool.name, options)) is not None:
+            return Ran(False, error=unmet)
         call = _Call(tool.fn, tool.is_async, bool(tool.takes_ctx), dict(arguments), ctx.agent_id, ctx.run_id,
                      str(ctx.workspace) if self.executor.shared_workspace else None, ctx.shell_enabled,
                      tuple(str(p) for p in ctx.protected))
         self.calls += 1
-        ref = _remote_call.options(**self.options(tool)).remote(call)
+        ref = _remote_call.options(**options).remote(call)
         try:
             out = await asyncio.wrap_future(ref.future())
         except _LOST as exc:
