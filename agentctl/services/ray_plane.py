@@ -139,7 +139,7 @@ class _Capacity:
         await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
         if self._fits(need):
             return None
-        offered = " | ".join(_describe(node) for node in self._nodes) or "nothing"
+        offered = " | ".join(sorted(_describe(node) for node in self._nodes)) or "nothing"
         return (f"{tool} asks the cluster for {_describe(need)} and no node has that "
                 f"({len(self._nodes)} node{'s' * (len(self._nodes) != 1)}: {offered})")
 
