@@ -20,19 +20,29 @@ Two rules, both replacing with ``***``:
   JSON text holds one is replaced whole. Values shorter than :data:`MIN_SECRET` characters
   are not scanned for: they would hide ordinary text.
 
+  A secret is also found spelled the ways a program quotes it inside a string
+  (:func:`spellings`): JSON-escaped (``json.dumps``, either ``ensure_ascii``; as when a tool
+  result or an error message embeds a reply's JSON text) and ``repr``-escaped (as in
+  ``FileNotFoundError``'s message), and each of those quoted once more (JSON inside JSON,
+  such as a tool call's ``arguments`` string inside a logged reply). A secret whose text
+  appears in an event line outside any one string (a secret that is itself a JSON fragment,
+  spelled by the line's own punctuation) hides the whole field that spells it (only
+  ``seq``, ``t``, ``run_id`` and ``type`` are never hidden).
+
 Not recognised: a secret split across two strings (or fields, or events), or transformed
-(base64, URL-encoded, reversed, spelled with JSON escapes orjson would not write).
+(base64, URL-encoded, reversed, whitespace collapsed, quoted three times over).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-__all__ = ["MIN_SECRET", "REDACTED", "SECRET_WORDS", "Redactor", "is_secret_key"]
+__all__ = ["MIN_SECRET", "REDACTED", "SECRET_WORDS", "Redactor", "is_secret_key", "spellings"]
 
 REDACTED = "***"
 #: Words that make a key secret.
@@ -57,6 +67,8 @@ _LEAVES = frozenset((str, int, float, bool, type(None)))
 _MAX_DEPTH = 254  # orjson's own nesting limit
 _NUMBERS = (int, float)
 _PLAIN_NON_STR = frozenset((int, float, bool, type(None)))  # dict keys that cannot spell a word
+_FRAME = frozenset(("seq", "t", "run_id", "type"))  # an event's own framing, never hidden
+_QUOTINGS = 2  # how many times over a secret may be quoted and still be found (JSON in JSON)
 
 
 def is_secret_key(key: str) -> bool:
@@ -70,6 +82,46 @@ def is_secret_key(key: str) -> bool:
     return known
 
 
+def _json_inner(text: str, ascii_only: bool) -> str:
+    return json.dumps(text, ensure_ascii=ascii_only)[1:-1]
+
+
+def _repr_inner(text: str) -> str:
+    # `text + '"'` makes repr pick single quotes, as it does for any string holding `"`.
+    return repr(text + '"')[1:-2]
+
+
+def _quotings(text: str) -> set[str]:
+    """``text`` as it reads inside one quoted string: JSON (orjson's spelling is
+    ``ensure_ascii=False``'s), and repr in single quotes and in double quotes."""
+    single = _repr_inner(text)
+    # repr escapes a `'` only in single quotes; every `\'` in `single` is such an escape.
+    return {_json_inner(text, True), _json_inner(text, False), single, single.replace("\\'", "'")}
+
+
+def spellings(secret: str) -> frozenset[str]:
+    """``secret`` and the ways it reads once or twice quoted (see the module docstring)."""
+    found = {secret}
+    layer = {secret}
+    for _ in range(_QUOTINGS):
+        layer = {q for text in layer for q in _quotings(text)} - found
+        found |= layer
+    return frozenset(found)
+
+
+def _in_line(spelling: str) -> set[bytes]:
+    """The bytes an event line holds where ``spelling`` sits inside a string, and where it
+    is the line's own text (a fragment such as ``{"a":1}`` written by the encoder)."""
+    try:
+        return {_json_inner(spelling, False).encode(), spelling.encode()}
+    except UnicodeEncodeError:  # a lone surrogate: orjson writes no such line (its repr, yes)
+        return set()
+
+
+def _longest_first(items: Iterable[Any]) -> list[Any]:
+    return sorted(set(items), key=lambda x: (-len(x), x))
+
+
 class Redactor:
     """Hides secrets by key and by value (see the module docstring).
 
@@ -79,12 +131,14 @@ class Redactor:
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = sorted({s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET}, key=len, reverse=True)
+        values = _longest_first(s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET)
         self.secrets: tuple[str, ...] = tuple(values)
-        # Longest first, so a secret that contains another is hidden whole.
-        self._values = re.compile("|".join(map(re.escape, values))) if values else None
-        # As they appear in an encoded event (JSON escapes included); one regex finds any.
-        encoded = [orjson.dumps(s)[1:-1] for s in values]
+        # Longest first, so a secret that contains another is hidden whole. A plain secret
+        # (letters, digits, most punctuation) has one spelling: the regex is the same as before.
+        texts = _longest_first(t for s in values for t in spellings(s))
+        self._values = re.compile("|".join(map(re.escape, texts))) if texts else None
+        # As they appear in an encoded event; one regex finds any.
+        encoded = _longest_first(b for t in texts for b in _in_line(t))
         self._search = re.compile(b"|".join(map(re.escape, encoded))).search if encoded else None
 
     @classmethod
@@ -122,6 +176,20 @@ class Redactor:
             return [self.value(v) for v in value]
         return value
 
+    def event(self, line: bytes) -> dict[str, Any]:
+        """The event an encoded line holds, every secret hidden (:meth:`value`, then the
+        fields whose encoding still spells a known secret with the line's own punctuation).
+
+        The line is decoded rather than the event taken as it was made: values the encoder
+        converted (dataclasses, Structs, paths) are plain data there.
+        """
+        event = self.value(orjson.loads(line))
+        search = self._search
+        if search is not None and search(orjson.dumps(event)) is not None:
+            event = {k: v if k in _FRAME or search(orjson.dumps(v)) is None else _unspelled(v, search)
+                     for k, v in event.items()}
+        return event
+
     def suspects(self, fields: Mapping[str, Any], line: bytes, walk: Sequence[str] | None = None) -> bool:
         """Whether an event may hold a secret: a cheap test before :meth:`value`.
 
@@ -151,6 +219,19 @@ class Redactor:
             if type(value) not in _LEAVES and _holds_secret_key(value, 1):
                 return True
         return False
+
+
+def _unspelled(value: Any, search: Callable[[bytes], Any]) -> Any:
+    """``value`` (decoded JSON whose encoding ``search`` matches) with the smallest parts
+    whose encoding does replaced: a secret spelled across a key and its value, or across
+    items, takes the object or list that holds them."""
+    if type(value) is dict:
+        value = {k: v if search(orjson.dumps(v)) is None else _unspelled(v, search) for k, v in value.items()}
+    elif type(value) is list:
+        value = [v if search(orjson.dumps(v)) is None else _unspelled(v, search) for v in value]
+    else:
+        return REDACTED
+    return REDACTED if search(orjson.dumps(value)) is not None else value
 
 
 def _json_number(value: float) -> str:

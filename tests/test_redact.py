@@ -65,8 +65,9 @@ def test_mcp_env_values_with_secret_names_are_known() -> None:
 def test_a_secret_with_json_escapes_is_found_in_the_encoded_line() -> None:
     tricky = 'a"b\\c\nd-secret'
     r = Redactor([tricky])
-    assert r.suspects({}, f'{{"v": {tricky!r}}}'.encode()) is False  # not its JSON form
     assert r.suspects({}, orjson.dumps({"v": f"x{tricky}y"}))
+    assert r.suspects({}, orjson.dumps({"v": repr(tricky)}))  # as an exception's message spells it
+    assert not r.suspects({}, orjson.dumps({"v": tricky[:8], "w": tricky[8:]}))  # split: not recognised
     assert r.value({"v": f"x{tricky}y"}) == {"v": "x***y"}
 
 

@@ -168,8 +168,7 @@ class EventLog:
             except (TypeError, ValueError, RecursionError):
                 line = encode_event(event)
             if self._redactor.suspects(fields, line, _payload_fields(type)):
-                # The decoded line, not the event: values orjson converted are plain data there.
-                event = self._redactor.value(orjson.loads(line))
+                event = self._redactor.event(line)
                 line = encode_event(event)
             if self._path is None:
                 line = b""  # encoded only to be checked: a memory log writes nothing
