@@ -15,7 +15,7 @@ import argparse
 import json
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,7 +38,8 @@ class Behaviour:
     A streamed reply is sent in pieces of ``piece`` characters, ``gap`` seconds apart; with
     ``hold`` (a ``threading.Event``, so that a test in another thread or process driver can
     set it), the server sends the first ``hold_after`` chunks and then holds the rest of the
-    stream until the event is set.
+    stream until the event is set. ``gate`` (also a ``threading.Event``) holds the whole
+    answer until it is set.
     """
 
     content: str = "hello"
@@ -53,6 +54,7 @@ class Behaviour:
     gap: float = 0.0
     hold: threading.Event | None = None
     hold_after: int = 2
+    gate: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,18 @@ class Recorded:
 
 
 class LLMServer:
-    """Answers chat requests from a script; ``default`` once the script runs out."""
+    """Answers chat requests from a script; ``default`` once the script runs out.
+
+    ``reply_for``, when set, chooses the answer from the request itself instead (for a
+    conversation that a crash makes ask one question twice).
+    """
 
     def __init__(self) -> None:
         self.port = 0
         self.script: deque[Behaviour] = deque()
         self.default = Behaviour()
         self.requests: list[Recorded] = []
+        self.reply_for: Callable[[Recorded], Behaviour] | None = None
 
     @property
     def url(self) -> str:
@@ -92,7 +99,12 @@ class LLMServer:
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.DelimiterNotFound):
                 return
             self.requests.append(request)
-            behaviour = self.script.popleft() if self.script else self.default
+            if self.reply_for is not None:
+                behaviour = self.reply_for(request)
+            else:
+                behaviour = self.script.popleft() if self.script else self.default
+            while behaviour.gate is not None and not behaviour.gate.is_set():
+                await anyio.sleep(0.01)
             if behaviour.delay:
                 await anyio.sleep(behaviour.delay)
             try:

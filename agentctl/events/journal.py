@@ -25,7 +25,8 @@ class Journal:
         effects: its actions' recorded outcomes in order, each a dict with ``op``
             (``send``, ``spawn``, ``tool``, ``llm``, ``lock`` and ``unlock``: a lock its
             steps took or freed) and the outcome's fields.
-        inbox: messages delivered to it, in order (the fields of ``agent/message``).
+        inbox: messages delivered to it, in order (the fields of ``agent/message``; ``step``:
+            the steps it had taken when the message came, 0 in a log older than that field).
     """
 
     effects: list[dict[str, Any]] = field(default_factory=list)
@@ -113,7 +114,7 @@ def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
         if owner is not None:
             owner.inbox.append({"msg_id": get("msg_id"), "from": get("from"), "to": get("to"), "kind": get("kind"),
                                 "thread_id": get("thread_id"), "body": get("body"), "t": get("t"), "via": get("via"),
-                                "signal": bool(get("signal"))})
+                                "signal": bool(get("signal")), "step": get("step") or 0})
 
 
 def _denied(by: dict[str, Journal], e: dict[str, Any]) -> None:

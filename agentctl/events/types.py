@@ -133,6 +133,7 @@ class AgentMessage(Event, frozen=True, tag="agent/message"):
     delivered: bool
     via: str | None
     signal: bool
+    step: int = 0  # absent from logs written before it was added
 
 
 class AgentDone(Event, frozen=True, tag="agent/done"):

@@ -1,5 +1,5 @@
 """What a resumed run carries of the run that died: its journals, and per agent the recorded
-outcomes not yet handed back.
+outcomes not yet handed back and messages not yet delivered again.
 
 Built by ``agentctl resume`` (``cli/session.py``: :class:`ResumeContext`) and by the
 supervision tree (:mod:`agentctl.runtime.tree`: a :class:`Replay` for each agent it starts
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..events.journal import Journal, Journals
+from ..services.bus import Inbox, Message
 
 #: The kinds of recorded outcome (a journal effect's ``op``), one queue each.
 OPS = ("send", "spawn", "tool", "llm", "lock", "unlock")
@@ -33,20 +34,36 @@ class ResumeContext:
 
 
 class Replay:
-    """One agent's journal, consumed action by action.
+    """One agent's journal, consumed action by action and step by step.
 
     Attributes:
         queues: the recorded outcomes not yet handed back, per kind of action.
+        mail: the recorded messages not yet delivered again, each with the steps the
+            agent had taken when it came: it is delivered once the replay has taken as
+            many, so the step after that one reads it, as the first time.
     """
 
-    __slots__ = ("queues",)
+    __slots__ = ("mail", "queues")
 
     def __init__(self, journal: Journal) -> None:
         self.queues: dict[str, deque[dict[str, Any]]] = {op: deque() for op in OPS}
         for effect in journal.effects:
             self.queues[effect["op"]].append(effect)
+        self.mail = deque((int(m.get("step") or 0), recorded_message(m)) for m in journal.inbox)
 
     @property
     def finished(self) -> bool:
-        """Whether every recorded outcome has been handed back."""
-        return not any(self.queues.values())
+        """Whether every recorded outcome has been handed back and every message delivered."""
+        return not self.mail and not any(self.queues.values())
+
+    def deliver(self, inbox: Inbox) -> None:
+        """Put into ``inbox`` the messages that came by its owner's ``inbox.steps``-th step."""
+        mail, steps = self.mail, inbox.steps
+        while mail and mail[0][0] <= steps:
+            inbox.put_nowait(mail.popleft()[1])
+
+
+def recorded_message(m: dict[str, Any]) -> Message:
+    """A journal's message (the fields of its ``agent/message``) as it landed in the inbox."""
+    return Message(str(m["msg_id"]), str(m["from"]), str(m["to"]), str(m["kind"]), m.get("body"), m.get("thread_id"),
+                   int(m.get("t") or 0), m.get("via"), bool(m.get("signal")))

@@ -120,7 +120,15 @@ class Scheduler:
         if over is not None:
             self._finish(agent, "budget_exceeded", None, reason=over)
             return
-        messages = tuple(agent.inbox.drain()) if len(agent.inbox) else ()
+        inbox = agent.inbox
+        inbox.steps += 1
+        messages = tuple(inbox.drain()) if len(inbox) else ()
+        rep = agent.replay
+        if rep is not None and rep.mail:
+            # A resumed agent: what came during this step the first time, the next step reads.
+            rep.deliver(inbox)
+            if rep.finished:
+                agent.replay = None
         results, agent.results, agent.tick_due = agent.results, (), False
         agent.steps += 1
         self.steps += 1

@@ -29,7 +29,7 @@ import anyio
 from ..errors import ActionError, AgentctlError, ToolError
 from ..events.journal import Journal
 from ..policy import PLAN_ROOT, UNLIMITED, Grant, Policy, grant_spawn, reserved_id_error
-from ..services.bus import Inbox, Message
+from ..services.bus import Inbox
 from .agent import Agent
 from .kernel import Kernel
 from .resume_state import Replay, ResumeContext
@@ -132,7 +132,8 @@ class Tree:
             grant = self._grant(spec, parent)
         else:
             grant = previous.grant
-        inbox = self._bus.register(spec.id, parent.id if parent else None, spec.topology, self._inbox_for(journal))
+        replayed = Replay(journal) if journal is not None else None
+        inbox = self._bus.register(spec.id, parent.id if parent else None, spec.topology, self._inbox_for(replayed))
         agent = Agent(spec, parent, grant, inbox)
         inbox.on_put = partial(self._wake, agent)
         siblings = parent.children if parent is not None else self._roots
@@ -155,8 +156,8 @@ class Tree:
                 parent.reserve_for(grant.budget)
             if grant.budget.max_seconds is not None:
                 agent.deadline = now + grant.budget.max_seconds
-            if journal is not None:
-                self._resumed(agent, journal)
+            if journal is not None and replayed is not None:
+                self._resumed(agent, journal, replayed)
             else:
                 self._emit(
                     "agent/spawned", spec.id,
@@ -172,17 +173,15 @@ class Tree:
         self._wake(agent)
         return spec.id
 
-    def _inbox_for(self, journal: Journal | None) -> Inbox | None:
-        if journal is None or not journal.inbox:
+    def _inbox_for(self, replayed: Replay | None) -> Inbox | None:
+        if replayed is None or not replayed.mail:
             return None
         # Room for every recorded message on top of the usual capacity: none may be lost.
-        inbox = Inbox(self._inbox_size + len(journal.inbox))
-        for m in journal.inbox:
-            inbox.put_nowait(Message(str(m["msg_id"]), str(m["from"]), str(m["to"]), str(m["kind"]), m.get("body"),
-                                     m.get("thread_id"), int(m.get("t") or 0), m.get("via"), bool(m.get("signal"))))
+        inbox = Inbox(self._inbox_size + len(replayed.mail))
+        replayed.deliver(inbox)  # those that came before its first step
         return inbox
 
-    def _resumed(self, agent: Agent, journal: Journal) -> None:
+    def _resumed(self, agent: Agent, journal: Journal, replayed: Replay) -> None:
         assert self._resume is not None
         if agent.deadline is not None and journal.started_t is not None:
             # max_seconds counts from the agent's first spawn, not from this process's start.
@@ -201,8 +200,8 @@ class Tree:
                 held.pop(effect["path"], None)
         for path, mode in held.items():
             self._locks.restore(agent.id, path, mode)
-        if journal.effects:
-            agent.replay = Replay(journal)
+        if not replayed.finished:
+            agent.replay = replayed
         self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
                   replay=len(journal.effects), messages=len(journal.inbox))
 

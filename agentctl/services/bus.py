@@ -93,9 +93,12 @@ class Inbox:
             beyond that. Signals (``Message.signal``) are always taken.
         on_put: called after every successful put (the runtime sets it to schedule the
             owning agent); must not block.
+        steps: the steps its owner has taken since the inbox was made (its latest start),
+            counted by the scheduler; each delivery logs it (``agent/message``'s ``step``),
+            so a resumed agent can be handed the message at the step that read it.
     """
 
-    __slots__ = ("_chat", "_q", "_space", "capacity", "on_put")
+    __slots__ = ("_chat", "_q", "_space", "capacity", "on_put", "steps")
 
     def __init__(self, capacity: int = 256, on_put: Callable[[], None] | None = None) -> None:
         if capacity < 1:
@@ -108,6 +111,7 @@ class Inbox:
         self._space: anyio.Event | None = None
         self.capacity = capacity
         self.on_put = on_put
+        self.steps = 0
 
     def __len__(self) -> int:
         return len(self._q)
@@ -461,7 +465,7 @@ class Bus:
         # between, so the fullness checked above still holds when we put.
         event = self._emit("agent/message", owner, {"msg_id": msg_id, "from": sender, "to": to, "kind": kind,
                                                     "thread_id": thread_id, "body": body, "delivered": delivered,
-                                                    "via": via, "signal": signal})
+                                                    "via": via, "signal": signal, "step": inbox.steps})
         if not delivered:
             self._full += 1
             return SendResult(_FULL, msg_id, to, via)

@@ -1,0 +1,127 @@
+"""A resumed agent goes through the same steps as the agent that died: each recorded message
+reaches the step that read it the first time, and a lock taken twice is still held once
+after the first of its two unlocks (issue 11)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+from cli_helpers import events, invoke, of, start
+from llm_servers import Behaviour, LLMServer, Recorded, running_server
+
+#: The model's answers, by turn (the assistant messages already in the conversation): an
+#: append each turn, then a final answer. Turns 1 and 3 are held until the test has sent
+#: the agent a message, so each message comes while a call is in flight, between two steps.
+TURNS = 6
+NOTED = (1, 3)
+
+
+def _plan(url: str) -> str:
+    return json.dumps({
+        "name": "talk",
+        "defaults": {"provider": "openai", "model": "m", "base_url": url + "/v1", "restart": "temporary",
+                     "tools": ["fs/append"]},
+        "tasks": [{"id": "boss", "agent": "llm", "instructions": "keep a log of your turns"}],
+    })
+
+
+def _turn(request: Recorded) -> int:
+    return sum(m.get("role") == "assistant" for m in request.body["messages"])
+
+
+def _converse(cwd: Path, server: LLMServer, kill_at: int | None, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Run the conversation (killed at the ``kill_at``-th ``llm/result`` and resumed, if set);
+    the last request's conversation without its system prompt."""
+    gates = {k: threading.Event() for k in NOTED}
+    replies = [Behaviour(content="", tool_calls=[("fs__append", {"path": "log.txt", "content": f"turn {k}\n"})],
+                         gate=gates.get(k)) for k in range(TURNS - 1)]
+    server.reply_for = lambda request: replies[_turn(request)] if _turn(request) < len(replies) else Behaviour("finished")
+    (cwd / "plan.yaml").write_text(_plan(server.url))
+    if kill_at is not None:
+        monkeypatch.setenv("AGENTCTL_FAULT", f"kill@llm/result#{kill_at}")
+    runs = [start("run", "plan.yaml", "--no-ui", "--no-watch-plan", "--run-dir", "run", cwd=cwd)]
+    monkeypatch.delenv("AGENTCTL_FAULT", raising=False)
+    first = _feed(runs[0], cwd, server, gates)
+    if kill_at is not None:
+        assert first == -signal.SIGKILL
+        runs.append(start("run", "plan.yaml", "--no-ui", "--no-watch-plan", "--resume", "run", cwd=cwd))
+        assert _feed(runs[1], cwd, server, gates) == 0
+    else:
+        assert first == 0
+    assert (cwd / "log.txt").read_text() == "".join(f"turn {k}\n" for k in range(TURNS - 1))
+    assert of(events(cwd / "run"), "agent/done", "boss")[0]["result"] == "finished"
+    last = server.requests[-1].body["messages"]
+    assert _turn(server.requests[-1]) == TURNS - 1
+    return [m for m in last if m.get("role") != "system"]
+
+
+def _feed(proc: subprocess.Popen[str], cwd: Path, server: LLMServer, gates: dict[int, threading.Event]) -> int:
+    """While ``proc`` runs: once the model is asked a held turn, send the agent a note, then
+    let the model answer."""
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            asked = {_turn(r) for r in server.requests}
+            for k, gate in gates.items():
+                if k in asked and not gate.is_set():
+                    sent = invoke("send", f"note {k}", "--to", "boss", "--run", "run", cwd=cwd)
+                    assert sent.returncode == 0, sent.stderr
+                    gate.set()
+            time.sleep(0.05)
+        return proc.wait(5)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def uncrashed(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    cwd = tmp_path_factory.mktemp("uncrashed")
+    with pytest.MonkeyPatch.context() as mp, start_blocking_portal() as portal, \
+            portal.wrap_async_context_manager(running_server()) as server:
+        return _converse(cwd, server, None, mp)
+
+
+@pytest.mark.parametrize("kill_at", [3, 5])
+def test_a_resumed_llm_agent_reads_each_message_at_the_step_it_first_did(
+    uncrashed: list[dict[str, Any]], tmp_path: Path, kill_at: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each note came while a call was in flight, so the step after it read it: it is the
+    # user turn after that call's tool answer, in the crashed-and-resumed run as in the other.
+    notes = [i for i, m in enumerate(uncrashed) if m["role"] == "user" and "note" in m["content"]]
+    assert [uncrashed[i - 1]["role"] for i in notes] == ["tool", "tool"]
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(running_server()) as server:
+        resumed = _converse(tmp_path, server, kill_at, monkeypatch)
+    assert resumed == uncrashed
+
+
+def test_a_log_without_message_steps_hands_every_message_to_the_first_step() -> None:
+    # Written before agent/message had ``step``: replayed as it always was, all at the start.
+    from agentctl.events.journal import HANDLERS, Journal
+    from agentctl.runtime.resume_state import Replay
+    from agentctl.services.bus import Inbox
+
+    journals: dict[str, Journal] = {}
+    HANDLERS["agent/spawned"](journals, {"type": "agent/spawned", "agent_id": "a", "t": 1})
+    for n in (1, 2):
+        HANDLERS["agent/message"](journals, {"type": "agent/message", "agent_id": "a", "msg_id": f"m{n}", "from": "user",
+                                             "to": "a", "kind": "chat", "body": n, "delivered": True, "t": n})
+    HANDLERS["agent/message"](journals, {"type": "agent/message", "agent_id": "a", "msg_id": "m3", "from": "user",
+                                         "to": "a", "kind": "chat", "body": 3, "delivered": True, "t": 3, "step": 2})
+    replay, inbox = Replay(journals["a"]), Inbox()
+    replay.deliver(inbox)
+    assert [m.body for m in inbox.drain()] == [1, 2]
+    inbox.steps = 1
+    replay.deliver(inbox)
+    assert not inbox.drain() and not replay.finished
+    inbox.steps = 2
+    replay.deliver(inbox)
+    assert [m.body for m in inbox.drain()] == [3] and replay.finished
