@@ -8,14 +8,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 from agentctl.events.reader import read_events
 
 ROOT = Path(__file__).parent.parent
 PLANS = ROOT / "plans"
+PLUGINS = ROOT / "tests" / "plugins"
 AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 
 Events = list[dict[str, Any]]
@@ -49,21 +50,36 @@ def invoke(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess([AGENTCTL, *args], result.exit_code, result.stdout, result.stderr)
 
 
-def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    """Start ``agentctl ARGS`` in the background (stderr kept for failure messages)."""
-    return subprocess.Popen([AGENTCTL, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def start(*args: str, cwd: Path, **popen: Any) -> subprocess.Popen[str]:
+    """Start ``agentctl ARGS`` in the background (stderr kept for failure messages; ``popen``:
+    other ``Popen`` arguments, or these replaced)."""
+    options = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen([AGENTCTL, *args], cwd=cwd, **options)
 
 
 @contextmanager
-def running(*args: str, cwd: Path) -> Iterator[subprocess.Popen[str]]:
-    """``agentctl ARGS`` in the background (as :func:`start`), killed on the way out if it is
-    still running, whatever happened meanwhile: a failed test leaves no run behind."""
-    proc = start(*args, cwd=cwd)
+def reaped(proc: subprocess.Popen[AnyStr], grace: float = 0) -> Iterator[subprocess.Popen[AnyStr]]:
+    """``proc``, killed on the way out if it is still running and waited for, its pipes closed,
+    whatever happened meanwhile: a failed test leaves no process behind.
+
+    ``grace``: seconds a server gets to exit after SIGTERM before it is killed.
+    """
     try:
         yield proc
     finally:
-        proc.kill()
-        proc.wait()
+        with proc:  # closes the pipes and waits
+            if grace and proc.poll() is None:
+                proc.terminate()
+                with suppress(subprocess.TimeoutExpired):
+                    proc.wait(grace)
+            proc.kill()
+
+
+@contextmanager
+def running(*args: str, cwd: Path, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """``agentctl ARGS`` in the background (as :func:`start`), :func:`reaped` on the way out."""
+    with reaped(start(*args, cwd=cwd, **popen)) as proc:
+        yield proc
 
 
 def ends(proc: subprocess.Popen[str], code: int, sig: signal.Signals | None = None) -> None:
@@ -110,11 +126,9 @@ def save(path: Path, text: str) -> None:
 
 
 def interrupt(proc: subprocess.Popen[str], run_dir: Path) -> Events:
-    """Ctrl-C a running ``agentctl run``: it must exit 130 with ``run/finished`` interrupted."""
-    try:
-        ends(proc, 130, signal.SIGINT)
-    finally:
-        proc.kill()
+    """Ctrl-C a running ``agentctl run`` (one :func:`running` started): it must exit 130 with
+    ``run/finished`` interrupted."""
+    ends(proc, 130, signal.SIGINT)
     evs = events(run_dir)
     assert (evs[-1]["type"], evs[-1]["reason"]) == ("run/finished", "interrupted")
     return evs

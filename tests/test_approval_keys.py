@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli_helpers import AGENTCTL, events, of, wait_for
+from cli_helpers import AGENTCTL, events, of, reaped, wait_for
 from rich.console import Console
 from test_approvals import GATED
 
@@ -89,9 +89,6 @@ def test_a_person_answers_held_calls_with_keys_in_the_live_view_of_agentctl_run(
     (tmp_path / "plan.yaml").write_text(GATED)
     run = tmp_path / "run"
     master, slave = pty.openpty()
-    proc = subprocess.Popen([AGENTCTL, "run", "plan.yaml", "--run-dir", "run"], cwd=tmp_path, stdin=slave,
-                            stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "120", "LINES": "40"})
-    os.close(slave)
     screen: list[bytes] = []
 
     def drain() -> None:  # the view writes frames; an unread pty would block it
@@ -107,15 +104,18 @@ def test_a_person_answers_held_calls_with_keys_in_the_live_view_of_agentctl_run(
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        first = of(wait_for(run, lambda e: of(e, "approval/requested")), "approval/requested")[0]["call_id"]
-        seen(screen, f"› {first}")  # as a person would: press once the panel shows the call
-        os.write(master, b"a")
-        second = of(wait_for(run, lambda e: len(of(e, "approval/requested")) == 2), "approval/requested")[1]["call_id"]
-        seen(screen, f"› {second}")
-        os.write(master, b"dno lib changes\r")
-        assert proc.wait(30) == 1  # the script failed on its denied call
+        with reaped(subprocess.Popen([AGENTCTL, "run", "plan.yaml", "--run-dir", "run"], cwd=tmp_path, stdin=slave,
+                                     stdout=slave, stderr=slave,
+                                     env={**os.environ, "COLUMNS": "120", "LINES": "40"})) as proc:
+            os.close(slave)
+            first = of(wait_for(run, lambda e: of(e, "approval/requested")), "approval/requested")[0]["call_id"]
+            seen(screen, f"› {first}")  # as a person would: press once the panel shows the call
+            os.write(master, b"a")
+            second = of(wait_for(run, lambda e: len(of(e, "approval/requested")) == 2), "approval/requested")[1]["call_id"]
+            seen(screen, f"› {second}")
+            os.write(master, b"dno lib changes\r")
+            assert proc.wait(30) == 1  # the script failed on its denied call
     finally:
-        proc.kill()
         os.close(master)
         reader.join(5)
     evs = events(run)

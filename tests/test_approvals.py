@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import ROOT, cli, events, invoke, of, start, wait_for
+from cli_helpers import ROOT, cli, ends, events, invoke, of, running, wait_for
 from llm_servers import Behaviour, running_server
 
 from agentctl import actions as act
@@ -59,18 +58,10 @@ def held(evs: list[dict[str, Any]], n: int = 1) -> bool:
     return len(of(evs, "approval/requested")) >= n
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 30) -> int:
-    try:
-        return proc.wait(timeout)
-    finally:
-        proc.kill()
-
-
 def test_a_held_call_waits_while_the_tree_goes_on_and_runs_only_once_approved_from_another_process(tmp_path: Path) -> None:
     (tmp_path / "plan.yaml").write_text(GATED)
     run = run_dir_of(tmp_path)
-    proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
-    try:
+    with running("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path) as proc:
         evs = wait_for(run, lambda e: held(e) and of(e, "agent/done", "other"))
         asked = of(evs, "approval/requested")[0]
         assert (asked["agent_id"], asked["tool"], asked["gate"]) == ("writer", "fs/write", "fs/write:src/**")
@@ -102,9 +93,7 @@ def test_a_held_call_waits_while_the_tree_goes_on_and_runs_only_once_approved_fr
         second = of(evs, "approval/requested")[1]["call_id"]
         denied = invoke("deny", "run", second, "--reason", "lib.py is frozen", cwd=tmp_path)
         assert denied.returncode == 0, denied.stderr
-        assert finish(proc) == 1  # the script's step failed on its denied call
-    finally:
-        proc.kill()
+        ends(proc, 1)  # the script's step failed on its denied call
     evs = events(run)
     order = [(e["type"], e.get("call_id")) for e in evs if e["type"].startswith(("approval/", "tool/requested"))
              and e.get("call_id") in (call, second)]
@@ -132,8 +121,7 @@ def test_an_llm_agent_is_told_the_reason_of_a_denial_as_its_tool_error(tmp_path:
                            "approve": ["fs/write"]}]}
         (tmp_path / "plan.yaml").write_text(json.dumps(plan))
         run = run_dir_of(tmp_path)
-        proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
-        try:
+        with running("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path) as proc:
             asked = of(wait_for(run, held), "approval/requested")[0]
             call = asked["call_id"]
             assert asked["arguments"] == {"path": "src/main.py", "content": "rm -rf", "token": "***"}
@@ -142,9 +130,7 @@ def test_an_llm_agent_is_told_the_reason_of_a_denial_as_its_tool_error(tmp_path:
             assert denied.returncode == 2  # no run under .agentctl: RUN is needed here
             denied = invoke("deny", "run", call, "--reason", "src/main.py is owned by another team", cwd=tmp_path)
             assert denied.returncode == 0, denied.stderr
-            assert finish(proc) == 0
-        finally:
-            proc.kill()
+            ends(proc, 0)
         second = server.requests[1].body["messages"]
     tool_turns = [m for m in second if m.get("role") == "tool"]
     assert len(tool_turns) == 1
@@ -159,15 +145,10 @@ def test_an_llm_agent_is_told_the_reason_of_a_denial_as_its_tool_error(tmp_path:
 def test_a_held_call_is_still_held_after_kill_9_and_resume_then_runs_once_approved(tmp_path: Path) -> None:
     (tmp_path / "plan.yaml").write_text(GATED)
     run = run_dir_of(tmp_path)
-    proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
-    try:
+    with running("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path) as proc:
         call = of(wait_for(run, lambda e: held(e) and of(e, "agent/done", "other")), "approval/requested")[0]["call_id"]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        proc.kill()
-    resumed = start("run", "--resume", "run", "--no-ui", cwd=tmp_path)
-    try:
+        ends(proc, -signal.SIGKILL, signal.SIGKILL)
+    with running("run", "--resume", "run", "--no-ui", cwd=tmp_path) as resumed:
         evs = wait_for(run, lambda e: of(e, "run/resumed") and of(e, "agent/status", "writer")
                        and of(e, "agent/status", "writer")[-1]["seq"] > of(e, "run/resumed")[0]["seq"])
         assert of(evs, "agent/status", "writer")[-1]["reason"] == "approval"
@@ -177,9 +158,7 @@ def test_a_held_call_is_still_held_after_kill_9_and_resume_then_runs_once_approv
         second = of(wait_for(run, lambda e: held(e, 2)), "approval/requested")[1]["call_id"]
         assert second.startswith("r1.")  # a new call of the resumed process
         assert invoke("approve", "run", second, cwd=tmp_path).returncode == 0
-        assert finish(resumed) == 0
-    finally:
-        resumed.kill()
+        ends(resumed, 0)
     evs = events(run)
     assert [e["call_id"] for e in of(evs, "approval/requested")] == [call, second]
     assert [e["call_id"] for e in of(evs, "tool/requested") if e["call_id"] in (call, second)] == [call, second]
@@ -195,14 +174,11 @@ def test_an_answer_on_disk_before_a_crash_is_never_asked_again(tmp_path: Path, a
     plan = GATED.replace('      - write: {path: src/lib.py, content: "print(2)\\n"}\n', "")
     (tmp_path / "plan.yaml").write_text(plan)
     run = run_dir_of(tmp_path)
-    proc = start("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path)
-    try:
+    with running("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path) as proc:
         call = of(wait_for(run, held), "approval/requested")[0]["call_id"]
         extra = ("--note", "ok") if answer == "approve" else ("--reason", "no")
         assert invoke(answer, "run", call, *extra, cwd=tmp_path).returncode == 0
         proc.wait(30)
-    finally:
-        proc.kill()
     lines = (run / "events.jsonl").read_text().splitlines(keepends=True)
     kind = "approval/granted" if answer == "approve" else "approval/denied"
     cut = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == kind)

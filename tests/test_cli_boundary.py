@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 import typer
-from cli_helpers import cli
+from cli_helpers import ROOT, cli
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
 
-ROOT = Path(__file__).parent.parent
 COMMAND = typer.main.get_command(app)
 COMMANDS = sorted(COMMAND.commands)  # type: ignore[attr-defined]
 #: Names of parameters that take a file or a run even when typed ``str`` (a run id, say).

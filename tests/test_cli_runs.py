@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import AGENTCTL, FAILING, GATE, PLANS, events, of, running, wait_for
+from cli_helpers import FAILING, GATE, PLANS, events, of, running, wait_for
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
@@ -129,11 +129,11 @@ def test_logs_follow_ends_with_the_runs_exit_code(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path):
         wait_for(run_dir, lambda e: of(e, "run/started"))
-        follower = subprocess.Popen([AGENTCTL, "logs", str(run_dir), "-f"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-        wait_for(run_dir, lambda e: of(e, "agent/status", "gate"))
-        assert follower.poll() is None
-        assert agentctl("stop", str(run_dir)).exit_code == 0
-        out, _ = follower.communicate(timeout=20)
+        with running("logs", str(run_dir), "-f", cwd=tmp_path, stdout=subprocess.PIPE, stderr=None) as follower:
+            wait_for(run_dir, lambda e: of(e, "agent/status", "gate"))
+            assert follower.poll() is None
+            assert agentctl("stop", str(run_dir)).exit_code == 0
+            out, _ = follower.communicate(timeout=20)
     assert follower.returncode == 130
     assert out.splitlines()[-1].endswith("run finished stopped failed  events=" + str(len(events(run_dir))))
 
@@ -144,11 +144,10 @@ def test_watch_and_logs_notice_a_run_killed_without_run_finished(tmp_path: Path)
     run_dir = tmp_path / "run"
     with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as runner:
         wait_for(run_dir, lambda e: of(e, "agent/status", "gate"))
-        follower = subprocess.Popen([AGENTCTL, "logs", "-f", str(run_dir)], cwd=tmp_path, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-        runner.send_signal(signal.SIGKILL)
-        runner.wait(20)
-        out, err = follower.communicate(timeout=20)
+        with running("logs", "-f", str(run_dir), cwd=tmp_path, stdout=subprocess.PIPE) as follower:
+            runner.send_signal(signal.SIGKILL)
+            runner.wait(20)
+            out, err = follower.communicate(timeout=20)
     assert follower.returncode == 1
     assert f"pid {runner.pid}) is gone without run/finished" in err and "--resume" in err
     assert "gate" in out

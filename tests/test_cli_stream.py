@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import AGENTCTL, events, invoke, of, running, wait_for
+from cli_helpers import events, invoke, of, running, wait_for
 from llm_servers import Behaviour, LLMServer, running_server
 from test_views import text_of
 
@@ -75,23 +75,20 @@ def test_logs_follow_shows_fragments_before_the_call_ends(tmp_path: Path, server
     hold = threading.Event()
     server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2))
     run_dir = tmp_path / "run"
-    follow = None
     try:
         with running_plan(llm_plan(tmp_path, server.url, provider=provider), run_dir, tmp_path) as run:
             wait_for(run_dir, lambda evs: of(evs, "run/started"), timeout=30)
-            follow = subprocess.Popen([AGENTCTL, "logs", str(run_dir), "-f"], stdout=subprocess.PIPE, text=True)
-            # The server holds the rest of the reply until this test has seen its start.
-            seen = _read_until(follow, "The quic")
-            assert not any("llm ollama ok" in line or "llm openai ok" in line for line in seen)
-            assert not of(events(run_dir), "llm/result"), "the call must still be in flight"
-            hold.set()
-            out, _ = follow.communicate(timeout=60)
-            assert follow.returncode == 0
+            with running("logs", str(run_dir), "-f", cwd=tmp_path, stdout=subprocess.PIPE, stderr=None) as follow:
+                # The server holds the rest of the reply until this test has seen its start.
+                seen = _read_until(follow, "The quic")
+                assert not any("llm ollama ok" in line or "llm openai ok" in line for line in seen)
+                assert not of(events(run_dir), "llm/result"), "the call must still be in flight"
+                hold.set()
+                out, _ = follow.communicate(timeout=60)
+                assert follow.returncode == 0
             assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
     finally:
         hold.set()
-        if follow is not None and follow.poll() is None:
-            follow.kill()
     evs = events(run_dir)
     deltas = of(evs, "llm/delta", "talker")
     assert "".join(d["content"] for d in deltas) == REPLY

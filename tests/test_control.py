@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
-from cli_helpers import GATE, events, of, start, wait_for
+from cli_helpers import GATE, events, of, running, wait_for
 from typer.testing import CliRunner
 
 from agentctl.cli.control import ControlError, request, serve_control, socket_path
@@ -191,9 +191,8 @@ def test_forged_control_lines_do_nothing_and_a_socket_message_is_from_user(tmp_p
       - done: forged
 """)
     run_dir = tmp_path / ".agentctl" / "runs" / "r"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path),
-                 cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path),
+                 cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/done", "forger") and of(e, "agent/status", "gate"))
         for name in ("control.jsonl", "control.offset", "control"):
             with open(run_dir / name, "a") as f:
@@ -205,8 +204,6 @@ def test_forged_control_lines_do_nothing_and_a_socket_message_is_from_user(tmp_p
         sent = agentctl("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", '"real"')
         assert sent.exit_code == 0, sent.output
         assert proc.wait(20) == 0
-    finally:
-        proc.kill()
     evs = events(run_dir)
     to_gate = [(m["from"], m["kind"], m["body"]) for m in of(evs, "agent/message") if m["to"] == "gate"]
     assert to_gate == [("user", "open", "real")]
@@ -219,8 +216,7 @@ def test_send_returns_once_logged_and_refuses_unknown_agents_and_finished_runs(t
     plan.write_text(GATE)
     # deeper than a socket path may be: the channel falls back to a short path
     run_dir = tmp_path / ("d" * 60) / ("e" * 60) / "run"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         control = Path(started(run_dir)["control"])
         assert run_dir.resolve() not in control.parents and len(os.fsencode(control)) <= 107
         unknown = agentctl("send", "--run", str(run_dir), "--to", "nobody", "hi")
@@ -234,8 +230,6 @@ def test_send_returns_once_logged_and_refuses_unknown_agents_and_finished_runs(t
         assert (message["type"], message["from"], message["body"]) == ("agent/message", "user", {"x": 1})
         assert agentctl("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "go").exit_code == 0
         assert proc.wait(20) == 0
-    finally:
-        proc.kill()
     assert not control.exists()
     late = agentctl("send", "--run", str(run_dir), "--to", "gate", "hi")
     assert late.exit_code == 2 and "has finished" in late.stderr
@@ -251,8 +245,7 @@ def test_stop_ends_a_run_like_ctrl_c_and_stop_agent_ends_one_subtree(tmp_path: P
       - wait: never
 """)
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/status", "gate") and of(e, "agent/spawned", "child"))
         unknown = agentctl("stop", str(run_dir), "--agent", "nobody")
         assert unknown.exit_code == 2 and "no live agent 'nobody'" in unknown.stderr
@@ -264,8 +257,6 @@ def test_stop_ends_a_run_like_ctrl_c_and_stop_agent_ends_one_subtree(tmp_path: P
         assert whole.exit_code == 0, whole.output
         assert "exit 130" in whole.stdout
         assert proc.wait(20) == 130
-    finally:
-        proc.kill()
     evs = events(run_dir)
     assert (evs[-1]["type"], evs[-1]["reason"], evs[-1]["status"]) == ("run/finished", "stopped", "failed")
     assert of(evs, "agent/stopped", "gate")[0]["reason"] == "shutdown"
@@ -277,14 +268,11 @@ def test_a_task_stopped_alone_counts_as_ended_and_the_run_finishes_without_it(tm
     plan = tmp_path / "p.yaml"
     plan.write_text(GATE + "  - id: idle\n    agent: script\n    steps: [{wait: never}]\n")
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/status", "gate") and of(e, "agent/status", "idle"))
         assert agentctl("stop", str(run_dir), "--agent", "idle").exit_code == 0
         assert agentctl("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "go").exit_code == 0
         assert proc.wait(20) == 1  # the run ends by itself, not ok: one task was stopped
-    finally:
-        proc.kill()
     evs = events(run_dir)
     assert of(evs, "agent/stopped", "idle")[0]["reason"] == "requested"
     assert (evs[-1]["reason"], evs[-1]["status"]) == ("failed", "failed")
@@ -294,12 +282,9 @@ def test_stop_after_every_task_finished_ok_is_a_clean_stop(tmp_path: Path) -> No
     plan = tmp_path / "p.yaml"
     plan.write_text("name: quick\ntasks:\n  - id: quick\n    agent: script\n    steps: [{done: fine}]\n")
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--no-watch-plan", "--keep-running", "--run-dir", str(run_dir), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--keep-running", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/done", "quick"))
         assert agentctl("stop", str(run_dir)).exit_code == 0
         assert proc.wait(20) == 130
-    finally:
-        proc.kill()
     finished = events(run_dir)[-1]
     assert (finished["type"], finished["reason"], finished["status"]) == ("run/finished", "stopped", "stopped")

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
-from cli_helpers import invoke
+from cli_helpers import AGENTCTL, ROOT, invoke, running
 
 from agentctl import actions as act
 from agentctl.cli.gc import run_id_of
@@ -33,8 +32,6 @@ from agentctl.services.tools import ToolContext, default_registry
 from agentctl.services.tools.docker import check_docker, cleanup, uses_docker
 from agentctl.services.workers import LocalWorkPlane
 
-ROOT = Path(__file__).parent.parent
-AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 IMAGE = "agentctl-test/busybox"
 docker_test = pytest.mark.docker
 
@@ -344,15 +341,14 @@ def test_a_killed_run_leaves_nothing_after_gc_or_resume(engine: str, tmp_path: P
     # SIGKILL from outside once the container's tool/result is on disk (the run then sleeps
     # 1 s): the in-process fault hook fires before its event is committed, and a docker/run
     # lost with its result would be an unresolved interruption, not this test's subject.
-    proc = subprocess.Popen([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir)],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = run_dir / "events.jsonl"
-    deadline = time.monotonic() + 60
-    while not (log.exists() and b'"type":"tool/result"' in log.read_bytes()):
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its tool/result"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(30) == -signal.SIGKILL
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and b'"type":"tool/result"' in log.read_bytes()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its tool/result"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL
     run_id = run_id_of(run_dir)
     assert len(containers_of(run_id)) == 1, "the killed run should have left its container"
     if after == "gc":

@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+from cli_helpers import AGENTCTL, PLUGINS, ROOT, running
 
 from agentctl import actions as act
 from agentctl.events.log import EventLog
@@ -34,10 +34,6 @@ from agentctl.services.bus import Topology
 from agentctl.services.llm.scripted import ScriptedProvider
 from agentctl.services.tools import default_registry
 from agentctl.services.workers import LocalWorkPlane
-
-ROOT = Path(__file__).parent.parent
-AGENTCTL = str(Path(sys.executable).parent / "agentctl")
-PLUGINS = Path(__file__).parent / "plugins"
 
 
 def parse_contract() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
@@ -125,9 +121,8 @@ def cli_events(tmp_path: Path) -> list[dict[str, Any]]:
     plan.write_text((PLUGINS / "crash_plan.yaml").read_text().replace("tasks:\n", "tasks:\n  - id: idle\n    agent: script\n    steps: [{wait: go}]\n", 1))
     env = dict(os.environ, PYTHONPATH=str(PLUGINS))
     run_dir = tmp_path / "run"
-    args = [AGENTCTL, "run", str(plan), "--no-ui", "--run-dir", str(run_dir), "--workspace", str(tmp_path)]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with running("run", str(plan), "--no-ui", "--run-dir", str(run_dir), "--workspace", str(tmp_path), cwd=tmp_path,
+                 env=env, stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not _has(run_dir, "agent/done", "closer"):
             time.sleep(0.05)
@@ -139,8 +134,6 @@ def cli_events(tmp_path: Path) -> list[dict[str, Any]]:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    finally:
-        proc.kill()
     plan.write_text((PLUGINS / "crash_plan.yaml").read_text())
     subprocess.run([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--resume", str(run_dir)], env=env,
                    capture_output=True, timeout=60, check=False)

@@ -14,21 +14,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import AGENTCTL, PLUGINS, running
 
 from agentctl.events.reader import read_events
 
 pytestmark = pytest.mark.faults
 
-PLUGINS = Path(__file__).parent / "plugins"
 PLAN = PLUGINS / "fault_plan.yaml"
-AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 RUN = ("--no-ui", "--no-watch-plan")
 #: Double crashes: the second kill lands this many events into the resume.
 SECOND_KILLS = (2, 12)
@@ -52,8 +50,7 @@ def _stopped(pid: int) -> bool:
 def run_until_killed(args: list[str], cwd: Path, fault: str) -> int | None:
     """Run agentctl with ``fault``; SIGKILL it from here once it froze itself. Its exit code
     if it finished first (the fault point was never reached), else None."""
-    proc = subprocess.Popen([AGENTCTL, *args], cwd=cwd, env=_env(fault), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    with running(*args, cwd=cwd, env=_env(fault)) as proc:
         while proc.poll() is None:
             if _stopped(proc.pid):
                 proc.send_signal(signal.SIGKILL)
@@ -61,11 +58,6 @@ def run_until_killed(args: list[str], cwd: Path, fault: str) -> int | None:
                 return None
             time.sleep(0.005)
         return proc.returncode
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def run_args(ws: Path, run_dir: Path) -> list[str]:
@@ -178,17 +170,14 @@ def test_a_signal_during_tool_calls_then_resume_ends_in_the_clean_workspace(
         run_dir = ws / "run"
         # Frozen as it emits its n-th tool/prepared: the call is under way; the signal
         # is delivered when it is let go again.
-        proc = subprocess.Popen([AGENTCTL, *run_args(ws, run_dir)], cwd=ws, env=_env(f"stop@tool/prepared#{n}"),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
+        with running(*run_args(ws, run_dir), cwd=ws, env=_env(f"stop@tool/prepared#{n}"),
+                     stderr=subprocess.DEVNULL) as proc:
             deadline = time.monotonic() + 60
             while not _stopped(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
             proc.send_signal(signum)
             proc.send_signal(signal.SIGCONT)
             code = proc.wait(60)
-        finally:
-            proc.kill()
         assert code in (130, 0), (n, code)
         if code == 130:
             finish(ws, run_dir)

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("mcp", reason="the mcp SDK is an optional dependency (agentctl[mcp])")
 
-from cli_helpers import invoke
+from cli_helpers import invoke, reaped
 
 from agentctl.agents.llm import llm_step
 from agentctl.errors import PlanError, ToolError
@@ -62,9 +62,8 @@ def free_port() -> int:
 def http_url() -> Iterator[str]:
     """The test server serving streamable HTTP on 127.0.0.1, in a subprocess."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with reaped(subprocess.Popen([sys.executable, str(SERVER), "--http", str(port)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL), grace=10) as proc:
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -74,9 +73,6 @@ def http_url() -> Iterator[str]:
                 assert proc.poll() is None and time.monotonic() < deadline, "HTTP MCP server did not come up"
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def plane_for(recorder: Any, registry: Any, **kw: Any) -> LocalWorkPlane:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import AGENTCTL, events, of
+from cli_helpers import AGENTCTL, events, of, reaped
 from llm_servers import free_port
 
 pytestmark = pytest.mark.model
@@ -63,7 +63,7 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    try:
+    with reaped(proc, grace=10):
         deadline = time.monotonic() + 120
         while not _ready(url):
             if proc.poll() is not None:
@@ -72,13 +72,6 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 pytest.fail(f"model server not ready after 120 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
         yield url + "/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 PLAN = """\

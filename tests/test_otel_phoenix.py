@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import AGENTCTL, events, invoke, wait_for
+from cli_helpers import AGENTCTL, events, invoke, reaped, running, wait_for
 from llm_servers import free_port, running_server
 from otel_plans import SECRET, SECRET_ENV, traced_plan
 
@@ -69,10 +69,9 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
     port = free_port()
     env = {**os.environ, "PHOENIX_PORT": str(port), "PHOENIX_HOST": "127.0.0.1", "PHOENIX_GRPC_PORT": str(free_port()),
            "PHOENIX_WORKING_DIR": str(work)}
-    log = open(work / "phoenix.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(work / "phoenix.log", "wb")  # noqa: SIM115 - closed by the with below
     server = Phoenix(f"http://127.0.0.1:{port}")
-    try:
+    with log, reaped(subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT), grace=20) as proc:
         deadline = time.monotonic() + _START_TIMEOUT
         while True:
             assert proc.poll() is None, (work / "phoenix.log").read_text()[-3000:]
@@ -84,14 +83,6 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
             assert time.monotonic() < deadline, "Phoenix did not start: " + (work / "phoenix.log").read_text()[-3000:]
             time.sleep(0.5)
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -222,14 +213,10 @@ def test_a_run_killed_and_resumed_with_otel_is_one_whole_trace(phoenix: Phoenix,
                     "      - write: {path: out/after.txt, content: \"2\\n\"}\n")
     env = {**os.environ, "OTEL_RESOURCE_ATTRIBUTES": "openinference.project.name=resumed"}
     otel = ["--otel-endpoint", phoenix.url]
-    proc = subprocess.Popen([AGENTCTL, "run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", "run", *otel],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", "run", *otel, cwd=tmp_path, env=env,
+                 stderr=subprocess.DEVNULL):
         wait_for(tmp_path / "run", lambda evs: any(e["type"] == "agent/status" and e.get("status") == "sleeping"
                                                    for e in evs))
-    finally:
-        proc.kill()
-        proc.wait(10)
     resumed = subprocess.run([AGENTCTL, "run", "--resume", "run", "--no-ui", *otel], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import PLANS, interrupt, of, save, start, wait_for
+from cli_helpers import PLANS, interrupt, of, running, save, wait_for
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
@@ -118,9 +118,8 @@ def test_a_hostile_save_over_a_live_plan_leaves_the_run_going(tmp_path: Path) ->
     gate = "name: live\ntasks:\n  - id: gate\n    agent: script\n    steps: [{wait: open}]\n"
     save(plan, gate)
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace",
-                 str(tmp_path), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace",
+                 str(tmp_path), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/status", "gate"))
         for n, (name, (text, fragment, line)) in enumerate(
                 (k, HOSTILE[k]) for k in ("bomb.yaml", "deep.yaml", "flow.yaml")):
@@ -133,7 +132,4 @@ def test_a_hostile_save_over_a_live_plan_leaves_the_run_going(tmp_path: Path) ->
         evs = wait_for(run_dir, lambda e: of(e, "agent/done", "after"))
         assert not of(evs, "agent/stopped") and not of(evs, "agent/error")
         assert [d["added"] for d in of(evs, "plan/diff")] == [["gate"], ["after"]]
-    except BaseException:
-        proc.kill()
-        raise
-    interrupt(proc, run_dir)
+        interrupt(proc, run_dir)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli_helpers import interrupt, of, save, start, wait_for
+from cli_helpers import interrupt, of, running, save, wait_for
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
@@ -32,9 +32,8 @@ def test_defaults_policy_and_settings_edits_are_applied_or_refused_out_loud(tmp_
     plan = tmp_path / "live.yaml"
     save(plan, plan_text())
     run_dir = tmp_path / "run"
-    proc = start("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace",
-                 str(tmp_path), cwd=tmp_path)
-    try:
+    with running("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace",
+                 str(tmp_path), cwd=tmp_path) as proc:
         wait_for(run_dir, lambda e: of(e, "agent/status", "gate"))
         # defaults: the next spawn gets the new budget; the running gate keeps its own.
         save(plan, plan_text(task("a"), max_steps=7))
@@ -81,10 +80,7 @@ def test_defaults_policy_and_settings_edits_are_applied_or_refused_out_loud(tmp_
         error = of(evs, "plan/invalid")[0]["error"]
         assert (error["path"], error["line"]) == ("tasks[3].step", 19), error
         assert not of(evs, "agent/spawned", "py") and not of(evs, "agent/error")
-    except BaseException:
-        proc.kill()
-        raise
-    interrupt(proc, run_dir)
+        interrupt(proc, run_dir)
 
 
 def test_which_fields_a_running_run_cannot_change() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import PLANS
 
 from agentctl.errors import PlanError
 from agentctl.plan import FrozenDict, Plan, Step, Task, load_plan, parse_plan, plan_json_schema, thaw
@@ -15,8 +16,6 @@ from agentctl.plan.load import parse_edn, parse_yaml
 from agentctl.plan.schema import STEP_OPS, TASK
 from agentctl.policy import Budget, PolicyRule
 
-ROOT = Path(__file__).parent.parent
-PLANS = ROOT / "plans"
 BAD = Path(__file__).parent / "bad_plans"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_helpers import AGENTCTL, events
+from tests.cli_helpers import AGENTCTL, events, running
 from tests.ray_cluster import LOOPBACK, TwoNodes, two_nodes
 
 pytestmark = pytest.mark.ray
@@ -106,15 +106,14 @@ def test_a_worker_killed_mid_call_is_interrupted_as_after_a_crash(cluster: TwoNo
     path.write_text(shell_plan(cluster.address, f"sh {marks}/job.sh"))
     env = {**os.environ, **LOOPBACK}
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([AGENTCTL, "run", str(path), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir),
-                             "--workspace", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (marks / "inner").exists():
-        time.sleep(0.05)
-    time.sleep(0.2)
-    os.kill(int((marks / "worker").read_text()), signal.SIGKILL)  # the Ray worker running the call
-    _, stderr = proc.communicate(timeout=60)
+    with running("run", str(path), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path),
+                 cwd=tmp_path, env=env, stdout=subprocess.PIPE) as proc:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (marks / "inner").exists():
+            time.sleep(0.05)
+        time.sleep(0.2)
+        os.kill(int((marks / "worker").read_text()), signal.SIGKILL)  # the Ray worker running the call
+        _, stderr = proc.communicate(timeout=60)
     evs = events(run_dir)
     (result,) = results(evs, "shell/run")
     assert result["error_type"] == "interrupted" and "lost its worker" in result["error"], {k: result[k] for k in ("ok", "error", "result")}

@@ -5,19 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from cli_helpers import AGENTCTL, PLUGINS
 
 from agentctl.events.fold import state_at
 from agentctl.events.reader import read_events
 
-HERE = Path(__file__).parent
-PLUGINS = HERE / "plugins"
 PLAN = PLUGINS / "crash_plan.yaml"
-AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 
 
 def agentctl(*args: str, cwd: Path, crash_at: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -5,19 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import AGENTCTL, PLUGINS, running, wait_for
 
 from agentctl.events.reader import read_events
 
-HERE = Path(__file__).parent
-PLUGINS = HERE / "plugins"
-AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 RUN = ("--no-ui", "--no-watch-plan")
 
 
@@ -25,16 +22,6 @@ def agentctl(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: 
     full = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTCTL_", "TEST_KILL"))}
     full.update(PYTHONPATH=str(PLUGINS), **(env or {}))
     return subprocess.run([AGENTCTL, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for(run_dir: Path, check: Callable[[list[dict[str, Any]]], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        path = run_dir / "events.jsonl"
-        if path.exists() and check(list(read_events(path))):
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for the run")
 
 
 def write_plan(tmp: Path, text: str) -> Path:
@@ -89,14 +76,12 @@ def test_a_call_cut_short_by_a_signal_is_interrupted_not_failed(tmp_path: Path, 
     ws.mkdir()
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
-    proc = subprocess.Popen([AGENTCTL, "run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws)],
-                            cwd=ws, env={**env, "PYTHONPATH": str(PLUGINS)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for(run_dir, lambda evs: any(e["type"] == "tool/requested" and e["tool"] == "test/gated_line" for e in evs))
+    with running("run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws), cwd=ws,
+                 env={**env, "PYTHONPATH": str(PLUGINS)}) as proc:
+        wait_for(run_dir, lambda evs: any(e["type"] == "tool/requested" and e["tool"] == "test/gated_line" for e in evs),
+                 timeout=30)
         proc.send_signal(signum)
         assert proc.wait(20) == 130
-    finally:
-        proc.kill()
     cut = [e for e in read_events(run_dir / "events.jsonl") if e["type"] == "tool/result" and e["tool"] == "test/gated_line"]
     assert [(e["ok"], e["error_type"]) for e in cut] == [(False, "cancelled")]
     (ws / "go").touch()
@@ -263,15 +248,10 @@ def killed_when(tmp_path: Path, plan: Path, check: Callable[[list[dict[str, Any]
     (ws / "out").mkdir(parents=True)
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
-    proc = subprocess.Popen([AGENTCTL, "run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws)],
-                            cwd=ws, env={**env, "PYTHONPATH": str(PLUGINS)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(run_dir, check)
+    with running("run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws), cwd=ws,
+                 env={**env, "PYTHONPATH": str(PLUGINS)}, stderr=subprocess.DEVNULL):
+        wait_for(run_dir, check, timeout=30)
         time.sleep(after)
-        proc.kill()
-        proc.wait(10)
-    finally:
-        proc.kill()
     return ws, run_dir
 
 
