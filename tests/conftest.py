@@ -1,10 +1,12 @@
-"""Shared fixtures: the anyio backend and an event recorder for service tests."""
+"""Shared fixtures: the anyio backend, an event recorder for service tests, and a scripted LLM server."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from llm_servers import LLMServer, running_server
 
 from agentctl.events.types import Event, loose
 
@@ -37,3 +39,10 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LLMServer]:
+    """A scripted LLM server on 127.0.0.1 (``server.then(Behaviour(...))``), for async tests."""
+    async with running_server() as srv:
+        yield srv

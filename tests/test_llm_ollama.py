@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from llm_servers import Behaviour, LLMServer, running_server
+from llm_servers import Behaviour, LLMServer
 
 from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatRequest, ToolSpec
@@ -16,12 +14,6 @@ pytestmark = pytest.mark.anyio
 
 WRITE = ToolSpec("fs/write", "Write a file", {"type": "object", "properties": {"path": {"type": "string"}}})
 READ = ToolSpec("fs/read", "Read a file", {"type": "object"})
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with running_server() as srv:
-        yield srv
 
 
 def ask(*tools: ToolSpec, **kw) -> ChatRequest:

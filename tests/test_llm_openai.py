@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
-from llm_servers import Behaviour, LLMServer, free_port, running_server
+from llm_servers import Behaviour, LLMServer, free_port
 
 from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatRequest, ToolSpec
@@ -17,12 +16,6 @@ pytestmark = pytest.mark.anyio
 KEY = "sk-test-SECRET-0123456789"
 WRITE = ToolSpec("fs/write", "Write a file", {"type": "object", "properties": {"path": {"type": "string"}}})
 SHELL = ToolSpec("shell.run", "Run a command", {"type": "object"})
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LLMServer]:
-    async with running_server() as srv:
-        yield srv
 
 
 def ask(*tools: ToolSpec, **kw) -> ChatRequest:

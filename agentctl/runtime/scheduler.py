@@ -145,15 +145,21 @@ class Scheduler:
         if inspect.isawaitable(out):
             self._start_task(agent, partial(self._async_step, agent, out))
         else:
-            self._act(agent, out)
+            actions = self._checked(agent, out)
+            if actions is not None:
+                self._carry_out(agent, actions)
 
-    def _act(self, agent: Agent, out: object) -> None:
+    def _checked(self, agent: Agent, out: object) -> list[Any] | None:
+        """The actions a step returned, or None once a bad one has crashed the agent."""
         try:
             actions = check_actions(out)
         except ActionError as exc:
             self._crash(agent, exc, "action")
-            return
+            return None
         agent.interrupted_call = None  # the step that was told took it in its stride
+        return actions
+
+    def _carry_out(self, agent: Agent, actions: list[Any]) -> None:
         if not actions:
             self._set_status(agent, "waiting", "idle")
             if len(agent.inbox):
@@ -182,16 +188,12 @@ class Scheduler:
         except Exception as exc:
             self._crash(agent, exc, "step")
             return
-        actions = out
-        try:
-            actions = check_actions(out)
-        except ActionError as exc:
-            self._crash(agent, exc, "action")
+        actions = self._checked(agent, out)
+        if actions is None:
             return
-        agent.interrupted_call = None
         if not actions or all(is_fast(a) for a in actions):
             agent.scope = None
-            self._act(agent, actions)
+            self._carry_out(agent, actions)
         else:
             await self._run_actions(agent, actions)
 
