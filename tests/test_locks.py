@@ -71,7 +71,7 @@ def test_reentrant_holds_count_up_and_down(locks, recorder):
     assert locks.release("a", "f") is True
     assert locks.held_by("a") == {}
     types = [(e["type"], e.get("count")) for e in recorder.events]
-    assert types == [("lock/acquired", 1), ("lock/acquired", 2), ("lock/released", None)]
+    assert types == [("lock/acquired", 1), ("lock/acquired", 2), ("lock/released", 1), ("lock/released", 0)]
 
 
 def test_read_upgrades_to_write_only_when_alone(locks):

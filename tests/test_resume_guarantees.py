@@ -419,11 +419,11 @@ tasks:
 """
 
 
-def test_a_lock_taken_released_and_taken_again_is_held_across_a_resume(tmp_path: Path) -> None:
-    """The holder locked, unlocked and locked ``out/p`` again, the waiter queued for it, then
-    the run died: on resume the holder keeps the lock until its own last unlock, so the
-    waiter's line comes after the holder's, and the holder's replay touches no lock."""
-    plan = write_plan(tmp_path, RELOCK)
+def _resumed_with_a_waiter(tmp_path: Path, text: str) -> list[dict[str, Any]]:
+    """Run ``text`` until the waiter queues for the holder's lock and the holder's gated
+    call has started, SIGKILL it, resume it: the events from the resume on, once both
+    lines are written in order (the holder's first)."""
+    plan = write_plan(tmp_path, text)
     ws, run_dir = killed_when(tmp_path, plan, lambda evs: any(e["type"] == "lock/conflict" and e["agent_id"] == "waiter"
                                                               for e in evs)
                               and any(e["type"] == "tool/requested" and e["tool"] == "test/gated_line" for e in evs))
@@ -433,10 +433,43 @@ def test_a_lock_taken_released_and_taken_again_is_held_across_a_resume(tmp_path:
     assert (ws / "out" / "lines.txt").read_text() == "line-01\nline-02\n"
     events = list(read_events(run_dir / "events.jsonl"))
     back = next(i for i, e in enumerate(events) if e["type"] == "run/resumed")
-    holder = [(e["type"], e.get("by")) for e in events[back:]
+    return events[back:]
+
+
+def test_a_lock_taken_released_and_taken_again_is_held_across_a_resume(tmp_path: Path) -> None:
+    """The holder locked, unlocked and locked ``out/p`` again, the waiter queued for it, then
+    the run died: on resume the holder keeps the lock until its own last unlock, so the
+    waiter's line comes after the holder's, and the holder's replay touches no lock."""
+    events = _resumed_with_a_waiter(tmp_path, RELOCK)
+    holder = [(e["type"], e.get("by")) for e in events
               if e["type"].startswith("lock/") and e["agent_id"] == "holder"]
     # Given back at the resume, released once: by the holder's last step, after its line.
     assert holder == [("lock/acquired", "resume"), ("lock/released", "step")]
+
+
+def _twice(crash_at_count: int) -> str:
+    """The holder takes ``out/p`` twice and is killed while it holds it ``crash_at_count`` times."""
+    gated = "      - send: {to: waiter, kind: go}\n      - call: {tool: test/gated_line, args: {n: 1}}\n"
+    unlocks = ["      - unlock: out/p\n"] * 2
+    unlocks.insert(2 - crash_at_count, gated)
+    return ("name: twice\nsettings: {plugins: [resume_tools]}\ntasks:\n  - id: holder\n    agent: script\n    steps:\n"
+            "      - lock: {path: out/p, timeout: 5}\n      - lock: out/p\n" + "".join(unlocks)
+            + RELOCK[RELOCK.index("  - id: waiter"):])
+
+
+@pytest.mark.parametrize("held", [1, 2])
+def test_a_lock_taken_twice_is_held_as_often_across_a_resume(tmp_path: Path, held: int) -> None:
+    """The holder took ``out/p`` twice (reentrant) and gave it back ``2 - held`` times when the
+    run died, the waiter queued for it: resumed, the holder's unlocks count it down from
+    ``held`` as they did live, so the waiter gets it only at the holder's last unlock."""
+    events = _resumed_with_a_waiter(tmp_path, _twice(held))
+    after = [(e["type"], e["agent_id"], e.get("by"), e.get("count")) for e in events
+             if e["type"] in ("lock/acquired", "lock/released")]
+    # Given back with its count; counted down by the holder's unlocks that were not yet
+    # made, freed by the last; only then the waiter's.
+    assert after[0] == ("lock/acquired", "holder", "resume", held)
+    assert after[1:held + 1] == [("lock/released", "holder", "step", n) for n in range(held - 1, -1, -1)]
+    assert after[held + 1][:2] == ("lock/acquired", "waiter")
 
 
 TOOL_LOCK = """\

@@ -125,3 +125,25 @@ def test_a_log_without_message_steps_hands_every_message_to_the_first_step() -> 
     inbox.steps = 2
     replay.deliver(inbox)
     assert [m.body for m in inbox.drain()] == [3] and replay.finished
+
+
+def test_the_locks_given_back_count_every_logged_hold_and_an_older_log_frees_at_its_unlock() -> None:
+    from agentctl.events.journal import HANDLERS, Journal
+    from agentctl.runtime.tree import held_locks
+
+    def journal(*released: dict[str, Any]) -> Journal:
+        journals: dict[str, Journal] = {}
+        HANDLERS["agent/spawned"](journals, {"type": "agent/spawned", "agent_id": "a", "t": 1})
+        for n in (1, 2):
+            HANDLERS["lock/acquired"](journals, {"type": "lock/acquired", "agent_id": "a", "path": "p", "mode": "write",
+                                                 "count": n, "by": "step"})
+        for e in released:
+            HANDLERS["lock/released"](journals, {"type": "lock/released", "agent_id": "a", "path": "p", "reason": "release",
+                                                 "by": "step", **e})
+        return journals["a"]
+
+    assert held_locks(journal()) == {"p": ("write", 2)}
+    assert held_locks(journal({"count": 1})) == {"p": ("write", 1)}
+    assert held_locks(journal({"count": 1}, {"count": 0})) == {}
+    # Written before lock/released had count: only the unlock that freed it was logged.
+    assert held_locks(journal({})) == {}

@@ -24,7 +24,8 @@ class Journal:
     Attributes:
         effects: its actions' recorded outcomes in order, each a dict with ``op``
             (``send``, ``spawn``, ``tool``, ``llm``, ``lock`` and ``unlock``: a lock its
-            steps took or freed) and the outcome's fields.
+            steps took or gave back, with ``count``, the holds left, unless the log predates
+            it) and the outcome's fields.
         inbox: messages delivered to it, in order (the fields of ``agent/message``; ``step``:
             the steps it had taken when the message came, 0 in a log older than that field).
     """
@@ -141,7 +142,12 @@ def _locked(by: dict[str, Journal], e: dict[str, Any]) -> None:
 def _unlocked(by: dict[str, Journal], e: dict[str, Any]) -> None:
     journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
     if journal is not None and e.get("by") == "step" and e.get("reason") == "release":
-        journal.effects.append({"op": "unlock", "path": e.get("path"), "t": e.get("t")})
+        effect = {"op": "unlock", "path": e.get("path"), "t": e.get("t")}
+        if "count" in e:
+            # Every unlock is logged with the holds left; a log without ``count`` logged only
+            # those that freed the lock.
+            effect["count"] = e["count"]
+        journal.effects.append(effect)
 
 
 def _requested(op: str) -> Callable[[dict[str, Journal], dict[str, Any]], None]:

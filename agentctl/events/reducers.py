@@ -237,6 +237,8 @@ def _lock_acquired(state: RunState, e: dict[str, Any]) -> None:
 
 
 def _lock_released(state: RunState, e: dict[str, Any]) -> None:
+    if e.get("count"):
+        return  # one hold of a reentrant lock given back: the agent still holds it
     agent_id = e.get("agent_id")
     path = e["path"]
     holders = state.locks.get(path)

@@ -206,6 +206,7 @@ class LockReleased(Event, frozen=True, tag="lock/released"):
     path: str
     reason: str
     by: str = "step"
+    count: int = 0  # absent from logs written before it was added (which logged only frees)
 
 
 class LockConflict(Event, frozen=True, tag="lock/conflict"):

@@ -192,14 +192,8 @@ class Tree:
         # The locks its steps held, from its own log (a shutdown released them, a crash did
         # not); a tool's hold of the path it was writing went with its call (a rerun takes
         # it again).
-        held: dict[str, str] = {}
-        for effect in journal.effects:
-            if effect["op"] == "lock":
-                held[effect["path"]] = effect.get("mode") or "write"
-            elif effect["op"] == "unlock":
-                held.pop(effect["path"], None)
-        for path, mode in held.items():
-            self._locks.restore(agent.id, path, mode)
+        for path, (mode, count) in held_locks(journal).items():
+            self._locks.restore(agent.id, path, mode, count)
         if not replayed.finished:
             agent.replay = replayed
         self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
@@ -382,3 +376,20 @@ def _never(ctx: StepContext) -> None:
 
 async def _awaited(coro: Awaitable[Any]) -> None:
     await coro
+
+
+def held_locks(journal: Journal) -> dict[str, tuple[str, int]]:
+    """The locks an agent's steps held at the end of ``journal``: mode and hold count, each
+    acquire counting one up and each unlock one down (an unlock logged without its
+    ``count``, in an older log, was one that freed the lock)."""
+    held: dict[str, tuple[str, int]] = {}
+    for effect in journal.effects:
+        op, path = effect["op"], effect["path"] if effect["op"] in ("lock", "unlock") else ""
+        count = held[path][1] if path in held else 0
+        if op == "lock":
+            held[path] = (effect.get("mode") or "write", count + 1)  # an acquire logs the hold's mode
+        elif op == "unlock" and "count" in effect and count > 1:
+            held[path] = (held[path][0], count - 1)
+        elif op == "unlock":
+            held.pop(path, None)
+    return held

@@ -211,11 +211,12 @@ class LockService:
                 self._grant_waiters()
         return waiter.granted or first
 
-    def restore(self, agent_id: str, path: str, mode: str) -> None:
-        """Give ``agent_id`` back a lock it held when the run died (crash resume, before any
-        agent runs, so nothing can conflict); its ``lock/acquired`` says ``by: resume``."""
+    def restore(self, agent_id: str, path: str, mode: str, count: int = 1) -> None:
+        """Give ``agent_id`` back a lock it held ``count`` times when the run died (crash
+        resume, before any agent runs, so nothing can conflict); one ``lock/acquired`` says
+        ``by: resume`` and the count."""
         path, mode = self._check(path, mode)
-        self._grant(agent_id, path, mode, "resume")
+        self._grant(agent_id, path, mode, "resume", count)
 
     def _check(self, path: str, mode: str) -> tuple[str, str]:
         if mode not in _MODES:
@@ -258,7 +259,7 @@ class LockService:
                         return holder, p, h.mode
         return None
 
-    def _grant(self, agent_id: str, path: str, mode: str, by: str) -> LockResult:
+    def _grant(self, agent_id: str, path: str, mode: str, by: str, times: int = 1) -> LockResult:
         mine = self._by_agent.setdefault(agent_id, {})
         hold = mine.get(path)
         if hold is None:
@@ -267,7 +268,7 @@ class LockService:
         elif mode == "write":
             # An upgrade (already checked against other agents); a write never downgrades.
             hold.mode = "write"
-        hold.count += 1
+        hold.count += times
         self._acquired += 1
         self._emit("lock/acquired", agent_id, path=path, mode=hold.mode, count=hold.count, by=by)
         return LockResult(True, path, hold.mode, None, hold.count)
@@ -286,8 +287,8 @@ class LockService:
     # -- release -----------------------------------------------------------------
 
     def release(self, agent_id: str, path: str, *, by: str = "step") -> bool:
-        """Count one hold of ``path`` down; free it (``lock/released``) at zero. ``by`` as
-        for :meth:`try_acquire`.
+        """Count one hold of ``path`` down (``lock/released`` with the holds left); free it at
+        zero. ``by`` as for :meth:`try_acquire`.
 
         Returns:
             True when the lock was freed, False when the agent still holds it.
@@ -321,6 +322,8 @@ class LockService:
         hold = mine[path]
         hold.count -= 1
         if hold.count > 0 and not force:
+            # Logged too: a resumed agent's replay must know how often it still holds the path.
+            self._emit("lock/released", agent_id, path=path, reason=reason, by=by, count=hold.count)
             return False
         del mine[path]
         if not mine:
@@ -330,7 +333,7 @@ class LockService:
         if not hs:
             del self._held[path]
         self._released += 1
-        self._emit("lock/released", agent_id, path=path, reason=reason, by=by)
+        self._emit("lock/released", agent_id, path=path, reason=reason, by=by, count=0)
         return True
 
 
