@@ -39,7 +39,9 @@ class Behaviour:
     ``hold`` (a ``threading.Event``, so that a test in another thread or process driver can
     set it), the server sends the first ``hold_after`` chunks and then holds the rest of the
     stream until the event is set. ``gate`` (also a ``threading.Event``) holds the whole
-    answer until it is set.
+    answer until it is set. ``linger`` is slept after the last chunk, before the end
+    of the chunked body. ``cut``, when set, sends the streamed body in transfer chunks of
+    that many bytes, wherever lines end, and ``line_end`` ends each of its lines.
     """
 
     content: str = "hello"
@@ -55,6 +57,9 @@ class Behaviour:
     hold: threading.Event | None = None
     hold_after: int = 2
     gate: threading.Event | None = None
+    linger: float = 0.0
+    cut: int | None = None
+    line_end: str = "\n"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,9 @@ class LLMServer:
 
     ``reply_for``, when set, chooses the answer from the request itself instead (for a
     conversation that a crash makes ask one question twice).
+
+    One request per connection, unless ``keep_alive`` is set: then a connection serves
+    request after request until the client closes it. ``connections`` counts those accepted.
     """
 
     def __init__(self) -> None:
@@ -80,6 +88,8 @@ class LLMServer:
         self.default = Behaviour()
         self.requests: list[Recorded] = []
         self.reply_for: Callable[[Recorded], Behaviour] | None = None
+        self.keep_alive = False
+        self.connections = 0
 
     @property
     def url(self) -> str:
@@ -92,34 +102,39 @@ class LLMServer:
         return self
 
     async def handle(self, stream: SocketStream) -> None:
-        """Serve one connection: one request, one response, then close."""
+        """Serve one connection: one request and its response, then close (or the next, with ``keep_alive``)."""
+        self.connections += 1
         async with stream:
-            try:
-                request = await _read_request(stream)
-            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.DelimiterNotFound):
-                return
-            self.requests.append(request)
-            if self.reply_for is not None:
-                behaviour = self.reply_for(request)
-            else:
-                behaviour = self.script.popleft() if self.script else self.default
-            while behaviour.gate is not None and not behaviour.gate.is_set():
-                await anyio.sleep(0.01)
-            if behaviour.delay:
-                await anyio.sleep(behaviour.delay)
-            try:
-                await self._respond(stream, request, behaviour)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass  # the client gave up (timeout): nothing to answer
+            buffered = BufferedByteReceiveStream(stream)
+            while True:
+                try:
+                    request = await _read_request(buffered)
+                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.DelimiterNotFound):
+                    return
+                self.requests.append(request)
+                if self.reply_for is not None:
+                    behaviour = self.reply_for(request)
+                else:
+                    behaviour = self.script.popleft() if self.script else self.default
+                while behaviour.gate is not None and not behaviour.gate.is_set():
+                    await anyio.sleep(0.01)
+                if behaviour.delay:
+                    await anyio.sleep(behaviour.delay)
+                try:
+                    await self._respond(stream, request, behaviour)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return  # the client gave up (timeout): nothing to answer
+                if not self.keep_alive:
+                    return
 
     async def _respond(self, stream: SocketStream, request: Recorded, b: Behaviour) -> None:
         ollama = request.path == "/api/chat"
         if not ollama and not request.path.endswith("/chat/completions"):
-            await _send(stream, 404, "application/json", json.dumps({"error": "not found"}))
+            await _send(stream, 404, "application/json", json.dumps({"error": "not found"}), close=not self.keep_alive)
             return
         if b.status != 200 or b.body is not None:
             body = b.body if b.body is not None else json.dumps({"error": f"scripted HTTP {b.status}"})
-            await _send(stream, b.status, "application/json", body, b.headers)
+            await _send(stream, b.status, "application/json", body, b.headers, close=not self.keep_alive)
             return
         body = request.body if isinstance(request.body, dict) else {}
         model = body.get("model", "test-model")
@@ -128,15 +143,17 @@ class LLMServer:
             b = replace(b, completion_tokens=cap)  # as real servers do: max_tokens caps the completion
         if not body.get("stream"):
             reply = _ollama_reply(b, model) if ollama else _openai_reply(b, model)
-            await _send(stream, 200, "application/json", json.dumps(reply), b.headers)
+            await _send(stream, 200, "application/json", json.dumps(reply), b.headers, close=not self.keep_alive)
             return
+        end = b.line_end
         if ollama:
-            chunks = [json.dumps(c) + "\n" for c in _ollama_chunks(b, model)]
-            await _send_chunked(stream, "application/x-ndjson", chunks, b)
+            chunks = [json.dumps(c) + end for c in _ollama_chunks(b, model)]
+            await _send_chunked(stream, "application/x-ndjson", chunks, b, close=not self.keep_alive)
         else:
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            chunks = [f"data: {json.dumps(c)}\n\n" for c in _openai_chunks(b, model, usage)]
-            await _send_chunked(stream, "text/event-stream", [*chunks, "data: [DONE]\n\n"], b)
+            chunks = [f"data: {json.dumps(c)}{end}{end}" for c in _openai_chunks(b, model, usage)]
+            await _send_chunked(stream, "text/event-stream", [*chunks, f"data: [DONE]{end}{end}"], b,
+                                close=not self.keep_alive)
 
 
 @asynccontextmanager
@@ -163,8 +180,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _read_request(stream: SocketStream) -> Recorded:
-    buffered = BufferedByteReceiveStream(stream)
+async def _read_request(buffered: BufferedByteReceiveStream) -> Recorded:
     head = (await buffered.receive_until(b"\r\n\r\n", 65536)).decode("latin-1")
     request_line, *header_lines = head.split("\r\n")
     method, path, _ = request_line.split(" ", 2)
@@ -180,24 +196,32 @@ async def _read_request(stream: SocketStream) -> Recorded:
     return Recorded(method, path, headers, body)
 
 
-async def _send(stream: SocketStream, status: int, ctype: str, body: str, headers: Mapping[str, str] = {}) -> None:
+async def _send(stream: SocketStream, status: int, ctype: str, body: str, headers: Mapping[str, str] = {}, *,
+                close: bool = True) -> None:
     data = body.encode()
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n{extra}Connection: close\r\n\r\n"
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + ("Connection: close\r\n" if close else "")
+    head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n{extra}\r\n"
     await stream.send(head.encode() + data)
 
 
-async def _send_chunked(stream: SocketStream, ctype: str, pieces: Sequence[str], b: Behaviour = Behaviour()) -> None:
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+async def _send_chunked(stream: SocketStream, ctype: str, pieces: Sequence[str], b: Behaviour = Behaviour(), *,
+                        close: bool = True) -> None:
+    connection = "Connection: close\r\n" if close else ""
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\n{connection}\r\n"
     await stream.send(head.encode())
-    for i, piece in enumerate(pieces):
+    datas = [piece.encode() for piece in pieces]
+    if b.cut is not None:
+        whole = b"".join(datas)
+        datas = [whole[i : i + b.cut] for i in range(0, len(whole), b.cut)]
+    for i, data in enumerate(datas):
         if b.hold is not None and i == b.hold_after:
             while not b.hold.is_set():
                 await anyio.sleep(0.01)
         elif b.gap and i:
             await anyio.sleep(b.gap)
-        data = piece.encode()
         await stream.send(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    if b.linger:
+        await anyio.sleep(b.linger)
     await stream.send(b"0\r\n\r\n")
 
 

@@ -46,7 +46,8 @@ def logged(tmp_path: Path, feed: Any, *, secrets: tuple[str, ...] = (SECRET,)) -
     return [e for e in read_events(path) if e["type"] == "llm/delta"]
 
 
-def test_first_fragment_at_once_then_at_most_one_event_per_interval_plus_the_final_flush(tmp_path: Path) -> None:
+def test_first_delta_once_the_call_is_an_interval_old_then_at_most_one_per_interval_plus_the_final_flush(
+        tmp_path: Path) -> None:
     def feed(stream: ReplyStream, clock: Clock) -> None:
         for i in range(100):          # one fragment every 10 ms for a second
             stream.feed(f"{i} ", "")
@@ -54,14 +55,36 @@ def test_first_fragment_at_once_then_at_most_one_event_per_interval_plus_the_fin
 
     deltas = logged(tmp_path, feed)
     assert "".join(d["content"] for d in deltas) == "".join(f"{i} " for i in range(100))
-    assert deltas[0]["content"] == "0 "
-    assert 10 <= len(deltas) <= 12   # 1 s / 100 ms, plus the first and the final flush
+    # 0.00 .. 0.09 s waited for the first interval to end; the fragment at 0.10 s took them out.
+    assert deltas[0]["content"] == "".join(f"{i} " for i in range(11))
+    assert 9 <= len(deltas) <= 11   # 0.9 s left / 100 ms, plus the final flush
 
 
-def test_a_reply_in_one_fragment_logs_one_delta_and_an_empty_reply_none(tmp_path: Path) -> None:
-    assert [d["content"] for d in logged(tmp_path, lambda stream, clock: stream.feed("all of it", ""))] == ["all of it"]
+def test_a_reply_whole_within_the_first_interval_logs_no_delta(tmp_path: Path) -> None:
+    """Its llm/result comes right after with the whole text: a delta would only repeat it."""
+    def quick(stream: ReplyStream, clock: Clock) -> None:
+        for word in ("all ", "of ", "it"):
+            stream.feed(word, "")
+            clock.now += 0.03     # the last fragment at 0.06 s, the end at 0.09 s
+
+    assert logged(tmp_path, quick) == []
     (tmp_path / "empty").mkdir()
     assert logged(tmp_path / "empty", lambda stream, clock: stream.feed("", "")) == []
+
+
+def test_a_reply_that_ends_after_its_first_interval_logs_all_of_it(tmp_path: Path) -> None:
+    def slow(stream: ReplyStream, clock: Clock) -> None:
+        stream.feed("all ", "")
+        clock.now += 0.1          # ends as the interval does: nothing was logged, all of it is now
+        stream.feed("of it", "")
+
+    def late(stream: ReplyStream, clock: Clock) -> None:
+        clock.now += 0.5          # the model thought; its one fragment goes out at once
+        stream.feed("all of it", "")
+
+    assert [d["content"] for d in logged(tmp_path, slow)] == ["all of it"]
+    (tmp_path / "late").mkdir()
+    assert [d["content"] for d in logged(tmp_path / "late", late)] == ["all of it"]
 
 
 @pytest.mark.parametrize("split", range(1, len(SECRET)))
@@ -105,6 +128,7 @@ def test_tool_call_fragments_are_redacted_too(tmp_path: Path) -> None:
 
 def test_a_flood_is_cut_to_a_bounded_tail_and_counted(tmp_path: Path) -> None:
     def feed(stream: ReplyStream, clock: Clock) -> None:
+        clock.now += 0.1
         stream.feed("start ", "")
         for _ in range(50):           # 50 x 1000 characters within one interval
             stream.feed("x" * 999 + "y", "")
@@ -143,7 +167,11 @@ def test_deltas_change_no_state_resume_or_replay_reads(tmp_path: Path) -> None:
 
 def test_text_held_back_as_a_possible_secret_is_logged_at_the_end(tmp_path: Path) -> None:
     """A reply whose only fragment ends like the start of a secret: nothing may be lost."""
-    deltas = logged(tmp_path, lambda stream, clock: stream.feed(SECRET[:9], ""))
+    def feed(stream: ReplyStream, clock: Clock) -> None:
+        clock.now += 0.2
+        stream.feed(SECRET[:9], "")
+
+    deltas = logged(tmp_path, feed)
     assert [d["content"] for d in deltas] == [SECRET[:9]]
 
 
@@ -197,3 +225,51 @@ def test_a_streamed_tool_call_shows_its_name_never_its_arguments(kind: str) -> N
     assert dict(reply.tool_calls[0].arguments)["token"] == "tok-9f8e7d"  # the reply itself is whole
     assert "".join(tools for _, tools in fragments) == "fs/write\n"
     assert "tok-9f8e7d" not in json.dumps(fragments)
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+def test_a_quick_reply_logs_no_delta_and_a_slow_one_shows_its_text_as_it_comes(kind: str) -> None:
+    """Through the work plane and a real server on 127.0.0.1 (an interval of 1 s, so that
+    "quick" holds on a loaded machine): a reply sent at once is in its ``llm/result`` only;
+    one whose server holds the rest until a delta is logged has its text shown mid-call."""
+    import threading
+
+    from llm_servers import Behaviour, running_server
+
+    from agentctl.events.log import EventLog
+    from agentctl.services.llm.base import ChatRequest
+    from agentctl.services.llm.ollama import OllamaProvider
+    from agentctl.services.llm.openai import OpenAIProvider
+    from agentctl.services.tools import default_registry
+    from agentctl.services.workers import LocalWorkPlane
+
+    text = "".join(f"w{i:02d} " for i in range(20))
+    shown = threading.Event()  # the server sends the slow reply's rest only once a delta is logged
+    seen: list[dict[str, Any]] = []
+    log = EventLog(None, "r")
+    log.subscribe(seen.append)
+    log.subscribe(lambda e: shown.set() if e["type"] == "llm/delta" else None)
+
+    async def main() -> None:
+        async with running_server() as server:
+            server.then(Behaviour(content="warm"), Behaviour(content=text),
+                        Behaviour(content=text, piece=4, hold=shown, hold_after=3))
+            base = server.url + ("/v1" if kind == "openai" else "")
+            provider = (OpenAIProvider if kind == "openai" else OllamaProvider)(base, stream=True, retries=0)
+            plane = LocalWorkPlane(log.emit, tools=default_registry(), providers={"p": provider}, default_provider="p",
+                                   delta_interval=1.0)
+            request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}])
+            try:
+                with anyio.fail_after(30):
+                    for call_id in ("warm", "quick", "slow"):
+                        assert (await plane.call_llm("a", request, call_id=call_id)).ok
+            finally:
+                await plane.aclose()
+
+    anyio.run(main)
+    assert [e["type"] for e in seen if e.get("call_id") == "quick"] == ["llm/requested", "llm/result"]
+    slow = [e for e in seen if e.get("call_id") == "slow"]
+    deltas = [e for e in slow if e["type"] == "llm/delta"]
+    assert "".join(d["content"] for d in deltas) == text == slow[-1]["reply"]["content"]
+    # The first delta went out while the server held the rest: only the first pieces are in it.
+    assert len(deltas) >= 2 and text.startswith(deltas[0]["content"]) and len(deltas[0]["content"]) <= 12

@@ -77,7 +77,7 @@ async def runtime_events(tmp_path: Path) -> list[dict[str, Any]]:
     log = EventLog(None, "contract")
     log.subscribe(seen.append)
     tools = default_registry()
-    plane = LocalWorkPlane(log.emit, tools=tools, providers={"scripted": ScriptedProvider(["hello there"], stream=True)})
+    plane = LocalWorkPlane(log.emit, tools=tools, providers={"scripted": ScriptedProvider(["hello there"], latency=0.15, stream=True)})
     shy = Topology(allow_peer=False, peer_via_parent=False)
 
     def holder(ctx: StepContext) -> list:

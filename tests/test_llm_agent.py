@@ -54,7 +54,8 @@ def done_event(recorder, agent_id: str) -> dict[str, Any]:
 async def test_tool_call_runs_and_its_result_is_fed_back_over_openai_protocol(recorder, tmp_path) -> None:
     async with running_server() as server:
         server.then(
-            Behaviour(content="", tool_calls=[("fs__write", {"path": "out/a.txt", "content": "hello"})]),
+            # It thinks for 150 ms: a reply whole within a call's first 100 ms logs no fragments.
+            Behaviour(content="", tool_calls=[("fs__write", {"path": "out/a.txt", "content": "hello"})], delay=0.15),
             Behaviour(content="wrote the file"),
         )
         provider = provider_from_config("openai", base_url=server.url + "/v1", model="m", env={})

@@ -7,12 +7,16 @@ the reply is whole, right before ``llm/result``.
 
 What reaches the log, and when:
 
-* **Coalesced.** The first fragment of a call is logged at once; later ones wait until the
-  call's previous ``llm/delta`` is ``interval`` seconds old (0.1 s) and go out with the
-  next fragment after that, or, if the model pauses, from a timer that checks every
-  interval, or with the final flush. So a call logs at most one ``llm/delta`` per interval,
-  plus the final one; text waits at most about two intervals; and the deltas of a call,
-  joined, are its whole streamed reply (unless cut, below).
+* **Coalesced.** A fragment waits until the call is ``interval`` seconds old (0.1 s), and
+  after that until the call's previous ``llm/delta`` is: it goes out with the next fragment
+  after that, or, if the model pauses, from a timer that checks every interval, or with the
+  final flush. So a call logs at most one ``llm/delta`` per interval, plus the final one;
+  text waits at most about two intervals; and the deltas of a call, joined, are its whole
+  streamed reply (unless cut, below).
+* **Not for quick calls.** A call whose reply is whole within its first interval logs no
+  ``llm/delta`` at all: its ``llm/result``, right after, holds the whole text, and a delta
+  would only have said it twice (for a pool of quick calls, that was most of what
+  streaming cost).
 * **Redacted.** Events are redacted when they are written, but a known secret split across
   two fragments would slip past a per-event redaction. So an end of the text that is the
   start of a known secret is held back until the secret is whole or the text goes another
@@ -58,8 +62,8 @@ class ReplyStream:
         clock: monotonic seconds (injectable for tests).
     """
 
-    __slots__ = ("_agent_id", "_call_id", "_clock", "_content", "_emit", "_interval", "_max_chars",
-                 "_next", "_redactor", "_tools")
+    __slots__ = ("_agent_id", "_call_id", "_clock", "_content", "_emit", "_first", "_interval", "_logged",
+                 "_max_chars", "_next", "_redactor", "_tools")
 
     def __init__(self, emit: Emit, agent_id: str, call_id: str, *, redactor: Redactor | None = None,
                  interval: float = DELTA_INTERVAL, max_chars: int = MAX_DELTA_CHARS,
@@ -69,7 +73,8 @@ class ReplyStream:
         self._redactor = redactor
         self._interval, self._max_chars, self._clock = interval, max_chars, clock
         self._content = self._tools = ""  # raw text not logged yet
-        self._next = 0.0
+        self._next = self._first = clock() + interval  # the first window starts with the call
+        self._logged = False
 
     def feed(self, content: str, tool_calls: str) -> None:
         """Take one fragment; log what is pending if the interval has passed."""
@@ -107,8 +112,10 @@ class ReplyStream:
                 self._log(final=False)
 
     def close(self) -> None:
-        """The reply is whole: log what is left (a call that streamed nothing logs nothing)."""
-        self._log(final=True)
+        """The reply is whole: log what is left, unless the call logged nothing and is still in
+        its first interval (a call that streamed nothing logs nothing either)."""
+        if self._logged or self._clock() >= self._first:
+            self._log(final=True)
 
     def _log(self, *, final: bool) -> None:
         content, self._content = self._ready(self._content, final)
@@ -116,6 +123,7 @@ class ReplyStream:
         if not content and not tools:
             return
         cut = max(0, len(content) - self._max_chars) + max(0, len(tools) - self._max_chars)
+        self._logged = True
         # The tail, not the head: views show what the model is saying now.
         self._emit("llm/delta", self._agent_id, call_id=self._call_id, content=content[-self._max_chars:],
                    tool_calls=tools[-self._max_chars:], cut=cut)

@@ -40,7 +40,7 @@ import anyio
 from ..errors import ToolError, UsageError, WorkerError
 from ..events.emit import Emit
 from ..redact import Redactor
-from .deltas import ReplyStream
+from .deltas import DELTA_INTERVAL, ReplyStream
 from .llm.base import ChatReply, ChatRequest, Provider, StreamingProvider
 from .tools.registry import Tool, ToolContext, ToolRegistry, in_thread
 
@@ -285,6 +285,7 @@ class LocalWorkPlane:
             ``providers:``); see :meth:`_route`.
         redactor: hides the run's secrets in streamed fragments (see
             :mod:`agentctl.services.deltas`) before they reach the log.
+        delta_interval: seconds between two ``llm/delta`` events of one call.
     """
 
     def __init__(
@@ -304,8 +305,10 @@ class LocalWorkPlane:
         id_prefix: str = "",
         qualified_models: bool = False,
         redactor: Redactor | None = None,
+        delta_interval: float = DELTA_INTERVAL,
     ) -> None:
         self._emit = emit
+        self._delta_interval = delta_interval
         self.qualified_models = qualified_models
         self._redactor = redactor
         self.tools = tools
@@ -422,7 +425,8 @@ class LocalWorkPlane:
                 with anyio.move_on_after(timeout) as scope:
                     try:
                         if getattr(prov, "stream", False):
-                            stream = ReplyStream(self._emit, agent_id, call_id, redactor=self._redactor)
+                            stream = ReplyStream(self._emit, agent_id, call_id, redactor=self._redactor,
+                                                 interval=self._delta_interval)
                             reply = await stream.follow(cast(StreamingProvider, prov).chat(request, stream.feed))
                         else:
                             reply = await prov.chat(request)

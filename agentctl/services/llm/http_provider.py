@@ -3,29 +3,44 @@ reading a reply whole or streamed.
 
 :class:`HTTPProvider` is the base of :class:`~agentctl.services.llm.ollama.OllamaProvider`
 and :class:`~agentctl.services.llm.openai.OpenAIProvider`, which give the path and the wire
-format; :func:`json_object` decodes a reply body or one streamed chunk.
+format (a :class:`StreamReader` per streamed reply); :func:`json_object` decodes a reply
+body or one streamed chunk.
+
+A streamed body is read as raw chunks, cut into lines here (:class:`Lines`) and handed to
+the wire format's reader line by line: httpx's ``aiter_lines`` decodes every chunk to text
+and back through two more generators, which was most of what a streamed call cost over a
+plain one. Once the reader has seen the format's last chunk, the rest of the body (the
+chunked encoding's end, usually in the same read) is drained briefly so that the
+connection goes back to the pool: closing a response read only part way closes its
+connection, and the next call paid for a new one.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
 
+import anyio
 import httpx
+import orjson
 
 from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta
 from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt
 from agentctl.services.llm.wire import ToolNames
 
-__all__ = ["HTTPProvider", "json_object"]
+__all__ = ["HTTPProvider", "Lines", "StreamReader", "json_object"]
+
+#: Seconds, and bytes, a streamed body is read on for after its last chunk, to keep its
+#: connection (a server that sends more, or nothing, loses the connection, not the reply).
+DRAIN_SECONDS = 0.5
+DRAIN_BYTES = 65536
 
 
 def json_object(data: str | bytes) -> dict[str, Any]:
     """A reply body as a JSON object, or ``LLMError`` (not JSON, not an object, an error)."""
     try:
-        value = json.loads(data)
+        value = orjson.loads(data)
     except ValueError:
         raise LLMError(f"malformed reply, not JSON: {excerpt(_text(data))}") from None
     if not isinstance(value, dict):
@@ -41,10 +56,90 @@ def _text(data: str | bytes) -> str:
     return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
+class Lines:
+    """Cuts a body that arrives in chunks into lines (bytes, without their ends).
+
+    A line ends at ``\n``, ``\r\n`` or ``\r`` (as SSE allows); a ``\r\n`` split between
+    two chunks reads as one more, empty line, which both wire formats skip. Splitting bytes
+    is safe for UTF-8: no byte of a multi-byte character is a line end.
+    """
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []  # a line begun in earlier chunks
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes."""
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._parts.append(chunk)  # kept as pieces: a long line is joined once, not once per chunk
+            return []
+        if self._parts:
+            self._parts.append(chunk)
+            chunk = b"".join(self._parts)
+            self._parts.clear()
+        lines = chunk.splitlines()
+        if not chunk.endswith((b"\n", b"\r")):
+            self._parts.append(lines.pop())
+        return lines
+
+    def end(self) -> list[bytes]:
+        """The last line, if the body did not end with a line end."""
+        rest = b"".join(self._parts)
+        self._parts.clear()
+        return [rest] if rest else []
+
+
+class StreamReader(Protocol):
+    """One streamed reply being assembled from its lines (one per wire format)."""
+
+    #: Set once the format's last chunk has come: what follows it is not read.
+    done: bool
+
+    def line(self, line: bytes) -> None:
+        """Take one line of the body; raise ``LLMError`` for one that cannot be used."""
+        ...
+
+    def reply(self) -> ChatReply:
+        """The whole reply, once the body has ended; ``LLMError`` if it ended too early."""
+        ...
+
+
+async def read_stream(response: httpx.Response, reader: StreamReader) -> ChatReply:
+    """Feed ``response``'s body to ``reader`` line by line and return its reply."""
+    lines = Lines()
+    chunks = response.aiter_bytes()
+    async for chunk in chunks:
+        if _feed(reader, lines.feed(chunk)):
+            await _drain(chunks)
+            break
+    else:
+        _feed(reader, lines.end())
+    return reader.reply()
+
+
+def _feed(reader: StreamReader, lines: list[bytes]) -> bool:
+    """Whether the reader is done after ``lines`` (the rest of them is not read)."""
+    for line in lines:
+        reader.line(line)
+        if reader.done:
+            return True
+    return False
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    left = DRAIN_BYTES
+    with anyio.move_on_after(DRAIN_SECONDS):
+        async for rest in chunks:
+            left -= len(rest)
+            if left < 0:
+                return
+
+
 class HTTPProvider:
     """What the Ollama and OpenAI providers share: the model to use, the pooled client, and
     reading a reply whole or streamed. Subclasses give ``name``, ``path`` and the wire format
-    (``_body``, ``_parse_reply``, ``_read_stream``)."""
+    (``_body``, ``_parse_reply``, ``_stream_reader``)."""
 
     name: str
     path: str
@@ -68,7 +163,7 @@ class HTTPProvider:
 
         async def read(response: httpx.Response) -> ChatReply:
             if self.stream:
-                return await self._read_stream(response, names, model, on_delta)
+                return await read_stream(response, self._stream_reader(names, model, on_delta))
             return self._parse_reply(json_object(await response.aread()), names, model)
 
         return await self.http.post(self.path, body, read, timeout=request.timeout)
@@ -79,8 +174,7 @@ class HTTPProvider:
     def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
         raise NotImplementedError
 
-    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str,
-                           on_delta: OnDelta | None) -> ChatReply:
+    def _stream_reader(self, names: ToolNames, model: str, on_delta: OnDelta | None) -> StreamReader:
         raise NotImplementedError
 
     async def aclose(self) -> None:

@@ -21,7 +21,7 @@ from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, excerpt
-from agentctl.services.llm.http_provider import HTTPProvider, json_object
+from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OllamaProvider", "to_ollama_messages"]
@@ -102,9 +102,8 @@ class OllamaProvider(HTTPProvider):
     def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
         return _parse_reply(data, names, model)
 
-    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str,
-                           on_delta: OnDelta | None) -> ChatReply:
-        return await _read_stream(response, names, model, on_delta)
+    def _stream_reader(self, names: ToolNames, model: str, on_delta: OnDelta | None) -> StreamReader:
+        return _NDJSONReader(names, model, on_delta)
 
 
 def to_ollama_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
@@ -150,29 +149,43 @@ def _parse_reply(data: Mapping[str, Any], names: ToolNames, model: str) -> ChatR
     )
 
 
-async def _read_stream(response: httpx.Response, names: ToolNames, model: str, on_delta: OnDelta | None) -> ChatReply:
-    """Accumulate NDJSON chunks until the one with ``done: true``, handing each fragment to ``on_delta``."""
-    content: list[str] = []
-    calls: list[ToolCall] = []
-    async for line in response.aiter_lines():
+class _NDJSONReader:
+    """A streamed reply from its NDJSON chunks, until the one with ``done: true``; each
+    fragment goes to ``on_delta``."""
+
+    __slots__ = ("_calls", "_content", "_last", "_model", "_names", "_on_delta", "done")
+
+    def __init__(self, names: ToolNames, model: str, on_delta: OnDelta | None) -> None:
+        self._names, self._model, self._on_delta = names, model, on_delta
+        self._content: list[str] = []
+        self._calls: list[ToolCall] = []
+        self._last: Mapping[str, Any] = {}
+        self.done = False
+
+    def line(self, line: bytes) -> None:
         if not line.strip():
-            continue
+            return
         chunk = json_object(line)
         message = chunk.get("message") or {}
         text = message.get("content") or ""
-        content.append(text)
+        self._content.append(text)
         # Ollama sends each tool call whole, in one chunk. Only the names stream, as from
         # the OpenAI provider: the arguments are logged, redacted, by tool/requested.
-        new = _tool_calls(message.get("tool_calls"), names)
-        calls.extend(new)
-        if on_delta is not None and (text or new):
-            on_delta(text, "".join(f"{c.name}\n" for c in new))
+        new = _tool_calls(message.get("tool_calls"), self._names)
+        self._calls.extend(new)
+        if self._on_delta is not None and (text or new):
+            self._on_delta(text, "".join(f"{c.name}\n" for c in new))
         if chunk.get("done"):
-            return ChatReply(
-                content="".join(content),
-                tool_calls=tuple(calls),
-                prompt_tokens=int(chunk.get("prompt_eval_count") or 0),
-                completion_tokens=int(chunk.get("eval_count") or 0),
-                model=chunk.get("model") or model,
-            )
-    raise LLMError("stream ended before a chunk with done: true")
+            self._last, self.done = chunk, True
+
+    def reply(self) -> ChatReply:
+        if not self.done:
+            raise LLMError("stream ended before a chunk with done: true")
+        last = self._last
+        return ChatReply(
+            content="".join(self._content),
+            tool_calls=tuple(self._calls),
+            prompt_tokens=int(last.get("prompt_eval_count") or 0),
+            completion_tokens=int(last.get("eval_count") or 0),
+            model=last.get("model") or self._model,
+        )

@@ -23,7 +23,7 @@ from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, excerpt
-from agentctl.services.llm.http_provider import HTTPProvider, json_object
+from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OpenAIProvider", "to_openai_messages"]
@@ -91,9 +91,8 @@ class OpenAIProvider(HTTPProvider):
     def _parse_reply(self, data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
         return _parse_reply(data, names, model)
 
-    async def _read_stream(self, response: httpx.Response, names: ToolNames, model: str,
-                           on_delta: OnDelta | None) -> ChatReply:
-        return await _read_stream(response, names, model, on_delta)
+    def _stream_reader(self, names: ToolNames, model: str, on_delta: OnDelta | None) -> StreamReader:
+        return _SSEReader(names, model, on_delta)
 
 
 def to_openai_messages(messages: Sequence[Mapping[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
@@ -153,50 +152,60 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
-async def _read_stream(response: httpx.Response, names: ToolNames, model: str, on_delta: OnDelta | None) -> ChatReply:
-    """Assemble ``data:`` chunks until ``data: [DONE]`` (or a finish reason and EOF), handing
-    each fragment to ``on_delta``."""
-    content: list[str] = []
-    partial: dict[int, _PartialCall] = {}
-    usage: Mapping[str, Any] = {}
-    seen_model: str | None = None
-    finished = chunks = False
-    async for line in response.aiter_lines():
+class _SSEReader:
+    """A streamed reply from its ``data:`` chunks, until ``data: [DONE]`` (or a finish reason
+    and the end of the body); each fragment goes to ``on_delta``."""
+
+    __slots__ = ("_chunks", "_content", "_finished", "_model", "_names", "_on_delta", "_partial", "_seen_model",
+                 "_usage", "done")
+
+    def __init__(self, names: ToolNames, model: str, on_delta: OnDelta | None) -> None:
+        self._names, self._model, self._on_delta = names, model, on_delta
+        self._content: list[str] = []
+        self._partial: dict[int, _PartialCall] = {}
+        self._usage: Mapping[str, Any] = {}
+        self._seen_model: str | None = None
+        self._finished = self._chunks = self.done = False
+
+    def line(self, line: bytes) -> None:
         line = line.strip()
-        if not line.startswith("data:"):
-            continue  # blank separators, ": keep-alive" comments, "event:" lines
-        chunks = True
+        if not line.startswith(b"data:"):
+            return  # blank separators, ": keep-alive" comments, "event:" lines
+        self._chunks = True
         payload = line[5:].strip()
-        if payload == "[DONE]":
-            finished = True
-            break
+        if payload == b"[DONE]":
+            self.done = True
+            return
         chunk = json_object(payload)
-        seen_model = chunk.get("model") or seen_model
-        usage = chunk.get("usage") or usage
+        self._seen_model = chunk.get("model") or self._seen_model
+        self._usage = chunk.get("usage") or self._usage
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             text = delta.get("content") or ""
-            content.append(text)
+            self._content.append(text)
             pieces = delta.get("tool_calls") or ()
             for piece in pieces:
-                _merge(partial, piece)
-            if on_delta is not None and (text or pieces):
-                on_delta(text, "".join(_fragment_text(p, names) for p in pieces))
-            finished = finished or bool(choice.get("finish_reason"))
-    if not chunks:
-        # llama-cpp-python, for one, answers 200 and an empty stream to a request it cannot stream.
-        raise LLMError("the server sent an empty stream: it may not stream this request (tools?); "
-                       "set stream: false for this provider")
-    if not finished:
-        raise LLMError("stream ended without [DONE] or a finish reason")
-    calls = [_call(p.id, p.name, "".join(p.arguments), names) for _, p in sorted(partial.items())]
-    return ChatReply(
-        content="".join(content),
-        tool_calls=tuple(calls),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        model=seen_model or model,
-    )
+                _merge(self._partial, piece)
+            if self._on_delta is not None and (text or pieces):
+                self._on_delta(text, "".join(_fragment_text(p, self._names) for p in pieces))
+            self._finished = self._finished or bool(choice.get("finish_reason"))
+
+    def reply(self) -> ChatReply:
+        if not self._chunks:
+            # llama-cpp-python, for one, answers 200 and an empty stream to a request it cannot stream.
+            raise LLMError("the server sent an empty stream: it may not stream this request (tools?); "
+                           "set stream: false for this provider")
+        if not (self.done or self._finished):
+            raise LLMError("stream ended without [DONE] or a finish reason")
+        calls = [_call(p.id, p.name, "".join(p.arguments), self._names) for _, p in sorted(self._partial.items())]
+        usage = self._usage
+        return ChatReply(
+            content="".join(self._content),
+            tool_calls=tuple(calls),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            model=self._seen_model or self._model,
+        )
 
 
 def _fragment_text(piece: Mapping[str, Any], names: ToolNames) -> str:
