@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from agentctl.events.log import open_event_log
-from agentctl.services.executor import Executor
+from agentctl.executor import Executor
 from agentctl.services.tools import ToolContext, default_registry
 from agentctl.services.workers import LocalWorkPlane
 

@@ -11,7 +11,7 @@ import agentctl
 
 PACKAGE = Path(agentctl.__file__).parent
 
-#: Top to bottom: a part may import the parts below it, never one above it.
+#: Top to bottom: a part may import the parts below it (and the leaves), never one above it.
 ORDER = (
     "cli",        # wires everything: the only place that knows every part
     "reconcile",  # the plan's root agent: diffs plans, spawns task agents
@@ -20,12 +20,19 @@ ORDER = (
     "runtime",    # the supervisor tree, scheduler, action interpreter
     "services",   # bus, locks, worker pools, tools, LLM providers, MCP
     "events",     # the event log, its reader and the fold
-    "policy",     # budgets and the depth policy
-    "actions",    # what a step returns (leaf)
-    "frozen",     # FrozenDict, freeze, thaw (leaf)
-    "redact",     # hides secrets in whatever leaves the process (leaf)
-    "errors",     # the exception tree (leaf)
 )
+#: Values and helpers every part may use; a leaf imports no other part but ``frozen`` and ``errors``.
+LEAVES = (
+    "policy",    # budgets and the depth policy
+    "actions",   # what a step returns
+    "executor",  # where tools run (settings.executor's values)
+    "frozen",    # FrozenDict, freeze, thaw
+    "redact",    # hides secrets in whatever leaves the process
+    "errors",    # the exception tree
+)
+#: Parts held to less than their place in the order gives them: the plan model knows nothing
+#: downstream of it (the runtime, services or the log), only the leaves.
+NARROW = {"plan": set(LEAVES)}
 #: Parts beside the order: views read events only (events are their one input).
 SIDE = {"views": {"events", "frozen", "errors"}, "examples": set()}
 #: ``agentctl/__init__.py`` is the public facade over everything, imported lazily.
@@ -33,9 +40,14 @@ FACADE = "agentctl"
 
 
 def allowed(part: str) -> set[str]:
+    """The parts ``part`` may import."""
     if part in SIDE:
         return SIDE[part] | {part}
-    below = set(ORDER[ORDER.index(part):])
+    if part in LEAVES:
+        return {part, "frozen", "errors"}
+    if part in NARROW:
+        return NARROW[part] | {part}
+    below = set(ORDER[ORDER.index(part):]) | set(LEAVES)
     return below | ({"views", "examples"} if part == "cli" else set())
 
 
@@ -49,23 +61,30 @@ def is_module(name: str, root: Path) -> bool:
     return where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()
 
 
-def imported(path: Path, root: Path) -> list[tuple[int, str]]:
-    """(line, absolute module) of every import of the package in ``path``, at any depth."""
+def imports(path: Path, root: Path) -> list[tuple[int, str, str | None]]:
+    """(line, absolute module, name taken from it or None) of every import of the package in
+    ``path``, at any depth."""
     name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = []
+    found: list[tuple[int, str, str | None]] = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found += [(node.lineno, a.name) for a in node.names]
+            found += [(node.lineno, a.name, None) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            found += [(node.lineno, f"{module}.{a.name}" if is_module(f"{module}.{a.name}", root) else module)
-                      for a in node.names]
-    return [(line, m) for line, m in found if m == root.name or m.startswith(root.name + ".")]
+            for a in node.names:
+                sub = f"{module}.{a.name}"
+                found.append((node.lineno, sub, None) if is_module(sub, root) else (node.lineno, module, a.name))
+    return [(line, m, n) for line, m, n in found if m == root.name or m.startswith(root.name + ".")]
+
+
+def imported(path: Path, root: Path) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import of the package in ``path``, at any depth."""
+    return [(line, m) for line, m, _ in imports(path, root)]
 
 
 def part_of(module: str) -> str:
@@ -91,7 +110,7 @@ def violations(root: Path = PACKAGE) -> list[str]:
 
 def test_every_part_is_placed() -> None:
     parts = {part_of(module_name(p, PACKAGE)) for p in PACKAGE.rglob("*.py")} - {FACADE}
-    assert parts <= set(ORDER) | set(SIDE), parts - set(ORDER) - set(SIDE)
+    assert parts <= set(ORDER) | set(LEAVES) | set(SIDE), parts - set(ORDER) - set(LEAVES) - set(SIDE)
 
 
 def test_no_module_imports_upstream() -> None:
@@ -107,7 +126,12 @@ def test_the_check_catches_an_upstream_import_inside_a_function(tmp_path: Path) 
     (root / "runtime" / "ok.py").write_text("from ..services import bus\nfrom agentctl.errors import X\n")
     (root / "services" / "bad.py").write_text("def f():\n    from ..runtime import ok\n    return ok\n")
     (root / "views" / "bad.py").write_text("import agentctl.runtime.ok\n")
+    (root / "plan").mkdir()
+    (root / "plan" / "model.py").write_text("from ..services import bus\nfrom ..policy import Budget\n")
+    (root / "policy.py").write_text("from .redact import Redactor\nfrom .frozen import thaw\nfrom .errors import PolicyError\n")
     assert violations(root) == [
+        "agentctl/plan/model.py:1: plan -> services (agentctl.services)",
+        "agentctl/policy.py:1: policy -> redact (agentctl.redact)",
         "agentctl/services/bad.py:2: services -> runtime (agentctl.runtime.ok)",
         "agentctl/views/bad.py:1: views -> runtime (agentctl.runtime.ok)",
     ]
@@ -135,6 +159,45 @@ def foreign_private_names(root: Path = PACKAGE) -> list[str]:
                     and node.attr not in defined):
                 out.append((str(path), node.lineno, f"{path.relative_to(root.parent)}:{node.lineno}: .{node.attr}"))
     return [text for _, _, text in sorted(out)]
+
+
+#: The writing side of the event log: its modules, and the names the ``events`` package exports of it.
+WRITER_MODULES = frozenset({"log", "writer", "syncer", "logfile"})
+WRITER_NAMES = frozenset({"EventLog", "open_event_log"})
+
+
+def log_openers(root: Path = PACKAGE) -> list[str]:
+    """``file:line: module`` for every import of the event log's writing side outside ``events``
+    and ``cli``: services and the runtime are handed an ``Emit``, views read events."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        if part_of(module_name(path, root)) in ("events", "cli", FACADE):
+            continue
+        for line, module, name in imports(path, root):
+            parts = module.split(".")
+            if parts[1:2] == ["events"] and (parts[2:3] and parts[2] in WRITER_MODULES
+                                             or len(parts) == 2 and name in WRITER_NAMES):
+                out.append(f"{path.relative_to(root.parent)}:{line}: {module}{'.' + name if name else ''}")
+    return out
+
+
+def test_only_the_cli_opens_the_event_log() -> None:
+    assert log_openers() == []
+
+
+def test_the_log_check_catches_a_service_or_view_that_opens_the_log(tmp_path: Path) -> None:
+    root = tmp_path / "agentctl"
+    for part in ("services", "views", "events", "cli"):
+        (root / part).mkdir(parents=True)
+        (root / part / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    for name in ("log", "emit", "reader"):
+        (root / "events" / f"{name}.py").write_text("")
+    (root / "services" / "bus.py").write_text("from ..events.emit import Emit\nfrom ..events import EventLog\n")
+    (root / "views" / "live.py").write_text("from agentctl.events.reader import read\nimport agentctl.events.log\n")
+    (root / "cli" / "session.py").write_text("from ..events import open_event_log\n")
+    assert log_openers(root) == ["agentctl/services/bus.py:2: agentctl.events.EventLog",
+                                 "agentctl/views/live.py:2: agentctl.events.log"]
 
 
 def test_no_module_reaches_another_modules_private_names() -> None:

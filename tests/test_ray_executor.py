@@ -170,7 +170,7 @@ def test_a_node_that_joins_is_seen_by_the_next_call(cluster: TwoNodes, tmp_path:
     import anyio
     import ray
 
-    from agentctl.services.executor import Executor, ToolResources
+    from agentctl.executor import Executor, ToolResources
     from agentctl.services.ray_plane import RayRunner, connect
     from agentctl.services.tools.builtins import default_registry
     from agentctl.services.tools.registry import ToolContext

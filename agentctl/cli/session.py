@@ -26,6 +26,7 @@ from ..errors import PlanError
 from ..events import open_event_log
 from ..events.checkpoint import Checkpointer
 from ..events.outcomes import Failure
+from ..executor import Executor
 from ..plan.load import line_finder, parse_plan, read_plan_text
 from ..plan.model import Plan
 from ..reconcile import ROOT_ID, Reconciler
@@ -38,7 +39,6 @@ from ..runtime.interrupted import recover_interrupted
 from ..runtime.resume_state import ResumeContext
 from ..services.approvals import ApprovalError, Approvals
 from ..services.bus import USER, SendStatus
-from ..services.executor import Executor
 from ..services.mcp import open_mcp
 from ..services.tools import ToolContext, default_registry
 from ..services.tools.docker import release_run, uses_docker

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from typing import Any
 
+from ..executor import Executor, ToolResources
 from ..frozen import FrozenDict, freeze, thaw
 from ..policy import Budget, Policy, PolicyRule
-from ..services.executor import Executor, ToolResources
 
 __all__ = [
     "Defaults", "Executor", "FrozenDict", "McpServer", "Plan", "PlanPolicy", "ProviderConfig", "Settings", "Step", "Task",

@@ -41,8 +41,8 @@ import ray.exceptions
 
 from ..errors import UsageError
 from ..events.emit import Emit
+from ..executor import Executor, ToolResources
 from . import reaper
-from .executor import Executor, ToolResources
 from .llm.base import ChatRequest
 from .tools.registry import Tool, ToolContext, ToolRegistry
 from .workers import CallOutcome, Interrupted, LocalWorkPlane, Ran, WorkPlaneStatistics

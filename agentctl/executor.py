@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..frozen import FrozenDict
+from .frozen import FrozenDict
 
 __all__ = ["Executor", "ToolResources"]
 
