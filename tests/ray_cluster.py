@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -25,22 +26,31 @@ class TwoNodes:
         self.address, self.head, self.worker, self.cluster = address, head, worker, cluster
 
 
-def two_nodes() -> Iterator[TwoNodes]:
-    """Start the cluster, yield it, shut it down (the body of each module's ``cluster`` fixture)."""
-    from ray.cluster_utils import Cluster
-
+@contextmanager
+def loopback() -> Iterator[None]:
+    """The environment in which a ``Cluster`` made in this process binds to 127.0.0.1 only."""
     saved = {k: os.environ.get(k) for k in LOOPBACK}
     os.environ.update(LOOPBACK)
-    small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
-    c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
     try:
-        worker = c.add_node(**small, resources={"special": 1})
-        c.wait_for_nodes()
-        yield TwoNodes(c.address, c.head_node.node_id, worker.node_id, c)
+        yield
     finally:
-        c.shutdown()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def two_nodes() -> Iterator[TwoNodes]:
+    """Start the cluster, yield it, shut it down (the body of each module's ``cluster`` fixture)."""
+    from ray.cluster_utils import Cluster
+
+    small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+    with loopback():
+        c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
+        try:
+            worker = c.add_node(**small, resources={"special": 1})
+            c.wait_for_nodes()
+            yield TwoNodes(c.address, c.head_node.node_id, worker.node_id, c)
+        finally:
+            c.shutdown()

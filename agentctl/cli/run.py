@@ -138,6 +138,8 @@ def run_command(
         for failure in session.interrupted_failures():
             print_error(f"agent {failure.agent_id}: {failure.error}; see docs/durability.md")
         typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
+        if session.lost is not None:
+            print_error(f"{session.lost}; the run is resumable: agentctl run --resume {options.run_dir} --ray ADDRESS")
         raise typer.Exit(code)
 
 

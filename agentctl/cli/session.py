@@ -88,6 +88,7 @@ class Session:
         self.reason = "completed"
         self.status = "failed"
         self.interrupted = False
+        self.lost: str | None = None  # why the run lost its Ray cluster, if it did
         self._stopping = anyio.Event()
         # Ids of calls, messages and conflicts are unique across every process of a run:
         # each resume numbers its own under a prefix of its own (r1., r2., ...).
@@ -204,7 +205,15 @@ class Session:
         from ..services.ray_plane import RayWorkPlane, connect  # Ray only when asked for
 
         connect(executor.address)
-        return RayWorkPlane(emit, executor=executor, tools=tools, **options)
+        return RayWorkPlane(emit, executor=executor, tools=tools, on_lost=self._cluster_lost, **options)
+
+    def _cluster_lost(self, line: str) -> None:
+        """The Ray cluster is gone: end the run as a signal would, its calls in flight cut short
+        (``cancelled``: interrupted for a resume), and say so (:attr:`lost`)."""
+        if self.lost is None:
+            self.lost = line
+            self._interrupt("cluster_lost")
+            self.interrupted = False  # exit 1, not 130: nobody asked for the stop
 
     def interrupted_failures(self) -> list[Failure]:
         """Agents that failed over a call a crash left unknown (``agent/error`` of type ``interrupted``)."""

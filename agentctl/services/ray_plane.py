@@ -13,7 +13,9 @@ Faults are handled as a crash of this process would be (``docs/durability.md``):
 whose worker or node is lost comes back ``interrupted``; Ray reruns it only for an
 idempotent tool (``max_retries``, 0 for every other tool). A timed-out or shut-down call
 is cancelled on the cluster with ``ray.cancel(force=True)``, and the worker's reaper
-(:mod:`agentctl.services.reaper`) kills what the call had started.
+(:mod:`agentctl.services.reaper`) kills what the call had started. A cluster whose head
+stops answering is lost: the runner tells the run (``on_lost``), which shuts down as on
+SIGTERM, resumable on another cluster. A call asking for resources no node has fails at once.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import ray
@@ -76,6 +78,13 @@ def connect(address: str) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UsageError(f"settings.executor: cannot connect to the Ray cluster at {address!r}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _gcs_address(address: str) -> str:
+    """``HOST:PORT`` of the connected cluster's GCS (of its Ray Client server for ``ray://``)."""
+    if address.startswith("ray://"):
+        return address.removeprefix("ray://")
+    return str(ray.get_runtime_context().gcs_address)
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:
@@ -151,21 +160,58 @@ def _describe(resources: Mapping[str, float]) -> str:
     return ", ".join(f"{k}: {v:g}" for k, v in shown) or "nothing"
 
 
+class _Heartbeat:
+    """Whether the cluster's GCS (its head) still answers: a TCP connect, at most once per :attr:`EVERY` s.
+
+    Ray's driver itself keeps retrying a GCS that is gone for a minute and then aborts the
+    process; a run that checks first ends cleanly, and resumably, within seconds.
+    """
+
+    EVERY = 1.0
+    TIMEOUT = 2.0
+
+    def __init__(self, gcs: str) -> None:
+        self.gcs = gcs
+        self._at = float("-inf")
+        self._answered = True
+
+    def _probe(self) -> bool:
+        host, _, port = self.gcs.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=self.TIMEOUT).close()
+        except (OSError, ValueError):
+            return False
+        return True
+
+    async def answers(self, *, now: bool = False) -> bool:
+        """Whether the GCS answered its last probe (probed again if ``now`` or the last is over a second old)."""
+        if now or time.monotonic() - self._at >= self.EVERY:
+            self._at = time.monotonic()
+            self._answered = await anyio.to_thread.run_sync(self._probe, abandon_on_cancel=True)
+        return self._answered
+
+
 class RayRunner:
     """Carries out the calls of ``remote`` tools as Ray tasks (a :class:`~agentctl.services.workers.ToolRunner`).
 
     Args:
         executor: the plan's ``settings.executor`` (resource requests, shared workspace).
         tools: the run's registry, to check the requests against it.
+        on_lost: told, once per call that notices, that the cluster is gone (its GCS no longer
+            answers), with one line naming it; it is to shut the run down, which cancels
+            the calls in flight. Without it such a call comes back ``interrupted``.
 
     Raises:
         UsageError: a resource request for a tool that cannot run remotely, or retries
             asked for a tool that is not idempotent.
     """
 
-    def __init__(self, executor: Executor, tools: ToolRegistry) -> None:
+    def __init__(self, executor: Executor, tools: ToolRegistry, on_lost: Callable[[str], None] | None = None) -> None:
         self.executor = executor
         self.calls = self.lost = self.cancelled = 0
+        self.gone: str | None = None
+        self._on_lost = on_lost
+        self._heartbeat = _Heartbeat(_gcs_address(executor.address))
         self.nodes: dict[str, int] = {}
         self._options: dict[str, dict[str, Any]] = {}
         self._capacity = _Capacity()
@@ -216,7 +262,10 @@ class RayRunner:
 
         A call asking for resources no node has fails at once with the tool's error, saying
         what it asked for and what the nodes offer (Ray would queue it until its timeout).
+        A call made or in flight when the cluster is gone goes to :meth:`_lose`.
         """
+        if self.gone is not None or not await self._heartbeat.answers():
+            await self._lose()
         options = self.options(tool)
         if (unmet := await self._capacity.unmet(tool.name, options)) is not None:
             return Ran(False, error=unmet)
@@ -225,9 +274,12 @@ class RayRunner:
                      tuple(str(p) for p in ctx.protected))
         self.calls += 1
         ref = _remote_call.options(**options).remote(call)
+        future = asyncio.wrap_future(ref.future())
         try:
-            out = await asyncio.wrap_future(ref.future())
+            out = await self._outcome(future)
         except _LOST as exc:
+            if not await self._heartbeat.answers(now=True):  # the head itself went: not one worker
+                await self._lose()
             self.lost += 1
             raise Interrupted(f"call {call_id} ({tool.name}) lost its worker mid-call and may or may not have run: "
                               f"{type(exc).__name__}") from None
@@ -235,10 +287,31 @@ class RayRunner:
             return Ran(False, error=f"{tool.name}: could not run on the cluster: {str(exc).splitlines()[0]}")
         except BaseException:
             self.cancelled += 1
+            future.cancel()
             ray.cancel(ref, force=True)
             raise
+        if out is None:  # outside the try: nothing is left on the cluster to cancel
+            future.cancel()
+            await self._lose()
         self.nodes[out["node"]] = self.nodes.get(out["node"], 0) + 1
         return Ran(out["ok"], out.get("value"), out.get("error"), out["node"])
+
+    async def _outcome(self, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any] | None:
+        """The task's result, or ``None`` if the cluster stops answering first."""
+        while not (await asyncio.wait({future}, timeout=_Heartbeat.EVERY))[0]:
+            if not await self._heartbeat.answers():
+                return None
+        return future.result()
+
+    async def _lose(self) -> NoReturn:
+        """The cluster is gone: the run is told (and shuts down, cancelling this call), once."""
+        if self.gone is None:
+            self.gone = (f"lost the Ray cluster at {self.executor.address!r}: "
+                         f"its head (GCS at {self._heartbeat.gcs}) does not answer")
+        if self._on_lost is not None:
+            self._on_lost(self.gone)
+            await anyio.sleep_forever()  # the shutdown just asked for cancels this call like every other
+        raise Interrupted(self.gone)
 
 
 class RayWorkPlane:
@@ -248,13 +321,15 @@ class RayWorkPlane:
         emit: the event sink.
         executor: the plan's ``settings.executor``.
         tools: the tool registry.
+        on_lost: see :class:`RayRunner`.
         **local: :class:`~agentctl.services.workers.LocalWorkPlane`'s other keyword arguments.
 
     Call :func:`connect` first.
     """
 
-    def __init__(self, emit: Emit, *, executor: Executor, tools: ToolRegistry, **local: Any) -> None:
-        self.runner = RayRunner(executor, tools)
+    def __init__(self, emit: Emit, *, executor: Executor, tools: ToolRegistry,
+                 on_lost: Callable[[str], None] | None = None, **local: Any) -> None:
+        self.runner = RayRunner(executor, tools, on_lost)
         self._local = LocalWorkPlane(emit, tools=tools, runner=self.runner, **local)
         self.tools = tools
 
