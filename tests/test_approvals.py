@@ -50,6 +50,15 @@ tasks:
 """
 
 
+def llm_gated_plan(server_url: str, instructions: str) -> str:
+    """A plan of one LLM agent ``coder`` (on the OpenAI server at ``server_url``) whose every
+    ``fs/write`` waits for a person's answer."""
+    return json.dumps({"name": "llm-gated",
+                       "defaults": {"provider": "openai", "model": "m", "base_url": server_url + "/v1",
+                                    "restart": "temporary", "tools": ["fs/write"]},
+                       "tasks": [{"id": "coder", "agent": "llm", "instructions": instructions, "approve": ["fs/write"]}]})
+
+
 def run_dir_of(cwd: Path) -> Path:
     return cwd / "run"
 
@@ -114,12 +123,7 @@ def test_an_llm_agent_is_told_the_reason_of_a_denial_as_its_tool_error(tmp_path:
         server.then(Behaviour(content="", tool_calls=[("fs__write", {"path": "src/main.py", "content": "rm -rf",
                                                                         "token": "tok-5f3a9c1e77"})]),
                     Behaviour(content="understood, leaving src alone"))
-        plan = {"name": "llm-gated",
-                "defaults": {"provider": "openai", "model": "m", "base_url": server.url + "/v1", "restart": "temporary",
-                             "tools": ["fs/write"]},
-                "tasks": [{"id": "coder", "agent": "llm", "instructions": "edit src/main.py",
-                           "approve": ["fs/write"]}]}
-        (tmp_path / "plan.yaml").write_text(json.dumps(plan))
+        (tmp_path / "plan.yaml").write_text(llm_gated_plan(server.url, "edit src/main.py"))
         run = run_dir_of(tmp_path)
         with running("run", "plan.yaml", "--no-ui", "--run-dir", "run", cwd=tmp_path) as proc:
             asked = of(wait_for(run, held), "approval/requested")[0]

@@ -40,15 +40,23 @@ def readable_runs(root: Path) -> list[RunInfo]:
 def live_run(run_dir: Path) -> RunInfo:
     """A run that can still be steered: logged no ``run/finished`` and its process is alive."""
     info = load_run(run_dir)
-    run_id = info.state.run_id or run_dir.name
-    if info.finished is not None:
-        fail_usage(f"run {run_id} has finished ({info.finished.reason}); nothing there to reach")
-    if not info.alive:
-        fail_usage(f"run {run_id}: its process (pid {info.pid}) is gone without run/finished; "
-                   f"continue it with: agentctl run --resume {run_dir}")
-    if info.control is None:
-        fail_usage(f"run {run_id} has no control channel (started by an older agentctl)")
+    why = not_live(info)
+    if why is not None:
+        fail_usage(why)
     return info
+
+
+def not_live(info: RunInfo) -> str | None:
+    """Why the run cannot be steered (finished, its process gone, no control channel), or None."""
+    run_id = info.state.run_id or info.dir.name
+    if info.finished is not None:
+        return f"run {run_id} has finished ({info.finished.reason}); nothing there to reach"
+    if not info.alive:
+        return (f"run {run_id}: its process (pid {info.pid}) is gone without run/finished; "
+                f"continue it with: agentctl run --resume {info.dir}")
+    if info.control is None:
+        return f"run {run_id} has no control channel (started by an older agentctl)"
+    return None
 
 
 def ask_run(info: RunInfo, message: dict[str, Any], *, startup: float = 10.0) -> dict[str, Any]:

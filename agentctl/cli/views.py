@@ -98,16 +98,50 @@ def events_file(target: Optional[Path]) -> Path:
 def watch_command(target: Optional[Path] = typer.Argument(None, help="A run directory or events.jsonl [default: the newest run].")) -> None:
     """Follow a run of another process live, as its events.jsonl grows.
 
-    Plain lines when stdout is not a terminal. Ends with the run's exit code, or 1 (and
-    says so) when the run's process is gone without having logged run/finished.
+    On a terminal, calls held for approval are answered with keys as in agentctl run's live
+    view (up/down select, a approves, d denies with a typed reason) while the run is live;
+    otherwise one line says why not. Plain lines when stdout is not a terminal. Ends with
+    the run's exit code, or 1 (and says so) when the run's process is gone without having
+    logged run/finished.
     """
     import anyio
 
+    from ..events.fold import RunState
+    from ..views.approval_keys import ApprovalKeys
     from ..views.watch import watch
+    from .approve import control_answer
+    from .keys import read_keys
 
     path = events_file(target)
-    watched = anyio.run(lambda: watch(path, _console(), plain=not sys.stdout.isatty()))
+    plain = not sys.stdout.isatty()
+    state = RunState()
+    approvals = None
+    if not plain:
+        why = _why_no_answers(path)
+        if why is None:
+            approvals = ApprovalKeys(control_answer(state))
+        else:
+            typer.echo(f"note: held calls cannot be answered from this view: {why}", err=True)
+    keys = read_keys if approvals is not None else None
+    watched = anyio.run(lambda: watch(path, _console(), plain=plain, state=state, approvals=approvals, keys=keys))
     raise typer.Exit(end_code(path.parent, watched.end))
+
+
+def _why_no_answers(path: Path) -> str | None:
+    """Why ``watch`` cannot answer the held calls of the run logging to ``path`` (it is not
+    live), or None. A run that has logged nothing yet is taken as starting: its control
+    channel is looked up as it comes."""
+    from ..errors import LogError
+    from ..views.runs import read_run
+    from .runs import not_live
+
+    if path.name != "events.jsonl":
+        return f"{path} is not a run directory's events.jsonl"
+    try:
+        info = read_run(path.parent)
+    except LogError:
+        return None  # no log yet; a corrupt one is the follow's to report
+    return None if info.state.run_id is None else not_live(info)
 
 
 def end_code(run_dir: Path, end: FollowEnd) -> int:
