@@ -1,6 +1,6 @@
 """What commands that steer or read a run share: finding it, reading it, asking it.
 
-Used by ``send``, ``stop``, ``ps``, ``logs``, ``describe`` and ``prune``. A request goes to
+Used by ``send``, ``stop``, ``approve``, ``deny``, ``watch``, ``ps``, ``logs``, ``describe`` and ``prune``. A request goes to
 the run's control channel (:mod:`agentctl.cli.control`) found through the socket path its
 log records; a run that has finished or whose process is gone is refused with the reason.
 """
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentctlError
 from ..views.runs import RunInfo, list_runs, process_alive, read_run
 from .control import ControlError, NotListening, request
 from .errors import fail_usage, print_error
+
+if TYPE_CHECKING:
+    from ..events.run_state import RunState
+    from ..views.approval_keys import Answer
 
 
 def load_run(run_dir: Path) -> RunInfo:
@@ -79,3 +83,29 @@ def ask_run(info: RunInfo, message: dict[str, Any], *, startup: float = 10.0) ->
     if not reply.get("ok"):
         fail_usage(str(reply.get("error") or f"the run refused {message.get('op')!r}"))
     return reply
+
+
+def answer_request(call_id: str, granted: bool, text: str | None) -> dict[str, Any]:
+    """The control channel's request that approves (``text``: a note) or denies (a reason) a call."""
+    if granted:
+        return {"op": "approve", "call_id": call_id, "note": text}
+    return {"op": "deny", "call_id": call_id, "reason": text}
+
+
+def control_answer(state: RunState) -> Answer:
+    """What answers a held call from ``agentctl watch``'s keys: the request ``approve`` and
+    ``deny`` send, to the socket ``state`` (the watched run, folded as it grows) names now.
+
+    Blocking, as the keys are pressed: the run replies once the answer is logged, and a run
+    that does not within 5 s gets its error shown on the panel instead.
+    """
+    def answer(call_id: str, granted: bool, text: str | None) -> str | None:
+        if state.control is None:
+            return "the run has not opened its control channel yet"
+        try:
+            reply = request(Path(state.control), answer_request(call_id, granted, text), timeout=5)
+        except ControlError as exc:
+            return str(exc)
+        return None if reply.get("ok") else str(reply.get("error") or "refused by the run")
+
+    return answer

@@ -109,8 +109,8 @@ def watch_command(target: Optional[Path] = typer.Argument(None, help="A run dire
     from ..events.fold import RunState
     from ..views.approval_keys import ApprovalKeys
     from ..views.watch import watch
-    from .approve import control_answer
     from .keys import read_keys
+    from .runs import control_answer
 
     path = events_file(target)
     plain = not sys.stdout.isatty()
