@@ -42,14 +42,16 @@ def resume(plan: Path, run_dir: Path, ws: Path, *more: str, env: dict[str, str] 
     return agentctl("run", str(plan), *RUN, "--resume", str(run_dir), *more, cwd=ws, env=env)
 
 
-LINES = """\
-name: lines
-settings: {plugins: [resume_tools]}
-tasks:
-  - id: liner
-    agent: script
-    steps:
-""" + "".join(f"      - call: {{tool: test/line, args: {{n: {n}}}}}\n" for n in range(1, 9))
+def calls(name: str, task: str, tool: str, count: int) -> str:
+    """A plan of one script task that calls ``tool`` with ``n`` = 1 .. ``count`` in turn."""
+    steps = "".join(f"      - call: {{tool: {tool}, args: {{n: {n}}}}}\n" for n in range(1, count + 1))
+    return (f"name: {name}\nsettings: {{plugins: [resume_tools]}}\ntasks:\n  - id: {task}\n    agent: script\n"
+            f"    steps:\n{steps}")
+
+
+LINES = calls("lines", "liner", "test/line", 8)
+#: What ``LINES`` leaves in ``out/lines.txt``: each line once, in order.
+ALL_LINES = "".join(f"line-{n:02d}\n" for n in range(1, 9))
 
 
 def test_a_double_crash_reruns_no_recorded_call(tmp_path: Path) -> None:
@@ -60,7 +62,7 @@ def test_a_double_crash_reruns_no_recorded_call(tmp_path: Path) -> None:
     assert second.returncode == -signal.SIGKILL
     third = resume(plan, run_dir, ws)
     assert third.returncode == 0, third.stderr
-    assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))
+    assert (ws / "out" / "lines.txt").read_text() == ALL_LINES
     requested = [e["call_id"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "tool/requested"]
     results = [e["call_id"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "tool/result"]
     # Each call has one id for life (a rerun of an interrupted call keeps it), and no id is reused.
@@ -87,17 +89,10 @@ def test_a_call_cut_short_by_a_signal_is_interrupted_not_failed(tmp_path: Path, 
     (ws / "go").touch()
     resumed = resume(plan, run_dir, ws)
     assert resumed.returncode == 0, resumed.stderr
-    assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))
+    assert (ws / "out" / "lines.txt").read_text() == ALL_LINES
 
 
-ONCE = """\
-name: once
-settings: {plugins: [resume_tools]}
-tasks:
-  - id: once
-    agent: script
-    steps:
-""" + "".join(f"      - call: {{tool: test/once, args: {{n: {n}}}}}\n" for n in range(1, 4))
+ONCE = calls("once", "once", "test/once", 3)
 
 
 def test_an_interrupted_call_that_cannot_be_checked_fails_the_task_without_rerunning_anything(tmp_path: Path) -> None:
@@ -183,7 +178,7 @@ def test_a_torn_garbage_last_line_is_cut_before_appending(tmp_path: Path) -> Non
     seqs = [e["seq"] for e in stream]
     assert stream.torn_line is None and seqs == list(range(1, len(seqs) + 1))
     assert b"xxxx" not in log.read_bytes()
-    assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))
+    assert (ws / "out" / "lines.txt").read_text() == ALL_LINES
 
 
 def test_a_complete_but_unparsable_last_line_is_corruption_not_a_torn_write(tmp_path: Path) -> None:
@@ -225,7 +220,7 @@ def test_an_odd_checkpoint_is_skipped_with_a_warning_and_the_log_read_instead(tm
     assert "warning: checkpoint" in resumed.stderr and "Traceback" not in resumed.stderr
     event = next(e for e in read_events(run_dir / "events.jsonl") if e["type"] == "run/resumed")
     assert event["checkpoint"] is None
-    assert (ws / "out" / "lines.txt").read_text() == "".join(f"line-{n:02d}\n" for n in range(1, 9))
+    assert (ws / "out" / "lines.txt").read_text() == ALL_LINES
 
 
 def test_replay_and_watch_warn_about_a_damaged_log_and_still_show_it(tmp_path: Path) -> None:
