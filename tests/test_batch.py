@@ -3,11 +3,18 @@ run directory and workspace; the summary, ``-o json``, exit codes and bad input.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
+import anyio
+from rich.console import Console
+from test_approval_keys import seen, terminal
+
 from agentctl.events.reader import read_events
-from tests.cli_helpers import invoke
+from agentctl.views.batch import BatchProgress
+from tests.cli_helpers import cli, invoke
 
 WRITER = """\
 name: writer
@@ -81,3 +88,92 @@ def test_bad_input_is_one_line_and_exit_2_before_any_run(tmp_path: Path) -> None
         assert result.returncode == 2, (args, result.stderr)
         assert said in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
     assert not (tmp_path / ".agentctl" / "runs").exists()
+
+
+HELD = """\
+name: held
+settings: {shell: true}
+tasks:
+  - id: a
+    agent: script
+    steps:
+      - call: {tool: shell/run, args: {command: "while [ ! -e ${n} ]; do sleep 0.05; done"}}
+      - done: ok
+"""
+
+
+def test_without_a_terminal_progress_is_a_plain_line_as_each_run_starts_and_ends(tmp_path: Path) -> None:
+    plans(tmp_path)
+    result = cli("batch", "writer.yaml", "failing.yaml", "--param", "n=1", "--parallel", "1", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    runs = tmp_path / ".agentctl" / "runs"
+    (batch_dir,) = {p.name.rsplit("-", 1)[0] for p in runs.iterdir()}
+    # One run at a time: each starts, then ends, in order.
+    assert lines == [
+        f"[start] 01-writer[n=1]: run directory {runs.resolve() / batch_dir}-01",
+        lines[1], f"[start] 02-failing[n=1]: run directory {runs.resolve() / batch_dir}-02", lines[3]]
+    assert lines[1].startswith("[1/2] 01-writer[n=1] ok in ")
+    assert lines[3].startswith("[2/2] 02-failing[n=1] failed in ") and lines[3].endswith(": broke on 1")
+    assert "01-writer[n=1]" in result.stdout and "1/2 runs ok" in result.stdout  # then the table
+    # -o json: the object on stdout, and (unchanged) only the end lines on stderr.
+    result = cli("batch", "writer.yaml", "--param", "n=2", "-o", "json", cwd=tmp_path)
+    assert json.loads(result.stdout)["ok"] == 1
+    assert [line[:6] for line in result.stderr.splitlines() if line.startswith("[")] == ["[1/1] "]
+
+
+def test_on_a_terminal_a_live_table_shows_every_run_from_its_own_log(tmp_path: Path) -> None:
+    plans(tmp_path)
+    (tmp_path / "held.yaml").write_text(HELD)
+    # Relative to each run's workspace (.agentctl/batches/ID/NN-plan): .agentctl/go, a short name.
+    gate = tmp_path / ".agentctl" / "go"
+    with terminal(["batch", "held.yaml", "failing.yaml", "--param", "n=../../../go"], tmp_path) as (proc, screen, _):
+        # The held run shows as running while the other has ended; then both have ended.
+        seen(screen, "02-failing[n=../../../go]")
+        seen(screen, "running")
+        assert "last event" in shown(screen)
+        seen(screen, "1/2 runs ended, 0 ok")
+        gate.touch()
+        assert proc.wait(60) == 1
+        seen(screen, "2/2 runs ended, 1 ok")
+    text = shown(screen)
+    assert "run finished completed ok" in text and "run finished failed failed" in text
+    assert "[start]" not in text and "[1/2]" not in text  # the table, not plain lines
+    assert "1/2 runs ok" in text  # then the summary table
+
+
+def test_with_o_plain_a_terminal_gets_plain_lines(tmp_path: Path) -> None:
+    plans(tmp_path)
+    with terminal(["batch", "writer.yaml", "--param", "n=3", "-o", "plain"], tmp_path) as (proc, screen, _):
+        assert proc.wait(60) == 0
+    text = shown(screen)  # all of it: the way out waits for the reader
+    assert "1/1 runs ok" in text and "[start] 01-writer[n=3]" in text and "[1/1] 01-writer[n=3] ok in" in text
+    assert "last event" not in text
+
+
+def shown(screen: list[bytes]) -> str:
+    """What the terminal showed, as text (colours and cursor moves taken out)."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(screen).decode(errors="replace"))
+
+
+def test_the_live_table_reads_each_run_from_its_log_and_survives_a_damaged_one(tmp_path: Path) -> None:
+    plans(tmp_path)
+    result = invoke("batch", "writer.yaml", "--param", "n=4", "-o", "json", cwd=tmp_path)
+    done = Path(json.loads(result.stdout)["runs"][0]["run_dir"]) / "events.jsonl"
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_text(done.read_text().splitlines()[0] + "\nnot json\n")
+    view = BatchProgress([("01-done", done), ("02-damaged", damaged), ("03-waiting", tmp_path / "none.jsonl"),
+                          ("04-lost", tmp_path / "gone.jsonl")], clock=lambda: 0)
+    view.ended("04-lost", "lost")
+    stop = anyio.Event()
+    stop.set()
+    anyio.run(view.follow, stop)  # stopped already: what the files hold
+    console = Console(width=240, record=True, file=io.StringIO(), color_system=None)
+    console.print(view.render(240))
+    lines = console.export_text().splitlines()
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:-1]}
+    assert rows["01-done"].startswith("ok") and "run finished completed ok" in rows["01-done"]
+    assert rows["02-damaged"].startswith("running") and f"log unreadable: {damaged}:2: corrupt event" in rows["02-damaged"]
+    assert rows["03-waiting"].split() == ["queued", "-", "0"]
+    assert rows["04-lost"].split() == ["lost", "-", "0"]
+    assert lines[-1].strip() == "1/4 runs ended, 0 ok"

@@ -6,7 +6,9 @@ so ``ps``, ``logs`` and ``replay`` see it) and its own workspace
 value (several ``--param``: every combination), with ``${name}`` in the plan's text replaced
 by the value; the filled-in copies are kept in the batch directory. Runs go on this machine,
 at most ``--parallel`` at once, or with ``--ray`` as Ray tasks on a cluster
-(:mod:`agentctl.cli.batch_ray`). A plain line reports each run as it ends; then a table
+(:mod:`agentctl.cli.batch_ray`). Progress: on a terminal a live table, one row per run
+drawn from its own log (:mod:`agentctl.views.batch`); otherwise, or with ``-o plain``, a
+plain line on stderr as each run starts and ends (``-o json``: as each ends). Then a table
 (or ``-o json``) of every run's outcome, duration, tokens and failures. Exit code: 0 every
 run ok, 1 any run not ok, 2 bad input (nothing run).
 """
@@ -17,6 +19,7 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -24,7 +27,7 @@ import typer
 
 from ..errors import PlanError
 from .errors import fail_plan, fail_usage
-from .jsonout import Output, output_option, print_json
+from .jsonout import print_json
 
 if TYPE_CHECKING:
     from .batch_jobs import Job, Outcome
@@ -34,20 +37,28 @@ BATCHES = Path(".agentctl") / "batches"
 RUNS = Path(".agentctl") / "runs"
 
 
+class BatchOutput(str, Enum):
+    """What ``batch`` prints: the live table on a terminal (text), plain lines, or one JSON object."""
+
+    text = "text"
+    plain = "plain"
+    json = "json"
+
+
 def batch_command(
     plans: list[Path] = typer.Argument(..., metavar="PLAN...", help="Plan files to run (each once per parameter combination)."),
     param: list[str] = typer.Option([], "--param", help="NAME=V1,V2,...: run each plan once per value, ${NAME} in its text replaced (repeatable: every combination)."),
     parallel: int = typer.Option(4, "--parallel", help="Runs at once (on a cluster: at most this many submitted at once)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run each run as a Ray task on this cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray])."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", help="One workspace for every run [default: a directory of its own per run]."),
-    output: Output = output_option(),
+    output: BatchOutput = typer.Option(BatchOutput.text, "-o", "--output", help="text: a live table on a terminal (plain lines elsewhere), then the summary table; plain: plain lines as runs start and end, then the table; json: one object (keys in docs/cli.md)."),
 ) -> None:
     """Run many plans (or one plan over many parameters), each a normal run; summarise them."""
     import anyio
 
     from ..plan.schema import EXECUTOR_ADDRESS
     from .run import ray_missing
-    from .session import new_run_id
+    from .session import is_tty, new_run_id
 
     if parallel < 1:
         fail_usage(f"--parallel: expected an integer >= 1, got {parallel}")
@@ -63,16 +74,14 @@ def batch_command(
     typer.echo(f"batch {batch_id}: {len(jobs)} runs {'on the Ray cluster at ' + ray if ray else 'on this machine'}"
                f", at most {parallel} at once", err=True)
     start = time.perf_counter()
-    progress = _Progress(len(jobs))
-    if ray is None:
-        outcomes = anyio.run(_run_here, jobs, parallel, progress)
+    if output is BatchOutput.text and is_tty():
+        outcomes = anyio.run(_run_live, jobs, parallel, ray)
     else:
-        from .batch_ray import run_on_cluster  # Ray only when asked for
-
-        outcomes = anyio.run(run_on_cluster, jobs, parallel, ray, progress)
+        plain = _Progress(len(jobs))
+        outcomes = anyio.run(_run, jobs, parallel, ray, plain, None if output is BatchOutput.json else plain.started)
     outcomes.sort(key=lambda o: o.job.index)
     took = time.perf_counter() - start
-    if output is Output.json:
+    if output is BatchOutput.json:
         print_json({"batch_id": batch_id, "runs": [o.to_dict() for o in outcomes], "duration_s": round(took, 3),
                     "ok": sum(o.status == "ok" for o in outcomes), "not_ok": sum(o.status != "ok" for o in outcomes)})
     else:
@@ -148,10 +157,13 @@ def _jobs(batch_id: str, texts: list[tuple[Path, list[str]]], grid: list[dict[st
 
 
 class _Progress:
-    """One plain line on stderr per run as it ends."""
+    """One plain line on stderr per run as it starts (:meth:`started`) and as it ends."""
 
     def __init__(self, total: int) -> None:
         self.total, self.done = total, 0
+
+    def started(self, job: Job) -> None:
+        typer.echo(f"[start] {job.name}: run directory {job.run_dir}", err=True)
 
     def __call__(self, o: Outcome) -> None:
         self.done += 1
@@ -160,16 +172,40 @@ class _Progress:
         typer.echo(f"[{self.done}/{self.total}] {o.job.name} {o.status} in {o.duration_s:.1f}s{where}{why}", err=True)
 
 
-async def _run_here(jobs: list[Job], parallel: int, progress: Callable[[Outcome], None]) -> list[Outcome]:
-    """Every job as an ``agentctl run`` process on this machine, at most ``parallel`` at once."""
+async def _run(jobs: list[Job], parallel: int, ray: str | None, progress: Callable[[Outcome], None],
+               started: Callable[[Job], None] | None) -> list[Outcome]:
+    """Every job, at most ``parallel`` at once: here, or as Ray tasks on the cluster at ``ray``."""
     import anyio
 
     from .batch_jobs import run_all, run_job
 
+    if ray is not None:
+        from .batch_ray import run_on_cluster  # Ray only when asked for
+
+        return await run_on_cluster(jobs, parallel, ray, progress, started)
+
     async def here(job: Job) -> Outcome:
         return await anyio.to_thread.run_sync(run_job, job, abandon_on_cancel=True)
 
-    return await run_all(jobs, parallel, here, progress)
+    return await run_all(jobs, parallel, here, progress, started)
+
+
+async def _run_live(jobs: list[Job], parallel: int, ray: str | None) -> list[Outcome]:
+    """:func:`_run` with the live table on the terminal, each row read from its run's log."""
+    import anyio
+    from rich.console import Console
+
+    from ..views.batch import BatchProgress
+
+    view = BatchProgress([(job.name, Path(job.run_dir) / "events.jsonl") for job in jobs])
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(view.show, Console(), stop)
+        try:
+            outcomes = await _run(jobs, parallel, ray, lambda o: view.ended(o.job.name, o.status), None)
+        finally:
+            stop.set()
+    return outcomes
 
 
 def _print_table(outcomes: list[Outcome], took: float) -> None:

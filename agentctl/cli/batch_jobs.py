@@ -126,13 +126,16 @@ def run_job(job: Job, node: str | None = None) -> Outcome:
 
 
 async def run_all(jobs: list[Job], parallel: int, run_one: Callable[[Job], Awaitable[Outcome]],
-                  progress: Callable[[Outcome], None]) -> list[Outcome]:
-    """``run_one`` every job, at most ``parallel`` at once; ``progress`` hears of each as it ends."""
+                  progress: Callable[[Outcome], None], started: Callable[[Job], None] | None = None) -> list[Outcome]:
+    """``run_one`` every job, at most ``parallel`` at once; ``started`` hears of each as it gets
+    its slot (a cluster: as it is submitted), ``progress`` as it ends."""
     limiter = anyio.CapacityLimiter(parallel)
     outcomes: list[Outcome] = []
 
     async def one(job: Job) -> None:
         async with limiter:
+            if started is not None:
+                started(job)
             done = await run_one(job)
         outcomes.append(done)
         progress(done)

@@ -31,8 +31,8 @@ def _task(job: Job) -> Outcome:
 _remote_task = ray.remote(num_cpus=1, max_retries=0)(_task)
 
 
-async def run_on_cluster(jobs: list[Job], parallel: int, address: str,
-                         progress: Callable[[Outcome], None]) -> list[Outcome]:
+async def run_on_cluster(jobs: list[Job], parallel: int, address: str, progress: Callable[[Outcome], None],
+                         started: Callable[[Job], None] | None = None) -> list[Outcome]:
     """Every job as a Ray task on the cluster at ``address``, at most ``parallel`` submitted at once."""
     connect(address)
 
@@ -49,4 +49,4 @@ async def run_on_cluster(jobs: list[Job], parallel: int, address: str,
             raise
         return outcome
 
-    return await run_all(jobs, parallel, on_cluster, progress)
+    return await run_all(jobs, parallel, on_cluster, progress, started)
