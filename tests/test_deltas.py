@@ -175,7 +175,7 @@ def test_text_held_back_as_a_possible_secret_is_logged_at_the_end(tmp_path: Path
     assert [d["content"] for d in deltas] == [SECRET[:9]]
 
 
-def test_a_streaming_call_that_times_out_ends_with_its_timer_and_no_delta() -> None:
+def test_a_streaming_call_that_times_out_ends_with_no_delta() -> None:
     from agentctl.events.log import EventLog
     from agentctl.services.llm.base import ChatRequest
     from agentctl.services.llm.scripted import ScriptedProvider
@@ -189,8 +189,12 @@ def test_a_streaming_call_that_times_out_ends_with_its_timer_and_no_delta() -> N
                            providers={"p": ScriptedProvider(["late"], latency=30, stream=True)}, default_provider="p")
 
     async def main() -> Any:
-        with anyio.fail_after(10):  # the call's own timeout ends it, timer task and all
-            return await plane.call_llm("a", ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}]))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(plane.serve)
+            with anyio.fail_after(10):  # the call's own timeout ends it
+                out = await plane.call_llm("a", ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}]))
+            tg.cancel_scope.cancel()
+        return out
 
     out = anyio.run(main)
     assert (out.ok, out.error_type) == (False, "timeout")
@@ -260,9 +264,12 @@ def test_a_quick_reply_logs_no_delta_and_a_slow_one_shows_its_text_as_it_comes(k
                                    delta_interval=1.0)
             request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}])
             try:
-                with anyio.fail_after(30):
-                    for call_id in ("warm", "quick", "slow"):
-                        assert (await plane.call_llm("a", request, call_id=call_id)).ok
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(plane.serve)  # as the runtime runs it
+                    with anyio.fail_after(30):
+                        for call_id in ("warm", "quick", "slow"):
+                            assert (await plane.call_llm("a", request, call_id=call_id)).ok
+                    tg.cancel_scope.cancel()
             finally:
                 await plane.aclose()
 
@@ -273,3 +280,46 @@ def test_a_quick_reply_logs_no_delta_and_a_slow_one_shows_its_text_as_it_comes(k
     assert "".join(d["content"] for d in deltas) == text == slow[-1]["reply"]["content"]
     # The first delta went out while the server held the rest: only the first pieces are in it.
     assert len(deltas) >= 2 and text.startswith(deltas[0]["content"]) and len(deltas[0]["content"]) <= 12
+
+
+def test_one_flusher_logs_what_paused_calls_hold_and_ends_with_its_task_group() -> None:
+    """Three calls whose models said a word and then paused: the flusher's one task logs
+    each call's word while all three still wait, and is cancelled with its task group."""
+    from agentctl.events.log import EventLog
+    from agentctl.services.deltas import Flusher
+
+    seen: list[dict[str, Any]] = []
+    log = EventLog(None, "r")
+    log.subscribe(seen.append)
+    flusher = Flusher(0.05)
+    resume = anyio.Event()
+
+    async def paused_model(stream: ReplyStream, word: str) -> str:
+        stream.feed(word, "")       # within the call's first interval: held
+        await resume.wait()
+        stream.feed(" more", "")
+        return word + " more"
+
+    async def main() -> list[str]:
+        replies: list[str] = []
+
+        async def call(n: int) -> None:
+            stream = ReplyStream(log.emit, "a", f"l{n}", interval=flusher.interval)
+            replies.append(await flusher.follow(stream, paused_model(stream, f"word{n}")))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flusher.run)
+                async with anyio.create_task_group() as calls:
+                    for n in range(3):
+                        calls.start_soon(call, n)
+                    while len([e for e in seen if e["type"] == "llm/delta"]) < 3:
+                        await anyio.sleep(0.01)
+                    resume.set()
+                tg.cancel_scope.cancel()
+        return replies
+
+    assert sorted(anyio.run(main)) == [f"word{n} more" for n in range(3)]
+    by_call = {n: [e["content"] for e in seen if e["call_id"] == f"l{n}"] for n in range(3)}
+    # Each call's word came out while it paused; the rest with its final flush.
+    assert by_call == {n: [f"word{n}", " more"] for n in range(3)}

@@ -238,6 +238,7 @@ class Runtime:
         self._kernel.tasks.open(tg)
         tg.start_soon(self._scheduler.run, name="agentctl:scheduler")
         tg.start_soon(self.timers.run, name="agentctl:timers")
+        tg.start_soon(self.plane.serve, name="agentctl:plane")
 
     def _close(self) -> None:
         self._tree.shutdown()

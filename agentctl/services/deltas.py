@@ -1,9 +1,13 @@
 """Streamed reply fragments, coalesced into ``llm/delta`` events.
 
 Invoked from the work plane (:meth:`agentctl.services.workers.LocalWorkPlane.call_llm`),
-which awaits a streaming provider's call through :meth:`ReplyStream.follow`: the provider
-calls :meth:`ReplyStream.feed` with every fragment it reads, and the final flush comes once
-the reply is whole, right before ``llm/result``.
+which makes a :class:`ReplyStream` per streaming call and awaits the provider's call
+through :meth:`Flusher.follow`: the provider calls :meth:`ReplyStream.feed` with every
+fragment it reads, and the final flush comes once the reply is whole, right before
+``llm/result``. One :class:`Flusher` per work plane logs what its calls hold back while
+their models pause: one task for all of them (run by the runtime through the plane's
+``serve``), not a task per call, which cost a pool of quick calls more than the rest of
+streaming together.
 
 What reaches the log, and when:
 
@@ -11,8 +15,8 @@ What reaches the log, and when:
   after that until the call's previous ``llm/delta`` is: it goes out with the next fragment
   after that, or, if the model pauses, from a timer that checks every interval, or with the
   final flush. So a call logs at most one ``llm/delta`` per interval, plus the final one;
-  text waits at most about two intervals; and the deltas of a call, joined, are its whole
-  streamed reply (unless cut, below).
+  text waits at most about two intervals (while the flusher runs); and the deltas of a
+  call, joined, are its whole streamed reply (unless cut, below).
 * **Not for quick calls.** A call whose reply is whole within its first interval logs no
   ``llm/delta`` at all: its ``llm/result``, right after, holds the whole text, and a delta
   would only have said it twice (for a pool of quick calls, that was most of what
@@ -40,7 +44,7 @@ import anyio
 from ..events.emit import Emit
 from ..redact import Redactor
 
-__all__ = ["DELTA_INTERVAL", "MAX_DELTA_CHARS", "ReplyStream"]
+__all__ = ["DELTA_INTERVAL", "MAX_DELTA_CHARS", "Flusher", "ReplyStream"]
 
 #: Seconds between two ``llm/delta`` events of one call.
 DELTA_INTERVAL = 0.1
@@ -85,31 +89,11 @@ class ReplyStream:
             self._next = now + self._interval
             self._log(final=False)
 
-    async def follow(self, call: Awaitable[T]) -> T:
-        """Await the provider's ``call``, logging held text when the model pauses, then the rest.
-
-        Raises what ``call`` raises (as itself, never inside an exception group).
-        """
-        failed: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._tick)
-            try:
-                result = await call
-            except Exception as exc:
-                failed = exc
-            finally:
-                tg.cancel_scope.cancel()
-        if failed is not None:
-            raise failed
-        self.close()
-        return result
-
-    async def _tick(self) -> None:
-        while True:
-            await anyio.sleep(self._interval)
-            if self._clock() >= self._next and (self._content or self._tools):
-                self._next = self._clock() + self._interval
-                self._log(final=False)
+    def tick(self) -> None:
+        """Log what is held if the interval has passed (the flusher's turn: the model may be pausing)."""
+        if (self._content or self._tools) and self._clock() >= self._next:
+            self._next = self._clock() + self._interval
+            self._log(final=False)
 
     def close(self) -> None:
         """The reply is whole: log what is left, unless the call logged nothing and is still in
@@ -161,3 +145,43 @@ class ReplyStream:
                 if 0 <= start < cut < start + len(secret):
                     cut, moved = start, True
         return cut
+
+
+class Flusher:
+    """One task that ticks every live :class:`ReplyStream` of a work plane once per interval.
+
+    Without it, text a stream holds back waits for the model's next fragment or the end of
+    the reply. :meth:`run` sleeps on an event while no call streams, so an idle plane costs
+    nothing.
+    """
+
+    def __init__(self, interval: float = DELTA_INTERVAL) -> None:
+        self.interval = interval
+        self._streams: set[ReplyStream] = set()
+        self._wake: anyio.Event | None = None
+
+    async def follow(self, stream: ReplyStream, call: Awaitable[T]) -> T:
+        """Await the provider's ``call`` with ``stream`` ticked meanwhile, then log the rest.
+
+        Raises what ``call`` raises (nothing more is logged then).
+        """
+        self._streams.add(stream)
+        if self._wake is not None:
+            self._wake.set()
+        try:
+            result = await call
+        finally:
+            self._streams.discard(stream)
+        stream.close()
+        return result
+
+    async def run(self) -> None:
+        """Tick the live streams once per interval until cancelled."""
+        while True:
+            if not self._streams:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                self._wake = None
+            await anyio.sleep(self.interval)
+            for stream in tuple(self._streams):
+                stream.tick()

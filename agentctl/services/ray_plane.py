@@ -348,6 +348,10 @@ class RayWorkPlane:
         """Ask a provider, from this process (LLM calls wait on the network, not on cores)."""
         return await self._local.call_llm(agent_id, request, call_id=call_id, provider=provider, within=within)
 
+    async def serve(self) -> None:
+        """The local plane's background work (streamed replies' flusher), until cancelled."""
+        await self._local.serve()
+
     def statistics(self) -> WorkPlaneStatistics:
         """Both pools' statistics (remote calls hold tool pool slots like local ones)."""
         return self._local.statistics()

@@ -40,7 +40,7 @@ import anyio
 from ..errors import ToolError, UsageError, WorkerError
 from ..events.emit import Emit
 from ..redact import Redactor
-from .deltas import DELTA_INTERVAL, ReplyStream
+from .deltas import DELTA_INTERVAL, Flusher, ReplyStream
 from .llm.base import ChatReply, ChatRequest, Provider, StreamingProvider
 from .tools.registry import Tool, ToolContext, ToolRegistry, in_thread
 
@@ -154,6 +154,10 @@ class WorkPlane(Protocol):
         within: float | None = None,
     ) -> CallOutcome:
         """Ask ``provider`` (default: the plane's; ``within``: a cap on the timeout); never raises for a failed call."""
+        ...
+
+    async def serve(self) -> None:
+        """The plane's own background work, until cancelled (run by the runtime)."""
         ...
 
     def statistics(self) -> WorkPlaneStatistics:
@@ -308,7 +312,7 @@ class LocalWorkPlane:
         delta_interval: float = DELTA_INTERVAL,
     ) -> None:
         self._emit = emit
-        self._delta_interval = delta_interval
+        self._flusher = Flusher(delta_interval)
         self.qualified_models = qualified_models
         self._redactor = redactor
         self.tools = tools
@@ -426,8 +430,8 @@ class LocalWorkPlane:
                     try:
                         if getattr(prov, "stream", False):
                             stream = ReplyStream(self._emit, agent_id, call_id, redactor=self._redactor,
-                                                 interval=self._delta_interval)
-                            reply = await stream.follow(cast(StreamingProvider, prov).chat(request, stream.feed))
+                                                 interval=self._flusher.interval)
+                            reply = await self._flusher.follow(stream, cast(StreamingProvider, prov).chat(request, stream.feed))
                         else:
                             reply = await prov.chat(request)
                     except Exception as e:
@@ -469,6 +473,12 @@ class LocalWorkPlane:
         return TimeoutError(f"{name} timed out after {limit:g}s; its worker thread is {state} and was abandoned")
 
     # -- housekeeping
+
+    async def serve(self) -> None:
+        """Log what streaming calls hold back while their models pause, until cancelled (one
+        task for every call; the runtime runs it). Without it, held text waits for the next
+        fragment or the end of the reply."""
+        await self._flusher.run()
 
     def statistics(self) -> WorkPlaneStatistics:
         """Both pools' statistics."""
