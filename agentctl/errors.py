@@ -21,7 +21,8 @@ elsewhere, its module is named)::
     │   ├── Interrupted      a call whose cluster worker or node was lost (services.workers)
     │   └── Cancelled        a call cut short by the run's shutdown (services.workers)
     ├── LogError             an events file that cannot be written or read
-    │   └── CorruptLogError  a line in the middle of an events file that is not an event
+    │   ├── CorruptLogError  a line in the middle of an events file that is not an event
+    │   └── SnapshotError    a checkpoint's snapshot of an agent that cannot be restored (runtime.snapshots)
     └── ControlError         a run's control socket that cannot be used (cli.control)
         └── NotListening     nothing accepts connections on it (yet)
 

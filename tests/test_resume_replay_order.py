@@ -27,6 +27,8 @@ NOTED = (1, 3)
 def _plan(url: str) -> str:
     return json.dumps({
         "name": "talk",
+        # A checkpoint every 2 events: the agent's state is snapshotted while it waits for its model.
+        "settings": {"checkpoint_events": 2},
         "defaults": {"provider": "openai", "model": "m", "base_url": url + "/v1", "restart": "temporary",
                      "tools": ["fs/append"]},
         "tasks": [{"id": "boss", "agent": "llm", "instructions": "keep a log of your turns"}],
@@ -101,6 +103,8 @@ def test_a_resumed_llm_agent_reads_each_message_at_the_step_it_first_did(
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(running_server()) as server:
         resumed = _converse(tmp_path, server, kill_at, monkeypatch)
     assert resumed == uncrashed
+    again = of(events(tmp_path / "run"), "agent/resumed", "boss")
+    assert [e["snapshot"] for e in again] == [True]  # restored from the snapshot, the rest replayed
 
 
 def test_a_log_without_message_steps_hands_every_message_to_the_first_step() -> None:
@@ -129,7 +133,6 @@ def test_a_log_without_message_steps_hands_every_message_to_the_first_step() -> 
 
 def test_the_locks_given_back_count_every_logged_hold_and_an_older_log_frees_at_its_unlock() -> None:
     from agentctl.events.journal import HANDLERS, Journal
-    from agentctl.runtime.tree import held_locks
 
     def journal(*released: dict[str, Any]) -> Journal:
         journals: dict[str, Journal] = {}
@@ -142,8 +145,8 @@ def test_the_locks_given_back_count_every_logged_hold_and_an_older_log_frees_at_
                                                  "by": "step", **e})
         return journals["a"]
 
-    assert held_locks(journal()) == {"p": ("write", 2)}
-    assert held_locks(journal({"count": 1})) == {"p": ("write", 1)}
-    assert held_locks(journal({"count": 1}, {"count": 0})) == {}
+    assert journal().held_locks() == {"p": ("write", 2)}
+    assert journal({"count": 1}).held_locks() == {"p": ("write", 1)}
+    assert journal({"count": 1}, {"count": 0}).held_locks() == {}
     # Written before lock/released had count: only the unlock that freed it was logged.
-    assert held_locks(journal({})) == {}
+    assert journal({}).held_locks() == {}

@@ -14,9 +14,9 @@ from ..errors import PlanError
 from ..frozen import thaw
 from ..plan.model import Defaults, Task
 from ..policy import Budget
-from ..runtime.spec import AgentSpec, StepFn
+from ..runtime.spec import AgentSpec, StateCodec, StepFn
 from ..services.bus import Topology
-from .script import script_step
+from .script import script_codec, script_step
 
 
 def load_step(ref: str) -> StepFn:
@@ -32,18 +32,20 @@ def load_step(ref: str) -> StepFn:
     return fn
 
 
-def _step_for(task: Task, defaults: Defaults) -> StepFn:
+def _step_for(task: Task, defaults: Defaults) -> tuple[StepFn, StateCodec | None]:
+    """The task's step function, and how its state is snapshotted (None: a plugin step's
+    state is its own business, so it is always replayed in full)."""
     if task.agent == "script":
-        return script_step(task.steps, partial(spec_for_task, defaults=defaults, top_level=False))
+        return script_step(task.steps, partial(spec_for_task, defaults=defaults, top_level=False)), script_codec(task.steps)
     if task.agent == "python":
         assert task.step is not None
-        return load_step(task.step)
+        return load_step(task.step), None
     if task.agent == "llm":
-        from .llm import LLMAgentConfig, llm_step
+        from .llm import LLMAgentConfig, llm_codec, llm_step
 
         sized = {"context_chars": defaults.context_chars} if defaults.context_chars else {}
         config = LLMAgentConfig(options=thaw(defaults.llm_options or {}), **sized)
-        return llm_step(task, config)
+        return llm_step(task, config), llm_codec(task, config)
     raise PlanError(f"unknown agent kind {task.agent!r}", path="agent")
 
 
@@ -65,10 +67,11 @@ def spec_for_task(
 ) -> AgentSpec:
     """The agent spec for ``task``; plan defaults fill in for a top-level task."""
     model, tools, budget = asked(task, defaults if top_level else None)
+    step, codec = _step_for(task, defaults)
     topology = Topology(**dict(task.topology)) if task.topology else Topology()
     return AgentSpec(
         id=task.id,
-        step=_step_for(task, defaults),
+        step=step,
         kind=task.agent,
         model=model,
         tools=None if tools is None else frozenset(tools),
@@ -82,4 +85,5 @@ def spec_for_task(
         approve=frozenset(task.approve),
         on_interrupted=task.on_interrupted or defaults.on_interrupted,
         meta={"task": task},
+        state_codec=codec,
     )

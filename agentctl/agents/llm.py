@@ -18,6 +18,7 @@ lives in ``ctx.state``; the runtime's budgets (``max_steps`` ...) bound the loop
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,13 +28,14 @@ from .. import actions as act
 from ..actions import Action, Result
 from ..plan.model import Task
 from ..policy import Budget
-from ..runtime.spec import AgentSpec, StepContext, StepFn
+from ..runtime.snapshots import SnapshotError
+from ..runtime.spec import AgentSpec, StateCodec, StepContext, StepFn
 from ..services.bus import Message
 from ..services.llm.base import ChatReply, ToolCall
 from ..services.tools.bridge import SCHEMAS as BRIDGE_SCHEMAS
 from ..services.tools.schema import SchemaError, validate
 
-__all__ = ["LLMAgentConfig", "llm_child_spec", "llm_step", "trim_context"]
+__all__ = ["LLMAgentConfig", "llm_child_spec", "llm_codec", "llm_step", "trim_context"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,21 @@ def llm_step(task: Task, config: LLMAgentConfig = LLMAgentConfig()) -> StepFn:
     return step
 
 
+def llm_codec(task: Task, config: LLMAgentConfig = LLMAgentConfig()) -> StateCodec:
+    """How an ``llm`` agent's state (its conversation, what it awaits, the calls it made)
+    is kept in a snapshot; the tag names its instructions and config."""
+    digest = hashlib.sha256(repr((task.instructions, config)).encode()).hexdigest()[:16]
+    return StateCodec(f"llm/1:{digest}", lambda state: json.loads(json.dumps(state)), _decode_state)
+
+
+def _decode_state(data: Any) -> dict[str, Any]:
+    state = dict(data)
+    for key in ("messages", "queued", "pending"):
+        if not isinstance(state.get(key), list):
+            raise SnapshotError(f"its {key} is not a list")
+    return state
+
+
 def llm_child_spec(
     id: str,
     instructions: str,
@@ -92,7 +109,7 @@ def llm_child_spec(
     if budget is not None and not isinstance(budget, Budget):
         budget = Budget.from_mapping(budget)
     return AgentSpec(
-        id=str(id), step=llm_step(task, config), kind="llm", model=model,
+        id=str(id), step=llm_step(task, config), kind="llm", model=model, state_codec=llm_codec(task, config),
         tools=None if tools is None else frozenset(tools), budget=budget, restart="temporary",
         instructions=instructions, provider=provider, meta={"task": task},
     )

@@ -9,14 +9,19 @@ of being skipped. Messages that arrive while the script is busy are kept for ``w
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import msgspec
 
 from .. import actions as act
 from ..errors import AgentctlError
 from ..frozen import thaw
 from ..plan.model import Step, Task
-from ..runtime.spec import AgentSpec, StepContext
+from ..runtime.snapshots import SnapshotError
+from ..runtime.spec import AgentSpec, StateCodec, StepContext
+from ..services.bus import Message
 
 #: Builds the spec of a child a ``spawn`` step starts from its task.
 ChildSpec = Callable[[Task], AgentSpec]
@@ -58,6 +63,22 @@ def script_step(steps: Sequence[Step], child_spec: ChildSpec):
         return [act.done("ok", None)]
 
     return step
+
+
+def script_codec(steps: Sequence[Step]) -> StateCodec:
+    """How a script agent's state (its position, the messages it keeps for ``wait``, a
+    wait's deadline) is kept in a snapshot; the tag names the script, so a snapshot of
+    another script is not restored."""
+    digest = hashlib.sha256(repr(tuple(steps)).encode()).hexdigest()[:16]
+    return StateCodec(f"script/1:{digest}", msgspec.to_builtins, _decode_state)
+
+
+def _decode_state(data: Any) -> dict[str, Any]:
+    state = dict(data)
+    if not isinstance(state.get("pc"), int):
+        raise SnapshotError(f"its pc is {state.get('pc')!r}, not a step number")
+    state["mailbox"] = [msgspec.convert(m, Message) for m in state.get("mailbox") or ()]
+    return state
 
 
 def _take(mailbox: list, kind: str) -> bool:

@@ -9,16 +9,17 @@ run state and the live agents' journals, checking the log as it goes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from ..errors import LogError
+from ..errors import AgentctlError, LogError
 from ..events.checkpoint import load_checkpoint
 from ..events.fold import RunState, fold
 from ..events.integrity import OnDamage, check_events, line_of_event, raise_damage
-from ..events.journal import Journals
+from ..events.journal import Journal, Journals
 from ..events.reader import read_events
 from ..plan.model import Plan
 from ..reconcile.states import last_applied_plan
@@ -88,6 +89,23 @@ def load_resumed(run_dir: Path, *, force: bool = False) -> Resumed | None:
     applied, version = last_applied_plan(run_dir)
     return Resumed(state.run_id, state, state.journals, state.last_seq, stream.torn_line,
                    ckpt.seq if ckpt else None, applied, version, warnings)
+
+
+def journal_from_log(run_dir: Path, until_seq: int) -> Callable[[str], Journal | None]:
+    """An agent's whole journal, folded from the log's start to ``until_seq`` (on first
+    use, once): what resume replays for an agent whose snapshot cannot be used (None when
+    the log cannot be read again)."""
+    folded: list[Journals] = []
+
+    def journal(agent_id: str) -> Journal | None:
+        if not folded:
+            try:
+                folded.append(fold(read_events(Path(run_dir) / "events.jsonl"), until_seq=until_seq).journals)
+            except (OSError, AgentctlError):
+                return None
+        return folded[0].get(agent_id)
+
+    return journal
 
 
 def _ends(path: Path) -> tuple[str | None, int | None]:

@@ -47,7 +47,7 @@ from .control import serve_control, socket_path
 from .faults import fault_hook
 from .otel import LiveTrace, OtelConfig
 from .providers import providers_for_plan
-from .resume import Resumed
+from .resume import Resumed, journal_from_log
 
 if TYPE_CHECKING:
     from ..services.ray_plane import RayWorkPlane
@@ -173,12 +173,13 @@ class Session:
                 protected=(o.plan_path, o.run_dir, self.control_path),
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
                 restart_period=plan.settings.restart_period, lock_wait=plan.settings.lock_wait, backpressure=log,
-                resume=ResumeContext(r.journals) if r else None,
+                resume=ResumeContext(r.journals, journal_from_log(o.run_dir, r.last_seq)) if r else None,
                 conflicts=plan.policy.conflicts if plan.policy else "first_come",
                 conflict_timeout=plan.policy.conflict_timeout if plan.policy else 10.0,
                 id_prefix=self.id_prefix, llm_child=llm_child_spec, approvals=self.approvals,
             ) as rt:
                 self.rt = rt
+                self.checkpointer.snapshots = rt.snapshots
                 if not self._start_tree(rt):
                     tg.cancel_scope.cancel()
                     return
@@ -258,7 +259,7 @@ class Session:
         r, settings = self.resumed, self.plan.settings
         self.checkpointer = Checkpointer(
             self.o.run_dir, log.flushed, every_events=settings.checkpoint_events,
-            every_seconds=settings.checkpoint_seconds,
+            every_seconds=settings.checkpoint_seconds, redactor=self.redactor,
             state=r.state if r else None,
         )
         log.subscribe(self.checkpointer.feed)

@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import orjson
 
+from ..redact import Redactor
 from .fold import RunState
 
 DIR = "checkpoints"
@@ -145,6 +146,14 @@ class Checkpointer:
             ``flushed``): a checkpoint is never ahead of the log on disk.
         every_events, every_seconds: how often.
         state: where to continue from (resume).
+        redactor: hides the run's secrets in the agents' snapshots, as the log does in
+            events (the rest of a checkpoint is folded from events already redacted).
+
+    Attributes:
+        snapshots: the runtime's snapshots of live agents' states
+            (:meth:`agentctl.runtime.runtime.Runtime.snapshots`), taken with each
+            checkpoint: each stands for its agent's journal so far, so the checkpoint, and
+            resume, cost what agents did since, not their whole history.
     """
 
     def __init__(
@@ -155,6 +164,7 @@ class Checkpointer:
         every_events: int = 10_000,
         every_seconds: float = 30.0,
         state: RunState | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.durable = durable
@@ -167,6 +177,8 @@ class Checkpointer:
         self._since = 0
         self._last_time = time.monotonic()
         self._due = anyio.Event()
+        self.snapshots: Callable[[], dict[str, dict[str, Any]]] | None = None
+        self.redactor = redactor
 
     def feed(self, event: dict[str, Any]) -> None:
         """Fold one event (a log subscriber)."""
@@ -186,6 +198,14 @@ class Checkpointer:
     async def checkpoint(self) -> Path | None:
         """Write a checkpoint of the state as of the last event fed."""
         seq = self.state.last_seq
+        if self.snapshots is not None:
+            # Taken at the same point of the log as the state: nothing runs in between.
+            journals = self.state.journals
+            for agent_id, taken in self.snapshots().items():
+                journal = journals.get(agent_id)
+                if journal is not None:
+                    # A resumed agent gets what replay would hand it: what the log holds.
+                    journal.rebase(self.redactor.event(orjson.dumps(taken)) if self.redactor is not None else taken)
         # Encoded now: the snapshot shares the state's lists (journals), which go on growing
         # while this waits for the log; a later effect in a checkpoint of an earlier seq is
         # folded twice on resume, and the agent's replay never ends.

@@ -39,18 +39,69 @@ class Journal:
     #: When this start of the agent was (the logged ``t``, ms): its replayed steps' clock
     #: starts there, and each outcome's ``t`` moves it on (see ``Agent.clock_t``).
     began_t: int | None = None
+    #: The agent's state as the runtime took it at a checkpoint (``agentctl.runtime.snapshots``),
+    #: standing for every outcome and message before it: ``effects`` and ``inbox`` then hold
+    #: only what came after (and the call it was waiting for). ``locks``: the locks its steps
+    #: held then, ``{path: [mode, count]}``.
+    snapshot: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for checkpoints (calls are shared with ``effects``)."""
-        return {"effects": self.effects, "inbox": self.inbox, "started_t": self.started_t, "began_t": self.began_t}
+        d: dict[str, Any] = {"effects": self.effects, "inbox": self.inbox, "started_t": self.started_t, "began_t": self.began_t}
+        if self.snapshot is not None:
+            d["snapshot"] = self.snapshot
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Journal:
         """The inverse of :meth:`to_dict`."""
         journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"),
-                      began_t=d.get("began_t"))
+                      began_t=d.get("began_t"), snapshot=d.get("snapshot"))
         journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
         return journal
+
+    def held_locks(self) -> dict[str, tuple[str, int]]:
+        """The locks the agent's steps held at the end of the journal: mode and hold count,
+        each acquire counting one up and each unlock one down (an unlock logged without
+        its ``count``, in an older log, was one that freed the lock)."""
+        base = (self.snapshot or {}).get("locks") or {}
+        held: dict[str, tuple[str, int]] = {path: (str(mode), int(count)) for path, (mode, count) in base.items()}
+        for effect in self.effects:
+            op, path = effect["op"], effect["path"] if effect["op"] in ("lock", "unlock") else ""
+            count = held[path][1] if path in held else 0
+            if op == "lock":
+                held[path] = (effect.get("mode") or "write", count + 1)  # an acquire logs the hold's mode
+            elif op == "unlock" and "count" in effect and count > 1:
+                held[path] = (held[path][0], count - 1)
+            elif op == "unlock":
+                held.pop(path, None)
+        return held
+
+    def take_calls(self, other: Journal) -> None:
+        """Use ``other``'s record of every call both journals hold: ``other`` is the one
+        resume folded and checked interrupted calls in, this one the same agent's journal
+        folded again from the log (which does not have those checks yet)."""
+        if not other.calls:
+            return
+        self.effects = [other.calls.get(e["call_id"], e) if "call_id" in e else e for e in self.effects]
+        self.calls = {e["call_id"]: e for e in self.effects if e["op"] in ("tool", "llm")}
+
+    def rebase(self, snapshot: dict[str, Any]) -> bool:
+        """Let ``snapshot`` (the agent's state now, with ``turns``, the steps it has taken,
+        and ``actions``, the calls it awaits) stand for what the journal holds, keeping only
+        the calls it awaits and the messages it has not read. False (and nothing changed)
+        when the journal does not agree that those are the calls still open."""
+        open_calls = [e for e in self.effects if e.get("done") is False]
+        awaited = sorted(str(a.get("op")) for a in snapshot.get("actions") or ())
+        if awaited != sorted(e["op"] for e in open_calls) or any("approval" in e for e in open_calls):
+            return False
+        turns = int(snapshot.get("turns") or 0)
+        snapshot["locks"] = {path: [mode, count] for path, (mode, count) in self.held_locks().items()}
+        self.effects = open_calls
+        self.calls = {e["call_id"]: e for e in open_calls}
+        self.inbox = [m for m in self.inbox if int(m.get("step") or 0) >= turns]
+        self.snapshot = snapshot
+        return True
 
 
 class Journals:

@@ -344,6 +344,7 @@ class AgentResumed(Event, frozen=True, tag="agent/resumed"):
     parent_id: str | None
     replay: int
     messages: int
+    snapshot: bool = False
 
 
 class ConflictOpened(Event, frozen=True, tag="conflict/opened"):

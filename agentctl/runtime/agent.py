@@ -31,7 +31,7 @@ class Agent:
         "spec", "id", "parent", "depth", "grant", "inbox", "children", "state", "results",
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
         "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
-        "interrupted_call", "clock_t",
+        "interrupted_call", "clock_t", "acting", "resume_actions", "snapped_at",
         "__weakref__",
     )
 
@@ -71,6 +71,12 @@ class Agent:
         # steps are at, so that waits its steps start count from when they first began
         # (the time the run was down included). None once the agent is live again.
         self.clock_t: float | None = None
+        # The actions its task carries out now (a checkpoint's snapshot records the call it awaits).
+        self.acting: tuple[Any, ...] | None = None
+        # Restored from a snapshot: the calls it awaited, carried out again before its next step.
+        self.resume_actions: list[Any] | None = None
+        # Its steps when its latest snapshot was taken: one that has not stepped since still stands.
+        self.snapped_at = -1
 
     def left_of(self, seconds: float) -> float:
         """What is left of a wait of ``seconds`` that its latest step started: all of it for

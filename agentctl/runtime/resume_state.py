@@ -10,7 +10,9 @@ each other.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +30,14 @@ class ResumeContext:
     Attributes:
         journals: journals of the agents that were live (the locks their steps held are
             in them too).
+        full_journal: an agent's whole journal, folded from the log's start: replayed
+            instead when the snapshot a checkpoint kept of it cannot be used.
+        warn: where a resume says what was odd but did not stop it.
     """
 
     journals: Journals
+    full_journal: Callable[[str], Journal | None] | None = None
+    warn: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr)
 
 
 class Replay:

@@ -41,6 +41,7 @@ from .conflicts import Conflicts
 from .kernel import Kernel, ReadyQueue, Tasks
 from .resume_state import ResumeContext
 from .scheduler import Backpressure, Scheduler
+from .snapshots import take as take_snapshot
 from .spec import AgentSpec, Strategy
 from .timers import Timers, clock
 from .tree import Exit, Tree
@@ -138,6 +139,21 @@ class Runtime:
             if parent is None:
                 raise ActionError(f"no live agent {parent_id!r} to spawn under")
         return self._tree.spawn(spec, parent, journal=journal)
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        """Snapshots of the live agents whose state can be kept now, by agent id (see
+        :mod:`agentctl.runtime.snapshots`; the checkpointer takes them with each checkpoint).
+        An agent that has not taken a step since its latest snapshot is left out: that one
+        still stands, so a checkpoint costs what agents did since the last."""
+        taken = {}
+        for agent_id, agent in self._agents.items():
+            if agent.snapped_at == agent.steps:
+                continue
+            snapshot = take_snapshot(agent)
+            if snapshot is not None:
+                taken[agent_id] = snapshot
+                agent.snapped_at = agent.steps
+        return taken
 
     @property
     def policy(self) -> Policy:

@@ -103,6 +103,11 @@ class Scheduler:
     def _turn(self, agent: Agent) -> None:
         if agent.ended or agent.scope is not None:
             return
+        if agent.resume_actions is not None:
+            # Restored from a snapshot: the calls it was waiting for come first.
+            awaited, agent.resume_actions = agent.resume_actions, None
+            self._carry_out(agent, awaited)
+            return
         if not agent.started:
             reason = "start"
             agent.started = True
@@ -180,6 +185,7 @@ class Scheduler:
             agent.results = tuple(results)
             self._wake(agent)
         else:
+            agent.acting = tuple(actions)
             self._start_task(agent, partial(self._run_actions, agent, actions))
 
     async def _async_step(self, agent: Agent, pending: Awaitable[object]) -> None:
@@ -222,6 +228,7 @@ class Scheduler:
             self._crash(agent, exc, "action")
         finally:
             self.tasks -= 1
+            agent.acting = None
             if agent.scope is scope:
                 agent.scope = None
                 if not agent.ended:

@@ -28,6 +28,23 @@ StepFn = Callable[["StepContext"], Union[StepOutput, Awaitable[StepOutput]]]
 
 
 @dataclass(frozen=True, slots=True)
+class StateCodec:
+    """How an agent's ``ctx.state`` is kept in a checkpoint, so that a resume restores it
+    instead of replaying every step since the agent started (:mod:`agentctl.runtime.snapshots`).
+
+    Attributes:
+        tag: names the step function and its version; a snapshot with another tag is not
+            restored (the agent replays its whole journal instead).
+        encode: the state as JSON-able data (it must not share mutable parts with the state).
+        decode: the inverse; may raise on data it does not recognise.
+    """
+
+    tag: str
+    encode: Callable[[dict[str, Any]], Any]
+    decode: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSpec:
     """How to start an agent, and how it supervises its own children.
 
@@ -54,6 +71,8 @@ class AgentSpec:
             cannot know: ``fail`` (the agent gets an ``interrupted`` result) or ``retry``
             (the call runs again, so it may take effect twice).
         meta: anything else the step function needs (e.g. a script's steps).
+        state_codec: how its state is snapshotted at checkpoints (``None``: never; a
+            resume replays its steps from its start).
     """
 
     id: str
@@ -74,6 +93,7 @@ class AgentSpec:
     on_interrupted: str = "fail"
     approve: frozenset[str] = frozenset()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    state_codec: StateCodec | None = None
 
 
 class StepContext(msgspec.Struct, frozen=True):

@@ -30,6 +30,7 @@ from ..errors import ActionError, AgentctlError, ToolError
 from ..events.journal import Journal
 from ..policy import PLAN_ROOT, UNLIMITED, Grant, Policy, grant_spawn, reserved_id_error
 from ..services.bus import Inbox
+from . import snapshots
 from .agent import Agent
 from .kernel import Kernel
 from .resume_state import Replay, ResumeContext
@@ -73,6 +74,7 @@ class Tree:
         self.policy = policy
         self._resume = resume
         self._emit = kernel.emit
+        self._set_status = kernel.set_status
         self._bus = kernel.bus
         self._locks = kernel.locks
         self._tools = kernel.tools
@@ -132,8 +134,12 @@ class Tree:
             grant = self._grant(spec, parent)
         else:
             grant = previous.grant
+        snap = None
+        if journal is not None and journal.snapshot is not None:
+            journal, snap = self._snapshot_of(spec, journal)
         replayed = Replay(journal) if journal is not None else None
-        inbox = self._bus.register(spec.id, parent.id if parent else None, spec.topology, self._inbox_for(replayed))
+        inbox = self._bus.register(spec.id, parent.id if parent else None, spec.topology,
+                                   self._inbox_for(replayed, snap.turns if snap is not None else 0))
         agent = Agent(spec, parent, grant, inbox)
         inbox.on_put = partial(self._wake, agent)
         siblings = parent.children if parent is not None else self._roots
@@ -157,7 +163,7 @@ class Tree:
             if grant.budget.max_seconds is not None:
                 agent.deadline = now + grant.budget.max_seconds
             if journal is not None and replayed is not None:
-                self._resumed(agent, journal, replayed)
+                self._resumed(agent, journal, replayed, snap)
             else:
                 self._emit(
                     "agent/spawned", spec.id,
@@ -173,15 +179,31 @@ class Tree:
         self._wake(agent)
         return spec.id
 
-    def _inbox_for(self, replayed: Replay | None) -> Inbox | None:
-        if replayed is None or not replayed.mail:
+    def _inbox_for(self, replayed: Replay | None, steps: int) -> Inbox | None:
+        if replayed is None:
             return None
         # Room for every recorded message on top of the usual capacity: none may be lost.
         inbox = Inbox(self._inbox_size + len(replayed.mail))
-        replayed.deliver(inbox)  # those that came before its first step
+        inbox.steps = steps  # a snapshot's: the steps the agent had taken
+        replayed.deliver(inbox)  # those that came before its next step
         return inbox
 
-    def _resumed(self, agent: Agent, journal: Journal, replayed: Replay) -> None:
+    def _snapshot_of(self, spec: AgentSpec, journal: Journal) -> tuple[Journal, snapshots.Restored | None]:
+        """The snapshot a checkpoint kept for the agent, or (when it cannot be used) its
+        whole journal, from the log, to replay instead."""
+        assert self._resume is not None
+        try:
+            return journal, snapshots.restored(spec, journal.snapshot)
+        except snapshots.SnapshotError as exc:
+            full = self._resume.full_journal(spec.id) if self._resume.full_journal is not None else None
+            if full is not None:
+                full.take_calls(journal)
+            self._resume.warn(f"agent {spec.id}: the checkpoint's snapshot of its state cannot be used: {exc}; "
+                              + ("replaying its whole history from the log instead" if full is not None
+                                 else "its history before the snapshot is not in the log read; replaying what followed"))
+            return (full if full is not None else journal), None
+
+    def _resumed(self, agent: Agent, journal: Journal, replayed: Replay, snap: snapshots.Restored | None) -> None:
         assert self._resume is not None
         if agent.deadline is not None and journal.started_t is not None:
             # max_seconds counts from the agent's first spawn, not from this process's start.
@@ -192,12 +214,18 @@ class Tree:
         # The locks its steps held, from its own log (a shutdown released them, a crash did
         # not); a tool's hold of the path it was writing went with its call (a rerun takes
         # it again).
-        for path, (mode, count) in held_locks(journal).items():
+        for path, (mode, count) in journal.held_locks().items():
             self._locks.restore(agent.id, path, mode, count)
         if not replayed.finished:
             agent.replay = replayed
+        if snap is not None:
+            snapshots.apply(agent, snap)
+            # Replayed steps run on the clock of the snapshot's time, moved on by each outcome.
+            agent.clock_t = snap.t / 1000 if agent.replay is not None or snap.actions else None
         self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
-                  replay=len(journal.effects), messages=len(journal.inbox))
+                  replay=len(journal.effects), messages=len(journal.inbox), snapshot=snap is not None)
+        if snap is not None and not snap.actions:
+            self._set_status(agent, "waiting", "idle")  # as it was: a message wakes it
 
     def _grant(self, spec: AgentSpec, parent: Agent | None) -> Grant:
         # Trusted code may start the run's root under its reserved name; nothing else may.
@@ -376,20 +404,3 @@ def _never(ctx: StepContext) -> None:
 
 async def _awaited(coro: Awaitable[Any]) -> None:
     await coro
-
-
-def held_locks(journal: Journal) -> dict[str, tuple[str, int]]:
-    """The locks an agent's steps held at the end of ``journal``: mode and hold count, each
-    acquire counting one up and each unlock one down (an unlock logged without its
-    ``count``, in an older log, was one that freed the lock)."""
-    held: dict[str, tuple[str, int]] = {}
-    for effect in journal.effects:
-        op, path = effect["op"], effect["path"] if effect["op"] in ("lock", "unlock") else ""
-        count = held[path][1] if path in held else 0
-        if op == "lock":
-            held[path] = (effect.get("mode") or "write", count + 1)  # an acquire logs the hold's mode
-        elif op == "unlock" and "count" in effect and count > 1:
-            held[path] = (held[path][0], count - 1)
-        elif op == "unlock":
-            held.pop(path, None)
-    return held

@@ -1,0 +1,122 @@
+"""Agent-state snapshots: a live agent's state at a checkpoint, so that resuming it costs
+what it did since, not its whole history.
+
+Taken by the runtime (:meth:`agentctl.runtime.runtime.Runtime.snapshots`) when the
+checkpointer writes a checkpoint (:class:`agentctl.events.checkpoint.Checkpointer`), which
+lets each stand for the agent's journal so far (:meth:`agentctl.events.journal.Journal.rebase`);
+restored by the tree (:mod:`agentctl.runtime.tree`) when a resume starts the agent again:
+its state, counters and the call it was waiting for come back, and only the outcomes and
+messages logged after the snapshot are replayed.
+
+An agent is snapshotted only when its spec says how to keep its state
+(:class:`~agentctl.runtime.spec.StateCodec`: script and LLM agents), it has no live
+children (they are started again by replaying the parent's spawns) and it is between steps:
+idle, or waiting for exactly one tool or LLM call. Any other agent keeps its whole journal
+and is replayed from its start, as before.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from ..actions import Action, CallLLM, CallTool
+from ..errors import LogError
+from .agent import Agent
+from .spec import AgentSpec
+
+#: The snapshot format; another version is not restored.
+VERSION = 1
+
+_OP_OF: dict[type, str] = {CallLLM: "llm", CallTool: "tool"}
+_TYPE_OF: dict[str, type] = {op: kind for kind, op in _OP_OF.items()}
+
+
+class SnapshotError(LogError):
+    """A snapshot that cannot be restored (damaged, or taken of another step function)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A snapshot, decoded and checked against the agent's spec: what :func:`apply` sets."""
+
+    state: dict[str, Any]
+    actions: tuple[Action, ...]
+    turns: int
+    steps: int
+    tool_calls: int
+    tokens: int
+    spawned_children: int
+    t: int
+
+
+def take(agent: Agent) -> dict[str, Any] | None:
+    """The agent's snapshot now, or None when it cannot be taken (see the module doc)."""
+    codec = agent.spec.state_codec
+    if (codec is None or agent.ended or not agent.started or agent.children or agent.results or agent.tick_due
+            or agent.replay is not None or agent.resume_actions is not None or agent.interrupted_call is not None):
+        return None
+    if agent.scope is None:
+        if agent.scheduled:
+            return None  # it has something to do: a step is due
+        actions: list[dict[str, Any]] = []
+    else:
+        acting = agent.acting
+        if acting is None or len(acting) != 1 or type(acting[0]) not in _OP_OF:
+            return None
+        actions = [{"op": _OP_OF[type(a)], **msgspec.to_builtins(a)} for a in acting]
+    try:
+        state = codec.encode(agent.state)
+    except Exception:  # a state the codec cannot keep: the agent is simply replayed in full
+        return None
+    return {"version": VERSION, "tag": codec.tag, "state": state, "actions": actions, "turns": agent.inbox.steps,
+            # The call it awaits is counted again when it is carried out again.
+            "steps": agent.steps, "tool_calls": agent.tool_calls - sum(a["op"] == "tool" for a in actions),
+            "tokens": agent.tokens,
+            "spawned_children": agent.spawned_children, "t": int(time.time() * 1000)}
+
+
+def restored(spec: AgentSpec, snapshot: Any) -> Restored:
+    """``snapshot`` decoded for an agent of ``spec``; :class:`SnapshotError` says why it cannot be used."""
+    codec = spec.state_codec
+    if not isinstance(snapshot, dict):
+        raise SnapshotError(f"it is a {type(snapshot).__name__}, not an object")
+    if codec is None:
+        raise SnapshotError(f"agent {spec.id!r} ({spec.kind}) keeps no snapshots")
+    if snapshot.get("version") != VERSION:
+        raise SnapshotError(f"its version is {snapshot.get('version')!r}, not {VERSION}")
+    if snapshot.get("tag") != codec.tag:
+        raise SnapshotError(f"it was taken of another step function ({snapshot.get('tag')!r}, not {codec.tag!r})")
+    try:
+        counts = {k: _count(snapshot, k) for k in ("turns", "steps", "tool_calls", "tokens", "spawned_children", "t")}
+        actions: tuple[Action, ...] = tuple(msgspec.convert({k: v for k, v in a.items() if k != "op"}, _TYPE_OF[a["op"]])
+                        for a in snapshot["actions"])
+        state = codec.decode(snapshot["state"])
+    except SnapshotError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, msgspec.ValidationError) as exc:
+        raise SnapshotError(f"it does not decode ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict):
+        raise SnapshotError("its state does not decode to an object")
+    return Restored(state, actions, **counts)
+
+
+def _count(snapshot: dict[str, Any], key: str) -> int:
+    value = snapshot[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SnapshotError(f"its {key} is {value!r}, not a count")
+    return value
+
+
+def apply(agent: Agent, snap: Restored) -> None:
+    """Put the agent where the snapshot was taken: state, counters, and the calls it awaited
+    (carried out again, answered from the journal when their outcome is in it)."""
+    agent.state = snap.state
+    agent.steps, agent.tool_calls, agent.tokens = snap.steps, snap.tool_calls, snap.tokens
+    agent.spawned_children = snap.spawned_children
+    agent.inbox.steps = snap.turns
+    agent.started = True  # its next step is not a start
+    agent.resume_actions = list(snap.actions) or None
