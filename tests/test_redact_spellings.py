@@ -20,6 +20,7 @@ from agentctl.cli.main import app
 from agentctl.events.log import open_event_log
 from agentctl.events.reader import read_events
 from agentctl.redact import REDACTED, Redactor
+from agentctl.services.llm.http import LLMHTTPError, PooledHTTP
 
 SECRETS = {
     "quotes": 'pw"with"quotes-7Kq',
@@ -141,3 +142,23 @@ def test_a_nasty_secret_is_nowhere_in_a_real_run(tmp_path: Path, monkeypatch) ->
     assert denied["ok"] is False and "must be relative" in denied["error"] and REDACTED in denied["error"]
     failed = next(e for e in of(evs, "llm/result", "talker") if not e["ok"])
     assert "HTTP 400" in failed["error"] and "bad key ***" in failed["error"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("before", [170, 180, 188])
+async def test_an_error_body_is_redacted_before_it_is_cut_short(before: int) -> None:
+    # The provider's key placed so that the body excerpt's cut (200 characters) falls inside it.
+    key = "sk-provider-key-0123456789abcdef"
+    async with running_server() as server:
+        http = PooledHTTP([server.url], retries=0, secrets=[key])
+        server.then(Behaviour(status=401, body="x" * before + key + " was refused"))
+        with pytest.raises(LLMHTTPError) as caught:
+            await http.post("/v1/chat/completions", {}, read_body)
+        await http.aclose()
+    message = str(caught.value)
+    assert "HTTP 401" in message and len(message) < 260
+    assert not [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in message], message
+
+
+async def read_body(response: Any) -> bytes:
+    return await response.aread()

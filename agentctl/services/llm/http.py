@@ -266,7 +266,8 @@ class PooledHTTP:
 
     def _raise_status(self, url: str, response: httpx.Response) -> None:
         status = response.status_code
-        message = f"POST {url}: HTTP {status}: {excerpt(response.text)}"
+        # Redacted before the cut: a secret cut in two would leave its first half unrecognised.
+        message = f"POST {url}: HTTP {status}: {excerpt(self._redactor.text(response.text))}"
         if status == 429:
             raise _Retry(message, status=status, wait=_retry_after(response.headers.get("retry-after")))
         if status >= 500:
