@@ -26,6 +26,7 @@ from agentctl.events.types import (
     ToolResult,
     UnknownEvent,
     decode,
+    decode_as,
     fields_of,
 )
 from agentctl.policy import Budget, Policy
@@ -294,3 +295,8 @@ def test_decode_gives_typed_values_and_never_raises() -> None:
     hostile = [{"type": "tool/result", "ok": "yes"}, {"type": 7, "seq": "x", "agent_id": 3}, {}, {"type": None}]
     for event in hostile:
         assert decode(event) == UnknownEvent(type=str(event.get("type")), data=event)
+    # decode_as, for a view that looked the class up itself: the same fallbacks, and an event
+    # of another type than the class is not forced into it.
+    assert decode_as(full, ToolResult) == value
+    assert decode_as(full, AgentDone) == UnknownEvent(type="tool/result", seq=3, t=9, run_id="r", agent_id="a", data=full)
+    assert decode_as(hostile[0], ToolResult) == UnknownEvent(type="tool/result", data=hostile[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,15 @@ def test_plain_lines_for_notable_events_and_none_for_noise() -> None:
     assert format_event(delivered) is None
     assert "UNDELIVERED" in format_event({**delivered, "delivered": False})
     assert format_event({"seq": 1, "t": T0, "type": "future/thing", "agent_id": None}) is None
+    damaged = format_event({**events[11], "steps": "many"})  # a notable type that does not decode
+    assert damaged is not None and "agent/done (unreadable)" in damaged and "'steps': 'many'" in damaged
+
+
+def test_plain_times_are_local_to_the_millisecond_across_seconds() -> None:
+    # The hours, minutes and seconds are cached per second; the milliseconds never are.
+    for t in (0, 999, 1000, T0, T0 + 1, T0 + 999, T0 + 1000, T0 + 86_399_999, 1_796_156_647_024):
+        assert format_time(t) == datetime.fromtimestamp(t / 1000).strftime("%H:%M:%S.%f")[:-3], t
+    assert format_time(None) == "--:--:--.---"
 
 
 def test_plain_printer_prints_only_notable_lines() -> None:

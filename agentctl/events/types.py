@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -28,6 +28,7 @@ __all__ = [
     "Event",
     "UnknownEvent",
     "decode",
+    "decode_as",
     "fields_of",
     "loose",
     "AgentDone",
@@ -479,6 +480,9 @@ def loose(event: Event) -> tuple[str, str | None, dict[str, Any]]:
     return fields.pop("type"), fields.pop("agent_id"), fields
 
 
+E = TypeVar("E", bound=Event)
+
+
 def decode(event: Mapping[str, Any]) -> Event | UnknownEvent:
     """The typed value of one logged event (a dict as the reader or a subscriber gets it).
 
@@ -488,15 +492,19 @@ def decode(event: Mapping[str, Any]) -> Event | UnknownEvent:
     """
     kind = event.get("type")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is not None:
+    return _unknown(event) if cls is None else decode_as(event, cls)
+
+
+def decode_as(event: Mapping[str, Any], cls: type[E]) -> E | UnknownEvent:
+    """:func:`decode` for a caller that has looked the class up already (a view's table of
+    the types it shows); an event of another type gives an :class:`UnknownEvent`."""
+    try:
+        return msgspec.convert(event, cls)
+    except msgspec.ValidationError:
         try:
-            return msgspec.convert(event, cls)
+            return msgspec.convert({**_filler(cls), **event}, cls)
         except msgspec.ValidationError:
-            try:
-                return msgspec.convert({**_filler(cls), **event}, cls)
-            except msgspec.ValidationError:
-                pass
-    return _unknown(event)
+            return _unknown(event)
 
 
 def _unknown(event: Mapping[str, Any]) -> UnknownEvent:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, TextIO
 
 from agentctl.events.types import (
@@ -42,7 +43,7 @@ from agentctl.events.types import (
     RunStarted,
     ToolResult,
     UnknownEvent,
-    decode,
+    decode_as,
 )
 
 __all__ = ["PlainPrinter", "format_event", "format_time", "format_value", "one_line"]
@@ -55,7 +56,14 @@ def format_time(t: int | None) -> str:
     """``HH:MM:SS.mmm`` in local time for an event ``t`` (ms since the epoch)."""
     if t is None:
         return "--:--:--.---"
-    return datetime.fromtimestamp(t / 1000).strftime("%H:%M:%S.%f")[:-3]
+    second, ms = divmod(t, 1000)
+    return f"{_clock(second)}.{ms:03d}"
+
+
+@lru_cache(maxsize=64)
+def _clock(second: int) -> str:
+    # A busy run logs thousands of events a second: strftime per line was a third of a line's cost.
+    return datetime.fromtimestamp(second).strftime("%H:%M:%S")
 
 
 def _short(value: Any, limit: int = MAX_VALUE) -> str:
@@ -238,6 +246,7 @@ _BY_CLASS: dict[type[Event], Callable[[Any], str | None]] = {
 }
 #: The same by ``type``, to skip the decoding of the types that get no line.
 _FORMATTERS = {cls.type: fn for cls, fn in _BY_CLASS.items()}
+_NOTABLE: dict[str | None, type[Event]] = {cls.type: cls for cls in _BY_CLASS}
 
 
 def format_event(event: Mapping[str, Any]) -> str | None:
@@ -245,14 +254,14 @@ def format_event(event: Mapping[str, Any]) -> str | None:
 
     The line reads ``12:00:01.234 #42 greeter  done ok  result='hi'``: local time, seq,
     agent (``-`` for run-level events), then what happened. Only a notable type is decoded
-    (:func:`~agentctl.events.types.decode`).
+    (:func:`~agentctl.events.types.decode_as`).
     """
-    kind = event.get("type")
-    if kind not in _FORMATTERS or (kind == "agent/message" and event.get("delivered") is True):
+    cls = _NOTABLE.get(event.get("type"))
+    if cls is None or (cls is AgentMessage and event.get("delivered") is True):
         # Not decoded: half of a busy run's events are delivered messages, which get no line
         # (a --plain run formats every event as it is emitted).
         return None
-    return format_value(decode(event))
+    return format_value(decode_as(event, cls))
 
 
 def format_value(e: Event | UnknownEvent) -> str | None:
