@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import AGENTCTL, events
+from tests.cli_helpers import AGENTCTL, events, wait_for
 from tests.ray_cluster import LOOPBACK, loopback
 
 pytestmark = pytest.mark.ray
@@ -134,3 +134,32 @@ def test_a_run_whose_cluster_dies_ends_in_one_line_and_resumes_on_a_fresh_cluste
     slow = [e for e in evs if e["type"] == "tool/result" and e["agent_id"] == "slow"]
     assert len(first) == 1
     assert [(e["call_id"], e["ok"]) for e in slow] == [(cut["call_id"], False), (cut["call_id"], True)]
+
+
+def test_a_cluster_lost_between_calls_ends_the_run_too(tmp_path: Path) -> None:
+    # No call in flight: the run's watcher notices (Ray's driver would abort the process after a minute).
+    (tmp_path / "ws").mkdir()
+    run_dir = tmp_path / "run"
+    with head_node() as doomed:
+        address = doomed.address  # type: ignore[attr-defined]
+        (tmp_path / "plan.yaml").write_text(
+            f"name: idle\nsettings:\n  shell: true\n  executor: {{kind: ray, address: '{address}'}}\n"
+            "defaults: {tools: [shell/run]}\ntasks:\n  - id: a\n    agent: script\n    steps:\n"
+            "      - call: {tool: shell/run, args: {command: 'echo hi'}}\n      - sleep: 600\n      - done: ok\n")
+        proc = subprocess.Popen([*agentctl(tmp_path, "run", str(tmp_path / "plan.yaml")), "--run-dir", str(run_dir)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **LOOPBACK},
+                                cwd=tmp_path)
+        try:
+            wait_for(run_dir, lambda evs: [e for e in evs if e["type"] == "agent/status" and e.get("reason") == "sleep"],
+                     timeout=90)
+            doomed.head_node.kill_all_processes(check_alive=False, allow_graceful=False)  # type: ignore[attr-defined]
+            _, stderr = proc.communicate(timeout=50)  # well before the sleep's 600 s, and Ray's own minute
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"error: lost the Ray cluster at '{address}'")
+    evs = events(run_dir)
+    assert (evs[-1]["type"], evs[-1]["reason"]) == ("run/finished", "cluster_lost")
+    assert [e["seq"] for e in evs] == list(range(1, len(evs) + 1))

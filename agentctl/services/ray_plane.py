@@ -303,6 +303,15 @@ class RayRunner:
                 return None
         return future.result()
 
+    async def watch(self) -> None:
+        """Probe the head once a second while no call does, for as long as the run lasts: a
+        cluster lost between calls ends the run as well (Ray's driver would abort the process
+        after a minute). Only for a runner given ``on_lost``; returns at once without one."""
+        while self._on_lost is not None:
+            await anyio.sleep(_Heartbeat.EVERY)
+            if not await self._heartbeat.answers():
+                await self._lose()
+
     async def _lose(self) -> NoReturn:
         """The cluster is gone: the run is told (and shuts down, cancelling this call), once."""
         if self.gone is None:
@@ -349,8 +358,11 @@ class RayWorkPlane:
         return await self._local.call_llm(agent_id, request, call_id=call_id, provider=provider, within=within)
 
     async def serve(self) -> None:
-        """The local plane's background work (streamed replies' flusher), until cancelled."""
-        await self._local.serve()
+        """The local plane's background work (streamed replies' flusher) and the watch on the
+        cluster's head (:meth:`RayRunner.watch`), until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.runner.watch)
+            await self._local.serve()
 
     def statistics(self) -> WorkPlaneStatistics:
         """Both pools' statistics (remote calls hold tool pool slots like local ones)."""
