@@ -9,6 +9,10 @@ real work plane and ``OpenAIProvider`` with streaming on (every fragment through
 * **The LLM pool, streamed or not** (the issue's bound: on/off at least 0.97): the server
   sends the whole reply at once either way, as the LLM pool bench's server does, so the
   figure is what streaming costs agentctl: reading SSE, ``on_delta``, the delta events.
+* **One call at a time, client CPU per call**: the same calls through the work plane (its
+  flusher running, as in a run), one after another on one connection, the server answering
+  at once. No agents race for the core, so this figure holds on a busy machine, where the
+  pool's rates do not.
 * **Token by token, for context**: the tokens come 5 ms apart (the whole body when the last
   is due, when not streamed). Against bare httpx streaming the same calls
   (``client.stream`` + ``aiter_lines``) this is agentctl's own overhead on a realistic
@@ -24,11 +28,18 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.abc
 import httpx
 import orjson
+
+from agentctl.events.log import open_event_log
+from agentctl.services.llm.base import ChatRequest
+from agentctl.services.llm.openai import OpenAIProvider
+from agentctl.services.tools import default_registry
+from agentctl.services.workers import LocalWorkPlane
 
 from .harness import Figure, alternate, figure
 from .llm_pool import exact_timer_loop, run_agents
@@ -48,12 +59,13 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-async def _serve(gap: float, stream: anyio.abc.ByteStream) -> None:
-    """Answer every request on a keep-alive connection, its tokens ``gap`` apart (0: at once); end with the client."""
+async def _serve(gap: float, first: float, stream: anyio.abc.ByteStream) -> None:
+    """Answer every request on a keep-alive connection ``first`` seconds after it is in, its tokens
+    ``gap`` apart (0: at once); end with the client."""
     async with stream:
         with contextlib.suppress(anyio.BrokenResourceError):
             async for _, body in requests(stream):
-                await anyio.sleep(FIRST)
+                await anyio.sleep(first)
                 if b'"stream": true' not in body and b'"stream":true' not in body:
                     await anyio.sleep(gap * (TOKENS - 1))
                     await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
@@ -70,24 +82,30 @@ async def _serve(gap: float, stream: anyio.abc.ByteStream) -> None:
                 await stream.send(_chunk(LAST) + b"0\r\n\r\n")
 
 
-async def _server_main(gap: float) -> None:
+async def _server_main(gap: float, first: float) -> None:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", backlog=256)
     print(listener.extra(anyio.abc.SocketAttribute.local_port), flush=True)
-    await listener.serve(functools.partial(_serve, gap))
+    await listener.serve(functools.partial(_serve, gap, first))
+
+
+@contextlib.asynccontextmanager
+async def _server(gap: float, first: float = FIRST) -> AsyncIterator[int]:
+    """The server in its own process (it does not share our core); its port."""
+    async with await anyio.open_process([sys.executable, "-m", "bench.llm_stream", "--serve", str(gap), str(first)]) as server:
+        assert server.stdout is not None
+        try:
+            yield int((await server.stdout.receive()).split()[0])
+        finally:
+            server.terminate()
 
 
 async def _calls_per_second(mode: str, gap: float, n_agents: int, calls_each: int) -> float:
-    async with await anyio.open_process([sys.executable, "-m", "bench.llm_stream", "--serve", str(gap)]) as server:
-        assert server.stdout is not None
-        port = int((await server.stdout.receive()).split()[0])
+    async with _server(gap) as port:
         cpu = time.process_time()
-        try:
-            if mode == "httpx":
-                rate = await _run_raw(port, n_agents, calls_each)
-            else:
-                rate = await run_agents(port, n_agents, calls_each, stream=mode == "on")
-        finally:
-            server.terminate()
+        if mode == "httpx":
+            rate = await _run_raw(port, n_agents, calls_each)
+        else:
+            rate = await run_agents(port, n_agents, calls_each, stream=mode == "on")
         # The client's own CPU per call (the server is another process): what streaming adds,
         # however busy the machine is; the rate depends on that too.
         _cpu_us[(mode, gap)].append((time.process_time() - cpu) / (n_agents * calls_each) * 1e6)
@@ -95,6 +113,30 @@ async def _calls_per_second(mode: str, gap: float, n_agents: int, calls_each: in
 
 
 _cpu_us: defaultdict[tuple[str, float], list[float]] = defaultdict(list)
+
+
+async def _cpu_one_at_a_time(stream: bool, calls: int) -> float:
+    """Client CPU per call (us): ``calls`` calls through the work plane, one after another."""
+    async with _server(0.0, first=0.0) as port:
+        provider = OpenAIProvider(f"http://127.0.0.1:{port}/v1", model="bench", retries=0, stream=stream)
+        request = ChatRequest(model="bench", messages=[{"role": "user", "content": "hi"}])
+        async with open_event_log(None, "bench", durability="none") as log, anyio.create_task_group() as tg:
+            plane = LocalWorkPlane(log.emit, tools=default_registry(), providers={"openai": provider},
+                                   default_provider="openai")
+            tg.start_soon(plane.serve)
+            for _ in range(20):  # the connection, first-call imports
+                await plane.call_llm("a", request)
+            cpu = time.process_time()
+            for _ in range(calls):
+                await plane.call_llm("a", request)
+            used = time.process_time() - cpu
+            tg.cancel_scope.cancel()
+        await provider.aclose()
+    return used / calls * 1e6
+
+
+def _cpu(stream: bool, calls: int) -> float:
+    return anyio.run(_cpu_one_at_a_time, stream, calls)
 
 
 async def _run_raw(port: int, n_agents: int, calls_each: int) -> float:
@@ -125,12 +167,15 @@ def run(quick: bool, rounds: int) -> list[Figure]:
     n, calls, gap = 16, 8 if quick else 40, 0.005
     at_once = alternate(rounds, {mode: functools.partial(_rate, mode, 0.0, n, calls) for mode in ("on", "off")})
     spread = alternate(rounds, {mode: functools.partial(_rate, mode, gap, n, calls // 2) for mode in ("on", "off", "httpx")})
+    one = alternate(rounds, {mode: functools.partial(_cpu, mode == "on", calls * 10) for mode in ("on", "off")})
     cpu = {key: statistics.median(values) for key, values in _cpu_us.items()}
     return [
         figure(f"LLM pool streamed, {n} agents, 50 ms", "/s", at_once["on"], "streaming off, same run", at_once["off"], 0.97,
                note=f"ideal N/latency: {n / FIRST:.1f}/s"),
         figure("  client CPU per call, streamed", "us", cpu["on", 0.0], "streaming off, same run", cpu["off", 0.0], None,
                higher=False),
+        figure("  client CPU per call, one at a time", "us", one["on"], "streaming off, same run", one["off"], None,
+               higher=False, note="through the work plane, server answering at once"),
         figure(f"LLM pool token by token, {n} agents", "/s", spread["on"], "streaming off, same run", spread["off"], None,
                note=f"ideal: {n / (FIRST + gap * (TOKENS - 1)):.1f}/s"),
         figure(f"LLM pool token by token, {n} agents", "/s", spread["on"], "bare httpx streaming", spread["httpx"], None),
@@ -140,4 +185,4 @@ def run(quick: bool, rounds: int) -> list[Figure]:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
-    anyio.run(_server_main, float(sys.argv[2]), backend_options={"loop_factory": exact_timer_loop})
+    anyio.run(_server_main, float(sys.argv[2]), float(sys.argv[3]), backend_options={"loop_factory": exact_timer_loop})

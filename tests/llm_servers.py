@@ -12,6 +12,7 @@ prints its port and always answers "hello".
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import threading
 from collections import deque
@@ -41,7 +42,8 @@ class Behaviour:
     stream until the event is set. ``gate`` (also a ``threading.Event``) holds the whole
     answer until it is set. ``linger`` is slept after the last chunk, before the end
     of the chunked body. ``cut``, when set, sends the streamed body in transfer chunks of
-    that many bytes, wherever lines end, and ``line_end`` ends each of its lines.
+    that many bytes, wherever lines end, and ``line_end`` ends each of its lines; with
+    ``gzip`` the streamed body is compressed first (``Content-Encoding: gzip``).
     """
 
     content: str = "hello"
@@ -60,6 +62,7 @@ class Behaviour:
     linger: float = 0.0
     cut: int | None = None
     line_end: str = "\n"
+    gzip: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,10 +209,12 @@ async def _send(stream: SocketStream, status: int, ctype: str, body: str, header
 
 async def _send_chunked(stream: SocketStream, ctype: str, pieces: Sequence[str], b: Behaviour = Behaviour(), *,
                         close: bool = True) -> None:
-    connection = "Connection: close\r\n" if close else ""
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\n{connection}\r\n"
+    extra = ("Connection: close\r\n" if close else "") + ("Content-Encoding: gzip\r\n" if b.gzip else "")
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\n{extra}\r\n"
     await stream.send(head.encode())
     datas = [piece.encode() for piece in pieces]
+    if b.gzip:
+        datas = [gzip.compress(b"".join(datas))]
     if b.cut is not None:
         whole = b"".join(datas)
         datas = [whole[i : i + b.cut] for i in range(0, len(whole), b.cut)]

@@ -57,11 +57,12 @@ def _text(data: str | bytes) -> str:
 
 
 class Lines:
-    """Cuts a body that arrives in chunks into lines (bytes, without their ends).
+    """Cuts a body that arrives in chunks into its non-empty lines (bytes, without their ends).
 
-    A line ends at ``\n``, ``\r\n`` or ``\r`` (as SSE allows); a ``\r\n`` split between
-    two chunks reads as one more, empty line, which both wire formats skip. Splitting bytes
-    is safe for UTF-8: no byte of a multi-byte character is a line end.
+    A line ends at ``\n``, ``\r\n`` or ``\r`` (as SSE allows). Empty lines (SSE's event
+    separators, or a ``\r\n`` split between two chunks) are left out: neither wire format
+    needs them. Splitting bytes is safe for UTF-8: no byte of a multi-byte character is a
+    line end.
     """
 
     __slots__ = ("_parts",)
@@ -81,7 +82,7 @@ class Lines:
         lines = chunk.splitlines()
         if not chunk.endswith((b"\n", b"\r")):
             self._parts.append(lines.pop())
-        return lines
+        return [line for line in lines if line]
 
     def end(self) -> list[bytes]:
         """The last line, if the body did not end with a line end."""
@@ -108,7 +109,8 @@ class StreamReader(Protocol):
 async def read_stream(response: httpx.Response, reader: StreamReader) -> ChatReply:
     """Feed ``response``'s body to ``reader`` line by line and return its reply."""
     lines = Lines()
-    chunks = response.aiter_bytes()
+    # Raw unless the server compressed it: aiter_bytes's decoder adds a generator per chunk.
+    chunks = response.aiter_raw() if "content-encoding" not in response.headers else response.aiter_bytes()
     async for chunk in chunks:
         if _feed(reader, lines.feed(chunk)):
             await _drain(chunks)
