@@ -25,7 +25,7 @@ import orjson
 from agentctl.agents.script import script_codec, script_step
 from agentctl.cli.resume import load_resumed
 from agentctl.events.checkpoint import Checkpointer, _snapshot, write_checkpoint
-from agentctl.events.fold import RunState, fold
+from agentctl.events.fold import RunState, apply, fold
 from agentctl.events.log import open_event_log
 from agentctl.events.reader import read_events
 from agentctl.plan.model import Step
@@ -78,7 +78,7 @@ def _make_run(d: Path, n: int) -> None:
     state = RunState()
     cut = len(events) - 100
     for e in events[:cut]:
-        state.apply(e)
+        apply(state, e)
     write_checkpoint(d, cut, _snapshot(state))
 
 

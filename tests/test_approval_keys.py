@@ -26,7 +26,7 @@ from llm_servers import Behaviour, running_server
 from rich.console import Console
 from test_approvals import GATED, llm_gated_plan
 
-from agentctl.events.run_state import RunState
+from agentctl.events.fold import RunState, apply
 from agentctl.views.approval_keys import ApprovalKeys, decode_keys
 from agentctl.views.live import render_run
 
@@ -34,9 +34,9 @@ from agentctl.views.live import render_run
 def held_state(*calls: tuple[str, str, str]) -> RunState:
     state = RunState()
     for seq, (call, agent, path) in enumerate(calls, 1):
-        state.apply({"seq": seq, "t": 1000 + seq, "run_id": "r", "type": "approval/requested", "agent_id": agent,
-                     "call_id": call, "tool": "fs/write", "arguments": {"path": path}, "gate": "fs/write:src/**",
-                     "timeout": None, "default": "deny"})
+        apply(state, {"seq": seq, "t": 1000 + seq, "run_id": "r", "type": "approval/requested", "agent_id": agent,
+                      "call_id": call, "tool": "fs/write", "arguments": {"path": path}, "gate": "fs/write:src/**",
+                      "timeout": None, "default": "deny"})
     return state
 
 

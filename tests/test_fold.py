@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from agentctl.events.fold import RECENT_EVENTS, RunState, fold, state_at
+from agentctl.events.fold import RECENT_EVENTS, RunState, apply, fold, state_at
 from agentctl.events.outcomes import Finished
 
 T0 = 1_700_000_000_000
@@ -153,7 +153,7 @@ def test_unknown_types_are_ignored_and_recent_is_bounded() -> None:
 def test_apply_event_by_event_equals_the_bulk_fold() -> None:
     state = RunState()
     for event in run_events():
-        state.apply(event)
+        apply(state, event)
     assert state == fold(run_events())
 
 

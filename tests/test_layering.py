@@ -270,15 +270,8 @@ def cycles(root: Path = PACKAGE) -> list[list[str]]:
     return sorted(found)
 
 
-#: Import cycles kept on purpose, each with why (a new one fails the test).
-KNOWN_CYCLES: dict[tuple[str, ...], str] = {
-    ("agentctl.events.reducers", "agentctl.events.run_state"):
-        "RunState.apply dispatches to the reducers, which name RunState only to type their argument",
-}
-
-
 def test_no_import_cycles() -> None:
-    assert {tuple(c) for c in cycles()} == set(KNOWN_CYCLES)
+    assert cycles() == []
 
 
 def test_the_cycle_check_counts_imports_under_type_checking(tmp_path: Path) -> None:

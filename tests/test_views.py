@@ -320,13 +320,14 @@ def test_a_view_sharing_its_owners_state_draws_it_without_folding_again() -> Non
     from rich.console import Console as _Console
 
     from agentctl.events.fold import RunState as _RunState
+    from agentctl.events.fold import apply
     from agentctl.views.live import LiveView as _LiveView
 
     shared = _RunState()
     view = _LiveView(_Console(file=io.StringIO(), width=120), state=shared)
     spawned = {"seq": 1, "t": 0, "run_id": "r", "type": "agent/spawned", "agent_id": "solo", "parent_id": None,
                "depth": 0, "model": None, "kind": "script", "tools": [], "budget": {}, "restart": "transient"}
-    shared.apply(spawned)
+    apply(shared, spawned)
     view.noted(spawned)
     assert list(view.state.agents) == ["solo"] and view.state.last_seq == 1
     assert view.statistics().events == 1

@@ -23,7 +23,7 @@ import anyio
 import orjson
 
 from ..redact import Redactor
-from .fold import RunState
+from .fold import RunState, apply
 
 DIR = "checkpoints"
 KEEP = 2
@@ -182,7 +182,7 @@ class Checkpointer:
 
     def feed(self, event: dict[str, Any]) -> None:
         """Fold one event (a log subscriber)."""
-        self.state.apply(event)
+        apply(self.state, event)
         self._since += 1
         if self._since >= self.every_events:
             self._due.set()

@@ -4,7 +4,7 @@ One pure fold, :func:`fold`, used by everything that reads a run's state back fr
 events: ``agentctl replay`` (:mod:`agentctl.views.replay`), ``agentctl replay --at`` and
 ``agentctl inspect`` (:func:`state_at`), and crash resume (:mod:`agentctl.cli.resume`,
 which continues from a checkpoint's state). The live view, ``agentctl watch`` and the
-checkpointer fold event by event with :meth:`RunState.apply`, which goes through the same
+checkpointer fold event by event with :func:`apply`, which goes through the same
 reducers (:mod:`agentctl.events.reducers`), so they all see the same state. A state's
 :class:`~agentctl.events.journal.Journals` part keeps what live agents did, calls and their
 outcomes included, for crash resume.
@@ -23,10 +23,50 @@ from pathlib import Path
 from typing import Any
 
 from .agent_state import STATUSES, AgentView
-from .reducers import REDUCERS
-from .run_state import RECENT_EVENTS, WITH_JOURNALS, RunState
+from .journal import HANDLERS as JOURNAL_HANDLERS
+from .journal import JournalHandler
+from .reducers import REDUCERS, Reducer
+from .run_state import RECENT_EVENTS, RunState
 
-__all__ = ["AgentView", "RunState", "fold", "state_at", "RECENT_EVENTS", "STATUSES"]
+__all__ = ["AgentView", "RunState", "apply", "fold", "state_at", "RECENT_EVENTS", "STATUSES", "WITH_JOURNALS"]
+
+
+def _and_journal(reducer: Reducer | None, journal: JournalHandler) -> Reducer:
+    if reducer is None:
+
+        def journal_only(state: RunState, e: dict[str, Any]) -> None:
+            journal(state.journals.by_agent, e)
+
+        return journal_only
+
+    def both(state: RunState, e: dict[str, Any]) -> None:
+        reducer(state, e)
+        journal(state.journals.by_agent, e)
+
+    return both
+
+
+#: Per event type, the reducer that also keeps the live agents' journals (one call per
+#: event, where the fold would otherwise look up and call two).
+WITH_JOURNALS: dict[str | None, Reducer] = {
+    **REDUCERS,
+    **{kind: _and_journal(REDUCERS.get(kind), journal) for kind, journal in JOURNAL_HANDLERS.items()},
+}
+
+
+def apply(state: RunState, event: dict[str, Any]) -> None:
+    """Fold one event into ``state``; unknown types only advance ``last_seq``/``recent``.
+
+    Args:
+        state: the state so far, changed in place.
+        event: one event dict as written to ``events.jsonl``.
+    """
+    state.last_seq = event.get("seq", state.last_seq)
+    state.last_t = event.get("t", state.last_t)
+    state.recent.append(event)
+    reducer = WITH_JOURNALS.get(event.get("type"))
+    if reducer is not None:
+        reducer(state, event)
 
 
 def fold(
@@ -50,7 +90,7 @@ def fold(
     """
     if state is None:
         state = RunState()
-    # The loop inlines RunState.apply: on a million-event replay the method call and
+    # The loop inlines apply: on a million-event replay the function call and
     # per-event attribute stores are a measurable share of the time.
     reducers = (WITH_JOURNALS if journals else REDUCERS).get
     remember = state.recent.append

@@ -108,7 +108,7 @@ class Journals:
     """Journals of every live agent, by agent id.
 
     Kept up to date by the fold (:data:`HANDLERS`, through
-    :data:`agentctl.events.run_state.WITH_JOURNALS`).
+    :data:`agentctl.events.fold.WITH_JOURNALS`).
     """
 
     __slots__ = ("by_agent",)

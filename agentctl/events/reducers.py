@@ -1,8 +1,8 @@
 """The reducers of the fold: how each event type changes a :class:`~agentctl.events.run_state.RunState`.
 
 :data:`REDUCERS` maps an event ``type`` to one small function that updates the state in
-place; :meth:`RunState.apply <agentctl.events.run_state.RunState.apply>` and
-:func:`agentctl.events.fold.fold` dispatch through it, and nothing else calls these
+place; :func:`agentctl.events.fold.apply` and :func:`agentctl.events.fold.fold` dispatch
+through it, and nothing else calls these
 functions. They read events only, never runtime objects, so anything the views show can be
 reproduced from ``events.jsonl`` alone. Types not in the table only update the common
 bookkeeping (forward compatible with newer logs).
@@ -11,17 +11,15 @@ bookkeeping (forward compatible with newer logs).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .agent_state import AgentView
 from .outcomes import Failure, Finished
-
-if TYPE_CHECKING:
-    from .run_state import RunState
+from .run_state import RunState
 
 __all__ = ["REDUCERS"]
 
-Reducer = Callable[["RunState", dict[str, Any]], None]
+Reducer = Callable[[RunState, dict[str, Any]], None]
 
 #: Failures (agent errors, failed calls) kept in :attr:`RunState.errors` (a pathological run
 #: must not grow it forever).

@@ -1,9 +1,10 @@
 """The state of a run as its events describe it: the :class:`RunState` record.
 
 Built by the fold (:func:`agentctl.events.fold.fold`, for ``agentctl replay --at`` and crash
-resume) or event by event through :meth:`RunState.apply` (the checkpointer in
+resume) or event by event through :func:`agentctl.events.fold.apply` (the checkpointer in
 :mod:`agentctl.events.checkpoint`, the live view); snapshotted with :meth:`RunState.to_dict`
-into checkpoints. How each event type changes it is in :mod:`agentctl.events.reducers`.
+into checkpoints. How each event type changes it is in :mod:`agentctl.events.reducers`; this
+record knows none of them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .agent_state import STATUSES, AgentView
-from .journal import HANDLERS as JOURNAL_HANDLERS
-from .journal import JournalHandler, Journals
+from .journal import Journals
 from .outcomes import Failure, Finished
-from .reducers import REDUCERS, Reducer
 
-__all__ = ["RECENT_EVENTS", "Failure", "Finished", "RunState", "WITH_JOURNALS"]
+__all__ = ["RECENT_EVENTS", "Failure", "Finished", "RunState"]
 
 #: How many of the latest events a :class:`RunState` keeps for the views.
 RECENT_EVENTS = 200
@@ -41,7 +40,7 @@ _COUNTS = (
 
 @dataclass(slots=True, eq=True)
 class RunState:
-    """The state of a run as of its last folded event (see :meth:`apply`)."""
+    """The state of a run as of its last folded event (see :func:`agentctl.events.fold.apply`)."""
 
     run_id: str | None = None
     plan_name: str | None = None
@@ -70,19 +69,6 @@ class RunState:
     #: The process of the latest start or resume, and the control socket it serves.
     pid: int | None = None
     control: str | None = None
-
-    def apply(self, event: dict[str, Any]) -> None:
-        """Fold one event into the state; unknown types only advance ``last_seq``/``recent``.
-
-        Args:
-            event: one event dict as written to ``events.jsonl``.
-        """
-        self.last_seq = event.get("seq", self.last_seq)
-        self.last_t = event.get("t", self.last_t)
-        self.recent.append(event)
-        reducer = WITH_JOURNALS.get(event.get("type"))
-        if reducer is not None:
-            reducer(self, event)
 
     def status_counts(self) -> dict[str, int]:
         """How many agents are in each status (every status present, zeros included)."""
@@ -157,25 +143,3 @@ class RunState:
         state.recent.extend(d.get("recent", ()))
         return state
 
-
-def _and_journal(reducer: Reducer | None, journal: JournalHandler) -> Reducer:
-    if reducer is None:
-
-        def journal_only(state: RunState, e: dict[str, Any]) -> None:
-            journal(state.journals.by_agent, e)
-
-        return journal_only
-
-    def both(state: RunState, e: dict[str, Any]) -> None:
-        reducer(state, e)
-        journal(state.journals.by_agent, e)
-
-    return both
-
-
-#: Per event type, the reducer that also keeps the live agents' journals (one call per
-#: event, where the fold would otherwise look up and call two).
-WITH_JOURNALS: dict[str | None, Reducer] = {
-    **REDUCERS,
-    **{kind: _and_journal(REDUCERS.get(kind), journal) for kind, journal in JOURNAL_HANDLERS.items()},
-}

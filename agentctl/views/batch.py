@@ -22,8 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from agentctl.errors import LogError
+from agentctl.events.fold import RunState, apply
 from agentctl.events.reader import follow_events
-from agentctl.events.run_state import RunState
 from agentctl.views.live import wall_clock_ms
 from agentctl.views.plain import format_event
 
@@ -135,7 +135,7 @@ class BatchProgress:
         try:
             async with aclosing(follow_events(row.events, stop=stop, poll_interval=poll_interval)) as events:  # type: ignore[type-var]
                 async for event in events:
-                    row.state.apply(event)
+                    apply(row.state, event)
         except LogError as exc:  # one damaged log spoils its own row, not the batch
             row.unreadable = f"log unreadable: {exc}"
 

@@ -16,7 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from agentctl.events.fold import RunState
+from agentctl.events.fold import RunState, apply
 from agentctl.events.types import (
     AgentError,
     AgentMessage,
@@ -115,7 +115,7 @@ def describe_agent(events: Iterable[dict[str, Any]], agent_id: str) -> dict[str,
     state = RunState()
     found = _Collector(agent_id)
     for event in events:
-        state.apply(event)
+        apply(state, event)
         found.feed(event)
     agent = state.agents.get(agent_id)
     if agent is None:

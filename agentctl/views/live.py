@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agentctl.events.fold import AgentView, RunState
+from agentctl.events.fold import AgentView, RunState, apply
 from agentctl.views.approval_keys import ApprovalKeys
 from agentctl.views.plain import format_event
 
@@ -424,7 +424,7 @@ class LiveView:
 
     def feed(self, event: dict[str, Any]) -> None:
         """Fold one event into the view's state (no drawing: that is ``run``'s job)."""
-        self.state.apply(event)
+        apply(self.state, event)
         self._events += 1
 
     def noted(self, event: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ import anyio
 from rich.console import Console
 
 from agentctl.errors import AgentctlError
-from agentctl.events.fold import RunState
+from agentctl.events.fold import RunState, apply
 from agentctl.views.approval_keys import ApprovalKeys
 from agentctl.views.follow import FollowEnd, follow_run
 from agentctl.views.live import LiveView, wall_clock_ms
@@ -92,7 +92,7 @@ async def watch(
         printer = PlainPrinter(console.file)  # type: ignore[arg-type]  # any writable text file
 
         def feed(event: dict[str, Any]) -> None:
-            state.apply(event)
+            apply(state, event)
             printer.feed(event)
 
         end = await follow_run(_events_file(path), feed, stop=stop, poll_interval=poll_interval)
