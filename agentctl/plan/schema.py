@@ -368,7 +368,7 @@ EXECUTOR = Obj(
               doc="the Ray cluster (default auto)"),
         Field("shared_workspace", Bool(), doc="the workspace is at the same path on every node"),
         Field("tools", Named(TOOL_RESOURCES, r"^[A-Za-z0-9_\-/:*?]+$", "tool name or glob"),
-              doc="resource requests by tool (shell/run, docker/*, plugin tools declared remote)"),
+              doc="resource requests by tool (shell/run, plugin tools declared remote)"),
     ),
     doc="Where tools that can run anywhere run.",
 )
@@ -391,7 +391,7 @@ SETTINGS = Obj(
         Field("tool_timeouts", Named(Num(0, exclusive=True), r"^[A-Za-z0-9_\-/:]+$", "tool name"),
               doc="seconds a call of each named tool may run (a task's tool_timeout wins)"),
         Field("lock_wait", Num(0), doc="seconds a file tool waits for a path another agent has locked (default 5)"),
-        Field("executor", EXECUTOR, doc="run shell/run, docker/* and remote plugin tools on a Ray cluster"),
+        Field("executor", EXECUTOR, doc="run shell/run and remote plugin tools on a Ray cluster (docker/* stay in this process)"),
     ),
     doc="How the run is set up.",
 )
