@@ -159,3 +159,24 @@ def test_a_snapshot_keeps_the_locks_its_agent_held_and_how_often(tmp_path: Path)
     assert locks == [("lock/acquired", "holder", "resume", 2), ("lock/released", "holder", "step", 1),
                      ("lock/released", "holder", "step", 0), ("lock/acquired", "waiter", "step", 1),
                      ("lock/released", "waiter", "step", 0)]
+
+
+@pytest.mark.anyio
+async def test_a_snapshot_that_is_not_json_leaves_the_journal_whole_and_the_checkpoint_written(tmp_path: Path) -> None:
+    from agentctl.events.checkpoint import Checkpointer, load_checkpoint
+
+    async def durable(seq: int) -> None:
+        return None
+
+    ckpt = Checkpointer(tmp_path, durable)
+    for e in ({"seq": 1, "t": 1, "run_id": "r", "type": "run/started"},
+              {"seq": 2, "t": 2, "run_id": "r", "type": "agent/spawned", "agent_id": "a", "depth": 0},
+              {"seq": 3, "t": 3, "run_id": "r", "type": "lock/acquired", "agent_id": "a", "path": "p", "mode": "write",
+               "count": 1, "by": "step"}):
+        ckpt.feed(e)
+    ckpt.snapshots = lambda: {"a": {"version": 1, "state": {"odd": object()}, "actions": [], "turns": 1}}
+    assert await ckpt.checkpoint() is not None
+    loaded = load_checkpoint(tmp_path)
+    assert loaded is not None
+    journal = loaded.state.journals.get("a")
+    assert journal is not None and journal.snapshot is None and [e["op"] for e in journal.effects] == ["lock"]

@@ -203,9 +203,14 @@ class Checkpointer:
             journals = self.state.journals
             for agent_id, taken in self.snapshots().items():
                 journal = journals.get(agent_id)
-                if journal is not None:
+                if journal is None:
+                    continue
+                try:
                     # A resumed agent gets what replay would hand it: what the log holds.
-                    journal.rebase(self.redactor.event(orjson.dumps(taken)) if self.redactor is not None else taken)
+                    journal.rebase(self.redactor.event(orjson.dumps(taken)) if self.redactor is not None
+                                   else orjson.loads(orjson.dumps(taken)))
+                except TypeError:
+                    continue  # not JSON (orjson's error is one): the journal stays whole
         # Encoded now: the snapshot shares the state's lists (journals), which go on growing
         # while this waits for the log; a later effect in a checkpoint of an earlier seq is
         # folded twice on resume, and the agent's replay never ends.
