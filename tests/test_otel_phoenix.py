@@ -22,7 +22,7 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from cli_helpers import AGENTCTL, events, invoke, reaped, running, wait_for
 from llm_servers import free_port, running_server
-from otel_plans import SECRET, SECRET_ENV, traced_plan
+from otel_plans import HELD_REASON, SECRET, SECRET_ENV, run_held, traced_plan
 
 from agentctl.views.otel import SpanRecord, trace_of
 
@@ -148,6 +148,25 @@ def test_a_live_run_is_one_trace_in_phoenix_shaped_as_the_agent_tree(phoenix: Ph
     # Content is opt-in: no arguments, results or replies went out, so no secret either.
     assert not any(k.startswith(("gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "gen_ai.output"))
                    for s in spans for k in s["attributes"])
+    assert SECRET not in str(spans)
+
+
+def test_approvals_messages_and_streamed_fragments_reach_phoenix_as_span_events(
+        phoenix: Phoenix, tmp_path: Path) -> None:
+    """A live run with content on: its held calls answered from another process, its agents
+    talking, its last reply streamed; every span event arrives, at its time, redacted."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": phoenix.url, "OTEL_RESOURCE_ATTRIBUTES": "openinference.project.name=held"}
+    run = run_held(tmp_path, "--otel-content", env=env)
+    records = trace_of(events(run), content=True)
+    spans = phoenix.wait_for("held", records[0].trace_id, len(records))
+    assert tree(spans) == expected(records)
+    got = {s["context"]["span_id"]: sorted((e["name"], _ns(e["timestamp"])) for e in s.get("events") or [])
+           for s in spans}
+    assert got == {f"{r.span_id:016x}": sorted((e.name, e.time_ns) for e in r.events) for r in records}
+    names = {e["name"] for s in spans for e in s.get("events") or []}
+    assert names == {"approval.requested", "approval.answered", "message.sent", "message.received", "llm.delta"}
+    reasons = [e["attributes"].get("agentctl.approval.reason") for s in spans for e in s.get("events") or []]
+    assert HELD_REASON.replace(SECRET, "***") in reasons
     assert SECRET not in str(spans)
 
 

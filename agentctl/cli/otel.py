@@ -206,10 +206,11 @@ class SpanSender:
     Args:
         config: where to send.
         live: sending while a run goes on: the first failure is a warning line at once.
+        exporter: the SDK exporter to hand the spans to [default: OTLP/HTTP to
+            ``config.endpoint``]; tests give the SDK's ``InMemorySpanExporter``.
     """
 
-    def __init__(self, config: OtelConfig, *, live: bool) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    def __init__(self, config: OtelConfig, *, live: bool, exporter: SpanExporter | None = None) -> None:
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -221,8 +222,11 @@ class SpanSender:
         self._propagated = otel_log.propagate
         otel_log.propagate = False  # its own lines (with tracebacks) would garble the view
         self._counts = _Counts()
-        self._exporter = _counting_exporter(OTLPSpanExporter(endpoint=config.endpoint), self._counts, self._reasons,
-                                            config.endpoint, live)
+        if exporter is None:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter(endpoint=config.endpoint)
+        self._exporter = _counting_exporter(exporter, self._counts, self._reasons, config.endpoint, live)
         self._processor = BatchSpanProcessor(self._exporter)
         resource = Resource.create({"service.version": __version__})
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
@@ -233,19 +237,25 @@ class SpanSender:
 
     def send(self, spans: Iterable[SpanRecord]) -> None:
         """Queue spans for export (the SDK's thread sends them in batches)."""
-        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.sdk.util import BoundedList
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         sampled = TraceFlags(TraceFlags.SAMPLED)
         unset = Status(StatusCode.UNSET)
         for r in spans:
             parent = None if r.parent_id is None else SpanContext(r.trace_id, r.parent_id, False, sampled)
+            events: Sequence[Event] = ()
+            if r.events or r.dropped_events:
+                # A BoundedList, as a tracer's span holds them: the exporter reads its dropped count.
+                events = BoundedList.from_seq(None, [Event(e.name, dict(e.attributes), e.time_ns) for e in r.events])
+                events.dropped = r.dropped_events
             span = ReadableSpan(
                 r.name, context=SpanContext(r.trace_id, r.span_id, False, sampled), parent=parent,
                 resource=self._resource, attributes=dict(r.attributes), instrumentation_scope=self._scope,
                 kind=SpanKind.CLIENT if r.kind == "client" else SpanKind.INTERNAL,
                 status=unset if r.error is None else Status(StatusCode.ERROR, r.error),
-                start_time=r.start_ns, end_time=r.end_ns)
+                start_time=r.start_ns, end_time=r.end_ns, events=events)
             self._processor.on_end(span)
             self._spans += 1
 
@@ -285,9 +295,9 @@ class LiveTrace:
     log's subscribers must not raise.
     """
 
-    def __init__(self, config: OtelConfig) -> None:
+    def __init__(self, config: OtelConfig, *, exporter: SpanExporter | None = None) -> None:
         self.builder = TraceBuilder(content=config.content)
-        self._sender = SpanSender(config, live=True)
+        self._sender = SpanSender(config, live=True, exporter=exporter)
         self._queue: queue.SimpleQueue[list[SpanRecord] | None] = queue.SimpleQueue()
         self._failed = False
         self._thread = threading.Thread(target=self._send_queued, name="agentctl-otel-spans", daemon=True)

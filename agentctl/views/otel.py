@@ -17,14 +17,20 @@ Ids are derived from the run id and agentctl's own ids (:func:`trace_id_of`,
 :func:`span_id_of`), never drawn at random: a live export and a later ``export otel`` of
 the same log give the same trace, and exporting a log twice sends the same spans again
 rather than a second tree. Attributes follow the OpenTelemetry GenAI semantic conventions
-(``gen_ai.*``) with agentctl's ids beside them (``agentctl.*``). Tool arguments and results
-and model replies are content: they are left out unless ``content`` is asked for, and even
-then only as the log holds them (redacted).
+(``gen_ai.*``; bus messages the messaging ones, ``messaging.*``) with agentctl's ids beside
+them (``agentctl.*``). The GenAI conventions name no span events for approvals, bus messages
+or streamed fragments (their only events, ``gen_ai.client.inference.operation.details`` and
+the deprecated per-message ones, are log records of whole prompts and replies), so those are
+agentctl's own (:class:`TraceBuilder`). Tool arguments and results, model replies, message
+bodies and streamed fragments are content: left out unless ``content`` is asked for, and even
+then only as the log holds them (redacted). An approval's note or reason is always sent, as
+logged (redacted), as error messages are.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,9 +40,14 @@ import orjson
 from agentctl.events.types import (
     AgentDone,
     AgentError,
+    AgentMessage,
     AgentSpawned,
     AgentStopped,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     Event,
+    LlmDelta,
     LlmRequested,
     LlmResult,
     PlanLoaded,
@@ -48,7 +59,7 @@ from agentctl.events.types import (
     decode,
 )
 
-__all__ = ["SpanRecord", "TraceBuilder", "span_id_of", "trace_id_of", "trace_of"]
+__all__ = ["MAX_SPAN_EVENTS", "SpanEventRecord", "SpanRecord", "TraceBuilder", "span_id_of", "trace_id_of", "trace_of"]
 
 #: What an attribute may hold (the OpenTelemetry attribute types).
 AttrValue = str | bool | int | float | tuple[str, ...]
@@ -56,6 +67,25 @@ AttrValue = str | bool | int | float | tuple[str, ...]
 #: Why a span that the log never ended is ended anyway.
 _UNFINISHED = "no end event in the log: the run's process died (or still runs)"
 _INTERRUPTED = "interrupted: the run's process died during the call"
+#: Span events kept per span, the newest (the SDK's default ``OTEL_SPAN_EVENT_COUNT_LIMIT``);
+#: older ones are dropped and counted, as a span made by the SDK's tracer would do.
+MAX_SPAN_EVENTS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class SpanEventRecord:
+    """One span event: something that happened at an instant during its span.
+
+    Attributes:
+        name: ``approval.requested``, ``approval.answered``, ``message.sent``,
+            ``message.received`` or ``llm.delta``.
+        time_ns: when, nanoseconds since the epoch (the event's ``t``).
+        attributes: what it carries.
+    """
+
+    name: str
+    time_ns: int
+    attributes: Mapping[str, AttrValue]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +102,8 @@ class SpanRecord:
         kind: ``client`` for a call to a model server, else ``internal``.
         attributes: ``gen_ai.*`` and ``agentctl.*`` attributes.
         error: the error status's description; ``None`` when the span did not fail.
+        events: its span events, oldest first (at most :data:`MAX_SPAN_EVENTS`).
+        dropped_events: span events left out beyond that bound.
     """
 
     name: str
@@ -83,6 +115,8 @@ class SpanRecord:
     kind: Literal["internal", "client"]
     attributes: Mapping[str, AttrValue]
     error: str | None = None
+    events: tuple[SpanEventRecord, ...] = ()
+    dropped_events: int = 0
 
 
 def trace_id_of(run_id: str) -> int:
@@ -98,7 +132,11 @@ def span_id_of(run_id: str, key: str) -> int:
 
 @dataclass(slots=True)
 class _Open:
-    """A span begun by an event whose end has not come yet."""
+    """A span begun by an event whose end has not come yet.
+
+    ``requested``: for a call, whether it went out (``tool/requested``, ``llm/requested``);
+    a call held for approval has not, and a resume holds it again rather than ending it.
+    """
 
     name: str
     span_id: int
@@ -106,6 +144,14 @@ class _Open:
     start_ms: int
     kind: Literal["internal", "client"]
     attributes: dict[str, AttrValue] = field(default_factory=dict)
+    events: deque[SpanEventRecord] = field(default_factory=lambda: deque(maxlen=MAX_SPAN_EVENTS))
+    added: int = 0
+    requested: bool = True
+
+    def add_event(self, name: str, t_ms: int, attributes: Mapping[str, AttrValue]) -> None:
+        """Record a span event (the oldest is dropped once :data:`MAX_SPAN_EVENTS` are kept)."""
+        self.events.append(SpanEventRecord(name, t_ms * 1_000_000, attributes))
+        self.added += 1
 
 
 def _json(value: Any) -> str:
@@ -119,13 +165,22 @@ class TraceBuilder:
     the last event, returns the run's span and every span the log never ended (ended at the
     last event's time, with an error status saying so).
 
+    Span events: a call held for approval has ``approval.requested`` and ``approval.answered``
+    on its tool span, which starts at the request (the wait is part of its time; a denied call
+    ends at the denial, failed); a bus message is ``message.sent`` on its sender's span (or
+    ``message.received`` on its addressee's, when the sender is the user, the runtime or an
+    agent that has ended); with ``content``, each streamed fragment of a reply (``llm/delta``)
+    is ``llm.delta`` on its chat span.
+
     Args:
         content: also record tool arguments and results (``gen_ai.tool.call.arguments``,
-            ``gen_ai.tool.call.result``) and model replies (``gen_ai.output.messages``).
+            ``gen_ai.tool.call.result``), model replies (``gen_ai.output.messages``), message
+            bodies and streamed fragments.
     """
 
     def __init__(self, *, content: bool = False) -> None:
         self.content = content
+        self._wanted = _WANTED | {LlmDelta.type} if content else _WANTED
         self.run_id: str | None = None
         self._trace = 0
         self._run_span = 0
@@ -144,7 +199,7 @@ class TraceBuilder:
         if self.run_id is None:
             self._start(event)
         t = event.get("t")
-        ended = self._take(decode(event)) if event.get("type") in _WANTED else []
+        ended = self._take(decode(event)) if event.get("type") in self._wanted else []
         if isinstance(t, int):
             self._last_ms = max(self._last_ms, t)  # after _take: run/resumed needs the time before it
         return ended
@@ -198,6 +253,16 @@ class TraceBuilder:
                 return self._tool_requested(e)
             case ToolResult() as e:
                 return self._tool_result(e)
+            case ApprovalRequested() as e:
+                return self._approval_requested(e)
+            case ApprovalGranted() as e:
+                self._approval_answered(e, "granted", {"agentctl.approval.note": e.note})
+            case ApprovalDenied() as e:
+                return self._approval_denied(e)
+            case AgentMessage() as e:
+                self._message(e)
+            case LlmDelta() as e:
+                self._delta(e)
         return []
 
     # -- the run --------------------------------------------------------------------------
@@ -221,10 +286,11 @@ class TraceBuilder:
         resumes = self._run_attrs.get("agentctl.resumes", 0)
         self._run_attrs["agentctl.resumes"] = (resumes if isinstance(resumes, int) else 0) + 1
         self._finished_ms = None  # an interrupted run continues: the run span goes on
-        # Ended when the dead process last logged anything, not when it was resumed.
+        # Ended when the dead process last logged anything, not when it was resumed; a call
+        # still held (or answered and not yet gone out) is held again by the resume.
         ended = [self._end(call, self._last_ms, _INTERRUPTED, {"agentctl.interrupted": True})
-                 for call in self._calls.values()]
-        self._calls.clear()
+                 for call in self._calls.values() if call.requested]
+        self._calls = {call_id: call for call_id, call in self._calls.items() if not call.requested}
         return ended
 
     # -- agents ---------------------------------------------------------------------------
@@ -264,15 +330,21 @@ class TraceBuilder:
 
     # -- calls ----------------------------------------------------------------------------
 
-    def _call_start(self, e: LlmRequested | ToolRequested, name: str, kind: Literal["internal", "client"],
-                    attrs: dict[str, AttrValue]) -> list[SpanRecord]:
+    def _call_start(self, e: LlmRequested | ToolRequested | ApprovalRequested, name: str,
+                    kind: Literal["internal", "client"], attrs: dict[str, AttrValue]) -> list[SpanRecord]:
         if self.run_id is None:
+            return []
+        held = self._calls.get(e.call_id)
+        if held is not None and not held.requested:  # approved: the held call goes out now
+            held.attributes |= attrs | {"agentctl.requested_seq": e.seq}
+            held.requested = True
             return []
         agent = e.agent_id
         parent = self._current.get(agent, self._run_span) if agent is not None else self._run_span
         attrs |= {"agentctl.run_id": self.run_id, "agentctl.call_id": e.call_id, "agentctl.seq": e.seq}
         _set(attrs, "agentctl.agent_id", agent)
-        self._calls[e.call_id] = _Open(name, span_id_of(self.run_id, f"call:{e.call_id}"), parent, e.t, kind, attrs)
+        self._calls[e.call_id] = _Open(name, span_id_of(self.run_id, f"call:{e.call_id}"), parent, e.t, kind, attrs,
+                                       requested=not isinstance(e, ApprovalRequested))
         return []
 
     def _call_end(self, e: LlmResult | ToolResult, content: Mapping[str, AttrValue]) -> list[SpanRecord]:
@@ -306,13 +378,79 @@ class TraceBuilder:
         reply = {"gen_ai.output.messages": _json([{"role": "assistant", **e.reply}])} if self.content and e.reply else {}
         return self._call_end(e, reply)
 
-    def _tool_requested(self, e: ToolRequested) -> list[SpanRecord]:
+    def _tool_requested(self, e: ToolRequested | ApprovalRequested) -> list[SpanRecord]:
         attrs: dict[str, AttrValue] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.type": "function",
                                        "openinference.span.kind": "TOOL", "gen_ai.tool.name": e.tool,
                                        "gen_ai.tool.call.id": e.call_id}
         if self.content:
             attrs["gen_ai.tool.call.arguments"] = _json(e.arguments)
         return self._call_start(e, f"execute_tool {e.tool}", "internal", attrs)
+
+    # -- approvals, messages, streamed replies: span events ----------------------------------
+
+    def _approval_requested(self, e: ApprovalRequested) -> list[SpanRecord]:
+        """A held call's span starts here: the wait for a person is part of the call's time."""
+        self._tool_requested(e)
+        opened = self._calls.get(e.call_id)
+        if opened is not None and not opened.requested:
+            attrs: dict[str, AttrValue] = {"agentctl.approval.gate": e.gate, "agentctl.approval.default": e.default}
+            _set(attrs, "agentctl.approval.timeout_s", e.timeout)
+            opened.attributes["agentctl.approval.gate"] = e.gate
+            opened.add_event("approval.requested", e.t, attrs)
+        return []
+
+    def _approval_answered(self, e: ApprovalGranted | ApprovalDenied, decision: str,
+                           text: Mapping[str, Any]) -> _Open | None:
+        opened = self._calls.get(e.call_id)
+        if opened is None or opened.requested:
+            return None
+        attrs: dict[str, AttrValue] = {"agentctl.approval.decision": decision, "agentctl.approval.by": e.by,
+                                       "agentctl.approval.wait_ms": max(0, e.t - opened.start_ms)}
+        for key, value in text.items():
+            _set(attrs, key, value)
+        opened.add_event("approval.answered", e.t, attrs)
+        opened.attributes |= {"agentctl.approval.decision": decision, "agentctl.approval.by": e.by}
+        return opened
+
+    def _approval_denied(self, e: ApprovalDenied) -> list[SpanRecord]:
+        """A denied call never goes out: its span ends here, failed with the reason (as logged)."""
+        opened = self._approval_answered(e, "denied", {"agentctl.approval.reason": e.reason})
+        if opened is None:
+            return []
+        del self._calls[e.call_id]
+        opened.attributes |= {"agentctl.end_seq": e.seq, "error.type": "denied"}
+        return [self._end(opened, e.t, f"denied by {e.by}: {e.reason}")]
+
+    def _message(self, e: AgentMessage) -> None:
+        """On the sender's span; on the addressee's when the sender has none open (the user,
+        the runtime, an agent that has ended: a child's ``done`` notice)."""
+        sender = self._agents.get(e.from_)
+        opened = sender if sender is not None else self._agents.get(e.agent_id) if e.agent_id is not None else None
+        if opened is None:
+            return
+        attrs: dict[str, AttrValue] = {
+            "messaging.system": "agentctl", "messaging.operation.type": "send" if sender is not None else "receive",
+            "messaging.destination.name": e.to, "messaging.message.id": e.msg_id,
+            "agentctl.message.from": e.from_, "agentctl.message.kind": e.kind, "agentctl.message.delivered": e.delivered,
+            "agentctl.message.signal": e.signal, "agentctl.seq": e.seq,
+        }
+        _set(attrs, "messaging.message.conversation_id", e.thread_id)
+        _set(attrs, "agentctl.message.via", e.via)
+        if self.content:
+            attrs["agentctl.message.body"] = _json(e.body)
+        opened.add_event("message.sent" if sender is not None else "message.received", e.t, attrs)
+
+    def _delta(self, e: LlmDelta) -> None:
+        """Decoded only with content: fragments are what the model said."""
+        opened = self._calls.get(e.call_id)
+        if opened is None:
+            return
+        attrs: dict[str, AttrValue] = {"agentctl.delta.content": e.content, "agentctl.seq": e.seq}
+        if e.tool_calls:
+            attrs["agentctl.delta.tool_calls"] = e.tool_calls
+        if e.cut:
+            attrs["agentctl.delta.cut"] = e.cut
+        opened.add_event("llm.delta", e.t, attrs)
 
     def _tool_result(self, e: ToolResult) -> list[SpanRecord]:
         return self._call_end(e, {"gen_ai.tool.call.result": _json(e.result)} if self.content and e.ok else {})
@@ -323,7 +461,8 @@ class TraceBuilder:
              extra: Mapping[str, AttrValue] | None = None) -> SpanRecord:
         attrs = opened.attributes | dict(extra or {})
         return SpanRecord(opened.name, self._trace, opened.span_id, opened.parent_id, opened.start_ms * 1_000_000,
-                          max(end_ms, opened.start_ms) * 1_000_000, opened.kind, attrs, error)
+                          max(end_ms, opened.start_ms) * 1_000_000, opened.kind, attrs, error,
+                          tuple(opened.events), opened.added - len(opened.events))
 
 
 def _set(attrs: dict[str, AttrValue], key: str, value: Any) -> None:
@@ -336,7 +475,8 @@ def _set(attrs: dict[str, AttrValue], key: str, value: Any) -> None:
 
 #: The types the trace is built from; the rest are not decoded.
 _WANTED = frozenset(cls.type for cls in (PlanLoaded, RunResumed, RunFinished, AgentSpawned, AgentDone, AgentError,
-                                         AgentStopped, LlmRequested, LlmResult, ToolRequested, ToolResult))
+                                         AgentStopped, LlmRequested, LlmResult, ToolRequested, ToolResult,
+                                         ApprovalRequested, ApprovalGranted, ApprovalDenied, AgentMessage))
 
 
 def trace_of(events: Iterable[Mapping[str, Any]], *, content: bool = False) -> list[SpanRecord]:
