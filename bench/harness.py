@@ -16,7 +16,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +52,9 @@ def figure(name: str, unit: str, ours: float, baseline: str, base: float, target
                   {k: round(v, 2) for k, v in (peers or {}).items()}, note)
 
 
-def alternate_samples(rounds: int, runners: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+def alternate_samples(rounds: int, runners: dict[str, Callable[[], T]]) -> dict[str, list[T]]:
     """Run each runner once per round, in turn, and return each one's results."""
-    samples: dict[str, list[float]] = {name: [] for name in runners}
+    samples: dict[str, list[T]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
             samples[name].append(run())

@@ -174,3 +174,20 @@ def test_a_span_keeps_its_newest_events_and_counts_the_dropped(held_run: Path) -
     assert len(talker.events) == MAX_SPAN_EVENTS
     assert talker.dropped_events == 1001 - MAX_SPAN_EVENTS  # the flood and the logged message
     assert talker.events[0].attributes["messaging.message.id"] == f"m{1000 - MAX_SPAN_EVENTS + 1}"
+
+
+def test_a_live_trace_never_holds_up_the_log_and_counts_what_it_could_not_trace(
+        held_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A queue of one event against a flood: feeding never waits; every event is either
+    traced or counted as dropped, and the end says so in one line."""
+    evs = events(held_run)
+    flood = [e for _ in range(100) for e in evs]
+    memory = InMemorySpanExporter()
+    live = LiveTrace(OtelConfig("http://127.0.0.1:1/v1/traces"), exporter=memory, max_queued=1)
+    for event in flood:
+        live.feed(event)
+    live.close()
+    assert 0 < live.dropped < len(flood)
+    err = capsys.readouterr().err
+    assert f"otel: {live.dropped} events were logged faster than they could be traced" in err
+    assert "agentctl export otel RUN sends the whole trace" in err

@@ -30,11 +30,13 @@ from .errors import fail_usage
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
-__all__ = ["RUN_GRACE", "LiveTrace", "OtelConfig", "SpanSender", "otel_config", "require_sdk", "sdk_installed"]
+__all__ = ["MAX_QUEUED", "RUN_GRACE", "LiveTrace", "OtelConfig", "SpanSender", "otel_config", "require_sdk", "sdk_installed"]
 
 INSTALL_HINT = 'OpenTelemetry export needs the otel extra: pip install "agentctl[otel]"'
 #: Seconds the end of a run waits for spans still queued (a receiver that is up takes milliseconds).
 RUN_GRACE = 2.0
+#: Events a live trace holds before it drops them (a few MB of events already in memory).
+MAX_QUEUED = 65_536
 #: Seconds to wait for the exporter's thread once its retries are cut short.
 _ABORT_WAIT = 1.0
 _DEFAULT_ENDPOINT = "http://localhost:4318"
@@ -212,8 +214,11 @@ class SpanSender:
 
     def __init__(self, config: OtelConfig, *, live: bool, exporter: SpanExporter | None = None) -> None:
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import Event, ReadableSpan
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.util import BoundedList
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         self.config = config
         self._reasons = _Reasons()
@@ -234,18 +239,18 @@ class SpanSender:
         self._resource = resource
         self._scope = InstrumentationScope("agentctl", __version__)
         self._spans = 0
+        self._sampled = TraceFlags(TraceFlags.SAMPLED)
+        self._unset = Status(StatusCode.UNSET)
+        # Imported once: send is called for every span that ends.
+        self._sdk = (Event, ReadableSpan, BoundedList, SpanContext, SpanKind, Status, StatusCode)
 
     def send(self, spans: Iterable[SpanRecord]) -> None:
         """Queue spans for export (the SDK's thread sends them in batches)."""
-        from opentelemetry.sdk.trace import Event, ReadableSpan
-        from opentelemetry.sdk.util import BoundedList
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
-
-        sampled = TraceFlags(TraceFlags.SAMPLED)
-        unset = Status(StatusCode.UNSET)
+        Event, ReadableSpan, BoundedList, SpanContext, SpanKind, Status, StatusCode = self._sdk  # noqa: N806
+        sampled, unset = self._sampled, self._unset
         for r in spans:
             parent = None if r.parent_id is None else SpanContext(r.trace_id, r.parent_id, False, sampled)
-            events: Sequence[Event] = ()
+            events: Sequence[Any] = ()
             if r.events or r.dropped_events:
                 # A BoundedList, as a tracer's span holds them: the exporter reads its dropped count.
                 events = BoundedList.from_seq(None, [Event(e.name, dict(e.attributes), e.time_ns) for e in r.events])
@@ -289,62 +294,80 @@ class SpanSender:
 class LiveTrace:
     """A run's spans exported while it runs: subscribe :meth:`feed` to the event log.
 
-    The event loop only translates (:class:`TraceBuilder`); recreating the spans in the SDK
-    happens in a thread of this object's own, and sending them in the SDK's. A failure in
+    The event loop only queues each event (one ``put``, nothing decoded); translating them
+    (:class:`TraceBuilder`) and recreating the spans in the SDK happen in a thread of this
+    object's own, and sending them in the SDK's. The queue is bounded (``max_queued``,
+    :data:`MAX_QUEUED` events by default): a run that logs faster than its trace is built never waits for it; events past
+    the bound are not traced (counted, and said in one warning line at the end: the trace
+    may then miss spans, which ``agentctl export otel`` rebuilds from the log). A failure in
     here (a bug, an SDK error) is one warning line and ends the export, never the run: the
     log's subscribers must not raise.
     """
 
-    def __init__(self, config: OtelConfig, *, exporter: SpanExporter | None = None) -> None:
-        self.builder = TraceBuilder(content=config.content)
+    def __init__(self, config: OtelConfig, *, exporter: SpanExporter | None = None,
+                 max_queued: int = MAX_QUEUED) -> None:
+        self._max = max_queued
+        self._builder = TraceBuilder(content=config.content)
         self._sender = SpanSender(config, live=True, exporter=exporter)
-        self._queue: queue.SimpleQueue[list[SpanRecord] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Mapping[str, Any] | None] = queue.SimpleQueue()
+        self._size = self._queue.qsize
+        self._put = self._queue.put
         self._failed = False
-        self._thread = threading.Thread(target=self._send_queued, name="agentctl-otel-spans", daemon=True)
+        #: Events not traced because the queue was full.
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._trace_queued, name="agentctl-otel-spans", daemon=True)
         self._thread.start()
 
     def catch_up(self, events_file: Path, last_seq: int) -> None:
-        """Feed what a resumed run logged before (its spans go again, with the same ids)."""
+        """Feed what a resumed run logged before (its spans go again, with the same ids);
+        before the run goes on, so this waits for room in the queue rather than drop."""
+        import time
+
         from ..events.reader import read_events
 
         for event in read_events(events_file):
             if isinstance(event.get("seq"), int) and event["seq"] > last_seq:
                 break
-            self.feed(event)
+            while self._size() >= self._max and self._thread.is_alive():
+                time.sleep(0.001)
+            self._put(event)
 
     def feed(self, event: Mapping[str, Any]) -> None:
-        """Take one event (the log's subscriber)."""
-        if self._failed:
-            return
-        try:
-            spans = self.builder.feed(event)
-        except Exception as exc:
-            self._fail(exc)
-            return
-        if spans:
-            self._queue.put(spans)
+        """Take one event (the log's subscriber): queued, or counted as dropped when the queue is full."""
+        if self._size() < self._max:
+            self._put(event)
+        else:
+            self.dropped += 1
 
     def close(self) -> None:
-        """End the run's span, send what is left within :data:`RUN_GRACE` (blocking: call it in a thread)."""
-        if not self._failed:
-            try:
-                self._queue.put(self.builder.close())
-            except Exception as exc:
-                self._fail(exc)
-        self._queue.put(None)
+        """Trace what is queued, end the run's span, send what is left within :data:`RUN_GRACE`
+        (blocking: call it in a thread)."""
+        self._put(None)
         self._thread.join()  # CPU work only: sending is the SDK's thread's, bounded below
         stats = self._sender.close(RUN_GRACE)
+        if self.dropped:
+            _warn_line(f"otel: {self.dropped} events were logged faster than they could be traced and are not in the "
+                       "trace (spans may be missing or unfinished); agentctl export otel RUN sends the whole trace")
         if stats.sent < stats.spans:
             _warn_line(f"otel: {stats.spans - stats.sent} of {stats.spans} spans were not exported to "
                        f"{self._sender.config.endpoint}")
 
-    def _send_queued(self) -> None:
-        while (spans := self._queue.get()) is not None:
-            if not self._failed:
-                try:
-                    self._sender.send(spans)
-                except Exception as exc:
-                    self._fail(exc)
+    def _trace_queued(self) -> None:
+        builder, send, get = self._builder, self._sender.send, self._queue.get
+        while (event := get()) is not None:
+            if self._failed:
+                continue
+            try:
+                spans = builder.feed(event)
+                if spans:
+                    send(spans)
+            except Exception as exc:
+                self._fail(exc)
+        if not self._failed:
+            try:
+                send(builder.close())
+            except Exception as exc:
+                self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
         if not self._failed:

@@ -144,12 +144,14 @@ class _Open:
     start_ms: int
     kind: Literal["internal", "client"]
     attributes: dict[str, AttrValue] = field(default_factory=dict)
-    events: deque[SpanEventRecord] = field(default_factory=lambda: deque(maxlen=MAX_SPAN_EVENTS))
+    events: deque[SpanEventRecord] | None = None  # made with the first: most spans have none
     added: int = 0
     requested: bool = True
 
     def add_event(self, name: str, t_ms: int, attributes: Mapping[str, AttrValue]) -> None:
         """Record a span event (the oldest is dropped once :data:`MAX_SPAN_EVENTS` are kept)."""
+        if self.events is None:
+            self.events = deque(maxlen=MAX_SPAN_EVENTS)
         self.events.append(SpanEventRecord(name, t_ms * 1_000_000, attributes))
         self.added += 1
 
@@ -224,7 +226,26 @@ class TraceBuilder:
 
     def _take(self, event: Event | UnknownEvent) -> list[SpanRecord]:
         """The spans one decoded event ends (a damaged one, :class:`UnknownEvent`, ends none)."""
-        match event:
+        match event:  # the commonest first: a class pattern is an isinstance check each
+            case ToolRequested() as e:
+                return self._tool_requested(e)
+            case ToolResult() as e:
+                return self._tool_result(e)
+            case AgentMessage() as e:
+                self._message(e)
+            case LlmRequested() as e:
+                return self._llm_requested(e)
+            case LlmResult() as e:
+                return self._llm_result(e)
+            case LlmDelta() as e:
+                self._delta(e)
+            case AgentSpawned() as e:
+                return self._agent_spawned(e)
+            case AgentDone() as e:
+                error = None if e.status == "ok" else f"agent ended with status {e.status}" + (
+                    f" ({e.reason})" if e.reason else "")
+                return self._agent_end(e, "done", error, {"agentctl.agent.done_status": e.status,
+                                                          "agentctl.agent.steps": e.steps})
             case PlanLoaded() as e:
                 self._run_attrs |= {"agentctl.plan.name": e.name, "agentctl.plan.version": e.version}
             case RunResumed() as e:
@@ -233,36 +254,17 @@ class TraceBuilder:
                 self._finished_ms = e.t
                 self._run_attrs |= {"agentctl.reason": e.reason, "agentctl.status": e.status}
                 self._run_error = None if e.status in ("ok", "stopped") else f"run {e.reason}: {e.status}"
-            case AgentSpawned() as e:
-                return self._agent_spawned(e)
-            case AgentDone() as e:
-                error = None if e.status == "ok" else f"agent ended with status {e.status}" + (
-                    f" ({e.reason})" if e.reason else "")
-                return self._agent_end(e, "done", error, {"agentctl.agent.done_status": e.status,
-                                                          "agentctl.agent.steps": e.steps})
             case AgentError() as e:
                 return self._agent_end(e, "failed", e.error, {"error.type": e.error_type,
                                                               "agentctl.agent.error_where": e.where})
             case AgentStopped() as e:
                 return self._agent_end(e, "stopped", None, {"agentctl.agent.stop_reason": e.reason})
-            case LlmRequested() as e:
-                return self._llm_requested(e)
-            case LlmResult() as e:
-                return self._llm_result(e)
-            case ToolRequested() as e:
-                return self._tool_requested(e)
-            case ToolResult() as e:
-                return self._tool_result(e)
             case ApprovalRequested() as e:
                 return self._approval_requested(e)
             case ApprovalGranted() as e:
                 self._approval_answered(e, "granted", {"agentctl.approval.note": e.note})
             case ApprovalDenied() as e:
                 return self._approval_denied(e)
-            case AgentMessage() as e:
-                self._message(e)
-            case LlmDelta() as e:
-                self._delta(e)
         return []
 
     # -- the run --------------------------------------------------------------------------
@@ -460,9 +462,10 @@ class TraceBuilder:
     def _end(self, opened: _Open, end_ms: int, error: str | None,
              extra: Mapping[str, AttrValue] | None = None) -> SpanRecord:
         attrs = opened.attributes | dict(extra or {})
+        events = tuple(opened.events) if opened.events is not None else ()
         return SpanRecord(opened.name, self._trace, opened.span_id, opened.parent_id, opened.start_ms * 1_000_000,
                           max(end_ms, opened.start_ms) * 1_000_000, opened.kind, attrs, error,
-                          tuple(opened.events), opened.added - len(opened.events))
+                          events, opened.added - len(events))
 
 
 def _set(attrs: dict[str, AttrValue], key: str, value: Any) -> None:
