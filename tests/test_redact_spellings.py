@@ -21,6 +21,7 @@ from agentctl.events.log import open_event_log
 from agentctl.events.reader import read_events
 from agentctl.redact import REDACTED, Redactor
 from agentctl.services.llm.http import LLMHTTPError, PooledHTTP
+from agentctl.services.llm.http_provider import json_object
 
 SECRETS = {
     "quotes": 'pw"with"quotes-7Kq',
@@ -144,21 +145,32 @@ def test_a_nasty_secret_is_nowhere_in_a_real_run(tmp_path: Path, monkeypatch) ->
     assert "HTTP 400" in failed["error"] and "bad key ***" in failed["error"]
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("before", [170, 180, 188])
-async def test_an_error_body_is_redacted_before_it_is_cut_short(before: int) -> None:
-    # The provider's key placed so that the body excerpt's cut (200 characters) falls inside it.
-    key = "sk-provider-key-0123456789abcdef"
-    async with running_server() as server:
-        http = PooledHTTP([server.url], retries=0, secrets=[key])
-        server.then(Behaviour(status=401, body="x" * before + key + " was refused"))
-        with pytest.raises(LLMHTTPError) as caught:
-            await http.post("/v1/chat/completions", {}, read_body)
-        await http.aclose()
-    message = str(caught.value)
-    assert "HTTP 401" in message and len(message) < 260
-    assert not [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in message], message
+async def read_json(response: Any) -> dict[str, Any]:
+    return json_object(await response.aread())
 
 
 async def read_body(response: Any) -> bytes:
     return await response.aread()
+
+
+# The provider's key placed where a cut falls inside it: an error status's body cut at 200
+# characters; a reply that is not JSON, quoted by its reader, across its 200th character
+# (where readers cut before), across the message's excerpt, or past both.
+CUTS = [(401, read_body, "HTTP 401", b) for b in (170, 180, 188)] + [
+    (200, read_json, "malformed reply, not JSON", b) for b in (180, 190, 265, 280, 5000)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("status", "read", "says", "before"), CUTS)
+async def test_a_reply_quoted_in_an_error_is_redacted_before_it_is_cut_short(
+        status: int, read: Any, says: str, before: int) -> None:
+    key = "sk-provider-key-0123456789abcdef"
+    async with running_server() as server:
+        http = PooledHTTP([server.url], retries=0, secrets=[key])
+        server.then(Behaviour(status=status, body="x" * before + key + " was refused"))
+        with pytest.raises(LLMHTTPError) as caught:
+            await http.post("/v1/chat/completions", {}, read)
+        await http.aclose()
+    message = str(caught.value)
+    assert says in message and len(message) < 400
+    assert not [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in message], message

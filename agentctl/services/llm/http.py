@@ -28,11 +28,13 @@ from agentctl.errors import LLMError
 from agentctl.redact import Redactor
 from agentctl.services.llm.hosts import HostPool, HostStatistics
 
-__all__ = ["HTTPStatistics", "LLMHTTPError", "PooledHTTP", "excerpt", "open_client"]
+__all__ = ["HTTPStatistics", "LLMHTTPError", "PooledHTTP", "QUOTE_LIMIT", "excerpt", "open_client", "quote"]
 
 T = TypeVar("T")
 
 _EXCERPT = 200
+#: Characters of a reply a reader's error may quote before redaction (see :func:`quote`).
+QUOTE_LIMIT = 4096
 # h2 comes with the httpx[http2] dependency; an environment installed before it was declared
 # speaks HTTP/1.1 rather than fail (httpx refuses http2=_HTTP2 without h2).
 _HTTP2 = importlib.util.find_spec("h2") is not None
@@ -257,7 +259,9 @@ class PooledHTTP:
         except _Fatal:
             raise  # already decided (an HTTP status); it is an LLMError too
         except LLMError as exc:
-            raise _Fatal(f"POST {url}: {exc}") from None
+            # A reader quotes the reply uncut (up to QUOTE_LIMIT): redacted before the cut, as
+            # an error status's body is, so a secret the cut falls inside is still recognised.
+            raise _Fatal(f"POST {url}: {excerpt(self._redactor.text(str(exc)), _EXCERPT + 100)}") from None
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             # A reply shaped differently from what the reader expects is unusable, not a crash.
             raise _Fatal(f"POST {url}: malformed reply ({type(exc).__name__}: {exc})") from None
@@ -281,6 +285,15 @@ def open_client(max_connections: int, transport: httpx.AsyncBaseTransport | None
     offered, proxies from the environment, no redirects."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return httpx.AsyncClient(limits=limits, http2=_HTTP2, transport=transport, trust_env=True)
+
+
+def quote(text: str) -> str:
+    """Reply text for a reader's error, up to :data:`QUOTE_LIMIT` characters, unredacted.
+
+    :class:`PooledHTTP` redacts the error and only then cuts it to an :func:`excerpt`; a
+    secret that this first, longer cut falls inside lies past the excerpt's end.
+    """
+    return text[:QUOTE_LIMIT]
 
 
 def excerpt(text: str, limit: int = _EXCERPT) -> str:

@@ -26,7 +26,7 @@ import orjson
 
 from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta
-from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, excerpt
+from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, quote
 from agentctl.services.llm.wire import ToolNames
 
 __all__ = ["HTTPProvider", "Lines", "StreamReader", "json_object"]
@@ -42,13 +42,13 @@ def json_object(data: str | bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(data)
     except ValueError:
-        raise LLMError(f"malformed reply, not JSON: {excerpt(_text(data))}") from None
+        raise LLMError(f"malformed reply, not JSON: {quote(_text(data))}") from None
     if not isinstance(value, dict):
-        raise LLMError(f"malformed reply, not a JSON object: {excerpt(_text(data))}")
+        raise LLMError(f"malformed reply, not a JSON object: {quote(_text(data))}")
     if value.get("error"):
         error = value["error"]
         detail = error.get("message", error) if isinstance(error, Mapping) else error
-        raise LLMError(f"server error: {excerpt(str(detail))}")
+        raise LLMError(f"server error: {quote(str(detail))}")
     return value
 
 

@@ -20,7 +20,7 @@ from agentctl.errors import LLMError
 from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
-from agentctl.services.llm.http import PooledHTTP, excerpt
+from agentctl.services.llm.http import PooledHTTP, quote
 from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
@@ -129,7 +129,7 @@ def _tool_calls(raw: Any, names: ToolNames) -> list[ToolCall]:
     for item in raw or ():
         fn = item.get("function") or {}
         if not fn.get("name"):
-            raise LLMError(f"malformed tool call without a name: {excerpt(json.dumps(item))}")
+            raise LLMError(f"malformed tool call without a name: {quote(json.dumps(item))}")
         arguments, error = decode_arguments(fn.get("arguments"))
         call_id = item.get("id") or f"call_{uuid.uuid4().hex[:12]}"
         calls.append(ToolCall(id=call_id, name=names.from_wire(fn["name"]), arguments=arguments, error=error))
@@ -139,7 +139,7 @@ def _tool_calls(raw: Any, names: ToolNames) -> list[ToolCall]:
 def _parse_reply(data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
     message = data.get("message")
     if not isinstance(message, Mapping):
-        raise LLMError(f"malformed reply, no message: {excerpt(json.dumps(data))}")
+        raise LLMError(f"malformed reply, no message: {quote(json.dumps(data))}")
     return ChatReply(
         content=message.get("content") or "",
         tool_calls=tuple(_tool_calls(message.get("tool_calls"), names)),

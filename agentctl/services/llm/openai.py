@@ -22,7 +22,7 @@ from agentctl.errors import LLMError
 from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
-from agentctl.services.llm.http import PooledHTTP, excerpt
+from agentctl.services.llm.http import PooledHTTP, quote
 from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
@@ -127,7 +127,7 @@ def _call(call_id: str | None, name: str | None, arguments: Any, names: ToolName
 def _parse_reply(data: Mapping[str, Any], names: ToolNames, model: str) -> ChatReply:
     choices = data.get("choices")
     if not choices or not isinstance(choices[0].get("message"), Mapping):
-        raise LLMError(f"malformed reply, no choices[0].message: {excerpt(json.dumps(data))}")
+        raise LLMError(f"malformed reply, no choices[0].message: {quote(json.dumps(data))}")
     message = choices[0]["message"]
     calls = [
         _call(c.get("id"), (c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments"), names)
