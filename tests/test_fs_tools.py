@@ -112,7 +112,7 @@ async def test_read_and_list_report_missing_paths(tmp_path: Path) -> None:
 @pytest.mark.skipif(LockService is None, reason="agentctl/services/locks.py not available yet")
 async def test_write_takes_and_releases_the_write_lock(tmp_path: Path, recorder: Any) -> None:
     locks = LockService(recorder)
-    ctx = ctx_for(tmp_path, locks=locks)
+    ctx = ctx_for(tmp_path, locks=locks, lock_wait=0.2)  # the conflict below waits this long
     await call(ctx, "fs/write", path="notes/a.txt", content="x")
     acquired = recorder.of_type("lock/acquired")
     released = recorder.of_type("lock/released")

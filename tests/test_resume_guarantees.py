@@ -260,6 +260,7 @@ def _killed_while_sleeping(tmp_path: Path, plan: Path, status: str = "sleeping")
     return ws, run_dir
 
 
+@pytest.mark.slow  # waits out real seconds across a kill and a resume
 def test_a_max_seconds_deadline_counts_from_the_first_spawn_across_a_resume(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, "name: slow\ntasks:\n  - id: sleeper\n    agent: script\n    restart: temporary\n"
                       "    budget: {max_seconds: 4}\n    steps: [{sleep: 60}]\n")
@@ -275,6 +276,7 @@ def test_a_max_seconds_deadline_counts_from_the_first_spawn_across_a_resume(tmp_
     assert done["t"] - back < 3000 and done["t"] - spawned >= 4000
 
 
+@pytest.mark.slow  # waits out real seconds across a kill and a resume
 def test_a_sleep_in_progress_sleeps_only_what_is_left_after_a_resume(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, "name: nap\ntasks:\n  - id: napper\n    agent: script\n    steps:\n"
                       "      - sleep: 4\n      - write: {path: out/awake.txt, content: \"awake\\n\"}\n")

@@ -87,6 +87,7 @@ def _rewrite(path: Path, body: dict[str, Any]) -> None:
     path.write_bytes(orjson.dumps(header) + b"\n" + data)
 
 
+@pytest.mark.slow  # three crashed runs; the default suite keeps the snapshot tests above
 @pytest.mark.parametrize("damage", ["foreign", "damaged", "not an object"])
 def test_a_snapshot_that_cannot_be_used_falls_back_to_replaying_the_whole_log(tmp_path: Path, damage: str) -> None:
     plan, ws, run_dir = _crashed(tmp_path, 4)
