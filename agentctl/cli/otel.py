@@ -253,8 +253,9 @@ class SpanSender:
             events: Sequence[Any] = ()
             if r.events or r.dropped_events:
                 # A BoundedList, as a tracer's span holds them: the exporter reads its dropped count.
-                events = BoundedList.from_seq(None, [Event(e.name, dict(e.attributes), e.time_ns) for e in r.events])
-                events.dropped = r.dropped_events
+                bounded = BoundedList.from_seq(None, [Event(e.name, dict(e.attributes), e.time_ns) for e in r.events])
+                bounded.dropped = r.dropped_events
+                events = bounded
             span = ReadableSpan(
                 r.name, context=SpanContext(r.trace_id, r.span_id, False, sampled), parent=parent,
                 resource=self._resource, attributes=dict(r.attributes), instrumentation_scope=self._scope,
