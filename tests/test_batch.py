@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import anyio
+import pytest
 from rich.console import Console
 from test_approval_keys import seen, terminal
 
@@ -102,6 +103,7 @@ tasks:
 """
 
 
+@pytest.mark.slow  # a real batch subprocess (~4 s); the terminal tests below stay in the default suite
 def test_without_a_terminal_progress_is_a_plain_line_as_each_run_starts_and_ends(tmp_path: Path) -> None:
     plans(tmp_path)
     result = cli("batch", "writer.yaml", "failing.yaml", "--param", "n=1", "--parallel", "1", cwd=tmp_path)

@@ -231,7 +231,7 @@ def test_a_streamed_tool_call_shows_its_name_never_its_arguments(kind: str) -> N
     assert "tok-9f8e7d" not in json.dumps(fragments)
 
 
-@pytest.mark.parametrize("kind", ["ollama", "openai"])
+@pytest.mark.parametrize("kind", [pytest.param("ollama", marks=pytest.mark.slow), "openai"])  # suite time
 def test_a_quick_reply_logs_no_delta_and_a_slow_one_shows_its_text_as_it_comes(kind: str) -> None:
     """Through the work plane and a real server on 127.0.0.1 (an interval of 1 s, so that
     "quick" holds on a loaded machine): a reply sent at once is in its ``llm/result`` only;

@@ -89,6 +89,7 @@ def test_replay_at_a_seq_before_the_crash_matches_the_live_state(tmp_path: Path)
     assert {a.id: a.status for a in after.agents.values()} == {a.id: a.status for a in before.agents.values()}
 
 
+@pytest.mark.slow  # the fault suite kills at every event too; kept here in -m slow for its named case
 def test_an_append_killed_before_its_result_was_logged_is_recovered_not_redone(tmp_path: Path) -> None:
     plan = tmp_path / "append.yaml"
     plan.write_text(

@@ -54,6 +54,7 @@ LINES = calls("lines", "liner", "test/line", 8)
 ALL_LINES = "".join(f"line-{n:02d}\n" for n in range(1, 9))
 
 
+@pytest.mark.slow  # two real crashes; -m faults adds 25 more double crashes
 def test_a_double_crash_reruns_no_recorded_call(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, LINES)
     ws, run_dir, first = start_run(tmp_path, plan, env={"TEST_KILL_AT_LINE": "4"})

@@ -92,7 +92,7 @@ def uncrashed(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
         return _converse(cwd, server, None, mp)
 
 
-@pytest.mark.parametrize("kill_at", [3, 5])
+@pytest.mark.parametrize("kill_at", [pytest.param(3, marks=pytest.mark.slow), 5])  # 3 in -m slow: suite time
 def test_a_resumed_llm_agent_reads_each_message_at_the_step_it_first_did(
     uncrashed: list[dict[str, Any]], tmp_path: Path, kill_at: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

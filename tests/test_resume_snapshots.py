@@ -64,7 +64,8 @@ def _newest_snapshot(run_dir: Path) -> tuple[Path, dict[str, Any]]:
 # few events old (under load it was one taken before the first wait, at kill #3); by the
 # 5th result the clerk has waited 0.5 s a second time, so that one is taken at or after
 # its first wait.
-@pytest.mark.parametrize(("kill_at", "least_turns"), [(3, 1), (4, 1), (5, 3)])
+@pytest.mark.parametrize(("kill_at", "least_turns"), [pytest.param(3, 1, marks=pytest.mark.slow),
+                                                   pytest.param(4, 1, marks=pytest.mark.slow), (5, 3)])
 def test_a_run_resumed_from_a_snapshot_ends_as_an_uncrashed_one(tmp_path: Path, kill_at: int, least_turns: int) -> None:
     plan, ws, run_dir = _crashed(tmp_path, kill_at)
     _, body = _newest_snapshot(run_dir)
