@@ -70,25 +70,36 @@ def running_plan(plan: Path, run_dir: Path, workspace: Path) -> contextlib.Abstr
                    "--workspace", str(workspace), cwd=workspace)
 
 
-@pytest.mark.parametrize("provider", ["ollama", "openai"])
-def test_logs_follow_shows_fragments_before_the_call_ends(tmp_path: Path, server: LLMServer, provider: str) -> None:
+@contextlib.contextmanager
+def held_stream(tmp_path: Path, server: LLMServer, hold_after: int, *then: Behaviour,
+                provider: str = "ollama") -> Iterator[tuple[subprocess.Popen[str], Path, threading.Event]]:
+    """The LLM plan run in the background (``tmp_path/run``), its first reply streamed in
+    8-character fragments and held after ``hold_after`` until the event is set (set on the way
+    out, whatever happens, so the server never waits on a test that failed); ``then``: the
+    server's next replies."""
     hold = threading.Event()
-    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2))
+    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=hold_after), *then)
     run_dir = tmp_path / "run"
     try:
         with running_plan(llm_plan(tmp_path, server.url, provider=provider), run_dir, tmp_path) as run:
-            wait_for(run_dir, lambda evs: of(evs, "run/started"), timeout=30)
-            with running("logs", str(run_dir), "-f", cwd=tmp_path, stdout=subprocess.PIPE, stderr=None) as follow:
-                # The server holds the rest of the reply until this test has seen its start.
-                seen = _read_until(follow, "The quic")
-                assert not any("llm ollama ok" in line or "llm openai ok" in line for line in seen)
-                assert not of(events(run_dir), "llm/result"), "the call must still be in flight"
-                hold.set()
-                out, _ = follow.communicate(timeout=60)
-                assert follow.returncode == 0
-            assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
+            yield run, run_dir, hold
     finally:
         hold.set()
+
+
+@pytest.mark.parametrize("provider", ["ollama", "openai"])
+def test_logs_follow_shows_fragments_before_the_call_ends(tmp_path: Path, server: LLMServer, provider: str) -> None:
+    with held_stream(tmp_path, server, 2, provider=provider) as (run, run_dir, hold):
+        wait_for(run_dir, lambda evs: of(evs, "run/started"), timeout=30)
+        with running("logs", str(run_dir), "-f", cwd=tmp_path, stdout=subprocess.PIPE, stderr=None) as follow:
+            # The server holds the rest of the reply until this test has seen its start.
+            seen = _read_until(follow, "The quic")
+            assert not any("llm ollama ok" in line or "llm openai ok" in line for line in seen)
+            assert not of(events(run_dir), "llm/result"), "the call must still be in flight"
+            hold.set()
+            out, _ = follow.communicate(timeout=60)
+            assert follow.returncode == 0
+        assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
     evs = events(run_dir)
     deltas = of(evs, "llm/delta", "talker")
     assert "".join(d["content"] for d in deltas) == REPLY
@@ -123,18 +134,12 @@ def test_fragments_are_coalesced_to_one_event_per_call_per_interval(tmp_path: Pa
 def test_text_held_by_the_interval_is_logged_while_the_model_pauses(tmp_path: Path, server: LLMServer) -> None:
     # Three fragments back to back, then the model pauses: they came within the call's first
     # interval, and no fragment follows to carry them out; the timer does, mid-call.
-    hold = threading.Event()
-    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=3))
-    run_dir = tmp_path / "run"
-    try:
-        with running_plan(llm_plan(tmp_path, server.url), run_dir, tmp_path) as run:
-            evs = wait_for(run_dir, lambda evs: "".join(d["content"] for d in of(evs, "llm/delta")) == REPLY[:24],
-                           timeout=30)
-            assert not of(evs, "llm/result")
-            hold.set()
-            assert run.wait(60) == 0
-    finally:
+    with held_stream(tmp_path, server, 3) as (run, run_dir, hold):
+        evs = wait_for(run_dir, lambda evs: "".join(d["content"] for d in of(evs, "llm/delta")) == REPLY[:24],
+                       timeout=30)
+        assert not of(evs, "llm/result")
         hold.set()
+        assert run.wait(60) == 0
     evs = events(run_dir)
     deltas, (requested,) = of(evs, "llm/delta"), of(evs, "llm/requested")
     # However the three fragments fell into deltas: none before the call's first interval had
@@ -161,17 +166,10 @@ def test_streaming_off_logs_no_fragments_and_the_same_result(tmp_path: Path, ser
 
 
 def test_resume_after_a_kill_mid_stream_gives_the_clean_result(tmp_path: Path, server: LLMServer) -> None:
-    hold = threading.Event()
-    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2), Behaviour(content=REPLY, piece=8))
-    plan = llm_plan(tmp_path, server.url)
-    run_dir = tmp_path / "run"
-    try:
-        with running_plan(plan, run_dir, tmp_path) as run:
-            wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
-            run.send_signal(signal.SIGKILL)
-            run.wait(10)
-    finally:
-        hold.set()
+    with held_stream(tmp_path, server, 2, Behaviour(content=REPLY, piece=8)) as (run, run_dir, _):
+        wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
+        run.send_signal(signal.SIGKILL)
+        run.wait(10)
     killed = events(run_dir)
     assert of(killed, "llm/delta") and not of(killed, "llm/result")
     resumed = invoke("run", "--resume", str(run_dir), "--no-ui", "--no-watch-plan", cwd=tmp_path)
@@ -185,18 +183,12 @@ def test_resume_after_a_kill_mid_stream_gives_the_clean_result(tmp_path: Path, s
 
 
 def test_describe_shows_what_a_call_in_flight_has_streamed(tmp_path: Path, server: LLMServer) -> None:
-    hold = threading.Event()
-    server.then(Behaviour(content=REPLY, piece=8, hold=hold, hold_after=2))
-    run_dir = tmp_path / "run"
-    try:
-        with running_plan(llm_plan(tmp_path, server.url), run_dir, tmp_path) as run:
-            wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
-            shown = invoke("describe", str(run_dir), "talker", cwd=tmp_path)
-            as_json = json.loads(invoke("describe", str(run_dir), "talker", "-o", "json", cwd=tmp_path).stdout)
-            hold.set()
-            assert run.wait(60) == 0
-    finally:
+    with held_stream(tmp_path, server, 2) as (run, run_dir, hold):
+        wait_for(run_dir, lambda evs: of(evs, "llm/delta"), timeout=30)
+        shown = invoke("describe", str(run_dir), "talker", cwd=tmp_path)
+        as_json = json.loads(invoke("describe", str(run_dir), "talker", "-o", "json", cwd=tmp_path).stdout)
         hold.set()
+        assert run.wait(60) == 0
     assert "streaming: The quic" in shown.stdout
     assert as_json["conversation"][0]["streamed"].startswith("The quic")
     assert as_json["conversation"][0]["ok"] is None
