@@ -64,9 +64,12 @@ class Journal:
         """The locks the agent's steps held at the end of the journal: mode and hold count,
         each acquire counting one up and each unlock one down (an unlock logged without
         its ``count``, in an older log, was one that freed the lock)."""
+        return self._holds(self.effects)
+
+    def _holds(self, effects: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
         base = (self.snapshot or {}).get("locks") or {}
         held: dict[str, tuple[str, int]] = {path: (str(mode), int(count)) for path, (mode, count) in base.items()}
-        for effect in self.effects:
+        for effect in effects:
             op, path = effect["op"], effect["path"] if effect["op"] in ("lock", "unlock") else ""
             count = held[path][1] if path in held else 0
             if op == "lock":
@@ -88,17 +91,24 @@ class Journal:
 
     def rebase(self, snapshot: dict[str, Any]) -> bool:
         """Let ``snapshot`` (the agent's state now, with ``turns``, the steps it has taken,
-        and ``actions``, the calls it awaits) stand for what the journal holds, keeping only
-        the calls it awaits and the messages it has not read. False (and nothing changed)
-        when the journal does not agree that those are the calls still open."""
-        open_calls = [e for e in self.effects if e.get("done") is False]
-        awaited = sorted(str(a.get("op")) for a in snapshot.get("actions") or ())
-        if awaited != sorted(e["op"] for e in open_calls) or any("approval" in e for e in open_calls):
+        and ``logged``, the kinds of outcome its actions under way have had logged, in
+        order) stand for what the journal holds, keeping only those outcomes (a resume
+        carries the actions out again, and hands them back) and the messages it has not
+        read. False (and nothing changed) when the journal does not agree: its last effects
+        are not those, a call before them is still open, or one of them is an LLM call
+        already answered (its tokens are in the snapshot's count)."""
+        logged = [str(op) for op in snapshot.get("logged") or ()]
+        cut = len(self.effects) - len(logged)
+        if cut < 0:
+            return False
+        before, kept = self.effects[:cut], self.effects[cut:]
+        if ([e["op"] for e in kept] != logged or any(e.get("done") is False for e in before)
+                or any(e["op"] == "llm" and e["done"] for e in kept)):
             return False
         turns = int(snapshot.get("turns") or 0)
-        snapshot["locks"] = {path: [mode, count] for path, (mode, count) in self.held_locks().items()}
-        self.effects = open_calls
-        self.calls = {e["call_id"]: e for e in open_calls}
+        snapshot["locks"] = {path: [mode, count] for path, (mode, count) in self._holds(before).items()}
+        self.effects = kept
+        self.calls = {e["call_id"]: e for e in kept if "call_id" in e}
         self.inbox = [m for m in self.inbox if int(m.get("step") or 0) >= turns]
         self.snapshot = snapshot
         return True

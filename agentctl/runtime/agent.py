@@ -31,7 +31,7 @@ class Agent:
         "spec", "id", "parent", "depth", "grant", "inbox", "children", "state", "results",
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
         "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
-        "interrupted_call", "clock_t", "acting", "resume_actions", "snapped_at",
+        "interrupted_call", "clock_t", "acting", "acting_since", "logged", "resume_actions", "snapped_at",
         "__weakref__",
     )
 
@@ -71,8 +71,12 @@ class Agent:
         # steps are at, so that waits its steps start count from when they first began
         # (the time the run was down included). None once the agent is live again.
         self.clock_t: float | None = None
-        # The actions its task carries out now (a checkpoint's snapshot records the call it awaits).
+        # The actions its task carries out now, the time its step asked for them (on the
+        # step's clock) and the kinds of outcome they have had logged so far, in log order
+        # (a checkpoint's snapshot records them: see runtime.snapshots).
         self.acting: tuple[Any, ...] | None = None
+        self.acting_since = 0.0
+        self.logged: list[str] | None = None
         # Restored from a snapshot: the calls it awaited, carried out again before its next step.
         self.resume_actions: list[Any] | None = None
         # Its steps when its latest snapshot was taken: one that has not stepped since still stands.
@@ -89,6 +93,18 @@ class Agent:
         brings the agent's clock up to now; one that was over already moves it on."""
         if self.clock_t is not None:
             self.clock_t = self.clock_t + seconds if left <= 0 else None
+
+    def act(self, actions: tuple[Any, ...]) -> None:
+        """Its task starts carrying out ``actions``, which its latest step returned."""
+        self.acting = actions
+        self.acting_since = time.time() if self.clock_t is None else self.clock_t
+        self.logged = []
+
+    def log_outcome(self, op: str) -> None:
+        """One of the actions it carries out had its outcome (``op``: a journal effect's
+        kind) logged, or handed back from the log."""
+        if self.logged is not None:
+            self.logged.append(op)
 
     @property
     def budget(self) -> Budget:

@@ -10,6 +10,7 @@ a step can decide what to do about them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,8 @@ def _spawn(svc: ActionServices, agent: Agent, action: Spawn) -> Result:
 
 def _acquire(svc: ActionServices, agent: Agent, action: AcquireLock) -> Result:
     lock = svc.locks.try_acquire(agent.id, action.path, action.mode)
+    if lock.ok:
+        agent.log_outcome("lock")
     if lock.conflict is not None:
         svc.conflicts.opened(agent, lock.conflict, waiting=False, since=agent.clock_t)
     return Result(action, lock.ok, lock, None if lock.ok else "conflict")
@@ -176,7 +179,11 @@ async def _lock(svc: ActionServices, agent: Agent, action: AcquireLock) -> Resul
     lock = await svc.locks.acquire(
         agent.id, action.path, action.mode, timeout=agent.left_of(action.timeout),
         on_conflict=lambda conflict: svc.conflicts.opened(agent, conflict, waiting=True, since=since),
+        # A resumed agent queues where its wait first began, ahead of those that came later.
+        queued_at=time.time() if since is None else since,
     )
+    if lock.ok:
+        agent.log_outcome("lock")
     svc.set_status(agent, "running", "lock")
     return Result(action, lock.ok, lock, None if lock.ok else "conflict")
 
@@ -225,6 +232,7 @@ async def _call_tool(svc: ActionServices, agent: Agent, action: CallTool) -> Res
     if left is not None and left <= 0:
         return Result(action, False, "max_tool_calls used up", "budget_exceeded")
     agent.tool_calls += 1
+    agent.log_outcome("tool")  # its request (or the gate's hold) is logged before this task yields
     call_id = action.call_id
     if agent.grant.approve or call_id is not None:
         gate = gate_for(agent.grant.approve, action.name, lambda: _gated_path(svc, agent, action))
@@ -282,6 +290,7 @@ async def _call_llm(svc: ActionServices, agent: Agent, action: CallLLM) -> Resul
     if isinstance(reserved, str):
         return Result(action, False, reserved, "budget_exceeded")
     request, reservation = reserved
+    agent.log_outcome("llm")
     out = await svc.plane.call_llm(agent.id, request, call_id=action.call_id, provider=agent.spec.provider,
                                   within=time_left(agent, clock()))
     if reservation is not None:

@@ -60,14 +60,16 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     if effect.get("t") is not None:
         agent.clock_t = effect["t"] / 1000  # the next step runs when this outcome came
     if op in ("lock", "unlock"):
+        agent.log_outcome(op)
         return Result(action, True)
     if op == "send":
         return Result(action, bool(effect["ok"]), None, None if effect["ok"] else str(effect.get("error") or "inbox_full"))
     if op == "spawn":
         return _spawn(svc, agent, action, effect)  # type: ignore[arg-type]
-    if op == "tool":
-        return _tool(svc, agent, action, effect)  # type: ignore[arg-type]
-    return _llm(agent, action, effect)  # type: ignore[arg-type]
+    answer = _tool(svc, agent, action, effect) if op == "tool" else _llm(agent, action, effect)  # type: ignore[arg-type]
+    if isinstance(answer, Result):
+        agent.log_outcome(op)  # an action it returns instead logs (or is handed) its outcome when carried out
+    return answer
 
 
 def _instant(agent: Agent, action: Action) -> Result:

@@ -185,7 +185,7 @@ class Scheduler:
             agent.results = tuple(results)
             self._wake(agent)
         else:
-            agent.acting = tuple(actions)
+            agent.act(tuple(actions))
             self._start_task(agent, partial(self._run_actions, agent, actions))
 
     async def _async_step(self, agent: Agent, pending: Awaitable[object]) -> None:
@@ -201,6 +201,7 @@ class Scheduler:
             agent.scope = None
             self._carry_out(agent, actions)
         else:
+            agent.act(tuple(actions))
             await self._run_actions(agent, actions)
 
     async def _run_actions(self, agent: Agent, actions: Sequence[Any], done: Sequence[Any] = ()) -> None:
@@ -228,7 +229,7 @@ class Scheduler:
             self._crash(agent, exc, "action")
         finally:
             self.tasks -= 1
-            agent.acting = None
+            agent.acting = agent.logged = None
             if agent.scope is scope:
                 agent.scope = None
                 if not agent.ended:

@@ -9,10 +9,16 @@ its state, counters and the call it was waiting for come back, and only the outc
 messages logged after the snapshot are replayed.
 
 An agent is snapshotted only when its spec says how to keep its state
-(:class:`~agentctl.runtime.spec.StateCodec`: script and LLM agents), it has no live
-children (they are started again by replaying the parent's spawns) and it is between steps:
-idle, or waiting for exactly one tool or LLM call. Any other agent keeps its whole journal
-and is replayed from its start, as before.
+(:class:`~agentctl.runtime.spec.StateCodec`: script and LLM agents, plugin steps that
+declare it), it has no live children (they are started again by replaying the parent's
+spawns) and it is between steps: idle, or carrying out actions whose outcomes the log or
+the clock can answer (:data:`KEPT`: tool and LLM calls, held for approval or not, sleeps,
+lock acquires, parallel batches of those). The snapshot records those actions, when its
+step asked for them (``since``) and the kinds of outcome they have had logged (``logged``);
+a resume carries them out again from ``since``: logged outcomes are handed back from the
+journal, a sleep or a lock wait waits only what is left, a call with no outcome follows the
+interrupted-call rules. Any other agent keeps its whole journal and is replayed from its
+start, as before.
 """
 
 from __future__ import annotations
@@ -23,16 +29,17 @@ from typing import Any
 
 import msgspec
 
-from ..actions import Action, CallLLM, CallTool
+from ..actions import AcquireLock, Action, CallLLM, CallTool, Parallel, Sleep
 from ..errors import LogError
 from .agent import Agent
 from .spec import AgentSpec
 
 #: The snapshot format; another version is not restored.
-VERSION = 1
+VERSION = 2
 
-_OP_OF: dict[type, str] = {CallLLM: "llm", CallTool: "tool"}
-_TYPE_OF: dict[str, type] = {op: kind for kind, op in _OP_OF.items()}
+#: The actions a snapshot may record an agent carrying out, by the name it records.
+KEPT: dict[str, type] = {"llm": CallLLM, "tool": CallTool, "sleep": Sleep, "lock": AcquireLock, "parallel": Parallel}
+_OP_OF: dict[type, str] = {kind: op for op, kind in KEPT.items()}
 
 
 class SnapshotError(LogError):
@@ -45,6 +52,7 @@ class Restored:
 
     state: dict[str, Any]
     actions: tuple[Action, ...]
+    since: int
     turns: int
     steps: int
     tool_calls: int
@@ -59,24 +67,46 @@ def take(agent: Agent) -> dict[str, Any] | None:
     if (codec is None or agent.ended or not agent.started or agent.children or agent.results or agent.tick_due
             or agent.replay is not None or agent.resume_actions is not None or agent.interrupted_call is not None):
         return None
+    logged: list[str] = []
     if agent.scope is None:
         if agent.scheduled:
             return None  # it has something to do: a step is due
         actions: list[dict[str, Any]] = []
     else:
         acting = agent.acting
-        if acting is None or len(acting) != 1 or type(acting[0]) not in _OP_OF:
-            return None
-        actions = [{"op": _OP_OF[type(a)], **msgspec.to_builtins(a)} for a in acting]
+        if acting is None or agent.logged is None or not all(map(_kept, acting)):
+            return None  # an async step under way, or an action the log cannot answer
+        actions = [_encoded(a) for a in acting]
+        logged = list(agent.logged)
     try:
         state = codec.encode(agent.state)
     except Exception:  # a state the codec cannot keep: the agent is simply replayed in full
         return None
-    return {"version": VERSION, "tag": codec.tag, "state": state, "actions": actions, "turns": agent.inbox.steps,
-            # The call it awaits is counted again when it is carried out again.
-            "steps": agent.steps, "tool_calls": agent.tool_calls - sum(a["op"] == "tool" for a in actions),
+    return {"version": VERSION, "tag": codec.tag, "state": state, "actions": actions, "logged": logged,
+            "since": int(agent.acting_since * 1000) if actions else 0, "turns": agent.inbox.steps,
+            # The calls carried out again are counted again.
+            "steps": agent.steps, "tool_calls": agent.tool_calls - logged.count("tool"),
             "tokens": agent.tokens,
             "spawned_children": agent.spawned_children, "t": int(time.time() * 1000)}
+
+
+def _kept(action: Action) -> bool:
+    kind = type(action)
+    return kind in _OP_OF and (kind is not Parallel or all(map(_kept, action.actions)))  # type: ignore[union-attr]
+
+
+def _encoded(action: Action) -> dict[str, Any]:
+    if isinstance(action, Parallel):
+        return {"op": "parallel", "actions": [_encoded(a) for a in action.actions]}
+    return {"op": _OP_OF[type(action)], **msgspec.to_builtins(action)}
+
+
+def _decoded(data: dict[str, Any]) -> Action:
+    kind = KEPT[data["op"]]
+    if kind is Parallel:
+        return Parallel(tuple(_decoded(a) for a in data["actions"]))
+    action: Action = msgspec.convert({k: v for k, v in data.items() if k != "op"}, kind)
+    return action
 
 
 def restored(spec: AgentSpec, snapshot: Any) -> Restored:
@@ -91,9 +121,9 @@ def restored(spec: AgentSpec, snapshot: Any) -> Restored:
     if snapshot.get("tag") != codec.tag:
         raise SnapshotError(f"it was taken of another step function ({snapshot.get('tag')!r}, not {codec.tag!r})")
     try:
-        counts = {k: _count(snapshot, k) for k in ("turns", "steps", "tool_calls", "tokens", "spawned_children", "t")}
-        actions: tuple[Action, ...] = tuple(msgspec.convert({k: v for k, v in a.items() if k != "op"}, _TYPE_OF[a["op"]])
-                        for a in snapshot["actions"])
+        counts = {k: _count(snapshot, k)
+                  for k in ("since", "turns", "steps", "tool_calls", "tokens", "spawned_children", "t")}
+        actions = tuple(_decoded(a) for a in snapshot["actions"])
         state = codec.decode(snapshot["state"])
     except SnapshotError:
         raise

@@ -220,8 +220,10 @@ class Tree:
             agent.replay = replayed
         if snap is not None:
             snapshots.apply(agent, snap)
-            # Replayed steps run on the clock of the snapshot's time, moved on by each outcome.
-            agent.clock_t = snap.t / 1000 if agent.replay is not None or snap.actions else None
+            # What it was carrying out starts again on the clock of the step that asked for it
+            # (a sleep or a lock wait waits only what is left); replayed steps run on the clock
+            # of the snapshot's time, moved on by each outcome.
+            agent.clock_t = snap.since / 1000 if snap.actions else snap.t / 1000 if agent.replay is not None else None
         self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
                   replay=len(journal.effects), messages=len(journal.inbox), snapshot=snap is not None)
         if snap is not None and not snap.actions:

@@ -14,6 +14,7 @@ keeps the event order honest: ``lock/released`` then the waiter's ``lock/acquire
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,9 +114,10 @@ class _Hold:
 
 
 class _Waiter:
-    __slots__ = ("agent", "by", "event", "granted", "mode", "path")
+    __slots__ = ("agent", "by", "event", "granted", "mode", "path", "queued_at")
 
-    def __init__(self, agent: str, path: str, mode: str, by: str) -> None:
+    def __init__(self, agent: str, path: str, mode: str, by: str, queued_at: float) -> None:
+        self.queued_at = queued_at
         self.agent = agent
         self.path = path
         self.mode = mode
@@ -177,13 +179,15 @@ class LockService:
 
     async def acquire(
         self, agent_id: str, path: str, mode: str = "write", *, timeout: float = 0.0,
-        on_conflict: Callable[[Conflict], None] | None = None, by: str = "step",
+        on_conflict: Callable[[Conflict], None] | None = None, by: str = "step", queued_at: float | None = None,
     ) -> LockResult:
         """Take the lock, waiting up to ``timeout`` seconds for it (0: answer at once).
 
         The conflict is logged once, when first seen (and handed to ``on_conflict``); the
         wait ends when a release hands the lock over, never by polling. On timeout the
-        result carries that conflict.
+        result carries that conflict. Waiters are served in the order of ``queued_at``
+        (wall-clock seconds, default now): a wait that a crash resume carries on keeps
+        its place ahead of those that began after it.
 
         Raises:
             LockError: for a bad path or mode.
@@ -194,8 +198,8 @@ class LockService:
             on_conflict(first.conflict)
         if first.ok or timeout <= 0:
             return first
-        waiter = _Waiter(agent_id, path, mode, by)
-        self._waiters.append(waiter)
+        waiter = _Waiter(agent_id, path, mode, by, time.time() if queued_at is None else queued_at)
+        self._queue(waiter)
         try:
             with anyio.move_on_after(timeout):
                 await waiter.event.wait()
@@ -210,6 +214,13 @@ class LockService:
                 # Waiters queued behind this one may have been held back only by it.
                 self._grant_waiters()
         return waiter.granted or first
+
+    def _queue(self, waiter: _Waiter) -> None:
+        waiters = self._waiters
+        at = len(waiters)
+        while at and waiters[at - 1].queued_at > waiter.queued_at:
+            at -= 1
+        waiters.insert(at, waiter)
 
     def restore(self, agent_id: str, path: str, mode: str, count: int = 1) -> None:
         """Give ``agent_id`` back a lock it held ``count`` times when the run died (crash
