@@ -36,7 +36,8 @@ def _step_for(task: Task, defaults: Defaults) -> tuple[StepFn, StateCodec | None
     """The task's step function, and how its state is snapshotted (None: a plugin step's
     state is its own business, so it is always replayed in full)."""
     if task.agent == "script":
-        return script_step(task.steps, partial(spec_for_task, defaults=defaults, top_level=False)), script_codec(task.steps)
+        child = partial(spec_for_task, defaults=defaults, top_level=False)
+        return script_step(task.steps, child), script_codec(task.steps, child)
     if task.agent == "python":
         assert task.step is not None
         return load_step(task.step), None

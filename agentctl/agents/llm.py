@@ -22,14 +22,17 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+import msgspec
 
 from .. import actions as act
 from ..actions import Action, Result
 from ..plan.model import Task
 from ..policy import Budget
 from ..runtime.snapshots import SnapshotError
-from ..runtime.spec import AgentSpec, StateCodec, StepContext, StepFn
+from ..runtime.spec import AgentSpec, ChildCodec, StateCodec, StepContext, StepFn
 from ..services.bus import Message
 from ..services.llm.base import ChatReply, ToolCall
 from ..services.tools.bridge import SCHEMAS as BRIDGE_SCHEMAS
@@ -79,7 +82,37 @@ def llm_codec(task: Task, config: LLMAgentConfig = LLMAgentConfig()) -> StateCod
     """How an ``llm`` agent's state (its conversation, what it awaits, the calls it made)
     is kept in a snapshot; the tag names its instructions and config."""
     digest = hashlib.sha256(repr((task.instructions, config)).encode()).hexdigest()[:16]
-    return StateCodec(f"llm/1:{digest}", lambda state: json.loads(json.dumps(state)), _decode_state)
+    return StateCodec(f"llm/1:{digest}", lambda state: json.loads(json.dumps(state)), _decode_state,
+                      ChildCodec(_spawn_args, partial(_spawned_by, config)))
+
+
+class _SpawnArgs(msgspec.Struct, forbid_unknown_fields=True):
+    """An ``agent/spawn`` call as its child's spec was built from it (see :func:`llm_child_spec`)."""
+
+    id: str
+    instructions: str
+    model: str | None
+    tools: list[str] | None
+    budget: dict[str, Any] | None
+    provider: str | None
+
+
+def _spawn_args(child: AgentSpec) -> dict[str, Any] | None:
+    """The ``agent/spawn`` arguments ``child`` was built from (None: not an LLM agent's spawn)."""
+    if child.kind != "llm" or child.instructions is None:
+        return None
+    return {"id": child.id, "instructions": child.instructions, "model": child.model,
+            "tools": None if child.tools is None else sorted(child.tools),
+            "budget": None if child.budget is None else child.budget.to_dict(), "provider": child.provider}
+
+
+def _spawned_by(config: LLMAgentConfig, data: Any) -> AgentSpec:
+    try:
+        args = msgspec.convert(data, _SpawnArgs)
+    except msgspec.ValidationError as exc:
+        raise SnapshotError(f"its child entry does not decode ({exc})") from None
+    return llm_child_spec(args.id, args.instructions, model=args.model, tools=args.tools, budget=args.budget,
+                          provider=args.provider, config=config)
 
 
 def _decode_state(data: Any) -> dict[str, Any]:

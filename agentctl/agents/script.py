@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -20,7 +21,7 @@ from ..errors import AgentctlError
 from ..frozen import thaw
 from ..plan.model import Step, Task
 from ..runtime.snapshots import SnapshotError
-from ..runtime.spec import AgentSpec, StateCodec, StepContext
+from ..runtime.spec import AgentSpec, ChildCodec, StateCodec, StepContext
 from ..services.bus import Message
 
 #: Builds the spec of a child a ``spawn`` step starts from its task.
@@ -65,12 +66,26 @@ def script_step(steps: Sequence[Step], child_spec: ChildSpec):
     return step
 
 
-def script_codec(steps: Sequence[Step]) -> StateCodec:
+def script_codec(steps: Sequence[Step], child_spec: ChildSpec | None = None) -> StateCodec:
     """How a script agent's state (its position, the messages it keeps for ``wait``, a
     wait's deadline) is kept in a snapshot; the tag names the script, so a snapshot of
-    another script is not restored."""
+    another script is not restored. With ``child_spec`` (what its ``spawn`` steps build
+    with) its live children are kept too, each as the number of the step that spawned it."""
     digest = hashlib.sha256(repr(tuple(steps)).encode()).hexdigest()[:16]
-    return StateCodec(f"script/1:{digest}", msgspec.to_builtins, _decode_state)
+    children = None if child_spec is None else ChildCodec(partial(_spawn_step, steps), partial(_spawned_by, steps, child_spec))
+    return StateCodec(f"script/1:{digest}", msgspec.to_builtins, _decode_state, children)
+
+
+def _spawn_step(steps: Sequence[Step], child: AgentSpec) -> int | None:
+    """The number of the ``spawn`` step whose task ``child`` was built from."""
+    task = child.meta.get("task")
+    return next((i for i, s in enumerate(steps) if s.op == "spawn" and s.arg is task), None)
+
+
+def _spawned_by(steps: Sequence[Step], child_spec: ChildSpec, index: Any) -> AgentSpec:
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(steps) or steps[index].op != "spawn":
+        raise SnapshotError(f"its child entry {index!r} is not one of the script's spawn steps")
+    return child_spec(steps[index].arg)
 
 
 def _decode_state(data: Any) -> dict[str, Any]:

@@ -47,13 +47,26 @@ def _snapshot(state: RunState) -> dict[str, Any]:
     # journals. Finished agents deeper down and the recent events are for views, which
     # fold the log itself; dropping them keeps a checkpoint's size, and so resume time,
     # independent of how long the run has been going.
-    kept = [a for a in run["agents"] if a["depth"] <= 1 or a["status"] not in _ENDED]
+    # A child a live agent's snapshot names is kept too: resume tells by its record that it
+    # ended (and stays ended) rather than that the snapshot names an agent the run never had.
+    named = _named_children(state)
+    kept = [a for a in run["agents"] if a["depth"] <= 1 or a["status"] not in _ENDED or a["id"] in named]
     ids = {a["id"] for a in kept}
     for agent in kept:
         agent["children"] = [c for c in agent["children"] if c in ids]
     run["agents"] = kept
     run["recent"] = []
     return {"run": run}
+
+
+def _named_children(state: RunState) -> set[str]:
+    """The ids of the children that live agents' snapshots name (a damaged snapshot names none)."""
+    named: set[str] = set()
+    for journal in state.journals.by_agent.values():
+        children = journal.snapshot.get("children") if isinstance(journal.snapshot, dict) else None
+        if isinstance(children, list):
+            named.update(c["id"] for c in children if isinstance(c, dict) and isinstance(c.get("id"), str))
+    return named
 
 
 def _encode(seq: int, snapshot: dict[str, Any] | bytes) -> bytes:

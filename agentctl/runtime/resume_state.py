@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +33,13 @@ class ResumeContext:
         full_journal: an agent's whole journal, folded from the log's start: replayed
             instead when the snapshot a checkpoint kept of it cannot be used.
         warn: where a resume says what was odd but did not stop it.
+        known: every agent id the log knows, live or ended: a child a snapshot names that
+            has no journal ended after it, unless the log never knew it.
     """
 
     journals: Journals
     full_journal: Callable[[str], Journal | None] | None = None
+    known: Container[str] = frozenset()
     warn: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr)
 
 

@@ -10,15 +10,16 @@ messages logged after the snapshot are replayed.
 
 An agent is snapshotted only when its spec says how to keep its state
 (:class:`~agentctl.runtime.spec.StateCodec`: script and LLM agents, plugin steps that
-declare it), it has no live children (they are started again by replaying the parent's
-spawns) and it is between steps: idle, or carrying out actions whose outcomes the log or
+declare it) and it is between steps: idle, or carrying out actions whose outcomes the log or
 the clock can answer (:data:`KEPT`: tool and LLM calls, held for approval or not, sleeps,
 lock acquires, parallel batches of those). The snapshot records those actions, when its
 step asked for them (``since``) and the kinds of outcome they have had logged (``logged``);
 a resume carries them out again from ``since``: logged outcomes are handed back from the
 journal, a sleep or a lock wait waits only what is left, a call with no outcome follows the
-interrupted-call rules. Any other agent keeps its whole journal and is replayed from its
-start, as before.
+interrupted-call rules. Its live children are kept by id, spec and grant (when its step
+function can keep their specs: script and LLM agents), and a resume starts each again from
+its own journal (:mod:`agentctl.runtime.lineage`). Any other agent keeps its whole journal
+and is replayed from its start, as before.
 """
 
 from __future__ import annotations
@@ -64,8 +65,11 @@ class Restored:
 def take(agent: Agent) -> dict[str, Any] | None:
     """The agent's snapshot now, or None when it cannot be taken (see the module doc)."""
     codec = agent.spec.state_codec
-    if (codec is None or agent.ended or not agent.started or agent.children or agent.results or agent.tick_due
+    if (codec is None or agent.ended or not agent.started or agent.results or agent.tick_due
             or agent.replay is not None or agent.resume_actions is not None or agent.interrupted_call is not None):
+        return None
+    children = _children(agent)
+    if children is None:
         return None
     logged: list[str] = []
     if agent.scope is None:
@@ -87,7 +91,7 @@ def take(agent: Agent) -> dict[str, Any] | None:
             # The calls carried out again are counted again.
             "steps": agent.steps, "tool_calls": agent.tool_calls - logged.count("tool"),
             "tokens": agent.tokens,
-            "spawned_children": agent.spawned_children, "t": int(time.time() * 1000)}
+            "spawned_children": agent.spawned_children, "children": children, "t": int(time.time() * 1000)}
 
 
 def _kept(action: Action) -> bool:
@@ -150,3 +154,21 @@ def apply(agent: Agent, snap: Restored) -> None:
     agent.inbox.steps = snap.turns
     agent.started = True  # its next step is not a start
     agent.resume_actions = list(snap.actions) or None
+
+
+def _children(agent: Agent) -> list[dict[str, Any]] | None:
+    """The agent's live children as its snapshot keeps them, in start order: each one's id,
+    its spec as the agent's step function made it, and what it was granted (restored by
+    :mod:`agentctl.runtime.lineage`); None when its step function cannot keep one of them."""
+    codec = agent.spec.state_codec
+    kept = codec.children if codec is not None else None
+    children = []
+    for child_id, child in agent.children.items():
+        spec = kept.encode(child.spec) if kept is not None else None
+        if spec is None:
+            return None
+        grant = child.grant
+        children.append({"id": child_id, "spec": spec, "grant": {
+            "model": grant.model, "tools": sorted(grant.tools), "budget": grant.budget.to_dict(),
+            "approve": sorted(grant.approve)}})
+    return children

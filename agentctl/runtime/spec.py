@@ -42,6 +42,26 @@ class StateCodec:
     tag: str
     encode: Callable[[dict[str, Any]], Any]
     decode: Callable[[Any], dict[str, Any]]
+    #: How the agent's live children are kept in its snapshot (``None``: an agent with a
+    #: live child is not snapshotted; a resume replays its steps, spawns included).
+    children: ChildCodec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCodec:
+    """How a step function's spawns are kept in its agent's snapshot, so that a resume
+    starts the live children again without replaying the steps that spawned them
+    (:mod:`agentctl.runtime.lineage`).
+
+    Attributes:
+        encode: a child's spec as JSON-able data (the spawn as the step made it: a script's
+            step number, an LLM's ``agent/spawn`` arguments), or ``None`` when this step
+            function did not make it.
+        decode: the inverse, the very spec the step made; may raise on data it does not recognise.
+    """
+
+    encode: Callable[[AgentSpec], Any]
+    decode: Callable[[Any], AgentSpec]
 
 
 @dataclass(frozen=True, slots=True)

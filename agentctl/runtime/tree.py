@@ -33,6 +33,7 @@ from ..services.bus import Inbox
 from . import snapshots
 from .agent import Agent
 from .kernel import Kernel
+from .lineage import LiveChild, live_children
 from .resume_state import Replay, ResumeContext
 from .spec import AgentSpec, StepContext, Strategy
 from .supervision import plan_restart, should_restart, within_intensity
@@ -122,21 +123,28 @@ class Tree:
     # ------------------------------------------------------------------ starting
 
     def spawn(
-        self, spec: AgentSpec, parent: Agent | None, *, previous: Agent | None = None, journal: Journal | None = None
+        self, spec: AgentSpec, parent: Agent | None, *, previous: Agent | None = None, journal: Journal | None = None,
+        granted: Grant | None = None,
     ) -> str:
         """Start ``spec`` under ``parent`` (``None``: a root), or again after ``previous`` (a restart).
+
+        ``granted``: a live child its restored parent's snapshot names (crash resume), started
+        with the grant it had, and already counted among the parent's spawns.
 
         Raises:
             PolicyError: the policy or the parent's budget refuses the child.
             ActionError: the id is taken by a live agent.
         """
-        if previous is None:
+        if granted is not None:
+            grant = granted
+        elif previous is None:
             grant = self._grant(spec, parent)
         else:
             grant = previous.grant
-        snap = None
+        snap: snapshots.Restored | None = None
+        children: tuple[LiveChild, ...] = ()
         if journal is not None and journal.snapshot is not None:
-            journal, snap = self._snapshot_of(spec, journal)
+            journal, snap, children = self._snapshot_of(spec, journal, grant, 0 if parent is None else parent.depth + 1)
         replayed = Replay(journal) if journal is not None else None
         inbox = self._bus.register(spec.id, parent.id if parent else None, spec.topology,
                                    self._inbox_for(replayed, snap.turns if snap is not None else 0))
@@ -158,12 +166,15 @@ class Tree:
                 # 100,000 agents otherwise). Ended agents are still freed by refcounting.
                 gc.freeze()
             if parent is not None:
-                parent.spawned_children += 1
+                if granted is None:  # a restored child was counted in its parent's snapshot
+                    parent.spawned_children += 1
                 parent.reserve_for(grant.budget)
             if grant.budget.max_seconds is not None:
                 agent.deadline = now + grant.budget.max_seconds
             if journal is not None and replayed is not None:
                 self._resumed(agent, journal, replayed, snap)
+                for child in children:
+                    self.spawn(child.spec, agent, journal=child.journal, granted=child.grant)
             else:
                 self._emit(
                     "agent/spawned", spec.id,
@@ -188,12 +199,16 @@ class Tree:
         replayed.deliver(inbox)  # those that came before its next step
         return inbox
 
-    def _snapshot_of(self, spec: AgentSpec, journal: Journal) -> tuple[Journal, snapshots.Restored | None]:
-        """The snapshot a checkpoint kept for the agent, or (when it cannot be used) its
-        whole journal, from the log, to replay instead."""
+    def _snapshot_of(
+        self, spec: AgentSpec, journal: Journal, grant: Grant, depth: int
+    ) -> tuple[Journal, snapshots.Restored | None, tuple[LiveChild, ...]]:
+        """The snapshot a checkpoint kept for the agent and the live children it names, or
+        (when it cannot be used) its whole journal, from the log, to replay instead."""
         assert self._resume is not None
         try:
-            return journal, snapshots.restored(spec, journal.snapshot)
+            snap = snapshots.restored(spec, journal.snapshot)
+            return journal, snap, live_children(spec, journal, grant=grant, depth=depth, policy=self.policy,
+                                                journals=self._resume.journals, known=self._resume.known)
         except snapshots.SnapshotError as exc:
             full = self._resume.full_journal(spec.id) if self._resume.full_journal is not None else None
             if full is not None:
@@ -201,7 +216,7 @@ class Tree:
             self._resume.warn(f"agent {spec.id}: the checkpoint's snapshot of its state cannot be used: {exc}; "
                               + ("replaying its whole history from the log instead" if full is not None
                                  else "its history before the snapshot is not in the log read; replaying what followed"))
-            return (full if full is not None else journal), None
+            return (full if full is not None else journal), None, ()
 
     def _resumed(self, agent: Agent, journal: Journal, replayed: Replay, snap: snapshots.Restored | None) -> None:
         assert self._resume is not None
