@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from . import actions as actions
     from .actions import Result as Result
+    from .agents.plugin import keeps_state as keeps_state
     from .errors import ActionError as ActionError
     from .errors import AgentctlError as AgentctlError
     from .errors import BusError as BusError
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "actions": "agentctl.actions",
     "Result": "agentctl.actions",
+    "keeps_state": "agentctl.agents.plugin",
     "ActionError": "agentctl.errors",
     "AgentctlError": "agentctl.errors",
     "BusError": "agentctl.errors",

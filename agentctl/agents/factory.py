@@ -16,6 +16,7 @@ from ..plan.model import Defaults, Task
 from ..policy import Budget
 from ..runtime.spec import AgentSpec, StateCodec, StepFn
 from ..services.bus import Topology
+from .plugin import state_codec
 from .script import script_codec, script_step
 
 
@@ -33,14 +34,15 @@ def load_step(ref: str) -> StepFn:
 
 
 def _step_for(task: Task, defaults: Defaults) -> tuple[StepFn, StateCodec | None]:
-    """The task's step function, and how its state is snapshotted (None: a plugin step's
-    state is its own business, so it is always replayed in full)."""
+    """The task's step function, and how its state is snapshotted (None: a plugin step that
+    does not declare it with ``keeps_state`` is always replayed in full)."""
     if task.agent == "script":
         child = partial(spec_for_task, defaults=defaults, top_level=False)
         return script_step(task.steps, child), script_codec(task.steps, child)
     if task.agent == "python":
         assert task.step is not None
-        return load_step(task.step), None
+        fn = load_step(task.step)
+        return fn, state_codec(fn)
     if task.agent == "llm":
         from .llm import LLMAgentConfig, llm_codec, llm_step
 
