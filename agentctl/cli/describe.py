@@ -9,7 +9,7 @@ import typer
 from ..errors import AgentctlError
 from .errors import fail_usage
 from .jsonout import Output, output_option, print_json
-from .views import resolve_run
+from .views import blame_the_log, resolve_run
 
 
 def describe_command(
@@ -29,12 +29,14 @@ def describe_command(
     run_dir = resolve_run(Path(args[0]) if len(args) == 2 else None)
     agent = args[-1]
     try:
-        found = describe_agent(read_events(read_run_events(run_dir)), agent)
+        path = read_run_events(run_dir)
+        with blame_the_log(path):
+            found = describe_agent(read_events(path), agent)
+            if found is None:
+                fail_usage(f"no agent {agent!r} in the run in {run_dir}")
+            if output is Output.json:
+                print_json(found)
+                return
+            Console(soft_wrap=True).print(render_description(found))
     except AgentctlError as exc:
         fail_usage(str(exc))
-    if found is None:
-        fail_usage(f"no agent {agent!r} in the run in {run_dir}")
-    if output is Output.json:
-        print_json(found)
-        return
-    Console(soft_wrap=True).print(render_description(found))

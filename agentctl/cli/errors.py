@@ -59,11 +59,11 @@ def fail_plan(problems: list[PlanError]) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
+def leaves(exc: BaseException) -> Iterator[BaseException]:
     """The exceptions inside (nested) exception groups, or ``exc`` itself."""
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            yield from _leaves(inner)
+            yield from leaves(inner)
     else:
         yield exc
 
@@ -107,13 +107,13 @@ def boundary() -> Iterator[None]:
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except BaseException as exc:
-        leaves = list(_leaves(exc))
-        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        found = list(leaves(exc))
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in found):
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        if not all(_is_input_error(leaf) for leaf in leaves):
+        if not all(_is_input_error(leaf) for leaf in found):
             raise
         codes, seen = [], set()
-        for leaf in leaves:
+        for leaf in found:
             key = (type(leaf), str(leaf))
             if key not in seen:
                 seen.add(key)

@@ -37,7 +37,7 @@ def export_command(
     from ..events.reader import read_events
     from ..views.otel import trace_of
     from .otel import SpanSender, otel_config, require_sdk
-    from .views import events_file
+    from .views import blame_the_log, events_file
 
     if format not in FORMATS:
         fail_usage(f"FORMAT: expected one of {', '.join(FORMATS)}, got {format!r}")
@@ -46,7 +46,8 @@ def export_command(
     require_sdk()
     path = events_file(events)
     try:
-        spans = trace_of(read_events(path), content=config.content)
+        with blame_the_log(path):
+            spans = trace_of(read_events(path), content=config.content)
     except AgentctlError as exc:
         fail_usage(str(exc))
     if not spans:

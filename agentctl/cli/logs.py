@@ -10,7 +10,7 @@ import typer
 
 from ..errors import AgentctlError
 from .errors import fail_usage
-from .views import end_code, resolve_run
+from .views import blame_the_log, end_code, resolve_run
 
 
 def logs_command(
@@ -34,13 +34,14 @@ def logs_command(
     printer = LogPrinter(LogFilter(agent, type_), sys.stdout)
     try:
         path = run if run is not None and run.is_file() else read_run_events(run_dir)
-        if not follow:
-            for event in read_events(path):
-                printer.feed(event)
-        else:
-            from ..views.follow import follow_run
+        with blame_the_log(path):
+            if not follow:
+                for event in read_events(path):
+                    printer.feed(event)
+            else:
+                from ..views.follow import follow_run
 
-            end = anyio.run(lambda: follow_run(path, printer.feed))
+                end = anyio.run(lambda: follow_run(path, printer.feed))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except AgentctlError as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from ..errors import AgentctlError, PlanError
-from .errors import EXIT_USAGE, fail_plan, fail_usage, print_error
+from .errors import EXIT_USAGE, fail_plan, fail_usage, leaves, print_error
 from .views import RUNS
 
 if TYPE_CHECKING:
@@ -132,8 +132,8 @@ def run_command(
         except* AgentctlError as group:
             # A run that could not be set up (an MCP server that did not start, say): the
             # events so far are on disk; say what failed, without a traceback.
-            for error in group.exceptions:
-                print_error(str(error))
+            for message in dict.fromkeys(str(error) for error in leaves(group)):
+                print_error(message)
             code = EXIT_USAGE
         for failure in session.interrupted_failures():
             print_error(f"agent {failure.agent_id}: {failure.error}; see docs/durability.md")

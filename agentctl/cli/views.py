@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -95,6 +97,27 @@ def events_file(target: Optional[Path]) -> Path:
     return path
 
 
+@contextmanager
+def blame_the_log(path: Path) -> Iterator[None]:
+    """Run a view of the log at ``path``; if it fails (not on bad input it reports itself) and
+    an event of the log does not fit its definition, raise that event's
+    :class:`~agentctl.errors.CorruptLogError` instead: one line naming file, line, key path,
+    expected and got. A failure on a log that fits is a bug and keeps its traceback."""
+    from ..errors import AgentctlError
+
+    try:
+        yield
+    except (AgentctlError, OSError, typer.Exit):
+        raise
+    except Exception as exc:
+        from ..events.check import first_misfit
+
+        found = first_misfit(path) if path.is_file() else None
+        if found is None:
+            raise
+        raise found from exc
+
+
 def watch_command(target: Optional[Path] = typer.Argument(None, help="A run directory or events.jsonl [default: the newest run].")) -> None:
     """Follow a run of another process live, as its events.jsonl grows.
 
@@ -123,7 +146,8 @@ def watch_command(target: Optional[Path] = typer.Argument(None, help="A run dire
         else:
             typer.echo(f"note: held calls cannot be answered from this view: {why}", err=True)
     keys = read_keys if approvals is not None else None
-    watched = anyio.run(lambda: watch(path, _console(), plain=plain, state=state, approvals=approvals, keys=keys))
+    with blame_the_log(path):
+        watched = anyio.run(lambda: watch(path, _console(), plain=plain, state=state, approvals=approvals, keys=keys))
     raise typer.Exit(end_code(path.parent, watched.end))
 
 
@@ -177,12 +201,14 @@ def replay_command(
         fail_usage(f"no events file at {path}")
     console = _console()
     if summary:
-        found = summarize(state_at(path, at))
-        if output is Output.json:
-            print_json(summary_object(found))
-        else:
-            console.print(render_summary(found))
+        with blame_the_log(path):
+            found = summarize(state_at(path, at))
+            if output is Output.json:
+                print_json(summary_object(found))
+            else:
+                console.print(render_summary(found))
         return
-    state = anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg))
+    with blame_the_log(path):
+        state = anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg))
     if at is not None and state.last_seq < at:
         typer.echo(f"note: the log ends at event #{state.last_seq}; that is the state shown", err=True)

@@ -49,6 +49,8 @@ def check_events(
     open_calls = set(pending)
     for index, event in enumerate(events, 1):
         seq, kind = event.get("seq"), event.get("type")
+        if type(kind) is not str:
+            kind = None  # not an event's type (a damaged line): no call to pair
         if seq != expected:
             on_damage(index, _seq_problem(seq, expected))
         if isinstance(seq, int):

@@ -15,6 +15,7 @@ and a type this version does not know (a newer log, a plugin's own event) comes 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
@@ -31,6 +32,7 @@ __all__ = [
     "decode_as",
     "fields_of",
     "loose",
+    "misfit",
     "AgentDone",
     "AgentError",
     "AgentMessage",
@@ -104,12 +106,13 @@ class RunFinished(Event, frozen=True, tag="run/finished"):
 class AgentSpawned(Event, frozen=True, tag="agent/spawned"):
     """``agent/spawned``: an agent joined the tree."""
 
+    agent_id: str  # the new agent: never null, unlike the common field
     parent_id: str | None
     depth: int
     model: str | None
     kind: str | None
     tools: list[str]
-    budget: dict[str, Any]
+    budget: dict[str, int | float | None]
     restart: str
     approve: list[str]
 
@@ -514,3 +517,39 @@ def _unknown(event: Mapping[str, Any]) -> UnknownEvent:
         run_id=run_id if isinstance(run_id, str) else "", agent_id=agent_id if isinstance(agent_id, str) else None,
         data=dict(event),
     )
+
+
+_COMMON: dict[str, tuple[type, ...]] = {"seq": (int,), "t": (int,), "run_id": (str,), "type": (str,),
+                                        "agent_id": (str, type(None))}
+_MISFIT = re.compile(r"Expected `(?P<expected>.+?)`, got `(?P<got>.+?)`(?: - at `\$(?P<at>.*)`)?$")
+
+
+def misfit(event: Mapping[str, Any], *, missing: bool = False) -> str | None:
+    """Why a logged event does not fit its definition (``key path: expected X, got Y``), or None.
+
+    Checks the common fields of every event and every field of a type this version defines.
+    A field an older log lacks counts as its zero value (as :func:`decode` reads it) unless
+    ``missing`` asks for it to be named too: views that index the field need it.
+    """
+    for name, types in _COMMON.items():
+        if name not in event:
+            return f"{name}: missing" if missing or name != "agent_id" else None
+        value = event[name]
+        if type(value) not in types:
+            return f"{name}: expected {' or '.join(t.__name__ for t in types)}, got {type(value).__name__} {value!r:.40}"
+    cls = EVENT_TYPES.get(event["type"])
+    if cls is None:
+        return None
+    if missing:
+        absent = [name for name in fields_of(cls) if name not in event]
+        if absent:
+            return f"{absent[0]}: missing"
+    try:
+        msgspec.convert({**_filler(cls), **event}, cls)
+    except msgspec.ValidationError as exc:
+        found = _MISFIT.match(str(exc))
+        if found is None:
+            return str(exc)
+        at = (found["at"] or "").lstrip(".")
+        return f"{at or 'event'}: expected {found['expected']}, got {found['got']}"
+    return None

@@ -11,6 +11,8 @@ Both stay within the limits of :mod:`agentctl.plan.limits` (size, depth, aliases
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,12 +54,26 @@ def read_plan_text(path: str | Path) -> str:
     """
     file = str(path)
     try:
-        with open(file, "rb") as f:
+        # O_NONBLOCK: a FIFO in the plan's place must not hang the open until a writer comes.
+        with open(os.open(file, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            kind = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(kind):
+                raise PlanError(f"cannot read plan file: not a regular file but a {_file_kind(kind)}", file=file)
             data = f.read(MAX_BYTES + 1)
             check_size(len(data) if len(data) <= MAX_BYTES else os.fstat(f.fileno()).st_size, file)
         return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file: {(exc.strerror or str(exc)).lower()}", file=file) from exc
+    except UnicodeDecodeError as exc:
         raise PlanError(f"cannot read plan file: {exc}", file=file) from exc
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def line_finder(file: str | None, text: str | None = None) -> Callable[[KeyPath], int | None]:
@@ -121,26 +137,34 @@ def parse_edn(text: str, filename: str) -> Any:
         raise PlanError(f"EDN syntax error: {_edn_reason(exc)}", file=filename, line=_edn_line(exc, text)) from exc
     if len(forms) != 1:
         raise PlanError(f"an EDN plan is exactly one map, found {len(forms)} top-level forms", file=filename)
-    return _from_edn(forms[0])
+    return _from_edn(forms[0], filename)
 
 
 def _edn_line(exc: Exception, text: str) -> int | None:
-    # ply's own lineno is never advanced by edn_format's lexer, but lexpos is right.
+    # ply's own lineno is never advanced by edn_format's lexer, but lexpos is right; the
+    # lexer's own errors carry it only in their message.
     for arg in exc.args:
         pos = getattr(arg, "lexpos", None)
         if isinstance(pos, int):
             return text.count("\n", 0, pos) + 1
-    return None
+    found = re.search(r" with lexpos (\d+)", str(exc))
+    return text.count("\n", 0, int(found[1])) + 1 if found else None
 
 
 def _edn_reason(exc: Exception) -> str:
     for arg in exc.args:
         if hasattr(arg, "lexpos"):
             return f"unexpected {getattr(arg, 'value', arg)!r}"
-    return str(exc) or type(exc).__name__
+    # edn_format quotes the text around the error, newlines and all: the line number says where.
+    reason = str(exc).partition(" in the area of ")[0].partition(" with lexpos ")[0] or type(exc).__name__
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)
 
 
-def _from_edn(value: Any, *, key: bool = False) -> Any:
+def _from_edn(value: Any, filename: str, *, key: bool = False) -> Any:
+    if key and isinstance(value, (dict, edn_format.ImmutableDict, list, tuple, edn_format.ImmutableList,
+                                  frozenset, set)):
+        raise PlanError(f"wrong map key (expected a keyword, string or number, got {_edn_kind(value)} "
+                        f"{edn_format.dumps(value)[:40]})", file=filename)
     if isinstance(value, edn_format.Keyword):
         return value.name.replace("-", "_") if key else value.name
     if isinstance(value, edn_format.Symbol):
@@ -148,10 +172,16 @@ def _from_edn(value: Any, *, key: bool = False) -> Any:
     if isinstance(value, edn_format.Char):
         return str(value)
     if isinstance(value, (dict, edn_format.ImmutableDict)):
-        return {_from_edn(k, key=True): _from_edn(v) for k, v in value.items()}
+        return {_from_edn(k, filename, key=True): _from_edn(v, filename) for k, v in value.items()}
     if isinstance(value, (frozenset, set)):
         # Sets have no order; sort so the same file always gives the same plan.
-        return sorted((_from_edn(v) for v in value), key=lambda v: (type(v).__name__, repr(v)))
+        return sorted((_from_edn(v, filename) for v in value), key=lambda v: (type(v).__name__, repr(v)))
     if isinstance(value, (list, tuple, edn_format.ImmutableList)):
-        return [_from_edn(v) for v in value]
+        return [_from_edn(v, filename) for v in value]
     return value
+
+
+def _edn_kind(value: Any) -> str:
+    if isinstance(value, (frozenset, set)):
+        return "set"
+    return "map" if isinstance(value, (dict, edn_format.ImmutableDict)) else "vector"

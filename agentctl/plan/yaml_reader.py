@@ -73,8 +73,14 @@ def read_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
         line = mark.line + 1 if mark else None
         col = f" (column {mark.column + 1})" if mark else ""
         raise PlanError(f"YAML syntax error: {what}{col}", file=filename, line=line) from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, say)
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise PlanError(f"YAML syntax error: unacceptable character #x{char:04x}: {exc.reason}",
+                        file=filename, line=line) from exc
     except yaml.YAMLError as exc:
-        raise PlanError(f"YAML syntax error: {exc}", file=filename) from exc
+        raise PlanError(f"YAML syntax error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                        file=filename) from exc
     finally:
         loader.dispose()
 

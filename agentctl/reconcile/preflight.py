@@ -11,6 +11,7 @@ the run refuses.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ def root_tools(settings: Settings, names: Iterable[str]) -> frozenset[str]:
 def plan_code(plan_path: str | Path) -> Iterator[None]:
     """Make the plan's directory importable (``step:`` modules and ``settings.plugins``)
     for as long as the block runs, ahead of everything else as for a script's directory."""
-    where = str(Path(plan_path).resolve().parent)
+    where = os.path.dirname(os.path.realpath(plan_path))  # realpath: a symlink loop is the loader's to report
     added = where not in sys.path
     if added:
         sys.path.insert(0, where)
