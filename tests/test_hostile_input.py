@@ -70,9 +70,13 @@ def _invoke(args: list[str], codes: tuple[int, ...] = EXIT_CODES) -> Any:
     return result
 
 
-def _sample(items: list[Any], request: pytest.FixtureRequest, every: int) -> list[Any]:
-    """All of ``items`` under ``-m slow``, else every ``every``-th (a fixed, spread sample)."""
-    return items if "slow" in (request.config.getoption("-m") or "").replace("not slow", "") else items[::every]
+#: A sweep's extent: a spread sample in the default suite, everything under ``-m slow``.
+EXTENT = pytest.mark.parametrize("full", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["sample", "full"])
+
+
+def _sample(items: list[Any], full: bool, every: int) -> list[Any]:
+    """All of ``items`` if ``full``, else every ``every``-th (a fixed, spread sample)."""
+    return items if full else items[::every]
 
 
 def _paths(obj: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -154,11 +158,12 @@ PLAN_MUTATIONS = _plan_mutations()
 NAMED = 16  # the hand-written ones at the end: walked by the default suite too
 
 
-def test_every_mutation_of_a_plan_is_refused_in_one_line_or_read(tmp_path: Path, request: pytest.FixtureRequest,
+@EXTENT
+def test_every_mutation_of_a_plan_is_refused_in_one_line_or_read(tmp_path: Path, full: bool,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     refused = 0
-    for label, suffix, data in _sample(PLAN_MUTATIONS[:-NAMED], request, every=503) + PLAN_MUTATIONS[-NAMED:]:
+    for label, suffix, data in _sample(PLAN_MUTATIONS[:-NAMED], full, every=503) + PLAN_MUTATIONS[-NAMED:]:
         plan = tmp_path / f"plan{suffix}"
         plan.write_bytes(data)
         result = _invoke(["validate", str(plan)], codes=(0, 2))
@@ -274,18 +279,16 @@ def _log_mutations(lines: list[bytes]) -> list[tuple[str, bytes]]:
     return found
 
 
-def test_every_mutation_of_an_event_log_is_refused_in_one_line_or_shown(run_dir: Path, tmp_path: Path,
-                                                                        request: pytest.FixtureRequest,
+@EXTENT
+def test_every_mutation_of_an_event_log_is_refused_in_one_line_or_shown(run_dir: Path, tmp_path: Path, full: bool,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     lines = (run_dir / "events.jsonl").read_bytes().splitlines(keepends=True)
     copy_dir = tmp_path / "run"
     copy_dir.mkdir()
-    slow = _sample([0, 1], request, every=2) == [0, 1]
-    for n, (_label, data) in enumerate(_sample(_log_mutations(lines), request, every=457)):
+    for n, (_label, data) in enumerate(_sample(_log_mutations(lines), full, every=457)):
         (copy_dir / "events.jsonl").write_bytes(data)
-        for view in VIEWS if slow else [VIEWS[n % len(VIEWS)]]:
-            _invoke(view(copy_dir), codes=(0, 2))
+        _invoke(VIEWS[n % len(VIEWS)](copy_dir), codes=(0, 2))
 
 
 @pytest.mark.parametrize(("field", "value", "view", "said"), [
@@ -351,7 +354,7 @@ QUICK = ("control.sock a plain file", "events.jsonl a FIFO", "plan copy garbled"
                  marks=() if dead and damage in QUICK else pytest.mark.slow)
     for damage in sorted(_damages()) for dead in (False, True)])
 def test_every_command_on_a_damaged_run_directory_answers_in_one_line(run_dir: Path, tmp_path: Path, damage: str,
-                                                                      dead: bool, request: pytest.FixtureRequest,
+                                                                      dead: bool,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "plan.yaml").write_text(PLAN)
@@ -360,7 +363,7 @@ def test_every_command_on_a_damaged_run_directory_answers_in_one_line(run_dir: P
     if dead:
         _kill(d)
     _damages()[damage](d)
-    for args in _sample(_dir_commands(d), request, every=4):
+    for args in _dir_commands(d) if damage not in QUICK else _dir_commands(d)[::4]:
         _invoke(args)
     if dead and damage in ("control.sock a plain file", "no plan copy", "plan copy garbled", "junk beside"):
         _invoke(["run", "--resume", str(d), "--no-ui", "--no-watch-plan"])
@@ -400,13 +403,13 @@ def _needed(name: str, run: Path) -> list[str]:
             }.get(name, [])
 
 
-def test_every_option_of_every_command_refuses_bad_values_in_one_line(run_dir: Path, tmp_path: Path,
-                                                                      request: pytest.FixtureRequest,
+@EXTENT
+def test_every_option_of_every_command_refuses_bad_values_in_one_line(run_dir: Path, tmp_path: Path, full: bool,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.yaml").write_text("name: tiny\ntasks: [{id: a, agent: script, steps: [{done: ok}]}]\n")
     cases = [(name, opt, value) for name, opt in _options() for value in BAD_VALUES]
-    for name, opt, value in _sample(cases, request, every=37):
+    for name, opt, value in _sample(cases, full, every=37):
         if (name, opt) == ("send", "--to"):
             continue  # given by _needed
         _invoke([name, *_needed(name, run_dir), opt, value])
