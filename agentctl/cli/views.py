@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from .errors import fail_usage, print_error
+from .errors import fail_usage, leaves, print_error
 from .jsonout import Output, output_option, print_json
 
 if TYPE_CHECKING:
@@ -107,9 +107,9 @@ def blame_the_log(path: Path) -> Iterator[None]:
 
     try:
         yield
-    except (AgentctlError, OSError, typer.Exit):
-        raise
     except Exception as exc:
+        if all(isinstance(leaf, (AgentctlError, OSError, typer.Exit)) for leaf in leaves(exc)):
+            raise  # bad input the view named itself (also from inside a task group)
         from ..events.check import first_misfit
 
         found = first_misfit(path) if path.is_file() else None
