@@ -237,13 +237,14 @@ def recorded_calls(evs: list[dict[str, Any]]) -> set[str]:
     ("batch", "1", True),
     pytest.param("batch_plain", "1", False, marks=pytest.mark.slow),  # no keeps_state: replayed in full
     pytest.param("batch", "2", False, marks=pytest.mark.slow),  # another version's snapshot: replayed in full
+    pytest.param("batch_async", "1", True, marks=pytest.mark.slow),  # an async step's batch
 ])
 def test_a_plugin_step_caught_mid_batch_resumes_without_running_a_recorded_call_again(
         tmp_path: Path, step: str, version: str, restored: bool) -> None:
     plan = write_plan(tmp_path, BATCH.replace("STEP", step))
     ws, run_dir = tmp_path / "ws", tmp_path / "run"
     (ws / "out").mkdir(parents=True)
-    killed_when_checkpointed(plan, ws, run_dir, lambda: mid_batch(run_dir, snapshot=step == "batch"))
+    killed_when_checkpointed(plan, ws, run_dir, lambda: mid_batch(run_dir, snapshot=step != "batch_plain"))
     before = recorded_calls(events(run_dir))
     (ws / "go").touch()
     resumed = resume(plan, run_dir, ws, env={"SNAP_STEPS_VERSION": version})
@@ -256,7 +257,7 @@ def test_a_plugin_step_caught_mid_batch_resumes_without_running_a_recorded_call_
     warned = resumed.stderr.count("the checkpoint's snapshot of its state cannot be used")
     assert warned == (1 if version == "2" else 0), resumed.stderr
     if version == "2":
-        assert "it was taken of another step function ('python/1:snap_steps.batch', not 'python/2:snap_steps.batch')" \
+        assert f"it was taken of another step function ('python/1:snap_steps.{step}', not 'python/2:snap_steps.{step}')" \
             in resumed.stderr
 
 
@@ -280,3 +281,43 @@ def test_a_batch_restored_from_a_snapshot_survives_a_second_crash_mid_batch(tmp_
     first_back = next(i for i, e in enumerate(evs) if e["type"] == "run/resumed")
     assert not [e for e in evs[first_back:] if e["type"] == "tool/requested" and e["call_id"] in before]
     assert files(ws) == uncrashed(tmp_path, plan)
+
+
+GRANTED = """\
+name: granted
+settings: {checkpoint_seconds: 0.2, plugins: [resume_tools]}
+defaults: {tools: [test/gated_line], restart: temporary}
+policy: {approve: ["test/gated_line"]}
+tasks:
+  - id: liner
+    agent: script
+    steps:
+      - call: {tool: test/gated_line, args: {n: 1}}
+"""
+
+
+@pytest.mark.slow  # a real approval over the control socket, a kill and a resume
+def test_a_call_approved_before_the_crash_is_not_asked_again_after_a_resume_from_its_snapshot(tmp_path: Path) -> None:
+    """Approved, then killed while it runs (it waits for the file ``go``): resumed from the
+    snapshot taken while it was held, it runs again without a second request."""
+    plan = write_plan(tmp_path, GRANTED)
+    ws, run_dir = tmp_path / "ws", tmp_path / "run"
+    (ws / "out").mkdir(parents=True)
+
+    def approved_and_running() -> bool:
+        evs = events(run_dir)
+        asked = of(evs, "approval/requested")
+        if asked and not of(evs, "approval/granted") and "tool" in acting_ops(snapshot_of(run_dir, "liner")):
+            assert invoke("approve", str(run_dir), asked[0]["call_id"], cwd=ws).returncode == 0
+        last = evs[-1]["seq"] if evs else 0
+        return bool(of(evs, "tool/requested")) and bool(snapshot_of(run_dir, "liner")) and \
+            journal_of(run_dir, "liner", after=last - 1) is not None
+
+    killed_when_checkpointed(plan, ws, run_dir, approved_and_running)
+    (ws / "go").touch()
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed_from_snapshot(run_dir, "liner")
+    evs = events(run_dir)
+    assert len(of(evs, "approval/requested")) == 1 and len(of(evs, "approval/granted")) == 1
+    assert (ws / "out" / "lines.txt").read_text() == "line-01\n"

@@ -44,3 +44,9 @@ def batch_plain(ctx: Any) -> list[act.Action]:
 @keeps_state(os.environ.get("SNAP_STEPS_VERSION", "1"), state=BatchState)
 def batch(ctx: Any) -> list[act.Action]:
     return batch_plain(ctx)
+
+
+@keeps_state(os.environ.get("SNAP_STEPS_VERSION", "1"), state=BatchState)
+async def batch_async(ctx: Any) -> list[act.Action]:
+    """``batch`` as an async step: its batch is carried out once the step's coroutine returned it."""
+    return batch_plain(ctx)
