@@ -135,8 +135,9 @@ def run_command(
             for message in dict.fromkeys(str(error) for error in leaves(group)):
                 print_error(message)
             code = EXIT_USAGE
-        for failure in session.interrupted_failures():
-            print_error(f"agent {failure.agent_id}: {failure.error}; see docs/durability.md")
+        if code != EXIT_USAGE:  # a run that could not be set up failed for that one reason
+            for line in session.failure_lines():
+                print_error(line)
         typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
         if session.lost is not None:
             print_error(f"{session.lost}; the run is resumable: agentctl run --resume {options.run_dir} --ray ADDRESS")

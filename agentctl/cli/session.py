@@ -25,7 +25,6 @@ from ..agents.llm import llm_child_spec
 from ..errors import PlanError
 from ..events import open_event_log
 from ..events.checkpoint import Checkpointer
-from ..events.outcomes import Failure
 from ..executor import Executor
 from ..plan.load import line_finder, parse_plan, read_plan_text
 from ..plan.model import Plan
@@ -216,11 +215,12 @@ class Session:
             self._interrupt("cluster_lost")
             self.interrupted = False  # exit 1, not 130: nobody asked for the stop
 
-    def interrupted_failures(self) -> list[Failure]:
-        """Agents that failed over a call a crash left unknown (``agent/error`` of type ``interrupted``)."""
+    def failure_lines(self) -> list[str]:
+        """Why the run failed: one line per agent that ended failed (which call, and why)."""
+        from ..views.failures import failure_lines
+
         checkpointer = getattr(self, "checkpointer", None)
-        errors = checkpointer.state.errors if checkpointer is not None else []
-        return [e for e in errors if e.error_type == "interrupted"]
+        return failure_lines(checkpointer.state) if checkpointer is not None else []
 
     def _recovery_context(self, agent_id: str) -> ToolContext:
         return ToolContext(agent_id=agent_id, workspace=self.o.workspace, run_id=self.o.run_id,

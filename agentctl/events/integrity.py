@@ -46,7 +46,7 @@ def check_events(
         pending: call ids requested before the first event and still without a result.
     """
     expected = after_seq + 1
-    open_calls = set(pending)
+    open_calls: set[str | None] = set(pending)
     for index, event in enumerate(events, 1):
         seq, kind = event.get("seq"), event.get("type")
         if type(kind) is not str:
@@ -60,17 +60,22 @@ def check_events(
         elif event.get("run_id") != run_id:
             on_damage(index, f"event {seq} belongs to run {event.get('run_id')!r}, not {run_id!r}")
         if kind in _REQUESTS:
-            open_calls.add(event.get("call_id"))  # type: ignore[arg-type]
+            open_calls.add(_call_id(event))
         elif kind in _RESULTS:
-            call = event.get("call_id")
+            call = _call_id(event)
             if call in open_calls:
-                open_calls.discard(call)  # type: ignore[arg-type]
+                open_calls.discard(call)
             else:
                 on_damage(index, f"event {seq}: a {kind} for call {call!r}, which has no open request "
                                  "(its request is missing, or it has a result already)")
         elif kind == "run/resumed":
             open_calls.clear()  # the dead process's calls are answered by resume, not by results
         yield event
+
+
+def _call_id(event: dict[str, Any]) -> str | None:
+    call = event.get("call_id")
+    return call if type(call) is str else None  # a damaged id (a list, say) pairs with nothing
 
 
 def _seq_problem(seq: Any, expected: int) -> str:

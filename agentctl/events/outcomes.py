@@ -28,15 +28,16 @@ class Finished:
 @dataclass(frozen=True, slots=True)
 class Failure:
     """What failed, where and why: an ``agent/error``, or a failed tool or LLM call
-    (``where``: the error's place, ``tool NAME`` or ``llm``)."""
+    (``where``: the error's place, ``tool NAME`` or ``llm``; ``call_id``: the call's)."""
 
     seq: int | None
     agent_id: str | None
     error: Any
     error_type: str | None
     where: str | None
+    call_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """As a checkpoint stores it."""
         return {"seq": self.seq, "agent_id": self.agent_id, "error": self.error, "error_type": self.error_type,
-                "where": self.where}
+                "where": self.where, "call_id": self.call_id}

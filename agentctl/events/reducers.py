@@ -144,7 +144,8 @@ def _note_failure(state: RunState, e: dict[str, Any], where: str | None) -> None
     """Keep what failed, where and why, for the summary's failures table."""
     if len(state.errors) >= MAX_ERRORS:
         del state.errors[0]
-    state.errors.append(Failure(e.get("seq"), e.get("agent_id"), e.get("error"), e.get("error_type"), where))
+    state.errors.append(Failure(e.get("seq"), e.get("agent_id"), e.get("error"), e.get("error_type"), where,
+                                e.get("call_id")))
 
 
 def _agent_error(state: RunState, e: dict[str, Any]) -> None:

@@ -133,8 +133,8 @@ class RunState:
             journals=Journals.from_dict(d.get("journals", {})),
             plan_invalid=d.get("plan_invalid"),
             last_diff=d.get("last_diff"),
-            errors=[Failure(e.get("seq"), e.get("agent_id"), e.get("error"), e.get("error_type"), e.get("where"))
-                    for e in d.get("errors", ())],
+            errors=[Failure(e.get("seq"), e.get("agent_id"), e.get("error"), e.get("error_type"), e.get("where"),
+                            e.get("call_id")) for e in d.get("errors", ())],
             resumes=d.get("resumes", 0),
             pid=d.get("pid"),
             control=d.get("control"),
