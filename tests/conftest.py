@@ -1,10 +1,12 @@
-"""Shared fixtures: the anyio backend, an event recorder for service tests, and a scripted LLM server."""
+"""Shared fixtures: the anyio backend, an event recorder for service tests, a scripted LLM server, and the
+private Docker engine of the container tests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import private_dockerd
 import pytest
 from llm_servers import LLMServer, running_server
 
@@ -46,3 +48,9 @@ async def server() -> AsyncIterator[LLMServer]:
     """A scripted LLM server on 127.0.0.1 (``server.then(Behaviour(...))``), for async tests."""
     async with running_server() as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A private dockerd for this session (:func:`private_dockerd.engine`); its DOCKER_HOST, also set in the environment."""
+    yield from private_dockerd.engine(request)

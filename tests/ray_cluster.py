@@ -7,8 +7,8 @@ dashboard; the worker node has a custom resource ``special``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -27,10 +27,10 @@ class TwoNodes:
 
 
 @contextmanager
-def loopback() -> Iterator[None]:
-    """The environment in which a ``Cluster`` made in this process binds to 127.0.0.1 only."""
-    saved = {k: os.environ.get(k) for k in LOOPBACK}
-    os.environ.update(LOOPBACK)
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment for the block (what a node started in it inherits)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -41,15 +41,26 @@ def loopback() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def two_nodes() -> Iterator[TwoNodes]:
-    """Start the cluster, yield it, shut it down (the body of each module's ``cluster`` fixture)."""
+def loopback() -> AbstractContextManager[None]:
+    """The environment in which a ``Cluster`` made in this process binds to 127.0.0.1 only."""
+    return environment(LOOPBACK)
+
+
+def two_nodes(worker_resources: Mapping[str, float] | None = None, head_env: Mapping[str, str] | None = None,
+              ) -> Iterator[TwoNodes]:
+    """Start the cluster, yield it, shut it down (the body of each module's ``cluster`` fixture).
+
+    ``worker_resources`` replace the worker node's ``special: 1``; ``head_env`` is set for
+    the head node's processes only (its workers inherit it).
+    """
     from ray.cluster_utils import Cluster
 
     small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
     with loopback():
-        c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
+        with environment(head_env or {}):
+            c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
         try:
-            worker = c.add_node(**small, resources={"special": 1})
+            worker = c.add_node(**small, resources=dict(worker_resources or {"special": 1}))
             c.wait_for_nodes()
             yield TwoNodes(c.address, c.head_node.node_id, worker.node_id, c)
         finally:

@@ -1,17 +1,14 @@
 """Container tools against a real Docker engine, plus the parts that need none.
 
-Tests marked ``docker`` share one private engine: a session fixture runs
-``scripts/docker-engine.sh`` with its own data-root and socket in a temp dir (installing
-docker.io/busybox-static with apt when missing, so it needs root), builds the local image
-``agentctl-test/busybox`` and stops the engine afterwards. Where no engine can be started
-they are skipped with the reason. Run them with ``pytest -m docker``.
+Tests marked ``docker`` share one private engine, the session fixture ``engine``
+(``tests/private_dockerd.py``). Where no engine can be started they are skipped with the
+reason. Run them with ``pytest -m docker``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +18,8 @@ from typing import Any
 
 import anyio
 import pytest
-from cli_helpers import AGENTCTL, ROOT, invoke, running
+from cli_helpers import AGENTCTL, ROOT, invoke
+from private_dockerd import IMAGE, containers_of, killed_at_first_result, sh
 
 from agentctl import actions as act
 from agentctl.cli.gc import run_id_of
@@ -32,67 +30,10 @@ from agentctl.services.tools import ToolContext, default_registry
 from agentctl.services.tools.docker import check_docker, cleanup, uses_docker
 from agentctl.services.workers import LocalWorkPlane
 
-IMAGE = "agentctl-test/busybox"
 docker_test = pytest.mark.docker
 
 
-# ---------------------------------------------------------------- the engine
-
-
-@pytest.fixture(scope="session")
-def engine(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A private dockerd for this session; its DOCKER_HOST. Skips when none can be started."""
-    # The main suite must never start an engine, even before its default ``-m`` deselects us.
-    if "docker" not in (request.config.getoption("markexpr", "") or "") and not os.environ.get("AGENTCTL_DOCKER_TESTS"):
-        pytest.skip("docker tests run with: pytest -m docker")
-    if os.geteuid() != 0:
-        pytest.skip("docker tests start their own dockerd, which needs root")
-    if shutil.which("dockerd") is None and shutil.which("apt-get") is None:
-        pytest.skip("no dockerd and no apt-get to install docker.io")
-    # Short path: a unix socket path must stay under ~108 bytes.
-    home = Path(tempfile_dir()) / f"agentctl-dk-{os.getpid()}"
-    env = {**os.environ, "AGENTCTL_DOCKER_DIR": str(home)}
-    proc = subprocess.run([str(ROOT / "scripts" / "docker-engine.sh")], env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        shutil.rmtree(home, ignore_errors=True)
-        pytest.skip(f"could not start a docker engine: {proc.stderr.strip()[-500:]}")
-    host = f"unix://{home}/docker.sock"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DOCKER_HOST", host)
-    try:
-        yield host
-    finally:
-        mp.undo()
-        _stop_engine(home)
-
-
-def tempfile_dir() -> str:
-    return "/tmp" if os.path.isdir("/tmp") else os.environ.get("TMPDIR", ".")
-
-
-def _stop_engine(home: Path) -> None:
-    pidfile = home / "dockerd.pid"
-    if pidfile.exists():
-        pid = int(pidfile.read_text().strip())
-        try:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(200):
-                os.kill(pid, 0)
-                time.sleep(0.05)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    subprocess.run(["umount", "-R", str(home)], capture_output=True, check=False)
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def sh(*args: str) -> str:
-    """``docker ARGS`` stdout (the engine from ``DOCKER_HOST``)."""
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
-
-
-def containers_of(run_id: str) -> list[str]:
-    return sh("ps", "-aq", "--filter", f"label=agentctl.run={run_id}").split()
+# ---------------------------------------------------------------- fixtures
 
 
 @pytest.fixture
@@ -338,17 +279,7 @@ def test_a_killed_run_leaves_nothing_after_gc_or_resume(engine: str, tmp_path: P
     plan = tmp_path / "killed.yaml"
     plan.write_text(KILLED_PLAN)
     run_dir = tmp_path / "run"
-    # SIGKILL from outside once the container's tool/result is on disk (the run then sleeps
-    # 1 s): the in-process fault hook fires before its event is committed, and a docker/run
-    # lost with its result would be an unresolved interruption, not this test's subject.
-    log = run_dir / "events.jsonl"
-    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
-        deadline = time.monotonic() + 60
-        while not (log.exists() and b'"type":"tool/result"' in log.read_bytes()):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its tool/result"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(30) == -signal.SIGKILL
+    killed_at_first_result(run_dir, str(plan), "--no-ui", "--no-watch-plan", cwd=tmp_path)  # the run then sleeps 1 s
     run_id = run_id_of(run_dir)
     assert len(containers_of(run_id)) == 1, "the killed run should have left its container"
     if after == "gc":

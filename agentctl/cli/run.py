@@ -100,7 +100,7 @@ def run_command(
         if resumed is not None and _another_plan(plan, loaded, resumed) and not apply_plan:
             fail_usage(f"--resume: {plan} is not the plan file of run {resumed.run_id} and differs from the v{resumed.version} "
                        "it last applied; leave PLAN out to continue with that version, or pass --apply-plan to apply this one")
-        if (engine_problem := check_docker(loaded)) is not None:
+        if executor_of(loaded, ray).kind == "local" and (engine_problem := check_docker(loaded)) is not None:
             fail_usage(engine_problem)
         if ray is not None and not re.match(EXECUTOR_ADDRESS, ray):
             fail_usage(f"--ray: expected auto, local, HOST:PORT or ray://HOST:PORT, got {ray!r}")

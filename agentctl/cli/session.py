@@ -23,7 +23,7 @@ import watchfiles
 from .. import __version__
 from ..agents.llm import llm_child_spec
 from ..errors import PlanError
-from ..events import open_event_log
+from ..events import open_event_log, read_events
 from ..events.checkpoint import Checkpointer
 from ..executor import Executor
 from ..plan.load import line_finder, parse_plan, read_plan_text
@@ -88,6 +88,7 @@ class Session:
         self.status = "failed"
         self.interrupted = False
         self.lost: str | None = None  # why the run lost its Ray cluster, if it did
+        self.cluster: RayWorkPlane | None = None  # the work plane, when it is a Ray cluster's
         self._stopping = anyio.Event()
         # Ids of calls, messages and conflicts are unique across every process of a run:
         # each resume numbers its own under a prefix of its own (r1., r2., ...).
@@ -140,6 +141,8 @@ class Session:
                 raise
             finally:
                 await release_run(o.run_id)
+                if self.cluster is not None:
+                    await self.cluster.release_containers(o.run_id)
                 log.emit("run/finished", None, reason=self.reason, status=self.status, events=log.last_seq + 1)
 
     async def _supervise(self) -> None:
@@ -157,6 +160,8 @@ class Session:
             redactor=self.redactor, before_run=lambda event: log.flushed(event["seq"]),
         )
         r = self.resumed
+        if r is not None and self.cluster is not None and uses_docker(plan):
+            await self.cluster.release_containers(o.run_id)  # what the killed process left, on the nodes its log names
         self.approvals = Approvals.from_log(log.emit, r.state.approvals if r else {}, id_prefix=self.id_prefix)
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
@@ -205,7 +210,10 @@ class Session:
         from ..services.ray_plane import RayWorkPlane, connect  # Ray only when asked for
 
         connect(executor.address)
-        return RayWorkPlane(emit, executor=executor, tools=tools, on_lost=self._cluster_lost, **options)
+        plane = self.cluster = RayWorkPlane(emit, executor=executor, tools=tools, on_lost=self._cluster_lost, **options)
+        if self.resumed is not None and uses_docker(self.plan):
+            plane.replay_containers(read_events(self.o.run_dir / "events.jsonl"))  # which node holds what
+        return plane
 
     def _cluster_lost(self, line: str) -> None:
         """The Ray cluster is gone: end the run as a signal would, its calls in flight cut short

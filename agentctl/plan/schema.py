@@ -391,7 +391,7 @@ SETTINGS = Obj(
         Field("tool_timeouts", Named(Num(0, exclusive=True), r"^[A-Za-z0-9_\-/:]+$", "tool name"),
               doc="seconds a call of each named tool may run (a task's tool_timeout wins)"),
         Field("lock_wait", Num(0), doc="seconds a file tool waits for a path another agent has locked (default 5)"),
-        Field("executor", EXECUTOR, doc="run shell/run and remote plugin tools on a Ray cluster (docker/* stay in this process)"),
+        Field("executor", EXECUTOR, doc="run shell/run, docker/* and remote plugin tools on a Ray cluster"),
     ),
     doc="How the run is set up.",
 )

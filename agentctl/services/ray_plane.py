@@ -5,9 +5,11 @@ Built by the CLI session (:mod:`agentctl.cli.session`) when the plan's
 Ray imported. :class:`RayWorkPlane` is a :class:`~agentctl.services.workers.LocalWorkPlane`
 given a :class:`RayRunner`: events, write-ahead, validation, the pool's bound and every
 timeout stay in this process exactly as for a local call; only the tools declared
-``remote`` (``shell/run``, plugin tools registered with ``remote=True``) are carried out
-on the cluster, each as one Ray task with the resources the plan asks for it. File tools
-and the ``agent/*`` tools, tied to this process's workspace, locks and tree, run here.
+``remote`` (``shell/run``, ``docker/*``, plugin tools registered with ``remote=True``) are
+carried out on the cluster, each as one Ray task with the resources the plan asks for it.
+File tools and the ``agent/*`` tools, tied to this process's workspace, locks and tree, run
+here. Containers stay on the node that started them: :mod:`agentctl.services.ray_containers`
+keeps where, pins the calls on them there and removes them there.
 
 Faults are handled as a crash of this process would be (``docs/durability.md``): a call
 whose worker or node is lost comes back ``interrupted``; Ray reruns it only for an
@@ -29,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -40,12 +42,14 @@ import anyio
 import ray
 import ray.cloudpickle
 import ray.exceptions
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..errors import UsageError
 from ..events.emit import Emit
 from ..executor import Executor, ToolResources
 from . import reaper
 from .llm.base import ChatRequest
+from .ray_containers import DEFAULT_REQUEST, NodeContainers, creates, is_container_tool
 from .tools.registry import Tool, ToolContext, ToolRegistry
 from .workers import CallOutcome, Interrupted, LocalWorkPlane, Ran, WorkPlaneStatistics
 
@@ -53,6 +57,8 @@ __all__ = ["RayRunner", "RayWorkPlane", "connect"]
 
 #: Reruns of an idempotent tool's call whose worker was lost, unless the plan says otherwise.
 IDEMPOTENT_RETRIES = 3
+# Seconds a cancelled call's task gets to end before what it started is removed.
+_CANCEL_WAIT = 10.0
 
 # Errors that mean the worker, its node or the call's result was lost: the call may or may
 # not have taken effect. Anything else Ray raises is the call's own failure.
@@ -109,6 +115,7 @@ class _Call:
     arguments: dict[str, Any]
     agent_id: str
     run_id: str
+    call_id: str
     workspace: str | None  # None: a scratch directory on the node
     shell_enabled: bool
     protected: tuple[str, ...]
@@ -130,27 +137,41 @@ class _Capacity:
     STALE = 10.0
 
     def __init__(self) -> None:
-        self._nodes: list[dict[str, float]] = []
+        self._nodes: dict[str, dict[str, float]] = {}  # by node id
         self._read_at = float("-inf")
 
     def _read(self) -> None:
-        self._nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        self._nodes = {n["NodeID"]: dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")}
         self._read_at = time.monotonic()
 
-    def _fits(self, need: Mapping[str, float]) -> bool:
-        return any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in self._nodes)
+    def _fitting(self, need: Mapping[str, float]) -> list[str]:
+        return [node for node, has in self._nodes.items() if all(has.get(k, 0.0) >= v for k, v in need.items())]
+
+    async def live(self) -> dict[str, dict[str, float]]:
+        """The live nodes' resources by node id, read now."""
+        await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
+        return self._nodes
+
+    async def fitting(self, options: Mapping[str, Any]) -> list[str]:
+        """The live nodes (read now) that could run a call with ``options``."""
+        await self.live()
+        return self._fitting(_need(options))
 
     async def unmet(self, tool: str, options: Mapping[str, Any]) -> str | None:
         """Why no node of the cluster can run a call of ``tool`` with ``options`` (one line), or ``None``."""
-        need = {k: float(v) for k, v in {"CPU": options["num_cpus"], **options["resources"]}.items() if v}
-        if time.monotonic() - self._read_at < self.STALE and self._fits(need):
+        need = _need(options)
+        if time.monotonic() - self._read_at < self.STALE and self._fitting(need):
             return None
-        await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
-        if self._fits(need):
+        await self.live()
+        if self._fitting(need):
             return None
-        offered = " | ".join(sorted(_describe(node) for node in self._nodes)) or "nothing"
+        offered = " | ".join(sorted(_describe(node) for node in self._nodes.values())) or "nothing"
         return (f"{tool} asks the cluster for {_describe(need)} and no node has that "
                 f"({len(self._nodes)} node{'s' * (len(self._nodes) != 1)}: {offered})")
+
+
+def _need(options: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in {"CPU": options["num_cpus"], **options["resources"]}.items() if v}
 
 
 def _describe(resources: Mapping[str, float]) -> str:
@@ -208,11 +229,13 @@ class RayRunner:
 
     def __init__(self, executor: Executor, tools: ToolRegistry, on_lost: Callable[[str], None] | None = None) -> None:
         self.executor = executor
+        self._tools = tools
         self.calls = self.lost = self.cancelled = 0
         self.gone: str | None = None
         self._on_lost = on_lost
         self._heartbeat = _Heartbeat(_gcs_address(executor.address))
         self.nodes: dict[str, int] = {}
+        self.containers = NodeContainers()
         self._options: dict[str, dict[str, Any]] = {}
         self._capacity = _Capacity()
         self._check(tools)
@@ -244,11 +267,15 @@ class RayRunner:
         return tool.remote
 
     def options(self, tool: Tool) -> dict[str, Any]:
-        """The Ray task options of ``tool``'s calls: its resources, and no rerun unless idempotent."""
+        """The Ray task options of ``tool``'s calls: its resources, and no rerun unless idempotent.
+
+        The resources are the plan's request for the tool, else one CPU, or for a container
+        tool one ``docker`` slot (:data:`~agentctl.services.ray_containers.DEFAULT_REQUEST`).
+        """
         cached = self._options.get(tool.name)
         if cached is None:
-            request = next((r for p, r in self.executor.tools.items() if fnmatch.fnmatchcase(tool.name, p)),
-                           ToolResources())
+            default = DEFAULT_REQUEST if is_container_tool(tool.name) else ToolResources()
+            request = next((r for p, r in self.executor.tools.items() if fnmatch.fnmatchcase(tool.name, p)), default)
             retries = request.max_retries if request.max_retries is not None else (
                 IDEMPOTENT_RETRIES if tool.idempotent else 0)
             cached = self._options[tool.name] = {
@@ -262,14 +289,21 @@ class RayRunner:
 
         A call asking for resources no node has fails at once with the tool's error, saying
         what it asked for and what the nodes offer (Ray would queue it until its timeout).
-        A call made or in flight when the cluster is gone goes to :meth:`_lose`.
+        A call made or in flight when the cluster is gone goes to :meth:`_lose`. A container
+        tool's call on a container runs on the node that started it, or fails at once when
+        that node has left; a cancelled call that starts containers has them removed.
         """
         if self.gone is not None or not await self._heartbeat.answers():
             await self._lose()
         options = self.options(tool)
+        if (pin := self.containers.pinned(tool.name, arguments, ctx.run_id, ctx.agent_id)) is not None:
+            name, node = pin
+            if node not in await self._capacity.live():
+                return Ran(False, error=f"{tool.name}: {name!r} is on node {node}, which has left the cluster")
+            options = {**options, "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
         if (unmet := await self._capacity.unmet(tool.name, options)) is not None:
             return Ran(False, error=unmet)
-        call = _Call(tool.fn, tool.is_async, bool(tool.takes_ctx), dict(arguments), ctx.agent_id, ctx.run_id,
+        call = _Call(tool.fn, tool.is_async, bool(tool.takes_ctx), dict(arguments), ctx.agent_id, ctx.run_id, call_id,
                      str(ctx.workspace) if self.executor.shared_workspace else None, ctx.shell_enabled,
                      tuple(str(p) for p in ctx.protected))
         self.calls += 1
@@ -281,20 +315,44 @@ class RayRunner:
             if not await self._heartbeat.answers(now=True):  # the head itself went: not one worker
                 await self._lose()
             self.lost += 1
+            self.containers.record(tool.name, None, None)
             raise Interrupted(f"call {call_id} ({tool.name}) lost its worker mid-call and may or may not have run: "
                               f"{type(exc).__name__}") from None
-        except ray.exceptions.RayTaskError as exc:  # the task itself could not run (its code did not unpickle)
+        except (ray.exceptions.RayTaskError, ray.exceptions.TaskUnschedulableError) as exc:
+            # The task itself could not run: its code did not unpickle, its pinned node just left.
             return Ran(False, error=f"{tool.name}: could not run on the cluster: {str(exc).splitlines()[0]}")
         except BaseException:
             self.cancelled += 1
             future.cancel()
             ray.cancel(ref, force=True)
+            if creates(tool.name):
+                await self._remove_cancelled(ref, options, ctx.run_id, call_id)
             raise
         if out is None:  # outside the try: nothing is left on the cluster to cancel
             future.cancel()
             await self._lose()
         self.nodes[out["node"]] = self.nodes.get(out["node"], 0) + 1
+        self.containers.record(tool.name, out["node"], out.get("value"))
         return Ran(out["ok"], out.get("value"), out.get("error"), out["node"])
+
+    async def _remove_cancelled(self, ref: Any, options: Mapping[str, Any], run_id: str, call_id: str) -> None:
+        """Remove what a cancelled call started, once its worker is gone, on every node it may have run on
+        (killing the worker leaves a container running in the engine). Shielded and bounded."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_WAIT * 2):
+            await asyncio.wait({asyncio.wrap_future(ref.future())}, timeout=_CANCEL_WAIT)
+            await self.containers.remove_call(run_id, call_id, await self._capacity.fitting(options))
+
+    async def release_containers(self, run_id: str) -> None:
+        """Remove ``run_id``'s containers on each node that ran some (:meth:`NodeContainers.release`).
+        Does nothing once the cluster is gone; bounded and shielded."""
+        if self.gone is not None or not self.containers.started:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_WAIT * 2):
+            if not await self._heartbeat.answers(now=True):
+                return
+            run = self.options(self._tools.get("docker/run")) if "docker/run" in self._tools else None
+            candidates = await self._capacity.fitting(run) if run is not None else []
+            await self.containers.release(run_id, candidates)
 
     async def _outcome(self, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any] | None:
         """The task's result, or ``None`` if the cluster stops answering first."""
@@ -372,6 +430,14 @@ class RayWorkPlane:
         """Close the providers; the connection to the cluster stays (``ray.shutdown`` at exit)."""
         await self._local.aclose()
 
+    def replay_containers(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Where a resumed run's containers are, from its log (:meth:`NodeContainers.replay`)."""
+        self.runner.containers.replay(events)
+
+    async def release_containers(self, run_id: str) -> None:
+        """Remove the run's containers on the cluster's nodes (:meth:`RayRunner.release_containers`)."""
+        await self.runner.release_containers(run_id)
+
 
 # ---------------------------------------------------------------- on the worker
 
@@ -405,7 +471,7 @@ def _call_on_worker(call: _Call) -> dict[str, Any]:
     node = ray.get_runtime_context().get_node_id()
     _start_reaper()
     with _workdir(call) as workspace:
-        ctx = ToolContext(agent_id=call.agent_id, workspace=Path(workspace), run_id=call.run_id,
+        ctx = ToolContext(agent_id=call.agent_id, workspace=Path(workspace), run_id=call.run_id, call_id=call.call_id,
                           shell_enabled=call.shell_enabled, protected=tuple(Path(p) for p in call.protected))
         args = (ctx,) if call.takes_ctx else ()
         try:

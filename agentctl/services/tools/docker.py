@@ -11,6 +11,10 @@ the run and agent ids. ``exec``/``logs``/``stop`` only act on containers of the 
 run. What an agent started is removed when the agent ends (through the runtime's
 ``on_agent_end`` hook, registered on first use) and at run end (:func:`release_run`,
 called by the CLI session); ``agentctl gc`` removes what a killed run left.
+
+The tools are declared ``remote``: with a cluster executor they run on its nodes, and the
+bookkeeping here is then the cluster's (:mod:`agentctl.services.ray_containers`): which
+node holds what, follow-up calls pinned there, removal on each node.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ...errors import ToolError
 from .docker_engine import (
     DOCKER_FAILED,
     LABEL_AGENT,
+    LABEL_CALL,
     LABEL_RUN,
     DockerResult,
     GcStatistics,
@@ -50,8 +55,10 @@ __all__ = [
     "DockerStatistics",
     "check_docker",
     "cleanup",
+    "compose_project",
     "register_docker_tools",
     "release_run",
+    "remove_call",
     "statistics",
     "uses_docker",
     "workspace_mounts",
@@ -147,6 +154,20 @@ async def cleanup(run_id: str, agent_id: str | None = None) -> GcStatistics:
     return stats
 
 
+async def remove_call(run_id: str, call_id: str) -> int:
+    """Force-remove the containers one call of ``run_id`` started (labelled with its id); how many.
+
+    Raises:
+        ToolError: the engine cannot be reached.
+    """
+    res = await docker(["ps", "-aq", "--filter", f"label={LABEL_RUN}={run_id}", "--filter", f"label={LABEL_CALL}={call_id}"])
+    ids = res.stdout.split()
+    if ids:
+        await docker(["rm", "-f", "-v", *ids], check=False)
+        _counts["removed"] += len(ids)
+    return len(ids)
+
+
 async def release_run(run_id: str, *, force: bool = False) -> None:
     """Run-end cleanup for the session: remove what ``run_id`` started in this process
     (``force``: whatever the engine has of it, e.g. on resume after a kill). Shielded,
@@ -161,6 +182,21 @@ async def release_run(run_id: str, *, force: bool = False) -> None:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _labels(ctx: ToolContext) -> dict[str, str]:
+    labels = {LABEL_RUN: ctx.run_id, LABEL_AGENT: ctx.agent_id}
+    if ctx.call_id is not None:
+        labels[LABEL_CALL] = ctx.call_id
+    return labels
+
+
+def compose_project(run_id: str, agent_id: str, project: str | None) -> str:
+    """The compose project name of ``docker/compose-up``/``-down``'s ``project`` argument (a run's
+    projects are all named ``agentctl-<run>-...``; ``-down`` also takes that full name)."""
+    if project and project.startswith(project_prefix(run_id)):
+        return project
+    return project_prefix(run_id) + slug(project or agent_id)
 
 
 def _cap(text: str) -> str:
@@ -283,7 +319,7 @@ async def docker_run(
         raise ToolError("docker/run: timeout must be positive")
     name = f"agentctl-{slug(ctx.run_id)}-{slug(ctx.agent_id)}-{secrets.token_hex(3)}"
     env_flags, env_values = _env_args(env)
-    args = ["run", "--name", name, "--label", f"{LABEL_RUN}={ctx.run_id}", "--label", f"{LABEL_AGENT}={ctx.agent_id}"]
+    args = ["run", "--name", name, *(a for k, v in _labels(ctx).items() for a in ("--label", f"{k}={v}"))]
     args += ["-d"] if detach else (["-i"] if stdin is not None else [])
     if not network:
         args += ["--network", "none"]
@@ -373,8 +409,7 @@ async def compose_up(ctx: ToolContext, file: str, project: str | None = None, ti
     if not isinstance(services, Mapping) or not services:
         raise ToolError(f"docker/compose-up: {file!r} has no services")
     name = project_prefix(ctx.run_id) + slug(project or ctx.agent_id)
-    labels = {LABEL_RUN: ctx.run_id, LABEL_AGENT: ctx.agent_id}
-    override: dict[str, Any] = {"services": {svc: {"labels": labels} for svc in services}}
+    override: dict[str, Any] = {"services": {svc: {"labels": _labels(ctx)} for svc in services}}
     if "version" in spec:
         override["version"] = spec["version"]
     _track(ctx, project=name)
@@ -393,7 +428,7 @@ async def compose_up(ctx: ToolContext, file: str, project: str | None = None, ti
 
 async def compose_down(ctx: ToolContext, project: str | None = None) -> dict[str, Any]:
     """Stop and remove a compose project this run started (its containers and network)."""
-    name = project if project and project.startswith(project_prefix(ctx.run_id)) else project_prefix(ctx.run_id) + slug(project or ctx.agent_id)
+    name = compose_project(ctx.run_id, ctx.agent_id, project)
     before = await docker(["ps", "-aq", "--filter", f"label=com.docker.compose.project={name}"])
     await _remove_project(name)
     for projects in _projects.values():
@@ -414,10 +449,10 @@ def _with_command(fn: Any, required: bool) -> dict[str, Any]:
 
 
 def register_docker_tools(registry: ToolRegistry) -> None:
-    """Add the ``docker/*`` tools to ``registry``."""
-    registry.tool("docker/run", schema=_with_command(docker_run, False))(docker_run)
-    registry.tool("docker/exec", schema=_with_command(docker_exec, True))(docker_exec)
-    registry.tool("docker/logs", idempotent=True)(docker_logs)
-    registry.tool("docker/stop", idempotent=True)(docker_stop)
-    registry.tool("docker/compose-up")(compose_up)
-    registry.tool("docker/compose-down", idempotent=True)(compose_down)
+    """Add the ``docker/*`` tools to ``registry`` (``remote``: a cluster executor runs them on its nodes)."""
+    registry.tool("docker/run", schema=_with_command(docker_run, False), remote=True)(docker_run)
+    registry.tool("docker/exec", schema=_with_command(docker_exec, True), remote=True)(docker_exec)
+    registry.tool("docker/logs", idempotent=True, remote=True)(docker_logs)
+    registry.tool("docker/stop", idempotent=True, remote=True)(docker_stop)
+    registry.tool("docker/compose-up", remote=True)(compose_up)
+    registry.tool("docker/compose-down", idempotent=True, remote=True)(compose_down)

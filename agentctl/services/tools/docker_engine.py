@@ -6,7 +6,7 @@ through the ``docker`` CLI (``anyio.run_process``), so there is no extra depende
 engine address is ``DOCKER_HOST`` or the CLI's default socket.
 
 Every container a run starts carries the labels ``agentctl.run=<run_id>`` and
-``agentctl.agent=<agent_id>``; compose projects are named ``agentctl-<run_id>-...`` so
+``agentctl.agent=<agent_id>`` (and ``agentctl.call=<call_id>`` when a cluster ran the call); compose projects are named ``agentctl-<run_id>-...`` so
 their networks and volumes can be found by name prefix as well.
 """
 
@@ -26,6 +26,7 @@ from ...errors import ToolError
 
 __all__ = [
     "LABEL_AGENT",
+    "LABEL_CALL",
     "LABEL_RUN",
     "PROJECT_PREFIX",
     "DockerResult",
@@ -42,6 +43,8 @@ __all__ = [
 
 LABEL_RUN = "agentctl.run"
 LABEL_AGENT = "agentctl.agent"
+#: The call that started a container, where a cluster ran it (see ``ToolContext.call_id``).
+LABEL_CALL = "agentctl.call"
 PROJECT_PREFIX = "agentctl-"
 _COMPOSE_PROJECT = "com.docker.compose.project"
 _DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -220,5 +223,9 @@ def uses_docker(plan: Any) -> bool:
 
 def check_docker(plan: Any) -> str | None:
     """For ``agentctl validate``/``run``: why a plan that uses docker tools cannot run here
-    (no CLI, no engine), or ``None``. Blocking (asks the engine, a few seconds at most)."""
+    (no CLI, no engine), or ``None``. Blocking (asks the engine, a few seconds at most).
+    A plan whose tools run on a cluster (``settings.executor.kind: ray``) needs no engine
+    here: its container calls go to the nodes that declare one."""
+    if plan.settings.executor.kind != "local":
+        return None
     return engine_error() if uses_docker(plan) else None

@@ -95,6 +95,9 @@ class ToolContext:
             check it (``ctx.cancel.wait(seconds)`` instead of ``time.sleep``) and return early.
         prepared: set by the work plane for a tool with a ``recover`` check: logs the
             call's recovery record and waits until it is on disk (see :meth:`write_ahead`).
+        call_id: the call's id, where a cluster runs it (``None`` in this process): the
+            container tools label what they start with it, so that what a cancelled call
+            started can be found and removed.
     """
 
     agent_id: str
@@ -107,6 +110,7 @@ class ToolContext:
     agents: AgentControl | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     prepared: Callable[[Any], Awaitable[None]] | None = None
+    call_id: str | None = None
 
     async def write_ahead(self, record: Any) -> None:
         """Put ``record`` (JSON-able) on disk as the call's ``tool/prepared`` event; return once it is.

@@ -1,0 +1,163 @@
+"""The container tools on a Ray cluster: which node's engine holds what a run started there.
+
+Used by :class:`~agentctl.services.ray_plane.RayRunner`, which runs the ``docker/*`` tools
+as Ray tasks like every ``remote`` tool; a container lives in one node's engine, though,
+so the runner keeps, through :class:`NodeContainers`:
+
+- where each container and compose project is: the node a ``docker/run`` or
+  ``docker/compose-up`` call reported (its ``tool/result`` records it, so after a crash
+  :meth:`NodeContainers.replay` reads it back from the log);
+- follow-up calls (``docker/exec``, ``logs``, ``stop``, ``compose-down``) pinned to that
+  node (a hard ``NodeAffinitySchedulingStrategy``), or failed at once, saying so, when the
+  node has left the cluster;
+- removal on the node: what a cancelled (timed-out) call started, by its ``agentctl.call``
+  label, and at run end, stop and resume every container of the run, by a task pinned to
+  each node that ran them (and to each node that could have, when a call ended without
+  saying where it ran: timed out, cancelled, its worker lost, or cut short by a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anyio
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ..errors import ToolError
+from ..executor import ToolResources
+from ..frozen import FrozenDict
+from .tools.docker import DOCKER_TOOLS, compose_project, remove_call
+from .tools.docker_engine import remove_labelled
+
+__all__ = ["DEFAULT_REQUEST", "NodeContainers", "creates", "is_container_tool"]
+
+#: What a container tool's call asks of the cluster unless the plan says otherwise: one
+#: ``docker`` slot of a node (a node declares ``docker: N`` to take N calls at once), no CPU
+#: (the call's process only waits on the engine).
+DEFAULT_REQUEST = ToolResources(num_cpus=0, resources=FrozenDict({"docker": 1}))
+
+_CREATE = ("docker/run", "docker/compose-up")
+# The argument that names what a follow-up call acts on.
+_FOLLOW = {"docker/exec": "container", "docker/logs": "container", "docker/stop": "container",
+           "docker/compose-down": "project"}
+# Seconds a removal on the nodes may take before the run goes on without it (``agentctl gc`` is left).
+_REMOVE_TIMEOUT = 60.0
+
+
+def is_container_tool(name: str) -> bool:
+    """Whether ``name`` is one of the ``docker/*`` tools."""
+    return name in DOCKER_TOOLS
+
+
+def creates(name: str) -> bool:
+    """Whether a call of tool ``name`` starts containers (``docker/run``, ``docker/compose-up``)."""
+    return name in _CREATE
+
+
+class NodeContainers:
+    """Where one run's containers are on the cluster, and their removal there."""
+
+    def __init__(self) -> None:
+        self.where: dict[str, str] = {}  # container or compose project name -> node id
+        self.nodes: set[str] = set()  # nodes that ran a creating call
+        self.unsure = False  # a creating call ended without saying on which node (timeout, lost worker)
+        self.removed = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether the run has made a call that started, or may have started, a container."""
+        return bool(self.nodes) or self.unsure
+
+    # ---------------------------------------------------------------- where things are
+
+    def record(self, tool: str, node: str | None, value: Any) -> None:
+        """Note what a finished call of ``tool`` started (its result ``value``) on ``node``."""
+        if tool not in _CREATE:
+            return
+        if node is None:
+            self.unsure = True
+            return
+        self.nodes.add(node)
+        if not isinstance(value, Mapping):
+            return
+        names = [value.get("container"), value.get("project"), *(value.get("containers") or ())]
+        for name in names:
+            if isinstance(name, str) and name:
+                self.where[name] = node
+
+    def replay(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Read back from a run's log what its container calls started where (for a resumed run).
+
+        A creating call logged as requested with no ``tool/result`` naming a node may have
+        left a container anywhere: removal then covers every node that could have run it.
+        """
+        pending: set[str] = set()
+        for event in events:
+            if event.get("tool") not in _CREATE:
+                continue
+            if event.get("type") == "tool/requested":
+                pending.add(str(event.get("call_id")))
+            elif event.get("type") == "tool/result":
+                pending.discard(str(event.get("call_id")))
+                self.record(str(event["tool"]), event.get("node"), event.get("result"))
+        self.unsure = self.unsure or bool(pending)
+
+    def pinned(self, tool: str, arguments: Mapping[str, Any], run_id: str, agent_id: str) -> tuple[str, str] | None:
+        """What a follow-up call of ``tool`` acts on and the node it must run on (``None``: any node)."""
+        key = _FOLLOW.get(tool)
+        if key is None:
+            return None
+        name = arguments.get(key)
+        if tool == "docker/compose-down":
+            name = compose_project(run_id, agent_id, name)
+        node = self.where.get(name) if isinstance(name, str) else None
+        return None if node is None else (str(name), node)
+
+    # ---------------------------------------------------------------- removal on the nodes
+
+    async def remove_call(self, run_id: str, call_id: str, nodes: Iterable[str]) -> None:
+        """Remove what call ``call_id`` of ``run_id`` started, on each of ``nodes`` (it ran on one of them)."""
+        self.unsure = True  # the cancel may have raced the engine: the run's end looks again
+        await self._on_nodes(nodes, run_id, call_id)
+
+    async def release(self, run_id: str, candidates: Iterable[str]) -> None:
+        """Remove every container of ``run_id`` on each node that ran one (and, when unsure, on
+        every node in ``candidates``, those that could have). Bounded and shielded."""
+        nodes = set(self.nodes)
+        if self.unsure:
+            nodes |= set(candidates)
+        await self._on_nodes(nodes, run_id, None)
+
+    async def _on_nodes(self, nodes: Iterable[str], run_id: str, call_id: str | None) -> None:
+        refs = [_remove.options(num_cpus=0, max_retries=0, name="agentctl:remove-containers",
+                                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                                ).remote(run_id, call_id) for node in sorted(nodes)]
+        if not refs:
+            return
+        futures = {asyncio.wrap_future(ref.future()): ref for ref in refs}
+        with anyio.CancelScope(shield=True):
+            done, pending = await asyncio.wait(futures, timeout=_REMOVE_TIMEOUT)
+        for future in pending:
+            future.cancel()
+            ray.cancel(futures[future], force=True)
+        self.removed += sum(f.result() for f in done if f.exception() is None)
+
+
+def _remove_here(run_id: str, call_id: str | None) -> int:
+    """The Ray task: remove the run's containers (or one call's) from this node's engine; how many."""
+
+    async def remove() -> int:
+        if call_id is not None:
+            return await remove_call(run_id, call_id)
+        return (await remove_labelled(run_id)).containers
+
+    try:
+        return anyio.run(remove)
+    except (ToolError, OSError):
+        return 0  # no engine here after all: nothing of the run is in it
+
+
+_remove = ray.remote(_remove_here)

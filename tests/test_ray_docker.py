@@ -1,0 +1,211 @@
+"""Container tools on a real two-node Ray cluster on 127.0.0.1 with a real Docker engine
+(``pytest -m ray_docker``; needs agentctl[ray] and root for the private engine).
+
+One cluster for the module: the head node without an engine (its ``DOCKER_HOST`` names a
+socket nobody listens on) and the worker node with the private engine of ``engine``
+(``tests/private_dockerd.py``) and the resource ``docker: 2``. The ``agentctl run``
+processes (the drivers) have no engine either: whatever a container call does, it does
+on the worker node. Skipped with the reason when no engine can be started.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from private_dockerd import IMAGE, containers_of, killed_at_first_result
+
+from tests.cli_helpers import AGENTCTL, events
+from tests.ray_cluster import LOOPBACK, TwoNodes, two_nodes
+
+pytestmark = pytest.mark.ray_docker
+
+NO_ENGINE = "unix:///nonexistent/agentctl-no-engine.sock"
+
+
+@pytest.fixture(scope="module")
+def cluster(engine: str) -> Iterator[TwoNodes]:
+    yield from two_nodes({"docker": 2}, head_env={"DOCKER_HOST": NO_ENGINE})
+
+
+def driver_env() -> dict[str, str]:
+    return {**os.environ, **LOOPBACK, "DOCKER_HOST": NO_ENGINE}
+
+
+def agentctl(tmp_path: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AGENTCTL, *args, "--no-ui", "--no-watch-plan", "--workspace", str(tmp_path)],
+                          capture_output=True, text=True, timeout=timeout, env=driver_env(), cwd=tmp_path)
+
+
+def run_id_in(evs: list[dict[str, Any]]) -> str:
+    return str(evs[0]["run_id"])
+
+
+def results(evs: list[dict[str, Any]], tool: str) -> list[dict[str, Any]]:
+    return [e for e in evs if e["type"] == "tool/result" and e["tool"] == tool]
+
+
+# A python agent: a container run to its end, one left running, then exec and logs on that one.
+STEPS = f"""\
+from agentctl import actions as act
+
+RUN = {{"image": "{IMAGE}", "mount_workspace": False}}
+
+
+def step(ctx):
+    if ctx.step_no == 1:
+        return [act.call_tool("docker/run", {{**RUN, "command": "echo out; echo err >&2; exit 3"}})]
+    if ctx.step_no == 2:
+        return [act.call_tool("docker/run", {{**RUN, "command": "echo started; sleep 600", "detach": True}})]
+    if ctx.step_no == 3:
+        ctx.state["box"] = box = ctx.results[0].value["container"]
+        return [act.call_tool("docker/exec", {{"container": box, "command": "cat; echo in-$HOSTNAME", "stdin": "piped\\n"}})]
+    if ctx.step_no == 4:
+        return [act.call_tool("docker/logs", {{"container": ctx.state["box"]}})]
+    return [act.done("ok", ctx.state["box"])]
+"""
+
+
+def boxes_plan(address: str) -> str:
+    # docker/exec and docker/logs ask for nothing the head lacks: only the pin keeps them off it.
+    return f"""\
+name: boxes
+settings:
+  docker: true
+  executor:
+    kind: ray
+    address: '{address}'
+    tools: {{docker/exec: {{num_cpus: 0}}, docker/logs: {{num_cpus: 0}}}}
+defaults: {{tools: [docker/run, docker/exec, docker/logs]}}
+tasks:
+  - {{id: boxed, agent: python, step: 'boxsteps:step'}}
+"""
+
+
+def test_containers_run_on_the_engine_node_follow_ups_are_pinned_and_the_run_removes_them(
+    cluster: TwoNodes, tmp_path: Path,
+) -> None:
+    (tmp_path / "boxsteps.py").write_text(STEPS)
+    (tmp_path / "plan.yaml").write_text(boxes_plan(cluster.address))
+    proc = agentctl(tmp_path, "run", str(tmp_path / "plan.yaml"), "--run-dir", str(tmp_path / "run"))
+    evs = events(tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    ran, started = results(evs, "docker/run")
+    (execd,) = results(evs, "docker/exec")
+    (logs,) = results(evs, "docker/logs")
+    # Only the worker node has the `docker` resource: every call ran there, and says so.
+    assert [e["node"] for e in (ran, started, execd, logs)] == [cluster.worker] * 4
+    assert (ran["result"]["exit_code"], ran["result"]["stdout"], ran["result"]["stderr"]) == (3, "out\n", "err\n")
+    box = started["result"]["container"]
+    assert execd["ok"] and execd["result"]["exit_code"] == 0
+    assert execd["result"]["stdout"].startswith("piped\nin-")
+    assert logs["result"]["stdout"] == "started\n"
+    # The detached container outlived its call; the run's end removed it on its node.
+    assert containers_of(run_id_in(evs)) == []
+    assert box.startswith("agentctl-")
+
+
+def test_a_follow_up_for_a_container_on_a_node_that_left_fails_at_once(cluster: TwoNodes, tmp_path: Path) -> None:
+    from agentctl.executor import Executor, ToolResources
+    from agentctl.services.ray_plane import RayRunner, connect
+    from agentctl.services.tools import ToolContext, default_registry
+    from agentctl.services.tools.docker import cleanup
+
+    tools = default_registry()
+    executor = Executor(kind="ray", address=cluster.address,
+                        tools={"docker/run": ToolResources(num_cpus=0, resources={"docker": 1, "spare": 1})})
+    ctx = ToolContext(agent_id="a", workspace=tmp_path, run_id=f"gone-{os.getpid()}")
+    connect(cluster.address)
+    spare = cluster.cluster.add_node(num_cpus=0, resources={"docker": 1, "spare": 1})
+    try:
+        cluster.cluster.wait_for_nodes()
+        runner = RayRunner(executor, tools)
+        started = anyio.run(runner.run, tools.get("docker/run"),
+                            {"image": IMAGE, "command": ["sleep", "600"], "detach": True, "mount_workspace": False},
+                            ctx, "c1")
+        assert started.ok and started.node == spare.node_id
+        cluster.cluster.remove_node(spare)
+        t0 = time.monotonic()
+        followed = anyio.run(runner.run, tools.get("docker/exec"),
+                             {"container": started.value["container"], "command": ["true"], "timeout": 60.0}, ctx, "c2")
+        assert not followed.ok
+        assert followed.error == (f"docker/exec: {started.value['container']!r} is on node {spare.node_id}, "
+                                  "which has left the cluster")
+        assert time.monotonic() - t0 < 30
+    finally:
+        import ray
+
+        ray.shutdown()
+        anyio.run(cleanup, ctx.run_id)  # the node left; its container is still in the (shared) engine
+
+
+def test_a_cancelled_docker_run_has_its_container_removed_on_its_node(cluster: TwoNodes, tmp_path: Path) -> None:
+    """The work plane's timeout cancels the call (a cancel scope around it, as here): the task is
+    force-cancelled on the cluster, which leaves the container running, and the runner removes it."""
+    import ray
+
+    from agentctl.executor import Executor
+    from agentctl.services.ray_plane import RayRunner, connect
+    from agentctl.services.tools import ToolContext, default_registry
+
+    tools = default_registry()
+    ctx = ToolContext(agent_id="a", workspace=tmp_path, run_id=f"cancel-{os.getpid()}")
+    connect(cluster.address)
+    try:
+        runner = RayRunner(Executor(kind="ray", address=cluster.address), tools)
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runner.run, tools.get("docker/run"),
+                              {"image": IMAGE, "command": ["sleep", "600"], "timeout": 600.0, "mount_workspace": False},
+                              ctx, "c1")
+                with anyio.fail_after(120):  # the container is up: the call is in the middle of its work
+                    while not await anyio.to_thread.run_sync(containers_of, ctx.run_id):
+                        await anyio.sleep(0.2)
+                tg.cancel_scope.cancel()
+
+        anyio.run(main)
+        assert runner.cancelled == 1
+        assert containers_of(ctx.run_id) == []  # at once: no run-end clean-up has run
+        assert runner.containers.removed == 1
+    finally:
+        ray.shutdown()
+
+
+KILLED = """\
+name: killed
+settings:
+  docker: true
+  executor: {{kind: ray, address: '{address}'}}
+defaults: {{tools: [docker/run]}}
+tasks:
+  - id: boxed
+    agent: script
+    steps:
+      - call: {{tool: docker/run, args: {{image: {image}, command: [sleep, "600"], detach: true, mount_workspace: false}}}}
+      - sleep: 1
+      - done: resumed
+"""
+
+
+def test_a_run_killed_with_a_container_up_removes_it_when_resumed(cluster: TwoNodes, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(KILLED.format(address=cluster.address, image=IMAGE))
+    run_dir = tmp_path / "run"
+    killed_at_first_result(run_dir, str(plan), "--no-ui", "--no-watch-plan", "--workspace", str(tmp_path),
+                           cwd=tmp_path, env=driver_env())
+    evs = events(run_dir)
+    (started,) = results(evs, "docker/run")
+    assert started["node"] == cluster.worker
+    run_id = run_id_in(evs)
+    assert len(containers_of(run_id)) == 1, "the killed run should have left its container"
+    resumed = agentctl(tmp_path, "run", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert containers_of(run_id) == []
+    assert [e["type"] for e in events(run_dir)][-1] == "run/finished"
