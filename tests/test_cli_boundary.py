@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
-from cli_helpers import ROOT, cli
+from cli_helpers import AGENTCTL, ROOT, cli
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
@@ -136,10 +137,14 @@ def test_an_unknown_command_is_one_line_with_a_suggestion() -> None:
     assert "'replay'" in result.stderr
 
 
-def test_shell_completion_is_offered() -> None:
-    result = invoke(["--show-completion", "bash"])
-    assert result.exit_code == 0, result.output
-    assert "_AGENTCTL_COMPLETE" in result.output
+def test_shell_completion_is_offered(tmp_path: Path) -> None:
+    """``--show-completion`` is a flag: the shell is the nearest one among the process's
+    ancestors (shellingham), never an argument. In-process that was whatever launched pytest
+    (``sh -c`` gives 'Shell sh not supported'); here the parent is bash, as in a terminal."""
+    proc = subprocess.run(["bash", "-c", f"{AGENTCTL} --show-completion; exit $?"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "_AGENTCTL_COMPLETE=complete_bash" in proc.stdout
 
 
 def _event(seq: int, type: str) -> str:

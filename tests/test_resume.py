@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cli_helpers import AGENTCTL, PLUGINS
+from cli_helpers import AGENTCTL, PLUGINS, cli, ends, of, running, wait_for
 
 from agentctl.events.fold import state_at
 from agentctl.events.reader import read_events
@@ -131,18 +131,31 @@ def test_resume_appends_after_a_torn_last_line(tmp_path: Path) -> None:
 
 
 def test_resume_starts_from_the_newest_checkpoint(tmp_path: Path) -> None:
+    """Killed from outside once a checkpoint is on disk (the run waits at a gate then, its
+    closer still to do), the resume starts from the newest checkpoint and finishes the work.
+
+    Killing at a fixed seq instead raced the checkpointer: a checkpoint is written only once
+    the log is synced up to it, and under load the run could reach the kill point first."""
     plan = tmp_path / "crash_plan.yaml"
-    plan.write_text(PLAN.read_text().replace("  durability: batch", "  durability: batch\n  checkpoint_events: 10"))
+    plan.write_text(PLAN.read_text().replace("  durability: batch", "  durability: batch\n  checkpoint_events: 10")
+                    .replace("depends_on: [writer, batcher]", "depends_on: [writer, batcher, gate]")
+                    + "  - id: gate\n    agent: script\n    steps: [{wait: open}, {done: opened}]\n")
     ws = tmp_path / "ws"
     ws.mkdir()
     run_dir = ws / "run"
-    crashed = agentctl("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(ws), cwd=ws, crash_at=55)
-    assert crashed.returncode == -signal.SIGKILL
+    env = dict(os.environ, PYTHONPATH=str(PLUGINS))
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(ws),
+                 cwd=ws, env=env) as crashed:
+        wait_for(run_dir, lambda evs: {e["agent_id"] for e in of(evs, "agent/done")} >= {"writer", "batcher"}
+                 and any((run_dir / "checkpoints").glob("ckpt-*.json")))
+        crashed.kill()
+        assert crashed.wait(20) == -signal.SIGKILL
     checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*.json"))
-    assert checkpoints, "a checkpoint every 10 events"
     newest = int(checkpoints[-1].stem.split("-")[1])
-    resumed = agentctl("run", str(plan), "--no-ui", "--no-watch-plan", "--resume", str(run_dir), cwd=ws)
-    assert resumed.returncode == 0, resumed.stderr
-    event = next(e for e in read_events(run_dir / "events.jsonl") if e["type"] == "run/resumed")
-    assert event["checkpoint"] == newest
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--resume", str(run_dir), cwd=ws, env=env) as resumed:
+        event = of(wait_for(run_dir, lambda evs: of(evs, "run/resumed")), "run/resumed")[0]
+        assert event["checkpoint"] == newest
+        sent = cli("send", "--run", str(run_dir), "--to", "gate", "--kind", "open", "{}", cwd=ws)
+        assert sent.returncode == 0, sent.stderr
+        ends(resumed, 0)
     assert len(list(ws.glob("out/*.txt"))) == 18
