@@ -14,8 +14,9 @@ import os
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -60,7 +61,7 @@ def _event(i: int) -> tuple[str, str, dict]:
 class _Unredacted(Redactor):
     """Redaction off: the baseline that shows what redacting every event costs."""
 
-    def suspects(self, fields: dict, line: bytes, walk: Sequence[str] | None = None) -> bool:
+    def suspects(self, fields: Mapping[str, Any], line: bytes, walk: Sequence[str] | None = None) -> bool:
         return False
 
 

@@ -59,6 +59,17 @@ def _wait_spawned(events: Path, agent: str, offset: int, deadline: float) -> tup
     raise TimeoutError(agent)
 
 
+def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """End ``proc`` as Ctrl-C would (SIGTERM: it flushes its log); SIGKILL it if it has not
+    exited within ``grace`` seconds, so that a run that hangs on the way out is not left behind."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _ours(edits: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -80,8 +91,7 @@ def _ours(edits: int) -> list[float]:
                 latencies.append(seen - saved)
             return latencies
         finally:
-            proc.terminate()
-            proc.wait(10)
+            _stop(proc, 10)
 
 
 async def _watchfiles(edits: int) -> list[float]:
@@ -159,8 +169,7 @@ def _sized(n: int, edits: int) -> tuple[list[float], float]:
                 latencies.append(seen - saved)
             return latencies, up
         finally:
-            proc.terminate()
-            proc.wait(30)
+            _stop(proc, 30)
 
 
 def _all_done(n: int) -> float:

@@ -136,8 +136,8 @@ class LLMServer:
             await _send(stream, 404, "application/json", json.dumps({"error": "not found"}), close=not self.keep_alive)
             return
         if b.status != 200 or b.body is not None:
-            body = b.body if b.body is not None else json.dumps({"error": f"scripted HTTP {b.status}"})
-            await _send(stream, b.status, "application/json", body, b.headers, close=not self.keep_alive)
+            text = b.body if b.body is not None else json.dumps({"error": f"scripted HTTP {b.status}"})
+            await _send(stream, b.status, "application/json", text, b.headers, close=not self.keep_alive)
             return
         body = request.body if isinstance(request.body, dict) else {}
         model = body.get("model", "test-model")

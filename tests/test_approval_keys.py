@@ -178,13 +178,16 @@ def terminal(args: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[byte
                 return
             screen.append(data)
 
+    def press(keys: bytes) -> None:
+        os.write(master, keys)
+
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
         with reaped(subprocess.Popen([AGENTCTL, *args], cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
                                      env={**os.environ, "COLUMNS": "120", "LINES": "40"})) as proc:
             os.close(slave)
-            yield proc, screen, lambda keys: os.write(master, keys) and None
+            yield proc, screen, press
     finally:
         reader.join(5)
         os.close(master)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import anyio
 import pytest
+from cli_helpers import cli, invoke
 from rich.console import Console
 from test_approval_keys import seen, terminal
 
 from agentctl.events.reader import read_events
 from agentctl.views.batch import BatchProgress
-from tests.cli_helpers import cli, invoke
 
 WRITER = """\
 name: writer

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import PLANS, invoke
 
 from agentctl.errors import PlanError
 from agentctl.plan.load import load_plan
-from tests.cli_helpers import PLANS, invoke
 
 REMOTE = """\
 name: remote

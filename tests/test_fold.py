@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from agentctl.events.fold import RECENT_EVENTS, RunState, apply, fold, state_at
 from agentctl.events.outcomes import Finished
@@ -194,3 +195,17 @@ def test_snapshot_is_a_copy_that_later_events_do_not_change() -> None:
     fold(events[12:], state=state)
     assert snapshot["locks"] == {"src/": {"writer": "write"}}
     assert [a["status"] for a in snapshot["agents"]] == ["running", "spawned", "spawned"]
+
+
+def test_the_reducer_tables_are_read_only_views() -> None:
+    """No importer can swap a reducer in (or out) of the fold every view and resume share."""
+    from agentctl.events.fold import WITH_JOURNALS
+    from agentctl.events.journal import HANDLERS
+    from agentctl.events.reducers import REDUCERS
+
+    for table in (REDUCERS, HANDLERS, WITH_JOURNALS):
+        with pytest.raises(TypeError):
+            table["agent/spawned"] = lambda *_: None  # type: ignore[index]
+        assert "agent/spawned" in table
+    state = fold([{"seq": 1, "t": 1, "run_id": "r", "type": "agent/spawned", "agent_id": "a", "parent_id": None}])
+    assert "a" in state.agents and "a" in state.journals.by_agent

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.cli_helpers import AGENTCTL
-from tests.ray_cluster import LOOPBACK, TwoNodes, two_nodes
+from cli_helpers import AGENTCTL
+from ray_cluster import LOOPBACK, TwoNodes, two_nodes
 
 pytestmark = pytest.mark.ray
 

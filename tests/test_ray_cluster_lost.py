@@ -17,9 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from tests.cli_helpers import AGENTCTL, events, wait_for
-from tests.ray_cluster import LOOPBACK, loopback
+from cli_helpers import AGENTCTL, events, wait_for
+from ray_cluster import LOOPBACK, loopback
 
 pytestmark = pytest.mark.ray
 

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.cli_helpers import AGENTCTL, events, running
-from tests.ray_cluster import LOOPBACK, TwoNodes, two_nodes
+from cli_helpers import AGENTCTL, events, running
+from ray_cluster import LOOPBACK, TwoNodes, two_nodes
 
 pytestmark = pytest.mark.ray
 
@@ -184,7 +183,8 @@ def test_a_node_that_joins_is_seen_by_the_next_call(cluster: TwoNodes, tmp_path:
         runner = RayRunner(executor, tools)
         call = partial(runner.run, tools.get("shell/run"), {"command": "echo here"}, ctx, "c1")
         before = anyio.run(call)
-        assert not before.ok and before.error.startswith("shell/run asks the cluster for late: 1 and no node")
+        assert not before.ok and before.error is not None
+        assert before.error.startswith("shell/run asks the cluster for late: 1 and no node")
         late = cluster.cluster.add_node(num_cpus=0, resources={"late": 1})
         try:
             cluster.cluster.wait_for_nodes()

@@ -12,8 +12,9 @@ dropped when the agent ends for good, so its size is bounded by live agents' his
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 
@@ -311,7 +312,7 @@ def _settle(effect: dict[str, Any], ok: bool, error: Any, value: Any, tokens: in
 
 #: The journal's reducer per event type, on a dict of journals by agent id (the fold calls
 #: these directly, beside the state's reducers).
-HANDLERS: dict[str | None, JournalHandler] = {
+HANDLERS: Mapping[str | None, JournalHandler] = MappingProxyType({
     "agent/spawned": _start,
     "agent/restarted": _start,
     "agent/done": _end,
@@ -331,4 +332,4 @@ HANDLERS: dict[str | None, JournalHandler] = {
     "approval/requested": _approval_requested,
     "approval/granted": _approval_answered,
     "approval/denied": _approval_answered,
-}
+})

@@ -10,7 +10,8 @@ bookkeeping (forward compatible with newer logs).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from .agent_state import AgentView
@@ -418,7 +419,7 @@ def _drop_held(state: RunState, agent_id: str | None) -> None:
 
 
 #: The reducer of each event type.
-REDUCERS: dict[str | None, Reducer] = {
+REDUCERS: Mapping[str | None, Reducer] = MappingProxyType({
     "run/started": _run_started,
     "run/finished": _run_finished,
     "run/resumed": _run_resumed,
@@ -448,4 +449,4 @@ REDUCERS: dict[str | None, Reducer] = {
     "approval/requested": _approval_requested,
     "approval/granted": _approval_answered,
     "approval/denied": _approval_answered,
-}
+})
