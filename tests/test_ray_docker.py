@@ -19,10 +19,9 @@ from typing import Any
 
 import anyio
 import pytest
+from cli_helpers import AGENTCTL, events
 from private_dockerd import IMAGE, containers_of, killed_at_first_result
-
-from tests.cli_helpers import AGENTCTL, events
-from tests.ray_cluster import LOOPBACK, TwoNodes, two_nodes
+from ray_cluster import LOOPBACK, TwoNodes, two_nodes
 
 pytestmark = pytest.mark.ray_docker
 
