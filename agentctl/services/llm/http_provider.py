@@ -35,6 +35,7 @@ __all__ = ["HTTPProvider", "Lines", "StreamReader", "json_object"]
 #: connection (a server that sends more, or nothing, loses the connection, not the reply).
 DRAIN_SECONDS = 0.5
 DRAIN_BYTES = 65536
+_LINE_ENDS = (b"\n", b"\r")
 
 
 def json_object(data: str | bytes) -> dict[str, Any]:
@@ -57,12 +58,12 @@ def _text(data: str | bytes) -> str:
 
 
 class Lines:
-    """Cuts a body that arrives in chunks into its non-empty lines (bytes, without their ends).
+    """Cuts a body that arrives in chunks into its lines (bytes, without their ends).
 
     A line ends at ``\n``, ``\r\n`` or ``\r`` (as SSE allows). Empty lines (SSE's event
-    separators, or a ``\r\n`` split between two chunks) are left out: neither wire format
-    needs them. Splitting bytes is safe for UTF-8: no byte of a multi-byte character is a
-    line end.
+    separators, or the ``\n`` of a ``\r\n`` split between two chunks) may be among them:
+    the readers skip them, which costs less than leaving them out here. Splitting bytes is
+    safe for UTF-8: no byte of a multi-byte character is a line end.
     """
 
     __slots__ = ("_parts",)
@@ -72,17 +73,16 @@ class Lines:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The lines ``chunk`` completes."""
-        if b"\n" not in chunk and b"\r" not in chunk:
-            self._parts.append(chunk)  # kept as pieces: a long line is joined once, not once per chunk
-            return []
         if self._parts:
             self._parts.append(chunk)
+            if b"\n" not in chunk and b"\r" not in chunk:
+                return []  # kept as pieces: a long line is joined once, not once per chunk
             chunk = b"".join(self._parts)
             self._parts.clear()
         lines = chunk.splitlines()
-        if not chunk.endswith((b"\n", b"\r")):
+        if lines and not chunk.endswith(_LINE_ENDS):
             self._parts.append(lines.pop())
-        return [line for line in lines if line]
+        return lines
 
     def end(self) -> list[bytes]:
         """The last line, if the body did not end with a line end."""
@@ -98,7 +98,7 @@ class StreamReader(Protocol):
     done: bool
 
     def line(self, line: bytes) -> None:
-        """Take one line of the body; raise ``LLMError`` for one that cannot be used."""
+        """Take one line of the body (it may be empty); raise ``LLMError`` for one that cannot be used."""
         ...
 
     def reply(self) -> ChatReply:
@@ -109,24 +109,22 @@ class StreamReader(Protocol):
 async def read_stream(response: httpx.Response, reader: StreamReader) -> ChatReply:
     """Feed ``response``'s body to ``reader`` line by line and return its reply."""
     lines = Lines()
-    # Raw unless the server compressed it: aiter_bytes's decoder adds a generator per chunk.
-    chunks = response.aiter_raw() if "content-encoding" not in response.headers else response.aiter_bytes()
-    async for chunk in chunks:
-        if _feed(reader, lines.feed(chunk)):
-            await _drain(chunks)
-            break
+    # The body as the transport hands it over, unless the server compressed it: aiter_raw
+    # adds a generator step per chunk, aiter_bytes's decoder another.
+    body = response.stream
+    if isinstance(body, httpx.AsyncByteStream) and "content-encoding" not in response.headers:
+        chunks: AsyncIterator[bytes] = aiter(body)
     else:
-        _feed(reader, lines.end())
-    return reader.reply()
-
-
-def _feed(reader: StreamReader, lines: list[bytes]) -> bool:
-    """Whether the reader is done after ``lines`` (the rest of them is not read)."""
-    for line in lines:
+        chunks = response.aiter_bytes()
+    async for chunk in chunks:
+        for line in lines.feed(chunk):
+            reader.line(line)
+            if reader.done:  # what follows the format's last chunk is not read
+                await _drain(chunks)
+                return reader.reply()
+    for line in lines.end():
         reader.line(line)
-        if reader.done:
-            return True
-    return False
+    return reader.reply()
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:

@@ -28,6 +28,7 @@ from agentctl.services.llm.wire import ToolNames, decode_arguments, function_too
 
 __all__ = ["OpenAIProvider", "to_openai_messages"]
 
+_NO_DELTA: Mapping[str, Any] = {}
 _RESERVED = frozenset({"model", "messages", "tools", "stream", "stream_options"})
 
 
@@ -168,27 +169,33 @@ class _SSEReader:
         self._finished = self._chunks = self.done = False
 
     def line(self, line: bytes) -> None:
-        line = line.strip()
         if not line.startswith(b"data:"):
-            return  # blank separators, ": keep-alive" comments, "event:" lines
+            line = line.strip()  # an indented line is read all the same
+            if not line.startswith(b"data:"):
+                return  # blank separators, ": keep-alive" comments, "event:" lines
         self._chunks = True
-        payload = line[5:].strip()
-        if payload == b"[DONE]":
+        payload = line[5:]
+        if payload.strip() == b"[DONE]":
             self.done = True
             return
         chunk = json_object(payload)
         self._seen_model = chunk.get("model") or self._seen_model
         self._usage = chunk.get("usage") or self._usage
         for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
+            delta = choice.get("delta") or _NO_DELTA
             text = delta.get("content") or ""
-            self._content.append(text)
-            pieces = delta.get("tool_calls") or ()
-            for piece in pieces:
-                _merge(self._partial, piece)
-            if self._on_delta is not None and (text or pieces):
-                self._on_delta(text, "".join(_fragment_text(p, self._names) for p in pieces))
-            self._finished = self._finished or bool(choice.get("finish_reason"))
+            pieces = delta.get("tool_calls")
+            if text:
+                self._content.append(text)
+            if pieces:
+                for piece in pieces:
+                    _merge(self._partial, piece)
+                if self._on_delta is not None:
+                    self._on_delta(text, "".join(_fragment_text(p, self._names) for p in pieces))
+            elif text and self._on_delta is not None:
+                self._on_delta(text, "")
+            if choice.get("finish_reason"):
+                self._finished = True
 
     def reply(self) -> ChatReply:
         if not self._chunks:
