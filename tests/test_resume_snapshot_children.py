@@ -27,9 +27,10 @@ from anyio.from_thread import start_blocking_portal
 from cli_helpers import events, of, start
 from llm_servers import Behaviour, LLMServer, Recorded, running_server
 
+Tree = dict[str, tuple[str, ...]]
 #: Who spawns whom: the boss delegates to three workers, or to one that delegates again.
-TEAM = {"boss": ("c1", "c2", "c3")}
-DEEP = {"boss": ("c1",), "c1": ("g1",)}
+TEAM: Tree = {"boss": ("c1", "c2", "c3")}
+DEEP: Tree = {"boss": ("c1",), "c1": ("g1",)}
 
 Key = tuple[str, int]  # (agent, turn): a request of that agent with that many answers in it
 
@@ -52,7 +53,7 @@ def _key(request: Recorded) -> Key:
     return found.group(1), sum(m.get("role") == "assistant" for m in messages)
 
 
-def _behaviour(tree: dict[str, tuple[str, ...]], key: Key, gate: threading.Event) -> Behaviour:
+def _behaviour(tree: Tree, key: Key, gate: threading.Event) -> Behaviour:
     """A parent spawns its children, waits, notes each report, and reports when the last is in;
     a leaf appends a line to its own file and reports."""
     agent, turn = key
@@ -69,7 +70,7 @@ def _behaviour(tree: dict[str, tuple[str, ...]], key: Key, gate: threading.Event
     return Behaviour(f"report of {agent}", gate=gate)
 
 
-def _may_answer(tree: dict[str, tuple[str, ...]], key: Key, asked: set[Key]) -> bool:
+def _may_answer(tree: Tree, key: Key, asked: set[Key]) -> bool:
     """The k-th child reports only once its parent has been asked with the k-1 reports before:
     one report per turn of the parent, as in every run."""
     agent, turn = key
@@ -82,7 +83,7 @@ def _may_answer(tree: dict[str, tuple[str, ...]], key: Key, asked: set[Key]) -> 
 class Team:
     """One conversation of ``tree`` on ``server``, across the runs (crashed and resumed) of one run dir."""
 
-    def __init__(self, server: LLMServer, cwd: Path, tree: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, server: LLMServer, cwd: Path, tree: Tree) -> None:
         self.server, self.cwd, self.tree = server, cwd, tree
         self.gates: defaultdict[Key, threading.Event] = defaultdict(threading.Event)
         self.first = len(server.requests)
@@ -118,17 +119,24 @@ class Team:
             proc.kill()
             proc.wait()
 
-    def snapshot_children(self, agent: str) -> list[str] | None:
-        """The live children the newest checkpoint's snapshot of ``agent`` names (None: no snapshot)."""
-        paths = sorted((self.cwd / "run" / "checkpoints").glob("ckpt-*.json"))
-        for path in reversed(paths):
+    def _newest_checkpoint(self) -> dict[str, Any] | None:
+        for path in sorted((self.cwd / "run" / "checkpoints").glob("ckpt-*.json"), reverse=True):
             try:
-                body = orjson.loads(path.read_bytes().partition(b"\n")[2])
+                return orjson.loads(path.read_bytes().partition(b"\n")[2])["run"]
             except (OSError, orjson.JSONDecodeError):
                 continue  # replaced meanwhile
-            snapshot = body["run"]["journals"].get(agent, {}).get("snapshot")
-            return None if snapshot is None else [c["id"] for c in snapshot.get("children", ())]
         return None
+
+    def snapshot_children(self, agent: str) -> list[str] | None:
+        """The live children the newest checkpoint's snapshot of ``agent`` names (None: no snapshot)."""
+        run = self._newest_checkpoint() or {"journals": {}}
+        snapshot = run["journals"].get(agent, {}).get("snapshot")
+        return None if snapshot is None else [c["id"] for c in snapshot.get("children", ())]
+
+    def ended_in_checkpoint(self, agent: str) -> bool:
+        """Whether the newest checkpoint has ``agent`` ended."""
+        run = self._newest_checkpoint() or {"agents": []}
+        return any(a["id"] == agent and a["status"] == "done" for a in run["agents"])
 
     def quiet_with(self, asked: set[Key], **named: set[str]) -> bool:
         """Every call of ``asked`` has been made, and the newest checkpoint snapshots each
@@ -171,16 +179,16 @@ def server() -> Iterator[LLMServer]:
 
 
 @pytest.fixture(scope="module")
-def uncrashed(server: LLMServer, tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, tuple[str, ...]]], dict]:
+def uncrashed(server: LLMServer, tmp_path_factory: pytest.TempPathFactory) -> Callable[[Tree], dict]:
     done: dict[str, dict[str, Any]] = {}
 
-    def of_tree(tree: dict[str, tuple[str, ...]]) -> dict[str, Any]:
-        name = "deep" if tree is DEEP else "team"
-        if name not in done:
-            team = Team(server, tmp_path_factory.mktemp(name), tree)
+    def of_tree(tree: Tree) -> dict[str, Any]:
+        key = repr(sorted(tree.items()))
+        if key not in done:
+            team = Team(server, tmp_path_factory.mktemp("uncrashed"), tree)
             assert team.run(resume=False) == 0
-            done[name] = _outcome(team)
-        return done[name]
+            done[key] = _outcome(team)
+        return done[key]
 
     return of_tree
 
@@ -211,6 +219,11 @@ POINTS: dict[str, tuple[frozenset[Key], Callable[[Team], bool]]] = {
     # Every worker's last call in flight, none reported.
     "workers mid-call": (frozenset({("c1", 1), ("c2", 1), ("c3", 1)}),
                          lambda t: t.quiet_with({("boss", 1), ("c1", 1), ("c2", 1), ("c3", 1)}, boss={"c1", "c2", "c3"})),
+    # c1 reported while the boss's call before was in flight: the boss has not read it, and
+    # its snapshot (not taken again: it has not stepped since) still names c1, which ended.
+    "report unread": (frozenset({("boss", 1), ("c2", 1), ("c3", 1)}),
+                      lambda t: t.quiet_with({("boss", 1), ("c1", 1), ("c2", 1), ("c3", 1)}, boss={"c1", "c2", "c3"})
+                      and t.ended_in_checkpoint("c1")),
     # c1 reported and the boss noted it; c2 and c3 mid-call.
     "after a report": (frozenset({("c2", 1), ("c3", 1)}),
                        lambda t: t.quiet_with({("boss", 2), ("c2", 1), ("c3", 1)}, boss={"c2", "c3"})),
@@ -220,7 +233,8 @@ POINTS: dict[str, tuple[frozenset[Key], Callable[[Team], bool]]] = {
 }
 
 
-@pytest.mark.parametrize("point", [pytest.param("workers mid-call", marks=pytest.mark.slow), "after a report",
+@pytest.mark.parametrize("point", [pytest.param("workers mid-call", marks=pytest.mark.slow), "report unread",
+                                   pytest.param("after a report", marks=pytest.mark.slow),
                                    pytest.param("boss mid-call", marks=pytest.mark.slow)])
 def test_a_parent_with_live_children_resumes_from_its_snapshot_as_an_uncrashed_run(
     server: LLMServer, uncrashed: Callable, tmp_path: Path, point: str
@@ -234,7 +248,8 @@ def test_a_parent_with_live_children_resumes_from_its_snapshot_as_an_uncrashed_r
     _restored(resumed[0])
     # Its live children came back from their own journals, the others stayed ended.
     again = {e["agent_id"] for e in events(tmp_path / "run") if e["type"] == "agent/resumed"}
-    live = {"workers mid-call": {"c1", "c2", "c3"}, "after a report": {"c2", "c3"}, "boss mid-call": {"c3"}}[point]
+    live = {"workers mid-call": {"c1", "c2", "c3"}, "report unread": {"c2", "c3"}, "after a report": {"c2", "c3"},
+            "boss mid-call": {"c3"}}[point]
     assert again - {"boss", "plan"} == live
 
 
