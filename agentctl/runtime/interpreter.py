@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -181,9 +182,10 @@ async def _lock(svc: ActionServices, agent: Agent, action: AcquireLock) -> Resul
         on_conflict=lambda conflict: svc.conflicts.opened(agent, conflict, waiting=True, since=since),
         # A resumed agent queues where its wait first began, ahead of those that came later.
         queued_at=time.time() if since is None else since,
+        # Counted as it is logged: a checkpoint between the grant and the end of the wait
+        # must not see a lock/acquired that the agent's actions do not account for.
+        on_granted=partial(agent.log_outcome, "lock"),
     )
-    if lock.ok:
-        agent.log_outcome("lock")
     svc.set_status(agent, "running", "lock")
     return Result(action, lock.ok, lock, None if lock.ok else "conflict")
 

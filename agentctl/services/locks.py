@@ -114,10 +114,12 @@ class _Hold:
 
 
 class _Waiter:
-    __slots__ = ("agent", "by", "event", "granted", "mode", "path", "queued_at")
+    __slots__ = ("agent", "by", "event", "granted", "mode", "on_granted", "path", "queued_at")
 
-    def __init__(self, agent: str, path: str, mode: str, by: str, queued_at: float) -> None:
+    def __init__(self, agent: str, path: str, mode: str, by: str, queued_at: float,
+                 on_granted: Callable[[], None] | None) -> None:
         self.queued_at = queued_at
+        self.on_granted = on_granted
         self.agent = agent
         self.path = path
         self.mode = mode
@@ -180,6 +182,7 @@ class LockService:
     async def acquire(
         self, agent_id: str, path: str, mode: str = "write", *, timeout: float = 0.0,
         on_conflict: Callable[[Conflict], None] | None = None, by: str = "step", queued_at: float | None = None,
+        on_granted: Callable[[], None] | None = None,
     ) -> LockResult:
         """Take the lock, waiting up to ``timeout`` seconds for it (0: answer at once).
 
@@ -187,7 +190,8 @@ class LockService:
         wait ends when a release hands the lock over, never by polling. On timeout the
         result carries that conflict. Waiters are served in the order of ``queued_at``
         (wall-clock seconds, default now): a wait that a crash resume carries on keeps
-        its place ahead of those that began after it.
+        its place ahead of those that began after it. ``on_granted`` is called as the lock
+        is granted (with its ``lock/acquired``), which for a waiter is before its wait ends.
 
         Raises:
             LockError: for a bad path or mode.
@@ -196,9 +200,11 @@ class LockService:
         first = self._try(agent_id, path, mode, by)
         if not first.ok and on_conflict is not None and first.conflict is not None:
             on_conflict(first.conflict)
+        if first.ok and on_granted is not None:
+            on_granted()
         if first.ok or timeout <= 0:
             return first
-        waiter = _Waiter(agent_id, path, mode, by, time.time() if queued_at is None else queued_at)
+        waiter = _Waiter(agent_id, path, mode, by, time.time() if queued_at is None else queued_at, on_granted)
         self._queue(waiter)
         try:
             with anyio.move_on_after(timeout):
@@ -293,6 +299,8 @@ class LockService:
                 continue
             self._waiters.remove(w)
             w.granted = self._grant(w.agent, w.path, w.mode, w.by)
+            if w.on_granted is not None:
+                w.on_granted()
             w.event.set()
 
     # -- release -----------------------------------------------------------------

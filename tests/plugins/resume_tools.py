@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from agentctl import actions as act
+from agentctl import keeps_state
 from agentctl.services.tools import Recovered
 
 
@@ -65,6 +66,7 @@ def register(registry: Any) -> None:
         return {"n": n}
 
 
+@keeps_state("1")  # its state is empty (it goes by ctx.step_no): snapshots keep it mid-batch
 def batch_step(ctx: Any) -> list:
     """Two parallel batches of three appends (``out/batch-J.txt``), then done."""
     if ctx.results and not all(r.ok for r in ctx.results[0].value):
