@@ -83,6 +83,28 @@ async def test_one_keep_alive_connection_serves_call_after_call(no_proxy_env: py
     assert server.connections == 1
 
 
+async def test_the_body_goes_as_json_and_one_that_is_not_json_goes_nowhere(no_proxy_env: pytest.MonkeyPatch) -> None:
+    heads: list[bytes] = []
+
+    async def handle(stream: anyio.abc.ByteStream) -> None:
+        await serve_replies(stream, BODY, 0.0, heads.append)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        http = PooledHTTP([f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"], retries=0,
+                          headers={"Authorization": "Bearer k"})
+        assert await http.post("/v1/chat", {"q": "é", "n": [1, 2.5]}, read_body) == BODY
+        with pytest.raises(LLMHTTPError, match="request is not JSON-serializable"):
+            await http.post("/v1/chat", {"q": object()}, read_body)
+        await http.aclose()
+        tg.cancel_scope.cancel()
+    assert len(heads) == 1  # the second call sent nothing
+    head = heads[0].lower()
+    assert b"content-type: application/json" in head and b"authorization: bearer k" in head
+    assert b'content-length: %d' % len('{"q":"é","n":[1,2.5]}'.encode()) in head
+
+
 async def test_concurrent_calls_beyond_the_pool_bound_wait_for_a_connection(no_proxy_env: pytest.MonkeyPatch) -> None:
     async with serving(HTTP11Server(delay=0.05)) as server:
         http = PooledHTTP([f"http://127.0.0.1:{server.port}"], retries=0, max_connections=3)
