@@ -208,3 +208,82 @@ def test_a_run_killed_with_a_container_up_removes_it_when_resumed(cluster: TwoNo
     assert resumed.returncode == 0, resumed.stderr
     assert containers_of(run_id) == []
     assert [e["type"] for e in events(run_dir)][-1] == "run/finished"
+
+
+def test_an_agents_containers_go_on_their_node_when_it_ends(cluster: TwoNodes, tmp_path: Path, recorder: Any) -> None:
+    """No run-end clean-up here (that is the CLI session's): the runtime alone, its work plane on the cluster."""
+    import ray
+
+    from agentctl import actions as act
+    from agentctl.executor import Executor
+    from agentctl.runtime import AgentSpec, StepContext, open_runtime
+    from agentctl.services.ray_plane import RayWorkPlane, connect
+    from agentctl.services.tools import default_registry
+
+    tools = default_registry()
+    run_id = f"ends-{os.getpid()}"
+
+    def step(ctx: StepContext) -> list[Any]:
+        if ctx.step_no == 1:
+            return [act.call_tool("docker/run", {"image": IMAGE, "command": ["sleep", "600"], "detach": True,
+                                                 "mount_workspace": False})]
+        return [act.done("ok", ctx.results[0].value)]
+
+    async def main() -> RayWorkPlane:
+        plane = RayWorkPlane(recorder, executor=Executor(kind="ray", address=cluster.address), tools=tools)
+        async with open_runtime(recorder, run_id=run_id, tools=tools, plane=plane, workspace=tmp_path) as rt:
+            rt.spawn(AgentSpec("boxer", step))
+            await rt.wait("boxer")
+            with anyio.fail_after(60):  # the removal runs as a runtime task after the agent ended
+                while await anyio.to_thread.run_sync(containers_of, run_id):
+                    await anyio.sleep(0.2)
+        return plane
+
+    connect(cluster.address)
+    try:
+        plane = anyio.run(main)
+    finally:
+        ray.shutdown()
+    (started,) = [e for e in recorder.of_type("tool/result") if e["tool"] == "docker/run"]
+    assert started["ok"] and started["node"] == cluster.worker
+    assert plane.runner.containers.removed == 1  # it was up, and the agent's end took it down
+
+
+COMPOSE = f"""\
+version: "2.4"
+services:
+  web: {{image: {IMAGE}, command: [sh, -c, "sleep 600"], init: true}}
+  worker: {{image: {IMAGE}, command: [sh, -c, "sleep 600"], init: true}}
+"""
+
+
+def test_compose_down_runs_on_the_node_that_brought_the_project_up(cluster: TwoNodes, tmp_path: Path) -> None:
+    (tmp_path / "stack.yml").write_text(COMPOSE)
+    (tmp_path / "plan.yaml").write_text(f"""\
+name: stacked
+settings:
+  docker: true
+  executor:
+    kind: ray
+    address: '{cluster.address}'
+    shared_workspace: true
+    tools: {{docker/compose-down: {{num_cpus: 0}}}}
+defaults: {{tools: [docker/compose-up, docker/compose-down]}}
+tasks:
+  - id: stacked
+    agent: script
+    steps:
+      - call: {{tool: docker/compose-up, args: {{file: stack.yml, project: stack}}}}
+      - call: {{tool: docker/compose-down, args: {{project: stack}}}}
+      - done: ok
+""")
+    proc = agentctl(tmp_path, "run", str(tmp_path / "plan.yaml"), "--run-dir", str(tmp_path / "run"))
+    evs = events(tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    (up,) = results(evs, "docker/compose-up")
+    (down,) = results(evs, "docker/compose-down")
+    assert len(up["result"]["containers"]) == 2
+    # compose-down asks for nothing the head lacks: the pin alone sent it to the project's node.
+    assert (up["node"], down["node"]) == (cluster.worker, cluster.worker)
+    assert down["result"] == {"project": up["result"]["project"], "removed": 2}
+    assert containers_of(run_id_in(evs)) == []

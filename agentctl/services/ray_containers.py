@@ -11,7 +11,8 @@ so the runner keeps, through :class:`NodeContainers`:
   node (a hard ``NodeAffinitySchedulingStrategy``), or failed at once, saying so, when the
   node has left the cluster;
 - removal on the node: what a cancelled (timed-out) call started, by its ``agentctl.call``
-  label, and at run end, stop and resume every container of the run, by a task pinned to
+  label; an agent's containers when it ends (the runtime's ``on_agent_end`` hook, as for
+  local calls); and at run end, stop and resume every container of the run, by a task pinned to
   each node that ran them (and to each node that could have, when a call ended without
   saying where it ran: timed out, cancelled, its worker lost, or cut short by a crash).
 """
@@ -19,7 +20,9 @@ so the runner keeps, through :class:`NodeContainers`:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Coroutine, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import anyio
@@ -31,6 +34,7 @@ from ..executor import ToolResources
 from ..frozen import FrozenDict
 from .tools.docker import DOCKER_TOOLS, compose_project, remove_call
 from .tools.docker_engine import remove_labelled
+from .tools.registry import AgentControl
 
 __all__ = ["DEFAULT_REQUEST", "NodeContainers", "creates", "is_container_tool"]
 
@@ -63,6 +67,8 @@ class NodeContainers:
     def __init__(self) -> None:
         self.where: dict[str, str] = {}  # container or compose project name -> node id
         self.nodes: set[str] = set()  # nodes that ran a creating call
+        self.agents: dict[str, set[str]] = {}  # agent id -> the nodes its creating calls ran on
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
         self.unsure = False  # a creating call ended without saying on which node (timeout, lost worker)
         self.removed = 0
 
@@ -73,14 +79,15 @@ class NodeContainers:
 
     # ---------------------------------------------------------------- where things are
 
-    def record(self, tool: str, node: str | None, value: Any) -> None:
-        """Note what a finished call of ``tool`` started (its result ``value``) on ``node``."""
+    def record(self, tool: str, agent_id: str, node: str | None, value: Any) -> None:
+        """Note what a finished call of ``tool`` by ``agent_id`` started (its result ``value``) on ``node``."""
         if tool not in _CREATE:
             return
         if node is None:
             self.unsure = True
             return
         self.nodes.add(node)
+        self.agents.setdefault(agent_id, set()).add(node)
         if not isinstance(value, Mapping):
             return
         names = [value.get("container"), value.get("project"), *(value.get("containers") or ())]
@@ -102,7 +109,7 @@ class NodeContainers:
                 pending.add(str(event.get("call_id")))
             elif event.get("type") == "tool/result":
                 pending.discard(str(event.get("call_id")))
-                self.record(str(event["tool"]), event.get("node"), event.get("result"))
+                self.record(str(event["tool"]), str(event.get("agent_id")), event.get("node"), event.get("result"))
         self.unsure = self.unsure or bool(pending)
 
     def pinned(self, tool: str, arguments: Mapping[str, Any], run_id: str, agent_id: str) -> tuple[str, str] | None:
@@ -118,6 +125,17 @@ class NodeContainers:
 
     # ---------------------------------------------------------------- removal on the nodes
 
+    def watch(self, agents: AgentControl, run_id: str) -> None:
+        """Remove an agent's containers, on the nodes that hold them, when it ends (once per runtime)."""
+        if agents not in self._watched:
+            self._watched.add(agents)
+            agents.on_agent_end(partial(self._agent_ended, run_id))
+
+    def _agent_ended(self, run_id: str, agent_id: str) -> Coroutine[Any, Any, None] | None:
+        # Taken now, not in the task: a restarted agent with the same id starts afresh.
+        nodes = self.agents.pop(agent_id, None)
+        return self._on_nodes(nodes, run_id, None, agent_id) if nodes else None
+
     async def remove_call(self, run_id: str, call_id: str, nodes: Iterable[str]) -> None:
         """Remove what call ``call_id`` of ``run_id`` started, on each of ``nodes`` (it ran on one of them)."""
         self.unsure = True  # the cancel may have raced the engine: the run's end looks again
@@ -129,12 +147,13 @@ class NodeContainers:
         nodes = set(self.nodes)
         if self.unsure:
             nodes |= set(candidates)
-        await self._on_nodes(nodes, run_id, None)
+        await self._on_nodes(nodes, run_id)
 
-    async def _on_nodes(self, nodes: Iterable[str], run_id: str, call_id: str | None) -> None:
+    async def _on_nodes(self, nodes: Iterable[str], run_id: str, call_id: str | None = None,
+                        agent_id: str | None = None) -> None:
         refs = [_remove.options(num_cpus=0, max_retries=0, name="agentctl:remove-containers",
                                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-                                ).remote(run_id, call_id) for node in sorted(nodes)]
+                                ).remote(run_id, call_id, agent_id) for node in sorted(nodes)]
         if not refs:
             return
         futures = {asyncio.wrap_future(ref.future()): ref for ref in refs}
@@ -146,13 +165,13 @@ class NodeContainers:
         self.removed += sum(f.result() for f in done if f.exception() is None)
 
 
-def _remove_here(run_id: str, call_id: str | None) -> int:
-    """The Ray task: remove the run's containers (or one call's) from this node's engine; how many."""
+def _remove_here(run_id: str, call_id: str | None, agent_id: str | None) -> int:
+    """The Ray task: remove the run's containers (or one call's, or one agent's) from this node's engine; how many."""
 
     async def remove() -> int:
         if call_id is not None:
             return await remove_call(run_id, call_id)
-        return (await remove_labelled(run_id)).containers
+        return (await remove_labelled(run_id, agent_id)).containers
 
     try:
         return anyio.run(remove)

@@ -315,7 +315,7 @@ class RayRunner:
             if not await self._heartbeat.answers(now=True):  # the head itself went: not one worker
                 await self._lose()
             self.lost += 1
-            self.containers.record(tool.name, None, None)
+            self.containers.record(tool.name, ctx.agent_id, None, None)
             raise Interrupted(f"call {call_id} ({tool.name}) lost its worker mid-call and may or may not have run: "
                               f"{type(exc).__name__}") from None
         except (ray.exceptions.RayTaskError, ray.exceptions.TaskUnschedulableError) as exc:
@@ -332,7 +332,9 @@ class RayRunner:
             future.cancel()
             await self._lose()
         self.nodes[out["node"]] = self.nodes.get(out["node"], 0) + 1
-        self.containers.record(tool.name, out["node"], out.get("value"))
+        self.containers.record(tool.name, ctx.agent_id, out["node"], out.get("value"))
+        if creates(tool.name) and ctx.agents is not None:
+            self.containers.watch(ctx.agents, ctx.run_id)
         return Ran(out["ok"], out.get("value"), out.get("error"), out["node"])
 
     async def _remove_cancelled(self, ref: Any, options: Mapping[str, Any], run_id: str, call_id: str) -> None:
