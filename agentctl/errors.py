@@ -35,6 +35,17 @@ for a tool or LLM call past ``max_tool_calls``/``max_tokens``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+
+def leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from leaves(inner)
+    else:
+        yield exc
+
 
 class AgentctlError(Exception):
     """Base class of every error agentctl raises on purpose."""

@@ -31,6 +31,10 @@ from cli_helpers import PLANS
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
+from agentctl.cli.views import blame_the_log
+from agentctl.errors import AgentctlError
+from agentctl.events.reader import read_events
+from agentctl.views.otel import trace_of
 
 #: A run with a tool call that fails, a spawned child, a message, a lock: many event types.
 PLAN = """\
@@ -289,6 +293,18 @@ def test_every_mutation_of_an_event_log_is_refused_in_one_line_or_shown(run_dir:
     for n, (_label, data) in enumerate(_sample(_log_mutations(lines), full, every=457)):
         (copy_dir / "events.jsonl").write_bytes(data)
         _invoke(VIEWS[n % len(VIEWS)](copy_dir), codes=(0, 2))
+        _export(copy_dir / "events.jsonl")
+
+
+def _export(log: Path) -> None:
+    """What ``agentctl export otel`` does with a log before it sends anything (the command
+    itself needs the otel extra first): build the trace, or fail with an error the CLI turns
+    into its one line."""
+    try:
+        with blame_the_log(log):
+            trace_of(read_events(log))
+    except AgentctlError:
+        pass
 
 
 @pytest.mark.parametrize(("field", "value", "view", "said"), [
@@ -326,7 +342,17 @@ def _damages() -> dict[str, Callable[[Path], None]]:
         "plan copy garbled": lambda d: [p.write_bytes(b"\xff\x00{{") for p in d.glob("plan.v*")] and None,
         "junk beside": lambda d: ((d / "checkpoint.json").write_bytes(b"\x00junk"), (d / "snapshots").mkdir()) and None,
         "control.sock a plain file": lambda d: (d / "control.sock").write_text("x"),
+        "run/started with t a string": lambda d: _retype(d, "run/started", "t", "soon"),
+        "agent/spawned with tools an int": lambda d: _retype(d, "agent/spawned", "tools", 1),
     }
+
+
+def _retype(d: Path, kind: str, field: str, value: Any) -> None:
+    """Give ``field`` of the first ``kind`` event in ``d``'s log a value of the wrong type."""
+    lines = (d / "events.jsonl").read_bytes().splitlines(keepends=True)
+    i = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == kind)
+    lines[i] = json.dumps({**json.loads(lines[i]), field: value}).encode() + b"\n"
+    (d / "events.jsonl").write_bytes(b"".join(lines))
 
 
 def _kill(d: Path) -> None:
@@ -346,7 +372,7 @@ def _dir_commands(d: Path) -> list[list[str]]:
 
 
 #: The damages the default suite tries (on a dead run); -m slow tries every one on both.
-QUICK = ("control.sock a plain file", "events.jsonl a FIFO", "plan copy garbled")
+QUICK = ("control.sock a plain file", "events.jsonl a FIFO", "plan copy garbled", "run/started with t a string")
 
 
 @pytest.mark.parametrize(("damage", "dead"), [
@@ -413,3 +439,19 @@ def test_every_option_of_every_command_refuses_bad_values_in_one_line(run_dir: P
         if (name, opt) == ("send", "--to"):
             continue  # given by _needed
         _invoke([name, *_needed(name, run_dir), opt, value])
+
+
+def test_ps_names_a_run_whose_log_does_not_fit_and_lists_the_others(run_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / ".agentctl" / "runs"
+    bad, good = runs / "20260101-000000-aaaaaa", runs / "20260101-000001-bbbbbb"
+    shutil.copytree(run_dir, bad)
+    shutil.copytree(run_dir, good)
+    _retype(bad, "run/started", "t", "soon")
+    result = _invoke(["ps", "--all", "-o", "json"], codes=(0,))
+    where = bad.relative_to(tmp_path)
+    assert result.stderr.splitlines() == [
+        f"error: skipped {where}: {where / 'events.jsonl'}:1: corrupt event line: event 1 ('run/started') does not "
+        "fit its definition: t: expected int, got str 'soon'"]
+    assert [row["dir"] for row in json.loads(result.stdout)["runs"]] == [str(good.relative_to(tmp_path))]

@@ -20,7 +20,7 @@ import typer
 # typer vendors click; these two are not re-exported by typer itself.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-from ..errors import AgentctlError, PlanError
+from ..errors import AgentctlError, PlanError, leaves
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -57,15 +57,6 @@ def fail_plan(problems: list[PlanError]) -> None:
         print_plan_error(problem)
     if problems:
         raise typer.Exit(EXIT_USAGE)
-
-
-def leaves(exc: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from leaves(inner)
-    else:
-        yield exc
 
 
 def _is_input_error(exc: BaseException) -> bool:

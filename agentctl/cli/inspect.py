@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -11,7 +12,7 @@ import typer
 
 from .errors import EXIT_USAGE, fail_plan, fail_usage
 from .jsonout import Output, output_option, print_json
-from .views import RUNS, resolve_run
+from .views import RUNS, blame_the_log, resolve_run
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -124,22 +125,24 @@ def diff_command(
     states: dict[str, TaskState] = {}
     fold = None
     run_dir = resolve_run(run) if run is not None else newest_run(RUNS)
-    if run_dir is not None:
-        states, fold = run_task_states(run_dir)
-    with plan_code(plan):
-        new = _load(plan)
-        d = diff_plan(new, states)
-        # Granted as the run would grant them: running tasks hold their reservations first.
-        root = fold.agents.get(ROOT_ID) if fold is not None else None
-        grants = plan_grants(new, [t for t, s in states.items() if s.status == "running" and t not in d.stop],
-                             root.steps + 1 if root is not None else 1)
-    rows = diff_rows(new, d, states, fold, grants)
-    changes = any(r["action"] in CHANGES for r in rows)
-    if output is Output.json:
-        print_json({"plan": new.name, "file": str(plan), "run": None if run_dir is None else str(run_dir),
-                    "changes": changes, "tasks": rows})
-    else:
-        render_diff(new, rows, run_dir, Console())
+    # A log whose events do not fit their definitions is named, not a traceback.
+    with blame_the_log(run_dir / "events.jsonl") if run_dir is not None else nullcontext():
+        if run_dir is not None:
+            states, fold = run_task_states(run_dir)
+        with plan_code(plan):
+            new = _load(plan)
+            d = diff_plan(new, states)
+            # Granted as the run would grant them: running tasks hold their reservations first.
+            root = fold.agents.get(ROOT_ID) if fold is not None else None
+            grants = plan_grants(new, [t for t, s in states.items() if s.status == "running" and t not in d.stop],
+                                 root.steps + 1 if root is not None else 1)
+        rows = diff_rows(new, d, states, fold, grants)
+        changes = any(r["action"] in CHANGES for r in rows)
+        if output is Output.json:
+            print_json({"plan": new.name, "file": str(plan), "run": None if run_dir is None else str(run_dir),
+                        "changes": changes, "tasks": rows})
+        else:
+            render_diff(new, rows, run_dir, Console())
     raise typer.Exit(1 if changes else 0)
 
 

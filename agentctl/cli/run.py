@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..errors import AgentctlError, PlanError
-from .errors import EXIT_USAGE, fail_plan, fail_usage, leaves, print_error
+from ..errors import AgentctlError, PlanError, leaves
+from .errors import EXIT_USAGE, fail_plan, fail_usage, print_error
 from .views import RUNS
 
 if TYPE_CHECKING:

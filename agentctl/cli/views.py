@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from .errors import fail_usage, leaves, print_error
+from .errors import fail_usage, print_error
 from .jsonout import Output, output_option, print_json
 
 if TYPE_CHECKING:
@@ -97,25 +96,12 @@ def events_file(target: Optional[Path]) -> Path:
     return path
 
 
-@contextmanager
-def blame_the_log(path: Path) -> Iterator[None]:
-    """Run a view of the log at ``path``; if it fails (not on bad input it reports itself) and
-    an event of the log does not fit its definition, raise that event's
-    :class:`~agentctl.errors.CorruptLogError` instead: one line naming file, line, key path,
-    expected and got. A failure on a log that fits is a bug and keeps its traceback."""
-    from ..errors import AgentctlError
+def blame_the_log(path: Path) -> AbstractContextManager[None]:
+    """Run a view of the log at ``path``; on its failure, name the event of the log to blame
+    (:func:`agentctl.events.check.blame_the_log`); ``typer.Exit`` passes as it is."""
+    from ..events.check import blame_the_log as blame
 
-    try:
-        yield
-    except Exception as exc:
-        if all(isinstance(leaf, (AgentctlError, OSError, typer.Exit)) for leaf in leaves(exc)):
-            raise  # bad input the view named itself (also from inside a task group)
-        from ..events.check import first_misfit
-
-        found = first_misfit(path) if path.is_file() else None
-        if found is None:
-            raise
-        raise found from exc
+    return blame(path, named=(typer.Exit,))
 
 
 def watch_command(target: Optional[Path] = typer.Argument(None, help="A run directory or events.jsonl [default: the newest run].")) -> None:

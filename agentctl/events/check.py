@@ -6,18 +6,21 @@ edited by hand, damaged, or written by something else can break that trust deep 
 view. When one fails, ``agentctl.cli.views.blame_the_log`` reads the log again with
 :func:`first_misfit`, which names the first event that does not fit its definition
 (:func:`~agentctl.events.types.misfit`): file, line, event, key path, expected and got.
+:func:`blame_the_log` does both: run a view, and on its failure name the event to blame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
-from ..errors import CorruptLogError
+from ..errors import AgentctlError, CorruptLogError, leaves
 from .types import misfit
 
-__all__ = ["first_misfit"]
+__all__ = ["blame_the_log", "first_misfit"]
 
 
 def first_misfit(path: Path) -> CorruptLogError | None:
@@ -40,3 +43,20 @@ def first_misfit(path: Path) -> CorruptLogError | None:
                         return CorruptLogError(str(path), number, f"{what} does not fit its definition: {problem}")
     return None
 
+
+
+@contextmanager
+def blame_the_log(path: Path, *, named: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Run a view of the log at ``path``; if it fails, and not only with errors that name
+    their cause themselves (:class:`~agentctl.errors.AgentctlError`, ``OSError``, ``named``),
+    raise the :class:`~agentctl.errors.CorruptLogError` of the first event that does not fit
+    its definition instead. A failure on a log that fits is a bug and keeps its traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if all(isinstance(leaf, (AgentctlError, OSError, *named)) for leaf in leaves(exc)):
+            raise
+        found = first_misfit(path) if path.is_file() else None
+        if found is None:
+            raise
+        raise found from exc

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentctl.errors import LogError
+from agentctl.events.check import blame_the_log, first_misfit
 from agentctl.events.fold import RunState, fold
 from agentctl.events.outcomes import Finished
 from agentctl.events.reader import read_events, read_run_events
@@ -59,10 +61,28 @@ def read_run(run_dir: Path) -> RunInfo:
     """Fold a run directory's log and note the process and channel it records.
 
     Raises:
-        LogError: no log there, or a corrupt line in it.
+        LogError: no log there, or a corrupt line in it, or (:class:`~agentctl.errors.CorruptLogError`) an
+            event whose fields do not fit its definition where the fold or these views trip on it.
     """
-    state = fold(read_events(read_run_events(run_dir)), journals=False)
+    path = read_run_events(run_dir)
+    with blame_the_log(path):
+        state = fold(read_events(path), journals=False)
+    _check_fields(state, path)
     return RunInfo(Path(run_dir), state.pid, state.control, state)
+
+
+#: What the run views read from a run's fold as it came from the log, with its type.
+_FIELDS = {"run_id": (str,), "plan_name": (str,), "plan_file": (str,), "started_t": (int,), "last_t": (int,),
+           "pid": (int,), "control": (str,)}
+
+
+def _check_fields(state: RunState, path: Path) -> None:
+    """Name the event to blame if a field the run views show has a type no log of agentctl
+    gives it (the fold copies these from events as they are)."""
+    for name, types in _FIELDS.items():
+        value = getattr(state, name)
+        if value is not None and type(value) not in types:
+            raise first_misfit(path) or LogError(f"{path}: the run's {name} is {type(value).__name__} {value!r:.40}")
 
 
 def process_alive(pid: int) -> bool:
