@@ -122,7 +122,7 @@ async def _checkpoint(d: Path, state: RunState, batches: int, snapshots: bool) -
     # A worker still running at the checkpoint runs again, writing into the run's workspace.
     (d / "ws").mkdir()
     async with open_runtime(lambda *a, **k: {"t": 0}, workspace=d / "ws",
-                            resume=ResumeContext(state.journals, known=state.agents)) as rt:
+                            resume=ResumeContext(state.journals, parents=state.parents())) as rt:
         for t in range(TASKS):
             rt.spawn(_task(t, batches), journal=state.journals.get(f"task{t}"))
         for i in range(batches - TASKS, batches):

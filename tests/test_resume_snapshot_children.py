@@ -283,13 +283,14 @@ def test_grandchildren_come_back_under_their_restored_parents(server: LLMServer,
 
 
 def _rewrite_snapshots(run_dir: Path, agent: str, edit: Callable[[dict[str, Any]], None]) -> int:
-    """Edit ``agent``'s snapshot in every checkpoint, keeping the checksum valid. How many."""
+    """Edit ``agent``'s snapshot in every checkpoint where it names children, keeping the
+    checksum valid. How many."""
     edited = 0
     for path in sorted((run_dir / "checkpoints").glob("ckpt-*.json")):
         header, _, raw = path.read_bytes().partition(b"\n")
         body = orjson.loads(raw)
         snapshot = body["run"]["journals"].get(agent, {}).get("snapshot")
-        if snapshot is None:
+        if not (snapshot or {}).get("children"):
             continue
         edit(snapshot)
         data = orjson.dumps(body)
@@ -300,9 +301,12 @@ def _rewrite_snapshots(run_dir: Path, agent: str, edit: Callable[[dict[str, Any]
     return edited
 
 
-def _ghost(snapshot: dict[str, Any]) -> None:
-    snapshot["children"][0]["id"] = "ghost"
-    snapshot["children"][0]["spec"]["id"] = "ghost"
+def _renamed(to: str) -> Callable[[dict[str, Any]], None]:
+    def edit(snapshot: dict[str, Any]) -> None:
+        snapshot["children"][0]["id"] = to
+        snapshot["children"][0]["spec"]["id"] = to
+
+    return edit
 
 
 def _more_tools(snapshot: dict[str, Any]) -> None:
@@ -314,9 +318,12 @@ def _bad_spec(snapshot: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("edit", "why"), [(_ghost, "it names a live child 'ghost' that the log does not know"),
-                                           (_more_tools, "has a grant its parent may not give"),
-                                           (_bad_spec, "does not decode")])
+@pytest.mark.parametrize(("edit", "why"), [
+    (_renamed("ghost"), "it names a live child 'ghost' that the log does not have as its child"),
+    (_renamed("plan"), "it names a live child 'plan' that the log does not have as its child"),  # the live root
+    (_more_tools, "has a grant its parent may not give"),
+    (_bad_spec, "does not decode"),
+], ids=["unknown", "another agent", "more tools", "bad spec"])
 def test_a_snapshot_naming_a_child_it_cannot_start_falls_back_to_the_full_replay(
     server: LLMServer, uncrashed: Callable, tmp_path: Path, edit: Callable, why: str
 ) -> None:

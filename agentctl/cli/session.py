@@ -177,7 +177,7 @@ class Session:
                 protected=(o.plan_path, o.run_dir, self.control_path),
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
                 restart_period=plan.settings.restart_period, lock_wait=plan.settings.lock_wait, backpressure=log,
-                resume=ResumeContext(r.journals, journal_from_log(o.run_dir, r.last_seq), known=r.state.agents) if r else None,
+                resume=ResumeContext(r.journals, journal_from_log(o.run_dir, r.last_seq), parents=r.state.parents()) if r else None,
                 conflicts=plan.policy.conflicts if plan.policy else "first_come",
                 conflict_timeout=plan.policy.conflict_timeout if plan.policy else 10.0,
                 id_prefix=self.id_prefix, llm_child=llm_child_spec, approvals=self.approvals,

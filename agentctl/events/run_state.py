@@ -81,6 +81,10 @@ class RunState:
         """The calls waiting for approval now, oldest first, each with its ``call_id``."""
         return [{"call_id": cid, **r} for cid, r in self.approvals.items() if r.get("answer") is None]
 
+    def parents(self) -> dict[str, str | None]:
+        """Every agent's parent (None: a root), by agent id."""
+        return {a.id: a.parent_id for a in self.agents.values()}
+
     def roots(self) -> list[str]:
         """Agents without a (known) parent, in spawn order."""
         agents = self.agents

@@ -10,18 +10,18 @@ what the resume knows, before anything is restored:
 
 - a child gets exactly the grant it had, and only if the parent may still give it (the
   policy's check of a spawn, against the parent's grant): never more than the parent;
-- a child with no journal ended after the snapshot (the log knows it): it stays ended,
-  and its report, if the parent had not read it, is in the parent's journal;
+- a child with no journal ended after the snapshot (the log has it, under that parent):
+  it stays ended, and its report, if the parent had not read it, is in the parent's journal;
 - a child that ended and was spawned again after the snapshot is started by the replay
   of that spawn, not here;
-- a child the log never knew, an entry that does not decode, a grant the parent may not
-  give: :class:`~agentctl.runtime.snapshots.SnapshotError` (the parent is then replayed
+- a child the log does not have under that parent (never knew, or another agent's), an
+  entry that does not decode, a grant the parent may not give: :class:`~agentctl.runtime.snapshots.SnapshotError` (the parent is then replayed
   from its start, as without a snapshot).
 """
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,13 +52,13 @@ class _GrantData(msgspec.Struct, forbid_unknown_fields=True):
 
 def live_children(
     spec: AgentSpec, journal: Journal, *, grant: Grant, depth: int, policy: Policy, journals: Journals,
-    known: Container[str],
+    parents: Mapping[str, str | None],
 ) -> tuple[LiveChild, ...]:
     """The children that ``journal``'s snapshot names and that are to start again, in their
     start order, for the agent of ``spec`` granted ``grant`` at ``depth``.
 
     Args:
-        journals: the live agents' journals; known: every agent id the log knows.
+        journals: the live agents' journals; parents: every agent's parent, as the log has it.
 
     Raises:
         SnapshotError: the list cannot be used (see the module doc).
@@ -87,13 +87,13 @@ def live_children(
         if child.id != child_id:
             raise SnapshotError(f"its child {child_id!r} decodes to a spec of {child.id!r}")
         granted = _grant(child_id, entry.get("grant"), grant, depth + 1, policy)
+        if parents.get(child_id) != spec.id:
+            raise SnapshotError(f"it names a live child {child_id!r} that the log does not have as its child")
         if child_id in spawned_since:
             continue  # ended, and spawned again after the snapshot: the replay of that spawn starts it
         child_journal = journals.get(child_id)
         if child_journal is None:
-            if child_id in known:
-                continue  # ended after the snapshot: it stays ended
-            raise SnapshotError(f"it names a live child {child_id!r} that the log does not know")
+            continue  # ended after the snapshot: it stays ended
         children.append(LiveChild(child, granted, child_journal))
     return tuple(children)
 

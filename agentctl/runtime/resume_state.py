@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable, Container
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..events.journal import Journal, Journals
@@ -33,13 +33,14 @@ class ResumeContext:
         full_journal: an agent's whole journal, folded from the log's start: replayed
             instead when the snapshot a checkpoint kept of it cannot be used.
         warn: where a resume says what was odd but did not stop it.
-        known: every agent id the log knows, live or ended: a child a snapshot names that
-            has no journal ended after it, unless the log never knew it.
+        parents: the parent of every agent the log knows, live or ended (None: a root): a
+            child a snapshot names is one only if the log has it under that parent, and if it
+            has no journal, it ended after the snapshot.
     """
 
     journals: Journals
     full_journal: Callable[[str], Journal | None] | None = None
-    known: Container[str] = frozenset()
+    parents: Mapping[str, str | None] = field(default_factory=dict)
     warn: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr)
 
 

@@ -208,7 +208,7 @@ class Tree:
         try:
             snap = snapshots.restored(spec, journal.snapshot)
             return journal, snap, live_children(spec, journal, grant=grant, depth=depth, policy=self.policy,
-                                                journals=self._resume.journals, known=self._resume.known)
+                                                journals=self._resume.journals, parents=self._resume.parents)
         except snapshots.SnapshotError as exc:
             full = self._resume.full_journal(spec.id) if self._resume.full_journal is not None else None
             if full is not None:
