@@ -344,13 +344,16 @@ def _damages() -> dict[str, Callable[[Path], None]]:
         "control.sock a plain file": lambda d: (d / "control.sock").write_text("x"),
         "run/started with t a string": lambda d: _retype(d, "run/started", "t", "soon"),
         "agent/spawned with tools an int": lambda d: _retype(d, "agent/spawned", "tools", 1),
+        "run/finished with status an int": lambda d: _retype(d, "run/finished", "status", 5),
     }
 
 
 def _retype(d: Path, kind: str, field: str, value: Any) -> None:
     """Give ``field`` of the first ``kind`` event in ``d``'s log a value of the wrong type."""
     lines = (d / "events.jsonl").read_bytes().splitlines(keepends=True)
-    i = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == kind)
+    i = next((i for i, line in enumerate(lines) if json.loads(line)["type"] == kind), None)
+    if i is None:
+        return  # a dead run's log that ended before it
     lines[i] = json.dumps({**json.loads(lines[i]), field: value}).encode() + b"\n"
     (d / "events.jsonl").write_bytes(b"".join(lines))
 

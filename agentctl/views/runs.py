@@ -71,7 +71,8 @@ def read_run(run_dir: Path) -> RunInfo:
     return RunInfo(Path(run_dir), state.pid, state.control, state)
 
 
-#: What the run views read from a run's fold as it came from the log, with its type.
+#: What the run views read from a run's fold as it came from the log, with its type (and
+#: the reason and status of its run/finished: strings).
 _FIELDS = {"run_id": (str,), "plan_name": (str,), "plan_file": (str,), "started_t": (int,), "last_t": (int,),
            "pid": (int,), "control": (str,)}
 
@@ -79,9 +80,12 @@ _FIELDS = {"run_id": (str,), "plan_name": (str,), "plan_file": (str,), "started_
 def _check_fields(state: RunState, path: Path) -> None:
     """Name the event to blame if a field the run views show has a type no log of agentctl
     gives it (the fold copies these from events as they are)."""
-    for name, types in _FIELDS.items():
-        value = getattr(state, name)
-        if value is not None and type(value) not in types:
+    finished = state.finished
+    values = {name: getattr(state, name) for name in _FIELDS}
+    if finished is not None:
+        values.update(reason=finished.reason, status=finished.status)
+    for name, value in values.items():
+        if value is not None and type(value) not in _FIELDS.get(name, (str,)):
             raise first_misfit(path) or LogError(f"{path}: the run's {name} is {type(value).__name__} {value!r:.40}")
 
 
