@@ -287,3 +287,48 @@ tasks:
     assert (up["node"], down["node"]) == (cluster.worker, cluster.worker)
     assert down["result"] == {"project": up["result"]["project"], "removed": 2}
     assert containers_of(run_id_in(evs)) == []
+
+
+def test_a_docker_run_whose_worker_dies_is_interrupted_and_its_container_removed_at_the_end(
+    cluster: TwoNodes, tmp_path: Path,
+) -> None:
+    import ray
+
+    from agentctl.executor import Executor
+    from agentctl.services.ray_plane import RayRunner, connect
+    from agentctl.services.tools import ToolContext, default_registry
+    from agentctl.services.workers import Interrupted
+
+    tools = default_registry()
+    ctx = ToolContext(agent_id="a", workspace=tmp_path, run_id=f"lost-{os.getpid()}")
+    connect(cluster.address)
+    try:
+        runner = RayRunner(Executor(kind="ray", address=cluster.address), tools)
+        outcome: list[BaseException] = []
+
+        async def call() -> None:
+            try:
+                await runner.run(tools.get("docker/run"), {"image": IMAGE, "command": ["sleep", "600"], "timeout": 600.0,
+                                                           "mount_workspace": False}, ctx, "c1")
+            except Interrupted as exc:
+                outcome.append(exc)
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                with anyio.fail_after(120):
+                    while not await anyio.to_thread.run_sync(containers_of, ctx.run_id):
+                        await anyio.sleep(0.2)
+                # The Ray worker is the parent of the `docker run` CLI the call is waiting on.
+                cli = subprocess.run(["pgrep", "-f", f"docker run --name agentctl-{ctx.run_id}"], capture_output=True,
+                                     text=True, check=True).stdout.split()
+                worker = int(Path(f"/proc/{cli[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                os.kill(worker, 9)
+
+        anyio.run(main)
+        assert len(outcome) == 1 and "lost its worker mid-call" in str(outcome[0])
+        assert len(containers_of(ctx.run_id)) == 1  # killing the worker leaves the container running
+        anyio.run(runner.release_containers, ctx.run_id)  # the run's end: the node is unknown, every docker node
+        assert containers_of(ctx.run_id) == []
+    finally:
+        ray.shutdown()
