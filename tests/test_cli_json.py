@@ -63,6 +63,12 @@ def test_diff_compares_with_the_newest_run_and_exits_1_on_changes(project: Path)
     assert agentctl("diff", str(edited)).exit_code == 1
     assert agentctl("diff", str(project / "missing.yaml")).exit_code == 2
     assert agentctl("diff", "hello.yaml", "--run", "no-such-run").exit_code == 2
+    # `--run none`, as its help offers: against nothing running, the plan starts from scratch.
+    fresh = agentctl("diff", "hello.yaml", "--run", "none", "-o", "json")
+    assert fresh.exit_code == 1, fresh.output
+    found = json.loads(fresh.stdout)
+    assert found["run"] is None
+    assert [(t["task"], t["action"]) for t in found["tasks"]] == [("greeter", "spawn"), ("reporter", "wait")]
 
 
 def test_replay_summary_json_is_one_object_with_the_runs_totals(project: Path) -> None:

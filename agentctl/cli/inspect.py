@@ -124,7 +124,7 @@ def diff_command(
 
     states: dict[str, TaskState] = {}
     fold = None
-    run_dir = resolve_run(run) if run is not None else newest_run(RUNS)
+    run_dir = None if str(run) == "none" else resolve_run(run) if run is not None else newest_run(RUNS)
     # A log whose events do not fit their definitions is named, not a traceback.
     with blame_the_log(run_dir / "events.jsonl") if run_dir is not None else nullcontext():
         if run_dir is not None:
