@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Any, TypeVar
 
+import anyio
+import anyio.abc
+
 T = TypeVar("T")
 
 
@@ -64,6 +67,18 @@ def alternate_samples(rounds: int, runners: dict[str, Callable[[], T]]) -> dict[
 def alternate(rounds: int, runners: dict[str, Callable[[], float]]) -> dict[str, float]:
     """Run each runner once per round, in turn, and return each one's median."""
     return {name: statistics.median(values) for name, values in alternate_samples(rounds, runners).items()}
+
+
+async def stop_server(server: anyio.abc.Process, grace: float = 5.0) -> None:
+    """End a bench's server process: SIGTERM, then SIGKILL if it has not exited within
+    ``grace`` seconds, so that a server stuck on the way out neither hangs the bench nor
+    is left behind."""
+    server.terminate()
+    with anyio.move_on_after(grace):
+        await server.wait()
+        return
+    server.kill()
+    await server.wait()
 
 
 def machine() -> dict[str, Any]:

@@ -28,7 +28,7 @@ from agentctl.services.llm.openai import OpenAIProvider
 from agentctl.services.tools import default_registry
 from agentctl.services.workers import LocalWorkPlane
 
-from .harness import Figure, alternate, figure
+from .harness import Figure, alternate, figure, stop_server
 from .reply_server import serve_replies
 
 REPLY = orjson.dumps({"choices": [{"message": {"role": "assistant", "content": "ok"}}],
@@ -56,7 +56,7 @@ async def _calls_per_second(latency: float, n_agents: int, calls_each: int, *, r
             run = _run_raw if raw else run_agents
             return await run(port, n_agents, calls_each)
         finally:
-            server.terminate()
+            await stop_server(server)
 
 
 async def _run_raw(port: int, n_agents: int, calls_each: int) -> float:

@@ -41,7 +41,7 @@ from agentctl.services.llm.openai import OpenAIProvider
 from agentctl.services.tools import default_registry
 from agentctl.services.workers import LocalWorkPlane
 
-from .harness import Figure, alternate, figure
+from .harness import Figure, alternate, figure, stop_server
 from .llm_pool import exact_timer_loop, run_agents
 from .reply_server import requests
 
@@ -96,7 +96,7 @@ async def _server(gap: float, first: float = FIRST) -> AsyncIterator[int]:
         try:
             yield int((await server.stdout.receive()).split()[0])
         finally:
-            server.terminate()
+            await stop_server(server)
 
 
 async def _calls_per_second(mode: str, gap: float, n_agents: int, calls_each: int) -> float:
