@@ -136,6 +136,11 @@ class Grant:
     #: Approval gates: tool patterns whose calls wait for a person's yes (see :func:`gate_for`).
     approve: frozenset[str] = frozenset()
 
+    def to_dict(self) -> dict[str, Any]:
+        """As logged (``agent/spawned``) and kept in a parent's snapshot: sets sorted, budget as a mapping."""
+        return {"model": self.model, "tools": sorted(self.tools), "budget": self.budget.to_dict(),
+                "approve": sorted(self.approve)}
+
 
 def _rank(policy: Policy, model: str | None) -> int | None:
     if model is None or model not in policy.model_rank:

@@ -167,8 +167,5 @@ def _children(agent: Agent) -> list[dict[str, Any]] | None:
         spec = kept.encode(child.spec) if kept is not None else None
         if spec is None:
             return None
-        grant = child.grant
-        children.append({"id": child_id, "spec": spec, "grant": {
-            "model": grant.model, "tools": sorted(grant.tools), "budget": grant.budget.to_dict(),
-            "approve": sorted(grant.approve)}})
+        children.append({"id": child_id, "spec": spec, "grant": child.grant.to_dict()})
     return children

@@ -178,9 +178,8 @@ class Tree:
             else:
                 self._emit(
                     "agent/spawned", spec.id,
-                    parent_id=parent.id if parent else None, depth=agent.depth, model=grant.model,
-                    kind=spec.kind, tools=sorted(grant.tools), budget=grant.budget.to_dict(), restart=spec.restart,
-                    approve=sorted(grant.approve),
+                    parent_id=parent.id if parent else None, depth=agent.depth, kind=spec.kind, restart=spec.restart,
+                    **grant.to_dict(),
                 )
         if agent.deadline is not None:
             self._timers.call_at(agent.deadline, partial(self._deadline, agent))
