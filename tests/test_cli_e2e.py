@@ -3,6 +3,9 @@ process through Typer's CliRunner, and in real subprocesses where signals or a s
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -206,6 +209,23 @@ def test_replay_summary_svg_and_fast_playback(finished_run: Path, tmp_path: Path
     assert invoke("replay", str(finished_run), "--svg", str(svg), "--speed", "0", cwd=tmp_path).returncode == 0
     assert "greeter" in svg.read_text()
     assert invoke("replay", str(finished_run), "--speed", "0", cwd=tmp_path).returncode == 0
+
+
+def test_replay_without_a_run_plays_the_newest_and_says_so_when_there_is_none(finished_run: Path, tmp_path: Path) -> None:
+    empty = invoke("replay", "--summary", cwd=tmp_path)
+    assert empty.returncode == 2 and "no runs under .agentctl/runs" in empty.stderr and "Traceback" not in empty.stderr
+    runs = tmp_path / ".agentctl" / "runs"
+    shutil.copytree(finished_run, runs / "20260101-000000-aaaaaa")
+    newest = runs / "20260101-000001-bbbbbb"
+    shutil.copytree(finished_run, newest)
+    lines = (finished_run / "events.jsonl").read_text().splitlines(keepends=True)
+    spawned = next(i for i, line in enumerate(lines) if '"agent/spawned"' in line and '"reporter"' in line)
+    (newest / "events.jsonl").write_text("".join(lines[:spawned]))  # killed before reporter started
+    os.utime(newest, (time.time() + 5, time.time() + 5))
+    summary = invoke("replay", "--summary", "-o", "json", cwd=tmp_path)
+    assert summary.returncode == 0, summary.stderr
+    agents = json.loads(summary.stdout)["agents"]
+    assert "greeter" in str(agents) and "reporter" not in str(agents)  # the newest run, not the other
 
 
 def test_watch_follows_a_run_of_another_process(tmp_path: Path) -> None:

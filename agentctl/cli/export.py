@@ -24,7 +24,7 @@ FORMATS = ("otel",)
 
 def export_command(
     format: str = typer.Argument(..., metavar="FORMAT", help="otel: an OpenTelemetry trace sent over OTLP/HTTP."),
-    events: Path = typer.Argument(..., help="A run directory, its events.jsonl or a run id."),
+    events: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="The OTLP/HTTP receiver, e.g. http://127.0.0.1:6006 (/v1/traces is appended) [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318]."),
     content: bool = typer.Option(False, "--content", help="Also send tool arguments and results and model replies (as logged: redacted). Off by default."),
 ) -> None:

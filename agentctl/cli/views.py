@@ -166,7 +166,7 @@ def end_code(run_dir: Path, end: FollowEnd) -> int:
 
 
 def replay_command(
-    events: Path = typer.Argument(..., help="An events.jsonl file or run directory."),
+    events: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
     speed: float = typer.Option(1.0, "--speed", min=0.0, help="Playback speed (0 = as fast as possible)."),
     at: Optional[int] = typer.Option(None, "--at", min=0, help="Show the state right after event SEQ."),
     summary: bool = typer.Option(False, "--summary", help="Print a summary of the run instead of playing it."),
