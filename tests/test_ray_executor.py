@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import AGENTCTL, events, running
+from cli_helpers import AGENTCTL, cli, events, running
 from ray_cluster import LOOPBACK, TwoNodes, two_nodes
 
 pytestmark = pytest.mark.ray
@@ -46,7 +46,7 @@ def results(evs: list[dict[str, Any]], tool: str) -> list[dict[str, Any]]:
 
 
 def shell_plan(address: str, *commands: str, extra_settings: str = "", timeout: float | None = None,
-               restart: str = "transient") -> str:
+               restart: str = "transient", defaults: str = "") -> str:
     tasks = "".join(
         f"  - id: t{i}\n    agent: script\n    restart: {restart}\n"
         + (f"    tool_timeout: {timeout}\n" if timeout else "")
@@ -54,7 +54,7 @@ def shell_plan(address: str, *commands: str, extra_settings: str = "", timeout: 
         for i, command in enumerate(commands)
     )
     return (f"name: remote\nsettings:\n  shell: true\n  executor: {{kind: ray, address: '{address}'{extra_settings}}}\n"
-            f"defaults: {{tools: [shell/run]}}\ntasks:\n{tasks}")
+            f"defaults: {{tools: [shell/run]{defaults}}}\ntasks:\n{tasks}")
 
 
 def test_shell_calls_run_on_the_cluster_and_report_their_node(cluster: TwoNodes, tmp_path: Path) -> None:
@@ -122,6 +122,69 @@ def test_a_worker_killed_mid_call_is_interrupted_as_after_a_crash(cluster: TwoNo
     assert not [e for e in evs if e["type"] == "agent/restarted"]
     assert proc.returncode == 1 and "interrupted" in stderr
     assert_gone(marks, 6)
+
+
+def test_stop_cancels_the_runs_calls_on_the_cluster_and_a_resume_runs_them_again(cluster: TwoNodes, tmp_path: Path) -> None:
+    # Two long calls, one CPU each: both nodes busy until `agentctl stop` from another process.
+    marks = []
+    for i in range(2):
+        (tmp_path / f"t{i}").mkdir()
+        m = job(tmp_path / f"t{i}", 60)
+        script = m / "job.sh"  # once resumed, the call ends at once
+        script.write_text(f"if [ -e {tmp_path}/resumed ]; then echo again; exit 0; fi\n" + script.read_text())
+        marks.append(m)
+    path = tmp_path / "plan.yaml"
+    path.write_text(shell_plan(cluster.address, *(f"sh {m}/job.sh" for m in marks), defaults=", on_interrupted: retry"))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, **LOOPBACK}
+    with running("run", str(path), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path),
+                 cwd=tmp_path, env=env) as proc:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not all((m / "inner").exists() for m in marks):
+            time.sleep(0.05)
+        assert all((m / "inner").exists() for m in marks), "the calls never started on the cluster"
+        workers = [int((m / "worker").read_text()) for m in marks]
+        stopped = cli("stop", str(run_dir), cwd=tmp_path)
+        code = proc.wait(30)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
+    evs = events(run_dir)
+    run_id = evs[0]["run_id"]
+    assert (stopped.returncode, stopped.stdout.strip()) == (0, f"stopped run {run_id}: stopped (failed), exit 130"), stopped.stderr
+    assert code == 130 and "Traceback" not in stderr, stderr
+    # The log: each call cut short (`cancelled`), each agent stopped by the shutdown, then run/finished.
+    assert [e["seq"] for e in evs] == list(range(1, len(evs) + 1))
+    cut = results(evs, "shell/run")
+    assert sorted((e["agent_id"], e["ok"], e["error_type"]) for e in cut) == [("t0", False, "cancelled"), ("t1", False, "cancelled")]
+    assert sorted((e["agent_id"], e["reason"]) for e in evs if e["type"] == "agent/stopped" and e["agent_id"] in ("t0", "t1")) == [
+        ("t0", "shutdown"), ("t1", "shutdown")]
+    assert (evs[-1]["type"], evs[-1]["reason"], evs[-1]["status"]) == ("run/finished", "stopped", "failed")
+    # On the cluster: the workers that ran the calls were killed, what the calls started is gone,
+    # and every CPU is free again (no task of the run still holds one).
+    for pid in workers:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        assert not _alive(pid), "a Ray worker that ran a stopped call still runs"
+    for m in marks:
+        assert_gone(m, 0)
+    assert cluster_idle(cluster.address), "the stopped run's tasks still hold resources on the cluster"
+
+    (tmp_path / "resumed").touch()
+    resumed = subprocess.run([AGENTCTL, "run", "--resume", str(run_dir), "--no-ui", "--no-watch-plan", "--workspace", str(tmp_path)],
+                             capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    evs = events(run_dir)
+    assert [e["seq"] for e in evs] == list(range(1, len(evs) + 1))
+    # A stopped run is continued: the cut-short calls count as interrupted and (on_interrupted: retry)
+    # run again under their own ids; nothing else runs twice.
+    for before in cut:
+        again = [e for e in results(evs, "shell/run") if e["call_id"] == before["call_id"]]
+        assert [(e["ok"], (e["result"] or {}).get("stdout")) for e in again] == [(False, None), (True, "again\n")]
+    assert len([e for e in evs if e["type"] == "run/resumed"]) == 1
+    assert (evs[-1]["type"], evs[-1]["reason"], evs[-1]["status"]) == ("run/finished", "completed", "ok")
+    for m in marks:
+        assert not (m / "late").exists()
 
 
 def test_an_idempotent_remote_tool_is_rerun_by_the_cluster_when_its_worker_dies(cluster: TwoNodes, tmp_path: Path) -> None:
@@ -221,6 +284,24 @@ def assert_gone(marks: Path, seconds: float) -> None:
         assert not _alive(pid), f"the call's {name} shell still runs on the cluster"
     time.sleep(seconds + 0.5)
     assert not (marks / "late").exists()
+
+
+def cluster_idle(address: str, timeout: float = 20) -> bool:
+    """Whether every CPU of the cluster is free (polled: a freed worker's resources are reported within seconds)."""
+    import ray
+
+    from agentctl.services.ray_plane import connect
+
+    connect(address)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU"):
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        ray.shutdown()
 
 
 def _alive(pid: int) -> bool:
