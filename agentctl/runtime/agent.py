@@ -88,12 +88,6 @@ class Agent:
         at = self.clock_t
         return seconds if at is None else max(0.0, at + seconds - time.time())
 
-    def waited(self, seconds: float, left: float) -> None:
-        """A wait of ``seconds`` is over, ``left`` of it waited now: a wait that really waited
-        brings the agent's clock up to now; one that was over already moves it on."""
-        if self.clock_t is not None:
-            self.clock_t = self.clock_t + seconds if left <= 0 else None
-
     def act(self, actions: tuple[Any, ...]) -> None:
         """Its task starts carrying out ``actions``, which its latest step returned."""
         self.acting = actions

@@ -191,38 +191,70 @@ async def _lock(svc: ActionServices, agent: Agent, action: AcquireLock) -> Resul
 
 
 async def _sleep(svc: ActionServices, agent: Agent, action: Sleep) -> Result:
-    if action.wake_on_message and len(agent.inbox):
-        return Result(action, True, "message")
+    since = agent.clock_t
+    if since is not None:
+        # Carried out again after a resume: it began on the agent's replayed clock (when
+        # its step, or the batch it is in, first began), so it ends as it did the first
+        # time; only what is left of it waits now.
+        over = _over(agent, action, since)
+        if over is not None:
+            return over
+        seconds = since + action.seconds - time.time()
+    else:
+        if action.wake_on_message and len(agent.inbox):
+            return Result(action, True, "message")
+        seconds = action.seconds
     # A sleep that a message ends (a script's `wait` step) is waiting for that message.
     svc.set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
-    # Durable across a resume: only what is left since the step first asked.
-    seconds = agent.left_of(action.seconds)
     try:
         if not action.wake_on_message:
             await anyio.sleep(seconds)
-            agent.waited(action.seconds, seconds)
             return Result(action, True, "timeout")
         agent.interrupt = anyio.Event()
         with anyio.move_on_after(seconds):
             await agent.interrupt.wait()
-            agent.clock_t = None  # the message came now
             return Result(action, True, "message")
-        agent.waited(action.seconds, seconds)
         return Result(action, True, "timeout")
     finally:
+        agent.clock_t = None  # it ended now: the agent's steps are live again
         agent.interrupt = None
         svc.set_status(agent, "running", "wait" if action.wake_on_message else "sleep")
 
 
+def _over(agent: Agent, action: Sleep, since: float) -> Result | None:
+    """How a sleep that began at ``since`` on the agent's replayed clock had ended by now:
+    a message that came before its deadline ended it then; else, once the deadline is past,
+    it ran out then (a message that came later waits for the next step, as it did). None:
+    neither yet."""
+    until = since + action.seconds
+    came = agent.inbox.first_t() if action.wake_on_message else None
+    if came is not None and came < until * 1000:  # logged times are whole milliseconds
+        agent.clock_t = max(since, came / 1000)
+        return Result(action, True, "message")
+    if until > time.time():
+        return None
+    agent.clock_t = until
+    return Result(action, True, "timeout")
+
+
 async def _parallel(svc: ActionServices, agent: Agent, action: Parallel) -> Result:
     results: list[Result | None] = [None] * len(action.actions)
+    # Every member begins when the batch does: on a replayed clock, each one's own outcome
+    # moves the clock on for it alone (a sleep counts from the batch's start, not from a
+    # sibling's logged outcome), and the batch ends with the last of them.
+    began = agent.clock_t
+    ended: list[float | None] = [began] * len(action.actions)
 
     async def one(i: int, member: Action) -> None:
+        agent.clock_t = began
         results[i] = await run_action(svc, agent, member)
+        ended[i] = agent.clock_t
 
     async with anyio.create_task_group() as tg:
         for i, member in enumerate(action.actions):
             tg.start_soon(one, i, member)
+    times = [t for t in ended if t is not None]
+    agent.clock_t = max(times) if began is not None and len(times) == len(ended) else None
     done = tuple(r for r in results if r is not None)
     return Result(action, all(r.ok for r in done), done, None if all(r.ok for r in done) else "partial_failure")
 

@@ -12,8 +12,9 @@ A call an approval gate held is held again (or, granted before the crash, runs n
 denied one gets its denial back.
 Otherwise it runs again if its tool is idempotent (LLM calls always may) or the agent's
 plan opted into that (``on_interrupted: retry``); an unknown or non-idempotent one gets
-an ``interrupted`` result. Sleeps and stops answer at once (the
-clock already ran). The locks the agent held were given back to it before it started
+an ``interrupted`` result. A stop answers at once; a sleep is carried out on the
+agent's replayed clock by the interpreter (only what is left of it waits, and one that a
+message may end ends as it did the first time). The locks the agent held were given back to it before it started
 (``lock/acquired`` by ``resume``), so its recorded lock actions never touch the lock
 table again: an acquire or release its journal recorded (``lock/acquired`` and
 ``lock/released`` by ``step``) answers at once. Any other lock action runs live (an
@@ -28,7 +29,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..actions import AcquireLock, Action, CallLLM, CallTool, ReleaseLock, Result, Send, Sleep, Spawn, Stop
+from ..actions import AcquireLock, Action, CallLLM, CallTool, ReleaseLock, Result, Send, Spawn, Stop
 from ..errors import LockError
 from ..services.approvals import Answer
 from ..services.llm.base import ChatReply, ToolCall
@@ -45,8 +46,8 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     """The recorded answer to ``action``, an action to run instead, or None to run it live."""
     rep = agent.replay
     assert rep is not None
-    if isinstance(action, (Sleep, Stop)):
-        return _instant(agent, action)
+    if isinstance(action, Stop):
+        return Result(action, True)  # the subtree was stopped the first time
     op = _OPS.get(type(action))
     if op is None:
         return None
@@ -70,15 +71,6 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     if isinstance(answer, Result):
         agent.log_outcome(op)  # an action it returns instead logs (or is handed) its outcome when carried out
     return answer
-
-
-def _instant(agent: Agent, action: Action) -> Result:
-    if isinstance(action, Sleep):
-        if action.wake_on_message and len(agent.inbox):
-            return Result(action, True, "message")
-        agent.waited(action.seconds, 0.0)
-        return Result(action, True, "timeout")
-    return Result(action, True)
 
 
 def _take_lock(queue: deque[dict[str, Any]], path: str) -> dict[str, Any] | None:

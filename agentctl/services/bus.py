@@ -116,6 +116,10 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._q)
 
+    def first_t(self) -> int | None:
+        """The ``t`` of the oldest message it holds (None: it is empty)."""
+        return self._q[0].t if self._q else None
+
     def full(self) -> bool:
         """Whether a chat message would be refused now."""
         return self._chat >= self.capacity
