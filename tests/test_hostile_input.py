@@ -1,7 +1,8 @@
 """A sweep of hostile input: every mutation must end in one line on stderr and exit 2, or be read.
 
-Mutations of a valid plan (YAML and EDN), of a real run's ``events.jsonl``, of its run
-directory, and bad values for every option of every command. Each answer must be a
+Mutations of a valid plan (YAML and EDN), of a real run's ``events.jsonl`` (through the
+views, and ``watch``, which follows a log until its run ends: it must end, or wait only while
+the log may go on), of its run directory, and bad values for every option of every command. Each answer must be a
 documented exit code, never a traceback; exit 2 comes with exactly one line for the error.
 Other lines on stderr may only be the warnings and notes the views print before it
 (``warning: …`` for a log a resume would refuse) and ``run``'s closing ``run ID …`` line.
@@ -17,6 +18,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -35,6 +37,7 @@ from agentctl.cli.views import blame_the_log
 from agentctl.errors import AgentctlError
 from agentctl.events.reader import read_events
 from agentctl.views.otel import trace_of
+from agentctl.views.runs import process_alive
 
 #: A run with a tool call that fails, a spawned child, a message, a lock: many event types.
 PLAN = """\
@@ -72,6 +75,49 @@ def _invoke(args: list[str], codes: tuple[int, ...] = EXIT_CODES) -> Any:
             (args, result.stderr)
         assert all(line.startswith(("error: ", "invalid plan: ")) for line in errors), (args, result.stderr)
     return result
+
+
+class _StillFollowing(BaseException):
+    """``watch`` was still following when :func:`_watch` stopped waiting for it (not an
+    ``Exception``: the CLI's handlers must not take it for a failure of the view)."""
+
+
+def _watch(run_dir: Path, seconds: float = 3.0) -> None:
+    """``agentctl watch run_dir`` as :func:`_invoke` checks it, or still following after ``seconds``,
+    which is right only while the log may yet go on (:func:`_may_go_on`)."""
+    def expire(_signum: int, _frame: Any) -> None:
+        raise _StillFollowing
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        _invoke(["watch", str(run_dir)])
+    except BaseException as exc:
+        # Raised in whichever task the signal found: alone, or in the task group's exception group.
+        if not isinstance(exc, _StillFollowing) and not (
+                isinstance(exc, BaseExceptionGroup) and exc.subgroup(_StillFollowing) is not None):
+            raise
+        log = run_dir / "events.jsonl"
+        assert _may_go_on(log.read_bytes() if log.is_file() else b""), f"watch waits on a log that has ended: {log}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _may_go_on(log: bytes) -> bool:
+    """Whether a run could still be writing ``log``: no ``run/finished`` among its complete
+    lines, each of them an event, and the process it names (if any) alive, or none named yet."""
+    pid: Any = 0
+    for line in log.split(b"\n")[:-1]:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(event, dict) or event.get("type") == "run/finished":
+            return False
+        if event.get("type") in ("run/started", "run/resumed"):
+            pid = event.get("pid")
+    return type(pid) is int and (pid == 0 or process_alive(pid))
 
 
 #: A sweep's extent: a spread sample in the default suite, everything under ``-m slow``.
@@ -296,6 +342,28 @@ def test_every_mutation_of_an_event_log_is_refused_in_one_line_or_shown(run_dir:
         _export(copy_dir / "events.jsonl")
 
 
+@EXTENT
+def test_watch_follows_every_mutation_of_an_event_log_to_one_line_or_waits_only_for_a_live_run(
+        run_dir: Path, tmp_path: Path, full: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    lines = (run_dir / "events.jsonl").read_bytes().splitlines(keepends=True)
+    lines[0] = _started_by_a_dead_process(lines[0])  # a cut log then ends, not a live run's
+    copy_dir = tmp_path / "run"
+    copy_dir.mkdir()
+    # -m slow: every ninth, not all: each log cut before run/finished costs the half second
+    # watch takes to find its process gone.
+    for _label, data in _sample(_log_mutations(lines), full, every=9 if full else 397):
+        (copy_dir / "events.jsonl").write_bytes(data)
+        _watch(copy_dir)
+
+
+def _started_by_a_dead_process(line: bytes) -> bytes:
+    """``run/started`` (the first line of a log) as if another process, now gone, had logged it."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return json.dumps({**json.loads(line), "pid": gone.pid}).encode() + b"\n"
+
+
 def _export(log: Path) -> None:
     """What ``agentctl export otel`` does with a log before it sends anything (the command
     itself needs the otel extra first): build the trace, or fail with an error the CLI turns
@@ -345,6 +413,8 @@ def _damages() -> dict[str, Callable[[Path], None]]:
         "run/started with t a string": lambda d: _retype(d, "run/started", "t", "soon"),
         "agent/spawned with tools an int": lambda d: _retype(d, "agent/spawned", "tools", 1),
         "run/finished with status an int": lambda d: _retype(d, "run/finished", "status", 5),
+        "run/started with pid -1": lambda d: _retype(d, "run/started", "pid", -1),
+        "run/started with pid past kill's range": lambda d: _retype(d, "run/started", "pid", 2**31),
     }
 
 
@@ -360,11 +430,9 @@ def _retype(d: Path, kind: str, field: str, value: Any) -> None:
 
 def _kill(d: Path) -> None:
     """Make the run in ``d`` one whose process died before ``run/finished``: what resume is for."""
-    gone = subprocess.Popen(["true"])
-    gone.wait()
     first, *rest = (d / "events.jsonl").read_bytes().splitlines(keepends=True)
-    started = {**json.loads(first), "pid": gone.pid}  # it ran in this process: make it another, dead one
-    (d / "events.jsonl").write_bytes(json.dumps(started).encode() + b"\n" + b"".join(rest[:11]))
+    # It ran in this process: make it another, dead one.
+    (d / "events.jsonl").write_bytes(_started_by_a_dead_process(first) + b"".join(rest[:11]))
 
 
 def _dir_commands(d: Path) -> list[list[str]]:
@@ -375,7 +443,8 @@ def _dir_commands(d: Path) -> list[list[str]]:
 
 
 #: The damages the default suite tries (on a dead run); -m slow tries every one on both.
-QUICK = ("control.sock a plain file", "events.jsonl a FIFO", "plan copy garbled", "run/started with t a string")
+QUICK = ("control.sock a plain file", "events.jsonl a FIFO", "plan copy garbled", "run/started with t a string",
+         "run/started with pid past kill's range")
 
 
 @pytest.mark.parametrize(("damage", "dead"), [
@@ -394,6 +463,7 @@ def test_every_command_on_a_damaged_run_directory_answers_in_one_line(run_dir: P
     _damages()[damage](d)
     for args in _dir_commands(d) if damage not in QUICK else _dir_commands(d)[::4]:
         _invoke(args)
+    _watch(d)
     if dead and damage in ("control.sock a plain file", "no plan copy", "plan copy garbled", "junk beside"):
         _invoke(["run", "--resume", str(d), "--no-ui", "--no-watch-plan"])
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import anyio
 
-from agentctl.errors import AgentctlError
+from agentctl.errors import AgentctlError, CorruptLogError
+from agentctl.events.check import first_misfit
 from agentctl.events.reader import follow_events
-from agentctl.events.types import RunFinished, RunResumed, RunStarted, decode
+from agentctl.events.types import RunFinished, RunResumed, RunStarted, UnknownEvent, decode
 from agentctl.views.runs import process_alive
 
 __all__ = ["FollowEnd", "follow_run"]
@@ -54,7 +55,8 @@ async def follow_run(
         check_interval: how often to check that the run's process is alive.
 
     Raises:
-        CorruptLogError: a complete line of the file is not an event.
+        CorruptLogError: a complete line of the file is not an event, or a ``run/*`` event
+            does not fit its definition (its pid or its end cannot be read).
     """
     pid: int | None = None
     finished: RunFinished | None = None
@@ -71,6 +73,9 @@ async def follow_run(
                 finished = None
             case RunFinished() as e:
                 finished = e
+            case UnknownEvent():  # its pid or its end unreadable: waiting would never end
+                raise first_misfit(Path(path)) or CorruptLogError(
+                    str(path), 0, f"event {event.get('seq')!r} ({event.get('type')!r}) does not fit its definition")
         return finished is not None
 
     async def watchdog(drain: anyio.Event) -> None:

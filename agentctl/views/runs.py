@@ -92,11 +92,15 @@ def _check_fields(state: RunState, path: Path) -> None:
 def process_alive(pid: int) -> bool:
     """Whether a process with this pid exists and has not exited (one of another user counts).
 
-    An exited process its parent has not reaped yet (a zombie) is not alive.
+    An exited process its parent has not reaped yet (a zombie) is not alive. A pid of 0 or
+    below (which ``kill`` takes for a process group, or for every process) or one too large
+    for ``kill`` names no process: a log that records one is damaged, its run not alive.
     """
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
