@@ -93,7 +93,9 @@ async def runtime_events(tmp_path: Path) -> list[dict[str, Any]]:
         if n == 2:
             return [act.call_llm([{"role": "user", "content": "hi"}]), act.send("nobody"), act.send("holder", "peek")]
         if n == 3:
-            return [act.spawn(AgentSpec("greedy", lambda c: [], budget=Budget(max_steps=10**9)))]
+            # greedy is refused (policy/refused); quick ends at once, charged to busy (budget/charged).
+            return [act.spawn(AgentSpec("greedy", lambda c: [], budget=Budget(max_steps=10**9))),
+                    act.spawn(AgentSpec("quick", lambda c: [act.done("ok", 1)]))]
         raise RuntimeError("crash once")
 
     def root(ctx: StepContext) -> list:

@@ -45,19 +45,26 @@ class Journal:
     #: only what came after (and the call it was waiting for). ``locks``: the locks its steps
     #: held then, ``{path: [mode, count]}``.
     snapshot: dict[str, Any] | None = None
+    #: What its children that ended since its latest start (or since its snapshot, which
+    #: counts those before) used, charged to it (``budget/charged``), in log order: each with
+    #: ``step`` and ``after``, the number of its effects logged before it, so that a resume
+    #: charges it again where it was charged the first time.
+    charges: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for checkpoints (calls are shared with ``effects``)."""
         d: dict[str, Any] = {"effects": self.effects, "inbox": self.inbox, "started_t": self.started_t, "began_t": self.began_t}
         if self.snapshot is not None:
             d["snapshot"] = self.snapshot
+        if self.charges:
+            d["charges"] = self.charges
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Journal:
         """The inverse of :meth:`to_dict`."""
         journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"),
-                      began_t=d.get("began_t"), snapshot=d.get("snapshot"))
+                      began_t=d.get("began_t"), snapshot=d.get("snapshot"), charges=list(d.get("charges", ())))
         journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
         return journal
 
@@ -111,6 +118,7 @@ class Journal:
         self.effects = kept
         self.calls = {e["call_id"]: e for e in kept if "call_id" in e}
         self.inbox = [m for m in self.inbox if int(m.get("step") or 0) >= turns]
+        self.charges = []  # the snapshot's counts hold them
         self.snapshot = snapshot
         return True
 
@@ -191,6 +199,14 @@ def _refused(by: dict[str, Journal], e: dict[str, Any]) -> None:
     if parent is not None:
         parent.effects.append({"op": "spawn", "child_id": e.get("child_id"), "ok": False, "error": e.get("error"),
                                "t": e.get("t")})
+
+
+def _charged(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if journal is not None:
+        journal.charges.append({"child_id": e.get("child_id"), "steps": e.get("steps") or 0,
+                                "tool_calls": e.get("tool_calls") or 0, "tokens": e.get("tokens") or 0,
+                                "step": e.get("step") or 0, "after": len(journal.effects)})
 
 
 def _locked(by: dict[str, Journal], e: dict[str, Any]) -> None:
@@ -320,6 +336,7 @@ HANDLERS: Mapping[str | None, JournalHandler] = MappingProxyType({
     "agent/stopped": _end,
     "agent/message": _message,
     "bus/denied": _denied,
+    "budget/charged": _charged,
     "lock/acquired": _locked,
     "lock/released": _unlocked,
     "policy/refused": _refused,

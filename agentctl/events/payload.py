@@ -28,6 +28,7 @@ PAYLOAD_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "approval/denied": (),
         "approval/granted": (),
         "approval/requested": ("arguments",),
+        "budget/charged": (),
         "bus/denied": (),
         "conflict/opened": (),
         "conflict/resolved": (),

@@ -44,6 +44,7 @@ __all__ = [
     "ApprovalDenied",
     "ApprovalGranted",
     "ApprovalRequested",
+    "BudgetCharged",
     "BusDenied",
     "ConflictOpened",
     "ConflictResolved",
@@ -176,6 +177,16 @@ class AgentRestarted(Event, frozen=True, tag="agent/restarted"):
     strategy: str
     restarts: int
     offender: str
+
+
+class BudgetCharged(Event, frozen=True, tag="budget/charged"):
+    """``budget/charged``: an ended child's use charged to its parent's budget."""
+
+    child_id: str
+    steps: int
+    tool_calls: int
+    tokens: int
+    step: int
 
 
 class PolicyRefused(Event, frozen=True, tag="policy/refused"):

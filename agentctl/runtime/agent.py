@@ -32,7 +32,7 @@ class Agent:
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
         "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
         "interrupted_call", "clock_t", "acting", "acting_since", "logged", "resume_actions", "snapped_at",
-        "__weakref__",
+        "charges", "reserved_tokens", "__weakref__",
     )
 
     def __init__(self, spec: AgentSpec, parent: Agent | None, grant: Grant, inbox: Inbox) -> None:
@@ -81,6 +81,11 @@ class Agent:
         self.resume_actions: list[Any] | None = None
         # Its steps when its latest snapshot was taken: one that has not stepped since still stands.
         self.snapped_at = -1
+        # Resumed: what its children that ended before the crash used, not yet charged again
+        # (``budget/charged`` records, in log order; see :meth:`charge_due`).
+        self.charges: deque[dict[str, Any]] | None = None
+        # Tokens its LLM calls in flight have set aside (in ``tokens`` until each is settled).
+        self.reserved_tokens = 0
 
     def left_of(self, seconds: float) -> float:
         """What is left of a wait of ``seconds`` that its latest step started: all of it for
@@ -138,6 +143,24 @@ class Agent:
             if getattr(self.grant.budget, name) is not None and getattr(child.grant.budget, name) is not None:
                 self.reserved[name] = self.reserved.get(name, 0) - int(getattr(child.grant.budget, name))
             setattr(self, _USED[name], self.used(name) + child.used(name))
+
+    def charge_due(self, *, effect: int | None = None, step: int | None = None) -> None:
+        """Charge again what its ended children used, as the run that died did: each record
+        that was logged before its journal's ``effect``-th outcome (a resumed agent handing
+        that one back), or by the time it had taken ``step`` steps (before its next step);
+        with neither, all of them (it acts anew, or ends)."""
+        charges = self.charges
+        if charges is None:
+            return
+        every = effect is None and step is None
+        while charges and (every or (effect is not None and charges[0]["after"] <= effect)
+                           or (step is not None and charges[0]["step"] <= step)):
+            spent = charges.popleft()
+            self.steps += int(spent["steps"])
+            self.tool_calls += int(spent["tool_calls"])
+            self.tokens += int(spent["tokens"])
+        if not charges:
+            self.charges = None
 
     def left(self, name: str) -> int | None:
         """What remains of consumable budget ``name`` (``None``: unlimited)."""

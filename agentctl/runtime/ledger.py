@@ -43,12 +43,14 @@ class TokenReservation:
         self.amount = amount
         self.settled = False
         agent.tokens += amount
+        agent.reserved_tokens += amount
 
     def settle(self, used: int) -> None:
         """Charge ``used`` tokens (at most the reservation) and refund the rest."""
         if not self.settled:
             self.settled = True
             self.agent.tokens -= self.amount - min(max(used, 0), self.amount)
+            self.agent.reserved_tokens -= self.amount
 
 
 def reserve_tokens(agent: Agent, request: ChatRequest) -> tuple[ChatRequest, TokenReservation | None] | str:

@@ -55,7 +55,10 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     effect = (_take_lock(queue, action.path) if isinstance(action, (AcquireLock, ReleaseLock))
               else queue.popleft() if queue else None)
     if effect is None:
+        agent.charge_due()  # it acts anew: in the run that died, its children ended before
         return None
+    if agent.charges is not None:
+        agent.charge_due(effect=rep.index(effect))
     if rep.finished:
         agent.replay = None
     if effect.get("t") is not None:

@@ -54,13 +54,19 @@ class Replay:
             many, so the step after that one reads it, as the first time.
     """
 
-    __slots__ = ("mail", "queues")
+    __slots__ = ("_at", "mail", "queues")
 
     def __init__(self, journal: Journal) -> None:
         self.queues: dict[str, deque[dict[str, Any]]] = {op: deque() for op in OPS}
         for effect in journal.effects:
             self.queues[effect["op"]].append(effect)
         self.mail = deque((int(m.get("step") or 0), recorded_message(m)) for m in journal.inbox)
+        # Where each outcome is in the journal, for the charges logged between them (none: not needed).
+        self._at = {id(e): i for i, e in enumerate(journal.effects)} if journal.charges else {}
+
+    def index(self, effect: dict[str, Any]) -> int:
+        """Where ``effect`` (one of its outcomes) is in the journal's order."""
+        return self._at[id(effect)]
 
     @property
     def finished(self) -> bool:

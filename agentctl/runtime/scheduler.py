@@ -121,6 +121,9 @@ class Scheduler:
             reason = "tick"
         else:
             return
+        if agent.charges is not None:
+            # Resumed: its children that ended by its step so far are charged before its next.
+            agent.charge_due(step=agent.inbox.steps)
         over = agent.exceeded()
         if over is not None:
             self._finish(agent, "budget_exceeded", None, reason=over)

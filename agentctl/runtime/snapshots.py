@@ -66,7 +66,8 @@ def take(agent: Agent) -> dict[str, Any] | None:
     """The agent's snapshot now, or None when it cannot be taken (see the module doc)."""
     codec = agent.spec.state_codec
     if (codec is None or agent.ended or not agent.started or agent.results or agent.tick_due
-            or agent.replay is not None or agent.resume_actions is not None or agent.interrupted_call is not None):
+            or agent.replay is not None or agent.resume_actions is not None or agent.interrupted_call is not None
+            or agent.charges is not None):
         return None
     children = _children(agent)
     if children is None:
@@ -90,7 +91,8 @@ def take(agent: Agent) -> dict[str, Any] | None:
             "since": int(agent.acting_since * 1000) if actions else 0, "turns": agent.inbox.steps,
             # The calls carried out again are counted again.
             "steps": agent.steps, "tool_calls": agent.tool_calls - logged.count("tool"),
-            "tokens": agent.tokens,
+            # Its LLM calls in flight are made again: what they set aside is set aside again.
+            "tokens": agent.tokens - agent.reserved_tokens,
             "spawned_children": agent.spawned_children, "children": children, "t": int(time.time() * 1000)}
 
 

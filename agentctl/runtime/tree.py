@@ -232,6 +232,8 @@ class Tree:
             self._locks.restore(agent.id, path, mode, count)
         if not replayed.finished:
             agent.replay = replayed
+        if journal.charges:
+            agent.charges = deque(journal.charges)
         if snap is not None:
             snapshots.apply(agent, snap)
             # What it was carrying out starts again on the clock of the step that asked for it
@@ -269,7 +271,7 @@ class Tree:
         """The agent is done (its own ``done``, or a budget ran out)."""
         if agent.ended:
             return
-        self._stop_children(agent, "parent_stopped")
+        self._ending(agent, "parent_stopped")
         self._emit("agent/done", agent.id, status=status, result=result, reason=reason, steps=agent.steps,
                   **_unread(agent))
         self._end(agent)
@@ -285,7 +287,7 @@ class Tree:
             # Failing over a call a crash (or a lost worker) left unknown: a restart would run
             # the agent's earlier steps again, effects and all. The agent fails for good, naming it.
             kind, error = "interrupted", f"{error} (after call {call}, interrupted by a crash or a lost worker)"
-        self._stop_children(agent, "parent_stopped")
+        self._ending(agent, "parent_stopped")
         self._emit("agent/error", agent.id, error=str(error), error_type=kind, where=where, **_unread(agent))
         self._end(agent)
         exit = Exit(agent.id, "failed", "error", str(error))
@@ -300,11 +302,17 @@ class Tree:
             return
         # A shutdown stops every agent as such (resume continues them); otherwise the
         # children go because their parent did.
-        self._stop_children(agent, "shutdown" if reason == "shutdown" else "parent_stopped")
+        self._ending(agent, "shutdown" if reason == "shutdown" else "parent_stopped")
         self._emit("agent/stopped", agent.id, reason=reason, **_unread(agent))
         self._end(agent)
         if detach:
             self._detach(agent, Exit(agent.id, "stopped", reason), report=report)
+
+    def _ending(self, agent: Agent, reason: str) -> None:
+        """Before ``agent``'s end is logged: what its ended children took counts (a resumed
+        agent's records not yet charged again), and its live children stop (``reason``)."""
+        agent.charge_due()
+        self._stop_children(agent, reason)
 
     def _stop_children(self, agent: Agent, reason: str) -> None:
         for child in reversed(list(agent.children.values())):
@@ -342,8 +350,8 @@ class Tree:
         siblings = agent.parent.children if agent.parent is not None else self._roots
         if siblings.get(agent.id) is agent:
             del siblings[agent.id]
-        if agent.parent is not None:
-            agent.parent.settle_child(agent)
+        if parent is not None:
+            self._charge(parent, agent)
         self._exits[agent.id] = exit
         waiter = self._waiters.pop(agent.id, None)
         if waiter is not None:
@@ -351,6 +359,14 @@ class Tree:
         if not self._agents and self._idle_event is not None:
             self._idle_event.set()
             self._idle_event = None
+
+    def _charge(self, parent: Agent, child: Agent) -> None:
+        """Settle the ended ``child``'s budget with its parent, and log what it was charged
+        (a resume charges it again from the log: the child is not started again)."""
+        parent.settle_child(child)
+        if parent.grant.budget != UNLIMITED and not parent.ended:
+            self._emit("budget/charged", parent.id, child_id=child.id, steps=child.steps,
+                       tool_calls=child.tool_calls, tokens=child.tokens, step=parent.inbox.steps)
 
     # ------------------------------------------------------------------ supervision
 

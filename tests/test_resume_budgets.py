@@ -1,0 +1,315 @@
+"""Budgets across a crash (issue 11): a child that ended before the crash stays charged to its
+parent (and so to its ancestors) after the resume, at the point of the parent's history where
+it was charged the first time, never twice.
+
+Each run is a real ``agentctl run`` against the fake OpenAI server on 127.0.0.1, SIGKILLed
+from this process. The boss has a budget (steps, tool calls, tokens) and spawns two workers
+one after the other, each granted half of what the boss has left (so the second one's grant
+depends on what the first one used), then a third asking for one step more than the boss
+has left (refused). The model's answers are released in one fixed order, read from the log,
+so that every run takes the same steps: the budget left that each agent's system prompt
+shows must then be, request by request, that of a run never killed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from anyio.from_thread import start_blocking_portal
+from cli_helpers import Events, events, of, start
+from llm_servers import Behaviour, LLMServer, Recorded, running_server
+
+Key = tuple[str, int]  # (agent, turn): a request of that agent with that many answers in it
+
+BUDGET = {"max_steps": 30, "max_tool_calls": 8, "max_tokens": 100_000}
+#: What the third worker asks for: one step more than the boss has left when it asks (30,
+#: less its own 8 steps and the workers' 4 each), so it is refused, as long as both workers
+#: are charged. A resume that forgot them would grant it: the tree would overspend.
+TOO_MUCH = {"max_steps": 15}
+
+
+def _plan(url: str, *, checkpoints: bool) -> str:
+    # With checkpoints, one after every event (written whenever the tree goes quiet);
+    # without, the boss is replayed from its start.
+    every = {"checkpoint_events": 1} if checkpoints else {"checkpoint_events": 10**9, "checkpoint_seconds": 3600}
+    return json.dumps({
+        "name": "budgets",
+        "settings": every,
+        "defaults": {"provider": "openai", "model": "m", "base_url": url + "/v1", "restart": "temporary",
+                     "tools": ["fs/append", "agent/spawn"]},
+        "tasks": [{"id": "boss", "agent": "llm", "instructions": "get the logs written", "budget": BUDGET}],
+    })
+
+
+def _key(request: Recorded) -> Key:
+    messages = request.body["messages"]
+    agent = messages[0]["content"].split("'")[1]  # "You are agent 'ID' ..."
+    return agent, sum(m.get("role") == "assistant" for m in messages)
+
+
+def _spawn(child: str, **budget: Any) -> Behaviour:
+    args: dict[str, Any] = {"id": child, "instructions": f"write {child}.txt"}
+    if budget:
+        args["budget"] = budget
+    return Behaviour(content="", tool_calls=[("agent__spawn", args)])
+
+
+#: The model's answer per request (the boss's turns, then each worker's two).
+ANSWERS: dict[Key, Behaviour] = {
+    ("boss", 0): _spawn("c1"),
+    ("boss", 1): Behaviour("waiting for c1"),
+    ("boss", 2): _spawn("c2"),
+    ("boss", 3): Behaviour("waiting for c2"),
+    ("boss", 4): _spawn("c3", **TOO_MUCH),
+    ("boss", 5): Behaviour("all written"),
+    **{(c, 0): Behaviour(content="", tool_calls=[("fs__append", {"path": f"{c}.txt", "content": f"{c}\n"})])
+       for c in ("c1", "c2", "c3")},
+    **{(c, 1): Behaviour(f"report of {c}") for c in ("c1", "c2", "c3")},
+}
+
+
+def _ended(evs: Events, agent: str) -> bool:
+    return any(e["type"] == "agent/done" and e["agent_id"] == agent for e in evs)
+
+
+def _may_answer(key: Key, asked: set[Key], evs: Events) -> bool:
+    """One order for every run: a worker reports while the boss's call after its spawn is in
+    flight, and that call is answered once the worker has ended (the boss then reads the
+    report in the step that reads the answer)."""
+    agent, turn = key
+    if agent in ("c1", "c2") and turn == 1:
+        return ("boss", {"c1": 1, "c2": 3}[agent]) in asked
+    if key == ("boss", 1):
+        return _ended(evs, "c1")
+    if key == ("boss", 3):
+        return _ended(evs, "c2")
+    return True
+
+
+class Budgeted:
+    """The boss's tree on ``server``, across the runs (crashed and resumed) of one run dir."""
+
+    def __init__(self, server: LLMServer, cwd: Path, *, checkpoints: bool) -> None:
+        self.server, self.cwd = server, cwd
+        self.gates: defaultdict[Key, threading.Event] = defaultdict(threading.Event)
+        self.first = len(server.requests)
+        server.reply_for = self._answer
+        (cwd / "plan.yaml").write_text(_plan(server.url, checkpoints=checkpoints))
+
+    def _answer(self, request: Recorded) -> Behaviour:
+        key = _key(request)
+        answer = ANSWERS.get(key, Behaviour(f"no answer scripted for {key}"))
+        return Behaviour(answer.content, answer.tool_calls, gate=self.gates[key])
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.server.requests[self.first:]
+
+    @property
+    def asked(self) -> set[Key]:
+        return {_key(r) for r in self.requests}
+
+    def run(self, *, resume: bool, point: Point | None = None) -> None:
+        """Run (or resume) the plan, answering as :func:`_may_answer` allows and never what
+        ``point`` holds; SIGKILL it from here once ``point`` says (else it must exit 0)."""
+        where = ("--resume", "run") if resume else ("--run-dir", "run")
+        proc = start("run", "plan.yaml", "--no-ui", "--no-watch-plan", *where, cwd=self.cwd)
+        try:
+            deadline = time.monotonic() + 90
+            while proc.poll() is None and time.monotonic() < deadline:
+                evs, asked = events(self.cwd / "run"), self.asked
+                if point is not None and point.kill(self, evs):
+                    proc.send_signal(signal.SIGKILL)
+                    break
+                for key in asked:
+                    if _may_answer(key, asked, evs) and not (point is not None and point.hold(key, self)):
+                        self.gates[key].set()
+                time.sleep(0.02)
+            code = proc.wait(10)
+            self.stderr = proc.stderr.read() if proc.stderr else ""
+            assert code == (-signal.SIGKILL if point is not None else 0), self.stderr
+            if point is not None:
+                point.after(self)
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def newest_checkpoint(self) -> tuple[Path, bytes, dict[str, Any]] | None:
+        """The newest checkpoint: its path, bytes and run state."""
+        for path in sorted((self.cwd / "run" / "checkpoints").glob("ckpt-*.json"), reverse=True):
+            try:
+                raw = path.read_bytes()
+                return path, raw, orjson.loads(raw.partition(b"\n")[2])["run"]
+            except (OSError, orjson.JSONDecodeError):
+                continue  # replaced meanwhile
+        return None
+
+    def boss_snapshot_children(self) -> list[str] | None:
+        """The live children the newest checkpoint's snapshot of the boss names (None: none)."""
+        newest = self.newest_checkpoint()
+        snapshot = newest[2]["journals"].get("boss", {}).get("snapshot") if newest is not None else None
+        return None if snapshot is None else [c["id"] for c in snapshot.get("children", ())]
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where a run is killed: with or without checkpoints, the answers held meanwhile, when."""
+
+    checkpoints: bool
+    held: frozenset[Key]
+    when: Callable[[Budgeted, Events], bool]
+    from_snapshot: bool  # whether the resume restores the boss from a snapshot
+
+    def hold(self, key: Key, tree: Budgeted) -> bool:
+        return key in self.held
+
+    def kill(self, tree: Budgeted, evs: Events) -> bool:
+        return self.when(tree, evs)
+
+    def after(self, tree: Budgeted) -> None:
+        """What the crash left on disk, once killed (as it is)."""
+
+
+@dataclass(frozen=True)
+class BeforeTheNextCheckpoint(Point):
+    """Killed after c1 ended and before a checkpoint was written since: the newest checkpoint
+    snapshots the boss with c1 live. (With a checkpoint after every event, one is written
+    within milliseconds of c1's end; the newest one taken before is kept aside while c1's
+    report is held, and is the newest one again after the kill, as it would be had the
+    crash come first.)"""
+
+    kept: dict[str, tuple[Path, bytes]] = field(default_factory=dict)
+
+    def hold(self, key: Key, tree: Budgeted) -> bool:
+        if key == ("c1", 1) and not self.kept:
+            newest = tree.newest_checkpoint()
+            snapshot = newest[2]["journals"].get("boss", {}).get("snapshot") if newest is not None else None
+            if snapshot is not None and [c["id"] for c in snapshot["children"]] == ["c1"] and snapshot["logged"]:
+                self.kept["c1 live"] = newest[0], newest[1]  # the boss in its call, c1 live
+        return key in self.held or (key == ("c1", 1) and not self.kept)
+
+    def after(self, tree: Budgeted) -> None:
+        path, raw = self.kept["c1 live"]
+        for old in path.parent.glob("ckpt-*.json"):
+            old.unlink()
+        path.write_bytes(raw)
+
+
+def _outcome(tree: Budgeted) -> dict[str, Any]:
+    """What a finished run left: files, results, refusals, and each agent's last request to
+    the model (its system prompt shows its budget left), by agent."""
+    evs = events(tree.cwd / "run")
+    last: dict[str, Any] = {}
+    for request in tree.requests:
+        last[_key(request)[0]] = request.body["messages"]
+    return {
+        "files": {p.name: p.read_text() for p in sorted(tree.cwd.glob("*.txt"))},
+        "results": {e["agent_id"]: (e["status"], e["result"]) for e in of(evs, "agent/done")},
+        "refused": [(e["agent_id"], e["child_id"], e["rule"], e["error"]) for e in of(evs, "policy/refused")],
+        # What each agent of the tree used by its end (its ended children's use included;
+        # not the run's root, the plan, which has no budget and steps again on a resume) ...
+        "steps": {e["agent_id"]: e["steps"] for e in of(evs, "agent/done") if e["agent_id"] != "plan"},
+        # ... and each child's charge to its parent: once in the log, whatever the crashes.
+        "charged": [(e["agent_id"], e["child_id"], e["steps"], e["tool_calls"], e["tokens"])
+                    for e in of(evs, "budget/charged")],
+        "last_requests": last,
+    }
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LLMServer]:
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(running_server()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def uncrashed(server: LLMServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tree = Budgeted(server, tmp_path_factory.mktemp("uncrashed"), checkpoints=True)
+    tree.run(resume=False)
+    return _outcome(tree)
+
+
+def test_the_uncrashed_run_charges_each_worker_and_refuses_the_third(uncrashed: dict[str, Any]) -> None:
+    """The plan does what the other tests rely on: c3 is refused for the boss's steps left."""
+    assert [r[1:3] for r in uncrashed["refused"]] == [("c3", "budget")]
+    assert set(uncrashed["results"]) == {"plan", "boss", "c1", "c2"}
+    system = uncrashed["last_requests"]["boss"][0]["content"]
+    # 30 steps, less the boss's 9 so far and the workers' 4 each.
+    assert "Budget left: max_steps 13, max_tool_calls 6," in system
+    assert [c[:4] for c in uncrashed["charged"]] == [("boss", "c1", 4, 1), ("boss", "c2", 4, 1)]
+    assert uncrashed["steps"]["boss"] == 10 + 4 + 4
+
+
+def _resumed_as_uncrashed(tree: Budgeted, uncrashed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Resume the run to its end: the outcome of a run never killed, request by request. The
+    boss's ``agent/resumed`` events."""
+    tree.run(resume=True)
+    got = _outcome(tree)
+    assert got["refused"] == uncrashed["refused"]  # the tree did not overspend
+    assert got["charged"] == uncrashed["charged"]
+    assert got["steps"] == uncrashed["steps"]
+    assert "c3" not in got["last_requests"]
+    for agent, messages in uncrashed["last_requests"].items():
+        assert got["last_requests"][agent][0] == messages[0], agent  # the system prompt: budget left
+        assert got["last_requests"][agent] == messages, agent
+    assert got == uncrashed
+    return of(events(tree.cwd / "run"), "agent/resumed", "boss")
+
+
+def _c2_mid_call(tree: Budgeted, evs: Events) -> bool:
+    return {("boss", 3), ("c2", 1)} <= tree.asked
+
+
+def _c1_reported(tree: Budgeted, evs: Events) -> bool:
+    return any(e["type"] == "agent/message" and e["from"] == "c1" and e["agent_id"] == "boss" for e in evs)
+
+
+#: Kill points, and whether the resume restores the boss from a snapshot.
+POINTS: dict[str, Callable[[], Point]] = {
+    # No checkpoint: the boss is replayed from its start; c1 ended, c2 is in its last call.
+    "replayed, c2 live": lambda: Point(False, frozenset({("boss", 3), ("c2", 1)}), _c2_mid_call, False),
+    # c1 ended while the boss's call was in flight, after the checkpoint that snapshots the
+    # boss (in that call) with c1 live.
+    "snapshot before c1 ended": lambda: BeforeTheNextCheckpoint(True, frozenset({("boss", 1)}),
+                                                                _c1_reported, True),
+    # The boss's snapshot is taken after c1 ended (c1 is in its counts: not charged again).
+    "snapshot after c1 ended": lambda: Point(True, frozenset({("boss", 3), ("c2", 1)}),
+                                             lambda t, evs: _c2_mid_call(t, evs) and t.boss_snapshot_children() == ["c2"],
+                                             True),
+    # No checkpoint, both workers ended: only the boss is resumed.
+    "replayed, both ended": lambda: Point(False, frozenset({("boss", 3)}), lambda t, evs: _ended(evs, "c2"), False),
+}
+
+
+@pytest.mark.parametrize("name", ["replayed, c2 live", "snapshot before c1 ended",
+                                  pytest.param("snapshot after c1 ended", marks=pytest.mark.slow),
+                                  pytest.param("replayed, both ended", marks=pytest.mark.slow)])
+def test_a_resumed_parent_is_charged_for_the_children_that_ended_before_the_crash(
+    server: LLMServer, uncrashed: dict[str, Any], tmp_path: Path, name: str
+) -> None:
+    point = POINTS[name]()
+    tree = Budgeted(server, tmp_path, checkpoints=point.checkpoints)
+    tree.run(resume=False, point=point)
+    resumed = _resumed_as_uncrashed(tree, uncrashed)
+    assert [e["snapshot"] for e in resumed] == [point.from_snapshot]
+
+
+def test_a_double_crash_charges_each_ended_child_once(server: LLMServer, uncrashed: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    tree = Budgeted(server, tmp_path, checkpoints=True)
+    tree.run(resume=False, point=POINTS["snapshot before c1 ended"]())
+    # Killed again in the resume, once c2 is in its last call and the resumed run's own
+    # checkpoint snapshots the boss with it.
+    tree.run(resume=True, point=POINTS["snapshot after c1 ended"]())
+    resumed = _resumed_as_uncrashed(tree, uncrashed)
+    assert [e["snapshot"] for e in resumed] == [True, True]
