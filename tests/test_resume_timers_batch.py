@@ -153,3 +153,39 @@ def test_uncrashed_runs_see_what_the_resumed_ones_are_held_to(tmp_path: Path, st
     done = agentctl("run", str(plan), *RUN, "--run-dir", str(tmp_path / "run"), "--workspace", str(ws), cwd=ws)
     assert done.returncode == 0, done.stderr
     assert (ws / "out" / "summary.txt").read_text() == seen
+
+
+#: The napper waits (no timeout) for ``go``, which comes 2 s after the start, then sleeps 3 s.
+AFTER_MESSAGE = """\
+name: after
+tasks:
+  - id: napper
+    agent: script
+    steps:
+      - wait: go
+      - sleep: 3
+      - write: {path: out/awake.txt, content: "awake\\n"}
+  - id: sender
+    agent: script
+    steps:
+      - sleep: 2
+      - send: {to: napper, kind: go}
+"""
+
+
+@pytest.mark.slow  # waits out real seconds across a kill and a resume
+def test_a_sleep_a_message_woke_its_step_for_counts_from_that_message_after_a_resume(tmp_path: Path) -> None:
+    """Replayed, the step that read ``go`` runs on the clock of that message, not of the
+    napper's start (2 s earlier: its sleep would end at once)."""
+    plan = write_plan(tmp_path, AFTER_MESSAGE)
+    ws, run_dir = tmp_path / "ws", tmp_path / "run"
+    (ws / "out").mkdir(parents=True)
+    killed_when_checkpointed(plan, ws, run_dir, lambda: bool(of(events(run_dir), "agent/status", "napper")[1:]
+                                                             and of(events(run_dir), "agent/message", "napper")))
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    evs = events(run_dir)
+    came = of(evs, "agent/message", "napper")[0]["t"]
+    woke = of(evs, "tool/requested", "napper")[0]["t"]
+    assert woke - came >= 3000 and woke - of(evs, "run/resumed")[0]["t"] < 3000
+    assert (ws / "out" / "awake.txt").read_text() == "awake\n"

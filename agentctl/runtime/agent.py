@@ -32,7 +32,7 @@ class Agent:
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
         "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
         "interrupted_call", "clock_t", "acting", "acting_since", "logged", "resume_actions", "snapped_at",
-        "charges", "reserved_tokens", "__weakref__",
+        "charges", "reserved_tokens", "heard_t", "__weakref__",
     )
 
     def __init__(self, spec: AgentSpec, parent: Agent | None, grant: Grant, inbox: Inbox) -> None:
@@ -86,6 +86,9 @@ class Agent:
         self.charges: deque[dict[str, Any]] | None = None
         # Tokens its LLM calls in flight have set aside (in ``tokens`` until each is settled).
         self.reserved_tokens = 0
+        # While it replays its past: when the last recorded message its next step reads came
+        # (the logged ``t``, ms): that step ran no earlier (see ``clock_t``).
+        self.heard_t: int | None = None
 
     def left_of(self, seconds: float) -> float:
         """What is left of a wait of ``seconds`` that its latest step started: all of it for

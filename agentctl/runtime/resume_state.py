@@ -73,11 +73,16 @@ class Replay:
         """Whether every recorded outcome has been handed back and every message delivered."""
         return not self.mail and not any(self.queues.values())
 
-    def deliver(self, inbox: Inbox) -> None:
-        """Put into ``inbox`` the messages that came by its owner's ``inbox.steps``-th step."""
+    def deliver(self, inbox: Inbox) -> int | None:
+        """Put into ``inbox`` the messages that came by its owner's ``inbox.steps``-th step;
+        the ``t`` of the last one (None: none came)."""
         mail, steps = self.mail, inbox.steps
+        last = None
         while mail and mail[0][0] <= steps:
-            inbox.put_nowait(mail.popleft()[1])
+            msg = mail.popleft()[1]
+            inbox.put_nowait(msg)
+            last = msg.t
+        return last
 
 
 def recorded_message(m: dict[str, Any]) -> Message:

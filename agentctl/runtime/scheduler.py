@@ -115,7 +115,7 @@ class Scheduler:
             reason = "results"
         elif len(agent.inbox):
             reason = "message"
-            if agent.replay is None:
+            if agent.replay is None and agent.heard_t is None:
                 agent.clock_t = None  # woken by a message that came now
         elif agent.tick_due:
             reason = "tick"
@@ -131,10 +131,16 @@ class Scheduler:
         inbox = agent.inbox
         inbox.steps += 1
         messages = tuple(inbox.drain()) if len(inbox) else ()
+        heard = agent.heard_t
+        if heard is not None and messages:
+            # A replayed step ran once the recorded messages it reads had come.
+            agent.heard_t = None
+            if agent.clock_t is not None:
+                agent.clock_t = max(agent.clock_t, heard / 1000)
         rep = agent.replay
         if rep is not None and rep.mail:
             # A resumed agent: what came during this step the first time, the next step reads.
-            rep.deliver(inbox)
+            agent.heard_t = rep.deliver(inbox)
             if rep.finished:
                 agent.replay = None
         results, agent.results, agent.tick_due = agent.results, (), False

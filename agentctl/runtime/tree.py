@@ -234,12 +234,14 @@ class Tree:
             agent.replay = replayed
         if journal.charges:
             agent.charges = deque(journal.charges)
+        agent.heard_t = agent.inbox.last_t()  # the recorded messages its first step reads
         if snap is not None:
             snapshots.apply(agent, snap)
             # What it was carrying out starts again on the clock of the step that asked for it
             # (a sleep or a lock wait waits only what is left); replayed steps run on the clock
-            # of the snapshot's time, moved on by each outcome.
-            agent.clock_t = snap.since / 1000 if snap.actions else snap.t / 1000 if agent.replay is not None else None
+            # of the snapshot's time, moved on by each outcome and message.
+            replays = agent.replay is not None or agent.heard_t is not None
+            agent.clock_t = snap.since / 1000 if snap.actions else snap.t / 1000 if replays else None
         self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
                   replay=len(journal.effects), messages=len(journal.inbox), snapshot=snap is not None)
         if snap is not None and not snap.actions:

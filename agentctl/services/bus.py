@@ -120,6 +120,10 @@ class Inbox:
         """The ``t`` of the oldest message it holds (None: it is empty)."""
         return self._q[0].t if self._q else None
 
+    def last_t(self) -> int | None:
+        """The ``t`` of the newest message it holds (None: it is empty)."""
+        return self._q[-1].t if self._q else None
+
     def full(self) -> bool:
         """Whether a chat message would be refused now."""
         return self._chat >= self.capacity
