@@ -528,3 +528,30 @@ def test_ps_names_a_run_whose_log_does_not_fit_and_lists_the_others(run_dir: Pat
         f"error: skipped {where}: {where / 'events.jsonl'}:1: corrupt event line: event 1 ('run/started') does not "
         "fit its definition: t: expected int, got str 'soon'"]
     assert [row["dir"] for row in json.loads(result.stdout)["runs"]] == [str(good.relative_to(tmp_path))]
+
+
+# --- NUL bytes -------------------------------------------------------------------------------
+
+
+def _nul_cases(run: Path) -> list[list[str]]:
+    """Every command with a NUL byte in each of its arguments, in turn, and in each option's value."""
+    cases: list[list[str]] = [["r\x00un"], ["--ver\x00sion"]]
+    for name, command in sorted(COMMAND.commands.items()):  # type: ignore[attr-defined]
+        needed = _needed(name, run)
+        cases.append([name, "a\x00b"])
+        cases += [[name, *needed[:i], needed[i] + "\x00", *needed[i + 1:]] for i in range(len(needed))]
+        cases += [[name, *needed, opt, "a\x00b"] for name_, opt in _options() if name_ == name]
+        cases += [[name, *needed, opt.opts[0] + "\x00"] for opt in command.params if opt.param_type_name == "option"]
+    return cases
+
+
+def test_a_nul_byte_in_any_argument_of_any_command_is_refused_in_one_line(run_dir: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # No process gets one from a shell (argv is C strings); a program that calls the app can pass one.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text("name: tiny\ntasks: [{id: a, agent: script, steps: [{done: ok}]}]\n")
+    for args in _nul_cases(run_dir):
+        result = _invoke(args, codes=(2,))
+        number, arg = next((n, a) for n, a in enumerate(args, 1) if "\x00" in a)
+        assert result.stderr == (f"error: command-line argument {number} holds a NUL byte (expected none): {arg!r} "
+                                 "(see 'agentctl -h')\n"), (args, result.stderr)

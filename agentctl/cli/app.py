@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from .errors import boundary
+from .errors import boundary, refuse_nul
 
 
 class AgentctlCommand(TyperCommand):
@@ -32,11 +32,13 @@ class AgentctlCommand(TyperCommand):
 
 
 class AgentctlGroup(TyperGroup):
-    """The ``agentctl`` group: parsing and every command run inside the error boundary."""
+    """The ``agentctl`` group: parsing and every command run inside the error boundary (and
+    a command line with a NUL byte is refused first: :func:`~agentctl.cli.errors.refuse_nul`)."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
                      **extra: Any) -> Any:
         with boundary():
+            refuse_nul(args)
             return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: Any) -> Any:

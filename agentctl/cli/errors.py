@@ -59,6 +59,20 @@ def fail_plan(problems: list[PlanError]) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
+def refuse_nul(args: list[str]) -> None:
+    """Refuse a command line with a NUL byte in an argument, before any command sees it.
+
+    No shell can pass one (argv is C strings), but a program calling the app can; no file
+    name, run id or value may hold one, and the OS would refuse it deep inside a command.
+
+    Raises:
+        UsageError: naming the first such argument and its place.
+    """
+    for number, arg in enumerate(args, 1):
+        if "\x00" in arg:
+            raise UsageError(f"command-line argument {number} holds a NUL byte (expected none): {arg!r}")
+
+
 def _is_input_error(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno != errno.EPIPE  # a closed pipe is typer's to handle quietly
