@@ -5,16 +5,19 @@ it was charged the first time, never twice.
 Each run is a real ``agentctl run`` against the fake OpenAI server on 127.0.0.1, SIGKILLed
 from this process. The boss has a budget (steps, tool calls, tokens) and spawns two workers
 one after the other, each granted half of what the boss has left (so the second one's grant
-depends on what the first one used), then a third asking for one step more than the boss
-has left (refused). The model's answers are released in one fixed order, read from the log,
-so that every run takes the same steps: the budget left that each agent's system prompt
-shows must then be, request by request, that of a run never killed.
+depends on what the first one used); the second spawns a worker of its own, so what the boss
+is charged for it includes its child's use. Then the boss spawns a third asking for one step
+more than it has left (refused). The model's answers are released in one fixed order, read
+from the log, so that every run takes the same steps: the budget left that each agent's
+system prompt shows must then be, request by request, that of a run never killed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -26,16 +29,16 @@ from typing import Any
 import orjson
 import pytest
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import Events, events, of, start
+from cli_helpers import AGENTCTL, Events, events, of, start
 from llm_servers import Behaviour, LLMServer, Recorded, running_server
 
 Key = tuple[str, int]  # (agent, turn): a request of that agent with that many answers in it
 
-BUDGET = {"max_steps": 30, "max_tool_calls": 8, "max_tokens": 100_000}
-#: What the third worker asks for: one step more than the boss has left when it asks (30,
-#: less its own 8 steps and the workers' 4 each), so it is refused, as long as both workers
-#: are charged. A resume that forgot them would grant it: the tree would overspend.
-TOO_MUCH = {"max_steps": 15}
+BUDGET = {"max_steps": 40, "max_tool_calls": 8, "max_tokens": 100_000}
+#: What the third worker asks for: one step more than the boss has left when it asks (40,
+#: less its own 8 steps, c1's 4 and c2's 11: its 7 and g2's 4), so it is refused, as long as
+#: the workers are charged. A resume that forgot one would grant it: the tree would overspend.
+TOO_MUCH = {"max_steps": 18}
 
 
 def _plan(url: str, *, checkpoints: bool) -> str:
@@ -64,7 +67,11 @@ def _spawn(child: str, **budget: Any) -> Behaviour:
     return Behaviour(content="", tool_calls=[("agent__spawn", args)])
 
 
-#: The model's answer per request (the boss's turns, then each worker's two).
+def _append(agent: str) -> Behaviour:
+    return Behaviour(content="", tool_calls=[("fs__append", {"path": f"{agent}.txt", "content": f"{agent}\n"})])
+
+
+#: The model's answer per request: the boss's turns, c2's (a worker with a worker), the leaves'.
 ANSWERS: dict[Key, Behaviour] = {
     ("boss", 0): _spawn("c1"),
     ("boss", 1): Behaviour("waiting for c1"),
@@ -72,10 +79,17 @@ ANSWERS: dict[Key, Behaviour] = {
     ("boss", 3): Behaviour("waiting for c2"),
     ("boss", 4): _spawn("c3", **TOO_MUCH),
     ("boss", 5): Behaviour("all written"),
-    **{(c, 0): Behaviour(content="", tool_calls=[("fs__append", {"path": f"{c}.txt", "content": f"{c}\n"})])
-       for c in ("c1", "c2", "c3")},
-    **{(c, 1): Behaviour(f"report of {c}") for c in ("c1", "c2", "c3")},
+    ("c2", 0): _spawn("g2"),
+    ("c2", 1): Behaviour("waiting for g2"),
+    ("c2", 2): _append("c2"),
+    ("c2", 3): Behaviour("report of c2"),
+    **{(leaf, 0): _append(leaf) for leaf in ("c1", "g2", "c3")},
+    **{(leaf, 1): Behaviour(f"report of {leaf}") for leaf in ("c1", "g2", "c3")},
 }
+#: Each worker's last request, answered while its parent's call that follows the spawn is in
+#: flight; that call, answered once the worker has ended.
+LAST = {"c1": ("c1", 1), "g2": ("g2", 1), "c2": ("c2", 3)}
+AFTER_SPAWN = {"c1": ("boss", 1), "g2": ("c2", 1), "c2": ("boss", 3)}
 
 
 def _ended(evs: Events, agent: str) -> bool:
@@ -83,16 +97,14 @@ def _ended(evs: Events, agent: str) -> bool:
 
 
 def _may_answer(key: Key, asked: set[Key], evs: Events) -> bool:
-    """One order for every run: a worker reports while the boss's call after its spawn is in
-    flight, and that call is answered once the worker has ended (the boss then reads the
+    """One order for every run: a worker reports while its parent's call after its spawn is
+    in flight, and that call is answered once the worker has ended (the parent then reads the
     report in the step that reads the answer)."""
-    agent, turn = key
-    if agent in ("c1", "c2") and turn == 1:
-        return ("boss", {"c1": 1, "c2": 3}[agent]) in asked
-    if key == ("boss", 1):
-        return _ended(evs, "c1")
-    if key == ("boss", 3):
-        return _ended(evs, "c2")
+    for worker, last in LAST.items():
+        if key == last:
+            return AFTER_SPAWN[worker] in asked
+        if key == AFTER_SPAWN[worker]:
+            return _ended(evs, worker)
     return True
 
 
@@ -242,12 +254,13 @@ def uncrashed(server: LLMServer, tmp_path_factory: pytest.TempPathFactory) -> di
 def test_the_uncrashed_run_charges_each_worker_and_refuses_the_third(uncrashed: dict[str, Any]) -> None:
     """The plan does what the other tests rely on: c3 is refused for the boss's steps left."""
     assert [r[1:3] for r in uncrashed["refused"]] == [("c3", "budget")]
-    assert set(uncrashed["results"]) == {"plan", "boss", "c1", "c2"}
+    assert set(uncrashed["results"]) == {"plan", "boss", "c1", "c2", "g2"}
     system = uncrashed["last_requests"]["boss"][0]["content"]
-    # 30 steps, less the boss's 9 so far and the workers' 4 each.
-    assert "Budget left: max_steps 13, max_tool_calls 6," in system
-    assert [c[:4] for c in uncrashed["charged"]] == [("boss", "c1", 4, 1), ("boss", "c2", 4, 1)]
-    assert uncrashed["steps"]["boss"] == 10 + 4 + 4
+    # 40 steps, less the boss's 9 so far, c1's 4 and c2's 11 (g2's 4 in them); a tool call each.
+    assert "Budget left: max_steps 16, max_tool_calls 5," in system
+    assert [c[:4] for c in uncrashed["charged"]] == [("boss", "c1", 4, 1), ("c2", "g2", 4, 1), ("boss", "c2", 11, 2)]
+    assert [r[3] for r in uncrashed["refused"]] == ["max_steps 18 exceeds what the parent has left (17)"]
+    assert uncrashed["steps"]["boss"] == 10 + 4 + 11
 
 
 def _resumed_as_uncrashed(tree: Budgeted, uncrashed: dict[str, Any]) -> list[dict[str, Any]]:
@@ -267,7 +280,7 @@ def _resumed_as_uncrashed(tree: Budgeted, uncrashed: dict[str, Any]) -> list[dic
 
 
 def _c2_mid_call(tree: Budgeted, evs: Events) -> bool:
-    return {("boss", 3), ("c2", 1)} <= tree.asked
+    return {("boss", 3), ("c2", 3)} <= tree.asked
 
 
 def _c1_reported(tree: Budgeted, evs: Events) -> bool:
@@ -276,14 +289,15 @@ def _c1_reported(tree: Budgeted, evs: Events) -> bool:
 
 #: Kill points, and whether the resume restores the boss from a snapshot.
 POINTS: dict[str, Callable[[], Point]] = {
-    # No checkpoint: the boss is replayed from its start; c1 ended, c2 is in its last call.
-    "replayed, c2 live": lambda: Point(False, frozenset({("boss", 3), ("c2", 1)}), _c2_mid_call, False),
+    # No checkpoint: the boss is replayed from its start; c1 ended, c2 is in its last call
+    # (replayed from its start too: g2 ended).
+    "replayed, c2 live": lambda: Point(False, frozenset({("boss", 3), ("c2", 3)}), _c2_mid_call, False),
     # c1 ended while the boss's call was in flight, after the checkpoint that snapshots the
     # boss (in that call) with c1 live.
     "snapshot before c1 ended": lambda: BeforeTheNextCheckpoint(True, frozenset({("boss", 1)}),
                                                                 _c1_reported, True),
     # The boss's snapshot is taken after c1 ended (c1 is in its counts: not charged again).
-    "snapshot after c1 ended": lambda: Point(True, frozenset({("boss", 3), ("c2", 1)}),
+    "snapshot after c1 ended": lambda: Point(True, frozenset({("boss", 3), ("c2", 3)}),
                                              lambda t, evs: _c2_mid_call(t, evs) and t.boss_snapshot_children() == ["c2"],
                                              True),
     # No checkpoint, both workers ended: only the boss is resumed.
@@ -313,3 +327,65 @@ def test_a_double_crash_charges_each_ended_child_once(server: LLMServer, uncrash
     tree.run(resume=True, point=POINTS["snapshot after c1 ended"]())
     resumed = _resumed_as_uncrashed(tree, uncrashed)
     assert [e["snapshot"] for e in resumed] == [True, True]
+
+
+# --- a restarted worker: what it used before its restart counts on after a resume ----------
+
+RESTARTS = """\
+name: restarts
+settings: {checkpoint_events: EVERY}
+tasks:
+  - id: boss
+    agent: script
+    budget: {max_steps: 40}
+    steps:
+      - spawn:
+          id: w
+          agent: script
+          budget: {max_steps: 7}
+          steps:
+            - append: {path: w.txt, content: "x\\n"}
+            - fail: again
+      - wait: {kind: done, timeout: 30}
+"""
+
+
+def _restarts(cwd: Path, *, fault: str | None = None, resume: bool = False, every: int = 10**9) -> Events:
+    """Run (or resume) the plan whose worker appends and fails until its 7 steps are used up:
+    two steps a start, so 4 lines, 3 restarts, and the 4th start ends for its budget."""
+    (cwd / "plan.yaml").write_text(RESTARTS.replace("EVERY", str(every)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
+    if fault is not None:
+        env["AGENTCTL_FAULT"] = fault
+    where = ("--resume", "run") if resume else ("--run-dir", "run")
+    done = subprocess.run([AGENTCTL, "run", "plan.yaml", "--no-ui", "--no-watch-plan", *where], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == (-signal.SIGKILL if fault is not None else 0), done.stderr
+    return events(cwd / "run")
+
+
+def _as_uncrashed(cwd: Path, evs: Events) -> None:
+    """What the plan leaves, killed or not: 4 lines (not one start more), the worker ended
+    for its budget after 7 steps, and those and its 4 calls charged to the boss once."""
+    assert (cwd / "w.txt").read_text() == "x\n" * 4
+    assert [(e["status"], e["reason"], e["steps"]) for e in of(evs, "agent/done", "w")] == [("budget_exceeded", "max_steps", 7)]
+    charged = [(e["agent_id"], e["child_id"], e["steps"], e["tool_calls"], e["tokens"]) for e in of(evs, "budget/charged")]
+    assert charged == [("boss", "w", 7, 4, 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("every", [10**9, 1])
+def test_the_restarted_worker_uses_its_budget_up_in_a_run_never_killed(tmp_path: Path, every: int) -> None:
+    _as_uncrashed(tmp_path, _restarts(tmp_path, every=every))
+
+
+@pytest.mark.parametrize(("fault", "every"), [
+    ("kill@tool/result#3", 10**9),  # its third start's append answered: replayed from that start
+    pytest.param("kill@agent/restarted#2", 10**9, marks=pytest.mark.slow),  # killed as it restarts
+    pytest.param("kill@tool/result#3", 1, marks=pytest.mark.slow),  # restored from a snapshot
+])
+def test_a_restarted_worker_resumes_with_what_it_used_before_its_restart(tmp_path: Path, fault: str, every: int) -> None:
+    _restarts(tmp_path, fault=fault, every=every)
+    # The boss's own steps are not compared: its restart notices may come while the resumed
+    # boss still replays the ones before the crash, and it then reads two in one step.
+    _as_uncrashed(tmp_path, _restarts(tmp_path, resume=True, every=every))

@@ -46,9 +46,10 @@ class Journal:
     #: held then, ``{path: [mode, count]}``.
     snapshot: dict[str, Any] | None = None
     #: What its children that ended since its latest start (or since its snapshot, which
-    #: counts those before) used, charged to it (``budget/charged``), in log order: each with
-    #: ``step`` and ``after``, the number of its effects logged before it, so that a resume
-    #: charges it again where it was charged the first time.
+    #: counts those before) used, charged to it (``budget/charged``), in log order, after what
+    #: it had used before its latest restart (``agent/restarted``): each with ``step`` and
+    #: ``after``, the number of its effects logged before it, so that a resume charges it
+    #: again where it was charged the first time.
     charges: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,8 +159,15 @@ JournalHandler = Callable[[dict[str, "Journal"], dict[str, Any]], None]
 
 
 def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
-    before = by.get(e["agent_id"]) if e["type"] == "agent/restarted" else None
-    by[e["agent_id"]] = Journal(started_t=before.started_t if before is not None else e.get("t"), began_t=e.get("t"))
+    restarted = e["type"] == "agent/restarted"
+    before = by.get(e["agent_id"]) if restarted else None
+    journal = by[e["agent_id"]] = Journal(started_t=before.started_t if before is not None else e.get("t"),
+                                          began_t=e.get("t"))
+    if restarted:
+        # What it used before the restart counts on: charged again before its first step.
+        journal.charges.append({"child_id": e["agent_id"], "steps": e.get("steps") or 0,
+                                "tool_calls": e.get("tool_calls") or 0, "tokens": e.get("tokens") or 0,
+                                "step": 0, "after": 0})
     parent = by.get(e.get("parent_id") or "") if e["type"] == "agent/spawned" else None
     if parent is not None:
         parent.effects.append({"op": "spawn", "child_id": e["agent_id"], "ok": True, "t": e.get("t")})

@@ -177,6 +177,10 @@ class AgentRestarted(Event, frozen=True, tag="agent/restarted"):
     strategy: str
     restarts: int
     offender: str
+    # What it had used, carried over (absent from logs written before they were added).
+    steps: int = 0
+    tool_calls: int = 0
+    tokens: int = 0
 
 
 class BudgetCharged(Event, frozen=True, tag="budget/charged"):

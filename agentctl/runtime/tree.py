@@ -398,7 +398,9 @@ class Tree:
         for cid in plan.restart:
             old = olds[cid]
             self.restarts += 1
-            self._emit("agent/restarted", cid, parent_id=sup.id if sup else None, strategy=sup_spec.strategy, restarts=len(times), offender=agent.id)
+            self._emit("agent/restarted", cid, parent_id=sup.id if sup else None, strategy=sup_spec.strategy,
+                       restarts=len(times), offender=agent.id, steps=old.steps, tool_calls=old.tool_calls,
+                       tokens=old.tokens)
             self.spawn(old.spec, sup, previous=old)
             if sup is not None:
                 # A restart notice, as a signal: the supervisor hears of it whatever its inbox holds.
