@@ -133,7 +133,7 @@ class Budgeted:
 
     def run(self, *, resume: bool, point: Point | None = None) -> None:
         """Run (or resume) the plan, answering as :func:`_may_answer` allows and never what
-        ``point`` holds; SIGKILL it from here once ``point`` says (else it must exit 0)."""
+        ``point`` holds; signal it from here once ``point`` says (else it must exit 0)."""
         where = ("--resume", "run") if resume else ("--run-dir", "run")
         proc = start("run", "plan.yaml", "--no-ui", "--no-watch-plan", *where, cwd=self.cwd)
         try:
@@ -141,7 +141,7 @@ class Budgeted:
             while proc.poll() is None and time.monotonic() < deadline:
                 evs, asked = events(self.cwd / "run"), self.asked
                 if point is not None and point.kill(self, evs):
-                    proc.send_signal(signal.SIGKILL)
+                    proc.send_signal(point.signal)
                     break
                 for key in asked:
                     if _may_answer(key, asked, evs) and not (point is not None and point.hold(key, self)):
@@ -149,7 +149,8 @@ class Budgeted:
                 time.sleep(0.02)
             code = proc.wait(10)
             self.stderr = proc.stderr.read() if proc.stderr else ""
-            assert code == (-signal.SIGKILL if point is not None else 0), self.stderr
+            assert code == (0 if point is None else -signal.SIGKILL if point.signal == signal.SIGKILL else 130), \
+                self.stderr
             if point is not None:
                 point.after(self)
         finally:
@@ -181,6 +182,7 @@ class Point:
     held: frozenset[Key]
     when: Callable[[Budgeted, Events], bool]
     from_snapshot: bool  # whether the resume restores the boss from a snapshot
+    signal: signal.Signals = signal.SIGKILL
 
     def hold(self, key: Key, tree: Budgeted) -> bool:
         return key in self.held
@@ -300,6 +302,10 @@ POINTS: dict[str, Callable[[], Point]] = {
     "snapshot after c1 ended": lambda: Point(True, frozenset({("boss", 3), ("c2", 3)}),
                                              lambda t, evs: _c2_mid_call(t, evs) and t.boss_snapshot_children() == ["c2"],
                                              True),
+    # As the first, but stopped by SIGTERM: the agents are stopped (and c2's end is not a
+    # charge: it goes on after the resume).
+    "SIGTERM, c2 live": lambda: Point(False, frozenset({("boss", 3), ("c2", 3)}), _c2_mid_call, False,
+                                      signal.SIGTERM),
     # No checkpoint, both workers ended: only the boss is resumed.
     "replayed, both ended": lambda: Point(False, frozenset({("boss", 3)}), lambda t, evs: _ended(evs, "c2"), False),
 }
@@ -307,7 +313,8 @@ POINTS: dict[str, Callable[[], Point]] = {
 
 @pytest.mark.parametrize("name", ["replayed, c2 live", "snapshot before c1 ended",
                                   pytest.param("snapshot after c1 ended", marks=pytest.mark.slow),
-                                  pytest.param("replayed, both ended", marks=pytest.mark.slow)])
+                                  pytest.param("replayed, both ended", marks=pytest.mark.slow),
+                                  pytest.param("SIGTERM, c2 live", marks=pytest.mark.slow)])
 def test_a_resumed_parent_is_charged_for_the_children_that_ended_before_the_crash(
     server: LLMServer, uncrashed: dict[str, Any], tmp_path: Path, name: str
 ) -> None:
@@ -389,3 +396,59 @@ def test_a_restarted_worker_resumes_with_what_it_used_before_its_restart(tmp_pat
     # The boss's own steps are not compared: its restart notices may come while the resumed
     # boss still replays the ones before the crash, and it then reads two in one step.
     _as_uncrashed(tmp_path, _restarts(tmp_path, resume=True, every=every))
+
+
+# --- in-process: the journal's charges and where a resumed agent makes them ---------------
+
+
+def test_the_journal_keeps_each_charge_at_its_place_and_a_snapshot_takes_them_in() -> None:
+    from agentctl.events.journal import HANDLERS, Journal
+
+    by: dict[str, Journal] = {}
+
+    def fold(type: str, agent: str, **fields: Any) -> None:
+        HANDLERS[type](by, {"type": type, "agent_id": agent, "t": 1, **fields})
+
+    fold("agent/spawned", "boss", parent_id="plan")
+    fold("llm/requested", "boss", call_id="l1")
+    fold("llm/result", "boss", call_id="l1", ok=True, reply={"content": "spawn c1"})
+    fold("agent/spawned", "c1", parent_id="boss")  # the boss's spawn: its second effect
+    fold("budget/charged", "boss", child_id="c1", steps=4, tool_calls=1, tokens=32, step=3)
+    fold("llm/requested", "boss", call_id="l2")
+    boss = by["boss"]
+    assert boss.charges == [{"child_id": "c1", "steps": 4, "tool_calls": 1, "tokens": 32, "step": 3, "after": 2}]
+    assert Journal.from_dict(orjson.loads(orjson.dumps(boss.to_dict()))).charges == boss.charges
+    # A snapshot taken now counts the charge: the journal no longer holds it.
+    assert boss.rebase({"logged": ["llm"], "turns": 4})
+    assert boss.charges == [] and "charges" not in boss.to_dict()
+    # A restart carries what the agent used over: charged before the new start's first step.
+    fold("agent/restarted", "c1", parent_id="boss", steps=2, tool_calls=1, tokens=0)
+    assert by["c1"].charges == [{"child_id": "c1", "steps": 2, "tool_calls": 1, "tokens": 0, "step": 0, "after": 0}]
+
+
+def test_a_resumed_agent_makes_each_charge_at_the_first_outcome_or_step_after_it() -> None:
+    from collections import deque
+
+    from agentctl.policy import Budget, Grant
+    from agentctl.runtime.agent import Agent
+    from agentctl.runtime.spec import AgentSpec
+    from agentctl.services.bus import Inbox
+
+    agent = Agent(AgentSpec("boss", lambda ctx: []), None, Grant(None, frozenset(), Budget(max_steps=40)), Inbox(4))
+
+    def record(n: int, after: int, step: int) -> dict[str, Any]:
+        return {"child_id": f"c{n}", "steps": n, "tool_calls": 0, "tokens": 10 * n, "after": after, "step": step}
+
+    agent.charges = deque([record(1, 2, 3), record(2, 5, 6)])
+    agent.charge_due(effect=1)  # an outcome logged before either
+    agent.charge_due(step=2)
+    assert (agent.steps, agent.tokens) == (0, 0)
+    agent.charge_due(effect=2)  # the first outcome logged after c1's charge
+    assert (agent.steps, agent.tokens, agent.left("max_steps")) == (1, 10, 39)
+    agent.charge_due(step=5)
+    assert agent.steps == 1
+    agent.charge_due(step=6)  # its step 6 is over: before step 7
+    assert (agent.steps, agent.tokens, agent.charges) == (3, 30, None)
+    agent.charges = deque([record(1, 9, 9)])
+    agent.charge_due()  # it acts anew, or ends: all of them
+    assert (agent.steps, agent.charges) == (4, None)

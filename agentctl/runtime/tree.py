@@ -353,7 +353,7 @@ class Tree:
         if siblings.get(agent.id) is agent:
             del siblings[agent.id]
         if parent is not None:
-            self._charge(parent, agent)
+            self._charge(parent, agent, exit)
         self._exits[agent.id] = exit
         waiter = self._waiters.pop(agent.id, None)
         if waiter is not None:
@@ -362,11 +362,13 @@ class Tree:
             self._idle_event.set()
             self._idle_event = None
 
-    def _charge(self, parent: Agent, child: Agent) -> None:
+    def _charge(self, parent: Agent, child: Agent, exit: Exit) -> None:
         """Settle the ended ``child``'s budget with its parent, and log what it was charged
-        (a resume charges it again from the log: the child is not started again)."""
+        (a resume charges it again from the log: the child is not started again). Not
+        logged for a shutdown: a resume starts the child again, and charges it when it ends."""
         parent.settle_child(child)
-        if parent.grant.budget != UNLIMITED and not parent.ended:
+        if parent.grant.budget != UNLIMITED and not parent.ended and not (exit.outcome == "stopped"
+                                                                          and exit.status == "shutdown"):
             self._emit("budget/charged", parent.id, child_id=child.id, steps=child.steps,
                        tool_calls=child.tool_calls, tokens=child.tokens, step=parent.inbox.steps)
 
