@@ -55,13 +55,14 @@ def two_nodes(worker_resources: Mapping[str, float] | None = None, head_env: Map
     """
     from ray.cluster_utils import Cluster
 
-    small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+    small: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
     with loopback():
         with environment(head_env or {}):
             c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
         try:
             worker = c.add_node(**small, resources=dict(worker_resources or {"special": 1}))
             c.wait_for_nodes()
-            yield TwoNodes(c.address, c.head_node.node_id, worker.node_id, c)
+            head: Any = c.head_node  # ray's Cluster declares it None (its value before a head starts)
+            yield TwoNodes(c.address, head.node_id, worker.node_id, c)
         finally:
             c.shutdown()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Generator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ def test_reading_is_lazy_line_by_line(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(line(1) + b"not json\n" + line(3))
     iterator = iter(read_events(path))
-    assert inspect.isgenerator(iterator)
+    assert isinstance(iterator, Generator)
     # The first event comes out before the corrupt second line is ever parsed.
     assert next(iterator)["seq"] == 1
     with pytest.raises(CorruptLogError):

@@ -187,7 +187,7 @@ def approval_events(tmp_path: Path) -> list[dict[str, Any]]:
         write = act.call_tool("fs/write", {"path": "a.txt", "content": "x"})
         async with open_runtime(log.emit, workspace=tmp_path, root_tools=gated) as rt:
             for name in ("yes", "late"):
-                rt.spawn(AgentSpec(name, lambda c, w=write: [w] if c.reason == "start" else [act.done()], approve=gated))
+                rt.spawn(AgentSpec(name, lambda c: [write] if c.reason == "start" else [act.done()], approve=gated))
                 while not rt.approvals.pending():
                     await anyio.sleep(0.001)
                 if name == "yes":
@@ -272,7 +272,7 @@ def test_a_typed_event_is_logged_as_the_same_fields_passed_loose() -> None:
     seen: list[dict[str, Any]] = []
     log = EventLog(None, "typed")
     log.subscribe(seen.append)
-    fields = {"status": "ok", "result": {"path": Path("a")}, "reason": None, "steps": 2, "unread": 1,
+    fields: dict[str, Any] = {"status": "ok", "result": {"path": Path("a")}, "reason": None, "steps": 2, "unread": 1,
               "unread_from": {"b": 1}}
     typed = log.emit(AgentDone(agent_id="a", **fields))
     loose = log.emit("agent/done", "a", fields)
@@ -294,7 +294,7 @@ def test_decode_gives_typed_values_and_never_raises() -> None:
     assert isinstance(old, AgentDone) and (old.unread, old.unread_from, old.steps) == (0, {}, 2)
     newer = {"seq": 5, "t": 1, "run_id": "r", "type": "approval/asked", "agent_id": "a", "why": "x"}
     assert decode(newer) == UnknownEvent(type="approval/asked", seq=5, t=1, run_id="r", agent_id="a", data=newer)
-    hostile = [{"type": "tool/result", "ok": "yes"}, {"type": 7, "seq": "x", "agent_id": 3}, {}, {"type": None}]
+    hostile: list[dict[str, Any]] = [{"type": "tool/result", "ok": "yes"}, {"type": 7, "seq": "x", "agent_id": 3}, {}, {"type": None}]
     for event in hostile:
         assert decode(event) == UnknownEvent(type=str(event.get("type")), data=event)
     # decode_as, for a view that looked the class up itself: the same fallbacks, and an event

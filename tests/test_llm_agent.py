@@ -14,6 +14,7 @@ from agentctl import actions as act
 from agentctl.agents.llm import LLMAgentConfig, llm_child_spec, llm_step, trim_context
 from agentctl.cli.providers import providers_for_plan
 from agentctl.errors import LLMError, PlanError
+from agentctl.events.log import EventLog
 from agentctl.plan.load import parse_plan
 from agentctl.plan.model import Defaults, Plan, Task
 from agentctl.policy import Budget, Policy, PolicyRule
@@ -236,8 +237,8 @@ async def test_context_trimming_keeps_system_and_task(recorder, tmp_path) -> Non
 
 
 def test_trim_context_drops_whole_turns_oldest_first() -> None:
-    task = {"role": "user", "content": "task"}
-    turn1 = [{"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "t", "arguments": {}}]},
+    task: dict[str, Any] = {"role": "user", "content": "task"}
+    turn1: list[dict[str, Any]] = [{"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "t", "arguments": {}}]},
              {"role": "tool", "tool_call_id": "1", "content": "a" * 100}]
     turn2 = [{"role": "user", "content": "b" * 100}]
     turn3 = [{"role": "assistant", "content": "c" * 50}]
@@ -302,11 +303,7 @@ async def test_plan_defaults_set_the_llm_options() -> None:
         filename="p.yaml",
     )
     provider = ScriptedProvider(["hi"])
-    log: list = []
-
-    def emit(type: str, agent_id: str | None = None, fields: dict | None = None, /, **more: Any) -> dict:
-        log.append(type)
-        return {"seq": len(log), "t": 0, **(fields or {}), **more}
+    emit = EventLog(None, "options").emit  # kept in memory only
 
     tools = default_registry()
     plane = LocalWorkPlane(emit, tools=tools, providers={"scripted": provider}, default_provider="scripted")

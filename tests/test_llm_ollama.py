@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from llm_servers import Behaviour, LLMServer
 
@@ -64,7 +66,7 @@ async def test_streaming_assembles_content_tool_calls_and_tokens(server: LLMServ
 
 
 async def test_history_with_tool_calls_is_sent_in_ollama_format(server: LLMServer) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "write it"},
         {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "name": "fs/write", "arguments": {"path": "a"}}]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from llm_servers import Behaviour, LLMServer, free_port
@@ -86,7 +87,7 @@ async def test_streaming_assembles_content_fragmented_tool_calls_and_usage(serve
 
 
 async def test_history_is_sent_with_empty_content_and_json_string_arguments(server: LLMServer) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "write it"},
         {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "name": "fs/write", "arguments": {"path": "a"}, "error": None}]},
         {"role": "tool", "tool_call_id": "c1", "name": "fs/write", "content": "ok"},

@@ -159,8 +159,10 @@ def test_ollama_config_reads_ollama_host_from_env() -> None:
     provider = provider_from_config("ollama", model="qwen3", env={"OLLAMA_HOST": "gpu1:1234,gpu2"})
     assert isinstance(provider, OllamaProvider) and isinstance(provider, Provider)
     assert provider.http.pool.hosts == ["http://gpu1:1234", "http://gpu2:11434"] and provider.model == "qwen3"
-    assert provider_from_config("ollama", env={}).http.pool.hosts == ["http://localhost:11434"]
+    default = provider_from_config("ollama", env={})
+    assert isinstance(default, OllamaProvider) and default.http.pool.hosts == ["http://localhost:11434"]
     explicit = provider_from_config("Ollama", base_url="http://h:1", env={"OLLAMA_HOST": "other"}, retries=0, stream=True)
+    assert isinstance(explicit, OllamaProvider)
     assert explicit.http.pool.hosts == ["http://h:1"] and explicit.http.retries == 0 and explicit.stream
 
 

@@ -88,7 +88,8 @@ def test_spans_follow_the_agent_tree_with_genai_attributes_and_the_events_times(
         assert tool.attributes["gen_ai.tool.call.id"] == tool.attributes["agentctl.call_id"]
     failed = [s for s in tools if s.error is not None]
     assert len(failed) == 1 and failed[0].attributes["error.type"] == "tool_error"
-    assert "/etc/nope" in failed[0].error or "workspace" in failed[0].error
+    error = failed[0].error
+    assert error is not None and ("/etc/nope" in error or "workspace" in error)
 
 
 def test_content_is_left_out_unless_asked_and_then_only_as_logged(traced_run: Path) -> None:

@@ -7,11 +7,12 @@ valid save. Whether they are refused fast is measured in ``bench/reconcile.py``,
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import PLANS, interrupt, of, running, save, wait_for
+from cli_helpers import PLANS, Events, interrupt, of, running, save, wait_for
 from typer.testing import CliRunner
 
 from agentctl.cli.main import app
@@ -113,6 +114,11 @@ block: |
         assert parse_yaml(plan.read_text(), plan.name)[0] == yaml.safe_load(plan.read_text())
 
 
+def refused(count: int, evs: Events) -> bool:
+    """Whether the run has logged ``count`` refused saves of its plan (``plan/invalid``)."""
+    return len(of(evs, "plan/invalid")) == count
+
+
 def test_a_hostile_save_over_a_live_plan_leaves_the_run_going(tmp_path: Path) -> None:
     plan = tmp_path / "live.yaml"
     gate = "name: live\ntasks:\n  - id: gate\n    agent: script\n    steps: [{wait: open}]\n"
@@ -124,7 +130,7 @@ def test_a_hostile_save_over_a_live_plan_leaves_the_run_going(tmp_path: Path) ->
         for n, (name, (text, fragment, line)) in enumerate(
                 (k, HOSTILE[k]) for k in ("bomb.yaml", "deep.yaml", "flow.yaml")):
             save(plan, text)
-            evs = wait_for(run_dir, lambda e, n=n: len(of(e, "plan/invalid")) == n + 1)
+            evs = wait_for(run_dir, partial(refused, n + 1))
             error = of(evs, "plan/invalid")[-1]["error"]
             assert fragment in error["message"] and error["line"] == line, (name, error)
         # The run took none of it and still applies the next valid save.

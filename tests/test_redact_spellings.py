@@ -65,7 +65,8 @@ def _error_of(path: Path) -> str:
 @pytest.mark.parametrize("name", list(SECRETS))
 async def test_a_secret_of_json_punctuation_is_hidden_in_every_spelling(name: str, tmp_path: Path) -> None:
     secret = SECRETS[name]
-    path, seen = tmp_path / "events.jsonl", []
+    path = tmp_path / "events.jsonl"
+    seen: list[dict[str, Any]] = []
     arguments = {"q": secret, secret: 1, "nested": {"list": [f"pre {secret} post"]},
                  "as_json": json.dumps({"q": secret}), "as_utf8_json": json.dumps({"q": secret}, ensure_ascii=False),
                  "reply_json": json.dumps({"function": {"arguments": json.dumps({"path": secret})}})}

@@ -205,9 +205,8 @@ class BeforeTheNextCheckpoint(Point):
     kept: dict[str, tuple[Path, bytes]] = field(default_factory=dict)
 
     def hold(self, key: Key, tree: Budgeted) -> bool:
-        if key == ("c1", 1) and not self.kept:
-            newest = tree.newest_checkpoint()
-            snapshot = newest[2]["journals"].get("boss", {}).get("snapshot") if newest is not None else None
+        if key == ("c1", 1) and not self.kept and (newest := tree.newest_checkpoint()) is not None:
+            snapshot = newest[2]["journals"].get("boss", {}).get("snapshot")
             if snapshot is not None and [c["id"] for c in snapshot["children"]] == ["c1"] and snapshot["logged"]:
                 self.kept["c1 live"] = newest[0], newest[1]  # the boss in its call, c1 live
         return key in self.held or (key == ("c1", 1) and not self.kept)

@@ -9,7 +9,8 @@ import anyio
 import pytest
 
 from agentctl import actions as act
-from agentctl.runtime import AgentSpec, StepContext, open_runtime
+from agentctl.runtime import AgentSpec, Runtime, StepContext, open_runtime
+from agentctl.runtime.spec import Strategy
 from agentctl.services.bus import Topology
 
 pytestmark = pytest.mark.anyio
@@ -39,6 +40,13 @@ def spawner(*children: AgentSpec):
     return step
 
 
+def children(rt: Runtime, agent_id: str) -> list[str]:
+    """The children of a live agent (failing the test if it is not live)."""
+    info = rt.info(agent_id)
+    assert info is not None, f"{agent_id} is not live"
+    return list(info["children"])
+
+
 async def settle() -> None:
     for _ in range(50):
         await anyio.sleep(0)
@@ -53,7 +61,7 @@ async def test_spawned_children_are_one_level_deeper(recorder) -> None:
         spawned = {e["agent_id"]: e for e in recorder.of_type("agent/spawned")}
         assert [spawned[a]["depth"] for a in ("root", "child", "grand")] == [0, 1, 2]
         assert spawned["grand"]["parent_id"] == "child"
-        assert rt.info("child")["children"] == ["grand"]
+        assert children(rt, "child") == ["grand"]
 
 
 async def test_stop_takes_down_the_subtree_children_first(recorder) -> None:
@@ -129,8 +137,11 @@ async def test_a_crashing_step_is_an_error_event_not_a_runtime_crash(recorder) -
 
 
 async def test_an_unknown_action_is_an_agent_error(recorder) -> None:
+    def odd(ctx: StepContext) -> list[Any]:
+        return ["not an action"]
+
     async with open_runtime(recorder) as rt:
-        rt.spawn(AgentSpec("odd", lambda ctx: ["not an action"], restart="temporary"))
+        rt.spawn(AgentSpec("odd", odd, restart="temporary"))
         await rt.wait("odd")
     assert recorder.of_type("agent/error")[0]["where"] == "action"
 
@@ -149,7 +160,7 @@ def flaky_once(failures: dict[str, int]):
     ("strategy", "restarted"),
     [("one_for_one", ["b"]), ("one_for_all", ["a", "b", "c"]), ("rest_for_one", ["b", "c"])],
 )
-async def test_restart_strategies_restart_the_right_children(recorder, strategy: str, restarted: list[str]) -> None:
+async def test_restart_strategies_restart_the_right_children(recorder, strategy: Strategy, restarted: list[str]) -> None:
     failures = {"b": 1}
     kids = [AgentSpec(x, flaky_once(failures)) for x in "abc"]
     async with open_runtime(recorder) as rt:
@@ -159,7 +170,7 @@ async def test_restart_strategies_restart_the_right_children(recorder, strategy:
         assert all(e["offender"] == "b" for e in recorder.of_type("agent/restarted"))
         stopped = [e["agent_id"] for e in recorder.of_type("agent/stopped")]
         assert stopped == [x for x in reversed(restarted) if x != "b"]
-        assert rt.info("sup")["children"] == ["a", "b", "c"]
+        assert children(rt, "sup") == ["a", "b", "c"]
 
 
 async def test_restart_types_decide_who_comes_back(recorder) -> None:

@@ -140,20 +140,27 @@ async def test_live_view_draws_fed_events_and_stops_with_a_final_frame() -> None
 # --- plain lines ---------------------------------------------------------------------------
 
 
+def shown(event: dict[str, Any]) -> str:
+    """The plain line of a notable event (failing the test if it has none)."""
+    line = format_event(event)
+    assert line is not None, event
+    return line
+
+
 def test_plain_lines_for_notable_events_and_none_for_noise() -> None:
     events = {e["seq"]: e for e in small_run()}
     done = format_event(events[11])
     assert done == f"{format_time(T0 + 550)} #11 greeter  done ok  result='hi'"
-    assert "tool fs/write FAILED" in format_event(events[12]) and "disk full" in format_event(events[12])
-    assert "error (step) ToolError: disk full" in format_event(events[13])
-    assert "run finished completed ok" in format_event(events[15])
-    assert "plan loaded demo v1" in format_event(events[2])
+    assert "tool fs/write FAILED" in shown(events[12]) and "disk full" in shown(events[12])
+    assert "error (step) ToolError: disk full" in shown(events[13])
+    assert "run finished completed ok" in shown(events[15])
+    assert "plan loaded demo v1" in shown(events[2])
     for noise in (6, 8, 10):  # status, tool requested, lock acquired
         assert format_event(events[noise]) is None
     delivered = {"seq": 1, "t": T0, "type": "agent/message", "agent_id": "a", "from": "b", "to": "a",
                  "kind": "chat", "delivered": True}
     assert format_event(delivered) is None
-    assert "UNDELIVERED" in format_event({**delivered, "delivered": False})
+    assert "UNDELIVERED" in shown({**delivered, "delivered": False})
     assert format_event({"seq": 1, "t": T0, "type": "future/thing", "agent_id": None}) is None
     damaged = format_event({**events[11], "steps": "many"})  # a notable type that does not decode
     assert damaged is not None and "agent/done (unreadable)" in damaged and "'steps': 'many'" in damaged

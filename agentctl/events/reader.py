@@ -9,7 +9,7 @@ skipped and reported; a bad line anywhere else raises :class:`CorruptLogError` n
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +245,7 @@ async def follow_events(
     start_seq: int = 0,
     poll_interval: float = 0.1,
     stop: anyio.Event | None = None,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield events as a growing file gets them, like ``tail -f``.
 
     Waits for the file to exist, keeps a partial final line until its newline arrives,

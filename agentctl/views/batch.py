@@ -133,7 +133,7 @@ class BatchProgress:
 
     async def _follow_one(self, row: RunRow, stop: anyio.Event, poll_interval: float) -> None:
         try:
-            async with aclosing(follow_events(row.events, stop=stop, poll_interval=poll_interval)) as events:  # type: ignore[type-var]
+            async with aclosing(follow_events(row.events, stop=stop, poll_interval=poll_interval)) as events:
                 async for event in events:
                     apply(row.state, event)
         except LogError as exc:  # one damaged log spoils its own row, not the batch

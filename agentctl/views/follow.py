@@ -92,7 +92,7 @@ async def follow_run(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watchdog, drain)
                 events = follow_events(path, start_seq=last_seq + 1, poll_interval=poll_interval, stop=drain)
-                async with aclosing(events):  # type: ignore[type-var]
+                async with aclosing(events):
                     async for event in events:
                         last_seq = event.get("seq", last_seq)
                         feed(event)
