@@ -20,7 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,7 @@ from llm_servers import Behaviour, LLMServer, Recorded, running_server
 
 Key = tuple[str, int]  # (agent, turn): a request of that agent with that many answers in it
 
-BUDGET = {"max_steps": 40, "max_tool_calls": 8, "max_tokens": 100_000}
+BUDGET = {"max_steps": 40, "max_tool_calls": 8, "max_tokens": 100_000, "max_children": 5}
 #: What the third worker asks for: one step more than the boss has left when it asks (40,
 #: less its own 8 steps, c1's 4 and c2's 11: its 7 and g2's 4), so it is refused, as long as
 #: the workers are charged. A resume that forgot one would grant it: the tree would overspend.
@@ -219,12 +219,10 @@ class BeforeTheNextCheckpoint(Point):
 
 
 def _outcome(tree: Budgeted) -> dict[str, Any]:
-    """What a finished run left: files, results, refusals, and each agent's last request to
-    the model (its system prompt shows its budget left), by agent."""
+    """What a finished run left: files, results, refusals, charges, and each request to the
+    model (its system prompt shows the agent's budget left; ``max_tokens``, what is left of
+    its tokens), by agent and turn: the last one, when a crash made it ask again."""
     evs = events(tree.cwd / "run")
-    last: dict[str, Any] = {}
-    for request in tree.requests:
-        last[_key(request)[0]] = request.body["messages"]
     return {
         "files": {p.name: p.read_text() for p in sorted(tree.cwd.glob("*.txt"))},
         "results": {e["agent_id"]: (e["status"], e["result"]) for e in of(evs, "agent/done")},
@@ -235,7 +233,7 @@ def _outcome(tree: Budgeted) -> dict[str, Any]:
         # ... and each child's charge to its parent: once in the log, whatever the crashes.
         "charged": [(e["agent_id"], e["child_id"], e["steps"], e["tool_calls"], e["tokens"])
                     for e in of(evs, "budget/charged")],
-        "last_requests": last,
+        "requests": {_key(r): r.body for r in tree.requests},
     }
 
 
@@ -256,9 +254,10 @@ def test_the_uncrashed_run_charges_each_worker_and_refuses_the_third(uncrashed: 
     """The plan does what the other tests rely on: c3 is refused for the boss's steps left."""
     assert [r[1:3] for r in uncrashed["refused"]] == [("c3", "budget")]
     assert set(uncrashed["results"]) == {"plan", "boss", "c1", "c2", "g2"}
-    system = uncrashed["last_requests"]["boss"][0]["content"]
-    # 40 steps, less the boss's 9 so far, c1's 4 and c2's 11 (g2's 4 in them); a tool call each.
-    assert "Budget left: max_steps 16, max_tool_calls 5," in system
+    system = uncrashed["requests"][("boss", 5)]["messages"][0]["content"]
+    # 40 steps, less the boss's 9 so far, c1's 4 and c2's 11 (g2's 4 in them); a tool call each;
+    # tokens: 16 a model call, 13 calls; 2 of its 5 children spawned (c3 refused).
+    assert "Budget left: max_steps 16, max_tool_calls 5, max_tokens 99792, max_children 3." in system
     assert [c[:4] for c in uncrashed["charged"]] == [("boss", "c1", 4, 1), ("c2", "g2", 4, 1), ("boss", "c2", 11, 2)]
     assert [r[3] for r in uncrashed["refused"]] == ["max_steps 18 exceeds what the parent has left (17)"]
     assert uncrashed["steps"]["boss"] == 10 + 4 + 11
@@ -272,12 +271,31 @@ def _resumed_as_uncrashed(tree: Budgeted, uncrashed: dict[str, Any]) -> list[dic
     assert got["refused"] == uncrashed["refused"]  # the tree did not overspend
     assert got["charged"] == uncrashed["charged"]
     assert got["steps"] == uncrashed["steps"]
-    assert "c3" not in got["last_requests"]
-    for agent, messages in uncrashed["last_requests"].items():
-        assert got["last_requests"][agent][0] == messages[0], agent  # the system prompt: budget left
-        assert got["last_requests"][agent] == messages, agent
-    assert got == uncrashed
+    assert set(got["requests"]) == set(uncrashed["requests"])  # c3 asked nothing: not spawned
+    asked = Counter(_key(r) for r in tree.requests)
+    for request in tree.requests:  # those of the killed runs too
+        key, body = _key(request), request.body
+        expected = uncrashed["requests"][key]
+        assert _budget_left(body) == _budget_left(expected), key
+        if asked[key] > 1:
+            # Asked again after the crash: the step that asked was replayed, and a child that
+            # ended meanwhile is no longer among the live children its system prompt names.
+            body, expected = _without_children(body), _without_children(expected)
+        assert body == expected, key
     return of(events(tree.cwd / "run"), "agent/resumed", "boss")
+
+
+def _budget_left(body: dict[str, Any]) -> tuple[str, Any]:
+    """What a request shows of its agent's budget: its system prompt's line, and what is left
+    of its tokens for the answer."""
+    line = next(x for x in body["messages"][0]["content"].splitlines() if x.startswith("Budget left:"))
+    return line, body.get("max_tokens")
+
+
+def _without_children(body: dict[str, Any]) -> dict[str, Any]:
+    system = body["messages"][0]["content"].splitlines()
+    kept = "\n".join(x for x in system if not x.startswith(("Your live children:", "You have no live children")))
+    return {**body, "messages": [{**body["messages"][0], "content": kept}, *body["messages"][1:]]}
 
 
 def _c2_mid_call(tree: Budgeted, evs: Events) -> bool:

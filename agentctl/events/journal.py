@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..policy import CONSUMABLE
+
 
 @dataclass(slots=True)
 class Journal:
@@ -170,7 +172,11 @@ def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
                                 "step": 0, "after": 0})
     parent = by.get(e.get("parent_id") or "") if e["type"] == "agent/spawned" else None
     if parent is not None:
-        parent.effects.append({"op": "spawn", "child_id": e["agent_id"], "ok": True, "t": e.get("t")})
+        spawn = {"op": "spawn", "child_id": e["agent_id"], "ok": True, "t": e.get("t")}
+        budget = e.get("budget")
+        if isinstance(budget, dict) and any(budget.get(name) is not None for name in CONSUMABLE):
+            spawn["budget"] = budget  # what it set aside for the child: again if a resume replays it
+        parent.effects.append(spawn)
 
 
 def _end(by: dict[str, Journal], e: dict[str, Any]) -> None:

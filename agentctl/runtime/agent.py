@@ -142,10 +142,24 @@ class Agent:
             # Nothing to settle: an unlimited parent's ancestors are unlimited too (a
             # limited parent never grants an unlimited child).
             return
+        self._release(child.grant.budget)
         for name in CONSUMABLE:
-            if getattr(self.grant.budget, name) is not None and getattr(child.grant.budget, name) is not None:
-                self.reserved[name] = self.reserved.get(name, 0) - int(getattr(child.grant.budget, name))
             setattr(self, _USED[name], self.used(name) + child.used(name))
+
+    def _release(self, child: Budget) -> None:
+        for name in CONSUMABLE:
+            if getattr(self.grant.budget, name) is not None and getattr(child, name) is not None:
+                self.reserved[name] = self.reserved.get(name, 0) - int(getattr(child, name))
+
+    def hold_for_ended(self, child_id: str, budget: Budget) -> None:
+        """A resumed agent spawns again (replays its spawn, or restores its snapshot naming)
+        a child that ended before the crash: the child is not started, but its ``budget`` is
+        set aside until the charge of its end gives it back, as the first time."""
+        for record in self.charges or ():
+            if record["child_id"] == child_id and "held" not in record:
+                record["held"] = budget
+                self.reserve_for(budget)
+                return
 
     def charge_due(self, *, effect: int | None = None, step: int | None = None) -> None:
         """Charge again what its ended children used, as the run that died did: each record
@@ -159,6 +173,8 @@ class Agent:
         while charges and (every or (effect is not None and charges[0]["after"] <= effect)
                            or (step is not None and charges[0]["step"] <= step)):
             spent = charges.popleft()
+            if "held" in spent:
+                self._release(spent["held"])
             self.steps += int(spent["steps"])
             self.tool_calls += int(spent["tool_calls"])
             self.tokens += int(spent["tokens"])

@@ -12,8 +12,10 @@ what the resume knows, before anything is restored:
   policy's check of a spawn, against the parent's grant): never more than the parent;
 - a child with no journal ended after the snapshot (the log has it, under that parent):
   it stays ended, and its report, if the parent had not read it, is in the parent's journal;
+  its budget is set aside again until the charge of its end (``budget/charged``, after the
+  snapshot) gives it back;
 - a child that ended and was spawned again after the snapshot is started by the replay
-  of that spawn, not here;
+  of that spawn, not here (the one that ended is set aside for, as above);
 - a child the log does not have under that parent (never knew, or another agent's), an
   entry that does not decode, a grant the parent may not give: :class:`~agentctl.runtime.snapshots.SnapshotError` (the parent is then replayed
   from its start, as without a snapshot).
@@ -36,11 +38,12 @@ from .spec import AgentSpec
 
 @dataclass(frozen=True, slots=True)
 class LiveChild:
-    """A child to start again under its restored parent: its spec, grant and journal."""
+    """A child its restored parent's snapshot names: its spec, grant and journal, to start it
+    again; no journal: it ended after the snapshot (its grant is set aside until its charge)."""
 
     spec: AgentSpec
     grant: Grant
-    journal: Journal
+    journal: Journal | None
 
 
 class _GrantData(msgspec.Struct, forbid_unknown_fields=True):
@@ -54,8 +57,9 @@ def live_children(
     spec: AgentSpec, journal: Journal, *, grant: Grant, depth: int, policy: Policy, journals: Journals,
     parents: Mapping[str, str | None],
 ) -> tuple[LiveChild, ...]:
-    """The children that ``journal``'s snapshot names and that are to start again, in their
-    start order, for the agent of ``spec`` granted ``grant`` at ``depth``.
+    """The children that ``journal``'s snapshot names, in their start order, for the agent
+    of ``spec`` granted ``grant`` at ``depth``: those to start again with their journals,
+    those that ended since without.
 
     Args:
         journals: the live agents' journals; parents: every agent's parent, as the log has it.
@@ -89,11 +93,9 @@ def live_children(
         granted = _grant(child_id, entry.get("grant"), grant, depth + 1, policy)
         if parents.get(child_id) != spec.id:
             raise SnapshotError(f"it names a live child {child_id!r} that the log does not have as its child")
-        if child_id in spawned_since:
-            continue  # ended, and spawned again after the snapshot: the replay of that spawn starts it
-        child_journal = journals.get(child_id)
-        if child_journal is None:
-            continue  # ended after the snapshot: it stays ended
+        # Ended after the snapshot (and maybe spawned again since: the replay of that spawn
+        # starts it), or live, with its journal.
+        child_journal = None if child_id in spawned_since else journals.get(child_id)
         children.append(LiveChild(child, granted, child_journal))
     return tuple(children)
 

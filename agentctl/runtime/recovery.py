@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..actions import AcquireLock, Action, CallLLM, CallTool, ReleaseLock, Result, Send, Spawn, Stop
 from ..errors import LockError
+from ..policy import Budget
 from ..services.approvals import Answer
 from ..services.llm.base import ChatReply, ToolCall
 from ..services.locks import normalize_path
@@ -100,6 +101,10 @@ def _spawn(svc: ActionServices, agent: Agent, action: Spawn, effect: dict[str, A
     journal = svc.resume.journals.get(action.spec.id) if svc.resume is not None else None
     if journal is not None:
         svc.tree.spawn(action.spec, agent, journal=journal)
+        return Result(action, True, action.spec.id)
+    agent.spawned_children += 1  # ended, not started again: one of its spawns all the same
+    if effect.get("budget") is not None:
+        agent.hold_for_ended(action.spec.id, Budget.from_mapping(effect["budget"]))
     return Result(action, True, action.spec.id)
 
 

@@ -174,7 +174,10 @@ class Tree:
             if journal is not None and replayed is not None:
                 self._resumed(agent, journal, replayed, snap)
                 for child in children:
-                    self.spawn(child.spec, agent, journal=child.journal, granted=child.grant)
+                    if child.journal is None:
+                        agent.hold_for_ended(child.spec.id, child.grant.budget)
+                    else:
+                        self.spawn(child.spec, agent, journal=child.journal, granted=child.grant)
             else:
                 self._emit(
                     "agent/spawned", spec.id,
@@ -233,7 +236,7 @@ class Tree:
         if not replayed.finished:
             agent.replay = replayed
         if journal.charges:
-            agent.charges = deque(journal.charges)
+            agent.charges = deque(dict(c) for c in journal.charges)  # marked as held (hold_for_ended)
         agent.heard_t = agent.inbox.last_t()  # the recorded messages its first step reads
         if snap is not None:
             snapshots.apply(agent, snap)
