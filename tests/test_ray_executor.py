@@ -6,11 +6,17 @@ custom resource ``special``. Runs are real ``agentctl run`` processes that conne
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,15 +52,16 @@ def results(evs: list[dict[str, Any]], tool: str) -> list[dict[str, Any]]:
 
 
 def shell_plan(address: str, *commands: str, extra_settings: str = "", timeout: float | None = None,
-               restart: str = "transient", defaults: str = "") -> str:
+               restart: str = "transient", defaults: str = "", tools: tuple[str, ...] = ("shell/run",)) -> str:
     tasks = "".join(
         f"  - id: t{i}\n    agent: script\n    restart: {restart}\n"
         + (f"    tool_timeout: {timeout}\n" if timeout else "")
         + f"    steps:\n      - call: {{tool: shell/run, args: {{command: {command!r}}}}}\n"
         for i, command in enumerate(commands)
     )
-    return (f"name: remote\nsettings:\n  shell: true\n  executor: {{kind: ray, address: '{address}'{extra_settings}}}\n"
-            f"defaults: {{tools: [shell/run]{defaults}}}\ntasks:\n{tasks}")
+    docker = "  docker: true\n" if any(t.startswith("docker/") for t in tools) else ""
+    return (f"name: remote\nsettings:\n  shell: true\n{docker}  executor: {{kind: ray, address: '{address}'{extra_settings}}}\n"
+            f"defaults: {{tools: [{', '.join(tools)}]{defaults}}}\ntasks:\n{tasks}")
 
 
 def test_shell_calls_run_on_the_cluster_and_report_their_node(cluster: TwoNodes, tmp_path: Path) -> None:
@@ -185,6 +192,78 @@ def test_stop_cancels_the_runs_calls_on_the_cluster_and_a_resume_runs_them_again
     assert (evs[-1]["type"], evs[-1]["reason"], evs[-1]["status"]) == ("run/finished", "completed", "ok")
     for m in marks:
         assert not (m / "late").exists()
+
+
+def test_a_resumed_ray_run_cleans_up_containers_only_where_its_processes_ran_them(cluster: TwoNodes, tmp_path: Path) -> None:
+    # A plan naming the container tools, its calls on the cluster; its process SIGKILLed mid-call.
+    (tmp_path / "t0").mkdir()
+    marks = job(tmp_path / "t0", 60)
+    script = marks / "job.sh"
+    script.write_text(f"if [ -e {tmp_path}/resumed ]; then exit 0; fi\n" + script.read_text())
+    path = tmp_path / "plan.yaml"
+    path.write_text(shell_plan(cluster.address, f"sh {script}", defaults=", on_interrupted: retry",
+                               tools=("shell/run", "docker/run", "docker/exec")))
+    run_dir = tmp_path / "ray-only"
+    env = {**os.environ, **LOOPBACK}
+    with running("run", str(path), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path),
+                 cwd=tmp_path, env=env) as proc:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (marks / "inner").exists():
+            time.sleep(0.05)
+        assert (marks / "inner").exists(), "the call never started on the cluster"
+        proc.kill()
+        proc.wait(20)
+    (tmp_path / "resumed").touch()
+    # The same dead run as if its first process had run its tools here (a resume moved it to the cluster).
+    begun_here = tmp_path / "begun-here"
+    shutil.copytree(run_dir, begun_here, ignore=shutil.ignore_patterns("control.sock"))  # the dead process's socket
+    first, rest = (begun_here / "events.jsonl").read_bytes().split(b"\n", 1)
+    (begun_here / "events.jsonl").write_bytes(json.dumps({**json.loads(first), "executor": "local"}).encode() + b"\n" + rest)
+
+    with local_engine() as (docker_host, asked):
+        for d in (run_dir, begun_here):
+            resumed = subprocess.run([AGENTCTL, "run", "--resume", str(d), "--no-ui", "--no-watch-plan", "--workspace",
+                                      str(tmp_path)], capture_output=True, text=True, timeout=120,
+                                     env={**env, "DOCKER_HOST": docker_host}, cwd=tmp_path)
+            assert resumed.returncode == 0, resumed.stderr
+            asked.append(d.name)
+    evs = events(run_dir)
+    assert [e["executor"] for e in evs if e["type"] in ("run/started", "run/resumed")] == ["ray", "ray"]
+    # This machine's engine was asked nothing for the run that never ran a tool here; for the other, it was.
+    assert asked == ["ray-only", "engine", "begun-here"], asked
+
+
+@contextmanager
+def local_engine() -> Iterator[tuple[str, list[str]]]:
+    """A unix socket in the place of this machine's Docker engine: its ``DOCKER_HOST``, and a
+    list to which each connection appends ``engine`` (the caller appends its own marks)."""
+    short = Path(tempfile.mkdtemp(prefix="eng", dir="/tmp"))  # a socket path holds 108 bytes at most
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(short / "docker.sock"))
+    listener.listen()
+    listener.settimeout(0.2)
+    asked: list[str] = []
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+            if not asked or asked[-1] != "engine":
+                asked.append("engine")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield f"unix://{short / 'docker.sock'}", asked
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+        shutil.rmtree(short)
 
 
 def test_an_idempotent_remote_tool_is_rerun_by_the_cluster_when_its_worker_dies(cluster: TwoNodes, tmp_path: Path) -> None:

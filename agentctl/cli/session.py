@@ -46,7 +46,7 @@ from .control import serve_control, socket_path
 from .faults import fault_hook
 from .otel import LiveTrace, OtelConfig
 from .providers import providers_for_plan
-from .resume import Resumed, journal_from_log
+from .resume import Resumed, executors, journal_from_log
 
 if TYPE_CHECKING:
     from ..services.ray_plane import RayWorkPlane
@@ -125,15 +125,17 @@ class Session:
             fault = fault_hook(os.environ)
             if fault is not None:
                 log.subscribe(fault)
-            control = str(self.control_path)
+            control, executor = str(self.control_path), executor_of(self.plan, o.ray).kind
+            # Containers the killed processes left in this machine's engine: only where one ran its tools here.
+            stale = r is not None and uses_docker(self.plan) and bool(executors(o.run_dir) & {"local", ""})
             if r is not None:
                 log.emit("run/resumed", None, from_seq=r.last_seq, torn_line=r.torn_line, checkpoint=r.checkpoint,
-                         agents=sorted(r.journals.by_agent), pid=os.getpid(), control=control)
+                         agents=sorted(r.journals.by_agent), pid=os.getpid(), control=control, executor=executor)
             else:
                 log.emit("run/started", None, pid=os.getpid(), version=__version__, durability=durability,
-                         workspace=str(o.workspace), plan=str(o.plan_path), control=control)
-            if r is not None and uses_docker(self.plan):
-                await release_run(o.run_id, force=True)  # containers the killed process left
+                         workspace=str(o.workspace), plan=str(o.plan_path), control=control, executor=executor)
+            if stale:
+                await release_run(o.run_id, force=True)
             try:
                 await self._supervise()
             except Exception:

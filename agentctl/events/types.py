@@ -94,6 +94,7 @@ class RunStarted(Event, frozen=True, tag="run/started"):
     workspace: str | None
     plan: str | None
     control: str
+    executor: str
 
 
 class RunFinished(Event, frozen=True, tag="run/finished"):
@@ -355,6 +356,7 @@ class RunResumed(Event, frozen=True, tag="run/resumed"):
     agents: list[str]
     pid: int
     control: str
+    executor: str
 
 
 class AgentResumed(Event, frozen=True, tag="agent/resumed"):
