@@ -321,3 +321,72 @@ def test_a_call_approved_before_the_crash_is_not_asked_again_after_a_resume_from
     evs = events(run_dir)
     assert len(of(evs, "approval/requested")) == 1 and len(of(evs, "approval/granted")) == 1
     assert (ws / "out" / "lines.txt").read_text() == "line-01\n"
+
+
+MIXED = """\
+name: mixed
+settings: {checkpoint_seconds: 0.2, plugins: [snap_steps, resume_tools]}
+defaults: {tools: [test/gated_line, fs/write, fs/append], restart: temporary}
+tasks:
+  - {id: batcher, agent: python, step: "snap_steps:mixed"}
+  - id: peer
+    agent: script
+    steps:
+      - wait: hello
+      - append: {path: out/peer.txt, content: "got\\n"}
+"""
+
+
+def sent_once_and_unlocked_once(run_dir: Path, ws: Path) -> None:
+    """The batcher's send and unlock, logged before the kill, were not made again."""
+    evs = events(run_dir)
+    assert len([e for e in of(evs, "agent/message") if e["from"] == "batcher" and not e["signal"]]) == 1
+    assert len([e for e in of(evs, "lock/released", "batcher") if e["path"] == "out/p"]) == 1
+    assert (ws / "out" / "summary.txt").read_text() == "True True True\n"
+    assert (ws / "out" / "lines.txt").read_text() == "line-03\n"
+    assert (ws / "out" / "peer.txt").read_text() == "got\n"
+
+
+def test_a_list_with_a_send_and_an_unlock_is_snapshotted_mid_call_and_neither_is_made_again(tmp_path: Path) -> None:
+    """Killed while the call after the send and the unlock waits, once a checkpoint
+    snapshots the batcher there: restored from that snapshot, the send and the unlock are
+    answered from the log (not sent, not released again), and the list goes on."""
+    plan = write_plan(tmp_path, MIXED)
+    ws, run_dir = killed_at_snapshot(tmp_path, plan, {"batcher": "send"})
+    assert acting_ops(snapshot_of(run_dir, "batcher")) == ["send", "unlock", "tool"]
+    (ws / "go").touch()
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed_from_snapshot(run_dir, "batcher")
+    sent_once_and_unlocked_once(run_dir, ws)
+
+
+@pytest.mark.slow  # three processes killed or resumed
+def test_a_list_with_a_send_and_an_unlock_survives_a_second_crash_after_its_restore(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, MIXED)
+    ws, run_dir = killed_at_snapshot(tmp_path, plan, {"batcher": "send"})
+    last = events(run_dir)[-1]["seq"]
+    # Resumed, still in the call, and killed again once the resumed run's checkpoint snapshots it anew.
+    killed_when_checkpointed(plan, ws, run_dir, lambda: "send" in acting_ops((journal_of(run_dir, "batcher", last)
+                                                                              or {}).get("snapshot")),
+                             "--resume", str(run_dir))
+    (ws / "go").touch()
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [e["snapshot"] for e in of(events(run_dir), "agent/resumed", "batcher")] == [True, True]
+    sent_once_and_unlocked_once(run_dir, ws)
+
+
+@pytest.mark.slow  # waits out real seconds across a kill and a resume
+def test_a_list_that_ends_in_done_is_snapshotted_mid_sleep_and_done_once_after_the_resume(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, MIXED)
+    ws, run_dir = tmp_path / "ws", tmp_path / "run"
+    (ws / "out").mkdir(parents=True)
+    (ws / "go").touch()
+    killed_when_checkpointed(plan, ws, run_dir, lambda: acting_ops(snapshot_of(run_dir, "batcher")) == ["sleep", "done"])
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed_from_snapshot(run_dir, "batcher")
+    done = of(events(run_dir), "agent/done", "batcher")
+    assert [(e["status"], e["result"]) for e in done] == [("ok", "finished")]
+    sent_once_and_unlocked_once(run_dir, ws)

@@ -106,6 +106,7 @@ def _release(svc: ActionServices, agent: Agent, action: ReleaseLock) -> Result:
         svc.locks.release(agent.id, action.path)
     except LockError as exc:
         return Result(action, False, str(exc), "not_held")
+    agent.log_outcome("unlock")  # lock/released, even when it only counted a hold down
     return Result(action, True)
 
 
@@ -121,6 +122,7 @@ def _send(svc: ActionServices, agent: Agent, action: Send) -> Result:
             return Result(action, False, "a root agent has no parent", "no_parent")
         to = agent.parent.id
     sent = svc.bus.send(agent.id, to, action.kind, action.body, action.thread_id)
+    agent.log_outcome("send")  # every send is logged: agent/message, or bus/denied
     if action.thread_id is not None and action.kind == "resolve":
         svc.conflicts.answered(agent.id, action.thread_id, action.body)
     ok = sent.ok

@@ -68,6 +68,7 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
         agent.log_outcome(op)
         return Result(action, True)
     if op == "send":
+        agent.log_outcome(op)
         return Result(action, bool(effect["ok"]), None, None if effect["ok"] else str(effect.get("error") or "inbox_full"))
     if op == "spawn":
         return _spawn(svc, agent, action, effect)  # type: ignore[arg-type]

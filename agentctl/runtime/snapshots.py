@@ -12,7 +12,7 @@ An agent is snapshotted only when its spec says how to keep its state
 (:class:`~agentctl.runtime.spec.StateCodec`: script and LLM agents, plugin steps that
 declare it) and it is between steps: idle, or carrying out actions whose outcomes the log or
 the clock can answer (:data:`KEPT`: tool and LLM calls, held for approval or not, sleeps,
-lock acquires, parallel batches of those). The snapshot records those actions, when its
+lock acquires, sends, unlocks, a ``done`` yet to run, parallel batches of those). The snapshot records those actions, when its
 step asked for them (``since``) and the kinds of outcome they have had logged (``logged``);
 a resume carries them out again from ``since``: logged outcomes are handed back from the
 journal, a sleep or a lock wait waits only what is left, a call with no outcome follows the
@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from ..actions import AcquireLock, Action, CallLLM, CallTool, Parallel, Sleep
+from ..actions import AcquireLock, Action, CallLLM, CallTool, Done, Parallel, ReleaseLock, Send, Sleep
 from ..errors import LogError
 from .agent import Agent
 from .spec import AgentSpec
@@ -38,8 +38,11 @@ from .spec import AgentSpec
 #: The snapshot format; another version is not restored.
 VERSION = 2
 
-#: The actions a snapshot may record an agent carrying out, by the name it records.
-KEPT: dict[str, type] = {"llm": CallLLM, "tool": CallTool, "sleep": Sleep, "lock": AcquireLock, "parallel": Parallel}
+#: The actions a snapshot may record an agent carrying out, by the name it records: those
+#: whose outcome the log (or the clock) answers when they are carried out again, and
+#: ``done``, which has none until it ends the agent.
+KEPT: dict[str, type] = {"llm": CallLLM, "tool": CallTool, "sleep": Sleep, "lock": AcquireLock, "parallel": Parallel,
+                         "send": Send, "unlock": ReleaseLock, "done": Done}
 _OP_OF: dict[type, str] = {kind: op for op, kind in KEPT.items()}
 
 
@@ -73,19 +76,18 @@ def take(agent: Agent) -> dict[str, Any] | None:
     if children is None:
         return None
     logged: list[str] = []
+    acting: tuple[Any, ...] = ()
     if agent.scope is None:
         if agent.scheduled:
             return None  # it has something to do: a step is due
-        actions: list[dict[str, Any]] = []
     else:
-        acting = agent.acting
-        if acting is None or agent.logged is None or not all(map(_kept, acting)):
+        if agent.acting is None or agent.logged is None or not all(map(_kept, agent.acting)):
             return None  # an async step under way, or an action the log cannot answer
-        actions = [_encoded(a) for a in acting]
-        logged = list(agent.logged)
+        acting, logged = agent.acting, list(agent.logged)
     try:
+        actions = [_encoded(a) for a in acting]
         state = codec.encode(agent.state)
-    except Exception:  # a state the codec cannot keep: the agent is simply replayed in full
+    except Exception:  # a state (or a message body) it cannot keep: the agent is simply replayed in full
         return None
     return {"version": VERSION, "tag": codec.tag, "state": state, "actions": actions, "logged": logged,
             "since": int(agent.acting_since * 1000) if actions else 0, "turns": agent.inbox.steps,
