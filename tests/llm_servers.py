@@ -43,7 +43,8 @@ class Behaviour:
     answer until it is set. ``linger`` is slept after the last chunk, before the end
     of the chunked body. ``cut``, when set, sends the streamed body in transfer chunks of
     that many bytes, wherever lines end, and ``line_end`` ends each of its lines; with
-    ``gzip`` the streamed body is compressed first (``Content-Encoding: gzip``).
+    ``gzip`` the streamed body is compressed first (``Content-Encoding: gzip``). A ``body``
+    with ``cut`` is sent as it is, chunked likewise (a hostile stream, byte for byte).
     """
 
     content: str = "hello"
@@ -134,6 +135,9 @@ class LLMServer:
         ollama = request.path == "/api/chat"
         if not ollama and not request.path.endswith("/chat/completions"):
             await _send(stream, 404, "application/json", json.dumps({"error": "not found"}), close=not self.keep_alive)
+            return
+        if b.status == 200 and b.body is not None and b.cut is not None:  # a scripted body, in transfer chunks
+            await _send_chunked(stream, "text/event-stream", [b.body], b, close=not self.keep_alive)
             return
         if b.status != 200 or b.body is not None:
             text = b.body if b.body is not None else json.dumps({"error": f"scripted HTTP {b.status}"})

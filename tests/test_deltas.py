@@ -1,7 +1,8 @@
 """``ReplyStream``: how streamed fragments become ``llm/delta`` events (coalescing, secrets, bounds).
 
-The stream is fed by hand with a clock the test moves, into a real ``EventLog`` (which
-redacts as it writes), so what is asserted is what a run's log would hold.
+The stream is fed by hand with a clock the test moves, ticked as the flusher would tick it
+(once per interval), into a real ``EventLog`` (which redacts as it writes), so what is
+asserted is what a run's log would hold.
 """
 
 from __future__ import annotations
@@ -23,11 +24,25 @@ SECRET = "sk-live-0123456789abcdef"
 
 
 class Clock:
+    """The stream's clock; :meth:`advance` also ticks the stream at every interval it passes,
+    as the plane's flusher does."""
+
     def __init__(self) -> None:
-        self.now = 100.0
+        self.now = self.start = 100.0
+        self.ticks = 0
+        self.stream: ReplyStream | None = None
 
     def __call__(self) -> float:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.start + (self.ticks + 1) * 0.1 <= end + 1e-9:
+            self.ticks += 1
+            self.now = self.start + self.ticks * 0.1
+            assert self.stream is not None
+            self.stream.tick()
+        self.now = end
 
 
 def logged(tmp_path: Path, feed: Any, *, secrets: tuple[str, ...] = (SECRET,)) -> list[dict[str, Any]]:
@@ -38,7 +53,7 @@ def logged(tmp_path: Path, feed: Any, *, secrets: tuple[str, ...] = (SECRET,)) -
     async def main() -> None:
         async with open_event_log(path, "r", redactor=redactor) as log:
             clock = Clock()
-            stream = ReplyStream(log.emit, "a", "l1", redactor=redactor, clock=clock)
+            stream = clock.stream = ReplyStream(log.emit, "a", "l1", redactor=redactor, clock=clock)
             feed(stream, clock)
             stream.close()
 
@@ -48,16 +63,17 @@ def logged(tmp_path: Path, feed: Any, *, secrets: tuple[str, ...] = (SECRET,)) -
 
 def test_first_delta_once_the_call_is_an_interval_old_then_at_most_one_per_interval_plus_the_final_flush(
         tmp_path: Path) -> None:
+    """A fragment is only put aside as it comes; the flusher's tick, once per interval, logs them."""
     def feed(stream: ReplyStream, clock: Clock) -> None:
         for i in range(100):          # one fragment every 10 ms for a second
             stream.feed(f"{i} ", "")
-            clock.now += 0.01
+            clock.advance(0.01)
 
     deltas = logged(tmp_path, feed)
     assert "".join(d["content"] for d in deltas) == "".join(f"{i} " for i in range(100))
-    # 0.00 .. 0.09 s waited for the first interval to end; the fragment at 0.10 s took them out.
-    assert deltas[0]["content"] == "".join(f"{i} " for i in range(11))
-    assert 9 <= len(deltas) <= 11   # 0.9 s left / 100 ms, plus the final flush
+    # 0.00 .. 0.09 s waited for the first interval to end; the tick at 0.10 s took them out.
+    assert deltas[0]["content"] == "".join(f"{i} " for i in range(10))
+    assert all(d["content"] for d in deltas) and 9 <= len(deltas) <= 11  # 0.9 s left / 100 ms, plus the final flush
 
 
 def test_a_reply_whole_within_the_first_interval_logs_no_delta(tmp_path: Path) -> None:
@@ -65,7 +81,7 @@ def test_a_reply_whole_within_the_first_interval_logs_no_delta(tmp_path: Path) -
     def quick(stream: ReplyStream, clock: Clock) -> None:
         for word in ("all ", "of ", "it"):
             stream.feed(word, "")
-            clock.now += 0.03     # the last fragment at 0.06 s, the end at 0.09 s
+            clock.advance(0.03)     # the last fragment at 0.06 s, the end at 0.09 s
 
     assert logged(tmp_path, quick) == []
     (tmp_path / "empty").mkdir()
@@ -75,14 +91,14 @@ def test_a_reply_whole_within_the_first_interval_logs_no_delta(tmp_path: Path) -
 def test_a_reply_that_ends_after_its_first_interval_logs_all_of_it(tmp_path: Path) -> None:
     def slow(stream: ReplyStream, clock: Clock) -> None:
         stream.feed("all ", "")
-        clock.now += 0.1          # ends as the interval does: nothing was logged, all of it is now
-        stream.feed("of it", "")
+        clock.advance(0.1)          # the first interval ends: its tick logs "all "
+        stream.feed("of it", "")    # and the final flush the rest
 
     def late(stream: ReplyStream, clock: Clock) -> None:
-        clock.now += 0.5          # the model thought; its one fragment goes out at once
+        clock.advance(0.5)          # the model thought; its one fragment goes out at once
         stream.feed("all of it", "")
 
-    assert [d["content"] for d in logged(tmp_path, slow)] == ["all of it"]
+    assert [d["content"] for d in logged(tmp_path, slow)] == ["all ", "of it"]
     (tmp_path / "late").mkdir()
     assert [d["content"] for d in logged(tmp_path / "late", late)] == ["all of it"]
 
@@ -94,7 +110,7 @@ def test_a_secret_split_across_fragments_never_reaches_the_log(tmp_path: Path, s
         # fragment is a chance to log.
         for part in ("the key is ", SECRET[:split], SECRET[split:], " and again ", SECRET[:split], SECRET[split:] + " bye"):
             stream.feed(part, "")
-            clock.now += 0.2
+            clock.advance(0.2)
 
     deltas = logged(tmp_path, feed)
     raw = (tmp_path / "events.jsonl").read_text()
@@ -108,7 +124,7 @@ def test_the_start_of_a_secret_that_goes_another_way_is_logged_as_it_is(tmp_path
     def feed(stream: ReplyStream, clock: Clock) -> None:
         for part in ("say ", SECRET[:10], "... no", " more"):
             stream.feed(part, "")
-            clock.now += 0.2
+            clock.advance(0.2)
 
     deltas = logged(tmp_path, feed)
     assert "".join(d["content"] for d in deltas) == f"say {SECRET[:10]}... no more"
@@ -119,7 +135,7 @@ def test_tool_call_fragments_are_redacted_too(tmp_path: Path) -> None:
     def feed(stream: ReplyStream, clock: Clock) -> None:
         for part in ("\nshell/run ", '{"cmd": "curl -H ', SECRET[:5], SECRET[5:], '"}'):
             stream.feed("", part)
-            clock.now += 0.2
+            clock.advance(0.2)
 
     deltas = logged(tmp_path, feed)
     assert SECRET[:8] not in (tmp_path / "events.jsonl").read_text()
@@ -128,8 +144,8 @@ def test_tool_call_fragments_are_redacted_too(tmp_path: Path) -> None:
 
 def test_a_flood_is_cut_to_a_bounded_tail_and_counted(tmp_path: Path) -> None:
     def feed(stream: ReplyStream, clock: Clock) -> None:
-        clock.now += 0.1
         stream.feed("start ", "")
+        clock.advance(0.1)            # a tick logs "start "
         for _ in range(50):           # 50 x 1000 characters within one interval
             stream.feed("x" * 999 + "y", "")
 
@@ -144,7 +160,7 @@ def test_deltas_change_no_state_resume_or_replay_reads(tmp_path: Path) -> None:
     def feed(stream: ReplyStream, clock: Clock) -> None:
         for i in range(30):
             stream.feed(f"w{i} ", "")
-            clock.now += 0.05
+            clock.advance(0.05)
 
     deltas = logged(tmp_path, feed)
     base = [
@@ -168,7 +184,7 @@ def test_deltas_change_no_state_resume_or_replay_reads(tmp_path: Path) -> None:
 def test_text_held_back_as_a_possible_secret_is_logged_at_the_end(tmp_path: Path) -> None:
     """A reply whose only fragment ends like the start of a secret: nothing may be lost."""
     def feed(stream: ReplyStream, clock: Clock) -> None:
-        clock.now += 0.2
+        clock.advance(0.2)
         stream.feed(SECRET[:9], "")
 
     deltas = logged(tmp_path, feed)
@@ -323,3 +339,76 @@ def test_one_flusher_logs_what_paused_calls_hold_and_ends_with_its_task_group() 
     by_call = {n: [e["content"] for e in seen if e["call_id"] == f"l{n}"] for n in range(3)}
     # Each call's word came out while it paused; the rest with its final flush.
     assert by_call == {n: [f"word{n}", " more"] for n in range(3)}
+
+
+def test_a_fragment_costs_no_clock_read_and_no_copy_of_what_came_before(tmp_path: Path) -> None:
+    """Per fragment only an append: the clock is read by the flusher's tick and the final
+    flush, never by ``feed`` (a reply comes in thousands of fragments)."""
+    reads = 0
+
+    def clock() -> float:
+        nonlocal reads
+        reads += 1
+        return 100.0 + reads  # always past the first interval
+
+    seen: list[dict[str, Any]] = []
+    stream = ReplyStream(lambda type_, agent, **fields: seen.append(fields), "a", "l1", clock=clock)
+    before = reads
+    for i in range(10_000):
+        stream.feed(f"{i} ", "" if i % 100 else "shell/run\n")
+    assert reads == before and seen == []
+    stream.tick()  # one event for all of it: the tail, the rest counted
+    stream.close()
+    assert reads == before + 1
+    text = "".join(f"{i} " for i in range(10_000))
+    assert [(d["content"], d["tool_calls"], d["cut"]) for d in seen] == [
+        (text[-MAX_DELTA_CHARS:], "shell/run\n" * 100, len(text) - MAX_DELTA_CHARS)]
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+def test_a_reply_whose_text_is_not_a_string_fails_its_call_not_the_flusher(kind: str) -> None:
+    """Model output is untrusted: a chunk whose text is a number, then a pause long enough for
+    the flusher to tick, ends that call with an error; the flusher and the next call go on."""
+    from llm_servers import Behaviour, running_server
+
+    from agentctl.events.log import EventLog
+    from agentctl.services.llm.base import ChatRequest
+    from agentctl.services.llm.ollama import OllamaProvider
+    from agentctl.services.llm.openai import OpenAIProvider
+    from agentctl.services.tools import default_registry
+    from agentctl.services.workers import LocalWorkPlane
+
+    if kind == "openai":
+        bad = 'data: {"choices": [{"delta": {"content": "ok "}}]}\n\ndata: {"choices": [{"delta": {"content": 5}}]}\n\n'
+        bad += 'data: {"choices": [{"delta": {"content": "x"}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
+    else:
+        bad = '{"message": {"content": "ok "}}\n{"message": {"content": 5}}\n{"message": {"content": "x"}, "done": true}\n'
+    seen: list[dict[str, Any]] = []
+    log = EventLog(None, "r")
+    log.subscribe(seen.append)
+
+    async def main() -> list[Any]:
+        async with running_server() as server:
+            # Each line its own transfer chunk, 0.3 s apart: the flusher ticks between them.
+            cuts = [len(line) + 1 for line in bad.split("\n")]
+            server.then(Behaviour(body=bad, cut=min(cuts[:2]) if kind == "ollama" else len(bad) // 4, gap=0.3),
+                        Behaviour(content="fine"))
+            base = server.url + ("/v1" if kind == "openai" else "")
+            provider = (OpenAIProvider if kind == "openai" else OllamaProvider)(base, stream=True, retries=0)
+            plane = LocalWorkPlane(log.emit, tools=default_registry(), providers={"p": provider}, default_provider="p",
+                                   delta_interval=0.05)
+            request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}])
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(plane.serve)
+                    with anyio.fail_after(30):
+                        outs = [await plane.call_llm("a", request, call_id=c) for c in ("bad", "good")]
+                    tg.cancel_scope.cancel()
+            finally:
+                await plane.aclose()
+        return outs
+
+    bad_out, good_out = anyio.run(main)
+    assert (bad_out.ok, bad_out.error_type, good_out.ok) == (False, "llm_error", True)
+    assert "content is int, not a string" in bad_out.error
+    assert all(isinstance(e.get("content", ""), str) for e in seen if e["type"] == "llm/delta")

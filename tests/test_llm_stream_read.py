@@ -11,6 +11,7 @@ import anyio
 import pytest
 from llm_servers import Behaviour, LLMServer, running_server
 
+from agentctl.errors import LLMError
 from agentctl.services.llm.base import ChatReply, ChatRequest, ToolSpec
 from agentctl.services.llm.http_provider import DRAIN_SECONDS, Lines
 from agentctl.services.llm.ollama import OllamaProvider
@@ -105,3 +106,75 @@ async def test_a_body_left_open_after_its_last_chunk_costs_its_connection_not_th
     assert (first.content, second.content) == (REPLY, "hello")
     assert seconds[0] < DRAIN_SECONDS + 10  # not the 60 s the server lingered
     assert server.connections == 2  # the lingering one was given up
+
+
+_A = '{"choices": [{"delta": {"content": "Grüße 🦊"}, "finish_reason": null}]}'
+_END = '{"choices": [{"delta": {}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 2, "completion_tokens": 3}}'
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("cut", [1, 3, 4096])
+@pytest.mark.parametrize("body", [
+    f"data:{_A}\n\ndata:{_END}\n\ndata:[DONE]\n\n",                                    # no space after "data:"
+    f"data: {_A}\r\n\r\ndata: {_END}\r\n\r\ndata: [DONE]\r\n\r\n",                     # CRLF
+    f": keep-alive\n\nevent: message\nid: 7\nretry: 10\ndata: {_A}\n\n:\n\ndata: {_END}\n\ndata: [DONE]  \n\n",
+    f"  data: {_A}\n\n\tdata: {_END}\n\n data: [DONE]\n\n",                             # indented lines
+    f'data: {_A[:-1]}, "error": null}}\n\ndata: {_END}\n\n',                           # error: null; no [DONE]
+], ids=["no-space", "crlf", "comments-fields", "indented", "error-null"])
+async def test_sse_as_servers_spell_it_gives_the_whole_reply(body: str, cut: int) -> None:
+    """Spellings the SSE reader's fast path (``data: {...}``) does not take still read right,
+    wherever the transfer cuts them (through a UTF-8 character too)."""
+    fragments: list[str] = []
+    async with running_server() as server:
+        server.then(Behaviour(body=body, cut=cut))
+        prov = OpenAIProvider(f"{server.url}/v1", stream=True, retries=0)
+        try:
+            reply = await ask(prov, fragments)
+        finally:
+            await prov.aclose()
+    assert (reply.content, "".join(fragments)) == ("Grüße 🦊", "Grüße 🦊")
+    assert (reply.prompt_tokens, reply.completion_tokens) == (2, 3)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("kind", "body", "says"), [
+    ("openai", f"data: {_A}\n\ndata: {{broken\n\n", "malformed reply, not JSON: {broken"),
+    ("openai", "data: [1, 2]\n\n", "malformed reply, not a JSON object: [1, 2]"),
+    ("openai", 'data: "[DONE]"\n\n', "not a JSON object"),
+    ("openai", 'data: {"error": {"message": "model overloaded"}}\n\n', "server error: model overloaded"),
+    ("openai", 'data: {"choices": [{"delta": {"content": 5}}]}\n\n', "content is int, not a string: 5"),
+    ("openai", 'data: {"choices": [{"delta": {"content": ["a"]}}]}\n\n', "content is list, not a string"),
+    ("openai", 'data: {"choices": "oops"}\n\n', "malformed reply (AttributeError"),
+    ("openai", "data: {" + "x" * 1_000_000 + "\n\n", "malformed reply, not JSON: {xxx"),
+    ("ollama", '{"message": {"content": "a"}}\n{broken\n', "malformed reply, not JSON: {broken"),
+    ("ollama", "[1]\n", "not a JSON object"),
+    ("ollama", '{"error": "model \\"m\\" not found"}\n', 'server error: model "m" not found'),
+    ("ollama", '{"message": {"content": 5}}\n', "content is int, not a string"),
+    ("ollama", '{"message": "oops"}\n', "malformed reply (AttributeError"),
+])
+async def test_a_hostile_stream_is_one_clear_error_line(kind: str, body: str, says: str) -> None:
+    async with running_server() as server:
+        server.then(Behaviour(body=body, cut=4096))
+        prov = provider(kind, server)
+        try:
+            with pytest.raises(LLMError) as caught:
+                await ask(prov)
+        finally:
+            await prov.aclose()
+    message = str(caught.value)
+    assert says in message and "\n" not in message and len(message) < 600, message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+async def test_a_huge_fragment_across_many_transfer_chunks_comes_whole(kind: str) -> None:
+    huge = "é" * 500_000 + "🦊"  # 1 MB of UTF-8 in one chunk of the wire format
+    fragments: list[str] = []
+    async with running_server() as server:
+        server.then(Behaviour(content=huge, piece=len(huge), cut=4093))
+        prov = provider(kind, server)
+        try:
+            reply = await ask(prov, fragments)
+        finally:
+            await prov.aclose()
+    assert reply.content == huge and fragments == [huge]

@@ -4,19 +4,20 @@ Invoked from the work plane (:meth:`agentctl.services.workers.LocalWorkPlane.cal
 which makes a :class:`ReplyStream` per streaming call and awaits the provider's call
 through :meth:`Flusher.follow`: the provider calls :meth:`ReplyStream.feed` with every
 fragment it reads, and the final flush comes once the reply is whole, right before
-``llm/result``. One :class:`Flusher` per work plane logs what its calls hold back while
-their models pause: one task for all of them (run by the runtime through the plane's
+``llm/result``. One :class:`Flusher` per work plane logs what its calls hold meanwhile:
+one task for all of them (run by the runtime through the plane's
 ``serve``), not a task per call, which cost a pool of quick calls more than the rest of
 streaming together.
 
 What reaches the log, and when:
 
-* **Coalesced.** A fragment waits until the call is ``interval`` seconds old (0.1 s), and
-  after that until the call's previous ``llm/delta`` is: it goes out with the next fragment
-  after that, or, if the model pauses, from a timer that checks every interval, or with the
-  final flush. So a call logs at most one ``llm/delta`` per interval, plus the final one;
-  text waits at most about two intervals (while the flusher runs); and the deltas of a
-  call, joined, are its whole streamed reply (unless cut, below).
+* **Coalesced.** A fragment is only put aside as it comes (no clock read, no timer, no copy
+  of what came before: a reply of thousands of fragments costs one list append each). The
+  flusher's one task logs what a call has put aside once per ``interval`` (0.1 s), from
+  when the call is an interval old, and the final flush logs the rest. So a call logs at
+  most one ``llm/delta`` per interval, plus the final one; text waits at most about two
+  intervals (while the flusher runs); and the deltas of a call, joined, are its whole
+  streamed reply (unless cut, below).
 * **Not for quick calls.** A call whose reply is whole within its first interval logs no
   ``llm/delta`` at all: its ``llm/result``, right after, holds the whole text, and a delta
   would only have said it twice (for a pool of quick calls, that was most of what
@@ -61,13 +62,14 @@ class ReplyStream:
         emit: the event sink.
         agent_id, call_id: whose call it is.
         redactor: hides the secrets the run knows (see the module docstring).
-        interval: seconds between two events of this call.
+        interval: how old the call must be before its first event (the flusher, which logs
+            what a stream holds, ticks once per interval).
         max_chars: the most text (and tool-call text) one event carries.
         clock: monotonic seconds (injectable for tests).
     """
 
-    __slots__ = ("_agent_id", "_call_id", "_clock", "_content", "_emit", "_first", "_interval", "_logged",
-                 "_max_chars", "_next", "_redactor", "_tools")
+    __slots__ = ("_agent_id", "_call_id", "_clock", "_content", "_emit", "_first", "_logged", "_max_chars",
+                 "_redactor", "_tools")
 
     def __init__(self, emit: Emit, agent_id: str, call_id: str, *, redactor: Redactor | None = None,
                  interval: float = DELTA_INTERVAL, max_chars: int = MAX_DELTA_CHARS,
@@ -75,24 +77,22 @@ class ReplyStream:
         self._emit = emit
         self._agent_id, self._call_id = agent_id, call_id
         self._redactor = redactor
-        self._interval, self._max_chars, self._clock = interval, max_chars, clock
-        self._content = self._tools = ""  # raw text not logged yet
-        self._next = self._first = clock() + interval  # the first window starts with the call
+        self._max_chars, self._clock = max_chars, clock
+        self._content: list[str] = []  # raw text not logged yet, as it came
+        self._tools: list[str] = []
+        self._first = clock() + interval  # nothing is logged before the call is an interval old
         self._logged = False
 
     def feed(self, content: str, tool_calls: str) -> None:
-        """Take one fragment; log what is pending if the interval has passed."""
-        self._content += content
-        self._tools += tool_calls
-        now = self._clock()
-        if now >= self._next:
-            self._next = now + self._interval
-            self._log(final=False)
+        """Take one fragment (either part may be ""); the next :meth:`tick` or :meth:`close` logs it."""
+        if content:
+            self._content.append(content)
+        if tool_calls:
+            self._tools.append(tool_calls)
 
     def tick(self) -> None:
-        """Log what is held if the interval has passed (the flusher's turn: the model may be pausing)."""
-        if (self._content or self._tools) and self._clock() >= self._next:
-            self._next = self._clock() + self._interval
+        """Log what is held, once the call is an interval old (the flusher's turn, once per interval)."""
+        if (self._content or self._tools) and self._clock() >= self._first:
             self._log(final=False)
 
     def close(self) -> None:
@@ -112,15 +112,16 @@ class ReplyStream:
         self._emit("llm/delta", self._agent_id, call_id=self._call_id, content=content[-self._max_chars:],
                    tool_calls=tools[-self._max_chars:], cut=cut)
 
-    def _ready(self, raw: str, final: bool) -> tuple[str, str]:
+    def _ready(self, pieces: list[str], final: bool) -> tuple[str, list[str]]:
         """``(what may be logged now, redacted; what is held back, raw)``."""
-        if not raw:
-            return "", ""
+        if not pieces:
+            return "", pieces
+        raw = "".join(pieces)
         cut = len(raw) if final else self._safe_cut(raw)
         ready = raw[:cut]
         if self._redactor is not None:
             ready = self._redactor.text(ready)
-        return ready, raw[cut:]
+        return ready, [raw[cut:]] if cut < len(raw) else []
 
     def _safe_cut(self, raw: str) -> int:
         """Where ``raw`` may be cut without logging part of a secret.
@@ -150,9 +151,8 @@ class ReplyStream:
 class Flusher:
     """One task that ticks every live :class:`ReplyStream` of a work plane once per interval.
 
-    Without it, text a stream holds back waits for the model's next fragment or the end of
-    the reply. :meth:`run` sleeps on an event while no call streams, so an idle plane costs
-    nothing.
+    Without it, what a stream holds waits for the end of the reply. :meth:`run` sleeps on
+    an event while no call streams, so an idle plane costs nothing.
     """
 
     def __init__(self, interval: float = DELTA_INTERVAL) -> None:

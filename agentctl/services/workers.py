@@ -476,8 +476,8 @@ class LocalWorkPlane:
 
     async def serve(self) -> None:
         """Log what streaming calls hold back while their models pause, until cancelled (one
-        task for every call; the runtime runs it). Without it, held text waits for the next
-        fragment or the end of the reply."""
+        task for every call; the runtime runs it). Without it, held text waits for the end of
+        the reply."""
         await self._flusher.run()
 
     def statistics(self) -> WorkPlaneStatistics:

@@ -29,7 +29,7 @@ from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta
 from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, quote
 from agentctl.services.llm.wire import ToolNames
 
-__all__ = ["HTTPProvider", "Lines", "StreamReader", "json_object"]
+__all__ = ["HTTPProvider", "Lines", "StreamReader", "json_chunk", "json_object", "not_text"]
 
 #: Seconds, and bytes, a streamed body is read on for after its last chunk, to keep its
 #: connection (a server that sends more, or nothing, loses the connection, not the reply).
@@ -51,6 +51,24 @@ def json_object(data: str | bytes) -> dict[str, Any]:
         detail = error.get("message", error) if isinstance(error, Mapping) else error
         raise LLMError(f"server error: {quote(str(detail))}")
     return value
+
+
+def json_chunk(data: bytes) -> dict[str, Any] | None:
+    """One streamed chunk as a JSON object, or None when it is not JSON at all (the reader
+    decides: a blank line, SSE's ``[DONE]``, or :func:`json_object`'s error). ``LLMError``
+    for JSON that is not an object, or that carries an error."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is dict and "error" not in value:  # the common chunk: one check, no second decode
+        return value
+    return json_object(data)
+
+
+def not_text(value: Any) -> str:
+    """The error for a streamed chunk whose text is not a string (it would reach the views)."""
+    return f"malformed reply, content is {type(value).__name__}, not a string: {quote(repr(value))}"
 
 
 def _text(data: str | bytes) -> str:
@@ -118,6 +136,8 @@ async def read_stream(response: httpx.Response, reader: StreamReader) -> ChatRep
         chunks = response.aiter_bytes()
     async for chunk in chunks:
         for line in lines.feed(chunk):
+            if not line:
+                continue  # SSE's event separators: a test here costs less than a call
             reader.line(line)
             if reader.done:  # what follows the format's last chunk is not read
                 await _drain(chunks)

@@ -21,7 +21,7 @@ from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, quote
-from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object
+from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_chunk, json_object, not_text
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OllamaProvider", "to_ollama_messages"]
@@ -29,6 +29,7 @@ __all__ = ["OllamaProvider", "to_ollama_messages"]
 # Request options Ollama takes at the top level of the body rather than in ``options``.
 _TOP_LEVEL = frozenset({"format", "keep_alive", "think"})
 _RENAMED = {"max_tokens": "num_predict"}
+_NO_MESSAGE: Mapping[str, Any] = {}
 
 
 class OllamaProvider(HTTPProvider):
@@ -163,18 +164,27 @@ class _NDJSONReader:
         self.done = False
 
     def line(self, line: bytes) -> None:
-        if not line.strip():
-            return
-        chunk = json_object(line)
-        message = chunk.get("message") or {}
-        text = message.get("content") or ""
-        self._content.append(text)
-        # Ollama sends each tool call whole, in one chunk. Only the names stream, as from
-        # the OpenAI provider: the arguments are logged, redacted, by tool/requested.
-        new = _tool_calls(message.get("tool_calls"), self._names)
-        self._calls.extend(new)
-        if self._on_delta is not None and (text or new):
-            self._on_delta(text, "".join(f"{c.name}\n" for c in new))
+        chunk = json_chunk(line)
+        if chunk is None:
+            if not line.strip():
+                return
+            chunk = json_object(line)  # says what is wrong with it
+        message = chunk.get("message") or _NO_MESSAGE
+        text = message.get("content")
+        if text:
+            if type(text) is not str:
+                raise LLMError(not_text(text))
+            self._content.append(text)
+        calls = message.get("tool_calls")
+        if calls:
+            # Ollama sends each tool call whole, in one chunk. Only the names stream, as from
+            # the OpenAI provider: the arguments are logged, redacted, by tool/requested.
+            new = _tool_calls(calls, self._names)
+            self._calls.extend(new)
+            if self._on_delta is not None:
+                self._on_delta(text or "", "".join(f"{c.name}\n" for c in new))
+        elif text and self._on_delta is not None:
+            self._on_delta(text, "")
         if chunk.get("done"):
             self._last, self.done = chunk, True
 

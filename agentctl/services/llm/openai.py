@@ -23,7 +23,7 @@ from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, quote
-from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object
+from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_chunk, json_object, not_text
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OpenAIProvider", "to_openai_messages"]
@@ -169,29 +169,42 @@ class _SSEReader:
         self._finished = self._chunks = self.done = False
 
     def line(self, line: bytes) -> None:
-        if not line.startswith(b"data:"):
+        if line.startswith(b"data:"):
+            payload = line[5:]
+        else:
             line = line.strip()  # an indented line is read all the same
             if not line.startswith(b"data:"):
-                return  # blank separators, ": keep-alive" comments, "event:" lines
+                return  # ": keep-alive" comments, "event:" lines, blank separators
+            payload = line[5:]
         self._chunks = True
-        payload = line[5:]
-        if payload.strip() == b"[DONE]":
+        if payload == b" [DONE]":
             self.done = True
             return
-        chunk = json_object(payload)
-        self._seen_model = chunk.get("model") or self._seen_model
-        self._usage = chunk.get("usage") or self._usage
+        chunk = json_chunk(payload)
+        if chunk is None:  # not JSON: the end, spelled otherwise, or a broken chunk (json_object says which)
+            if payload.strip() == b"[DONE]":
+                self.done = True
+                return
+            chunk = json_object(payload)
+        model = chunk.get("model")
+        if model:
+            self._seen_model = model
+        usage = chunk.get("usage")
+        if usage:
+            self._usage = usage
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or _NO_DELTA
-            text = delta.get("content") or ""
-            pieces = delta.get("tool_calls")
+            text = delta.get("content")
             if text:
+                if type(text) is not str:
+                    raise LLMError(not_text(text))
                 self._content.append(text)
+            pieces = delta.get("tool_calls")
             if pieces:
                 for piece in pieces:
                     _merge(self._partial, piece)
                 if self._on_delta is not None:
-                    self._on_delta(text, "".join(_fragment_text(p, self._names) for p in pieces))
+                    self._on_delta(text or "", "".join(_fragment_text(p, self._names) for p in pieces))
             elif text and self._on_delta is not None:
                 self._on_delta(text, "")
             if choice.get("finish_reason"):
