@@ -59,6 +59,13 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+# Both answers built once, as the plain one always was (the streamed one was built per request:
+# server work on one side only).
+_PLAIN = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(WHOLE), WHOLE)
+_STREAMED = _HEAD + b"".join(map(_chunk, [*CHUNKS, LAST])) + b"0\r\n\r\n"
+
+
 async def _serve(gap: float, first: float, stream: anyio.abc.ByteStream) -> None:
     """Answer every request on a keep-alive connection ``first`` seconds after it is in, its tokens
     ``gap`` apart (0: at once); end with the client."""
@@ -67,15 +74,14 @@ async def _serve(gap: float, first: float, stream: anyio.abc.ByteStream) -> None
             async for _, body in requests(stream):
                 await anyio.sleep(first)
                 if b'"stream": true' not in body and b'"stream":true' not in body:
-                    await anyio.sleep(gap * (TOKENS - 1))
-                    await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                                      % (len(WHOLE), WHOLE))
+                    if gap:
+                        await anyio.sleep(gap * (TOKENS - 1))
+                    await stream.send(_PLAIN)
                     continue
-                head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
                 if not gap:
-                    await stream.send(head + b"".join(map(_chunk, [*CHUNKS, LAST])) + b"0\r\n\r\n")
+                    await stream.send(_STREAMED)
                     continue
-                await stream.send(head + _chunk(CHUNKS[0]))
+                await stream.send(_HEAD + _chunk(CHUNKS[0]))
                 for data in CHUNKS[1:]:
                     await anyio.sleep(gap)
                     await stream.send(_chunk(data))

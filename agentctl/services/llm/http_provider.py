@@ -29,13 +29,13 @@ from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta
 from agentctl.services.llm.http import HTTPStatistics, PooledHTTP, quote
 from agentctl.services.llm.wire import ToolNames
 
-__all__ = ["HTTPProvider", "Lines", "StreamReader", "json_chunk", "json_object", "not_text"]
+__all__ = ["HTTPProvider", "Lines", "StreamReader", "json_object", "not_text"]
 
 #: Seconds, and bytes, a streamed body is read on for after its last chunk, to keep its
 #: connection (a server that sends more, or nothing, loses the connection, not the reply).
 DRAIN_SECONDS = 0.5
 DRAIN_BYTES = 65536
-_LINE_ENDS = (b"\n", b"\r")
+_LINE_ENDS = b"\n\r"
 
 
 def json_object(data: str | bytes) -> dict[str, Any]:
@@ -51,19 +51,6 @@ def json_object(data: str | bytes) -> dict[str, Any]:
         detail = error.get("message", error) if isinstance(error, Mapping) else error
         raise LLMError(f"server error: {quote(str(detail))}")
     return value
-
-
-def json_chunk(data: bytes) -> dict[str, Any] | None:
-    """One streamed chunk as a JSON object, or None when it is not JSON at all (the reader
-    decides: a blank line, SSE's ``[DONE]``, or :func:`json_object`'s error). ``LLMError``
-    for JSON that is not an object, or that carries an error."""
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    if type(value) is dict and "error" not in value:  # the common chunk: one check, no second decode
-        return value
-    return json_object(data)
 
 
 def not_text(value: Any) -> str:
@@ -98,7 +85,7 @@ class Lines:
             chunk = b"".join(self._parts)
             self._parts.clear()
         lines = chunk.splitlines()
-        if lines and not chunk.endswith(_LINE_ENDS):
+        if lines and chunk[-1] not in _LINE_ENDS:  # an int in bytes: no call, unlike endswith
             self._parts.append(lines.pop())
         return lines
 

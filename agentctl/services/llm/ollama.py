@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+import orjson
 
 from agentctl.errors import LLMError
 from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, quote
-from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_chunk, json_object, not_text
+from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object, not_text
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OllamaProvider", "to_ollama_messages"]
@@ -164,11 +165,14 @@ class _NDJSONReader:
         self.done = False
 
     def line(self, line: bytes) -> None:
-        chunk = json_chunk(line)
-        if chunk is None:
+        try:
+            chunk = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            chunk = None
+        if type(chunk) is not dict or "error" in chunk:  # one test for the common chunk
             if not line.strip():
                 return
-            chunk = json_object(line)  # says what is wrong with it
+            chunk = json_object(line)  # says what is wrong with it (an "error": null passes)
         message = chunk.get("message") or _NO_MESSAGE
         text = message.get("content")
         if text:

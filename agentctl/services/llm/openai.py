@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from agentctl.errors import LLMError
 from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, quote
-from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_chunk, json_object, not_text
+from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object, not_text
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OpenAIProvider", "to_openai_messages"]
@@ -180,12 +181,15 @@ class _SSEReader:
         if payload == b" [DONE]":
             self.done = True
             return
-        chunk = json_chunk(payload)
-        if chunk is None:  # not JSON: the end, spelled otherwise, or a broken chunk (json_object says which)
-            if payload.strip() == b"[DONE]":
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            chunk = None
+        if type(chunk) is not dict or "error" in chunk:  # one test for the common chunk
+            if payload.strip() == b"[DONE]":  # the end, spelled otherwise
                 self.done = True
                 return
-            chunk = json_object(payload)
+            chunk = json_object(payload)  # says what is wrong with it (an "error": null passes)
         model = chunk.get("model")
         if model:
             self._seen_model = model
