@@ -351,8 +351,12 @@ def test_a_fragment_costs_no_clock_read_and_no_copy_of_what_came_before(tmp_path
         reads += 1
         return 100.0 + reads  # always past the first interval
 
+    from agentctl.events.log import EventLog
+
     seen: list[dict[str, Any]] = []
-    stream = ReplyStream(lambda type_, agent, **fields: seen.append(fields), "a", "l1", clock=clock)
+    log = EventLog(None, "r")
+    log.subscribe(seen.append)
+    stream = ReplyStream(log.emit, "a", "l1", clock=clock)
     before = reads
     for i in range(10_000):
         stream.feed(f"{i} ", "" if i % 100 else "shell/run\n")
