@@ -56,10 +56,14 @@ def figure(name: str, unit: str, ours: float, baseline: str, base: float, target
 
 
 def alternate_samples(rounds: int, runners: dict[str, Callable[[], T]]) -> dict[str, list[T]]:
-    """Run each runner once per round, in turn, and return each one's results."""
+    """Run each runner once per round, in turn, and return each one's results.
+
+    Every other round takes them in the opposite order, so that none always runs first
+    (on a warming or cooling machine, going first is an advantage or a handicap)."""
     samples: dict[str, list[T]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
+    order = list(runners.items())
+    for round_ in range(rounds):
+        for name, run in order if round_ % 2 == 0 else reversed(order):
             samples[name].append(run())
     return samples
 
