@@ -328,7 +328,8 @@ POINTS: dict[str, Callable[[], Point]] = {
 }
 
 
-@pytest.mark.parametrize("name", ["replayed, c2 live", "snapshot before c1 ended",
+# The default suite keeps one kill point (it is near its time limit); -m slow runs the rest.
+@pytest.mark.parametrize("name", [pytest.param("replayed, c2 live", marks=pytest.mark.slow), "snapshot before c1 ended",
                                   pytest.param("snapshot after c1 ended", marks=pytest.mark.slow),
                                   pytest.param("replayed, both ended", marks=pytest.mark.slow),
                                   pytest.param("SIGTERM, c2 live", marks=pytest.mark.slow)])
@@ -342,6 +343,7 @@ def test_a_resumed_parent_is_charged_for_the_children_that_ended_before_the_cras
     assert [e["snapshot"] for e in resumed] == [point.from_snapshot]
 
 
+@pytest.mark.slow  # three processes
 def test_a_double_crash_charges_each_ended_child_once(server: LLMServer, uncrashed: dict[str, Any],
                                                       tmp_path: Path) -> None:
     tree = Budgeted(server, tmp_path, checkpoints=True)
