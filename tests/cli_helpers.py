@@ -31,6 +31,18 @@ def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProce
     return subprocess.run([AGENTCTL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def run_plan(cwd: Path, *, fault: str | None = None, resume: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run (or ``resume``) ``cwd/plan.yaml`` in the run dir ``cwd/run``, in a process of its
+    own with none of the caller's ``AGENTCTL_*`` settings; ``fault``: its ``AGENTCTL_FAULT``
+    (see ``agentctl.cli.faults``), which kills it there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
+    if fault is not None:
+        env["AGENTCTL_FAULT"] = fault
+    where = ("--resume", "run") if resume else ("--run-dir", "run")
+    return subprocess.run([AGENTCTL, "run", "plan.yaml", "--no-ui", "--no-watch-plan", *where], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 def invoke(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run ``agentctl ARGS`` in this process (Typer's ``CliRunner``) in directory ``cwd``.
 

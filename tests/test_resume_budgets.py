@@ -15,9 +15,7 @@ system prompt shows must then be, request by request, that of a run never killed
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
@@ -29,7 +27,7 @@ from typing import Any
 import orjson
 import pytest
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import AGENTCTL, Events, events, of, start
+from cli_helpers import Events, events, of, run_plan, start
 from llm_servers import Behaviour, LLMServer, Recorded, running_server
 
 Key = tuple[str, int]  # (agent, turn): a request of that agent with that many answers in it
@@ -380,12 +378,7 @@ def _restarts(cwd: Path, *, fault: str | None = None, resume: bool = False, ever
     """Run (or resume) the plan whose worker appends and fails until its 7 steps are used up:
     two steps a start, so 4 lines, 3 restarts, and the 4th start ends for its budget."""
     (cwd / "plan.yaml").write_text(RESTARTS.replace("EVERY", str(every)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
-    if fault is not None:
-        env["AGENTCTL_FAULT"] = fault
-    where = ("--resume", "run") if resume else ("--run-dir", "run")
-    done = subprocess.run([AGENTCTL, "run", "plan.yaml", "--no-ui", "--no-watch-plan", *where], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_plan(cwd, fault=fault, resume=resume)
     assert done.returncode == (-signal.SIGKILL if fault is not None else 0), done.stderr
     return events(cwd / "run")
 

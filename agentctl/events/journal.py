@@ -53,6 +53,10 @@ class Journal:
     #: ``after``, the number of its effects logged before it, so that a resume charges it
     #: again where it was charged the first time.
     charges: list[dict[str, Any]] = field(default_factory=list)
+    #: When it restarted a child of its own (the logged ``t``, ms): those still within its
+    #: ``restart_period`` as of its latest restart, which a resume counts against its
+    #: ``max_restarts`` again. A snapshot stands for none of them.
+    restarts: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for checkpoints (calls are shared with ``effects``)."""
@@ -61,13 +65,16 @@ class Journal:
             d["snapshot"] = self.snapshot
         if self.charges:
             d["charges"] = self.charges
+        if self.restarts:
+            d["restarts"] = self.restarts
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Journal:
         """The inverse of :meth:`to_dict`."""
         journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"),
-                      began_t=d.get("began_t"), snapshot=d.get("snapshot"), charges=list(d.get("charges", ())))
+                      began_t=d.get("began_t"), snapshot=d.get("snapshot"), charges=list(d.get("charges", ())),
+                      restarts=list(d.get("restarts", ())))
         journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
         return journal
 
@@ -177,6 +184,16 @@ def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
         if isinstance(budget, dict) and any(budget.get(name) is not None for name in CONSUMABLE):
             spawn["budget"] = budget  # what it set aside for the child: again if a resume replays it
         parent.effects.append(spawn)
+
+
+def _restarted(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    _start(by, e)
+    supervisor = by.get(e.get("parent_id") or "")
+    # One restart of the supervisor's count per exit: a group restart logs one event per
+    # child restarted, and the offender is always among them.
+    if supervisor is not None and e.get("offender") == e["agent_id"] and isinstance(e.get("t"), int):
+        # ``restarts``: how many were within its period, this one included; older ones stay out.
+        supervisor.restarts = [*supervisor.restarts, e["t"]][-max(1, int(e.get("restarts") or 1)):]
 
 
 def _end(by: dict[str, Journal], e: dict[str, Any]) -> None:
@@ -344,7 +361,7 @@ def _settle(effect: dict[str, Any], ok: bool, error: Any, value: Any, tokens: in
 #: these directly, beside the state's reducers).
 HANDLERS: Mapping[str | None, JournalHandler] = MappingProxyType({
     "agent/spawned": _start,
-    "agent/restarted": _start,
+    "agent/restarted": _restarted,
     "agent/done": _end,
     "agent/error": _end,
     "agent/stopped": _end,

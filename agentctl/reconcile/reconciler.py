@@ -71,8 +71,11 @@ class Reconciler:
 
     def respawn(self, rt: Runtime, journals: Journals) -> None:
         """Start the root again in ``rt`` and under it every task that has a journal (each
-        replays it, see :mod:`agentctl.runtime.recovery`)."""
-        rt.spawn(self.spec(), journal=Journal())
+        replays it, see :mod:`agentctl.runtime.recovery`). The root replays nothing (it
+        reconciles afresh) but counts its tasks' restarts before the crash against its
+        ``max_restarts`` again."""
+        root = journals.get(ROOT_ID)
+        rt.spawn(self.spec(), journal=Journal(restarts=list(root.restarts) if root is not None else []))
         for task in self.plan.tasks:
             journal = journals.get(task.id)
             if journal is not None:

@@ -235,6 +235,10 @@ class Tree:
             self._locks.restore(agent.id, path, mode, count)
         if not replayed.finished:
             agent.replay = replayed
+        if journal.restarts:
+            # Its restart window goes on across the crash: the downtime counts as time passed.
+            wall_ahead = time.time() - clock()
+            agent.restart_times = deque(t / 1000 - wall_ahead for t in journal.restarts)
         if journal.charges:
             agent.charges = deque(dict(c) for c in journal.charges)  # marked as held (hold_for_ended)
         agent.heard_t = agent.inbox.last_t()  # the recorded messages its first step reads
