@@ -202,6 +202,8 @@ async def test_restart_intensity_escalates_to_the_grandparent(recorder) -> None:
         assert len(recorder.of_type("agent/restarted")) == 2
         errors = recorder.of_type("agent/error")
         assert errors[-1]["agent_id"] == "mid" and errors[-1]["where"] == "supervision"
+        assert errors[-1]["error_type"] == "RestartIntensity"  # the kind, not the message again
+        assert errors[-1]["error"] == "restart intensity exceeded: more than 2 restarts in 60s (last offender worker)"
         assert not rt.is_live("mid") and rt.is_live("top")
 
 

@@ -286,11 +286,12 @@ class Tree:
         self._end(agent)
         self._exited(agent, Exit(agent.id, "done", status, result), abnormal=False)
 
-    def crash(self, agent: Agent, error: BaseException | str, where: str) -> None:
-        """The agent failed: log it, end it, and let its supervisor decide."""
+    def crash(self, agent: Agent, error: BaseException | str, where: str, kind: str | None = None) -> None:
+        """The agent failed: log it, end it, and let its supervisor decide. ``kind``: the
+        error's type (default: the exception's class)."""
         if agent.ended:
             return
-        kind = error if isinstance(error, str) else type(error).__name__
+        kind = kind or (type(error).__name__ if isinstance(error, BaseException) else "error")
         call = agent.interrupted_call
         if call is not None:
             # Failing over a call a crash (or a lost worker) left unknown: a restart would run
@@ -395,7 +396,7 @@ class Tree:
         if not within_intensity(times, clock(), sup_spec.max_restarts, sup_spec.restart_period):
             self._detach(agent, exit)
             if sup is not None:
-                self.crash(sup, f"restart intensity exceeded: more than {sup_spec.max_restarts} restarts in {sup_spec.restart_period}s (last offender {agent.id})", "supervision")
+                self.crash(sup, f"restart intensity exceeded: more than {sup_spec.max_restarts} restarts in {sup_spec.restart_period}s (last offender {agent.id})", "supervision", "RestartIntensity")
             else:
                 self._emit("agent/error", agent.id, error=f"restart intensity exceeded for root agents (last offender {agent.id})", error_type="RestartIntensity", where="supervision", unread=0, unread_from={})
             return
