@@ -174,9 +174,7 @@ def _start(by: dict[str, Journal], e: dict[str, Any]) -> None:
                                           began_t=e.get("t"))
     if restarted:
         # What it used before the restart counts on: charged again before its first step.
-        journal.charges.append({"child_id": e["agent_id"], "steps": e.get("steps") or 0,
-                                "tool_calls": e.get("tool_calls") or 0, "tokens": e.get("tokens") or 0,
-                                "step": 0, "after": 0})
+        journal.charges.append(_charge(e, e["agent_id"], step=0, after=0))
     parent = by.get(e.get("parent_id") or "") if e["type"] == "agent/spawned" else None
     if parent is not None:
         spawn = {"op": "spawn", "child_id": e["agent_id"], "ok": True, "t": e.get("t")}
@@ -235,9 +233,13 @@ def _refused(by: dict[str, Journal], e: dict[str, Any]) -> None:
 def _charged(by: dict[str, Journal], e: dict[str, Any]) -> None:
     journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
     if journal is not None:
-        journal.charges.append({"child_id": e.get("child_id"), "steps": e.get("steps") or 0,
-                                "tool_calls": e.get("tool_calls") or 0, "tokens": e.get("tokens") or 0,
-                                "step": e.get("step") or 0, "after": len(journal.effects)})
+        journal.charges.append(_charge(e, e.get("child_id"), step=e.get("step") or 0, after=len(journal.effects)))
+
+
+def _charge(e: dict[str, Any], child_id: Any, *, step: int, after: int) -> dict[str, Any]:
+    """A charge record (:attr:`Journal.charges`) of the use that event ``e`` logs."""
+    return {"child_id": child_id, "steps": e.get("steps") or 0, "tool_calls": e.get("tool_calls") or 0,
+            "tokens": e.get("tokens") or 0, "step": step, "after": after}
 
 
 def _locked(by: dict[str, Journal], e: dict[str, Any]) -> None:

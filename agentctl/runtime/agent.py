@@ -175,9 +175,8 @@ class Agent:
             spent = charges.popleft()
             if "held" in spent:
                 self._release(spent["held"])
-            self.steps += int(spent["steps"])
-            self.tool_calls += int(spent["tool_calls"])
-            self.tokens += int(spent["tokens"])
+            for name in CONSUMABLE:
+                setattr(self, _USED[name], self.used(name) + int(spent[_USED[name]]))
         if not charges:
             self.charges = None
 

@@ -201,7 +201,7 @@ async def _sleep(svc: ActionServices, agent: Agent, action: Sleep) -> Result:
         over = _over(agent, action, since)
         if over is not None:
             return over
-        seconds = since + action.seconds - time.time()
+        seconds = agent.left_of(action.seconds)
     else:
         if action.wake_on_message and len(agent.inbox):
             return Result(action, True, "message")
