@@ -188,6 +188,18 @@ def test_snapshot_round_trips_through_json() -> None:
         assert fold(events[seq:], state=restored) == fold(events)
 
 
+def test_the_executors_of_every_process_are_kept_and_an_older_checkpoint_says_it_cannot_tell() -> None:
+    started = {"seq": 1, "t": T0, "run_id": "r1", "type": "run/started", "pid": 1, "executor": "local"}
+    resumed = [{"seq": seq, "t": T0 + seq, "run_id": "r1", "type": "run/resumed", "pid": seq, "executor": ex}
+               for seq, ex in ((2, "ray"), (3, "ray"), (4, None))]
+    state = fold([started, *resumed])
+    assert state.executors == ["local", "ray", ""]  # each once; "" a process that did not say
+    assert RunState.from_dict(orjson.loads(orjson.dumps(state.to_dict()))).executors == ["local", "ray", ""]
+    older = state.to_dict()
+    del older["executors"]
+    assert RunState.from_dict(older).executors == [""]
+
+
 def test_snapshot_is_a_copy_that_later_events_do_not_change() -> None:
     events = run_events()
     state = fold(events, until_seq=12)

@@ -127,10 +127,3 @@ def _ends(path: Path) -> tuple[str | None, int | None]:
         if isinstance(event, dict) and isinstance(event.get("seq"), int):
             return first, event["seq"]
     return first, None
-
-
-def executors(run_dir: Path) -> set[str]:
-    """The executors the run's processes so far ran their tools on: ``local``, ``ray``, and
-    ``""`` for one whose ``run/started`` or ``run/resumed`` does not say (an older log)."""
-    return {str(e.get("executor") or "") for e in read_events(run_dir / "events.jsonl")
-            if e.get("type") in ("run/started", "run/resumed")}

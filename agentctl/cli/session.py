@@ -46,7 +46,7 @@ from .control import serve_control, socket_path
 from .faults import fault_hook
 from .otel import LiveTrace, OtelConfig
 from .providers import providers_for_plan
-from .resume import Resumed, executors, journal_from_log
+from .resume import Resumed, journal_from_log
 
 if TYPE_CHECKING:
     from ..services.ray_plane import RayWorkPlane
@@ -127,7 +127,7 @@ class Session:
                 log.subscribe(fault)
             control, executor = str(self.control_path), executor_of(self.plan, o.ray).kind
             # Containers the killed processes left in this machine's engine: only where one ran its tools here.
-            stale = r is not None and uses_docker(self.plan) and bool(executors(o.run_dir) & {"local", ""})
+            stale = r is not None and uses_docker(self.plan) and bool({"local", ""}.intersection(r.state.executors))
             if r is not None:
                 log.emit("run/resumed", None, from_seq=r.last_seq, torn_line=r.torn_line, checkpoint=r.checkpoint,
                          agents=sorted(r.journals.by_agent), pid=os.getpid(), control=control, executor=executor)

@@ -48,10 +48,13 @@ def _run_started(state: RunState, e: dict[str, Any]) -> None:
 
 
 def _note_process(state: RunState, e: dict[str, Any]) -> None:
-    """The pid and control socket of the process that started or resumed the run."""
+    """The pid, control socket and executor of the process that started or resumed the run."""
     pid = e.get("pid")
     state.pid = pid if isinstance(pid, int) else None
     state.control = e.get("control")
+    executor = str(e.get("executor") or "")
+    if executor not in state.executors:
+        state.executors.append(executor)
 
 
 def _run_finished(state: RunState, e: dict[str, Any]) -> None:

@@ -69,6 +69,9 @@ class RunState:
     #: The process of the latest start or resume, and the control socket it serves.
     pid: int | None = None
     control: str | None = None
+    #: The executors its processes ran their tools on (``local``, ``ray``), each once, in the
+    #: order they came; ``""`` for a process whose event does not say (an older log).
+    executors: list[str] = field(default_factory=list)
 
     def status_counts(self) -> dict[str, int]:
         """How many agents are in each status (every status present, zeros included)."""
@@ -115,6 +118,7 @@ class RunState:
             "resumes": self.resumes,
             "pid": self.pid,
             "control": self.control,
+            "executors": list(self.executors),
         }
 
     @classmethod
@@ -142,6 +146,8 @@ class RunState:
             resumes=d.get("resumes", 0),
             pid=d.get("pid"),
             control=d.get("control"),
+            # A checkpoint written before executors were kept cannot say where tools ran.
+            executors=list(d.get("executors", ("",))),
         )
         state.counts.update(d.get("counts", {}))
         state.recent.extend(d.get("recent", ()))
