@@ -4,8 +4,8 @@ Registered by :func:`~agentctl.services.tools.builtins.default_registry`; run by
 plane. Every path is relative to ``ctx.workspace`` and confined to it: absolute paths and
 ``..`` are refused, symlinks are resolved so that one pointing outside is refused too, and
 what steers the run is refused as well (:mod:`agentctl.services.tools.protect`); the file is
-then opened along the checked path without following symlinks
-(:mod:`agentctl.services.tools.nofollow`). Writers take the path's write lock themselves
+then opened along the checked path without following symlinks, and only if it is a
+regular file of at most ``MAX_FILE_BYTES`` to read (:mod:`agentctl.services.tools.nofollow`). Writers take the path's write lock themselves
 when ``ctx.locks`` is set (reentrant, so a caller that already holds it is fine) and give it
 back afterwards. A contended lock is waited for, up to
 ``ctx.lock_wait`` seconds (the plan's ``settings.lock_wait``), before the call fails. File
@@ -26,7 +26,7 @@ import anyio
 
 from ...errors import ToolError
 from .fs_recover import append_record, check_append, check_replace, replace_record
-from .nofollow import open_in, walk
+from .nofollow import open_in, read_capped, walk
 from .protect import protection
 from .registry import Recovered, ToolContext, ToolRegistry
 
@@ -125,7 +125,7 @@ def _read_text(root: Path, rel: str) -> str:
         with walk(root, parent, rel) as d, os.fdopen(open_in(d, name, os.O_RDONLY, rel), "rb") as f:
             if stat.S_ISDIR(os.fstat(f.fileno()).st_mode):
                 raise ToolError(f"{rel}: is a directory")
-            return f.read().decode("utf-8", errors="replace")
+            return read_capped(f, rel).decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise ToolError(f"{rel}: no such file") from None
 
@@ -184,6 +184,8 @@ async def _store(
     target, rel = resolve_in_workspace(ctx, path)
     if target.is_dir():
         raise ToolError(f"{rel}: is a directory")
+    if target.exists() and not target.is_file():
+        raise ToolError(f"{rel}: not a regular file; the file tools only open regular files")
     data = content.encode("utf-8")
     async with _write_lock(ctx, rel):
         await ctx.write_ahead(await anyio.to_thread.run_sync(record, target, data))

@@ -22,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from .nofollow import read_capped, regular
 from .registry import Recovered
 
 __all__ = ["append_record", "check_append", "check_replace", "replace_record"]
@@ -37,15 +38,23 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _open(target: Path) -> BinaryIO:
+    """``target`` opened for reading without blocking; refused unless a regular file (a fifo
+    put in its place would hang the call)."""
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    return os.fdopen(regular(fd, target.name), "rb")
+
+
 def _file_sha(target: Path) -> str | None:
     try:
-        return _sha(target.read_bytes())
+        with _open(target) as f:
+            return _sha(read_capped(f, target.name))
     except FileNotFoundError:
         return None
 
 
 def _tail(target: Path, size: int) -> str:
-    with open(target, "rb") as f:
+    with _open(target) as f:
         f.seek(max(0, size - TAIL))
         return _sha(f.read(size - max(0, size - TAIL)))
 
@@ -76,7 +85,7 @@ def check_append(target: Path, rel: str, data: bytes, record: Any) -> Recovered:
     start = max(size, 0)
     if size >= 0 and (now < size or _tail(target, size) != record.get("tail")):
         return Recovered(None)
-    with open(target, "rb") as f:
+    with _open(target) as f:
         f.seek(start)
         written = f.read(len(data) + 1)
     if written == data:
