@@ -108,7 +108,9 @@ class Sleep(msgspec.Struct, frozen=True):
     """Pause the agent for ``seconds``.
 
     With ``wake_on_message`` the pause ends early when a message arrives (Erlang's
-    ``receive ... after``): the result value is ``"message"`` or ``"timeout"``.
+    ``receive ... after``): the result value is ``"message"`` or ``"timeout"``. In a
+    parallel batch, one message ends every such sleep of the batch still waiting when it
+    comes (it stays in the inbox: the step after the batch reads it).
     """
 
     seconds: float

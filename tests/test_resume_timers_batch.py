@@ -41,11 +41,12 @@ PINGER = """\
 #: What the step after each batch writes in a run never killed (see test_uncrashed_runs_*).
 NAP_SEEN = "True:timeout True:{'name': 'a'} True:{'name': 'b'} | \n"
 WAKE_SEEN = "True:timeout True:{'n': 3} | ping\n"
+WAKES_SEEN = "True:message True:message True:{'n': 3} | ping\n"
 
 
 def plan_of(tmp_path: Path, step: str, snapshots: bool) -> Path:
     return write_plan(tmp_path, BATCH.format(step=step, checkpoint=", checkpoint_seconds: 0.2" if snapshots else "",
-                                             more=PINGER if step == "wake" else ""))
+                                             more=PINGER if step.startswith("wake") else ""))
 
 
 def counted(evs: list[dict[str, Any]]) -> bool:
@@ -145,8 +146,27 @@ def test_a_message_that_came_after_a_batch_sleep_ran_out_does_not_end_it_after_a
     assert (ws / "out" / "lines.txt").read_text() == "line-03\n"
 
 
+@pytest.mark.slow  # waits out real seconds across a kill and a resume
+@pytest.mark.parametrize("killed", ["before the ping", "after the ping"])
+def test_one_message_ends_both_wake_sleeps_of_a_batch_across_a_resume(tmp_path: Path, killed: str) -> None:
+    """The ``wakes`` batch, killed while both sleeps wait (the ping, at 2 s, then comes to
+    the resumed run's live sleeps) or once the ping ended them (replayed: each ended at
+    the ping): both sleeps end as ``message``, as in a run never killed."""
+    plan = plan_of(tmp_path, "wakes", snapshots=False)
+    ws, run_dir = tmp_path / "ws", tmp_path / "run"
+    (ws / "out").mkdir(parents=True)
+    kind = "tool/requested" if killed == "before the ping" else "agent/message"
+    killed_when_checkpointed(plan, ws, run_dir, lambda: bool(of(events(run_dir), kind, "batcher")))
+    assert bool(of(events(run_dir), "agent/message", "batcher")) is (killed == "after the ping")
+    assert not (ws / "go").exists(), "the batch's call was let go before the kill"
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (ws / "out" / "summary.txt").read_text() == WAKES_SEEN
+    assert (ws / "out" / "lines.txt").read_text() == "line-03\n"
+
+
 @pytest.mark.slow  # two whole runs
-@pytest.mark.parametrize(("step", "seen"), [("nap", NAP_SEEN), ("wake", WAKE_SEEN)])
+@pytest.mark.parametrize(("step", "seen"), [("nap", NAP_SEEN), ("wake", WAKE_SEEN), ("wakes", WAKES_SEEN)])
 def test_uncrashed_runs_see_what_the_resumed_ones_are_held_to(tmp_path: Path, step: str, seen: str) -> None:
     plan = plan_of(tmp_path, step, snapshots=False)
     ws = tmp_path / "ws"

@@ -61,6 +61,22 @@ async def test_parallel_runs_members_concurrently_and_answers_in_order(recorder,
     assert [r for k, r in kinds if k == "tool/result"] == ["fast", "slow"]
 
 
+async def test_a_message_ends_every_wake_on_message_sleep_of_a_batch(recorder, tmp_path) -> None:
+    """Two sleeps that a message ends, in one batch beside a call: a message that comes
+    while both wait ends both (they used to share one wake field, so the first slept on)."""
+    batch = act.parallel([act.sleep(60, wake_on_message=True), act.sleep(60, wake_on_message=True),
+                          act.call_tool("test/echo", {"tag": "x"})])
+    with anyio.fail_after(30):
+        async with open_runtime(recorder, **runtime_options(recorder, tmp_path)) as rt:
+            rt.spawn(AgentSpec("p", script([batch])))
+            while (rt.info("p") or {}).get("status") != "waiting":
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.1)  # the second sleep waits too by now (if not, it sees the message at once)
+            assert rt.send("user", "p", "ping").ok
+            exit = await rt.wait("p")
+    assert [(r.ok, r.value) for r in exit.result[1][0].value] == [(True, "message"), (True, "message"), (True, "x")]
+
+
 async def test_ticks_wake_an_idle_agent(recorder, tmp_path) -> None:
     def ticker(ctx: StepContext) -> list:
         if ctx.reason == "tick":

@@ -30,7 +30,7 @@ class Agent:
     __slots__ = (
         "spec", "id", "parent", "depth", "grant", "inbox", "children", "state", "results",
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
-        "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "interrupt", "replay",
+        "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "wakers", "replay",
         "interrupted_call", "clock_t", "acting", "acting_since", "logged", "resume_actions", "snapped_at",
         "charges", "reserved_tokens", "heard_t", "__weakref__",
     )
@@ -59,8 +59,9 @@ class Agent:
         self.deadline: float | None = None
         self.tick_due = False
         self.spawned_children = 0
-        # Set while a wake_on_message sleep waits, so that a delivery can end it.
-        self.interrupt: anyio.Event | None = None
+        # One event per wake_on_message sleep waiting now (a parallel batch may hold
+        # several), so that a delivery ends every one of them.
+        self.wakers: list[anyio.Event] | None = None
         # The journal being replayed while the agent is resumed after a crash.
         self.replay: Replay | None = None
         # A call whose outcome a crash made unknown, handed to the agent as ``interrupted``:

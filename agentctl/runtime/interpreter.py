@@ -208,18 +208,22 @@ async def _sleep(svc: ActionServices, agent: Agent, action: Sleep) -> Result:
         seconds = action.seconds
     # A sleep that a message ends (a script's `wait` step) is waiting for that message.
     svc.set_status(agent, *(("waiting", "wait") if action.wake_on_message else ("sleeping", "sleep")))
+    # Its own event: a message ends every such sleep of a batch that is waiting when it comes.
+    woken = anyio.Event() if action.wake_on_message else None
+    if woken is not None:
+        agent.wakers = [*(agent.wakers or ()), woken]
     try:
-        if not action.wake_on_message:
+        if woken is None:
             await anyio.sleep(seconds)
             return Result(action, True, "timeout")
-        agent.interrupt = anyio.Event()
         with anyio.move_on_after(seconds):
-            await agent.interrupt.wait()
+            await woken.wait()
             return Result(action, True, "message")
         return Result(action, True, "timeout")
     finally:
         agent.clock_t = None  # it ended now: the agent's steps are live again
-        agent.interrupt = None
+        if woken is not None:
+            agent.wakers = [w for w in agent.wakers or () if w is not woken] or None
         svc.set_status(agent, "running", "wait" if action.wake_on_message else "sleep")
 
 

@@ -40,8 +40,8 @@ class ReadyQueue:
     def wake(self, agent: Agent) -> None:
         """Queue ``agent`` for a turn, or interrupt its wait if it is busy in a task of its own."""
         if agent.scope is not None:
-            if agent.interrupt is not None:
-                agent.interrupt.set()
+            for waker in agent.wakers or ():
+                waker.set()
             return
         if agent.scheduled or agent.ended:
             return

@@ -9,6 +9,8 @@ it really ran in ``out/ran-NAME.txt``), which answer at once.
 ``wake``: a 1 s sleep that a message ends, beside ``test/gated_line`` (from
 ``resume_tools``: waits for the file ``go``); a message that comes after the second is
 over leaves the sleep's outcome ``timeout`` and is read by the step after the batch.
+``wakes``: two 8 s sleeps that a message ends, beside ``test/gated_line``: one message
+that comes while both wait ends both.
 """
 
 from __future__ import annotations
@@ -45,3 +47,9 @@ def nap(ctx: Any) -> list[act.Action]:
 @keeps_state("1", state=BatchState)
 def wake(ctx: Any) -> list[act.Action]:
     return _then(ctx, [act.sleep(1, wake_on_message=True), act.call_tool("test/gated_line", {"n": 3})])
+
+
+@keeps_state("1", state=BatchState)
+def wakes(ctx: Any) -> list[act.Action]:
+    return _then(ctx, [act.sleep(8, wake_on_message=True), act.sleep(8, wake_on_message=True),
+                       act.call_tool("test/gated_line", {"n": 3})])
