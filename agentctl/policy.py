@@ -102,7 +102,8 @@ class Policy:
 
     The rule for depth ``d`` is the one for the largest listed depth ``<= d``, so a rule
     for depth 2 covers every depth below it too. A child's model may not rank above its
-    parent's (models missing from ``model_rank`` are not ranked). With named
+    parent's, and a model a child asks for must be ranked when its parent's is (or be
+    listed for its depth): an unranked name cannot pass as a lower one. With named
     ``providers`` (a plan's ``providers:``), models are ``<provider>/<model>`` and ranked
     across providers by that whole name; a model naming no such provider is refused.
     """
@@ -146,6 +147,27 @@ def _rank(policy: Policy, model: str | None) -> int | None:
     if model is None or model not in policy.model_rank:
         return None
     return policy.model_rank.index(model)
+
+
+def _check_rank(policy: Policy, rule: PolicyRule, parent: str | None, chosen: str | None, *, asked: bool) -> None:
+    """Refuse a child's model ranked above its parent's. A model the child asks for must
+    moreover be comparable when the plan ranks models and the parent has one: ranked (the
+    parent's too), or the parent's own, or listed for the depth. An unlisted name (another
+    spelling of a ranked one, a dated alias, a bigger model the plan never named) would
+    otherwise pass as "not ranked"."""
+    child_rank, parent_rank = _rank(policy, chosen), _rank(policy, parent)
+    if child_rank is not None and parent_rank is not None and child_rank < parent_rank:
+        raise PolicyError("model", f"model {chosen!r} ranks above the parent's {parent!r}")
+    if not asked or not policy.model_rank or parent is None or chosen == parent:
+        return
+    if rule.models is not None and chosen in rule.models:
+        return
+    if parent_rank is None:
+        raise PolicyError("model", f"model {chosen!r} cannot be ranked against the parent's {parent!r}, which "
+                                   "policy.model_rank does not list: its children may ask only for its own model")
+    if child_rank is None:
+        raise PolicyError("model", f"model {chosen!r} is not in policy.model_rank ({', '.join(policy.model_rank)}): "
+                                   f"a child may ask only for a model ranked no higher than its parent's {parent!r}")
 
 
 def _cap(value: float | None, ceiling: float | None) -> float | None:
@@ -196,9 +218,7 @@ def grant_child(
         raise PolicyError("model", f"model {model!r} names no provider of the plan "
                                    f"(expected <provider>/<model>, providers: {', '.join(sorted(policy.providers))})")
     if parent is not None:
-        child_rank, parent_rank = _rank(policy, chosen_model), _rank(policy, parent.model)
-        if child_rank is not None and parent_rank is not None and child_rank < parent_rank:
-            raise PolicyError("model", f"model {chosen_model!r} ranks above the parent's {parent.model!r}")
+        _check_rank(policy, rule, parent.model, chosen_model, asked=model is not None)
 
     if tools is not None:
         chosen_tools = frozenset(tools)
