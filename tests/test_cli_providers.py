@@ -15,8 +15,10 @@ from cli_helpers import events, invoke, of
 from llm_servers import Behaviour, LLMServer, running_server
 from test_views import text_of
 
+from agentctl.cli.providers import providers_for_plan
 from agentctl.errors import PolicyError
 from agentctl.events.fold import fold
+from agentctl.plan import parse_plan
 from agentctl.policy import UNLIMITED, Grant, Policy, grant_child
 from agentctl.views.live import render_run
 
@@ -141,3 +143,25 @@ def test_a_spawned_child_asking_for_a_model_of_no_declared_provider_is_refused()
                        budget=None).model == "cloud/big"
 
 
+
+
+def test_http2_is_each_providers_own_choice_and_anything_but_a_boolean_is_one_line_and_exit_2(
+        tmp_path: Path) -> None:
+    text = """\
+name: h2
+providers:
+  local: {kind: ollama, base_url: "http://127.0.0.1:9"}
+  cloud: {kind: openai, base_url: "https://127.0.0.1:9/v1", http2: true}
+tasks:
+  - {id: a, agent: llm, model: cloud/big, instructions: x}
+"""
+    built, default = providers_for_plan(parse_plan(text, filename="plan.yaml"), env={})
+    assert default == "local"
+    assert {name: p.http.http2 for name, p in built.items()} == {"local": False, "cloud": True}  # type: ignore[attr-defined]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(text.replace("http2: true", "http2: sometimes"))
+    result = invoke("validate", str(plan), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"invalid plan: {plan}:4: at providers.cloud.http2:"), lines
+    assert lines[0].endswith("wrong type (expected boolean, got string 'sometimes')")

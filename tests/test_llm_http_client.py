@@ -1,5 +1,7 @@
-"""The LLM providers' HTTP client (httpx's own) against real servers on 127.0.0.1: keep-alive,
-the pool's bound, a proxy named by the environment, and HTTP/2 offered in a TLS handshake."""
+"""The LLM providers' HTTP client against real servers on 127.0.0.1: keep-alive, the pool's
+bound, a proxy named by the environment, a dropped connection, TLS with the CA bundle from the
+environment (HTTP/1.1 through aiohttp by default) and HTTP/2 offered in a TLS handshake (httpx's
+own transport, with ``http2=True``)."""
 
 from __future__ import annotations
 
@@ -137,6 +139,80 @@ async def test_a_proxy_named_by_the_environment_carries_the_calls(no_proxy_env: 
     assert proxy.request_lines == [b"POST http://model.invalid:8000/v1/chat/completions HTTP/1.1"]
 
 
+async def test_a_dropped_connection_is_retried_without_setting_the_host_aside(no_proxy_env: pytest.MonkeyPatch) -> None:
+    """The server reads the request on each of its first two connections and closes them
+    unanswered. That host is up: the call fails as a failed connection (retried), not as a host
+    that refused."""
+    connections = 0
+
+    async def handle(stream: anyio.abc.ByteStream) -> None:
+        nonlocal connections
+        connections += 1
+        if connections <= 2:
+            async with stream:
+                await stream.receive()
+            return
+        await serve_replies(stream, BODY, 0.0)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    url = f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        once = PooledHTTP([url], retries=0, cooldown=30.0)
+        with pytest.raises(LLMHTTPError, match="connection failed") as failed:
+            await once.post("/v1/chat", {}, read_body)
+        assert "cannot connect" not in str(failed.value)
+        assert once.statistics().hosts[0].alive
+        await once.aclose()
+        again = PooledHTTP([url], retries=1, backoff=0.0)
+        assert await again.post("/v1/chat", {}, read_body) == BODY
+        assert again.statistics().retries == 1
+        await again.aclose()
+        tg.cancel_scope.cancel()
+    assert connections == 3
+
+
+async def test_a_refused_connection_sets_the_host_aside(no_proxy_env: pytest.MonkeyPatch) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    url = f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"
+    await listener.aclose()  # nothing listens there now
+    http = PooledHTTP([url], retries=0, cooldown=30.0)
+    with pytest.raises(LLMHTTPError, match="cannot connect"):
+        await http.post("/v1/chat", {}, read_body)
+    host = http.statistics().hosts[0]
+    assert not host.alive and host.dead_for > 25
+    await http.aclose()
+
+
+async def test_tls_with_the_ca_bundle_from_the_environment_over_http11_by_default(
+        certificate: tuple[Path, Path], no_proxy_env: pytest.MonkeyPatch) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    versions: list[str] = []
+
+    async def read(response: object) -> bytes:
+        versions.append(response.http_version)  # type: ignore[attr-defined]
+        return await read_body(response)
+
+    async with serving(HTTP11Server()) as plain:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        url = f"https://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(TLSListener(listener, context, standard_compatible=False).serve, plain.handle)
+            untrusted = PooledHTTP([url], retries=0)
+            with pytest.raises(LLMHTTPError, match="cannot connect"):  # the default trust store does not know it
+                await untrusted.post("/v1/chat", {}, read_body)
+            await untrusted.aclose()
+            no_proxy_env.setenv("SSL_CERT_FILE", str(cert))
+            http = PooledHTTP([url], retries=0)
+            assert [await http.post("/v1/chat", {}, read) for _ in range(3)] == [BODY] * 3
+            await http.aclose()
+            tg.cancel_scope.cancel()
+    assert versions == ["HTTP/1.1"] * 3
+    assert plain.connections == 1  # one kept-alive connection (the refused handshake never reached it)
+
+
 async def _serve_h2(stream: TLSStream) -> None:
     """A minimal HTTP/2 server: BODY for every request, on one connection."""
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
@@ -169,7 +245,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-async def test_http2_when_the_server_offers_it_with_the_ca_bundle_from_the_environment(
+async def test_http2_when_asked_and_the_server_offers_it_with_the_ca_bundle_from_the_environment(
         certificate: tuple[Path, Path], no_proxy_env: pytest.MonkeyPatch) -> None:
     cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -186,12 +262,12 @@ async def test_http2_when_the_server_offers_it_with_the_ca_bundle_from_the_envir
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(TLSListener(listener, context, standard_compatible=False).serve, _serve_h2)
         url = f"https://127.0.0.1:{port}"
-        untrusted = PooledHTTP([url], retries=0)
+        untrusted = PooledHTTP([url], retries=0, http2=True)
         with pytest.raises(LLMHTTPError, match="cannot connect"):  # the default trust store does not know it
             await untrusted.post("/v1/chat", {}, read_body)
         await untrusted.aclose()
         no_proxy_env.setenv("SSL_CERT_FILE", str(cert))
-        http = PooledHTTP([url], retries=0)
+        http = PooledHTTP([url], retries=0, http2=True)
         assert [await http.post("/v1/chat", {}, read) for _ in range(2)] == [BODY] * 2
         await http.aclose()
         tg.cancel_scope.cancel()

@@ -42,7 +42,7 @@ def providers_for_plan(plan: Plan, env: Mapping[str, str] = os.environ) -> tuple
     """
     if plan.providers:
         built = {
-            p.name: _provider(p.kind, model=None, base_url=p.base_url, stream=p.stream,
+            p.name: _provider(p.kind, model=None, base_url=p.base_url, stream=p.stream, http2=p.http2,
                               api_key=env.get(p.api_key_env) if p.api_key_env else None, env=env)
             for p in plan.providers
         }
@@ -53,7 +53,8 @@ def providers_for_plan(plan: Plan, env: Mapping[str, str] = os.environ) -> tuple
 
 
 def _provider(kind: str, *, model: str | None, base_url: str | None, stream: bool, env: Mapping[str, str],
-              api_key: str | None = None) -> Provider:
+              api_key: str | None = None, http2: bool = False) -> Provider:
     if kind == "scripted":
         return ScriptedProvider((), stream=stream)
-    return provider_from_config(kind, model=model, base_url=base_url, api_key=api_key, env=env, stream=stream)
+    return provider_from_config(kind, model=model, base_url=base_url, api_key=api_key, env=env, stream=stream,
+                                http2=http2)

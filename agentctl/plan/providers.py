@@ -44,7 +44,7 @@ def named_providers(data: Mapping[str, Any], file: str | None, lines: LineMap | 
             raise fail(f"environment variable {key_env} is not set", ("providers", name, "api_key_env"),
                        expected=f"{key_env} set to the API key", got="not set")
         out.append(ProviderConfig(name=name, kind=d["kind"], base_url=d.get("base_url"), api_key_env=key_env,
-                                  stream=d.get("stream", True)))
+                                  stream=d.get("stream", True), http2=d.get("http2", False)))
     if not out:
         return ()
     names = [p.name for p in out]

@@ -420,6 +420,8 @@ PROVIDER = Obj(
         Field("api_key_env", Str(ENV_NAME_PATTERN, "environment variable name"),
               doc="the environment variable holding its API key (openai); the key never reaches a log"),
         Field("stream", Bool(), doc="stream replies, so views show them as they arrive (default true)"),
+        Field("http2", Bool(), doc="speak HTTP/2 where a TLS server offers it (default false: HTTP/1.1, "
+                                   "which costs about half the CPU per call)"),
     ),
     doc="One LLM provider; a model names it: model: <provider>/<model>.",
 )

@@ -49,6 +49,7 @@ class OllamaProvider(HTTPProvider):
         think: turn a thinking model's reasoning on or off; None leaves Ollama's default.
         transport: an httpx transport to send through instead of the network (tests).
         cooldown: seconds a host that refused a connection is skipped.
+        http2: speak HTTP/2 where a TLS server offers it (see :class:`PooledHTTP`).
     """
 
     name = "ollama"
@@ -67,10 +68,11 @@ class OllamaProvider(HTTPProvider):
         think: bool | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         cooldown: float = 30.0,
+        http2: bool = False,
     ) -> None:
         super().__init__(
             PooledHTTP(normalize_hosts(hosts, default_port=11434), timeout=timeout, retries=retries, backoff=backoff,
-                       cooldown=cooldown, transport=transport),
+                       cooldown=cooldown, transport=transport, http2=http2),
             model, stream,
         )
         self.keep_alive = keep_alive

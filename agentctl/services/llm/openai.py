@@ -48,6 +48,7 @@ class OpenAIProvider(HTTPProvider):
             reach ``chat``'s ``on_delta`` as they arrive.
         transport: an httpx transport to send through instead of the network (tests).
         cooldown: seconds a host that refused a connection is skipped.
+        http2: speak HTTP/2 where a TLS server offers it (see :class:`PooledHTTP`).
     """
 
     name = "openai"
@@ -65,11 +66,12 @@ class OpenAIProvider(HTTPProvider):
         stream: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         cooldown: float = 30.0,
+        http2: bool = False,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         super().__init__(
             PooledHTTP(normalize_hosts(base_urls), timeout=timeout, retries=retries, backoff=backoff, cooldown=cooldown,
-                       headers=headers, secrets=(api_key,) if api_key else (), transport=transport),
+                       headers=headers, secrets=(api_key,) if api_key else (), transport=transport, http2=http2),
             model, stream,
         )
 
