@@ -16,19 +16,48 @@ from .errors import boundary, refuse_nul
 
 
 class AgentctlCommand(TyperCommand):
-    """A command whose usage line reads ``agentctl run [OPTIONS] PLAN``, as click's do."""
+    """A command whose usage line reads ``agentctl run [OPTIONS] PLAN``, as click's do, and
+    whose help lists arguments by that same name, without Typer's ``<path>`` type labels.
+
+    An argument is named by its metavar (as the author wrote it), else by its name in capitals;
+    that name is also what "Missing argument 'PLAN'" says.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument) and not param.metavar:
+                param.metavar = (param.name or "").upper() + ("..." if param.nargs != 1 else "")
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
-            if isinstance(param, TyperArgument) and param.metavar:
-                pieces.append(param.metavar)  # written out by the command's author, as shown
-            elif isinstance(param, TyperArgument):
-                name = (param.name or "").upper() + ("..." if param.nargs != 1 else "")
-                pieces.append(name if param.required else f"[{name}]")
+            if isinstance(param, TyperArgument):
+                pieces.append(_usage_name(param))
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, TyperArgument):
+                arguments.append((str(param.metavar), record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _usage_name(param: TyperArgument) -> str:
+    """``PLAN``, or ``[RUN]`` when it may be left out (a metavar written with brackets stays as written)."""
+    name = str(param.metavar)
+    return name if param.required or name.startswith("[") else f"[{name}]"
 
 
 class AgentctlGroup(TyperGroup):

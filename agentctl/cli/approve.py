@@ -16,7 +16,7 @@ import typer
 from .errors import fail_usage
 from .views import resolve_run
 
-_TARGETS_HELP = "[RUN] CALL: the run directory or run id [default: the newest run], and the held call's id."
+_TARGETS_HELP = "The run directory or run id [default: the newest run], then the held call's id."
 
 
 def _targets(targets: list[str]) -> tuple[Optional[Path], str]:
@@ -37,17 +37,23 @@ def _answer(targets: list[str], granted: bool, text: Optional[str]) -> None:
 
 def approve_command(
     targets: list[str] = typer.Argument(..., metavar="[RUN] CALL", help=_TARGETS_HELP),
-    note: Optional[str] = typer.Option(None, "--note", help="A note logged with the approval."),
+    note: Optional[str] = typer.Option(None, "--note", metavar="TEXT", help="A note logged with the approval."),
 ) -> None:
-    """Approve a held call: it runs. Exit 2 for an unknown call, one already answered, or a run not live."""
+    """Approve a held call: it runs.
+
+    Exit 2 for an unknown call, one already answered, or a run not live.
+    """
     _answer(targets, True, note)
 
 
 def deny_command(
     targets: list[str] = typer.Argument(..., metavar="[RUN] CALL", help=_TARGETS_HELP),
-    reason: str = typer.Option(..., "--reason", help="Why: the agent is told (its tool error)."),
+    reason: str = typer.Option(..., "--reason", metavar="TEXT", help="Why: the agent is told (its tool error)."),
 ) -> None:
-    """Deny a held call: the agent gets a tool error with the reason. Exit 2 as for approve."""
+    """Deny a held call: its agent is told why.
+
+    The agent gets a tool error with the reason. Exit 2 as for approve.
+    """
     if not reason.strip():
         fail_usage("--reason: expected a reason the agent is told, got an empty one")
     _answer(targets, False, reason)

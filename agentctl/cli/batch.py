@@ -47,13 +47,17 @@ class BatchOutput(str, Enum):
 
 def batch_command(
     plans: list[Path] = typer.Argument(..., metavar="PLAN...", help="Plan files to run (each once per parameter combination)."),
-    param: list[str] = typer.Option([], "--param", help="NAME=V1,V2,...: run each plan once per value, ${NAME} in its text replaced (repeatable: every combination)."),
-    parallel: int = typer.Option(4, "--parallel", help="Runs at once (on a cluster: at most this many submitted at once)."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Run each run as a Ray task on this cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray])."),
-    workspace: Optional[Path] = typer.Option(None, "--workspace", help="One workspace for every run [default: a directory of its own per run]."),
-    output: BatchOutput = typer.Option(BatchOutput.text, "-o", "--output", help="text: a live table on a terminal (plain lines elsewhere), then the summary table; plain: plain lines as runs start and end, then the table; json: one object (keys in docs/cli.md)."),
+    param: list[str] = typer.Option([], "--param", metavar="NAME=V1,V2", help="NAME=V1,V2,...: run each plan once per value, ${NAME} in its text replaced (repeatable: every combination)."),
+    parallel: int = typer.Option(4, "--parallel", metavar="N", help="Runs at once (on a cluster: at most this many submitted at once)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run each run as a Ray task on this cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray])."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", metavar="DIR", help="One workspace for every run [default: a directory of its own per run]."),
+    output: BatchOutput = typer.Option(BatchOutput.text, "-o", "--output", metavar="text|plain|json", help="text: a live table on a terminal (plain lines elsewhere), then the summary table; plain: plain lines as runs start and end, then the table; json: one object (keys in docs/cli.md)."),
 ) -> None:
-    """Run many plans (or one plan over many parameters), each a normal run; summarise them."""
+    """Run many plans, or one plan over many parameters.
+
+    Each is a normal run with its own run directory; a table of outcomes follows.
+    Exit 0 every run ok, 1 any not ok, 2 bad input (nothing was run).
+    """
     import anyio
 
     from ..plan.schema import EXECUTOR_ADDRESS

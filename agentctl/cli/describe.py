@@ -16,8 +16,9 @@ def describe_command(
     args: list[str] = typer.Argument(..., metavar="[RUN] AGENT", help="A run directory or run id (default: the newest run), then the agent id."),
     output: Output = output_option(),
 ) -> None:
-    """Describe one agent: spec, status, parent and children, budget used and left, locks,
-    tool calls with arguments and results, messages in and out, errors in full, and for an
+    """Show everything a run's log says about one agent.
+
+    Spec, status, parent and children, budget used and left, locks, tool calls with arguments and results, messages in and out, errors in full, and for an
     LLM agent its conversation turn by turn."""
     from rich.console import Console
 

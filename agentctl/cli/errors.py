@@ -13,12 +13,12 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 import typer
 
 # typer vendors click; these two are not re-exported by typer itself.
-from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer._click.exceptions import BadParameter, NoArgsIsHelpError, UsageError
 
 from ..errors import AgentctlError, PlanError, leaves
 
@@ -34,9 +34,17 @@ def fail_usage(message: str) -> NoReturn:
 
 def _stderr_line(label: str, message: str) -> None:
     # Plain text on purpose: file names and messages may hold "[...]" that Rich markup would eat.
-    style = "\x1b[1;31m{}\x1b[0m" if sys.stderr.isatty() else "{}"
+    style = "\x1b[1;31m{}\x1b[0m" if color(sys.stderr) else "{}"
     sys.stderr.write(f"{style.format(label)} {message}\n")
     sys.stderr.flush()
+
+
+def color(stream: TextIO) -> bool:
+    """Whether to colour what goes to ``stream``: a terminal, unless ``NO_COLOR`` is set
+    (https://no-color.org) or ``TERM`` is ``dumb``."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
 
 
 def print_error(message: str) -> None:
@@ -85,7 +93,8 @@ def _report(exc: BaseException) -> int:
         return exc.exit_code
     if isinstance(exc, UsageError):
         command = exc.ctx.command_path if exc.ctx is not None else "agentctl"
-        print_error(f"{exc.format_message().rstrip('.')} (see '{command} -h')")
+        message = _bad_value(exc) if isinstance(exc, BadParameter) else None
+        print_error(f"{message or exc.format_message().rstrip('.')} (see '{command} -h')")
     elif isinstance(exc, typer.TyperException):
         print_error(exc.format_message())
     elif isinstance(exc, PlanError):
@@ -96,6 +105,30 @@ def _report(exc: BaseException) -> int:
     else:
         print_error(str(exc))
     return EXIT_USAGE
+
+
+#: What a value of a parameter had to be, by the kind of the validation error Typer raised.
+_EXPECTED = {"int_parsing": "an integer", "float_parsing": "a number", "greater_than_equal": "a number >= {ge:g}",
+             "greater_than": "a number > {gt:g}", "less_than_equal": "a number <= {le:g}", "less_than": "a number < {lt:g}"}
+
+
+def _bad_value(exc: BadParameter) -> str | None:
+    """``--speed: expected a number >= 0, got '-1'``, from the validation error behind ``exc``
+    (None when it is not one this knows: the caller prints Typer's own message)."""
+    param = exc.param
+    errors = getattr(exc.__cause__, "errors", None)
+    if param is None or not callable(errors) or not errors():
+        return None
+    first: dict[str, Any] = errors()[0]
+    choices = param.type_descriptor.choices if param.type_descriptor.is_choice else None
+    if choices:
+        expected = "one of " + ", ".join(str(getattr(c, "value", c)) for c in choices)
+    elif first.get("type") in _EXPECTED:
+        expected = _EXPECTED[first["type"]].format(**first.get("ctx", {}))
+    else:
+        return None
+    label = "/".join(param.opts) if param.param_type_name == "option" else str(param.metavar or param.name)
+    return f"{label}: expected {expected}, got {first.get('input')!r}"
 
 
 @contextmanager

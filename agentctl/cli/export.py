@@ -24,11 +24,13 @@ FORMATS = ("otel",)
 
 def export_command(
     format: str = typer.Argument(..., metavar="FORMAT", help="otel: an OpenTelemetry trace sent over OTLP/HTTP."),
-    events: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="The OTLP/HTTP receiver, e.g. http://127.0.0.1:6006 (/v1/traces is appended) [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318]."),
+    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", metavar="URL", help="The OTLP/HTTP receiver, e.g. http://127.0.0.1:6006 (/v1/traces is appended) [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318]."),
     content: bool = typer.Option(False, "--content", help="Also send tool arguments and results and model replies (as logged: redacted). Off by default."),
 ) -> None:
-    """Export a run's events: `export otel RUN` sends them as one OpenTelemetry trace to an OTLP/HTTP receiver.
+    """Export a run's log (otel: as an OpenTelemetry trace).
+
+    `export otel RUN` sends the log as one trace to an OTLP/HTTP receiver.
 
     The trace is the one `agentctl run --otel` sends live, with the same ids: exporting a
     log again sends the same spans, not a second tree. Exit 0 when every span was
@@ -44,7 +46,7 @@ def export_command(
     config = otel_config(True, endpoint, content, os.environ)
     assert config is not None  # the flag is given
     require_sdk()
-    path = events_file(events)
+    path = events_file(run)
     try:
         with blame_the_log(path):
             spans = trace_of(read_events(path), content=config.content)

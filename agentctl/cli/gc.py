@@ -38,11 +38,14 @@ def run_id_of(run_dir: Path) -> str:
 
 
 def gc_command(
-    run: Optional[Path] = typer.Option(None, "--run", help="The run directory whose containers to remove."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="A run id, instead of its directory."),
+    run: Optional[Path] = typer.Option(None, "--run", metavar="DIR", help="The run directory whose containers to remove."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", metavar="ID", help="A run id, instead of its directory."),
     all_runs: bool = typer.Option(False, "--all", help="Remove the containers of every agentctl run."),
 ) -> None:
-    """Remove containers and compose projects labelled with a run id (or every agentctl one)."""
+    """Remove containers a killed run left behind.
+
+    Containers and compose projects labelled with a run id (or every agentctl one).
+    """
     import anyio
 
     if sum(x is not None and x is not False for x in (run, run_id, all_runs or None)) != 1:

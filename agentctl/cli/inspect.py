@@ -32,7 +32,9 @@ def _load(path: Path) -> Plan:
 
 
 def validate_command(plan: Path = typer.Argument(..., help="The plan file to check."), output: Output = output_option()) -> None:
-    """Check PLAN and say everything that is wrong: file, line, key path, expected and got.
+    """Check a plan and list every problem in it.
+
+    Each problem says where and what: file, line, key path, expected and got.
 
     Beyond the file itself: the plugins and step functions it names import (from beside
     the plan too), every tool it names exists and would be granted, and no spawn would be
@@ -109,10 +111,13 @@ def _subtree_locks(state: Any, root: str) -> list[str]:
 
 def diff_command(
     plan: Path = typer.Argument(..., help="The edited plan."),
-    run: Optional[Path] = typer.Option(None, "--run", help="A run directory or run id to compare with [default: the newest run; none: compare with nothing running]."),
+    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="A run directory or run id to compare with [default: the newest run; none: compare with nothing running]."),
     output: Output = output_option(),
 ) -> None:
-    """Dry-run the reconciler: what PLAN would spawn, stop or restart, before anything is applied.
+    """Show what an edit of a plan would change in a run.
+
+    A dry run of the reconciler: what PLAN would spawn, stop or restart, before anything
+    is applied.
 
     Exit code 0 when nothing would change, 1 when something would, 2 on an error.
     """

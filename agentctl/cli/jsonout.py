@@ -18,7 +18,7 @@ class Output(str, Enum):
 
 def output_option() -> Any:
     """The ``-o/--output`` option (a fresh one per command)."""
-    return typer.Option(Output.text, "-o", "--output", help="Output format: text or json (one object, keys in docs/cli.md).")
+    return typer.Option(Output.text, "-o", "--output", metavar="text|json", help="Output format: text or json (one object, keys in docs/cli.md).")
 
 
 def print_json(value: Any) -> None:

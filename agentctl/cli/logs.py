@@ -16,10 +16,12 @@ from .views import blame_the_log, end_code, resolve_run
 def logs_command(
     run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing as the run goes on; exit with the run's exit code."),
-    agent: Optional[str] = typer.Option(None, "--agent", help="Only this agent's events."),
-    type_: Optional[str] = typer.Option(None, "--type", help="Only events whose type matches this glob (e.g. 'tool/*')."),
+    agent: Optional[str] = typer.Option(None, "--agent", metavar="ID", help="Only this agent's events."),
+    type_: Optional[str] = typer.Option(None, "--type", metavar="GLOB", help="Only events whose type matches this glob (e.g. 'tool/*')."),
 ) -> None:
-    """Print a run's events as plain lines (the --no-ui format), or follow them with -f.
+    """Print a run's events, or follow them (-f).
+
+    One plain line per event, as run --no-ui prints them.
 
     With -f it ends when the run does, with the run's exit code (0 ok, 1 failed, 130
     interrupted or stopped), or with 1 and a line saying so when the run's process is

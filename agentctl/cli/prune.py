@@ -32,11 +32,14 @@ def parse_duration(text: str) -> float:
 
 
 def prune_command(
-    keep: Optional[int] = typer.Option(None, "--keep", min=0, help="Keep the N most recent finished runs, delete the others."),
-    older_than: Optional[str] = typer.Option(None, "--older-than", help="Delete finished runs that ended more than DURATION ago (90s, 30m, 12h, 7d, 2w)."),
+    keep: Optional[int] = typer.Option(None, "--keep", min=0, metavar="N", help="Keep the N most recent finished runs, delete the others."),
+    older_than: Optional[str] = typer.Option(None, "--older-than", metavar="AGE", help="Delete finished runs that ended more than AGE ago (90s, 30m, 12h, 7d, 2w)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
 ) -> None:
-    """Delete finished runs (never one that is running or whose process died unfinished)."""
+    """Delete finished runs.
+
+    Never one that is running or whose process died unfinished (resume those).
+    """
     from .runs import readable_runs
 
     if (keep is None) == (older_than is None):

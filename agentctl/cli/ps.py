@@ -14,7 +14,10 @@ def ps_command(
     all_runs: bool = typer.Option(False, "--all", "-a", help="Finished runs too, not only unfinished ones."),
     output: Output = output_option(),
 ) -> None:
-    """List runs: id, plan, status (running, dead, ok, failed, stopped), start, duration, agents, pid.
+    """List runs and what became of them.
+
+    One row per run: id, plan, status (running, dead, ok, failed, stopped), start,
+    duration, agents by status, pid, calls waiting for approval.
 
     Without --all only runs that have not finished are listed: running ones, and dead ones
     (their process is gone without run/finished; resume them with run --resume).

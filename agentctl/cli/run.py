@@ -11,7 +11,7 @@ import typer
 
 from ..errors import AgentctlError, PlanError, leaves
 from .errors import EXIT_USAGE, fail_plan, fail_usage, print_error
-from .views import RUNS
+from .views import run_by_id
 
 if TYPE_CHECKING:
     from ..plan.model import Plan
@@ -23,21 +23,26 @@ DURABILITIES = ("none", "batch", "always")
 
 def run_command(
     plan: Optional[Path] = typer.Argument(None, help="The plan file (.yaml, .yml or .edn); optional with --resume [default: the run's latest applied version]."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where events.jsonl goes [default: .agentctl/runs/<run_id>]."),
-    workspace: Optional[Path] = typer.Option(None, "--workspace", help="The directory file tools are confined to [default: current directory]."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", metavar="DIR", help="Where events.jsonl goes [default: .agentctl/runs/<run_id>]."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", metavar="DIR", help="The directory file tools are confined to [default: current directory]."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Plain lines instead of the live view."),
     watch_plan: bool = typer.Option(True, "--watch-plan/--no-watch-plan", help="Reconcile every save of the plan file."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Stay up after every task finished, for more edits (Ctrl-C ends)."),
-    durability: Optional[str] = typer.Option(None, "--durability", help="Event log durability: none, batch or always [default: the plan's, else batch]."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this run directory (or run id) after its process died."),
+    durability: Optional[str] = typer.Option(None, "--durability", metavar="none|batch|always", help="Event log durability: none, batch or always [default: the plan's, else batch]."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN", help="Continue the run in this run directory (or run id) after its process died."),
     apply_plan: bool = typer.Option(False, "--apply-plan", help="With --resume: switch the run to PLAN, another file than the one it ran."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Run shell/run and remote plugin tools on this Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray]; overrides settings.executor)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run shell/run and remote plugin tools on this Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray]; overrides settings.executor)."),
     force: bool = typer.Option(False, "--force", help="With --resume: continue even if the log fails its integrity check (seq gaps, duplicates, another run's events); each problem is printed as a warning. Work may then repeat or be lost."),
     otel: bool = typer.Option(False, "--otel", help="Export the run as OpenTelemetry spans while it runs (needs the otel extra); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set."),
     otel_endpoint: Optional[str] = typer.Option(None, "--otel-endpoint", metavar="URL", help="With --otel (implied): the OTLP/HTTP receiver, e.g. http://127.0.0.1:6006 (/v1/traces is appended) [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318]."),
     otel_content: bool = typer.Option(False, "--otel-content", help="With --otel: also send tool arguments and results and model replies (as logged: redacted). Off by default."),
 ) -> None:
-    """Run PLAN: spawn its agents, reconcile every edit of the file, log every event."""
+    """Run a plan, its agent tree shown live.
+
+    Spawns PLAN's agents, reconciles every save of the file against the running tree and
+    logs every event to the run's events.jsonl. Exit 0 every task ok, 1 a task failed, 2 bad
+    input, 130 interrupted.
+    """
     # Imported here, not above: `agentctl --help` and every other command start faster.
     import anyio
 
@@ -180,9 +185,9 @@ def _another_plan(path: Path, plan: Plan, resumed: Resumed) -> bool:
 
 
 def _run_dir_of(run: Path) -> Path:
-    """``--resume``'s run directory: the path given, or a run id under ``.agentctl/runs``."""
-    if not run.exists() and len(run.parts) == 1 and (RUNS / run).is_dir():
-        return RUNS / run
+    """``--resume``'s run directory: the path given, or a run id (or the start of one) under ``.agentctl/runs``."""
+    if not run.exists() and len(run.parts) == 1:
+        return run_by_id(str(run)) or run
     return run
 
 

@@ -12,11 +12,13 @@ from .views import resolve_run
 
 def send_command(
     body: str = typer.Argument(..., help="The message body (JSON if it parses as JSON, else text)."),
-    to: str = typer.Option(..., "--to", help="The agent to message."),
-    run: Optional[Path] = typer.Option(None, "--run", help="The run directory or run id [default: the newest run]."),
-    kind: str = typer.Option("chat", "--kind", help="Message kind."),
+    to: str = typer.Option(..., "--to", metavar="AGENT", help="The agent to message."),
+    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="The run directory or run id [default: the newest run]."),
+    kind: str = typer.Option("chat", "--kind", metavar="KIND", help="Message kind."),
 ) -> None:
-    """Send BODY to agent --to in a running run; it arrives from sender 'user'.
+    """Send a message to an agent of a running run.
+
+    BODY arrives at agent --to from sender 'user'.
 
     Returns once the run has logged the message; fails (exit 2) with the reason when the
     agent is unknown, the run has finished or its process is gone.

@@ -14,10 +14,14 @@ from .views import resolve_run
 
 def stop_command(
     run: Optional[Path] = typer.Argument(None, help="A run directory or run id [default: the newest run]."),
-    agent: Optional[str] = typer.Option(None, "--agent", help="Stop only this agent and its subtree."),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.0, help="Seconds to wait for the run to finish."),
+    agent: Optional[str] = typer.Option(None, "--agent", metavar="ID", help="Stop only this agent and its subtree."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.0, metavar="SECONDS", help="Seconds to wait for the run to finish."),
 ) -> None:
-    """Stop a running run as Ctrl-C would (it exits 130 with a flushed log), or only --agent."""
+    """Stop a running run, or one agent of it.
+
+    The run stops as on Ctrl-C: agents stopped, log flushed, exit 130. With --agent only that
+    agent's subtree is stopped.
+    """
     from ..views.runs import exit_code, process_alive, read_run
     from .runs import ask_run, live_run
 

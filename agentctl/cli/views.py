@@ -39,14 +39,39 @@ def resolve_run(run: Optional[Path]) -> Path:
         if newest is None:
             fail_usage(f"no runs under {RUNS}; pass a run directory")
         return newest
-    if not run.exists() and len(run.parts) == 1 and (RUNS / run).is_dir():
-        run = RUNS / run
+    if not run.exists() and len(run.parts) == 1:
+        run = run_by_id(str(run)) or run
     run_dir = run.parent if run.is_file() else run
     if not run.exists():
         fail_usage(f"no such run directory, events file or run id: {run}")
     if not (run_dir / "events.jsonl").is_file():
         fail_usage(f"not a run directory (no events.jsonl in it): {run}")
     return run_dir
+
+
+#: How many run ids an ambiguous one names, at most.
+_SHOWN = 5
+
+
+def run_by_id(ref: str) -> Path | None:
+    """The run directory under ``.agentctl/runs`` that ``ref`` names: the run id, or the start
+    of just one run id or of its random tail (``20261202-0507``, ``189b`` for
+    ``20261202-050711-189ba1``), as docker takes an id's prefix. None when nothing matches.
+
+    Raises:
+        typer.Exit: after one line listing the runs it could be, when it names several.
+    """
+    if (RUNS / ref).is_dir():
+        return RUNS / ref
+    try:
+        names = sorted(d.name for d in RUNS.iterdir() if d.is_dir())
+    except OSError:
+        return None
+    found = [n for n in names if n.startswith(ref) or n.rpartition("-")[2].startswith(ref)]
+    if len(found) > 1:
+        shown = ", ".join(reversed(found[-_SHOWN:])) + (f" and {len(found) - _SHOWN} more" if len(found) > _SHOWN else "")
+        fail_usage(f"run id {ref!r} is ambiguous: it could be {len(found)} runs ({shown}); give more of it")
+    return RUNS / found[0] if found else None
 
 
 def check_event_log(path: Path) -> None:
@@ -104,8 +129,10 @@ def blame_the_log(path: Path) -> AbstractContextManager[None]:
     return blame(path, named=(typer.Exit,))
 
 
-def watch_command(target: Optional[Path] = typer.Argument(None, help="A run directory or events.jsonl [default: the newest run].")) -> None:
-    """Follow a run of another process live, as its events.jsonl grows.
+def watch_command(run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run].")) -> None:
+    """Follow a run of another process live.
+
+    Shows the run's agent tree as its events.jsonl grows.
 
     On a terminal, calls held for approval are answered with keys as in agentctl run's live
     view (up/down select, a approves, d denies with a typed reason) while the run is live;
@@ -121,7 +148,7 @@ def watch_command(target: Optional[Path] = typer.Argument(None, help="A run dire
     from .keys import read_keys
     from .runs import control_answer
 
-    path = events_file(target)
+    path = events_file(run)
     plain = not sys.stdout.isatty()
     state = RunState()
     approvals = None
@@ -166,14 +193,17 @@ def end_code(run_dir: Path, end: FollowEnd) -> int:
 
 
 def replay_command(
-    events: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
-    speed: float = typer.Option(1.0, "--speed", min=0.0, help="Playback speed (0 = as fast as possible)."),
-    at: Optional[int] = typer.Option(None, "--at", min=0, help="Show the state right after event SEQ."),
+    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
+    speed: float = typer.Option(1.0, "--speed", min=0.0, metavar="X", help="Playback speed (0 = as fast as possible)."),
+    at: Optional[int] = typer.Option(None, "--at", min=0, metavar="SEQ", help="Show the state right after event SEQ."),
     summary: bool = typer.Option(False, "--summary", help="Print a summary of the run instead of playing it."),
-    svg: Optional[Path] = typer.Option(None, "--svg", help="Save the view (at --at, or the end) as an SVG picture."),
+    svg: Optional[Path] = typer.Option(None, "--svg", metavar="FILE", help="Save the view (at --at, or the end) as an SVG picture."),
     output: Output = output_option(),
 ) -> None:
-    """Play a run's events back, jump to any event (time travel), summarise or picture it."""
+    """Play a run's log back, or summarise or picture it.
+
+    Plays at the speed it was logged (--speed), or jumps to any event (--at SEQ: time travel).
+    """
     import anyio
 
     from ..events.fold import state_at
@@ -182,7 +212,7 @@ def replay_command(
 
     if output is Output.json and not summary:
         fail_usage("-o json goes with --summary (a playback is not one object)")
-    path = events_file(events)
+    path = events_file(run)
     if not path.exists():
         fail_usage(f"no events file at {path}")
     console = _console()
