@@ -10,6 +10,10 @@ Budgets are a ledger. The consumable budgets (``max_steps``, ``max_tool_calls``,
 and what it did not use is refunded when it ends, so a whole tree can never spend more
 than its root was given. ``max_seconds`` is a deadline (a child's can't outlast its
 parent's), ``max_children`` counts direct children, ``tick_ms`` is a wake-up period.
+
+Supervision is granted the same way (:class:`Supervision`, :func:`grant_supervision`): how
+an agent supervises its children (strategy and restart intensity) is inherited by what it
+spawns, and a spawn may tighten its intensity but never loosen it.
 """
 
 from __future__ import annotations
@@ -79,6 +83,50 @@ BUDGET_FIELDS = tuple(f.name for f in fields(Budget))
 
 
 @dataclass(frozen=True, slots=True)
+class Supervision:
+    """How an agent supervises its children, as Erlang/OTP's supervisor flags.
+
+    Past ``max_restarts`` restarts within ``restart_period`` seconds the agent gives up: it
+    stops its children, fails, and its own supervisor decides (``agentctl.runtime.supervision``).
+    ``None`` is unset: what a spawn asks for leaves it to be inherited; in a depth rule it sets
+    no ceiling. A granted value (:attr:`Grant.supervise`) has every field set.
+
+    Attributes:
+        strategy: ``one_for_one``, ``one_for_all`` or ``rest_for_one``.
+        max_restarts: restarts allowed within the period (0: none).
+        restart_period: the sliding window, in seconds.
+    """
+
+    strategy: str | None = None
+    max_restarts: int | None = None
+    restart_period: float | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> Supervision:
+        """Build from a plain mapping (a plan's ``supervise:``; unknown keys are the caller's to reject)."""
+        if not data:
+            return cls()
+        period = data.get("restart_period")
+        return cls(strategy=data.get("strategy"), max_restarts=data.get("max_restarts"),
+                   restart_period=None if period is None else float(period))
+
+    def overlay(self, other: Supervision | None) -> Supervision:
+        """This with every field that ``other`` sets taken from ``other``."""
+        if other is None:
+            return self
+        return Supervision(*(getattr(self, n) if getattr(other, n) is None else getattr(other, n) for n in SUPERVISION_FIELDS))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (events, snapshots)."""
+        return {name: getattr(self, name) for name in SUPERVISION_FIELDS}
+
+
+SUPERVISION_FIELDS = ("strategy", "max_restarts", "restart_period")
+#: What an agent gets when nothing above it says otherwise: OTP's flags, a little looser.
+DEFAULT_SUPERVISION = Supervision("one_for_one", 3, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyRule:
     """What agents at one depth may have.
 
@@ -86,11 +134,14 @@ class PolicyRule:
         models: models allowed at this depth (``None``: any).
         tools: the toolset at this depth (``None``: whatever the parent has).
         budget: a ceiling on every limit it sets.
+        supervise: a ceiling on the restart intensity of agents at this depth (``max_restarts``
+            at most, ``restart_period`` at least) and their strategy unless their spawn names one.
     """
 
     models: tuple[str, ...] | None = None
     tools: frozenset[str] | None = None
     budget: Budget = UNLIMITED
+    supervise: Supervision = Supervision()
 
 
 _NO_RULE = PolicyRule()
@@ -129,18 +180,21 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What an agent was given: its model, tools and budget (after policy)."""
+    """What an agent was given: its model, tools, budget and supervision (after policy)."""
 
     model: str | None
     tools: frozenset[str]
     budget: Budget
     #: Approval gates: tool patterns whose calls wait for a person's yes (see :func:`gate_for`).
     approve: frozenset[str] = frozenset()
+    #: How it supervises its children (every field set), and the most its children may have.
+    supervise: Supervision = DEFAULT_SUPERVISION
 
     def to_dict(self) -> dict[str, Any]:
-        """As logged (``agent/spawned``) and kept in a parent's snapshot: sets sorted, budget as a mapping."""
+        """As logged (``agent/spawned``) and kept in a parent's snapshot: sets sorted, budget
+        and supervision as mappings."""
         return {"model": self.model, "tools": sorted(self.tools), "budget": self.budget.to_dict(),
-                "approve": sorted(self.approve)}
+                "approve": sorted(self.approve), "supervise": self.supervise.to_dict()}
 
 
 def _rank(policy: Policy, model: str | None) -> int | None:
@@ -178,6 +232,40 @@ def _cap(value: float | None, ceiling: float | None) -> float | None:
     return min(value, ceiling)
 
 
+def grant_supervision(asked: Supervision | None, parent: Supervision | None, rule: Supervision, depth: int) -> Supervision:
+    """How a child at ``depth`` supervises its own children, or ``PolicyError`` saying why not.
+
+    Args:
+        asked: what its spawn (a plan's ``supervise:``) asks for; unset fields are inherited.
+        parent: its parent's supervision, inherited and a ceiling; ``None`` for a child of a
+            root (a plan's task, the plan author's word): nothing inherited, no ceiling but
+            the depth rule's, :data:`DEFAULT_SUPERVISION` fills in.
+        rule: the depth rule's ``supervise``.
+
+    Intensity only tightens downwards: ``max_restarts`` asked above the parent's or the
+    rule's, or a ``restart_period`` below either, is refused (a spawn asking for more must
+    not get it, as with budgets); inherited values are capped by the rule. The strategy
+    decides nothing about intensity: asked, else the rule's, else inherited.
+    """
+    asked = asked or Supervision()
+    base = parent if parent is not None else DEFAULT_SUPERVISION
+    limits = ((parent, "its parent's"),) if parent is not None else ()
+    for flags, whose in (*limits, (rule, f"the depth {depth} policy's")):
+        if asked.max_restarts is not None and flags.max_restarts is not None and asked.max_restarts > flags.max_restarts:
+            raise PolicyError("supervise", f"max_restarts {asked.max_restarts} exceeds {whose} {flags.max_restarts}")
+        if (asked.restart_period is not None and flags.restart_period is not None
+                and asked.restart_period < flags.restart_period):
+            raise PolicyError("supervise", f"restart_period {asked.restart_period:g} is shorter than "
+                                           f"{whose} {flags.restart_period:g}")
+    restarts = asked.max_restarts
+    if restarts is None:
+        restarts = base.max_restarts if rule.max_restarts is None else min(base.max_restarts or 0, rule.max_restarts)
+    period = asked.restart_period
+    if period is None:
+        period = max(base.restart_period or 0.0, rule.restart_period or 0.0)
+    return Supervision(asked.strategy or rule.strategy or base.strategy, restarts, period)
+
+
 def grant_child(
     *,
     policy: Policy,
@@ -188,6 +276,7 @@ def grant_child(
     tools: Iterable[str] | None,
     budget: Budget | None,
     approve: frozenset[str] = frozenset(),
+    supervise: Supervision | None = None,
 ) -> Grant:
     """Decide what a child at ``depth`` gets, or raise ``PolicyError``.
 
@@ -197,13 +286,16 @@ def grant_child(
     subset of the parent's, a model allowed at the depth and not ranked above the
     parent's, every limit within the parent's remainder and the depth's ceiling.
     Approval gates only add up: the parent's, the policy's and those asked for (``approve``),
-    so no child escapes a gate above it.
+    so no child escapes a gate above it. Supervision: see :func:`grant_supervision` (a child
+    at depth 0 or 1 has a root above it, whose supervision it neither inherits nor is capped by).
     """
     rule = policy.rule_for(depth)
     gates = (parent.approve if parent is not None else frozenset()) | policy.approve | approve
+    flags = grant_supervision(supervise, parent.supervise if parent is not None and depth >= 2 else None,
+                              rule.supervise, depth)
     if (
         parent is not None and model is None and tools is None and budget is None
-        and rule == _NO_RULE and parent.budget == UNLIMITED and gates == parent.approve
+        and rule == _NO_RULE and parent.budget == UNLIMITED and gates == parent.approve and flags == parent.supervise
     ):
         # Nothing asked, nothing limited: share the parent's grant (spawning 100,000 agents
         # this way costs no policy work and no memory per agent).
@@ -252,7 +344,7 @@ def grant_child(
         else:
             values[name] = _cap(room, ceiling)
     values["tick_ms"] = asked.tick_ms if asked.tick_ms is not None else rule.budget.tick_ms
-    return Grant(chosen_model, chosen_tools, Budget(**values), gates)
+    return Grant(chosen_model, chosen_tools, Budget(**values), gates, flags)
 
 
 def grant_spawn(
@@ -267,6 +359,7 @@ def grant_spawn(
     tools: frozenset[str] | None,
     budget: Budget | None,
     approve: frozenset[str] = frozenset(),
+    supervise: Supervision | None = None,
 ) -> Grant:
     """What a spawn will be granted, or ``PolicyError`` saying why not: the one decision
     that the runtime's spawn, ``agentctl validate``, ``agentctl diff`` and the reconciler's
@@ -279,6 +372,7 @@ def grant_spawn(
             its budget and how many children it has spawned so far.
         model, tools, budget: what the spawn asks for (``tools`` already expanded to names).
         approve: approval gates the spawn adds to those it inherits.
+        supervise: the supervision the spawn asks for (unset fields inherited).
     """
     reserved = reserved_id_error(agent_id) if agent_id is not None else None
     if reserved is not None:
@@ -287,7 +381,7 @@ def grant_spawn(
     if most is not None and spawned_children >= most:
         raise PolicyError("max_children", f"the parent may spawn at most {most} children")
     return grant_child(policy=policy, depth=depth, parent=parent, parent_remaining=parent_remaining,
-                       model=model, tools=tools, budget=budget, approve=approve)
+                       model=model, tools=tools, budget=budget, approve=approve, supervise=supervise)
 
 
 # --- approval gates -------------------------------------------------------------------

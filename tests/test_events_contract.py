@@ -29,7 +29,7 @@ from agentctl.events.types import (
     decode_as,
     fields_of,
 )
-from agentctl.policy import Budget, Policy
+from agentctl.policy import Budget, Policy, Supervision
 from agentctl.runtime import AgentSpec, StepContext, open_runtime
 from agentctl.services.bus import Topology
 from agentctl.services.llm.scripted import ScriptedProvider
@@ -111,6 +111,7 @@ async def runtime_events(tmp_path: Path) -> list[dict[str, Any]]:
             await anyio.sleep(0.01)
             if any(e["type"] == "agent/restarted" for e in seen):
                 break
+        rt.set_supervision("holder", Supervision(max_restarts=0))  # a live edit's agent/supervision
         rt.send("user", "holder", "a")
         rt.send("user", "holder", "b")  # the inbox holds one: this one is refused
         await anyio.sleep(0.05)

@@ -13,7 +13,7 @@ from functools import partial
 from ..errors import PlanError
 from ..frozen import thaw
 from ..plan.model import Defaults, Task
-from ..policy import Budget
+from ..policy import Budget, Supervision
 from ..runtime.spec import AgentSpec, StateCodec, StepFn
 from ..services.bus import Topology
 from .plugin import state_codec
@@ -62,6 +62,14 @@ def asked(task: Task, defaults: Defaults | None) -> tuple[str | None, tuple[str,
             task.tools if task.tools is not None else defaults.tools, budget)
 
 
+def asked_supervise(task: Task, defaults: Defaults | None) -> Supervision | None:
+    """The supervision ``task`` asks for, the plan ``defaults`` filling in for a top-level task
+    (``None``: a spawned child); unset fields are inherited in the runtime."""
+    if defaults is None or defaults.supervise is None:
+        return task.supervise
+    return defaults.supervise.overlay(task.supervise)
+
+
 def spec_for_task(
     task: Task,
     defaults: Defaults = Defaults(),
@@ -72,6 +80,7 @@ def spec_for_task(
     model, tools, budget = asked(task, defaults if top_level else None)
     step, codec = _step_for(task, defaults)
     topology = Topology(**dict(task.topology)) if task.topology else Topology()
+    flags = asked_supervise(task, defaults if top_level else None) or Supervision()
     return AgentSpec(
         id=task.id,
         step=step,
@@ -81,6 +90,9 @@ def spec_for_task(
         budget=budget,
         topology=topology,
         restart=task.restart or defaults.restart,  # type: ignore[arg-type]
+        strategy=flags.strategy,  # type: ignore[arg-type]
+        max_restarts=flags.max_restarts,
+        restart_period=flags.restart_period,
         instructions=task.instructions,
         provider=defaults.provider,
         priority=task.priority,

@@ -13,6 +13,7 @@ import secrets
 import signal
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,14 +23,14 @@ import watchfiles
 
 from .. import __version__
 from ..agents.llm import llm_child_spec
-from ..errors import PlanError
+from ..errors import PlanError, PolicyError
 from ..events import open_event_log, read_events
 from ..events.checkpoint import Checkpointer
 from ..executor import Executor
 from ..plan.load import line_finder, parse_plan, read_plan_text
 from ..plan.model import Plan
 from ..reconcile import ROOT_ID, Reconciler
-from ..reconcile.live import changed_sections, fixed_changes
+from ..reconcile.live import changed_sections, fixed_changes, supervision_changes
 from ..reconcile.preflight import check_code, check_gates, load_plugins, root_tools
 from ..reconcile.states import task_states
 from ..redact import Redactor
@@ -359,6 +360,11 @@ class Session:
         if "policy" in changed:
             # Agents spawned from now on are granted under the new depth policy.
             self.rt.set_policy(plan.runtime_policy())
+        for task_id, supervise in supervision_changes(self.plan, plan).items():
+            # A running task's next restart decision goes by the edit (a refusal is logged
+            # as policy/refused; the task keeps what it had until it starts again).
+            with suppress(PolicyError):
+                self.rt.set_supervision(task_id, supervise)
         self.plan = plan
         self.version += 1
         self._loaded(plan, text, changed)

@@ -41,6 +41,7 @@ __all__ = [
     "AgentSpawned",
     "AgentStatus",
     "AgentStopped",
+    "AgentSupervision",
     "ApprovalDenied",
     "ApprovalGranted",
     "ApprovalRequested",
@@ -117,6 +118,8 @@ class AgentSpawned(Event, frozen=True, tag="agent/spawned"):
     budget: dict[str, int | float | None]
     restart: str
     approve: list[str]
+    # How it supervises its children (absent from logs written before it was added).
+    supervise: dict[str, str | int | float] = msgspec.field(default_factory=dict)
 
 
 class AgentStatus(Event, frozen=True, tag="agent/status"):
@@ -182,6 +185,14 @@ class AgentRestarted(Event, frozen=True, tag="agent/restarted"):
     steps: int = 0
     tool_calls: int = 0
     tokens: int = 0
+
+
+class AgentSupervision(Event, frozen=True, tag="agent/supervision"):
+    """``agent/supervision``: a live plan edit changed how an agent supervises its children."""
+
+    strategy: str
+    max_restarts: int
+    restart_period: float
 
 
 class BudgetCharged(Event, frozen=True, tag="budget/charged"):

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..executor import Executor, ToolResources
 from ..frozen import FrozenDict, freeze, thaw
-from ..policy import Budget, Policy, PolicyRule
+from ..policy import Budget, Policy, PolicyRule, Supervision
 
 __all__ = [
     "Defaults", "Executor", "FrozenDict", "McpServer", "Plan", "PlanPolicy", "ProviderConfig", "Settings", "Step", "Task",
@@ -55,6 +55,8 @@ class Task:
         steps: a ``script`` agent's steps.
         step: a ``python`` agent's step function, ``"module:function"``.
         restart: ``permanent``, ``transient`` or ``temporary`` (``None``: plan default).
+        supervise: how its agent supervises the children it spawns (``None``: plan default,
+            else inherited); a live edit of it applies to the running agent without a restart.
         topology: ``{allow_peer, peer_via_parent, intercept_relays}`` when the plan sets it.
         tool_timeout: seconds each of its tool calls may run (``None``: per tool).
         approve: approval gates of its own, besides the plan's ``policy.approve``.
@@ -73,6 +75,7 @@ class Task:
     steps: tuple[Step, ...] = ()
     step: str | None = None
     restart: str | None = None
+    supervise: Supervision | None = None
     topology: Mapping[str, Any] | None = None
     priority: int = 0
     tool_timeout: float | None = None
@@ -85,8 +88,9 @@ class Task:
         return _spec_key(self)
 
 
-# The compared fields in one C call: every reconcile keys each of the plan's tasks.
-_spec_key = attrgetter(*(f.name for f in fields(Task) if f.compare))
+# The compared fields in one C call: every reconcile keys each of the plan's tasks. A task's
+# own ``supervise`` is left out: an edit of it is applied to the running agent, not by a restart.
+_spec_key = attrgetter(*(f.name for f in fields(Task) if f.compare and f.name != "supervise"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,7 @@ class Defaults:
     budget: Budget = Budget()
     tools: tuple[str, ...] | None = None
     restart: str = "transient"
+    supervise: Supervision | None = None
     on_interrupted: str = "fail"
     context_chars: int | None = None
     llm_options: Mapping[str, Any] | None = None

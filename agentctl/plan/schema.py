@@ -262,6 +262,14 @@ BUDGET = Obj(
     ),
     doc="Limits; a missing limit is unlimited.",
 )
+SUPERVISE = Obj(
+    (
+        Field("strategy", Enum(STRATEGIES), doc="which children a failed child takes with it when restarted"),
+        Field("max_restarts", Int(0), doc="restarts within restart_period before the agent gives up and fails"),
+        Field("restart_period", Num(0, exclusive=True), doc="the sliding window of max_restarts, in seconds"),
+    ),
+    doc="How the agent supervises the children it spawns; they inherit it, and may tighten it, never loosen it.",
+)
 TOOLS = Seq(Str())
 GATES = Seq(Str(GATE_PATTERN, GATE_HINT))
 APPROVE_DEFAULTS: tuple[str, ...] = ("deny", "approve")
@@ -281,6 +289,7 @@ SPAWN = Obj(
         Field("tools", TOOLS),
         Field("budget", BUDGET),
         Field("model", Str()),
+        Field("supervise", SUPERVISE),
     ),
     doc="A child agent running its own script.",
 )
@@ -324,6 +333,7 @@ TASK = Obj(
         Field("steps", Steps(), doc="the script of a script agent"),
         Field("step", Str(PYTHON_STEP_PATTERN, "'module:function'"), doc="a python agent's step function"),
         Field("restart", Enum(RESTARTS)),
+        Field("supervise", SUPERVISE, doc="how its agent supervises the children it spawns (default: 3 restarts in 5 s, one_for_one)"),
         Field("topology", TOPOLOGY),
         Field("priority", Int(), doc="who wins a lock conflict under the priority policy (higher wins)"),
         Field("tool_timeout", Num(0, exclusive=True), doc="seconds each of its tool calls may run"),
@@ -342,6 +352,7 @@ DEFAULTS = Obj(
         Field("budget", BUDGET),
         Field("tools", TOOLS),
         Field("restart", Enum(RESTARTS)),
+        Field("supervise", SUPERVISE, doc="each task's supervise unless it says otherwise"),
         Field("on_interrupted", Enum(ON_INTERRUPTED), doc="each task's on_interrupted unless it says otherwise"),
         Field("context_chars", Int(1000), doc="an llm agent's conversation is kept under this many characters"),
         Field("llm_options", AnyMap(), doc="provider options sent with every LLM call (temperature, seed, ...)"),
@@ -381,8 +392,8 @@ SETTINGS = Obj(
         Field("tool_workers", Int(1)),
         Field("durability", Enum(DURABILITIES)),
         Field("inbox_size", Int(1)),
-        Field("strategy", Enum(STRATEGIES)),
-        Field("max_restarts", Int(0)),
+        Field("strategy", Enum(STRATEGIES), doc="how the plan's root supervises the tasks"),
+        Field("max_restarts", Int(0), doc="task restarts within restart_period before the run gives up"),
         Field("restart_period", Num(0, exclusive=True)),
         Field("plugins", Seq(Str()), doc="Python modules whose register(registry) adds tools"),
         Field("secrets", Seq(Str()), doc="Environment variables whose values are hidden in every event and line"),
@@ -396,7 +407,9 @@ SETTINGS = Obj(
     doc="How the run is set up.",
 )
 
-POLICY_RULE = Obj((Field("models", Seq(Str())), Field("tools", TOOLS), Field("budget", BUDGET)))
+POLICY_RULE = Obj((Field("models", Seq(Str())), Field("tools", TOOLS), Field("budget", BUDGET),
+                   Field("supervise", SUPERVISE, doc="at most max_restarts, at least restart_period, and the "
+                                                     "strategy of agents at this depth unless their spawn names one")))
 POLICY = Obj(
     (
         Field("model_rank", Seq(Str()), doc="models, largest first"),

@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 from ..errors import PlanError, UsageError
 from ..frozen import FrozenDict, freeze
-from ..policy import Budget, PolicyRule
+from ..policy import Budget, PolicyRule, Supervision
 from . import schema as s
 from .lines import LineMap, Path, format_path
 from .model import Defaults, Executor, McpServer, Plan, PlanPolicy, Settings, Step, Task, ToolResources
@@ -193,6 +193,10 @@ def _budget(value: Mapping[str, Any] | None) -> Budget | None:
     return None if value is None else Budget.from_mapping(value)
 
 
+def _supervise(value: Mapping[str, Any] | None) -> Supervision | None:
+    return None if value is None else Supervision.from_mapping(value)
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -216,7 +220,7 @@ class _Builder:
             id=d["id"], agent=agent, instructions=d.get("instructions"), model=d.get("model"),
             tools=_tuple(d.get("tools")), budget=_budget(d.get("budget")),
             depends_on=tuple(d.get("depends_on", ())), steps=self.steps(d.get("steps", []), (*path, "steps")),
-            step=d.get("step"), restart=d.get("restart"), priority=int(d.get("priority", 0)),
+            step=d.get("step"), restart=d.get("restart"), supervise=_supervise(d.get("supervise")), priority=int(d.get("priority", 0)),
             tool_timeout=_float(d.get("tool_timeout")), approve=tuple(d.get("approve", ())),
             on_interrupted=d.get("on_interrupted"),
             topology=None if topology is None else FrozenDict(topology), line=self.c.line(path),
@@ -259,7 +263,8 @@ class _Builder:
             tools = rule.get("tools")
             rules.append((int(depth), PolicyRule(
                 models=_tuple(rule.get("models")), tools=None if tools is None else frozenset(tools),
-                budget=Budget.from_mapping(rule.get("budget")))))
+                budget=Budget.from_mapping(rule.get("budget")),
+                supervise=Supervision.from_mapping(rule.get("supervise")))))
         return PlanPolicy(model_rank=tuple(d.get("model_rank", ())), depth=tuple(sorted(rules, key=lambda r: r[0])),
                           conflicts=d.get("conflicts", "first_come"),
                           conflict_timeout=float(d.get("conflict_timeout", 10.0)),
@@ -464,7 +469,7 @@ def validate_plan(data: Any, file: str | None = None, lines: LineMap | None = No
     defaults = Defaults(
         provider=d.get("provider"), model=d.get("model"), base_url=d.get("base_url"),
         budget=Budget.from_mapping(d.get("budget")), tools=_tuple(d.get("tools")),
-        restart=d.get("restart", "transient"), on_interrupted=d.get("on_interrupted", "fail"),
+        restart=d.get("restart", "transient"), supervise=_supervise(d.get("supervise")), on_interrupted=d.get("on_interrupted", "fail"),
         context_chars=d.get("context_chars"),
         llm_options=None if d.get("llm_options") is None else freeze(d["llm_options"]),
         stream=d.get("stream", True),

@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from ..agents.factory import asked, load_step
+from ..agents.factory import asked, asked_supervise, load_step
 from ..errors import AgentctlError, PlanError, PolicyError
 from ..plan.lines import Path as KeyPath
 from ..plan.lines import format_path
@@ -75,13 +75,14 @@ class _Parent:
 
     def spawn(self, policy: Policy, depth: int, task: Task, defaults: Defaults | None, toolset: Toolset) -> Grant:
         model, tools, budget = asked(task, defaults)
+        supervise = asked_supervise(task, defaults)
         try:
             names = None if tools is None else toolset(tools)
         except AgentctlError as exc:
             raise PolicyError("tools", str(exc)) from None
         grant = grant_spawn(policy=policy, depth=depth, agent_id=task.id, parent=self.grant,
                             parent_remaining=self.remaining(), spawned_children=self.spawned,
-                            model=model, tools=names, budget=budget)
+                            model=model, tools=names, budget=budget, supervise=supervise)
         self.spawned += 1
         for name in CONSUMABLE:
             if getattr(self.grant.budget, name) is not None and getattr(grant.budget, name) is not None:
@@ -119,7 +120,7 @@ def predict_grants(plan: Plan, toolset: Toolset, held: frozenset[str],
 
 def _key_path(rule: str, task: Task, path: KeyPath, top_level: bool) -> KeyPath:
     """Where in the plan the asking that ``rule`` refused was written."""
-    key = {"tools": "tools", "model": "model", "budget": "budget", "id": "id"}.get(rule)
+    key = {"tools": "tools", "model": "model", "budget": "budget", "id": "id", "supervise": "supervise"}.get(rule)
     if key is None:
         return path
     if key != "id" and getattr(task, key) is None:

@@ -31,7 +31,7 @@ import msgspec
 
 from ..errors import PolicyError
 from ..events.journal import Journal, Journals
-from ..policy import Budget, Grant, Policy, grant_child
+from ..policy import DEFAULT_SUPERVISION, Budget, Grant, Policy, Supervision, grant_child
 from .snapshots import SnapshotError
 from .spec import AgentSpec
 
@@ -51,6 +51,8 @@ class _GrantData(msgspec.Struct, forbid_unknown_fields=True):
     tools: list[str]
     budget: dict[str, int | float | None]
     approve: list[str]
+    # Absent from snapshots written before grants carried it: those children had the default.
+    supervise: dict[str, int | float | str | None] | None = None
 
 
 def live_children(
@@ -104,15 +106,16 @@ def _grant(child_id: str, data: Any, parent: Grant, depth: int, policy: Policy) 
     """The grant the snapshot recorded for a child, if the parent may give it now."""
     try:
         g = msgspec.convert(data, _GrantData)
-        recorded = Grant(g.model, frozenset(g.tools), Budget.from_mapping(g.budget), frozenset(g.approve))
-    except (msgspec.ValidationError, TypeError) as exc:
+        flags = DEFAULT_SUPERVISION if g.supervise is None else Supervision.from_mapping(g.supervise)
+        recorded = Grant(g.model, frozenset(g.tools), Budget.from_mapping(g.budget), frozenset(g.approve), flags)
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
         raise SnapshotError(f"its child {child_id!r} has no grant that decodes ({exc})") from None
     try:
         # The policy's check of a spawn asking for exactly that, against the parent's whole
         # grant: what it gives differs if the record asks for more than the parent has.
         again = grant_child(policy=policy, depth=depth, parent=parent, parent_remaining=parent.budget,
                             model=recorded.model, tools=recorded.tools, budget=recorded.budget,
-                            approve=recorded.approve)
+                            approve=recorded.approve, supervise=recorded.supervise)
     except PolicyError as exc:
         raise SnapshotError(f"its child {child_id!r} has a grant its parent may not give ({exc})") from None
     if again != recorded:

@@ -28,7 +28,7 @@ import anyio
 from ..errors import ActionError
 from ..events.emit import Emit
 from ..events.journal import Journal
-from ..policy import Policy
+from ..policy import Policy, Supervision
 from ..services.approvals import Approvals
 from ..services.bus import Bus, SendResult
 from ..services.locks import LockService
@@ -163,6 +163,19 @@ class Runtime:
     def set_policy(self, policy: Policy) -> None:
         """Grant every spawn from now on under ``policy`` (a live plan edit); live agents keep their grants."""
         self._tree.policy = policy
+
+    def set_supervision(self, agent_id: str, asked: Supervision | None) -> bool:
+        """Supervise ``agent_id``'s children from now on as ``asked`` (a live plan edit of a
+        task's ``supervise``), without restarting it; False if it is not live.
+
+        Raises:
+            PolicyError: the depth policy refuses it (logged as ``policy/refused``).
+        """
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return False
+        self._tree.resupervise(agent, asked)
+        return True
 
     def stop(self, agent_id: str, reason: str = "requested") -> bool:
         """Stop ``agent_id`` and its subtree, children first; its parent gets a ``stopped``

@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 import msgspec
 
 from ..actions import Action, Result
-from ..policy import Budget
+from ..policy import Budget, Supervision
 from ..services.bus import Message, Topology
 
 Restart = Literal["permanent", "transient", "temporary"]
@@ -80,7 +80,8 @@ class AgentSpec:
             failure) or ``temporary`` (never restarted).
         strategy, max_restarts, restart_period: how this agent supervises its children:
             past ``max_restarts`` restarts within ``restart_period`` seconds it gives up,
-            fails, and its own parent decides.
+            fails, and its own parent decides. ``None`` inherits its parent's (see
+            ``agentctl.policy.grant_supervision``: a child may tighten them, never loosen).
         instructions: free text for LLM agents.
         provider: the LLM provider name for ``call_llm`` (``None``: the run's default).
         priority: who wins a lock conflict under the ``priority`` policy (higher wins).
@@ -103,9 +104,9 @@ class AgentSpec:
     budget: Budget | None = None
     topology: Topology = Topology()
     restart: Restart = "transient"
-    strategy: Strategy = "one_for_one"
-    max_restarts: int = 3
-    restart_period: float = 5.0
+    strategy: Strategy | None = None
+    max_restarts: int | None = None
+    restart_period: float | None = None
     instructions: str | None = None
     provider: str | None = None
     priority: int = 0
@@ -114,6 +115,11 @@ class AgentSpec:
     approve: frozenset[str] = frozenset()
     meta: Mapping[str, Any] = field(default_factory=dict)
     state_codec: StateCodec | None = None
+
+    @property
+    def supervise(self) -> Supervision:
+        """The supervision it asks for (unset fields: inherited)."""
+        return Supervision(self.strategy, self.max_restarts, self.restart_period)
 
 
 class StepContext(msgspec.Struct, frozen=True):

@@ -20,22 +20,22 @@ import inspect
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import anyio
 
-from ..errors import ActionError, AgentctlError, ToolError
+from ..errors import ActionError, AgentctlError, PolicyError, ToolError
 from ..events.journal import Journal
-from ..policy import PLAN_ROOT, UNLIMITED, Grant, Policy, grant_spawn, reserved_id_error
+from ..policy import PLAN_ROOT, UNLIMITED, Grant, Policy, Supervision, grant_spawn, grant_supervision, reserved_id_error
 from ..services.bus import Inbox
 from . import snapshots
 from .agent import Agent
 from .kernel import Kernel
 from .lineage import LiveChild, live_children
 from .resume_state import Replay, ResumeContext
-from .spec import AgentSpec, StepContext, Strategy
+from .spec import AgentSpec, Strategy
 from .supervision import plan_restart, should_restart, within_intensity
 from .timers import clock
 
@@ -86,7 +86,7 @@ class Tree:
         self._inbox_size = inbox_size
         self._root_grant = Grant(None, frozenset(self._tools.names()) if root_tools is None else root_tools, UNLIMITED)
         # The runtime supervises root agents the way an agent supervises its children.
-        self._root_sup = AgentSpec(id="", step=_never, strategy=strategy, max_restarts=max_restarts, restart_period=restart_period)
+        self._root_sup = Supervision(strategy, max_restarts, restart_period)
         self._root_restarts: deque[float] = deque()
         self._roots: dict[str, Agent] = {}
         self._exits: dict[str, Exit] = {}
@@ -267,7 +267,7 @@ class Tree:
                 parent_remaining=parent.remaining(clock()) if parent is not None else None,
                 spawned_children=parent.spawned_children if parent is not None else 0,
                 model=spec.model, tools=None if spec.tools is None else self._tools.toolset(spec.tools), budget=spec.budget,
-                approve=spec.approve,
+                approve=spec.approve, supervise=spec.supervise,
             )
         except AgentctlError as exc:
             rule = getattr(exc, "rule", "tools" if isinstance(exc, ToolError) else "id")
@@ -382,33 +382,69 @@ class Tree:
 
     # ------------------------------------------------------------------ supervision
 
+    def resupervise(self, agent: Agent, asked: Supervision | None) -> None:
+        """Supervise ``agent``'s children from now on as ``asked`` (a live plan edit), granted
+        as a spawn asking for it would be; its next restart decision uses it, and children it
+        spawns from now on inherit it. Live descendants are granted theirs again under it, so
+        none stays looser than its parent.
+
+        Raises:
+            PolicyError: the depth policy refuses it (the agent keeps what it has).
+        """
+        try:
+            flags = self._supervision(agent, asked)
+        except PolicyError as exc:
+            self._emit("policy/refused", agent.parent.id if agent.parent else None, child_id=agent.id,
+                       rule=exc.rule, error=str(exc))
+            raise
+        pending = [(agent, flags)]
+        while pending:
+            current, flags = pending.pop()
+            if flags == current.grant.supervise:
+                continue
+            current.grant = replace(current.grant, supervise=flags)
+            self._emit("agent/supervision", current.id, **flags.to_dict())
+            for child in current.children.values():
+                try:
+                    again = self._supervision(child, child.spec.supervise)
+                except PolicyError:  # it asked for what is now looser than its parent: cut to it
+                    mine = child.grant.supervise
+                    again = Supervision(mine.strategy, min(mine.max_restarts or 0, flags.max_restarts or 0),
+                                        max(mine.restart_period or 0.0, flags.restart_period or 0.0))
+                pending.append((child, again))
+
+    def _supervision(self, agent: Agent, asked: Supervision | None) -> Supervision:
+        parent = agent.parent.grant.supervise if agent.parent is not None and agent.depth >= 2 else None
+        return grant_supervision(asked, parent, self.policy.rule_for(agent.depth).supervise, agent.depth)
+
     def _exited(self, agent: Agent, exit: Exit, *, abnormal: bool) -> None:
         sup = agent.parent
         if self._closing or (sup is not None and sup.ended) or not should_restart(agent.spec.restart, abnormal):
             self._detach(agent, exit)
             return
-        sup_spec = sup.spec if sup is not None else self._root_sup
+        flags = sup.grant.supervise if sup is not None else self._root_sup
         if sup is not None:
             sup.restart_times = sup.restart_times if sup.restart_times is not None else deque()
             times = sup.restart_times
         else:
             times = self._root_restarts
-        if not within_intensity(times, clock(), sup_spec.max_restarts, sup_spec.restart_period):
+        assert flags.max_restarts is not None and flags.restart_period is not None and flags.strategy is not None
+        if not within_intensity(times, clock(), flags.max_restarts, flags.restart_period):
             self._detach(agent, exit)
             if sup is not None:
-                self.crash(sup, f"restart intensity exceeded: more than {sup_spec.max_restarts} restarts in {sup_spec.restart_period}s (last offender {agent.id})", "supervision", "RestartIntensity")
+                self.crash(sup, f"restart intensity exceeded: more than {flags.max_restarts} restarts in {flags.restart_period}s (last offender {agent.id})", "supervision", "RestartIntensity")
             else:
                 self._emit("agent/error", agent.id, error=f"restart intensity exceeded for root agents (last offender {agent.id})", error_type="RestartIntensity", where="supervision", unread=0, unread_from={})
             return
         siblings = sup.children if sup is not None else self._roots
-        plan = plan_restart(sup_spec.strategy, [(cid, c.spec.restart) for cid, c in siblings.items()], agent.id)
+        plan = plan_restart(flags.strategy, [(cid, c.spec.restart) for cid, c in siblings.items()], agent.id)
         olds = {cid: siblings[cid] for cid in (*plan.stop, *plan.restart) if cid in siblings}
         for cid in plan.stop:
             self.stop_tree(olds[cid], "supervisor", detach=cid not in plan.restart)
         for cid in plan.restart:
             old = olds[cid]
             self.restarts += 1
-            self._emit("agent/restarted", cid, parent_id=sup.id if sup else None, strategy=sup_spec.strategy,
+            self._emit("agent/restarted", cid, parent_id=sup.id if sup else None, strategy=flags.strategy,
                        restarts=len(times), offender=agent.id, steps=old.steps, tool_calls=old.tool_calls,
                        tokens=old.tokens)
             self.spawn(old.spec, sup, previous=old)
@@ -442,10 +478,6 @@ def _unread(agent: Agent) -> dict[str, Any]:
     """The end event's account of what the agent left in its inbox."""
     by_sender = agent.inbox.unread()
     return {"unread": sum(by_sender.values()), "unread_from": by_sender}
-
-
-def _never(ctx: StepContext) -> None:
-    return None
 
 
 async def _awaited(coro: Awaitable[Any]) -> None:

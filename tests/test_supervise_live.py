@@ -1,0 +1,79 @@
+"""A task's ``supervise:`` on a real ``agentctl run``: edited in the plan file while it runs
+(applied to the running agent, which is not restarted), and honoured across ``kill -9`` and
+``--resume`` (the restart window counts the restarts made before the crash)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from cli_helpers import ends, events, invoke, of, run_plan, running, save, wait_for
+
+LIVE = """\
+name: live
+tasks:
+  - id: boss
+    agent: script
+    restart: temporary
+    supervise: {{max_restarts: {most}, restart_period: 600}}
+    steps:
+      - spawn: {{id: w, agent: script, steps: [{{wait: kick}}, {{fail: kicked}}]}}
+      - wait: {{kind: never, timeout: 60}}
+"""
+
+
+def _kick(run_dir: Path, cwd: Path) -> None:
+    assert invoke("send", "--run", str(run_dir), "--to", "w", "--kind", "kick", "null", cwd=cwd).returncode == 0
+
+
+def test_an_edit_of_a_running_tasks_supervise_decides_its_next_restart_without_restarting_it(tmp_path: Path) -> None:
+    """5 restarts allowed, one made; the edit allows 1: the next failure is one too many.
+    Without the edit applied live, boss would restart w again."""
+    plan = tmp_path / "plan.yaml"
+    save(plan, LIVE.format(most=5))
+    run_dir = tmp_path / "run"
+    with running("run", str(plan), "--no-ui", "--run-dir", str(run_dir), cwd=tmp_path) as proc:
+        wait_for(run_dir, lambda e: of(e, "agent/status", "w"))
+        _kick(run_dir, tmp_path)
+        wait_for(run_dir, lambda e: of(e, "agent/restarted", "w") and len(of(e, "agent/status", "w")) >= 2)
+        save(plan, LIVE.format(most=1))
+        evs = wait_for(run_dir, lambda e: of(e, "agent/supervision", "w"))
+        flags = {"strategy": "one_for_one", "max_restarts": 1, "restart_period": 600.0}
+        for agent in ("boss", "w"):  # w asked nothing: it inherits boss's new intensity
+            (changed,) = of(evs, "agent/supervision", agent)
+            assert {k: changed[k] for k in flags} == flags
+        assert of(evs, "plan/diff") == [] or all(d["changed"] == [] for d in of(evs, "plan/diff"))
+        _kick(run_dir, tmp_path)
+        ends(proc, 1)
+    evs = events(run_dir)
+    assert len(of(evs, "agent/spawned", "boss")) == 1 and not of(evs, "agent/stopped", "boss")
+    assert len(of(evs, "agent/restarted", "w")) == 1
+    assert [e["error"] for e in of(evs, "agent/error", "boss")] == [
+        "restart intensity exceeded: more than 1 restarts in 600.0s (last offender w)"]
+
+
+CRASH = """\
+name: crash
+tasks:
+  - id: boss
+    agent: script
+    restart: temporary
+    supervise: {max_restarts: 1, restart_period: 600}
+    steps:
+      - spawn: {id: w, agent: script, steps: [{append: {path: w.txt, content: "x\\n"}}, {fail: again}]}
+      - wait: {kind: never, timeout: 60}
+"""
+
+
+def test_a_tasks_max_restarts_1_allows_exactly_one_restart_across_kill_9_and_resume(tmp_path: Path) -> None:
+    """w fails on every start; killed right after its restarted self's append, the run is
+    resumed: the resumed boss counts that restart, and w's next failure is one too many."""
+    (tmp_path / "plan.yaml").write_text(CRASH)
+    assert run_plan(tmp_path, fault="kill@tool/result#2").returncode == -signal.SIGKILL
+    assert len(of(events(tmp_path / "run"), "agent/restarted", "w")) == 1
+    assert run_plan(tmp_path, resume=True).returncode == 1
+    evs = events(tmp_path / "run")
+    assert len(of(evs, "agent/restarted", "w")) == 1
+    assert [e["error"] for e in of(evs, "agent/error", "boss")] == [
+        "restart intensity exceeded: more than 1 restarts in 600.0s (last offender w)"]
+    assert (tmp_path / "w.txt").read_text() == "x\n" * 2
