@@ -329,3 +329,50 @@ def test_a_live_edit_changes_the_supervision_of_the_tasks_it_touches_and_no_othe
     mine = parse_plan(DEFAULTED.replace("{max_restarts: 4}", "{strategy: rest_for_one}"), filename="p.yaml")
     assert supervision_changes(old, mine) == {"lenient": Supervision("rest_for_one", 0, 60.0)}
     assert old.tasks[1].spec_key() == mine.tasks[1].spec_key()  # so the reconcile restarts nothing
+
+
+@pytest.mark.anyio
+async def test_a_hostile_model_cannot_ask_agent_spawn_for_restarts(recorder, tmp_path: Path) -> None:
+    """The model asks for a child with a million restarts, two ways: the bridge tool has no
+    such argument, so both calls come back to it as errors and spawn nothing; the child it
+    then spawns plainly gets its parent's supervision (1 restart in 30 s), no more."""
+    from agentctl.agents.llm import LLMAgentConfig, llm_child_spec, llm_step
+    from agentctl.plan.model import Task
+    from agentctl.services.llm.base import ChatReply, ChatRequest, ToolCall
+    from agentctl.services.llm.scripted import ScriptedProvider
+    from agentctl.services.tools import default_registry
+    from agentctl.services.workers import LocalWorkPlane
+
+    def call(args: dict, id: str) -> ToolCall:
+        return ToolCall(id=id, name="agent/spawn", arguments=args)
+
+    greedy = {"max_restarts": 10**6, "restart_period": 0.001}
+
+    def answer(request: ChatRequest) -> object:
+        if "agent 'w'" in request.messages[0]["content"]:
+            return "w done"
+        last = request.messages[-1]
+        if last["role"] == "user" and "Child agent w finished" in last["content"]:
+            return "all done"
+        if last["role"] == "tool":
+            return ChatReply("", (call({"id": "w", "instructions": "work"}, "s3"),))
+        return ChatReply("", (call({"id": "g1", "instructions": "work", "supervise": greedy}, "s1"),
+                              call({"id": "g2", "instructions": "work", **greedy}, "s2")))
+
+    provider = ScriptedProvider(answer)
+    boss = AgentSpec("boss", llm_step(Task(id="boss", agent="llm", instructions="delegate"), LLMAgentConfig()),
+                     kind="llm", tools=frozenset({"agent/spawn"}), max_restarts=1, restart_period=30)
+    tools = default_registry()
+    plane = LocalWorkPlane(recorder, tools=tools, providers={"p": provider}, default_provider="p")
+    async with open_runtime(recorder, tools=tools, plane=plane, workspace=tmp_path,
+                            llm_child=llm_child_spec) as rt:
+        rt.spawn(AgentSpec("plan", spawner(boss)))
+        exit = await rt.wait("boss")
+    assert exit.status == "ok"
+    asked = [r for r in provider.requests if "agent 'boss'" in r.messages[0]["content"]][1]
+    fed = [m["content"] for m in asked.messages if m["role"] == "tool"]
+    assert fed == [f"error: agent/spawn: arguments.{name}: unknown argument (allowed: budget, id, instructions, model, tools)"
+                   for name in ("supervise", "max_restarts")]
+    spawned = {e["agent_id"]: e["supervise"] for e in recorder.of_type("agent/spawned")}
+    assert "g1" not in spawned and "g2" not in spawned
+    assert spawned["w"] == spawned["boss"] == {"strategy": "one_for_one", "max_restarts": 1, "restart_period": 30}
