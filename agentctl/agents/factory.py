@@ -7,11 +7,11 @@ inherited in the runtime through the depth policy.
 
 from __future__ import annotations
 
-import importlib
 from functools import partial
 
 from ..errors import PlanError
 from ..frozen import thaw
+from ..plan.code import import_plan_module
 from ..plan.model import Defaults, Task
 from ..policy import Budget, Supervision
 from ..runtime.spec import AgentSpec, StateCodec, StepFn
@@ -24,7 +24,7 @@ def load_step(ref: str) -> StepFn:
     """Import ``"module:function"``; a ``PlanError`` says what could not be found."""
     module_name, _, attr = ref.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = import_plan_module(module_name)
     except ImportError as exc:
         raise PlanError(f"cannot import step module {module_name!r}: {exc}", path="step") from exc
     fn = getattr(module, attr, None)

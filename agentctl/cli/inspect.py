@@ -41,8 +41,9 @@ def validate_command(plan: Path = typer.Argument(..., help="The plan file to che
     refused by the depth policy or the budget ledger. Lists every command and module it runs.
     """
     from ..errors import PlanError
+    from ..plan.code import plan_code
     from ..plan.runs import code_it_runs
-    from ..reconcile.preflight import plan_code, preflight
+    from ..reconcile.preflight import preflight
     from ..services.tools.docker import check_docker
 
     loaded: Plan | None = None
@@ -123,8 +124,9 @@ def diff_command(
     """
     from rich.console import Console
 
+    from ..plan.code import plan_code
     from ..reconcile import ROOT_ID, diff_plan
-    from ..reconcile.preflight import plan_code, plan_grants
+    from ..reconcile.preflight import plan_grants
     from ..views.watch import newest_run
 
     states: dict[str, TaskState] = {}

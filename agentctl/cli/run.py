@@ -46,9 +46,10 @@ def run_command(
     # Imported here, not above: `agentctl --help` and every other command start faster.
     import anyio
 
+    from ..plan.code import code_paths, plan_code, plan_modules
     from ..plan.load import line_finder, load_plan
     from ..plan.schema import EXECUTOR_ADDRESS
-    from ..reconcile.preflight import check_code, check_gates, load_plugins, plan_code
+    from ..reconcile.preflight import check_code, check_gates, load_plugins
     from ..services.tools import default_registry
     from ..services.tools.docker import check_docker
     from ..views.runs import process_alive
@@ -130,6 +131,7 @@ def run_command(
             durability=durability,
             ray=ray,
             otel=trace,
+            code=code_paths(code_beside, plan_modules(loaded)),
         )
         session = Session(options, loaded, resumed)
         try:

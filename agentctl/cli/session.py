@@ -74,6 +74,8 @@ class RunOptions:
     durability: str | None = None
     ray: str | None = None
     otel: OtelConfig | None = None
+    #: Where the plan's own modules would be imported from (``plan.code.code_paths``): kept from the file tools.
+    code: tuple[Path, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -177,7 +179,7 @@ class Session:
                 log.emit, run_id=o.run_id, workspace=o.workspace, plane=plane, tools=tools,
                 policy=plan.runtime_policy(), root_tools=held | mcp.tool_names(),
                 inbox_size=plan.settings.inbox_size, shell_enabled=plan.settings.shell,
-                protected=(o.plan_path, o.run_dir, self.control_path),
+                protected=(o.plan_path, o.run_dir, self.control_path, *o.code),
                 strategy=plan.settings.strategy, max_restarts=plan.settings.max_restarts,
                 restart_period=plan.settings.restart_period, lock_wait=plan.settings.lock_wait, backpressure=log,
                 resume=ResumeContext(r.journals, journal_from_log(o.run_dir, r.last_seq), parents=r.state.parents()) if r else None,
@@ -235,7 +237,7 @@ class Session:
 
     def _recovery_context(self, agent_id: str) -> ToolContext:
         return ToolContext(agent_id=agent_id, workspace=self.o.workspace, run_id=self.o.run_id,
-                           protected=(self.o.plan_path, self.o.run_dir))
+                           protected=(self.o.plan_path, self.o.run_dir, *self.o.code))
 
     def _start_tree(self, rt: Any) -> bool:
         """Spawn the root reconciler (and, on resume, the agents that were live); False if

@@ -10,18 +10,14 @@ the run refuses.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from pathlib import Path
 from typing import Any
 
 from ..agents.factory import asked, asked_supervise, load_step
 from ..errors import AgentctlError, PlanError, PolicyError
+from ..plan.code import import_plan_module
 from ..plan.lines import Path as KeyPath
 from ..plan.lines import format_path
 from ..plan.load import line_finder
@@ -37,21 +33,6 @@ def root_tools(settings: Settings, names: Iterable[str]) -> frozenset[str]:
     """The tools the run's root holds: every registered tool but the opt-in families left off."""
     off = tuple(prefix for prefix, switch in OPT_IN.items() if not getattr(settings, switch))
     return frozenset(n for n in names if not n.startswith(off)) if off else frozenset(names)
-
-
-@contextmanager
-def plan_code(plan_path: str | Path) -> Iterator[None]:
-    """Make the plan's directory importable (``step:`` modules and ``settings.plugins``)
-    for as long as the block runs, ahead of everything else as for a script's directory."""
-    where = os.path.dirname(os.path.realpath(plan_path))  # realpath: a symlink loop is the loader's to report
-    added = where not in sys.path
-    if added:
-        sys.path.insert(0, where)
-    try:
-        yield
-    finally:
-        if added and where in sys.path:
-            sys.path.remove(where)
 
 
 @dataclass
@@ -181,7 +162,7 @@ def load_plugins(modules: tuple[str, ...], registry: Any, file: str | None = Non
     plan ``file`` and the line ``locate`` gives) if one cannot be imported."""
     for i, name in enumerate(modules):
         try:
-            register = importlib.import_module(name).register
+            register = import_plan_module(name).register
         except (ImportError, AttributeError) as exc:
             path: KeyPath = ("settings", "plugins", i)
             raise PlanError(f"cannot load plugin {name!r}: {exc}", file=file, path=format_path(path),
@@ -253,7 +234,7 @@ def plan_toolset(expand: Toolset) -> Toolset:
 def preflight(plan: Plan) -> list[PlanError]:
     """Every problem the run would meet with ``plan`` beyond reading it: plugins and ``step:``
     functions that do not import, tools that do not exist or would not be granted, spawns
-    the policy or the ledger would refuse. Call it inside :func:`plan_code`."""
+    the policy or the ledger would refuse. Call it inside :func:`~agentctl.plan.code.plan_code`."""
     from ..services.tools import default_registry
 
     find = line_finder(plan.source)
@@ -270,7 +251,7 @@ def preflight(plan: Plan) -> list[PlanError]:
 def plan_grants(plan: Plan, running: Collection[str] = (), root_steps: int = 1) -> dict[str, Grant | PolicyError]:
     """:func:`predict_grants` with the tools the run would have (built-in and plugins).
 
-    Call it inside :func:`plan_code`.
+    Call it inside :func:`~agentctl.plan.code.plan_code`.
 
     Raises:
         PlanError: a plugin that does not import.

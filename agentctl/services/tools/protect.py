@@ -7,8 +7,9 @@ over the workspace. A path inside the workspace is protected when
 * one of its components is ``.agentctl`` (any case): the default home of run directories;
 * it is, or is inside, a directory holding ``events.jsonl``: a run directory wherever it
   lives, with its plan versions, checkpoints and control channel;
-* it is, or is inside, one of ``ToolContext.protected`` (the plan file and this run's
-  directory, passed by the CLI);
+* it is, or is inside, one of ``ToolContext.protected`` (the plan file, this run's
+  directory and control socket, and where the plan's own modules would be imported from:
+  :func:`agentctl.plan.code.code_paths`; passed by the CLI);
 * it is a file with more than one hard link: another name of it may be any of the above.
 
 The checks run on the real path, so relative paths, absolute paths, ``..`` and symlinks

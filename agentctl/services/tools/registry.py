@@ -87,7 +87,7 @@ class ToolContext:
         locks: the ``LockService`` (``None``: no locking).
         lock_wait: seconds a file tool waits for a contended lock before it fails.
         shell_enabled: whether ``shell/run`` may run commands.
-        protected: paths that steer the run (the plan file, the run directory): out of the
+        protected: paths that steer the run (the plan file, the run directory, the plan's code): out of the
             file tools' reach and read-only in containers (see ``tools.protect``).
         agents: what the tool may ask of the runtime about agents (the ``agent/*`` tools,
             clean-up when an agent ends); ``None`` outside a runtime.
