@@ -59,7 +59,7 @@ def test_diff_compares_with_the_newest_run_and_exits_1_on_changes(project: Path)
     found = json.loads(changed.stdout)
     assert found["changes"] is True
     assert [(t["task"], t["action"]) for t in found["tasks"]] == [("reporter", "rerun")]
-    assert set(found["tasks"][0]) == {"task", "action", "budget", "locks", "error"}
+    assert set(found["tasks"][0]) == {"task", "action", "budget", "locks", "error", "supervise"}
     assert agentctl("diff", str(edited)).exit_code == 1
     assert agentctl("diff", str(project / "missing.yaml")).exit_code == 2
     assert agentctl("diff", "hello.yaml", "--run", "no-such-run").exit_code == 2

@@ -313,6 +313,14 @@ def _more_tools(snapshot: dict[str, Any]) -> None:
     snapshot["children"][0]["grant"]["tools"].append("shell/run")
 
 
+def _more_restarts(snapshot: dict[str, Any]) -> None:
+    snapshot["children"][0]["grant"]["supervise"]["max_restarts"] = 10**6
+
+
+def _bad_strategy(snapshot: dict[str, Any]) -> None:
+    snapshot["children"][0]["grant"]["supervise"]["strategy"] = "one_for_none"
+
+
 def _bad_spec(snapshot: dict[str, Any]) -> None:
     snapshot["children"][0]["spec"] = {"id": "c2", "instructions": 3}
 
@@ -322,8 +330,10 @@ def _bad_spec(snapshot: dict[str, Any]) -> None:
     (_renamed("ghost"), "it names a live child 'ghost' that the log does not have as its child"),
     (_renamed("plan"), "it names a live child 'plan' that the log does not have as its child"),  # the live root
     (_more_tools, "has a grant its parent may not give"),
+    (_more_restarts, "has a grant its parent may not give (max_restarts 1000000 exceeds its parent's 3)"),
+    (_bad_strategy, "has no grant that decodes (Invalid enum value 'one_for_none'"),
     (_bad_spec, "does not decode"),
-], ids=["unknown", "another agent", "more tools", "bad spec"])
+], ids=["unknown", "another agent", "more tools", "more restarts", "bad strategy", "bad spec"])
 def test_a_snapshot_naming_a_child_it_cannot_start_falls_back_to_the_full_replay(
     server: LLMServer, uncrashed: Callable, tmp_path: Path, edit: Callable, why: str
 ) -> None:

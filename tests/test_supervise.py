@@ -193,6 +193,9 @@ def test_a_plans_task_supervises_its_three_children_one_for_all(tmp_path: Path) 
     assert (tmp_path / "b.txt").read_text() == "b\n" * 2
     spawned = {e["agent_id"]: e["supervise"] for e in of(evs, "agent/spawned")}
     assert spawned["boss"] == spawned["a"] == {"strategy": "one_for_all", "max_restarts": 1, "restart_period": 600.0}
+    described = json.loads(invoke("describe", "run", "a", "-o", "json", cwd=tmp_path).stdout)
+    assert described["spec"]["supervise"] == spawned["a"]
+    assert "one_for_all, 1 restart in 600s" in invoke("describe", "run", "boss", cwd=tmp_path).stdout
 
 
 @pytest.mark.parametrize(("where", "value", "key", "expected", "got"), [

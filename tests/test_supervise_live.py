@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -36,6 +37,16 @@ def test_an_edit_of_a_running_tasks_supervise_decides_its_next_restart_without_r
         wait_for(run_dir, lambda e: of(e, "agent/status", "w"))
         _kick(run_dir, tmp_path)
         wait_for(run_dir, lambda e: of(e, "agent/restarted", "w") and len(of(e, "agent/status", "w")) >= 2)
+        # agentctl diff says what the edit will do: supervise boss live, restart nothing.
+        edited = tmp_path / "edited.yaml"
+        edited.write_text(LIVE.format(most=1))
+        diff = invoke("diff", str(edited), "--run", str(run_dir), "-o", "json", cwd=tmp_path)
+        assert diff.returncode == 1, diff.stderr
+        assert [(r["task"], r["action"], r["supervise"]) for r in json.loads(diff.stdout)["tasks"]] == [
+            ("boss", "supervise", {"strategy": "one_for_one", "max_restarts": 1, "restart_period": 600.0})]
+        table = invoke("diff", str(edited), "--run", str(run_dir), cwd=tmp_path).stdout
+        assert "supervise" in table and "1 in 600.0s" in table
+        assert invoke("diff", str(plan), "--run", str(run_dir), cwd=tmp_path).returncode == 0
         save(plan, LIVE.format(most=1))
         evs = wait_for(run_dir, lambda e: of(e, "agent/supervision", "w"))
         flags = {"strategy": "one_for_one", "max_restarts": 1, "restart_period": 600.0}
@@ -43,6 +54,7 @@ def test_an_edit_of_a_running_tasks_supervise_decides_its_next_restart_without_r
             (changed,) = of(evs, "agent/supervision", agent)
             assert {k: changed[k] for k in flags} == flags
         assert of(evs, "plan/diff") == [] or all(d["changed"] == [] for d in of(evs, "plan/diff"))
+        assert invoke("diff", str(plan), "--run", str(run_dir), cwd=tmp_path).returncode == 0  # folded: applied
         _kick(run_dir, tmp_path)
         ends(proc, 1)
     evs = events(run_dir)

@@ -154,7 +154,7 @@ def diff_command(
 
 
 #: Diff actions that change a run (waiting and blocked tasks do not; a refused spawn fails its task).
-CHANGES = frozenset({"spawn", "stop", "restart", "rerun", "refused"})
+CHANGES = frozenset({"spawn", "stop", "restart", "rerun", "refused", "supervise"})
 
 
 def diff_rows(plan: Plan, d: Diff, states: dict[str, TaskState], fold: Any,
@@ -186,14 +186,38 @@ def diff_rows(plan: Plan, d: Diff, states: dict[str, TaskState], fold: Any,
         action = "restart" if tid in restarts else ("spawn" if tid not in states else "rerun")
         rows.append({"task": tid, "action": action, "budget": {k: v for k, v in budget.items() if v is not None},
                      "locks": locks, "error": None})
+    rows.extend(_supervise_rows(d, states, fold, grants or {}))
     rows.extend({"task": tid, "action": "wait", "budget": None, "locks": [], "error": None} for tid in d.waiting)
     rows.extend({"task": tid, "action": "blocked", "budget": None, "locks": [], "error": None} for tid in d.blocked)
+    for row in rows:
+        row.setdefault("supervise", None)
+    return rows
+
+
+def _supervise_rows(d: Diff, states: dict[str, TaskState], fold: Any,
+                    grants: Mapping[str, Grant | PolicyError]) -> list[dict[str, Any]]:
+    """Running tasks the edit leaves running whose supervision it changes (applied live,
+    ``agent/supervision``): action ``supervise``, with the new values in ``supervise``."""
+    from ..errors import PolicyError
+
+    rows: list[dict[str, Any]] = []
+    for tid, state in states.items():
+        agent = fold.agents.get(tid) if fold is not None else None
+        grant = grants.get(tid)
+        if state.status != "running" or tid in d.stop or agent is None or not agent.supervise:
+            continue
+        if isinstance(grant, PolicyError):
+            if grant.rule == "supervise":
+                rows.append({"task": tid, "action": "refused", "budget": None, "locks": [], "error": str(grant)})
+        elif grant is not None and grant.supervise.to_dict() != agent.supervise:
+            rows.append({"task": tid, "action": "supervise", "budget": None, "locks": [], "error": None,
+                         "supervise": grant.supervise.to_dict()})
     return rows
 
 
 _ACTION_TEXT = {"stop": "[red]stop[/]", "spawn": "[green]spawn[/]", "restart": "[yellow]restart[/]", "rerun": "[yellow]rerun[/]",
                 "wait": "wait for dependencies", "blocked": "[red]blocked[/] (a dependency failed)",
-                "refused": "[red]refused[/]: {error}"}
+                "refused": "[red]refused[/]: {error}", "supervise": "[yellow]supervise[/] (live): {supervise}"}
 
 
 def render_diff(plan: Plan, rows: list[dict[str, Any]], run_dir: Path | None, console: Console) -> None:
@@ -211,6 +235,8 @@ def render_diff(plan: Plan, rows: list[dict[str, Any]], run_dir: Path | None, co
     for r in rows:
         budget = r["budget"]
         reserved = "-" if budget is None else ", ".join(f"{k}={v}" for k, v in budget.items()) or "inherit"
-        action = _ACTION_TEXT[r["action"]].format(error=escape(r["error"] or ""))
+        flags = r.get("supervise") or {}
+        action = _ACTION_TEXT[r["action"]].format(error=escape(r["error"] or ""), supervise=escape(
+            f"{flags.get('max_restarts')} in {flags.get('restart_period')}s, {flags.get('strategy')}"))
         table.add_row(r["task"], action, reserved, ", ".join(r["locks"]) or "-")
     console.print(table)

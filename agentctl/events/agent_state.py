@@ -30,6 +30,9 @@ class AgentView:
     approve: tuple[str, ...] = ()
     budget: dict[str, Any] = field(default_factory=dict)
     restart: str | None = None
+    #: How it supervises its children (``agent/spawned``, then ``agent/supervision``); empty
+    #: in logs written before they carried it.
+    supervise: dict[str, Any] = field(default_factory=dict)
     status: str = "spawned"
     activity: str | None = None
     #: The tail of what its latest LLM call has streamed so far (``llm/delta``; views only).
@@ -53,6 +56,7 @@ class AgentView:
         d["tools"] = list(self.tools)
         d["approve"] = list(self.approve)
         d["budget"] = dict(self.budget)
+        d["supervise"] = dict(self.supervise)
         d["locks"] = dict(self.locks)
         d["children"] = list(self.children)
         return d

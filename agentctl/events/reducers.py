@@ -111,6 +111,7 @@ def _agent_spawned(state: RunState, e: dict[str, Any]) -> None:
     agent.approve = tuple(e.get("approve") or ())
     agent.budget = e.get("budget") or {}
     agent.restart = e.get("restart")
+    agent.supervise = e.get("supervise") or {}
     agent.status = "spawned"
     agent.activity = None
     agent.done_status = agent.error = agent.ended_t = None
@@ -185,6 +186,12 @@ def _agent_restarted(state: RunState, e: dict[str, Any]) -> None:
     agent.done_status = agent.error = agent.ended_t = None
     agent.result = None
     _drop_held(state, agent.id)
+
+
+def _agent_supervision(state: RunState, e: dict[str, Any]) -> None:
+    agent = state.agents.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if agent is not None:
+        agent.supervise = {k: e.get(k) for k in ("strategy", "max_restarts", "restart_period")}
 
 
 def _agent_resumed(state: RunState, e: dict[str, Any]) -> None:
@@ -436,6 +443,7 @@ REDUCERS: Mapping[str | None, Reducer] = MappingProxyType({
     "agent/stopped": _agent_stopped,
     "agent/restarted": _agent_restarted,
     "agent/resumed": _agent_resumed,
+    "agent/supervision": _agent_supervision,
     "agent/message": _agent_message,
     "policy/refused": _policy_refused,
     "bus/denied": _bus_denied,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -33,7 +33,7 @@ from ..errors import PolicyError
 from ..events.journal import Journal, Journals
 from ..policy import DEFAULT_SUPERVISION, Budget, Grant, Policy, Supervision, grant_child
 from .snapshots import SnapshotError
-from .spec import AgentSpec
+from .spec import AgentSpec, Strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +46,19 @@ class LiveChild:
     journal: Journal | None
 
 
+class _SuperviseData(msgspec.Struct, forbid_unknown_fields=True):
+    strategy: Strategy
+    max_restarts: Annotated[int, msgspec.Meta(ge=0)]
+    restart_period: Annotated[float, msgspec.Meta(gt=0)]
+
+
 class _GrantData(msgspec.Struct, forbid_unknown_fields=True):
     model: str | None
     tools: list[str]
     budget: dict[str, int | float | None]
     approve: list[str]
     # Absent from snapshots written before grants carried it: those children had the default.
-    supervise: dict[str, int | float | str | None] | None = None
+    supervise: _SuperviseData | None = None
 
 
 def live_children(
@@ -106,9 +112,10 @@ def _grant(child_id: str, data: Any, parent: Grant, depth: int, policy: Policy) 
     """The grant the snapshot recorded for a child, if the parent may give it now."""
     try:
         g = msgspec.convert(data, _GrantData)
-        flags = DEFAULT_SUPERVISION if g.supervise is None else Supervision.from_mapping(g.supervise)
+        flags = DEFAULT_SUPERVISION if g.supervise is None else Supervision(
+            g.supervise.strategy, g.supervise.max_restarts, g.supervise.restart_period)
         recorded = Grant(g.model, frozenset(g.tools), Budget.from_mapping(g.budget), frozenset(g.approve), flags)
-    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+    except (msgspec.ValidationError, TypeError) as exc:
         raise SnapshotError(f"its child {child_id!r} has no grant that decodes ({exc})") from None
     try:
         # The policy's check of a spawn asking for exactly that, against the parent's whole

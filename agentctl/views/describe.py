@@ -136,7 +136,8 @@ def describe_agent(events: Iterable[dict[str, Any]], agent_id: str) -> dict[str,
         "done_status": agent.done_status,
         "result": agent.result,
         "spec": {"kind": agent.kind, "model": agent.model, "tools": list(agent.tools), "budget": reserved,
-                 "restart": agent.restart, "depth": agent.depth, "approve": list(agent.approve), "spawned_seq": found.spawned.seq if found.spawned else None},
+                 "restart": agent.restart, "depth": agent.depth, "approve": list(agent.approve),
+                 "supervise": dict(agent.supervise) or None, "spawned_seq": found.spawned.seq if found.spawned else None},
         "parent": agent.parent_id,
         "children": [{"id": c, "status": state.agents[c].status} for c in agent.children if c in state.agents],
         "budget": {"reserved": reserved, "used": used, "left": left},
@@ -149,6 +150,14 @@ def describe_agent(events: Iterable[dict[str, Any]], agent_id: str) -> dict[str,
         "approvals": [{"call_id": cid, **{k: v for k, v in r.items() if k != "agent_id"}}
                       for cid, r in state.approvals.items() if r["agent_id"] == agent_id],
     }
+
+
+def _supervises(flags: dict[str, Any] | None) -> str:
+    """How it supervises its children, as ``one_for_all, 1 restart in 60s``."""
+    if not flags:
+        return "-"
+    n = flags.get("max_restarts")
+    return f"{flags.get('strategy')}, {n} restart{'' if n == 1 else 's'} in {flags.get('restart_period'):g}s"
 
 
 def _value(v: Any) -> str:
@@ -166,6 +175,7 @@ def render_description(d: dict[str, Any]) -> RenderableType:
         ("agent", d["id"]), ("run", d["run_id"] or "-"), ("status", status),
         ("result", _value(d["result"]) if d["status"] in ("done", "failed") else "-"),
         ("kind", spec["kind"] or "-"), ("model", spec["model"] or "-"), ("restart", spec["restart"] or "-"),
+        ("supervises", _supervises(spec.get("supervise"))),
         ("tools", ", ".join(spec["tools"]) or "-"),
         ("approve", ", ".join(spec.get("approve") or ()) or "-"),
         ("parent", d["parent"] or "-"),
