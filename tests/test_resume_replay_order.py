@@ -150,3 +150,41 @@ def test_the_locks_given_back_count_every_logged_hold_and_an_older_log_frees_at_
     assert journal({"count": 1}, {"count": 0}).held_locks() == {}
     # Written before lock/released had count: only the unlock that freed it was logged.
     assert journal({}).held_locks() == {}
+
+
+def test_a_replayed_step_sees_a_child_that_ended_before_the_crash_until_it_reads_of_its_end() -> None:
+    """The line-up a resumed agent's replayed steps see: children that ended before the crash
+    keep their start order among the live ones until a step reads their end report, or the
+    agent's replayed stop of one, or the end of the replay (the no-report ends)."""
+    from agentctl.policy import UNLIMITED, Grant
+    from agentctl.runtime.agent import Agent
+    from agentctl.runtime.spec import AgentSpec
+    from agentctl.services.bus import Inbox, Message
+
+    def agent(agent_id: str, parent: Agent | None) -> Agent:
+        return Agent(AgentSpec(agent_id, lambda ctx: []), parent, Grant(None, frozenset(), UNLIMITED), Inbox(4))
+
+    def report(sender: str, kind: str, signal: bool = True) -> Message:
+        return Message("m", sender, "boss", kind, None, None, 1, None, signal)
+
+    boss = agent("boss", None)
+    boss.children["c0"] = agent("c0", boss)  # live, started again before the first ended one
+    boss.ended_before("c1")
+    for child in ("c2", "c3"):
+        boss.children[child] = agent(child, boss)
+        boss.spawned_child(child)
+        if child == "c2":
+            boss.ended_before("c4")
+    assert boss.child_ids() == ("c0", "c1", "c2", "c4", "c3")
+    del boss.children["c3"]  # a live child that ends now
+    assert boss.child_ids() == ("c0", "c1", "c2", "c4")
+    boss.read_ends((report("c1", "chat", signal=False), report("c1", "restarted")), live=False)
+    assert boss.child_ids() == ("c0", "c1", "c2", "c4")  # not its end report
+    boss.read_ends((report("c1", "done"),), live=False)
+    boss.saw_end("c2")  # a live child: stopping it is not the replay's to note
+    assert boss.child_ids() == ("c0", "c2", "c4")
+    boss.saw_end("c4")
+    assert boss.lineup is None and boss.child_ids() == ("c0", "c2")
+    boss.ended_before("c5")  # no report came to it: gone once the replay is over
+    boss.read_ends((), live=True)
+    assert boss.lineup is None and boss.child_ids() == ("c0", "c2")

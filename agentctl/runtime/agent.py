@@ -17,9 +17,12 @@ import anyio
 
 from ..actions import Result
 from ..policy import CONSUMABLE, UNLIMITED, Budget, Grant
-from ..services.bus import Inbox
+from ..services.bus import Inbox, Message
 from .resume_state import Replay
 from .spec import AgentSpec
+
+#: The kinds of an end report, the signal a parent gets when its child ends.
+ENDS = frozenset(("done", "failed", "stopped"))
 
 _USED = {"max_steps": "steps", "max_tool_calls": "tool_calls", "max_tokens": "tokens"}
 
@@ -32,7 +35,8 @@ class Agent:
         "status", "steps", "tool_calls", "tokens", "reserved", "scope", "scheduled",
         "started", "ended", "restart_times", "deadline", "tick_due", "spawned_children", "wakers", "replay",
         "interrupted_call", "clock_t", "acting", "acting_since", "logged", "resume_actions", "snapped_at",
-        "charges", "reserved_tokens", "heard_t", "__weakref__",
+        "charges", "reserved_tokens", "heard_t", "lineup",
+        "__weakref__",
     )
 
     def __init__(self, spec: AgentSpec, parent: Agent | None, grant: Grant, inbox: Inbox) -> None:
@@ -90,6 +94,50 @@ class Agent:
         # While it replays its past: when the last recorded message its next step reads came
         # (the logged ``t``, ms): that step ran no earlier (see ``clock_t``).
         self.heard_t: int | None = None
+        # While it replays its past and a child of its ended before the crash (not started
+        # again): every child its steps see, in start order, True for those that ended
+        # until a replayed step reads of their end, as the first time (see child_ids).
+        self.lineup: dict[str, bool] | None = None
+
+    def child_ids(self) -> tuple[str, ...]:
+        """Its live children's ids, in start order, as its step sees them: while it replays
+        its past, those that ended before the crash are among them until it reads of their end."""
+        lineup = self.lineup
+        if lineup is None:
+            return tuple(self.children) if self.children else ()
+        return tuple(c for c, ended in lineup.items() if ended or c in self.children)
+
+    def ended_before(self, child_id: str) -> None:
+        """Its replay spawned again (or its snapshot named) a child that ended before the crash."""
+        if self.lineup is None:
+            self.lineup = dict.fromkeys(self.children, False)
+        self.lineup.pop(child_id, None)
+        self.lineup[child_id] = True
+
+    def spawned_child(self, child_id: str) -> None:
+        """A child of its started anew (not a restart): it comes last in its line-up, if it keeps one."""
+        if self.lineup is not None:
+            self.lineup.pop(child_id, None)
+            self.lineup[child_id] = False
+
+    def read_ends(self, messages: tuple[Message, ...], *, live: bool) -> None:
+        """Its step reads ``messages``: a child that ended before the crash leaves its line-up
+        once it reads of its end; all of them once its steps are ``live`` (the replay is over)."""
+        if live:
+            self.lineup = None
+            return
+        for m in messages:
+            if m.signal and m.kind in ENDS:
+                self.saw_end(m.sender)
+
+    def saw_end(self, child_id: str) -> None:
+        """Its replayed step read of the end of ``child_id``, or stopped it: a child that ended
+        before the crash leaves its line-up."""
+        lineup = self.lineup
+        if lineup is not None and lineup.get(child_id):
+            del lineup[child_id]
+            if not any(lineup.values()):
+                self.lineup = None
 
     def left_of(self, seconds: float) -> float:
         """What is left of a wait of ``seconds`` that its latest step started: all of it for

@@ -48,6 +48,7 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     rep = agent.replay
     assert rep is not None
     if isinstance(action, Stop):
+        agent.saw_end(action.agent_id)
         return Result(action, True)  # the subtree was stopped the first time
     op = _OPS.get(type(action))
     if op is None:
@@ -104,6 +105,7 @@ def _spawn(svc: ActionServices, agent: Agent, action: Spawn, effect: dict[str, A
         svc.tree.spawn(action.spec, agent, journal=journal)
         return Result(action, True, action.spec.id)
     agent.spawned_children += 1  # ended, not started again: one of its spawns all the same
+    agent.ended_before(action.spec.id)  # its steps see it live until they read of its end
     if effect.get("budget") is not None:
         agent.hold_for_ended(action.spec.id, Budget.from_mapping(effect["budget"]))
     return Result(action, True, action.spec.id)

@@ -132,6 +132,8 @@ class Scheduler:
         inbox.steps += 1
         messages = tuple(inbox.drain()) if len(inbox) else ()
         heard = agent.heard_t
+        if agent.lineup is not None:
+            agent.read_ends(messages, live=agent.replay is None and heard is None)
         if heard is not None and messages:
             # A replayed step ran once the recorded messages it reads had come.
             agent.heard_t = None
@@ -149,7 +151,7 @@ class Scheduler:
         ctx = StepContext(
             agent.id, agent.parent.id if agent.parent else None, agent.depth, agent.spec, reason,
             messages, results, agent.state, agent.grant.model, agent.grant.tools, agent.grant.budget,
-            tuple(agent.children) if agent.children else (), agent.steps, partial(self._left, agent), agent.clock_t,
+            agent.child_ids(), agent.steps, partial(self._left, agent), agent.clock_t,
         )
         try:
             out = agent.spec.step(ctx)

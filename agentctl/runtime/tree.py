@@ -152,6 +152,8 @@ class Tree:
         inbox.on_put = partial(self._wake, agent)
         siblings = parent.children if parent is not None else self._roots
         siblings[spec.id] = agent
+        if parent is not None and previous is None:
+            parent.spawned_child(spec.id)
         self._agents[spec.id] = agent
         now = clock()
         if previous is not None:
@@ -176,6 +178,7 @@ class Tree:
                 for child in children:
                     if child.journal is None:
                         agent.hold_for_ended(child.spec.id, child.grant.budget)
+                        agent.ended_before(child.spec.id)
                     else:
                         self.spawn(child.spec, agent, journal=child.journal, granted=child.grant)
             else:
