@@ -7,6 +7,7 @@ added later is held to the same rules. Colour is checked against a real pseudo-t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -15,6 +16,9 @@ from typing import Any
 
 import pytest
 import typer
+from cli_helpers import GATE, of, running, wait_for
+from cli_helpers import invoke as run_in_process
+from test_cli_runs import dead_run
 from typer.core import TyperArgument
 from typer.testing import CliRunner
 
@@ -159,3 +163,104 @@ def test_run_resume_takes_a_shortened_run_id(runs: Path) -> None:
     result = invoke("run", "--resume", "bcd", "--no-ui")
     assert "20261202-120055-bcdef0" in result.output, result.output
     assert "no such" not in result.output
+
+
+def test_send_and_stop_reach_the_newest_live_run_past_a_newer_finished_one(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started in another terminal is still going; a quick run finished since. ``send``
+    and ``stop`` without RUN go to the one still going, not to the newest."""
+    (tmp_path / "gate.yaml").write_text(GATE)
+    monkeypatch.chdir(tmp_path)
+    with running("run", "gate.yaml", "--no-ui", "--no-watch-plan", "--run-dir", ".agentctl/runs/20260101-000000-1ive00",
+                 cwd=tmp_path) as proc:
+        live = tmp_path / ".agentctl" / "runs" / "20260101-000000-1ive00"
+        run_id = wait_for(live, lambda evs: of(evs, "agent/spawned", "gate"))[0]["run_id"]
+        _finished_run(tmp_path / ".agentctl" / "runs", "20991231-235959-newest", ("plan", "gate"))
+        sent = invoke("send", "--to", "gate", "--kind", "ping", "hello")
+        assert sent.exit_code == 0 and f"in run {run_id}" in sent.stdout, sent.output
+        stopped = invoke("stop")
+        assert stopped.exit_code == 0 and f"stopped run {run_id}" in stopped.stdout, stopped.output
+        assert proc.wait(20) == 130
+    one_line_error(invoke("stop"), "no running run under .agentctl/runs; the newest, 20991231-235959-newest, has finished (completed)")
+    one_line_error(invoke("send", "--to", "gate", "x", "--run", "newest"), "run 20991231-235959-newest has finished")
+
+
+def test_without_a_live_run_a_dead_one_says_how_to_resume_it(runs: Path) -> None:
+    dead_run(runs, "20261205-000000-dead00")
+    line = one_line_error(invoke("approve", "c1"), "run 20261205-000000-dead00: its process", "is gone")
+    assert "agentctl run --resume .agentctl/runs/20261205-000000-dead00" in line
+
+
+def test_ps_keeps_run_ids_whole_and_shows_only_what_tells_something(runs: Path) -> None:
+    from rich.console import Console
+
+    from agentctl.views.ps import render_ps
+
+    dead_run(runs, "20261205-000000-dead00")
+    rows = json.loads(invoke("ps", "-a", "-o", "json").stdout)["runs"]
+    narrow = Console(width=50, file=io.StringIO(), color_system=None)
+    narrow.print(render_ps(rows))
+    shown = narrow.file.getvalue()  # type: ignore[attr-defined]
+    for row in rows:
+        assert row["id"] in shown, shown
+    table = invoke("ps", "-a").stdout
+    assert "APPROVAL" not in table  # no run holds a call
+    lines = {line.split()[0]: line for line in table.splitlines()[1:]}
+    dead = next(r for r in rows if r["id"] == "20261205-000000-dead00")
+    assert lines[dead["id"]].split()[-2:] == [str(dead["pid"]), "(gone)"]
+    assert lines["20261201-100000-aaaaaa"].split()[-1] == "-"  # a finished run's pid is history
+
+
+def test_ps_shows_how_long_a_running_run_has_run_not_its_last_event() -> None:
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+
+    from agentctl.views.ps import render_ps, span
+
+    row: dict[str, Any] = {"id": "r", "dir": "r", "plan": "p", "status": "running", "reason": None, "started": "2026-12-01T10:00:00+00:00",
+           "duration_s": 0.1, "agents": {}, "pid": 7, "alive": True, "approvals": []}
+    console = io.StringIO()
+    Console(file=console, width=120, color_system=None).print(
+        render_ps([row], now=datetime(2026, 12, 1, 11, 2, 5, tzinfo=timezone.utc)))
+    assert "1h02m" in console.getvalue()
+    assert [span(s) for s in (4.25, 65, 3 * 3600 + 7 * 60, 2 * 86400 + 4 * 3600)] == ["4.2s", "1m05s", "3h07m", "2d04h"]
+
+
+def test_logs_refuses_a_file_that_is_not_an_event_log_as_replay_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blob").mkdir()
+    (tmp_path / "blob" / "events.jsonl").write_bytes(b"\xff\xfe\x00binary" * 50)
+    one_line_error(invoke("logs", "blob"), "blob/events.jsonl:1: not an agentctl event log (not JSON)")
+
+
+def test_an_unknown_agent_is_answered_with_the_nearest_ids(runs: Path) -> None:
+    one_line_error(invoke("describe", "aaa", "worker2"), "no agent 'worker2'", "did you mean 'worker'?")
+    one_line_error(invoke("logs", "aaa", "--agent", "zz"), "no agent 'zz'", "its agents: plan, worker")
+
+
+def test_replay_piped_prints_the_final_frame_at_once_ending_its_line(runs: Path) -> None:
+    result = invoke("replay", "aaa")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("\n") and "run finished completed ok" in result.stdout
+
+
+def test_replay_refuses_an_svg_it_could_not_write_before_playing(runs: Path, tmp_path: Path) -> None:
+    result = invoke("replay", "aaa", "--svg", str(tmp_path / "no-dir" / "x.svg"))
+    one_line_error(result, f"--svg: no such directory: {tmp_path / 'no-dir'}")
+    assert result.stdout == ""  # nothing was played
+    one_line_error(invoke("replay", "aaa", "--svg", str(tmp_path)), "is a directory")
+
+
+def test_a_failed_run_names_an_agent_that_gave_up_itself(tmp_path: Path) -> None:
+    """An LLM agent that stops after its calls failed ends with ``done`` status failed, no
+    ``agent/error``: the end of the run still says which agent and why."""
+    (tmp_path / "plan.yaml").write_text("name: gives-up\ntasks:\n  - id: quitter\n    agent: python\n    step: steps:quit\n")
+    (tmp_path / "steps.py").write_text(
+        "from agentctl import actions as act\n\n\ndef quit(ctx):\n    return [act.done('failed', 'model unreachable 3 times')]\n")
+    proc = run_in_process("run", "plan.yaml", "--no-ui", "--no-watch-plan", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: agent quitter: ended failed: model unreachable 3 times"]
+    closing = proc.stderr.splitlines()[-1]
+    assert closing.startswith("run ") and " failed; events: " in closing, closing  # not "failed (failed)"

@@ -14,9 +14,8 @@ from typing import Optional
 import typer
 
 from .errors import fail_usage
-from .views import resolve_run
 
-_TARGETS_HELP = "The run directory or run id [default: the newest run], then the held call's id."
+_TARGETS_HELP = "The run directory or run id [default: the newest running run], then the held call's id."
 
 
 def _targets(targets: list[str]) -> tuple[Optional[Path], str]:
@@ -26,10 +25,10 @@ def _targets(targets: list[str]) -> tuple[Optional[Path], str]:
 
 
 def _answer(targets: list[str], granted: bool, text: Optional[str]) -> None:
-    from .runs import answer_request, ask_run, live_run
+    from .runs import answer_request, ask_run, steered_run
 
     run, call = _targets(targets)
-    info = live_run(resolve_run(run))
+    info = steered_run(run)
     reply = ask_run(info, answer_request(call, granted, text))
     verb = "approved" if granted else "denied"
     typer.echo(f"{verb} call {call} in run {info.state.run_id} (event #{reply.get('seq')})")

@@ -9,7 +9,8 @@ import typer
 from ..errors import AgentctlError
 from .errors import fail_usage
 from .jsonout import Output, output_option, print_json
-from .views import blame_the_log, resolve_run
+from .locate import resolve_run
+from .views import blame_the_log
 
 
 def describe_command(
@@ -34,7 +35,9 @@ def describe_command(
         with blame_the_log(path):
             found = describe_agent(read_events(path), agent)
             if found is None:
-                fail_usage(f"no agent {agent!r} in the run in {run_dir}")
+                from .runs import unknown_agent
+
+                unknown_agent(run_dir, agent)
             if output is Output.json:
                 print_json(found)
                 return

@@ -12,7 +12,8 @@ import typer
 
 from .errors import EXIT_USAGE, fail_plan, fail_usage
 from .jsonout import Output, output_option, print_json
-from .views import RUNS, blame_the_log, resolve_run
+from .locate import RUNS, resolve_run
+from .views import blame_the_log
 
 if TYPE_CHECKING:
     from rich.console import Console

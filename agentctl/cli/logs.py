@@ -10,7 +10,8 @@ import typer
 
 from ..errors import AgentctlError
 from .errors import fail_usage
-from .views import blame_the_log, end_code, resolve_run
+from .locate import resolve_run
+from .views import blame_the_log, check_event_log, end_code
 
 
 def logs_command(
@@ -36,6 +37,7 @@ def logs_command(
     printer = LogPrinter(LogFilter(agent, type_), sys.stdout)
     try:
         path = run if run is not None and run.is_file() else read_run_events(run_dir)
+        check_event_log(path)
         with blame_the_log(path):
             if not follow:
                 for event in read_events(path):
@@ -48,7 +50,9 @@ def logs_command(
         raise typer.Exit(130) from None
     except AgentctlError as exc:
         fail_usage(str(exc))
-    if not printer.agent_seen:
-        fail_usage(f"no agent {agent!r} in the run in {run_dir}")
+    if not printer.agent_seen and agent is not None:
+        from .runs import unknown_agent
+
+        unknown_agent(run_dir, agent)
     if follow:
         raise typer.Exit(end_code(run_dir, end))

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import UsageError
 from .errors import fail_usage
-from .views import RUNS
+from .locate import RUNS
 
 if TYPE_CHECKING:
     from ..views.runs import RunInfo

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .jsonout import Output, output_option, print_json
-from .views import RUNS
+from .locate import RUNS
 
 
 def ps_command(

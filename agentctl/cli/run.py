@@ -11,7 +11,7 @@ import typer
 
 from ..errors import AgentctlError, PlanError, leaves
 from .errors import EXIT_USAGE, fail_plan, fail_usage, print_error
-from .views import run_by_id
+from .locate import run_by_id
 
 if TYPE_CHECKING:
     from ..plan.model import Plan
@@ -145,7 +145,8 @@ def run_command(
         if code != EXIT_USAGE:  # a run that could not be set up failed for that one reason
             for line in session.failure_lines():
                 print_error(line)
-        typer.echo(f"run {run_id} {session.reason} ({session.status}); events: {options.run_dir / 'events.jsonl'}", err=True)
+        status = "" if session.status == session.reason else f" ({session.status})"
+        typer.echo(f"run {run_id} {session.reason}{status}; events: {options.run_dir / 'events.jsonl'}", err=True)
         if session.lost is not None:
             print_error(f"{session.lost}; the run is resumable: agentctl run --resume {options.run_dir} --ray ADDRESS")
         raise typer.Exit(code)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import AgentctlError
 from ..views.runs import RunInfo, list_runs, process_alive, read_run
 from .control import ControlError, NotListening, request
 from .errors import fail_usage, print_error
+from .locate import RUNS, resolve_run
 
 if TYPE_CHECKING:
     from ..events.run_state import RunState
@@ -39,6 +40,72 @@ def readable_runs(root: Path) -> list[RunInfo]:
         except AgentctlError as exc:
             print_error(f"skipped {run_dir}: {exc}")
     return sorted(infos, key=lambda i: i.state.started_t or 0)
+
+
+def steered_run(run: Path | None) -> RunInfo:
+    """The run ``send``, ``stop``, ``approve`` and ``deny`` act on: the one given (a run
+    directory or id), which must be live; else the newest live run under ``.agentctl/runs``,
+    so that a run that finished since does not hide one still going. Without a live one:
+    why the newest unfinished one cannot be reached (its process is gone: how to resume it),
+    else that the newest run has finished.
+    """
+    if run is not None:
+        return live_run(resolve_run(run))
+    dead, found = None, list_runs(RUNS)
+    if not found:
+        fail_usage(f"no runs under {RUNS}; pass a run directory")
+    for run_dir in reversed(found):
+        if _ends_finished(run_dir / "events.jsonl"):
+            continue
+        try:
+            info = read_run(run_dir)
+        except AgentctlError:
+            continue  # a damaged log is not a run to steer; ps names it
+        why = not_live(info)
+        if why is None:
+            return info
+        if info.finished is None:
+            dead = dead or why
+    if dead is not None:
+        fail_usage(dead)
+    newest = load_run(found[-1])
+    fail_usage(f"no running run under {RUNS}; the newest, {newest.state.run_id or newest.dir.name}, "
+               f"has finished ({newest.finished.reason if newest.finished else 'unreadable'})")
+
+
+#: How much of a log's end is read to tell whether it ends with ``run/finished``.
+_TAIL = 4096
+
+
+def _ends_finished(path: Path) -> bool:
+    """Whether the log's last line is ``run/finished`` (always its last event): a finished run
+    is told without reading its whole log."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - _TAIL))
+            last = f.read().rstrip(b"\n").rpartition(b"\n")[2]
+    except OSError:
+        return False
+    return b'"type":"run/finished"' in last
+
+
+def unknown_agent(run_dir: Path, agent: str) -> NoReturn:
+    """Refuse an agent id the run's log does not have, naming the nearest ones it has (or all, when few)."""
+    from difflib import get_close_matches
+
+    ids = sorted(load_run(run_dir).state.agents)
+    near = get_close_matches(agent, ids, n=3, cutoff=0.6)
+    if near:
+        hint = f"; did you mean {' or '.join(repr(a) for a in near)}?"
+    elif ids:
+        hint = f"; its agents: {', '.join(ids[:_LISTED])}" + (f" and {len(ids) - _LISTED} more" if len(ids) > _LISTED else "")
+    else:
+        hint = "; it has no agents yet"
+    fail_usage(f"no agent {agent!r} in the run in {run_dir}{hint}")
+
+
+#: How many agent ids a refusal lists, at most.
+_LISTED = 8
 
 
 def live_run(run_dir: Path) -> RunInfo:

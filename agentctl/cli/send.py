@@ -7,13 +7,11 @@ from typing import Optional
 
 import typer
 
-from .views import resolve_run
-
 
 def send_command(
     body: str = typer.Argument(..., help="The message body (JSON if it parses as JSON, else text)."),
     to: str = typer.Option(..., "--to", metavar="AGENT", help="The agent to message."),
-    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="The run directory or run id [default: the newest run]."),
+    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="The run directory or run id [default: the newest running run]."),
     kind: str = typer.Option("chat", "--kind", metavar="KIND", help="Message kind."),
 ) -> None:
     """Send a message to an agent of a running run.
@@ -25,10 +23,9 @@ def send_command(
     """
     import orjson
 
-    from .runs import ask_run, live_run
+    from .runs import ask_run, steered_run
 
-    run_dir = resolve_run(run)
-    info = live_run(run_dir)
+    info = steered_run(run)
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -9,11 +9,10 @@ from typing import Optional
 import typer
 
 from .errors import fail_usage
-from .views import resolve_run
 
 
 def stop_command(
-    run: Optional[Path] = typer.Argument(None, help="A run directory or run id [default: the newest run]."),
+    run: Optional[Path] = typer.Argument(None, help="A run directory or run id [default: the newest running run]."),
     agent: Optional[str] = typer.Option(None, "--agent", metavar="ID", help="Stop only this agent and its subtree."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.0, metavar="SECONDS", help="Seconds to wait for the run to finish."),
 ) -> None:
@@ -23,10 +22,10 @@ def stop_command(
     agent's subtree is stopped.
     """
     from ..views.runs import exit_code, process_alive, read_run
-    from .runs import ask_run, live_run
+    from .runs import ask_run, steered_run
 
-    run_dir = resolve_run(run)
-    info = live_run(run_dir)
+    info = steered_run(run)
+    run_dir = info.dir
     run_id = info.state.run_id
     ask_run(info, {"op": "stop"} if agent is None else {"op": "stop", "agent": agent})
     if agent is not None:

@@ -11,13 +11,13 @@ import typer
 
 from .errors import fail_usage, print_error
 from .jsonout import Output, output_option, print_json
+from .locate import resolve_run
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ..views.follow import FollowEnd
 
-RUNS = Path(".agentctl") / "runs"
 #: The most of a first line read to tell whether a file is an event log.
 _SNIFF = 1 << 16
 
@@ -27,51 +27,6 @@ def _console() -> Console:
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=160)
-
-
-def resolve_run(run: Optional[Path]) -> Path:
-    """A run directory (one with an ``events.jsonl``): the one given (a directory, its
-    events file or a run id under ``.agentctl/runs``), or the newest under ``.agentctl/runs``."""
-    from ..views.watch import newest_run
-
-    if run is None:
-        newest = newest_run(RUNS)
-        if newest is None:
-            fail_usage(f"no runs under {RUNS}; pass a run directory")
-        return newest
-    if not run.exists() and len(run.parts) == 1:
-        run = run_by_id(str(run)) or run
-    run_dir = run.parent if run.is_file() else run
-    if not run.exists():
-        fail_usage(f"no such run directory, events file or run id: {run}")
-    if not (run_dir / "events.jsonl").is_file():
-        fail_usage(f"not a run directory (no events.jsonl in it): {run}")
-    return run_dir
-
-
-#: How many run ids an ambiguous one names, at most.
-_SHOWN = 5
-
-
-def run_by_id(ref: str) -> Path | None:
-    """The run directory under ``.agentctl/runs`` that ``ref`` names: the run id, or the start
-    of just one run id or of its random tail (``20261202-0507``, ``189b`` for
-    ``20261202-050711-189ba1``), as docker takes an id's prefix. None when nothing matches.
-
-    Raises:
-        typer.Exit: after one line listing the runs it could be, when it names several.
-    """
-    if (RUNS / ref).is_dir():
-        return RUNS / ref
-    try:
-        names = sorted(d.name for d in RUNS.iterdir() if d.is_dir())
-    except OSError:
-        return None
-    found = [n for n in names if n.startswith(ref) or n.rpartition("-")[2].startswith(ref)]
-    if len(found) > 1:
-        shown = ", ".join(reversed(found[-_SHOWN:])) + (f" and {len(found) - _SHOWN} more" if len(found) > _SHOWN else "")
-        fail_usage(f"run id {ref!r} is ambiguous: it could be {len(found)} runs ({shown}); give more of it")
-    return RUNS / found[0] if found else None
 
 
 def check_event_log(path: Path) -> None:
@@ -215,6 +170,8 @@ def replay_command(
     path = events_file(run)
     if not path.exists():
         fail_usage(f"no events file at {path}")
+    if svg is not None:
+        _check_writable_file(svg)
     console = _console()
     if summary:
         with blame_the_log(path):
@@ -225,6 +182,21 @@ def replay_command(
                 console.print(render_summary(found))
         return
     with blame_the_log(path):
-        state = anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg))
+        # Piped, there is nothing to animate: the final frame is printed at once.
+        state = anyio.run(lambda: replay(path, console, speed=speed, at=at, svg=svg, live=sys.stdout.isatty()))
     if at is not None and state.last_seq < at:
         typer.echo(f"note: the log ends at event #{state.last_seq}; that is the state shown", err=True)
+
+
+def _check_writable_file(path: Path) -> None:
+    """Refuse, before any work, a file that cannot be written: its directory is missing or
+    not writable, or it is a directory."""
+    import os
+
+    where = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        fail_usage(f"--svg: {path} is a directory (expected a file name)")
+    if not where.is_dir():
+        fail_usage(f"--svg: no such directory: {where}")
+    if not os.access(where, os.W_OK):
+        fail_usage(f"--svg: cannot write in {where}")

@@ -3,13 +3,14 @@
 Read from the run's :class:`~agentctl.events.run_state.RunState` (the fold the checkpointer
 keeps) by :mod:`agentctl.cli.run` once the run is over: for each agent that ended ``failed``,
 its fatal ``agent/error`` and, when a failed tool or LLM call of that agent led to it, which
-call (tool, call id) and the call's own error. The text is as logged: already redacted.
+call (tool, call id) and the call's own error; for each agent that said it failed (``done``
+with status ``failed``), what it said. The text is as logged: already redacted.
 """
 
 from __future__ import annotations
 
 from ..events.outcomes import Failure
-from ..events.reducers import FATAL_WHERE
+from ..events.reducers import FAILED_DONE, FATAL_WHERE
 from ..events.run_state import RunState
 from .plain import one_line
 
@@ -17,7 +18,9 @@ __all__ = ["failure_lines"]
 
 
 def failure_lines(state: RunState) -> list[str]:
-    """One line per agent that ended ``failed``: ``agent ID: WHAT failed: WHY``, in the order they failed."""
+    """One line per agent that ended ``failed``: ``agent ID: WHAT failed: WHY``, in the order they failed;
+    then one per agent that ended itself with ``done`` status ``failed`` or ``error`` (an LLM agent that gave up):
+    ``agent ID: ended failed: RESULT``. The plan's root, whose result only counts its tasks, is left out."""
     last_call: dict[str | None, Failure] = {}
     fatal: dict[str | None, tuple[Failure, Failure | None]] = {}
     for failure in state.errors:
@@ -31,6 +34,10 @@ def failure_lines(state: RunState) -> list[str]:
         if agent is None or agent.status != "failed":
             continue  # restarted since, and did not fail again
         lines.append(_line(agent_id, error, call))
+    gave_up = [a for a in state.agents.values()
+               if a.status == "failed" and a.done_status in FAILED_DONE and a.kind != "plan" and a.id not in fatal]
+    for agent in sorted(gave_up, key=lambda a: a.ended_t or 0):
+        lines.append(f"agent {agent.id}: ended failed: {one_line(agent.result)}")
     return lines
 
 

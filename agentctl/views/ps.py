@@ -11,10 +11,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from agentctl.views.runs import RunInfo, run_phase
 
-__all__ = ["ps_object", "render_ps", "run_row"]
+__all__ = ["ps_object", "render_ps", "run_row", "span"]
 
 
 def iso(t: int | None) -> str | None:
@@ -53,22 +54,57 @@ def ps_object(infos: Sequence[RunInfo]) -> dict[str, Any]:
 _STYLE = {"running": "bold cyan", "dead": "bold red", "ok": "green", "failed": "red", "stopped": "yellow"}
 
 
-def render_ps(rows: Sequence[dict[str, Any]]) -> Table:
-    """The ``ps`` table."""
+def span(seconds: float) -> str:
+    """A duration as people read it: ``4.2s``, ``12m05s``, ``3h07m``, ``2d04h``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _duration(row: dict[str, Any], now: datetime) -> str:
+    """How long the run took; a running one: how long it has been running (its log may be quiet)."""
+    if row["status"] == "running" and row["started"] is not None:
+        return span(max(0.0, (now - datetime.fromisoformat(row["started"])).total_seconds()))
+    return "-" if row["duration_s"] is None else span(row["duration_s"])
+
+
+def _pid(row: dict[str, Any]) -> str:
+    """The process of a run that has not finished (``(gone)`` when it died); a finished one's is history."""
+    if row["pid"] is None or row["reason"] is not None:
+        return "-"
+    return f"{row['pid']}{'' if row['alive'] else ' (gone)'}"
+
+
+def render_ps(rows: Sequence[dict[str, Any]], now: datetime | None = None) -> Table:
+    """The ``ps`` table (``now``: for how long running runs have run; default: the clock).
+
+    Run ids are never cut, whatever the width: they are what the other commands take. The
+    APPROVAL column is there when some run holds a call for approval.
+    """
+    now = now or datetime.now(timezone.utc)
+    approvals = any(r["approvals"] for r in rows)
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for name in ("RUN", "PLAN", "STATUS", "STARTED", "DURATION", "AGENTS", "PID", "APPROVAL"):
+    id_width = max((len(r["id"] or r["dir"]) for r in rows), default=3)
+    table.add_column("RUN", no_wrap=True, min_width=id_width)
+    for name in ("PLAN", "STATUS", "STARTED", "DURATION", "AGENTS", "PID", *(("APPROVAL",) if approvals else ())):
         table.add_column(name, no_wrap=name not in ("AGENTS", "APPROVAL"))
     for r in rows:
         status = r["status"] if r["reason"] in (None, "completed", r["status"]) else f"{r['status']} ({r['reason']})"
-        pid = "-" if r["pid"] is None else f"{r['pid']}{'' if r['alive'] else ' (gone)'}"
-        table.add_row(
-            r["id"] or r["dir"],
-            r["plan"] or "-",
-            f"[{_STYLE.get(r['status'], '')}]{status}[/]",
-            (r["started"] or "-").replace("T", " ").replace("+00:00", "Z"),
-            "-" if r["duration_s"] is None else f"{r['duration_s']:.1f}s",
-            " ".join(f"{k} {v}" for k, v in r["agents"].items()) or "-",
-            pid,
-            " ".join(f"{a['call_id']} ({a['agent_id']} {a['tool']})" for a in r["approvals"]) or "-",
-        )
+        cells = [
+            Text(r["id"] or r["dir"]),
+            Text(r["plan"] or "-"),
+            Text(status, style=_STYLE.get(r["status"], "")),
+            Text((r["started"] or "-").replace("T", " ").replace("+00:00", "Z")),
+            Text(_duration(r, now)),
+            Text(" ".join(f"{k} {v}" for k, v in r["agents"].items()) or "-"),
+            Text(_pid(r)),
+        ]
+        if approvals:
+            cells.append(Text(" ".join(f"{a['call_id']} ({a['agent_id']} {a['tool']})" for a in r["approvals"]) or "-"))
+        table.add_row(*cells)
     return table
