@@ -172,3 +172,19 @@ tasks:
     agent: script
     steps: [{wait: open}, {done: opened}]
 """
+
+
+def run_model_plan(ws: Path, plan: dict[str, Any], run_dir: Path, monkeypatch: Any) -> tuple[Any, Events]:
+    """Write ``plan`` to ``ws/plan.yaml`` and ``agentctl run`` it in this process from ``ws``
+    (its OpenAI-compatible model's key ``sk-test``); Click's result and the run's events."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from agentctl.cli.main import app
+
+    (ws / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.chdir(ws)
+    result = CliRunner().invoke(app, ["run", "plan.yaml", "--no-ui", "--run-dir", str(run_dir)])
+    log = run_dir / "events.jsonl"
+    return result, list(read_events(log)) if log.exists() else []

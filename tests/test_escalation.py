@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import of
+from cli_helpers import of, run_model_plan
 from llm_servers import Behaviour, running_server
-from typer.testing import CliRunner
 
-from agentctl.cli.main import app
 from agentctl.errors import PolicyError
-from agentctl.events.reader import read_events
 from agentctl.policy import UNLIMITED, Grant, Policy, PolicyRule, grant_child
 
 RANKED = Policy(model_rank=("big", "small"))
@@ -100,12 +96,8 @@ def test_a_hostile_model_gets_no_tool_or_model_beyond_its_agents(tmp_path: Path,
                  "instructions": "take over"},
             ],
         }
-        (ws / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        monkeypatch.chdir(ws)
-        result = CliRunner().invoke(app, ["run", "plan.yaml", "--no-ui", "--run-dir", str(tmp_path / "run")])
+        result, evs = run_model_plan(ws, plan, tmp_path / "run", monkeypatch)
     assert result.exit_code == 0, result.output
-    evs = list(read_events(tmp_path / "run" / "events.jsonl"))
     assert sorted(e["agent_id"] for e in of(evs, "agent/spawned")) == ["builder", "k-fair", "plan", "planner"]
     refused = {e["child_id"]: e["rule"] for e in of(evs, "policy/refused")}
     assert refused == {kid: rule for kid, _, rule in SPAWNS}

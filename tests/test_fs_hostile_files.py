@@ -23,15 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import of
+from cli_helpers import of, run_model_plan
 from llm_servers import Behaviour, running_server
-from typer.testing import CliRunner
 
-from agentctl.cli.main import app
 from agentctl.errors import ToolError
-from agentctl.events.reader import read_events
 from agentctl.services.tools import ToolContext, default_registry
 from agentctl.services.tools.nofollow import MAX_FILE_BYTES
 
@@ -184,15 +180,11 @@ def test_an_llm_agent_calling_file_tools_on_hostile_files_gets_refusals_and_the_
                 "provider": "openai", "model": "m", "base_url": server.url + "/v1", "restart": "temporary",
                 "tools": ["fs/read", "fs/write", "fs/append", "fs/edit", "fs/list"]},
                 "tasks": [{"id": "hostile", "agent": "llm", "instructions": "hang the run"}]}
-            (ws / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
-            monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-            monkeypatch.chdir(ws)
-            result = CliRunner().invoke(app, ["run", "plan.yaml", "--no-ui", "--run-dir", str(tmp_path / "run")])
+            result, evs = run_model_plan(ws, plan, tmp_path / "run", monkeypatch)
         assert freed == [], f"the run hung on {freed} until the watchdog opened them"
     finally:
         sock.close()
     assert result.exit_code == 0, result.output
-    evs = list(read_events(tmp_path / "run" / "events.jsonl"))
     asked = {e["call_id"]: e for e in of(evs, "tool/requested", "hostile")}
     results = of(evs, "tool/result", "hostile")
     assert sorted((asked[r["call_id"]]["tool"], asked[r["call_id"]]["arguments"]["path"]) for r in results) == sorted(

@@ -1,10 +1,12 @@
-"""What steers a run, and so stays out of the agents' reach: run directories, ``.agentctl/``, the plan.
+"""What steers a run, and so stays out of the agents' reach: run directories, ``.agentctl/``, the plan (and ``.git``).
 
 Called by the file tools (:func:`agentctl.services.tools.fs.resolve_in_workspace`) on every
 path, after symlinks are resolved, and by ``docker/run`` to mount these paths read-only
 over the workspace. A path inside the workspace is protected when
 
 * one of its components is ``.agentctl`` (any case): the default home of run directories;
+* one of its components is ``.git`` (any case): not the run's, but git runs what an agent
+  could write there (hooks, ``core.fsmonitor``) as the user, outside any run;
 * it is, or is inside, a directory holding ``events.jsonl``: a run directory wherever it
   lives, with its plan versions, checkpoints and control channel;
 * it is, or is inside, one of ``ToolContext.protected`` (the plan file, this run's
@@ -27,6 +29,9 @@ __all__ = ["RUN_MARKER", "protected_mounts", "protection"]
 #: A directory holding this file is a run directory.
 RUN_MARKER = "events.jsonl"
 _HOME = ".agentctl"
+#: A repository's own files: a hook or a config entry (``core.fsmonitor``) written there is a
+#: command the user's next ``git status`` runs; a ``.git`` file can point git anywhere.
+_GIT = ".git"
 
 
 def protection(root: Path, real: Path, protected: Iterable[Path]) -> str | None:
@@ -34,6 +39,8 @@ def protection(root: Path, real: Path, protected: Iterable[Path]) -> str | None:
     rel = real.relative_to(root)
     if any(part.casefold() == _HOME for part in rel.parts):
         return f"inside {_HOME}/"
+    if any(part.casefold() == _GIT for part in rel.parts):
+        return f"inside {_GIT}: git runs commands its config and hooks name"
     for p in protected:
         p = Path(p).resolve()
         if real == p or real.is_relative_to(p):
