@@ -200,6 +200,34 @@ def test_the_executors_of_every_process_are_kept_and_an_older_checkpoint_says_it
     assert RunState.from_dict(older).executors == [""]
 
 
+def test_the_ray_clusters_of_every_process_are_kept_with_whether_the_last_process_on_each_ended_there() -> None:
+    def process(seq: int, executor: str, address: str | None = None) -> dict[str, Any]:
+        return {"seq": seq, "t": T0 + seq, "run_id": "r1", "type": "run/resumed" if seq > 1 else "run/started",
+                "pid": seq, "executor": executor, "address": address}
+
+    def finished(seq: int, reason: str) -> dict[str, Any]:
+        return {"seq": seq, "t": T0 + seq, "run_id": "r1", "type": "run/finished", "reason": reason,
+                "status": "failed", "events": seq}
+
+    died_on_a = [process(1, "ray", "10.0.0.1:6379")]
+    state = fold(died_on_a)
+    assert (state.address, state.clusters) == ("10.0.0.1:6379", {"10.0.0.1:6379": False})
+    # Resumed here (and stopped), then on another cluster which it lost, then on one its event does not name.
+    later = [process(2, "local"), finished(3, "stopped"), process(4, "ray", "ray://b:10001"), finished(5, "cluster_lost"),
+             process(6, "ray")]
+    state = fold([*died_on_a, *later])
+    assert (state.address, state.clusters) == ("", {"10.0.0.1:6379": False, "ray://b:10001": False, "": False})
+    # Back on the first cluster and stopped there: that process's end removed what the run had there.
+    state = fold([*died_on_a, *later, process(7, "ray", "10.0.0.1:6379"), finished(8, "stopped")])
+    assert (state.address, state.clusters) == ("10.0.0.1:6379", {"10.0.0.1:6379": True, "ray://b:10001": False, "": False})
+    assert RunState.from_dict(orjson.loads(orjson.dumps(state.to_dict()))) == state
+    # A checkpoint from before clusters were kept: a process on Ray was on a cluster it cannot name.
+    older = state.to_dict()
+    del older["clusters"], older["address"]
+    assert RunState.from_dict(older).clusters == {"": False}
+    assert RunState.from_dict({**older, "executors": ["local"]}).clusters == {}
+
+
 def test_snapshot_is_a_copy_that_later_events_do_not_change() -> None:
     events = run_events()
     state = fold(events, until_seq=12)

@@ -11,6 +11,8 @@ on the worker node. Skipped with the reason when no engine can be started.
 from __future__ import annotations
 
 import os
+import shlex
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
-from cli_helpers import AGENTCTL, events
+from cli_helpers import AGENTCTL, cli, events, running, wait_for
 from private_dockerd import IMAGE, containers_of, killed_at_first_result
 from ray_cluster import LOOPBACK, TwoNodes, two_nodes
 
@@ -332,3 +334,132 @@ def test_a_docker_run_whose_worker_dies_is_interrupted_and_its_container_removed
         assert containers_of(ctx.run_id) == []
     finally:
         ray.shutdown()
+
+
+# Started with --ray (its plan names no executor): a resume without it runs the tools here.
+KILLED_HERE = KILLED.replace("  executor: {{kind: ray, address: '{address}'}}\n", "")
+
+
+def killed_with_a_container_on_the_worker(cluster: TwoNodes, tmp_path: Path) -> tuple[Path, str]:
+    """A run started with ``--ray``, SIGKILLed with a container up on the worker node; its dir and id."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(KILLED_HERE.format(image=IMAGE))
+    assert "executor" not in plan.read_text()
+    run_dir = tmp_path / "run"
+    killed_at_first_result(run_dir, str(plan), "--ray", cluster.address, "--no-ui", "--no-watch-plan", "--workspace",
+                           str(tmp_path), cwd=tmp_path, env=driver_env())
+    evs = events(run_dir)
+    (started,) = results(evs, "docker/run")
+    assert started["node"] == cluster.worker
+    assert (evs[0]["executor"], evs[0]["address"]) == ("ray", cluster.address)
+    run_id = run_id_in(evs)
+    assert len(containers_of(run_id)) == 1, "the killed run should have left its container"
+    return run_dir, run_id
+
+
+def gc(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``agentctl gc ARGS`` where no engine answers: only a node of the cluster can remove anything."""
+    return subprocess.run([AGENTCTL, "gc", *args], capture_output=True, text=True, timeout=180, env=driver_env(),
+                          cwd=tmp_path)
+
+
+def test_a_ray_run_resumed_here_names_the_gc_that_removes_its_container_on_the_worker_node(
+    cluster: TwoNodes, engine: str, tmp_path: Path,
+) -> None:
+    run_dir, run_id = killed_with_a_container_on_the_worker(cluster, tmp_path)
+    # Resumed without --ray: its tools run here (an engine here, as a local run of a docker plan needs).
+    resumed = subprocess.run([AGENTCTL, "run", "--resume", str(run_dir), "--no-ui", "--no-watch-plan", "--workspace",
+                              str(tmp_path)], capture_output=True, text=True, timeout=180,
+                             env={**driver_env(), "DOCKER_HOST": engine}, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    command = f"agentctl gc --run-id {run_id} --ray {cluster.address}"
+    assert [line for line in resumed.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: run {run_id} ran container tools on the Ray cluster at {cluster.address!r}, where its process died; "
+        f"this resume runs its tools here and does not remove what that process left on the cluster's nodes: {command}"]
+    evs = events(run_dir)
+    assert [(e["executor"], e["address"]) for e in evs if e["type"] in ("run/started", "run/resumed")] == [
+        ("ray", cluster.address), ("local", None)]
+    assert evs[-1]["type"] == "run/finished" and evs[-1]["status"] == "ok"
+    assert len(containers_of(run_id)) == 1, "the warning is true: the resume here left it"
+    # The very command the warning names, run where no engine answers.
+    cleaned = gc(tmp_path, *shlex.split(command)[2:])
+    assert (cleaned.returncode, cleaned.stderr) == (0, "")
+    assert cleaned.stdout == (f"gc run {run_id} on the Ray cluster at {cluster.address}: "
+                              "removed 1 containers, 0 networks, 0 volumes on 2 nodes\n")
+    assert containers_of(run_id) == []
+
+
+def test_gc_of_a_ray_run_dir_removes_its_container_on_the_cluster_it_recorded(
+    cluster: TwoNodes, tmp_path: Path,
+) -> None:
+    run_dir, run_id = killed_with_a_container_on_the_worker(cluster, tmp_path)
+    # No --ray: the address comes from the log; this machine's engine (none here) is not asked, no process ran here.
+    for removed in (1, 0):
+        cleaned = gc(tmp_path, "--run", str(run_dir))
+        assert (cleaned.returncode, cleaned.stderr) == (0, "")
+        assert cleaned.stdout == (f"gc run {run_id} on the Ray cluster at {cluster.address}: "
+                                  f"removed {removed} containers, 0 networks, 0 volumes on 2 nodes\n")
+        assert containers_of(run_id) == []
+
+
+def test_gc_of_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"
+    got = gc(tmp_path, "--run-id", "r-1", "--ray", address)
+    assert (got.returncode, got.stdout) == (2, "")
+    assert got.stderr.startswith(f"error: --ray: cannot reach the Ray cluster at {address!r}: ")
+    assert got.stderr.count("\n") == 1
+
+
+# One long container call; once resumed (the workspace, shared, holds `resumed`) it ends at once.
+STOPPED = """\
+name: stopped
+settings:
+  docker: true
+  executor: {{kind: ray, address: '{address}', shared_workspace: true}}
+defaults: {{tools: [docker/run], on_interrupted: retry}}
+tasks:
+  - id: boxed
+    agent: script
+    steps:
+      - call: {{tool: docker/run, args: {{image: {image}, timeout: 600, command: 'if [ -e /workspace/resumed ]; then echo again; else sleep 600; fi'}}}}
+      - done: ok
+"""
+
+
+def test_stop_cancels_a_container_call_on_the_worker_node_removes_its_container_and_a_resume_completes(
+    cluster: TwoNodes, tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(STOPPED.format(address=cluster.address, image=IMAGE))
+    run_dir = tmp_path / "run"
+    with running("run", str(plan), "--no-ui", "--no-watch-plan", "--run-dir", str(run_dir), "--workspace", str(tmp_path),
+                 cwd=tmp_path, env=driver_env()) as proc:
+        run_id = run_id_in(wait_for(run_dir, lambda evs: evs, timeout=60))
+        deadline = time.monotonic() + 120
+        while not containers_of(run_id):  # the container is up: the call is in the middle of its work
+            assert proc.poll() is None and time.monotonic() < deadline, "the container never started"
+            time.sleep(0.2)
+        stopped = cli("stop", str(run_dir), cwd=tmp_path)
+        code = proc.wait(90)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
+    assert (stopped.returncode, stopped.stdout.strip()) == (0, f"stopped run {run_id}: stopped (failed), exit 130")
+    assert code == 130 and "Traceback" not in stderr, stderr
+    evs = events(run_dir)
+    (cut,) = results(evs, "docker/run")
+    assert (cut["ok"], cut["error_type"]) == (False, "cancelled")
+    assert (evs[-1]["type"], evs[-1]["reason"], evs[-1]["status"]) == ("run/finished", "stopped", "failed")
+    assert containers_of(run_id) == [], "the stopped call's container is still on the worker node"
+
+    (tmp_path / "resumed").touch()
+    resumed = agentctl(tmp_path, "run", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "warning:" not in resumed.stderr  # on the same cluster: nothing is left for gc
+    evs = events(run_dir)
+    again = [e for e in results(evs, "docker/run") if e["call_id"] == cut["call_id"]]
+    assert [(e["ok"], (e["result"] or {}).get("stdout")) for e in again] == [(False, None), (True, "again\n")]
+    assert again[-1]["node"] == cluster.worker
+    assert (evs[-1]["type"], evs[-1]["reason"], evs[-1]["status"]) == ("run/finished", "completed", "ok")
+    assert containers_of(run_id) == []

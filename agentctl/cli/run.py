@@ -51,8 +51,9 @@ def run_command(
     from ..plan.schema import EXECUTOR_ADDRESS
     from ..reconcile.preflight import check_code, check_gates, load_plugins
     from ..services.tools import default_registry
-    from ..services.tools.docker import check_docker
+    from ..services.tools.docker import check_docker, uses_docker
     from ..views.runs import process_alive
+    from .gc import left_on_clusters
     from .resume import load_resumed, recorded_workspace
     from .session import RunOptions, Session, executor_of, is_tty, new_run_id
 
@@ -112,6 +113,10 @@ def run_command(
             fail_usage(f"--ray: expected auto, local, HOST:PORT or ray://HOST:PORT, got {ray!r}")
         if executor_of(loaded, ray).kind == "ray" and (missing := ray_missing()) is not None:
             fail_usage(missing)
+        if resumed is not None and uses_docker(loaded):
+            executor = executor_of(loaded, ray)
+            for warning in left_on_clusters(resumed.state, executor.address if executor.kind == "ray" else None):
+                typer.echo(f"warning: {warning}", err=True)
         if resume is None and run_dir is not None:
             _check_fresh_run_dir(run_dir)
         ws = (workspace or Path.cwd()).resolve()

@@ -45,6 +45,7 @@ from ..services.tools.docker import release_run, uses_docker
 from ..services.workers import LocalWorkPlane
 from .control import serve_control, socket_path
 from .faults import fault_hook
+from .gc import ran_here
 from .otel import LiveTrace, OtelConfig
 from .providers import providers_for_plan
 from .resume import Resumed, journal_from_log
@@ -128,15 +129,16 @@ class Session:
             fault = fault_hook(os.environ)
             if fault is not None:
                 log.subscribe(fault)
-            control, executor = str(self.control_path), executor_of(self.plan, o.ray).kind
+            control, executor = str(self.control_path), executor_of(self.plan, o.ray)
+            where = {"executor": executor.kind, "address": executor.address if executor.kind == "ray" else None}
             # Containers the killed processes left in this machine's engine: only where one ran its tools here.
-            stale = r is not None and uses_docker(self.plan) and bool({"local", ""}.intersection(r.state.executors))
+            stale = r is not None and uses_docker(self.plan) and ran_here(r.state)
             if r is not None:
                 log.emit("run/resumed", None, from_seq=r.last_seq, torn_line=r.torn_line, checkpoint=r.checkpoint,
-                         agents=sorted(r.journals.by_agent), pid=os.getpid(), control=control, executor=executor)
+                         agents=sorted(r.journals.by_agent), pid=os.getpid(), control=control, **where)
             else:
                 log.emit("run/started", None, pid=os.getpid(), version=__version__, durability=durability,
-                         workspace=str(o.workspace), plan=str(o.plan_path), control=control, executor=executor)
+                         workspace=str(o.workspace), plan=str(o.plan_path), control=control, **where)
             if stale:
                 await release_run(o.run_id, force=True)
             try:

@@ -55,10 +55,16 @@ def _note_process(state: RunState, e: dict[str, Any]) -> None:
     executor = str(e.get("executor") or "")
     if executor not in state.executors:
         state.executors.append(executor)
+    state.address = str(e.get("address") or "") if executor == "ray" else None
+    if state.address is not None:
+        state.clusters[state.address] = False
 
 
 def _run_finished(state: RunState, e: dict[str, Any]) -> None:
     state.finished = Finished(e.get("reason"), e.get("status"))
+    if state.address is not None:
+        # A process that lost its cluster could not remove anything there.
+        state.clusters[state.address] = e.get("reason") != "cluster_lost"
 
 
 def _run_resumed(state: RunState, e: dict[str, Any]) -> None:

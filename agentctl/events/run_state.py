@@ -72,6 +72,14 @@ class RunState:
     #: The executors its processes ran their tools on (``local``, ``ray``), each once, in the
     #: order they came; ``""`` for a process whose event does not say (an older log).
     executors: list[str] = field(default_factory=list)
+    #: The Ray cluster the latest start or resume ran its tools on, by the address it
+    #: recorded (``""``: its event names none, an older log); ``None``: it ran them locally.
+    address: str | None = None
+    #: Every Ray cluster its processes ran their tools on (keyed as :attr:`address`), first
+    #: used first: whether the latest process on each logged ``run/finished`` with the cluster
+    #: still there (its end removed the run's containers there); ``False``: it died, or lost
+    #: the cluster, and may have left some.
+    clusters: dict[str, bool] = field(default_factory=dict)
 
     def status_counts(self) -> dict[str, int]:
         """How many agents are in each status (every status present, zeros included)."""
@@ -119,6 +127,8 @@ class RunState:
             "pid": self.pid,
             "control": self.control,
             "executors": list(self.executors),
+            "address": self.address,
+            "clusters": dict(self.clusters),
         }
 
     @classmethod
@@ -148,6 +158,9 @@ class RunState:
             control=d.get("control"),
             # A checkpoint written before executors were kept cannot say where tools ran.
             executors=list(d.get("executors", ("",))),
+            address=d.get("address"),
+            # Nor one written before clusters were: a process on Ray is then on one it cannot name.
+            clusters=dict(d.get("clusters", {"": False} if "ray" in d.get("executors", ()) else {})),
         )
         state.counts.update(d.get("counts", {}))
         state.recent.extend(d.get("recent", ()))

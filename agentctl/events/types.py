@@ -96,6 +96,7 @@ class RunStarted(Event, frozen=True, tag="run/started"):
     plan: str | None
     control: str
     executor: str
+    address: str | None = None
 
 
 class RunFinished(Event, frozen=True, tag="run/finished"):
@@ -368,6 +369,7 @@ class RunResumed(Event, frozen=True, tag="run/resumed"):
     pid: int
     control: str
     executor: str
+    address: str | None = None
 
 
 class AgentResumed(Event, frozen=True, tag="agent/resumed"):

@@ -14,7 +14,9 @@ so the runner keeps, through :class:`NodeContainers`:
   label; an agent's containers when it ends (the runtime's ``on_agent_end`` hook, as for
   local calls); and at run end, stop and resume every container of the run, by a task pinned to
   each node that ran them (and to each node that could have, when a call ended without
-  saying where it ran: timed out, cancelled, its worker lost, or cut short by a crash).
+  saying where it ran: timed out, cancelled, its worker lost, or cut short by a crash);
+- for ``agentctl gc --ray``, the same removal on every live node of the cluster
+  (:func:`remove_on_cluster`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -33,10 +36,11 @@ from ..errors import ToolError
 from ..executor import ToolResources
 from ..frozen import FrozenDict
 from .tools.docker import DOCKER_TOOLS, compose_project, remove_call
-from .tools.docker_engine import remove_labelled
+from .tools.docker_engine import GcStatistics, remove_labelled
 from .tools.registry import AgentControl
 
-__all__ = ["DEFAULT_REQUEST", "NodeContainers", "creates", "is_container_tool"]
+__all__ = ["DEFAULT_REQUEST", "REMOVE_TIMEOUT", "NodeContainers", "NodeRemoval", "creates", "is_container_tool",
+           "remove_on_cluster", "remove_on_nodes"]
 
 #: What a container tool's call asks of the cluster unless the plan says otherwise: one
 #: ``docker`` slot of a node (a node declares ``docker: N`` to take N calls at once), no CPU
@@ -47,8 +51,8 @@ _CREATE = ("docker/run", "docker/compose-up")
 # The argument that names what a follow-up call acts on.
 _FOLLOW = {"docker/exec": "container", "docker/logs": "container", "docker/stop": "container",
            "docker/compose-down": "project"}
-# Seconds a removal on the nodes may take before the run goes on without it (``agentctl gc`` is left).
-_REMOVE_TIMEOUT = 60.0
+#: Seconds a removal on the nodes may take before the run (or ``agentctl gc``) goes on without it.
+REMOVE_TIMEOUT = 60.0
 
 
 def is_container_tool(name: str) -> bool:
@@ -151,32 +155,66 @@ class NodeContainers:
 
     async def _on_nodes(self, nodes: Iterable[str], run_id: str, call_id: str | None = None,
                         agent_id: str | None = None) -> None:
-        refs = [_remove.options(num_cpus=0, max_retries=0, name="agentctl:remove-containers",
-                                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-                                ).remote(run_id, call_id, agent_id) for node in sorted(nodes)]
-        if not refs:
-            return
-        futures = {asyncio.wrap_future(ref.future()): ref for ref in refs}
-        with anyio.CancelScope(shield=True):
-            done, pending = await asyncio.wait(futures, timeout=_REMOVE_TIMEOUT)
-        for future in pending:
-            future.cancel()
-            ray.cancel(futures[future], force=True)
-        self.removed += sum(f.result() for f in done if f.exception() is None)
+        self.removed += (await remove_on_nodes(nodes, run_id, call_id, agent_id)).removed.containers
 
 
-def _remove_here(run_id: str, call_id: str | None, agent_id: str | None) -> int:
-    """The Ray task: remove the run's containers (or one call's, or one agent's) from this node's engine; how many."""
+@dataclass(frozen=True, slots=True)
+class NodeRemoval:
+    """What a removal on a cluster's nodes did.
 
-    async def remove() -> int:
-        if call_id is not None:
-            return await remove_call(run_id, call_id)
-        return (await remove_labelled(run_id, agent_id)).containers
+    Attributes:
+        removed: what the nodes that answered removed, in total.
+        nodes: how many nodes answered.
+        missed: the nodes that did not (their task failed, or was still running after
+            :data:`REMOVE_TIMEOUT` seconds and was cancelled).
+    """
+
+    removed: GcStatistics
+    nodes: int
+    missed: tuple[str, ...]
+
+
+async def remove_on_nodes(nodes: Iterable[str], run_id: str | None, call_id: str | None = None,
+                          agent_id: str | None = None) -> NodeRemoval:
+    """Remove on each of ``nodes`` the containers of ``run_id`` (``None``: of every agentctl run),
+    or only those of one call or one agent, by a task pinned to the node. Bounded and shielded."""
+    refs = {node: _remove.options(num_cpus=0, max_retries=0, name="agentctl:remove-containers",
+                                  scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                                  ).remote(run_id, call_id, agent_id) for node in sorted(set(nodes))}
+    if not refs:
+        return NodeRemoval(GcStatistics(), 0, ())
+    futures = {asyncio.wrap_future(ref.future()): node for node, ref in refs.items()}
+    with anyio.CancelScope(shield=True):
+        done, pending = await asyncio.wait(futures, timeout=REMOVE_TIMEOUT)
+    for future in pending:
+        future.cancel()
+        ray.cancel(refs[futures[future]], force=True)
+    answers = [f.result() for f in done if f.exception() is None]
+    missed = sorted(futures[f] for f in futures if f in pending or f.exception() is not None)
+    return NodeRemoval(GcStatistics(*map(sum, zip(*answers, strict=True))), len(answers), tuple(missed))
+
+
+async def remove_on_cluster(run_id: str | None) -> NodeRemoval:
+    """Remove the containers of ``run_id`` (``None``: of every agentctl run) on every live node of
+    the cluster this process is connected to (``agentctl gc --ray``)."""
+    nodes = await anyio.to_thread.run_sync(lambda: [n["NodeID"] for n in ray.nodes() if n.get("Alive")])
+    return await remove_on_nodes(nodes, run_id)
+
+
+def _remove_here(run_id: str | None, call_id: str | None, agent_id: str | None) -> tuple[int, int, int]:
+    """The Ray task: remove the run's containers (or one call's, or one agent's) from this node's
+    engine; how many containers, networks and volumes."""
+
+    async def remove() -> tuple[int, int, int]:
+        if call_id is not None and run_id is not None:
+            return await remove_call(run_id, call_id), 0, 0
+        stats = await remove_labelled(run_id, agent_id)
+        return stats.containers, stats.networks, stats.volumes
 
     try:
         return anyio.run(remove)
     except (ToolError, OSError):
-        return 0  # no engine here after all: nothing of the run is in it
+        return 0, 0, 0  # no engine here after all: nothing of the run is in it
 
 
 _remove = ray.remote(_remove_here)

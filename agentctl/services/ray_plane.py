@@ -69,20 +69,20 @@ _LOST = (
 )
 
 
-def connect(address: str) -> None:
+def connect(address: str, where: str = "settings.executor") -> None:
     """Connect this process to the cluster at ``address`` (``local``: start a private one).
 
     Raises:
-        UsageError: the cluster cannot be reached (one line, for exit 2).
+        UsageError: the cluster cannot be reached (one line starting with ``where``, for exit 2).
     """
     if ray.is_initialized():
         return
-    _reachable(address)
+    _reachable(address, where)
     try:
         ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, namespace="agentctl")
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"settings.executor: cannot connect to the Ray cluster at {address!r}: "
+        raise UsageError(f"{where}: cannot connect to the Ray cluster at {address!r}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
@@ -93,7 +93,7 @@ def _gcs_address(address: str) -> str:
     return str(ray.get_runtime_context().gcs_address)
 
 
-def _reachable(address: str, timeout: float = 5.0) -> None:
+def _reachable(address: str, where: str, timeout: float = 5.0) -> None:
     """Fail fast for a ``HOST:PORT`` nobody answers at: ``ray.init`` would retry for minutes."""
     if address in ("auto", "local"):
         return  # ray.init finds (or starts) the local cluster, or says at once that there is none
@@ -101,7 +101,7 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except (OSError, ValueError) as exc:
-        raise UsageError(f"settings.executor: cannot reach the Ray cluster at {address!r}: "
+        raise UsageError(f"{where}: cannot reach the Ray cluster at {address!r}: "
                          f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
