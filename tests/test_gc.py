@@ -13,7 +13,7 @@ import orjson
 import pytest
 from cli_helpers import invoke
 
-from agentctl.cli.gc import left_on_clusters, ran_here
+from agentctl.cli.clusters import left_on_clusters, ran_here
 from agentctl.events.fold import fold
 
 T0 = 1_700_000_000_000

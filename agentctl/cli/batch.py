@@ -61,7 +61,7 @@ def batch_command(
     import anyio
 
     from ..plan.schema import EXECUTOR_ADDRESS
-    from .run import ray_missing
+    from .clusters import ray_missing
     from .session import is_tty, new_run_id
 
     if parallel < 1:

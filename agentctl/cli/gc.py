@@ -4,28 +4,24 @@ A run removes its containers as its agents end and when it finishes; a run kille
 outright (SIGKILL, power loss) cannot. This finds them by their ``agentctl.run`` label
 (and compose project name prefix) and force-removes them: in this machine's engine, or
 with ``--ray ADDRESS`` on every node of a Ray cluster; ``--run DIR`` goes where the run's
-log says its processes ran their tools. Also what a resume says about the clusters it
-leaves alone (:func:`left_on_clusters`). Registered in :mod:`agentctl.cli.main`.
+log says its processes ran their tools (:mod:`agentctl.cli.clusters`). Registered in
+:mod:`agentctl.cli.main`.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from ..errors import AgentctlError
+from .clusters import PRIVATE, cleanup_command, ran_here, ray_missing
 from .errors import fail_usage, print_error
 
 if TYPE_CHECKING:
-    from ..events.run_state import RunState
     from ..services.tools.docker_engine import GcStatistics
-
-# A private cluster (`--ray local`) lives and dies with the process that started it, on this machine.
-_PRIVATE = "local"
 
 
 def run_id_of(run_dir: Path) -> str:
@@ -43,36 +39,6 @@ def run_id_of(run_dir: Path) -> str:
         if event.get("run_id"):
             return str(event["run_id"])
     raise AgentctlError(f"{path}: no event with a run id")
-
-
-def ran_here(state: RunState) -> bool:
-    """Whether a process of the run ran its tools in this machine's engine: locally, on a
-    private ``local`` cluster (whose one node is this machine), or without saying (an older log)."""
-    return bool({"local", ""}.intersection(state.executors)) or _PRIVATE in state.clusters
-
-
-def left_on_clusters(state: RunState, now: str | None) -> list[str]:
-    """One warning line per Ray cluster whose nodes may hold containers that a resume on
-    ``now`` (a cluster's address; ``None``: this machine) does not remove, naming the command
-    that does: each cluster the run's latest process there died on (no ``run/finished``),
-    but the one the resume runs on (which removes them itself) and a private ``local`` one."""
-    lines = []
-    run_id = str(state.run_id)
-    where = "here" if now is None else f"on the Ray cluster at {now!r}"
-    for address, ended in state.clusters.items():
-        if ended or address == _PRIVATE or (now is not None and address in ("", now)):
-            continue
-        cluster = f"the Ray cluster at {address!r}" if address else "a Ray cluster its log does not name"
-        lines.append(f"run {run_id} ran container tools on {cluster}, where its process died; this resume runs "
-                     f"its tools {where} and does not remove what that process left on the cluster's nodes: "
-                     f"{cleanup_command(run_id, address)}")
-    return lines
-
-
-def cleanup_command(run_id: str, address: str) -> str:
-    """The command that removes a run's containers on every node of the cluster at ``address``
-    (``""``: a cluster the run's log does not name, left for the user to fill in)."""
-    return f"agentctl gc --run-id {shlex.quote(run_id)} --ray {shlex.quote(address) if address else 'ADDRESS'}"
 
 
 def gc_command(
@@ -117,9 +83,8 @@ def gc_command(
 def _check_address(address: str, where: str) -> None:
     """Fail (exit 2) unless ``address`` names a running Ray cluster's head and Ray is installed."""
     from ..plan.schema import EXECUTOR_ADDRESS
-    from .run import ray_missing
 
-    if address == _PRIVATE:
+    if address == PRIVATE:
         fail_usage(f"{where}: local would start a new private cluster, which holds nothing of any run; "
                    "expected auto, HOST:PORT or ray://HOST:PORT")
     if not re.match(EXECUTOR_ADDRESS, address):
@@ -139,7 +104,7 @@ def _recorded(run: Path, ray: str | None) -> tuple[str, bool, list[str]]:
         fail_usage(f"--run: {exc}")
     if ray is not None:
         return target, False, [ray]
-    clusters = [address for address in state.clusters if address != _PRIVATE]
+    clusters = [address for address in state.clusters if address != PRIVATE]
     if "" in clusters:
         fail_usage(f"--run: run {target} ran its tools on a Ray cluster its log does not name; "
                    f"give its address: {cleanup_command(target, '')}")

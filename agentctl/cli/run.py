@@ -53,7 +53,7 @@ def run_command(
     from ..services.tools import default_registry
     from ..services.tools.docker import check_docker, uses_docker
     from ..views.runs import process_alive
-    from .gc import left_on_clusters
+    from .clusters import left_on_clusters, ray_missing
     from .resume import load_resumed, recorded_workspace
     from .session import RunOptions, Session, executor_of, is_tty, new_run_id
 
@@ -155,15 +155,6 @@ def run_command(
         if session.lost is not None:
             print_error(f"{session.lost}; the run is resumable: agentctl run --resume {options.run_dir} --ray ADDRESS")
         raise typer.Exit(code)
-
-
-def ray_missing() -> str | None:
-    """Why a Ray executor cannot be used here (Ray is not installed), or ``None``."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return "the ray executor needs Ray, an optional extra: pip install 'agentctl[ray]'"
-    return None
 
 
 def _otel_config(flag: bool, endpoint: str | None, content: bool) -> OtelConfig | None:

@@ -43,9 +43,9 @@ from ..services.mcp import open_mcp
 from ..services.tools import ToolContext, default_registry
 from ..services.tools.docker import release_run, uses_docker
 from ..services.workers import LocalWorkPlane
+from .clusters import ran_here
 from .control import serve_control, socket_path
 from .faults import fault_hook
-from .gc import ran_here
 from .otel import LiveTrace, OtelConfig
 from .providers import providers_for_plan
 from .resume import Resumed, journal_from_log
