@@ -105,7 +105,7 @@ class Supervision:
     def from_mapping(cls, data: Mapping[str, Any] | None) -> Supervision:
         """Build from a plain mapping (a plan's ``supervise:``; unknown keys are the caller's to reject)."""
         if not data:
-            return cls()
+            return UNSET_SUPERVISION
         period = data.get("restart_period")
         return cls(strategy=data.get("strategy"), max_restarts=data.get("max_restarts"),
                    restart_period=None if period is None else float(period))
@@ -122,6 +122,8 @@ class Supervision:
 
 
 SUPERVISION_FIELDS = ("strategy", "max_restarts", "restart_period")
+#: Nothing set (what a depth rule without ``supervise`` has).
+UNSET_SUPERVISION = Supervision()
 #: What an agent gets when nothing above it says otherwise: OTP's flags, a little looser.
 DEFAULT_SUPERVISION = Supervision("one_for_one", 3, 5.0)
 
@@ -141,7 +143,7 @@ class PolicyRule:
     models: tuple[str, ...] | None = None
     tools: frozenset[str] | None = None
     budget: Budget = UNLIMITED
-    supervise: Supervision = Supervision()
+    supervise: Supervision = UNSET_SUPERVISION
 
 
 _NO_RULE = PolicyRule()
@@ -175,7 +177,7 @@ class Policy:
         for d in self.rules:
             if d <= depth and (best is None or d > best):
                 best = d
-        return self.rules[best] if best is not None else PolicyRule()
+        return self.rules[best] if best is not None else _NO_RULE
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +249,10 @@ def grant_supervision(asked: Supervision | None, parent: Supervision | None, rul
     not get it, as with budgets); inherited values are capped by the rule. The strategy
     decides nothing about intensity: asked, else the rule's, else inherited.
     """
-    asked = asked or Supervision()
     base = parent if parent is not None else DEFAULT_SUPERVISION
+    if asked is None and rule is UNSET_SUPERVISION:
+        return base  # the common spawn (asks nothing, no depth rule): no work per agent
+    asked = asked or UNSET_SUPERVISION
     limits = ((parent, "its parent's"),) if parent is not None else ()
     for flags, whose in (*limits, (rule, f"the depth {depth} policy's")):
         if asked.max_restarts is not None and flags.max_restarts is not None and asked.max_restarts > flags.max_restarts:
@@ -291,11 +295,15 @@ def grant_child(
     """
     rule = policy.rule_for(depth)
     gates = (parent.approve if parent is not None else frozenset()) | policy.approve | approve
-    flags = grant_supervision(supervise, parent.supervise if parent is not None and depth >= 2 else None,
-                              rule.supervise, depth)
+    above = parent.supervise if parent is not None and depth >= 2 else None
+    if supervise is None and rule.supervise is UNSET_SUPERVISION:
+        flags = above if above is not None else DEFAULT_SUPERVISION  # grant_supervision's answer, without the call
+    else:
+        flags = grant_supervision(supervise, above, rule.supervise, depth)
     if (
         parent is not None and model is None and tools is None and budget is None
-        and rule == _NO_RULE and parent.budget == UNLIMITED and gates == parent.approve and flags == parent.supervise
+        and (rule is _NO_RULE or rule == _NO_RULE) and parent.budget == UNLIMITED and gates == parent.approve
+        and (flags is parent.supervise or flags == parent.supervise)
     ):
         # Nothing asked, nothing limited: share the parent's grant (spawning 100,000 agents
         # this way costs no policy work and no memory per agent).

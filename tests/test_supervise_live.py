@@ -8,6 +8,7 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 from cli_helpers import ends, events, invoke, of, run_plan, running, save, wait_for
 
 LIVE = """\
@@ -77,15 +78,31 @@ tasks:
 """
 
 
-def test_a_tasks_max_restarts_1_allows_exactly_one_restart_across_kill_9_and_resume(tmp_path: Path) -> None:
-    """w fails on every start; killed right after its restarted self's append, the run is
-    resumed: the resumed boss counts that restart, and w's next failure is one too many."""
-    (tmp_path / "plan.yaml").write_text(CRASH)
-    assert run_plan(tmp_path, fault="kill@tool/result#2").returncode == -signal.SIGKILL
-    assert len(of(events(tmp_path / "run"), "agent/restarted", "w")) == 1
+def _resumed_gives_up_after_one_restart(tmp_path: Path) -> None:
+    """Resumed to its end: w was restarted once in all, boss then gave up, no append made twice."""
     assert run_plan(tmp_path, resume=True).returncode == 1
     evs = events(tmp_path / "run")
     assert len(of(evs, "agent/restarted", "w")) == 1
     assert [e["error"] for e in of(evs, "agent/error", "boss")] == [
         "restart intensity exceeded: more than 1 restarts in 600.0s (last offender w)"]
     assert (tmp_path / "w.txt").read_text() == "x\n" * 2
+
+
+def test_a_tasks_max_restarts_1_allows_exactly_one_restart_across_kill_9_and_resume(tmp_path: Path) -> None:
+    """w fails on every start; killed right after its restarted self's append, the run is
+    resumed: the resumed boss counts that restart, and w's next failure is one too many."""
+    (tmp_path / "plan.yaml").write_text(CRASH)
+    assert run_plan(tmp_path, fault="kill@tool/result#2").returncode == -signal.SIGKILL
+    assert len(of(events(tmp_path / "run"), "agent/restarted", "w")) == 1
+    _resumed_gives_up_after_one_restart(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_double_crash_still_allows_exactly_one_restart(tmp_path: Path) -> None:
+    """Killed before any restart, then again right after the one restart of the resumed run."""
+    (tmp_path / "plan.yaml").write_text(CRASH)
+    assert run_plan(tmp_path, fault="kill@tool/result#1").returncode == -signal.SIGKILL
+    assert of(events(tmp_path / "run"), "agent/restarted", "w") == []
+    assert run_plan(tmp_path, fault="kill@tool/result#1", resume=True).returncode == -signal.SIGKILL
+    assert len(of(events(tmp_path / "run"), "agent/restarted", "w")) == 1
+    _resumed_gives_up_after_one_restart(tmp_path)

@@ -117,8 +117,10 @@ class AgentSpec:
     state_codec: StateCodec | None = None
 
     @property
-    def supervise(self) -> Supervision:
-        """The supervision it asks for (unset fields: inherited)."""
+    def supervise(self) -> Supervision | None:
+        """The supervision it asks for (unset fields: inherited; ``None``: nothing set)."""
+        if self.strategy is None and self.max_restarts is None and self.restart_period is None:
+            return None
         return Supervision(self.strategy, self.max_restarts, self.restart_period)
 
 
