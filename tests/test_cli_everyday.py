@@ -255,8 +255,8 @@ def test_replay_refuses_an_svg_it_could_not_write_before_playing(runs: Path, tmp
 def test_a_failed_run_names_an_agent_that_gave_up_itself(tmp_path: Path) -> None:
     """An LLM agent that stops after its calls failed ends with ``done`` status failed, no
     ``agent/error``: the end of the run still says which agent and why."""
-    (tmp_path / "plan.yaml").write_text("name: gives-up\ntasks:\n  - id: quitter\n    agent: python\n    step: steps:quit\n")
-    (tmp_path / "steps.py").write_text(
+    (tmp_path / "plan.yaml").write_text("name: gives-up\ntasks:\n  - id: quitter\n    agent: python\n    step: everyday_gives_up:quit\n")
+    (tmp_path / "everyday_gives_up.py").write_text(
         "from agentctl import actions as act\n\n\ndef quit(ctx):\n    return [act.done('failed', 'model unreachable 3 times')]\n")
     proc = run_in_process("run", "plan.yaml", "--no-ui", "--no-watch-plan", "--run-dir", "run", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
