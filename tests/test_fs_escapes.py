@@ -203,3 +203,34 @@ async def test_a_directory_swapped_for_a_symlink_mid_call_never_lets_a_call_thro
     ]
     await _race(swap, calls, (ToolError, OSError), (SECRET, "outside"))
     assert sorted(p.name for p in out.iterdir()) == ["f"] and (out / "f").read_text() == SECRET
+
+
+@pytest.mark.slow
+async def test_a_hard_link_swapped_in_for_a_checked_file_is_never_written_through(tmp_path: Path) -> None:
+    """A racer (a command, say) turns ``x`` into a hard link to the plan and back into a file
+    of its own, in a loop, while agents append to, read and edit ``x``: the check before the
+    open may see the plain file, but what was opened is checked again, so the plan never
+    changes and no read returns it."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    plan = ws / "plan.yaml"
+    plan.write_text(f"name: {SECRET}\n")
+    x, tmp = ws / "x", ws / ".x.tmp"
+    x.write_text("own\n")
+
+    def swap(n: int) -> None:
+        tmp.unlink(missing_ok=True)
+        if n % 2:
+            os.link(plan, tmp)
+        else:
+            tmp.write_text("own\n")
+        os.replace(tmp, x)
+
+    ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1", protected=(plan,))
+    calls: list[Callable[[], Any]] = [
+        lambda: REG.invoke("fs/append", {"path": "x", "content": "pwned\n"}, ctx),
+        lambda: REG.invoke("fs/read", {"path": "x"}, ctx),
+        lambda: REG.invoke("fs/edit", {"path": "x", "old": "own", "new": "own"}, ctx),
+    ]
+    await _race(swap, calls, (ToolError, OSError), (SECRET,))
+    assert plan.read_text() == f"name: {SECRET}\n"

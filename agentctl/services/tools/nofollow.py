@@ -98,12 +98,19 @@ def open_in(dir_fd: int, name: str, flags: int, rel: str, mode: int = 0o666) -> 
 
 
 def regular(fd: int, rel: str, *, directory: bool = False) -> int:
-    """``fd`` if it is a regular file (or a directory, when allowed); else it is closed and refused.
+    """``fd`` if it is a regular file with one name (or a directory, when allowed); else it
+    is closed and refused.
 
     Raises:
-        ToolError: ``fd`` is a fifo, socket or device.
+        ToolError: ``fd`` is a fifo, socket or device, or a file with another hard link.
     """
-    mode = os.fstat(fd).st_mode
+    st = os.fstat(fd)
+    mode = st.st_mode
+    if stat.S_ISREG(mode) and st.st_nlink > 1:
+        # Checked before the open too (tools.protect); this is the answer for what was opened,
+        # should a hard link to what steers the run have taken the checked name meanwhile.
+        os.close(fd)
+        raise ToolError(f"{rel}: a file with more than one hard link; the file tools refuse it")
     if stat.S_ISREG(mode) or (directory and stat.S_ISDIR(mode)):
         return fd
     os.close(fd)
