@@ -10,11 +10,13 @@ at most ``--parallel`` at once, or with ``--ray`` as Ray tasks on a cluster
 drawn from its own log (:mod:`agentctl.views.batch`); otherwise, or with ``-o plain``, a
 plain line on stderr as each run starts and ends (``-o json``: as each ends). Then a table
 (or ``-o json``) of every run's outcome, duration, tokens and failures. Exit code: 0 every
-run ok, 1 any run not ok, 2 bad input (nothing run).
+run ok, 1 any run not ok, 2 bad input (nothing run), 130 stopped by Ctrl-C or SIGTERM (each
+running run stopped as Ctrl-C stops it, so resumable; a second one kills them).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import time
@@ -26,11 +28,11 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from ..errors import PlanError
-from .errors import fail_plan, fail_usage
+from .errors import EXIT_INTERRUPTED, fail_plan, fail_usage
 from .jsonout import print_json
 
 if TYPE_CHECKING:
-    from .batch_jobs import Job, Outcome
+    from .batch_jobs import Job, Outcome, Stop
 
 _PARAM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 BATCHES = Path(".agentctl") / "batches"
@@ -79,10 +81,10 @@ def batch_command(
                f", at most {parallel} at once", err=True)
     start = time.perf_counter()
     if output is BatchOutput.text and is_tty():
-        outcomes = anyio.run(_run_live, jobs, parallel, ray)
+        outcomes, stopped = anyio.run(_run_live, jobs, parallel, ray)
     else:
         plain = _Progress(len(jobs))
-        outcomes = anyio.run(_run, jobs, parallel, ray, plain, None if output is BatchOutput.json else plain.started)
+        outcomes, stopped = anyio.run(_run, jobs, parallel, ray, plain, None if output is BatchOutput.json else plain.started)
     outcomes.sort(key=lambda o: o.job.index)
     took = time.perf_counter() - start
     if output is BatchOutput.json:
@@ -90,7 +92,7 @@ def batch_command(
                     "ok": sum(o.status == "ok" for o in outcomes), "not_ok": sum(o.status != "ok" for o in outcomes)})
     else:
         _print_table(outcomes, took)
-    raise typer.Exit(0 if all(o.status == "ok" for o in outcomes) else 1)
+    raise typer.Exit(EXIT_INTERRUPTED if stopped else 0 if all(o.status == "ok" for o in outcomes) else 1)
 
 
 def _param_grid(params: Sequence[str]) -> list[dict[str, str]]:
@@ -177,24 +179,42 @@ class _Progress:
 
 
 async def _run(jobs: list[Job], parallel: int, ray: str | None, progress: Callable[[Outcome], None],
-               started: Callable[[Job], None] | None) -> list[Outcome]:
-    """Every job, at most ``parallel`` at once: here, or as Ray tasks on the cluster at ``ray``."""
+               started: Callable[[Job], None] | None) -> tuple[list[Outcome], bool]:
+    """Every job, at most ``parallel`` at once: here, or as Ray tasks on the cluster at ``ray``; and
+    whether Ctrl-C or SIGTERM stopped the batch (here only)."""
     import anyio
 
-    from .batch_jobs import run_all, run_job
+    from .batch_jobs import Stop, run_all, run_job_here
 
     if ray is not None:
         from .batch_ray import run_on_cluster  # Ray only when asked for
 
-        return await run_on_cluster(jobs, parallel, ray, progress, started)
+        return await run_on_cluster(jobs, parallel, ray, progress, started), False
 
-    async def here(job: Job) -> Outcome:
-        return await anyio.to_thread.run_sync(run_job, job, abandon_on_cancel=True)
+    stop = Stop()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_stop_on_signals, stop)
+        outcomes = await run_all(jobs, parallel, functools.partial(run_job_here, stop=stop), progress, started, stop)
+        tg.cancel_scope.cancel()
+    return outcomes, stop.asked.is_set()
 
-    return await run_all(jobs, parallel, here, progress, started)
+
+async def _stop_on_signals(stop: Stop) -> None:
+    """A first Ctrl-C or SIGTERM asks every run to stop; a second forces them."""
+    import signal
+
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if stop.asked.is_set():
+                stop.forced.set()
+                return
+            typer.echo("stopping: each running run ends as Ctrl-C ends it; Ctrl-C again kills them", err=True)
+            stop.asked.set()
 
 
-async def _run_live(jobs: list[Job], parallel: int, ray: str | None) -> list[Outcome]:
+async def _run_live(jobs: list[Job], parallel: int, ray: str | None) -> tuple[list[Outcome], bool]:
     """:func:`_run` with the live table on the terminal, each row read from its run's log."""
     import anyio
     from rich.console import Console
@@ -202,14 +222,14 @@ async def _run_live(jobs: list[Job], parallel: int, ray: str | None) -> list[Out
     from ..views.batch import BatchProgress
 
     view = BatchProgress([(job.name, Path(job.run_dir) / "events.jsonl") for job in jobs])
-    stop = anyio.Event()
+    shown = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(view.show, Console(), stop)
+        tg.start_soon(view.show, Console(), shown)
         try:
-            outcomes = await _run(jobs, parallel, ray, lambda o: view.ended(o.job.name, o.status), None)
+            ended = await _run(jobs, parallel, ray, lambda o: view.ended(o.job.name, o.status), None)
         finally:
-            stop.set()
-    return outcomes
+            shown.set()
+    return ended
 
 
 def _print_table(outcomes: list[Outcome], took: float) -> None:

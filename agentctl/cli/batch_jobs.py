@@ -8,7 +8,9 @@ outcome is read back from that log (:func:`outcome`), where the run ran. Imports
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,11 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 
-__all__ = ["Job", "Outcome", "job_command", "job_env", "outcome", "run_all", "run_job"]
+__all__ = ["Job", "Outcome", "STOP_GRACE", "Stop", "job_command", "job_env", "outcome", "run_all", "run_job", "run_job_here"]
 
 #: The run's last stderr lines kept for an outcome whose run could not start.
 _STDERR_LINES = 3
+#: Bytes of a run's stderr kept (its end: the lines an outcome quotes).
+_STDERR_KEPT = 65536
+#: Seconds a run stopped as Ctrl-C stops it may take to end before it is killed.
+STOP_GRACE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,18 +132,67 @@ def run_job(job: Job, node: str | None = None) -> Outcome:
     return outcome(job, code, time.perf_counter() - start, proc.stderr, node)
 
 
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """How a batch on this machine is stopped: ``asked`` (a first Ctrl-C or SIGTERM) stops each
+    running run as Ctrl-C stops one and starts no more; ``forced`` (a second) kills them."""
+
+    asked: anyio.Event = field(default_factory=anyio.Event)
+    forced: anyio.Event = field(default_factory=anyio.Event)
+
+
+async def run_job_here(job: Job, stop: Stop) -> Outcome:
+    """Run ``job`` in a child process to its end, or until ``stop`` ends it, and read its outcome.
+
+    Asked to stop, the run gets SIGINT: it logs its end (``interrupted``, exit 130) and can be
+    resumed; it is killed if ``stop`` is forced or it has not ended within :data:`STOP_GRACE`
+    seconds. The child runs in a session of its own, so a Ctrl-C at the terminal reaches the
+    batch alone, which stops each run once; cancelled, it is killed (anyio's process does so).
+    """
+    Path(job.workspace).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    err = bytearray()
+    async with await anyio.open_process(job_command(job), env=job_env(job), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True) as proc:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_when, stop, proc)
+            assert proc.stderr is not None
+            async for chunk in proc.stderr:
+                err += chunk
+                del err[:-_STDERR_KEPT]
+            await proc.wait()
+            tg.cancel_scope.cancel()
+    code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else None
+    return outcome(job, code, time.perf_counter() - start, err.decode("utf-8", "replace"))
+
+
+async def _stop_when(stop: Stop, proc: anyio.abc.Process) -> None:
+    await stop.asked.wait()
+    proc.send_signal(signal.SIGINT)
+    with anyio.move_on_after(STOP_GRACE):
+        await stop.forced.wait()
+    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+        proc.kill()
+
+
 async def run_all(jobs: list[Job], parallel: int, run_one: Callable[[Job], Awaitable[Outcome]],
-                  progress: Callable[[Outcome], None], started: Callable[[Job], None] | None = None) -> list[Outcome]:
+                  progress: Callable[[Outcome], None], started: Callable[[Job], None] | None = None,
+                  stop: Stop | None = None) -> list[Outcome]:
     """``run_one`` every job, at most ``parallel`` at once; ``started`` hears of each as it gets
-    its slot (a cluster: as it is submitted), ``progress`` as it ends."""
+    its slot (a cluster: as it is submitted), ``progress`` as it ends. Once ``stop`` is asked,
+    a job still waiting for its slot is not started: its outcome is ``interrupted``, no exit code."""
     limiter = anyio.CapacityLimiter(parallel)
     outcomes: list[Outcome] = []
 
     async def one(job: Job) -> None:
         async with limiter:
-            if started is not None:
-                started(job)
-            done = await run_one(job)
+            if stop is not None and stop.asked.is_set():
+                done = Outcome(job, "interrupted", None, 0.0, error="not started: the batch was stopped")
+            else:
+                if started is not None:
+                    started(job)
+                done = await run_one(job)
         outcomes.append(done)
         progress(done)
 
