@@ -15,6 +15,10 @@ from cli_helpers import AGENTCTL, PLUGINS, running, wait_for
 
 from agentctl.events.reader import read_events
 
+# Real agentctl processes, killed and resumed, each several seconds: -m slow keeps the default
+# suite under its two minutes (CI runs every slow test).
+pytestmark = pytest.mark.slow
+
 RUN = ("--no-ui", "--no-watch-plan")
 
 
@@ -54,7 +58,7 @@ LINES = calls("lines", "liner", "test/line", 8)
 ALL_LINES = "".join(f"line-{n:02d}\n" for n in range(1, 9))
 
 
-@pytest.mark.slow  # two real crashes; -m faults adds 25 more double crashes
+# two real crashes; -m faults adds 25 more double crashes
 def test_a_double_crash_reruns_no_recorded_call(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, LINES)
     ws, run_dir, first = start_run(tmp_path, plan, env={"TEST_KILL_AT_LINE": "4"})
@@ -261,7 +265,7 @@ def _killed_while_sleeping(tmp_path: Path, plan: Path, status: str = "sleeping")
     return ws, run_dir
 
 
-@pytest.mark.slow  # waits out real seconds across a kill and a resume
+# waits out real seconds across a kill and a resume
 def test_a_max_seconds_deadline_counts_from_the_first_spawn_across_a_resume(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, "name: slow\ntasks:\n  - id: sleeper\n    agent: script\n    restart: temporary\n"
                       "    budget: {max_seconds: 4}\n    steps: [{sleep: 60}]\n")
@@ -277,7 +281,7 @@ def test_a_max_seconds_deadline_counts_from_the_first_spawn_across_a_resume(tmp_
     assert done["t"] - back < 3000 and done["t"] - spawned >= 4000
 
 
-@pytest.mark.slow  # waits out real seconds across a kill and a resume
+# waits out real seconds across a kill and a resume
 def test_a_sleep_in_progress_sleeps_only_what_is_left_after_a_resume(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, "name: nap\ntasks:\n  - id: napper\n    agent: script\n    steps:\n"
                       "      - sleep: 4\n      - write: {path: out/awake.txt, content: \"awake\\n\"}\n")
@@ -297,7 +301,6 @@ def _first(events: list[dict[str, Any]], type: str, **fields: Any) -> dict[str, 
     return next(e for e in events if e["type"] == type and all(e.get(k) == v for k, v in fields.items()))
 
 
-@pytest.mark.slow
 def test_a_wait_timeout_counts_from_when_the_wait_began_across_a_resume(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, "name: waits\ntasks:\n  - id: waiter\n    agent: script\n    restart: temporary\n"
                       "    steps:\n      - write: {path: out/before.txt, content: x}\n"
@@ -341,7 +344,6 @@ name: lockwait
 """
 
 
-@pytest.mark.slow
 def test_a_lock_wait_timeout_counts_from_when_the_wait_began_across_a_resume(tmp_path: Path) -> None:
     # The holder keeps the lock 5 s; the waiter gives up after 4 s of waiting, as it would
     # have without the crash. Counted from the resume, its wait would outlast the holder's
@@ -351,7 +353,6 @@ def test_a_lock_wait_timeout_counts_from_when_the_wait_began_across_a_resume(tmp
     assert not (ws / "out" / "waiter.txt").exists()
 
 
-@pytest.mark.slow
 def test_an_arbiter_timeout_counts_from_when_the_conflict_opened_across_a_resume(tmp_path: Path) -> None:
     # The arbiter (the plan's root) never answers: after 4 s the conflict is settled first-come.
     plan = write_plan(tmp_path, LOCK_WAIT.format(policy="policy: {conflicts: arbiter, conflict_timeout: 4}\n",

@@ -95,7 +95,8 @@ def the_batch_kept_its_time(ws: Path, run_dir: Path, snapshots: bool, resumes: i
     assert (ws / "out" / "ran-a.txt").read_text() == (ws / "out" / "ran-b.txt").read_text() == "ran\n"
 
 
-@pytest.mark.parametrize("snapshots", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow  # a 6 s sleep across a kill and a resume
+@pytest.mark.parametrize("snapshots", [False, True])
 def test_a_sleep_in_a_batch_keeps_its_time_after_its_siblings_answered(tmp_path: Path, snapshots: bool) -> None:
     plan = plan_of(tmp_path, "nap", snapshots)
     ws, run_dir = crash(tmp_path, plan, snapshots)
