@@ -70,10 +70,11 @@ def test_url_encoded_secrets_and_otel_header_credentials_are_nowhere_in_a_real_r
     encode = (f"{sys.executable} -c \"import os, urllib.parse as u; p = os.environ['DB_PASS']; "
               "print('postgres://admin:' + u.quote(p, safe='') + '@db/app', u.quote_plus(p)); "
               "print(os.environ['OTEL_EXPORTER_OTLP_HEADERS'])\"")
+    defaults: dict[str, str] = {"provider": "openai", "model": "m", "restart": "temporary"}
     plan = {
         "name": "encoded",
         "settings": {"shell": True, "secrets": ["DB_PASS"]},
-        "defaults": {"provider": "openai", "model": "m", "restart": "temporary"},
+        "defaults": defaults,
         "tasks": [
             {"id": "sheller", "agent": "script", "tools": ["shell/run"],
              "steps": [{"call": {"tool": "shell/run", "args": {"command": encode}}}, {"done": "ok"}]},
@@ -81,7 +82,7 @@ def test_url_encoded_secrets_and_otel_header_credentials_are_nowhere_in_a_real_r
         ],
     }
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(running_server()) as server:
-        plan["defaults"]["base_url"] = server.url + "/v1"
+        defaults["base_url"] = server.url + "/v1"
         server.then(Behaviour(content=f"try ?key={quote_plus(API_KEY)} or {OTEL_HEADERS}", piece=7))
         (ws / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
         result = CliRunner().invoke(app, ["run", str(ws / "plan.yaml"), "--no-ui", "--run-dir", str(run),
