@@ -57,11 +57,6 @@ class Journal:
     #: ``restart_period`` as of its latest restart, which a resume counts against its
     #: ``max_restarts`` again. A snapshot stands for none of them.
     restarts: list[int] = field(default_factory=list)
-    #: How many of ``effects`` were logged before its latest resume (``agent/resumed``; None:
-    #: not resumed since its start or snapshot). A message logged after it carries it as
-    #: ``after``: it may have come while that resume still replayed (and was then held back
-    #: until the replay was over), so a later resume hands it over no earlier than that.
-    resumed_after: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for checkpoints (calls are shared with ``effects``)."""
@@ -72,8 +67,6 @@ class Journal:
             d["charges"] = self.charges
         if self.restarts:
             d["restarts"] = self.restarts
-        if self.resumed_after is not None:
-            d["resumed_after"] = self.resumed_after
         return d
 
     @classmethod
@@ -81,7 +74,7 @@ class Journal:
         """The inverse of :meth:`to_dict`."""
         journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"),
                       began_t=d.get("began_t"), snapshot=d.get("snapshot"), charges=list(d.get("charges", ())),
-                      restarts=list(d.get("restarts", ())), resumed_after=d.get("resumed_after"))
+                      restarts=list(d.get("restarts", ())))
         journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
         return journal
 
@@ -134,10 +127,7 @@ class Journal:
         snapshot["locks"] = {path: [mode, count] for path, (mode, count) in self._holds(before).items()}
         self.effects = kept
         self.calls = {e["call_id"]: e for e in kept if "call_id" in e}
-        # Those it has not read; the snapshot was taken past any replay they waited for.
-        self.inbox = [{k: v for k, v in m.items() if k != "after"} if "after" in m else m
-                      for m in self.inbox if int(m.get("step") or 0) >= turns]
-        self.resumed_after = None
+        self.inbox = [m for m in self.inbox if int(m.get("step") or 0) >= turns]
         self.charges = []  # the snapshot's counts hold them
         self.snapshot = snapshot
         return True
@@ -222,18 +212,9 @@ def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
     if delivered:
         owner = by.get(get("agent_id"))  # type: ignore[arg-type]
         if owner is not None:
-            m = {"msg_id": get("msg_id"), "from": get("from"), "to": get("to"), "kind": get("kind"),
-                 "thread_id": get("thread_id"), "body": get("body"), "t": get("t"), "via": get("via"),
-                 "signal": bool(get("signal")), "step": get("step") or 0}
-            if owner.resumed_after:
-                m["after"] = owner.resumed_after
-            owner.inbox.append(m)
-
-
-def _resumed(by: dict[str, Journal], e: dict[str, Any]) -> None:
-    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
-    if journal is not None:
-        journal.resumed_after = len(journal.effects)
+            owner.inbox.append({"msg_id": get("msg_id"), "from": get("from"), "to": get("to"), "kind": get("kind"),
+                                "thread_id": get("thread_id"), "body": get("body"), "t": get("t"), "via": get("via"),
+                                "signal": bool(get("signal")), "step": get("step") or 0})
 
 
 def _denied(by: dict[str, Journal], e: dict[str, Any]) -> None:
@@ -387,7 +368,6 @@ HANDLERS: Mapping[str | None, JournalHandler] = MappingProxyType({
     "agent/error": _end,
     "agent/stopped": _end,
     "agent/message": _message,
-    "agent/resumed": _resumed,
     "bus/denied": _denied,
     "budget/charged": _charged,
     "lock/acquired": _locked,

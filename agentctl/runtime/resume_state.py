@@ -50,31 +50,23 @@ class Replay:
     Attributes:
         queues: the recorded outcomes not yet handed back, per kind of action.
         mail: the recorded messages not yet delivered again, each with the steps the
-            agent had taken when it came and the outcomes logged before the resume it came
-            during (0: none): it is delivered once the replay has taken as many steps and
-            handed back as many outcomes, so the step after that one reads it, as the first
-            time (a message that came live while an earlier resume replayed was held back
-            until that replay was over).
+            agent had taken when it came: it is delivered once the replay has taken as
+            many, so the step after that one reads it, as the first time.
     """
 
-    __slots__ = ("_at", "_total", "mail", "queues")
+    __slots__ = ("_at", "mail", "queues")
 
     def __init__(self, journal: Journal) -> None:
         self.queues: dict[str, deque[dict[str, Any]]] = {op: deque() for op in OPS}
         for effect in journal.effects:
             self.queues[effect["op"]].append(effect)
-        self._total = len(journal.effects)
-        self.mail = deque((int(m.get("step") or 0), int(m.get("after") or 0), recorded_message(m))
-                          for m in journal.inbox)
+        self.mail = deque((int(m.get("step") or 0), recorded_message(m)) for m in journal.inbox)
         # Where each outcome is in the journal, for the charges logged between them (none: not needed).
         self._at = {id(e): i for i, e in enumerate(journal.effects)} if journal.charges else {}
 
     def index(self, effect: dict[str, Any]) -> int:
         """Where ``effect`` (one of its outcomes) is in the journal's order."""
         return self._at[id(effect)]
-
-    def _handed_back(self) -> int:
-        return self._total - sum(map(len, self.queues.values()))
 
     @property
     def finished(self) -> bool:
@@ -86,8 +78,8 @@ class Replay:
         the ``t`` of the last one (None: none came)."""
         mail, steps = self.mail, inbox.steps
         last = None
-        while mail and mail[0][0] <= steps and (not mail[0][1] or mail[0][1] <= self._handed_back()):
-            msg = mail.popleft()[2]
+        while mail and mail[0][0] <= steps:
+            msg = mail.popleft()[1]
             inbox.put_nowait(msg)
             last = msg.t
         return last

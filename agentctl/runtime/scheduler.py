@@ -145,10 +145,6 @@ class Scheduler:
             agent.heard_t = rep.deliver(inbox)
             if rep.finished:
                 agent.replay = None
-        if inbox.held is not None and agent.replay is None:
-            # Its replay is over: what came live meanwhile is read after what it replayed
-            # (with the last recorded messages, or in the step after the last recorded outcome's).
-            inbox.release()
         results, agent.results, agent.tick_due = agent.results, (), False
         agent.steps += 1
         self.steps += 1

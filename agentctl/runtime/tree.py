@@ -238,7 +238,6 @@ class Tree:
             self._locks.restore(agent.id, path, mode, count)
         if not replayed.finished:
             agent.replay = replayed
-            agent.inbox.hold()
         if journal.restarts:
             # Its restart window goes on across the crash: the downtime counts as time passed.
             wall_ahead = time.time() - clock()
