@@ -169,7 +169,8 @@ async def run_job_here(job: Job, stop: Stop) -> Outcome:
 
 async def _stop_when(stop: Stop, proc: anyio.abc.Process) -> None:
     await stop.asked.wait()
-    proc.send_signal(signal.SIGINT)
+    with contextlib.suppress(ProcessLookupError):  # it ended (and was reaped) before its turn
+        proc.send_signal(signal.SIGINT)
     with anyio.move_on_after(STOP_GRACE):
         await stop.forced.wait()
     with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
