@@ -108,6 +108,59 @@ def test_what_steers_the_run_is_read_only_in_a_container(engine: str, ctx: ToolC
     assert (ws / "out.txt").read_text() == "fine\n"
 
 
+def _git(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ws.parent), "GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@x",
+           "GIT_COMMITTER_NAME": "u", "GIT_COMMITTER_EMAIL": "u@x"}
+    return subprocess.run(["git", *args], cwd=ws, env=env, capture_output=True, text=True, timeout=60)
+
+
+@docker_test
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_container_cannot_plant_what_git_or_an_earlier_run_would_obey(engine: str, ctx: ToolContext) -> None:
+    """The workspace is a git repository holding a nested repository, a worktree-style
+    ``.git`` file whose gitdir is in the workspace, and an earlier run's directory under
+    another name: a container (as root) tries to plant hooks and ``core.fsmonitor`` in each
+    and to replace them; every write fails, and the real git then runs nothing planted."""
+    ws, marker = ctx.workspace, ctx.workspace.parent / "ran"
+    assert _git(ws, "init", "-q").returncode == 0
+    (ws / "nested").mkdir()
+    assert _git(ws / "nested", "init", "-q").returncode == 0
+    (ws / "wt").mkdir()
+    (ws / "wt" / ".git").write_text("gitdir: ../.bare\n")
+    (ws / ".bare" / "hooks").mkdir(parents=True)
+    earlier = ws / "out" / "run1"
+    earlier.mkdir(parents=True)
+    (earlier / "events.jsonl").write_text("{}\n")
+    before = {p: p.read_bytes() for p in (ws / ".git" / "config", ws / "nested" / ".git" / "config", ws / "wt" / ".git")}
+    plant = f"printf '#!/bin/sh\\ntouch {marker}\\n' >"
+    attacks = [
+        f"{plant} .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit",
+        f"printf '[core]\\n\\tfsmonitor = \"touch {marker}; false\"\\n' >> .git/config",
+        "rm -rf .git", "mv .git gone", "rm -rf .git/hooks",
+        f"{plant} nested/.git/hooks/pre-commit", "rm -rf nested/.git",
+        "echo 'gitdir: ../planted' > wt/.git", f"{plant} .bare/hooks/pre-commit",
+        "echo garbage >> out/run1/events.jsonl", "echo forged > out/run1/control.jsonl", "rm -rf out/run1",
+    ]
+    script = ["sh", "-c", "".join(f"({a}) 2>/dev/null && echo WROTE {i}\n" for i, a in enumerate(attacks)) + "echo fine > ok.txt"]
+    reg = default_registry()
+    try:
+        out = anyio.run(reg.invoke, "docker/run", {"image": IMAGE, "command": script}, ctx)
+    finally:
+        anyio.run(cleanup, ctx.run_id)
+    assert "WROTE" not in out["stdout"], out
+    assert (ws / "ok.txt").read_text() == "fine\n"
+    assert not (ws / ".git" / "hooks" / "pre-commit").exists()
+    assert not (ws / "nested" / ".git" / "hooks" / "pre-commit").exists()
+    assert not (ws / ".bare" / "hooks" / "pre-commit").exists()
+    assert {p: p.read_bytes() for p in before} == before
+    assert (earlier / "events.jsonl").read_text() == "{}\n" and not (earlier / "control.jsonl").exists()
+    for repo in (ws / "nested", ws):
+        assert _git(repo, "status").returncode == 0
+        assert _git(repo, "add", "-A").returncode == 0
+        assert _git(repo, "commit", "-qm", "x", "--allow-empty").returncode == 0
+    assert not marker.exists()
+
+
 @docker_test
 def test_run_timeout_kills_and_removes_the_container(tools, ctx: ToolContext) -> None:
     out = tools("docker/run", image=IMAGE, command=["sleep", "600"], timeout=1.0)

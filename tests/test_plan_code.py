@@ -122,7 +122,47 @@ def test_only_the_module_the_plan_names_is_found_beside_it(tmp_path: Path, monke
 def test_the_code_paths_of_a_plan_are_protected_whatever_their_suffix(tmp_path: Path) -> None:
     paths = code_paths(tmp_path / "plan.yaml", ["steps_pc", "pkg.sub"])
     for rel in ("steps_pc.py", "steps_pc.pyc", "steps_pc.abi3.so", "steps_pc", "steps_pc/__init__.py", "pkg/sub.py",
-                "pkg.py"):
+                "pkg.py", "__pycache__/steps_pc.cpython-311.pyc"):
         assert protection(tmp_path, tmp_path / rel, paths) == "it steers this run", rel
     for rel in ("steps_pc2.py", "other.py", "sub/steps_pc.py", "pkg_sub.py"):
         assert protection(tmp_path, tmp_path / rel, paths) is None, rel
+
+
+def test_a_module_a_live_edit_names_is_out_of_reach_from_that_save_on(tmp_path: Path) -> None:
+    """While the run goes on, the user saves the plan naming ``early_pc`` before writing it
+    (the save is refused: it does not import), then writes ``late_pc.py`` and saves a plan
+    that runs it (applied: it is imported then). Agents added by the next save try to rewrite,
+    shadow and plant both: every call is refused, both before and after the module exists."""
+    from cli_helpers import interrupt, running, save, wait_for
+
+    plan, run_dir = tmp_path / "live.yaml", tmp_path / "run"
+    head = "name: live\ndefaults: {restart: temporary}\ntasks:\n"
+    late = "  - {id: late, agent: python, step: 'late_pc:worker'}\n"
+    attacks = [
+        ("fs/edit", {"path": "late_pc.py", "old": "the plan author wrote this", "new": "pwned"}),
+        ("fs/write", {"path": "late_pc.py", "content": "pwned = True\n"}),
+        ("fs/write", {"path": "late_pc/__init__.py", "content": "pwned = True\n"}),
+        ("fs/write", {"path": "late_pc.abi3.so", "content": "\x7fELF"}),
+        ("fs/write", {"path": "early_pc.py", "content": "pwned = True\n"}),
+        ("fs/write", {"path": "early_pc/__init__.py", "content": "pwned = True\n"}),
+    ]
+    attackers = "".join(
+        f"  - {{id: try{i}, agent: script, tools: [{tool}], steps: [{{call: {{tool: {tool}, args: {yaml.safe_dump(args, default_flow_style=True).strip()}}}}}, {{done: ok}}]}}\n"
+        for i, (tool, args) in enumerate(attacks))
+    save(plan, head + "  - {id: idle, agent: script, steps: [{wait: never}]}\n")
+    with running("run", str(plan), "--no-ui", "--keep-running", "--run-dir", str(run_dir), "--workspace", str(tmp_path),
+                 cwd=tmp_path) as proc:
+        wait_for(run_dir, lambda e: of(e, "agent/status", "idle"))
+        save(plan, head + "  - {id: early, agent: python, step: 'early_pc:worker'}\n")
+        wait_for(run_dir, lambda e: of(e, "plan/invalid"))
+        (tmp_path / "late_pc.py").write_text(STEP)
+        save(plan, head + late)
+        wait_for(run_dir, lambda e: of(e, "agent/done", "late"))
+        save(plan, head + late + attackers)
+        evs = wait_for(run_dir, lambda e: len([r for r in of(e, "tool/result") if r["agent_id"].startswith("try")]) == len(attacks))
+        interrupt(proc, run_dir)
+    results = {e["agent_id"]: e for e in of(evs, "tool/result")}
+    assert all(not results[f"try{i}"]["ok"] and "protected" in results[f"try{i}"]["error"] for i in range(len(attacks))), results
+    assert (tmp_path / "late_pc.py").read_text() == STEP
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("late_pc", "early_pc"))) == ["late_pc.py"]
+    assert of(evs, "agent/done", "late")[0]["result"] == "the plan author wrote this"

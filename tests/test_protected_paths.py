@@ -128,7 +128,8 @@ def test_containers_see_what_steers_the_run_read_only(ws: Path) -> None:
     root = ws.resolve()
     assert args == ["-v", f"{root}:/workspace",
                     "-v", f"{root}/.agentctl:/workspace/.agentctl:ro",
-                    "-v", f"{root}/plan.yaml:/workspace/plan.yaml:ro"]
+                    "-v", f"{root}/plan.yaml:/workspace/plan.yaml:ro",
+                    "-v", f"{root}/runs/r0:/workspace/runs/r0:ro"]
 
 
 async def test_a_control_socket_outside_the_run_directory_is_protected_by_its_path(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from ..errors import PlanError, PolicyError
 from ..events import open_event_log, read_events
 from ..events.checkpoint import Checkpointer
 from ..executor import Executor
+from ..plan.code import code_paths, plan_modules
 from ..plan.load import line_finder, parse_plan, read_plan_text
 from ..plan.model import Plan
 from ..reconcile import ROOT_ID, Reconciler
@@ -349,6 +350,9 @@ class Session:
             plan = parse_plan(text, filename=str(path))
         except PlanError as exc:
             return exc
+        # The modules it names are the plan's code from now on, whether this edit is applied
+        # or not: out of the agents' reach before they are imported (below, to check them).
+        self.rt.protect(code_paths(path, plan_modules(plan)))
         # A step function that does not import is refused here, with its line, not when it spawns.
         find = line_finder(str(path), text)
         problems = check_code(plan, find) + check_gates(plan, self.rt.tools.names(), find)

@@ -77,11 +77,13 @@ def code_paths(plan_path: str | Path, modules: Iterable[str]) -> tuple[Path, ...
     """Every path beside ``plan_path`` that :func:`plan_code` would import one of
     ``modules`` from (whether it exists or not): a package directory and a file of each
     importable suffix for each top-level name. An agent that could write one would run
-    its code in agentctl at the next run, resume or ``validate``."""
+    its code in agentctl at the next run, resume or ``validate``. With them, ``__pycache__``:
+    an unchecked hash-based ``.pyc`` there is imported without a look at the source."""
     where = Path(os.path.realpath(plan_path)).parent
     suffixes = importlib.machinery.all_suffixes()
     tops = sorted({m.partition(".")[0] for m in modules if m})
-    return tuple(p for top in tops for p in (where / top, *(where / (top + s) for s in suffixes)))
+    beside = tuple(p for top in tops for p in (where / top, *(where / (top + s) for s in suffixes)))
+    return (*beside, where / "__pycache__") if beside else ()
 
 
 def plan_modules(plan: Plan) -> tuple[str, ...]:

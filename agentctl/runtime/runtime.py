@@ -17,7 +17,7 @@ only the services and parts actions act on, never the runtime.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +159,11 @@ class Runtime:
     def policy(self) -> Policy:
         """The policy spawns are granted under now."""
         return self._tree.policy
+
+    def protect(self, paths: Iterable[Path]) -> None:
+        """Keep ``paths`` out of the file tools' reach (and read-only in containers) from the
+        next tool call on: the modules a live plan edit names, before they are imported."""
+        self.protected = tuple(dict.fromkeys((*self.protected, *paths)))
 
     def set_policy(self, policy: Policy) -> None:
         """Grant every spawn from now on under ``policy`` (a live plan edit); live agents keep their grants."""

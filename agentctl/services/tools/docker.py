@@ -251,7 +251,8 @@ async def _owned(ctx: ToolContext, container: str) -> str:
 
 
 def workspace_mounts(ctx: ToolContext) -> list[str]:
-    """``-v`` flags: the workspace at /workspace, and over it, read-only, what steers the run."""
+    """``-v`` flags: the workspace at /workspace, and over it, read-only, what steers the run
+    and every ``.git`` (:func:`~agentctl.services.tools.protect.protected_mounts`)."""
     root = Path(ctx.workspace).resolve()
     args = ["-v", f"{root}:/workspace"]
     for path in protected_mounts(root, ctx.protected):
@@ -324,7 +325,8 @@ async def docker_run(
     if not network:
         args += ["--network", "none"]
     if mount_workspace:
-        args += workspace_mounts(ctx)
+        # Off the event loop: the workspace is walked for .git and run directories.
+        args += await anyio.to_thread.run_sync(workspace_mounts, ctx)
     if workdir or mount_workspace:
         args += ["-w", workdir or "/workspace"]
     if cpus is not None:

@@ -21,7 +21,7 @@ all end at the same answer.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["RUN_MARKER", "protected_mounts", "protection"]
@@ -63,11 +63,51 @@ def protection(root: Path, real: Path, protected: Iterable[Path]) -> str | None:
 
 def protected_mounts(root: Path, protected: Iterable[Path]) -> list[Path]:
     """The protected paths under the resolved workspace ``root`` that exist: the ones a
-    container that mounts the workspace must see read-only."""
+    container that mounts the workspace must see read-only. Besides ``.agentctl/`` and
+    ``protected``, the workspace is walked (symlinks not followed) for what the file tools
+    refuse by name: every ``.git`` (directory or file, any case, with the directory a
+    ``gitdir:`` file names when that is inside the workspace) and every run directory."""
     out: list[Path] = []
-    for p in (root / _HOME, *protected):
+    for p in (root / _HOME, *protected, *_steering_in(root)):
         real = Path(p).resolve()
         inside = real != root and real.is_relative_to(root)
         if inside and real.exists() and not any(real.is_relative_to(o) for o in out):
-            out.append(real)
+            out = [o for o in out if not o.is_relative_to(real)] + [real]
     return out
+
+
+def _steering_in(root: Path) -> Iterator[Path]:
+    """Every ``.git`` and run directory below ``root``, not descending into them (nor into
+    ``.agentctl``, which is mounted whole) and not following symlinks."""
+    pending = [root]
+    while pending:
+        d = pending.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        if any(e.name == RUN_MARKER for e in entries):
+            yield d
+            continue
+        for e in entries:
+            name = e.name.casefold()
+            if name == _GIT:
+                yield Path(e.path)
+                yield from _gitdir_of(Path(e.path))
+            elif name != _HOME and e.is_dir(follow_symlinks=False):
+                pending.append(Path(e.path))
+
+
+def _gitdir_of(dot_git: Path) -> Iterator[Path]:
+    """The directory a ``.git`` file points git at (``gitdir: PATH``), if it is one."""
+    if dot_git.is_symlink() or not dot_git.is_file():
+        return
+    try:
+        with open(dot_git, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return
+    first = head.splitlines()[0] if head else ""
+    if first.startswith("gitdir:"):
+        yield dot_git.parent / first.removeprefix("gitdir:").strip()
