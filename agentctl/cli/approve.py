@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from .complete import complete_run_then_call
 from .errors import fail_usage
 
 _TARGETS_HELP = "The run directory or run id [default: the newest running run], then the held call's id."
@@ -35,7 +36,7 @@ def _answer(targets: list[str], granted: bool, text: Optional[str]) -> None:
 
 
 def approve_command(
-    targets: list[str] = typer.Argument(..., metavar="[RUN] CALL", help=_TARGETS_HELP),
+    targets: list[str] = typer.Argument(..., metavar="[RUN] CALL", help=_TARGETS_HELP, autocompletion=complete_run_then_call),
     note: Optional[str] = typer.Option(None, "--note", metavar="TEXT", help="A note logged with the approval."),
 ) -> None:
     """Approve a held call: it runs.
@@ -46,7 +47,7 @@ def approve_command(
 
 
 def deny_command(
-    targets: list[str] = typer.Argument(..., metavar="[RUN] CALL", help=_TARGETS_HELP),
+    targets: list[str] = typer.Argument(..., metavar="[RUN] CALL", help=_TARGETS_HELP, autocompletion=complete_run_then_call),
     reason: str = typer.Option(..., "--reason", metavar="TEXT", help="Why: the agent is told (its tool error)."),
 ) -> None:
     """Deny a held call: its agent is told why.

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from ..errors import PlanError
+from .complete import complete_plan
 from .errors import EXIT_INTERRUPTED, fail_plan, fail_usage
 from .jsonout import print_json
 
@@ -48,7 +49,7 @@ class BatchOutput(str, Enum):
 
 
 def batch_command(
-    plans: list[Path] = typer.Argument(..., metavar="PLAN...", help="Plan files to run (each once per parameter combination)."),
+    plans: list[Path] = typer.Argument(..., metavar="PLAN...", help="Plan files to run (each once per parameter combination).", autocompletion=complete_plan),
     param: list[str] = typer.Option([], "--param", metavar="NAME=V1,V2", help="NAME=V1,V2,...: run each plan once per value, ${NAME} in its text replaced (repeatable: every combination)."),
     parallel: int = typer.Option(4, "--parallel", metavar="N", help="Runs at once (on a cluster: at most this many submitted at once)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run each run as a Ray task on this cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray])."),

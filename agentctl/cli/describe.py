@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import AgentctlError
+from .complete import complete_run_then_agent
 from .errors import fail_usage
 from .jsonout import Output, output_option, print_json
 from .locate import resolve_run
@@ -14,7 +15,8 @@ from .views import blame_the_log
 
 
 def describe_command(
-    args: list[str] = typer.Argument(..., metavar="[RUN] AGENT", help="A run directory or run id (default: the newest run), then the agent id."),
+    args: list[str] = typer.Argument(..., metavar="[RUN] AGENT", help="A run directory or run id (default: the newest run), then the agent id.",
+                             autocompletion=complete_run_then_agent),
     output: Output = output_option(),
 ) -> None:
     """Show everything a run's log says about one agent.

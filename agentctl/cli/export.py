@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from ..errors import AgentctlError
+from .complete import complete_run
 from .errors import fail_usage, print_error
 
 #: Seconds to wait for the receiver, past the exporter's own timeout (OTEL_EXPORTER_OTLP_TIMEOUT).
@@ -24,7 +25,7 @@ FORMATS = ("otel",)
 
 def export_command(
     format: str = typer.Argument(..., metavar="FORMAT", help="otel: an OpenTelemetry trace sent over OTLP/HTTP."),
-    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
+    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run].", autocompletion=complete_run),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", metavar="URL", help="The OTLP/HTTP receiver, e.g. http://127.0.0.1:6006 (/v1/traces is appended) [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318]."),
     content: bool = typer.Option(False, "--content", help="Also send tool arguments and results and model replies (as logged: redacted). Off by default."),
 ) -> None:

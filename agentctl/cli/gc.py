@@ -18,6 +18,7 @@ import typer
 
 from ..errors import AgentctlError
 from .clusters import PRIVATE, cleanup_command, ran_here, ray_missing
+from .complete import complete_run
 from .errors import fail_usage, print_error
 
 if TYPE_CHECKING:
@@ -42,8 +43,8 @@ def run_id_of(run_dir: Path) -> str:
 
 
 def gc_command(
-    run: Optional[Path] = typer.Option(None, "--run", metavar="DIR", help="The run directory whose containers to remove."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", metavar="ID", help="A run id, instead of its directory."),
+    run: Optional[Path] = typer.Option(None, "--run", metavar="DIR", help="The run directory whose containers to remove.", autocompletion=complete_run),
+    run_id: Optional[str] = typer.Option(None, "--run-id", metavar="ID", help="A run id, instead of its directory.", autocompletion=complete_run),
     all_runs: bool = typer.Option(False, "--all", help="Remove the containers of every agentctl run."),
     ray: Optional[str] = typer.Option(
         None, "--ray", metavar="ADDRESS",

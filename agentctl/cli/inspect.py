@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from .complete import complete_plan, complete_run
 from .errors import EXIT_USAGE, fail_plan, fail_usage
 from .jsonout import Output, output_option, print_json
 from .locate import RUNS, resolve_run
@@ -32,7 +33,7 @@ def _load(path: Path) -> Plan:
     return load_plan(path)
 
 
-def validate_command(plan: Path = typer.Argument(..., help="The plan file to check."), output: Output = output_option()) -> None:
+def validate_command(plan: Path = typer.Argument(..., help="The plan file to check.", autocompletion=complete_plan), output: Output = output_option()) -> None:
     """Check a plan and list every problem in it.
 
     Each problem says where and what: file, line, key path, expected and got.
@@ -112,8 +113,8 @@ def _subtree_locks(state: Any, root: str) -> list[str]:
 
 
 def diff_command(
-    plan: Path = typer.Argument(..., help="The edited plan."),
-    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="A run directory or run id to compare with [default: the newest run; none: compare with nothing running]."),
+    plan: Path = typer.Argument(..., help="The edited plan.", autocompletion=complete_plan),
+    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="A run directory or run id to compare with [default: the newest run; none: compare with nothing running].", autocompletion=complete_run),
     output: Output = output_option(),
 ) -> None:
     """Show what an edit of a plan would change in a run.

@@ -9,15 +9,16 @@ from typing import Optional
 import typer
 
 from ..errors import AgentctlError
+from .complete import complete_agent, complete_run
 from .errors import fail_usage
 from .locate import resolve_run
 from .views import blame_the_log, check_event_log, end_code
 
 
 def logs_command(
-    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
+    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run].", autocompletion=complete_run),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing as the run goes on; exit with the run's exit code."),
-    agent: Optional[str] = typer.Option(None, "--agent", metavar="ID", help="Only this agent's events."),
+    agent: Optional[str] = typer.Option(None, "--agent", metavar="ID", help="Only this agent's events.", autocompletion=complete_agent),
     type_: Optional[str] = typer.Option(None, "--type", metavar="GLOB", help="Only events whose type matches this glob (e.g. 'tool/*')."),
 ) -> None:
     """Print a run's events, or follow them (-f).

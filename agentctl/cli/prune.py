@@ -14,7 +14,7 @@ from .errors import fail_usage
 from .locate import RUNS
 
 if TYPE_CHECKING:
-    from ..views.runs import RunInfo
+    from ..views.runs import RunEnd
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -40,12 +40,13 @@ def prune_command(
 
     Never one that is running or whose process died unfinished (resume those).
     """
-    from .runs import readable_runs
+    from .runs import finished_runs
 
     if (keep is None) == (older_than is None):
         fail_usage("give exactly one of --keep N or --older-than DURATION")
-    # An unreadable run is named and kept: whether it finished is unknown.
-    finished = sorted((i for i in readable_runs(RUNS) if i.finished is not None), key=lambda i: i.state.last_t or 0)
+    # Each run is read from the end of its log only. An unreadable end is named and kept:
+    # whether it finished is unknown.
+    finished = sorted(finished_runs(RUNS), key=lambda i: i.last_t or 0)
     if keep is not None:
         doomed = finished[: max(len(finished) - keep, 0)]
     else:
@@ -54,13 +55,13 @@ def prune_command(
         except UsageError as exc:
             fail_usage(f"--older-than: {exc}")
         cutoff_ms = (time.time() - age) * 1000
-        doomed = [i for i in finished if (i.state.last_t or 0) < cutoff_ms]
+        doomed = [i for i in finished if (i.last_t or 0) < cutoff_ms]
     for info in doomed:
         _remove(info, dry_run)
     typer.echo(f"{'would delete' if dry_run else 'deleted'} {len(doomed)} of {len(finished)} finished runs under {RUNS}")
 
 
-def _remove(info: RunInfo, dry_run: bool) -> None:
-    typer.echo(f"{'would delete' if dry_run else 'deleted'} {info.state.run_id or info.dir.name}  {info.dir}")
+def _remove(info: RunEnd, dry_run: bool) -> None:
+    typer.echo(f"{'would delete' if dry_run else 'deleted'} {info.run_id or info.dir.name}  {info.dir}")
     if not dry_run:
         shutil.rmtree(info.dir)

@@ -27,8 +27,10 @@ def ps_command(
     from ..views.ps import ps_object, render_ps
     from .runs import readable_runs
 
-    infos = readable_runs(RUNS)
+    # Without --all a finished run costs the last lines of its log, not a fold of all of it.
+    infos = readable_runs(RUNS, finished=all_runs)
     if not all_runs:
+        # The fold's word is final: it also knows a run/finished that some odd event followed.
         infos = [i for i in infos if i.finished is None]
     obj = ps_object(infos)
     if output is Output.json:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from ..errors import AgentctlError, PlanError, leaves
+from .complete import complete_plan, complete_run
 from .errors import EXIT_USAGE, fail_plan, fail_usage, print_error
 from .locate import run_by_id
 
@@ -22,14 +23,14 @@ DURABILITIES = ("none", "batch", "always")
 
 
 def run_command(
-    plan: Optional[Path] = typer.Argument(None, help="The plan file (.yaml, .yml or .edn); optional with --resume [default: the run's latest applied version]."),
+    plan: Optional[Path] = typer.Argument(None, help="The plan file (.yaml, .yml or .edn); optional with --resume [default: the run's latest applied version].", autocompletion=complete_plan),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", metavar="DIR", help="Where events.jsonl goes [default: .agentctl/runs/<run_id>]."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", metavar="DIR", help="The directory file tools are confined to [default: current directory]."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Plain lines instead of the live view."),
     watch_plan: bool = typer.Option(True, "--watch-plan/--no-watch-plan", help="Reconcile every save of the plan file."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Stay up after every task finished, for more edits (Ctrl-C ends)."),
     durability: Optional[str] = typer.Option(None, "--durability", metavar="none|batch|always", help="Event log durability: none, batch or always [default: the plan's, else batch]."),
-    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN", help="Continue the run in this run directory (or run id) after its process died."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN", help="Continue the run in this run directory (or run id) after its process died.", autocompletion=complete_run),
     apply_plan: bool = typer.Option(False, "--apply-plan", help="With --resume: switch the run to PLAN, another file than the one it ran."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run shell/run and remote plugin tools on this Ray cluster: auto, local, HOST:PORT or ray://HOST:PORT (needs agentctl[ray]; overrides settings.executor)."),
     force: bool = typer.Option(False, "--force", help="With --resume: continue even if the log fails its integrity check (seq gaps, duplicates, another run's events); each problem is printed as a warning. Work may then repeat or be lost."),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import AgentctlError
-from ..views.runs import RunInfo, list_runs, process_alive, read_run
+from ..views.runs import RunEnd, RunInfo, list_runs, process_alive, read_run, read_run_end
 from .control import ControlError, NotListening, request
 from .errors import fail_usage, print_error
 from .locate import RUNS, resolve_run
@@ -30,16 +30,37 @@ def load_run(run_dir: Path) -> RunInfo:
         fail_usage(str(exc))
 
 
-def readable_runs(root: Path) -> list[RunInfo]:
+def readable_runs(root: Path, *, finished: bool = True) -> list[RunInfo]:
     """The runs under ``root`` whose logs can be read, oldest first; each one that cannot
-    is named on stderr and left out (one damaged run does not hide the others)."""
+    is named on stderr and left out (one damaged run does not hide the others).
+
+    ``finished=False`` leaves out the runs whose log ends with ``run/finished`` without
+    reading more of them than their last lines.
+    """
     infos = []
     for run_dir in list_runs(root):
         try:
+            if not finished and _ends_finished(run_dir):
+                continue
             infos.append(read_run(run_dir))
         except AgentctlError as exc:
             print_error(f"skipped {run_dir}: {exc}")
     return sorted(infos, key=lambda i: i.state.started_t or 0)
+
+
+def finished_runs(root: Path) -> list[RunEnd]:
+    """The runs under ``root`` whose log ends with ``run/finished``, each read from the end
+    of its log only; each log whose end cannot be read is named on stderr and left out."""
+    ends = []
+    for run_dir in list_runs(root):
+        try:
+            end = read_run_end(run_dir)
+        except AgentctlError as exc:
+            print_error(f"skipped {run_dir}: {exc}")
+            continue
+        if end.finished is not None:
+            ends.append(end)
+    return ends
 
 
 def steered_run(run: Path | None) -> RunInfo:
@@ -55,9 +76,9 @@ def steered_run(run: Path | None) -> RunInfo:
     if not found:
         fail_usage(f"no runs under {RUNS}; pass a run directory")
     for run_dir in reversed(found):
-        if _ends_finished(run_dir / "events.jsonl"):
-            continue
         try:
+            if _ends_finished(run_dir):
+                continue
             info = read_run(run_dir)
         except AgentctlError:
             continue  # a damaged log is not a run to steer; ps names it
@@ -73,20 +94,14 @@ def steered_run(run: Path | None) -> RunInfo:
                f"has finished ({newest.finished.reason if newest.finished else 'unreadable'})")
 
 
-#: How much of a log's end is read to tell whether it ends with ``run/finished``.
-_TAIL = 4096
+def _ends_finished(run_dir: Path) -> bool:
+    """Whether the run's log ends with ``run/finished`` (always its last event): a finished
+    run is told without reading its whole log.
 
-
-def _ends_finished(path: Path) -> bool:
-    """Whether the log's last line is ``run/finished`` (always its last event): a finished run
-    is told without reading its whole log."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - _TAIL))
-            last = f.read().rstrip(b"\n").rpartition(b"\n")[2]
-    except OSError:
-        return False
-    return b'"type":"run/finished"' in last
+    Raises:
+        LogError: the log's end cannot be read.
+    """
+    return read_run_end(run_dir).finished is not None
 
 
 def unknown_agent(run_dir: Path, agent: str) -> NoReturn:

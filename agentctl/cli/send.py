@@ -7,11 +7,13 @@ from typing import Optional
 
 import typer
 
+from .complete import complete_live_agent, complete_run
+
 
 def send_command(
     body: str = typer.Argument(..., help="The message body (JSON if it parses as JSON, else text)."),
-    to: str = typer.Option(..., "--to", metavar="AGENT", help="The agent to message."),
-    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="The run directory or run id [default: the newest running run]."),
+    to: str = typer.Option(..., "--to", metavar="AGENT", help="The agent to message.", autocompletion=complete_live_agent),
+    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN", help="The run directory or run id [default: the newest running run].", autocompletion=complete_run),
     kind: str = typer.Option("chat", "--kind", metavar="KIND", help="Message kind."),
 ) -> None:
     """Send a message to an agent of a running run.

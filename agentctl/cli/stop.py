@@ -8,12 +8,13 @@ from typing import Optional
 
 import typer
 
+from .complete import complete_live_agent, complete_run
 from .errors import fail_usage
 
 
 def stop_command(
-    run: Optional[Path] = typer.Argument(None, help="A run directory or run id [default: the newest running run]."),
-    agent: Optional[str] = typer.Option(None, "--agent", metavar="ID", help="Stop only this agent and its subtree."),
+    run: Optional[Path] = typer.Argument(None, help="A run directory or run id [default: the newest running run].", autocompletion=complete_run),
+    agent: Optional[str] = typer.Option(None, "--agent", metavar="ID", help="Stop only this agent and its subtree.", autocompletion=complete_live_agent),
     timeout: float = typer.Option(30.0, "--timeout", min=0.0, metavar="SECONDS", help="Seconds to wait for the run to finish."),
 ) -> None:
     """Stop a running run, or one agent of it.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from .complete import complete_run
 from .errors import fail_usage, print_error
 from .jsonout import Output, output_option, print_json
 from .locate import resolve_run
@@ -84,7 +85,7 @@ def blame_the_log(path: Path) -> AbstractContextManager[None]:
     return blame(path, named=(typer.Exit,))
 
 
-def watch_command(run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run].")) -> None:
+def watch_command(run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run].", autocompletion=complete_run)) -> None:
     """Follow a run of another process live.
 
     Shows the run's agent tree as its events.jsonl grows.
@@ -148,7 +149,7 @@ def end_code(run_dir: Path, end: FollowEnd) -> int:
 
 
 def replay_command(
-    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run]."),
+    run: Optional[Path] = typer.Argument(None, help="A run directory, its events.jsonl or a run id [default: the newest run].", autocompletion=complete_run),
     speed: float = typer.Option(1.0, "--speed", min=0.0, metavar="X", help="Playback speed (0 = as fast as possible)."),
     at: Optional[int] = typer.Option(None, "--at", min=0, metavar="SEQ", help="Show the state right after event SEQ."),
     summary: bool = typer.Option(False, "--summary", help="Print a summary of the run instead of playing it."),

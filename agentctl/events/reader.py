@@ -18,7 +18,7 @@ import orjson
 
 from agentctl.errors import CorruptLogError, LogError
 
-__all__ = ["EventStream", "follow_events", "read_events", "read_run_events"]
+__all__ = ["EventStream", "follow_events", "last_event", "read_events", "read_run_events"]
 
 _SEQ_PREFIX = b'{"seq":'  # how the writer starts every line; lets skipping avoid a full parse
 _CHUNK = 1 << 20
@@ -227,6 +227,68 @@ def read_events(path: str | Path, *, start_seq: int = 0) -> EventStream:
     if not path.is_file():
         raise LogError(f"no such events file: {path}")
     return EventStream(path, start_seq)
+
+
+#: Bytes read at a time from the end of a file by :func:`last_event`.
+_TAIL = 1 << 16
+
+
+def last_event(path: str | Path) -> dict[str, Any] | None:
+    """The last event of a log, read from the end of the file: what :func:`read_events`
+    would yield last, at the cost of the file's last lines, whatever its length.
+
+    As the stream does, it passes over blank lines and a torn final line (no newline and not
+    JSON: a crash mid-write), and refuses any other line that is not a JSON object.
+
+    Returns:
+        The event, or None when the file holds none.
+
+    Raises:
+        LogError: the file cannot be read.
+        CorruptLogError: the last line that is not blank or torn is not a JSON object.
+    """
+    path = Path(path)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise LogError(f"cannot read events file {path}: {exc.strerror or exc}") from exc
+    with handle:
+        pos = handle.seek(0, os.SEEK_END)
+        piece = b""  # the start of the line before those looked at, as far as read
+        final = True  # whether `piece` is the file's last line, with no newline after it
+        while True:
+            step = min(_TAIL, pos)
+            pos -= step
+            handle.seek(pos)
+            lines = (handle.read(step) + piece).split(b"\n")
+            # The first line may have begun before what was read; it is looked at next round.
+            whole = lines if pos == 0 else lines[1:]
+            for i in range(len(whole) - 1, -1, -1):
+                line = whole[i]
+                if not line.strip():
+                    continue
+                try:
+                    event = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    if final and i == len(whole) - 1:
+                        continue  # torn by a crash
+                    raise CorruptLogError(str(path), _line_at(path, pos, lines, i + len(lines) - len(whole)),
+                                          f"not JSON: {exc}") from None
+                if type(event) is not dict:
+                    raise CorruptLogError(str(path), _line_at(path, pos, lines, i + len(lines) - len(whole)),
+                                          f"not a JSON object but {type(event).__name__}")
+                return event
+            if pos == 0:
+                return None
+            final = final and len(lines) == 1
+            piece = lines[0]
+
+
+def _line_at(path: Path, pos: int, lines: list[bytes], index: int) -> int:
+    """The file's 1-based line number of ``lines[index]``, ``lines`` being the file's bytes
+    from offset ``pos`` split at newlines (``pos`` at a line boundary or ``index`` above 0)."""
+    offset = pos + sum(len(line) + 1 for line in lines[:index])
+    return _lines_before(path, offset) + 1
 
 
 async def _stopped(stop: anyio.Event | None, delay: float) -> bool:

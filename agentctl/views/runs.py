@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentctl.errors import LogError
 from agentctl.events.check import blame_the_log, first_misfit
 from agentctl.events.fold import RunState, fold
 from agentctl.events.outcomes import Finished
-from agentctl.events.reader import read_events, read_run_events
+from agentctl.events.reader import last_event, read_events, read_run_events
 from agentctl.events.types import RunFinished
 
-__all__ = ["EXIT_DEAD", "RunInfo", "exit_code", "list_runs", "process_alive", "read_run", "run_phase"]
+__all__ = ["EXIT_DEAD", "RunEnd", "RunInfo", "exit_code", "list_runs", "process_alive", "read_run", "read_run_end", "run_phase"]
 
 #: The exit code of ``watch`` / ``logs -f`` for a run whose process died without ``run/finished``.
 EXIT_DEAD = 1
@@ -69,6 +70,61 @@ def read_run(run_dir: Path) -> RunInfo:
         state = fold(read_events(path), journals=False)
     _check_fields(state, path)
     return RunInfo(Path(run_dir), state.pid, state.control, state)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """One run directory as the last event of its log tells it, read from the end of the
+    file (:func:`~agentctl.events.reader.last_event`): whether and how the run finished and
+    when it last logged, at the same cost whatever the log's length.
+
+    ``run/finished`` is always a run's last event (a resume logs ``run/resumed`` after it),
+    so a log that ends with one is of a finished run, as its fold would say.
+
+    Attributes:
+        dir: the run directory.
+        event: its log's last event (None: the log has none).
+    """
+
+    dir: Path
+    event: dict[str, Any] | None
+
+    @property
+    def finished(self) -> Finished | None:
+        """How the run finished (its ``run/finished``), None while it has not."""
+        e = self.event
+        if e is None or e.get("type") != "run/finished":
+            return None
+        return Finished(e.get("reason"), e.get("status"))
+
+    @property
+    def run_id(self) -> str | None:
+        """The run id its last event names."""
+        found = None if self.event is None else self.event.get("run_id")
+        return found if isinstance(found, str) else None
+
+    @property
+    def last_t(self) -> int | None:
+        """When it logged its last event (ms since the epoch)."""
+        t = None if self.event is None else self.event.get("t")
+        return t if type(t) is int else None
+
+
+def read_run_end(run_dir: Path) -> RunEnd:
+    """Read a run directory's last event from the end of its log.
+
+    Raises:
+        LogError: no log there, or (:class:`~agentctl.errors.CorruptLogError`) its last
+            line, torn lines aside, is not a JSON object.
+    """
+    path = read_run_events(run_dir)
+    end = RunEnd(Path(run_dir), last_event(path))
+    if end.finished is not None:
+        for name in ("reason", "status"):
+            value = getattr(end.finished, name)
+            if value is not None and type(value) is not str:
+                raise first_misfit(path) or LogError(f"{path}: the run's {name} is {type(value).__name__} {value!r:.40}")
+    return end
 
 
 #: What the run views read from a run's fold as it came from the log, with its type (and
