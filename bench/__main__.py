@@ -11,7 +11,7 @@ import time
 from .harness import machine, report
 
 WORKLOADS = ("one_way", "ping_pong", "flood", "spawn", "event_log", "tree", "reconcile", "live_view", "llm_pool", "llm_stream", "resume",
-             "startup", "ray_executor", "otel")
+             "startup", "ray_executor", "otel", "ps")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,3 +155,37 @@ def test_watch_and_logs_notice_a_run_killed_without_run_finished(tmp_path: Path)
     assert watched.exit_code == 1 and "gone without run/finished" in watched.stderr
     # not a terminal: plain lines, the same as run --no-ui would print
     assert "spawned  parent=plan" in watched.stdout
+
+
+def test_ps_reads_a_finished_runs_end_only_and_a_damaged_end_is_one_line(project: Path) -> None:
+    runs = project / ".agentctl" / "runs"
+    ok = next(d for d in runs.iterdir() if events(d)[-1].get("status") == "ok")
+    # A finished run is told by its log's end: damage before it does not reach ps without --all.
+    log = ok / "events.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(lines[0] + b"damaged in the middle\n" + b"".join(lines[1:]))
+    listed = agentctl("ps", "-o", "json")
+    assert listed.exit_code == 0 and listed.stderr == ""
+    assert [r["id"] for r in json.loads(listed.stdout)["runs"]] == ["zz-dead"]
+    # A run killed mid-write: its torn last line is passed over, as every reader does; it is dead.
+    torn = runs / "zz-torn"
+    torn.mkdir()
+    dead = (runs / "zz-dead" / "events.jsonl").read_bytes()
+    (torn / "events.jsonl").write_bytes(dead.replace(b'"zz-dead"', b'"zz-torn"') + b'{"seq": 2, "t": 17000, "type": "agent/sta')
+    # A last line that is not JSON, newline and all, is damage: one line names the file and line.
+    bad = runs / "zz-bad-end"
+    bad.mkdir()
+    (bad / "events.jsonl").write_bytes(lines[0] + b"\x00\x01 not an event\n")
+    for all_runs in ([], ["--all"]):
+        listed = agentctl("ps", *all_runs, "-o", "json")
+        assert listed.exit_code == 0 and "Traceback" not in listed.output
+        found = {r["id"]: r["status"] for r in json.loads(listed.stdout)["runs"]}
+        assert found["zz-torn"] == "dead" and "zz-bad-end" not in found
+        errors = [line for line in listed.stderr.splitlines() if "zz-bad-end" in line]
+        assert len(errors) == 1 and errors[0].startswith(
+            "error: skipped .agentctl/runs/zz-bad-end: .agentctl/runs/zz-bad-end/events.jsonl:2: corrupt event line: not JSON"), listed.stderr
+    # prune reads ends only too: it names the run it cannot tell about, keeps it, and deletes the rest.
+    pruned = agentctl("prune", "--keep", "0")
+    assert pruned.exit_code == 0 and bad.exists() and not ok.exists()
+    assert [line for line in pruned.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in listed.stderr.splitlines() if "zz-bad-end" in line]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -217,3 +217,29 @@ async def test_follow_honours_start_seq_and_ends_when_stopped_before_the_file_ex
     path.write_bytes(line(1) + line(2) + line(3))
     got = [e["seq"] async for e in follow_events(path, start_seq=2, stop=stop)]
     assert got == [2, 3]
+
+
+@pytest.mark.parametrize("text", [
+    b"", b"\n\n", b'{"seq":1}\n', b'{"seq":1}\n{"seq":2}', b'{"seq":1}\n{"seq":2}\n\n  \n', b'{"seq":1}\n{"se',
+    b'{"seq":1,"x":"' + b"a" * 50 + b'"}\n{"seq":2', b'{"seq":1}\nbad\n{"seq":3', b'{"seq":1}\n[1]\n', b'{"seq":1}\n[1]',
+    b"torn", b'{"seq":1}\n\n\nnot json\n',
+])
+@pytest.mark.parametrize("chunk", [3, 7, 1 << 16])
+def test_last_event_is_the_streams_last_read_from_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           text: bytes, chunk: int) -> None:
+    """``last_event`` gives what iterating the file gives last, or the same error on the same
+    line, whatever the size of the pieces it reads back from the end."""
+    from agentctl.events import reader
+
+    monkeypatch.setattr(reader, "_TAIL", chunk)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(text)
+
+    def outcome(read: Callable[[], object]) -> object:
+        try:
+            return read()
+        except CorruptLogError as exc:
+            return ("corrupt", exc.line, exc.reason.partition(":")[0])
+
+    streamed = outcome(lambda: (list(read_events(path)) or [None])[-1])
+    assert outcome(lambda: reader.last_event(path)) == streamed
