@@ -189,3 +189,22 @@ def test_ps_reads_a_finished_runs_end_only_and_a_damaged_end_is_one_line(project
     assert pruned.exit_code == 0 and bad.exists() and not ok.exists()
     assert [line for line in pruned.stderr.splitlines() if line.startswith("error:")] == [
         line for line in listed.stderr.splitlines() if "zz-bad-end" in line]
+
+
+def test_logs_tail_prints_the_last_events_read_from_the_end(project: Path) -> None:
+    run_dir = next(d for d in (project / ".agentctl" / "runs").iterdir() if events(d)[-1].get("status") == "ok")
+    last = events(run_dir)[-1]["seq"]
+    whole = agentctl("logs", str(run_dir)).stdout.splitlines()
+    in_tail = [line for line in whole if int(line.split(" #")[1].split()[0]) > last - 6]
+    for follow in ([], ["-f"]):  # a finished run: -f prints the same and ends with its exit code
+        tail = agentctl("logs", str(run_dir), "--tail", "6", *follow)
+        assert tail.exit_code == 0 and tail.stdout.splitlines() == in_tail, tail.output
+    assert agentctl("logs", str(run_dir), "-n", "0").stdout == ""
+    # An agent that is in the run but not in its tail prints nothing; one not in the run is refused.
+    quiet = agentctl("logs", str(run_dir), "-n", "1", "--agent", "greeter-helper")
+    assert (quiet.exit_code, quiet.stdout) == (0, "")
+    one_line_error(agentctl("logs", str(run_dir), "-n", "1", "--agent", "nobody"), "no agent 'nobody'")
+    # A damaged last line: one line naming it, exit 2.
+    with open(run_dir / "events.jsonl", "ab") as f:
+        f.write(b"\x00 damaged\n")
+    one_line_error(agentctl("logs", str(run_dir), "-n", "3"), f"events.jsonl:{last + 1}: corrupt event line")

@@ -20,6 +20,7 @@ def logs_command(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing as the run goes on; exit with the run's exit code."),
     agent: Optional[str] = typer.Option(None, "--agent", metavar="ID", help="Only this agent's events.", autocompletion=complete_agent),
     type_: Optional[str] = typer.Option(None, "--type", metavar="GLOB", help="Only events whose type matches this glob (e.g. 'tool/*')."),
+    tail: Optional[int] = typer.Option(None, "--tail", "-n", min=0, metavar="N", help="Only the last N events (then --agent and --type filter them); without -f only the end of the log is read."),
 ) -> None:
     """Print a run's events, or follow them (-f).
 
@@ -32,7 +33,7 @@ def logs_command(
     import anyio
 
     from ..events.reader import read_events, read_run_events
-    from ..views.logs import LogFilter, LogPrinter
+    from ..views.logs import LogFilter, LogPrinter, tail_start
 
     run_dir = resolve_run(run)
     printer = LogPrinter(LogFilter(agent, type_), sys.stdout)
@@ -40,20 +41,25 @@ def logs_command(
         path = run if run is not None and run.is_file() else read_run_events(run_dir)
         check_event_log(path)
         with blame_the_log(path):
+            first = 0 if tail is None else tail_start(path, tail) if tail else sys.maxsize
             if not follow:
-                for event in read_events(path):
+                # From the first of the last N on: the reader bisects the file to it.
+                for event in read_events(path, start_seq=first):
                     printer.feed(event)
             else:
                 from ..views.follow import follow_run
 
-                end = anyio.run(lambda: follow_run(path, printer.feed))
+                # The follow reads from the start (it needs the run's pid); only the tail is printed.
+                end = anyio.run(lambda: follow_run(path, lambda e: printer.feed(e) if e.get("seq", first) >= first else None))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except AgentctlError as exc:
         fail_usage(str(exc))
     if not printer.agent_seen and agent is not None:
-        from .runs import unknown_agent
+        from .runs import load_run, unknown_agent
 
-        unknown_agent(run_dir, agent)
+        # Not among the last N events is not unknown: only the whole log can tell.
+        if tail is None or agent not in load_run(run_dir).state.agents:
+            unknown_agent(run_dir, agent)
     if follow:
         raise typer.Exit(end_code(run_dir, end))

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
 import orjson
 
+from agentctl.events.reader import last_event
 from agentctl.events.types import Event, UnknownEvent, decode
 from agentctl.views.plain import format_time, format_value
 
-__all__ = ["LogFilter", "LogPrinter"]
+__all__ = ["LogFilter", "LogPrinter", "tail_start"]
 
 _COMMON = frozenset({"seq", "t", "run_id", "type", "agent_id"})
 
@@ -68,3 +70,16 @@ class LogPrinter:
         self.file.write(line + "\n")
         self.file.flush()
         self.printed += 1
+
+
+def tail_start(path: str | Path, n: int) -> int:
+    """The seq of the first of the last ``n`` events of the log at ``path`` (by seq, which
+    grows by one per event, across resumes too), found from the log's last event alone; 0
+    (the whole log) when that event has no seq.
+
+    Raises:
+        LogError, CorruptLogError: as :func:`~agentctl.events.reader.last_event`.
+    """
+    last = last_event(path)
+    seq = None if last is None else last.get("seq")
+    return max(seq - n + 1, 1) if type(seq) is int else 0
