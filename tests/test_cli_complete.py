@@ -15,27 +15,10 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import AGENTCTL, PLANS, cli, of, running, wait_for
+from test_approvals import GATED
 
 #: Two real runs and some thirty processes of the real entry point: about 20 s idle.
 pytestmark = pytest.mark.slow
-
-GATED = """\
-name: gated
-defaults:
-  tools: [fs/write]
-  restart: temporary
-policy:
-  approve: ["fs/write:src/**"]
-tasks:
-  - id: writer
-    agent: script
-    steps:
-      - write: {path: src/app.py, content: "print(1)\\n"}
-      - done: wrote
-  - id: other
-    agent: script
-    steps: [{done: quick}]
-"""
 
 
 class Project:
