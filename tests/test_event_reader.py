@@ -241,5 +241,5 @@ def test_last_event_is_the_streams_last_read_from_the_end(tmp_path: Path, monkey
         except CorruptLogError as exc:
             return ("corrupt", exc.line, exc.reason.partition(":")[0])
 
-    streamed = outcome(lambda: (list(read_events(path)) or [None])[-1])
+    streamed = outcome(lambda: next(reversed(list(read_events(path))), None))
     assert outcome(lambda: reader.last_event(path)) == streamed
