@@ -44,11 +44,21 @@ def quiet(completer: Callable[[Any, str], Candidates]) -> Callable[..., Candidat
     return complete
 
 
+def _run_dirs() -> list[Path]:
+    """The run directories under ``.agentctl/runs`` (those with an ``events.jsonl``), newest
+    first by id. Listed here, not by :func:`agentctl.views.runs.list_runs`: importing the
+    views costs a Tab several times what listing does."""
+    try:
+        with os.scandir(RUNS) as entries:
+            found = [Path(e.path) for e in entries if _is_run_dir(Path(e.path))]
+    except OSError:
+        return []
+    return sorted(found, reverse=True)
+
+
 def _run_ids() -> list[str]:
     """The run ids under ``.agentctl/runs``, newest first."""
-    from ..views.runs import list_runs
-
-    return [d.name for d in reversed(list_runs(RUNS))]
+    return [d.name for d in _run_dirs()]
 
 
 def _paths(incomplete: str, keep: Callable[[Path], bool], what: str) -> Candidates:
@@ -115,18 +125,17 @@ def _run_dir(ref: str) -> Path | None:
 
 def _newest() -> RunInfo | None:
     """The newest run, as ``describe`` and ``logs`` pick it by default."""
-    from ..views.watch import newest_run
-
-    return _folded(newest_run(RUNS))
+    # The most recently written, as resolve_run takes it (agentctl.views.watch.newest_run).
+    return _folded(max(_run_dirs(), key=lambda d: d.stat().st_mtime, default=None))
 
 
 def _newest_live() -> RunInfo | None:
     """The newest run still running, as ``send``, ``stop``, ``approve`` and ``deny`` pick it
     by default; a finished one is told by the end of its log, without reading the rest."""
     from ..errors import AgentctlError
-    from ..views.runs import list_runs, read_run_end
+    from ..views.runs import read_run_end
 
-    for run_dir in reversed(list_runs(RUNS)):
+    for run_dir in _run_dirs():
         try:
             if read_run_end(run_dir).finished is None and (info := _folded(run_dir)) is not None and info.alive:
                 return info
