@@ -109,6 +109,55 @@ async def test_an_escape_attempt_reads_and_writes_nothing_outside(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "ws"]
 
 
+async def test_a_link_out_is_listed_the_same_whatever_it_points_to(tmp_path: Path) -> None:
+    """``fs/list`` followed symlinks to mark directories: a link out showed ``name/`` when
+    its target outside was a directory and ``name`` otherwise (a file, nothing). Now every
+    link out, dangling or looping link is listed by its name alone, whatever is outside;
+    only a link to a directory inside keeps its ``/``."""
+    ws, out = tmp_path / "ws", tmp_path / "outside"
+    (ws / "inner").mkdir(parents=True)
+    out.mkdir()
+    (ws / "out").symlink_to(out / "target")
+    (ws / "chain").symlink_to("out")
+    (ws / "root").symlink_to("/")
+    (ws / "toinner").symlink_to("inner")
+    (ws / "loop1").symlink_to("loop2")
+    (ws / "loop2").symlink_to("loop1")
+    ctx = ToolContext(agent_id="a1", workspace=ws, run_id="r1")
+    listings = []
+    for make in (lambda t: t.mkdir(), lambda t: t.write_text(SECRET), lambda t: None, lambda t: os.mkfifo(t)):
+        target = out / "target"
+        shutil.rmtree(target, ignore_errors=True)
+        target.unlink(missing_ok=True)
+        make(target)
+        listings.append(await REG.invoke("fs/list", {"path": "."}, ctx))
+    assert listings[0] == ["chain", "inner/", "loop1", "loop2", "out", "root", "toinner/"]
+    assert all(listing == listings[0] for listing in listings), listings
+
+
+@pytest.mark.parametrize("path", ["loop1", "loop1/x", "self", "dir/self/x"])
+async def test_a_symlink_loop_is_refused_by_every_tool_in_one_line(tmp_path: Path, path: str) -> None:
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    (tmp_path / "self").symlink_to("self")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "self").symlink_to("self")
+    ctx = ToolContext(agent_id="a1", workspace=tmp_path, run_id="r1")
+    for tool, args in _tools(path):
+        with pytest.raises(ToolError, match="symlink"):
+            await REG.invoke(tool, args, ctx)
+
+
+async def test_a_path_that_is_no_utf8_is_refused_and_nothing_is_made(tmp_path: Path) -> None:
+    """JSON can spell a lone surrogate (``"\\udcff"``); Python would write it to the disk as
+    the byte 0xff, a name no UTF-8 reader can show."""
+    ctx = ToolContext(agent_id="a1", workspace=tmp_path, run_id="r1")
+    for tool, args in _tools("b\udcff") + _tools("d\ud800/x"):
+        with pytest.raises(ToolError, match="invalid path"):
+            await REG.invoke(tool, args, ctx)
+    assert os.listdir(os.fsencode(tmp_path)) == []
+
+
 async def _race(swap: Callable[[int], None], calls: list[Callable[[], Any]],
                 refused: tuple[type[BaseException], ...], forbidden: tuple[str, ...]) -> None:
     """Make ``calls`` in turn while a thread runs ``swap(n)`` for n = 0, 1, 2, ...: no call's

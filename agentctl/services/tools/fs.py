@@ -41,14 +41,18 @@ def resolve_in_workspace(ctx: ToolContext, path: str) -> tuple[Path, str]:
             location (after following symlinks) is outside the workspace, or one that
             steers the run (a run directory, ``.agentctl/``, the plan file).
     """
-    if not path or "\x00" in path:
+    if not path or "\x00" in path or not _utf8(path):
+        # A lone surrogate (JSON's "\udcff") would reach the disk as a name of bytes that are no UTF-8.
         raise ToolError(f"invalid path {path!r}")
     if PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute() or path.startswith("~"):
         raise ToolError(f"path {path!r} must be relative to the workspace")
     if ".." in PurePosixPath(path.replace("\\", "/")).parts:
         raise ToolError(f"path {path!r} may not contain '..'")
     root = Path(ctx.workspace).resolve()
-    real = (root / path).resolve()
+    try:
+        real = (root / path).resolve()
+    except RuntimeError:  # a symlink loop
+        raise ToolError(f"path {path!r} is a symlink loop") from None
     if not real.is_relative_to(root):
         raise ToolError(f"path {path!r} resolves outside the workspace")
     why = protection(root, real, ctx.protected)
@@ -56,6 +60,14 @@ def resolve_in_workspace(ctx: ToolContext, path: str) -> tuple[Path, str]:
         raise ToolError(f"path {path!r} is protected ({why}): agents may not touch what steers the run")
     rel = real.relative_to(root).as_posix()
     return real, rel
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _root(ctx: ToolContext) -> Path:
@@ -145,7 +157,20 @@ def _list(root: Path, rel: str) -> list[str]:
     if not target.is_dir():
         raise ToolError(f"{rel}: not a directory")
     with walk(root, [] if rel == "." else rel.split("/"), rel) as d, os.scandir(d) as entries:
-        return sorted(e.name + "/" if e.is_dir() else e.name for e in entries)
+        return sorted(_listed(root, target, e) for e in entries)
+
+
+def _listed(root: Path, where: Path, entry: os.DirEntry[str]) -> str:
+    """An entry's name, with '/' for a directory. A symlink gets it only when it leads to a
+    directory inside the workspace: a link out (or a dangling or looping one) looks the same
+    whatever it points to, so listing tells nothing about what is outside."""
+    if not entry.is_symlink():
+        return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
+    try:
+        real = (where / entry.name).resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop
+        return entry.name
+    return entry.name + "/" if real.is_relative_to(root) and real.is_dir() else entry.name
 
 
 def _edited(root: Path, rel: str, old: str, new: str) -> tuple[bytes, dict[str, Any]]:
