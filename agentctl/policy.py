@@ -36,6 +36,8 @@ PLAN_ROOT = "plan"
 #: Ids that name the runtime's own parties, never a task or a spawned agent: ``user``
 #: (the CLI's sender, which may message any agent) and ``plan`` (the run's root).
 RESERVED_IDS = frozenset({USER, PLAN_ROOT})
+#: The longest agent id a spawn may give.
+MAX_ID_CHARS = 200
 
 
 def reserved_id_error(agent_id: str) -> str | None:
@@ -45,6 +47,13 @@ def reserved_id_error(agent_id: str) -> str | None:
     """
     if agent_id in RESERVED_IDS:
         return f"agent id {agent_id!r} is reserved (reserved: {', '.join(sorted(RESERVED_IDS))})"
+    # Ids are shown in every view and line and typed back by the user (``send --to``):
+    # a model must not name a child with nothing, a NUL byte, a newline, an invisible
+    # character (a look-alike of another agent's id) or 100,000 characters.
+    if not agent_id or len(agent_id) > MAX_ID_CHARS or not agent_id.isprintable() or agent_id.strip() != agent_id:
+        shown = agent_id if len(agent_id) <= 40 else agent_id[:40] + "..."
+        return (f"agent id {shown!r} is not a name: expected 1 to {MAX_ID_CHARS} printable characters, "
+                "without spaces around them")
     return None
 LIMITS = ("max_steps", "max_children", "max_seconds", "max_tool_calls", "max_tokens")
 
@@ -339,6 +348,8 @@ def grant_child(
         ceiling = getattr(rule.budget, name)
         room = getattr(parent_remaining, name) if parent_remaining is not None else None
         if want is not None:
+            if not want >= 0:  # NaN too: it passes every comparison below
+                raise PolicyError("budget", f"{name} {want!r} is not a number >= 0")
             if ceiling is not None and want > ceiling:
                 raise PolicyError("budget", f"{name} {want} exceeds the depth {depth} ceiling {ceiling}")
             if room is not None and name != "max_children" and want > room:

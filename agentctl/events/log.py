@@ -167,6 +167,9 @@ class EventLog:
                 line = _dumps(event, default=to_jsonable, option=FAST_OPTIONS)
             except (TypeError, ValueError, RecursionError):
                 line = encode_event(event)
+                # Subscribers (the checkpointer's fold, the views) get what the file holds: an
+                # integer beyond 64 bits in a model's reply would stop every checkpoint's encoding.
+                event = orjson.loads(line)
             if self._redactor.suspects(fields, line, _payload_fields(type)):
                 event = self._redactor.event(line)
                 line = encode_event(event)

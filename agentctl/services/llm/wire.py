@@ -18,7 +18,10 @@ from typing import Any
 
 from agentctl.frozen import thaw
 
-__all__ = ["ToolNames", "decode_arguments", "text_content"]
+__all__ = ["MAX_ARGUMENT_DEPTH", "ToolNames", "decode_arguments", "text_content"]
+
+#: How deep a model's tool-call arguments may nest lists and objects.
+MAX_ARGUMENT_DEPTH = 64
 
 _WIRE_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _WIRE_BAD = re.compile(r"[^A-Za-z0-9_-]")
@@ -78,21 +81,37 @@ def _mangle(name: str) -> str:
 
 
 def decode_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
-    """Tool-call arguments as a dict, or ``({}, error)`` when they are not a JSON object."""
+    """Tool-call arguments as a dict, or ``({}, error)`` when they are not a JSON object, or
+    one nested deeper than :data:`MAX_ARGUMENT_DEPTH`."""
     if raw is None or raw == "":
         return {}, None
     if isinstance(raw, Mapping):
-        return dict(raw), None
-    if not isinstance(raw, str):
+        value: Any = dict(raw)
+    elif not isinstance(raw, str):
         return {}, f"tool arguments must be a JSON object, got {type(raw).__name__}"
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        shown = raw if len(raw) <= 120 else raw[:117] + "..."
-        return {}, f"tool arguments are not valid JSON ({exc}): {shown}"
+    else:
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            shown = raw if len(raw) <= 120 else raw[:117] + "..."
+            return {}, f"tool arguments are not valid JSON ({exc}): {shown}"
     if not isinstance(value, dict):
         return {}, f"tool arguments must be a JSON object, got {type(value).__name__}"
+    if _too_deep(value, MAX_ARGUMENT_DEPTH):
+        # Everything downstream (validation, redaction, the log) walks them recursively.
+        return {}, f"tool arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels"
     return value, None
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds lists or objects nested more than ``limit`` deep (iteratively)."""
+    level = [value]
+    for _ in range(limit):
+        level = [v for item in level for v in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(v, (dict, list))]
+        if not level:
+            return False
+    return True
 
 
 def text_content(content: Any) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -183,6 +184,10 @@ def validate(schema: Mapping[str, Any], value: Any, path: str = "arguments") -> 
     if "enum" in schema and value not in list(schema["enum"]):
         choices = ", ".join(repr(c) for c in schema["enum"])
         raise SchemaError(path, f"expected one of {choices}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        # Not JSON, but Python's json reads NaN and Infinity (and 1e400 as inf): NaN passes
+        # every comparison with a minimum or a parent's remaining budget.
+        raise SchemaError(path, f"expected a finite number, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
             raise SchemaError(path, f"expected >= {schema['minimum']}, got {value!r}")
