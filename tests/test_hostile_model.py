@@ -21,6 +21,8 @@ from anyio.from_thread import start_blocking_portal
 from cli_helpers import of, run_model_plan
 from llm_servers import Behaviour, running_server
 
+from agentctl.services.tools.schema import validate
+
 SPAWNS: list[tuple[str, Any]] = [
     ("k-nan-seconds", {"max_seconds": float("nan")}),
     ("k-inf-seconds", {"max_seconds": float("inf")}),
@@ -105,3 +107,16 @@ def test_numbers_json_has_but_no_64_bit_integer_holds_neither_crash_nor_checkpoi
     planner = [r for r in server.requests if any(m["content"] == "take over" for m in r.body["messages"])]
     fed = [m["content"] for m in planner[1].body["messages"] if m["role"] == "tool"]
     assert len(fed) == len(huge) and all("error" in m for m in fed), fed
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_that_is_not_finite_is_refused_for_every_number_argument(number: float) -> None:
+    from agentctl.errors import ToolError
+    from agentctl.services.tools import default_registry
+
+    registry = default_registry()
+    for schema in ({"type": "number"}, {"type": "number", "minimum": 0}, {"type": ["number", "null"]}, {}):
+        with pytest.raises(ToolError, match="finite"):
+            validate(schema, number)
+    with pytest.raises(ToolError, match="finite"):
+        registry.validate("docker/run", {"image": "x", "timeout": number})
