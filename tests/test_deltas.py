@@ -414,5 +414,5 @@ def test_a_reply_whose_text_is_not_a_string_fails_its_call_not_the_flusher(kind:
 
     bad_out, good_out = anyio.run(main)
     assert (bad_out.ok, bad_out.error_type, good_out.ok) == (False, "llm_error", True)
-    assert "content is int, not a string" in bad_out.error
+    assert "Expected `str | null`, got `int` - at `$." in bad_out.error and ".content`" in bad_out.error
     assert all(isinstance(e.get("content", ""), str) for e in seen if e["type"] == "llm/delta")

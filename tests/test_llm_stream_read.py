@@ -142,15 +142,15 @@ async def test_sse_as_servers_spell_it_gives_the_whole_reply(body: str, cut: int
     ("openai", "data: [1, 2]\n\n", "malformed reply, not a JSON object: [1, 2]"),
     ("openai", 'data: "[DONE]"\n\n', "not a JSON object"),
     ("openai", 'data: {"error": {"message": "model overloaded"}}\n\n', "server error: model overloaded"),
-    ("openai", 'data: {"choices": [{"delta": {"content": 5}}]}\n\n', "content is int, not a string: 5"),
-    ("openai", 'data: {"choices": [{"delta": {"content": ["a"]}}]}\n\n', "content is list, not a string"),
-    ("openai", 'data: {"choices": "oops"}\n\n', "malformed reply (AttributeError"),
+    ("openai", 'data: {"choices": [{"delta": {"content": 5}}]}\n\n', "malformed reply (Expected `str | null`, got `int` - at `$.choices[0].delta.content`)"),
+    ("openai", 'data: {"choices": [{"delta": {"content": ["a"]}}]}\n\n', "malformed reply (Expected `str | null`, got `array` - at `$.choices[0].delta.content`)"),
+    ("openai", 'data: {"choices": "oops"}\n\n', "malformed reply (Expected `array | null`, got `str` - at `$.choices`)"),
     ("openai", "data: {" + "x" * 1_000_000 + "\n\n", "malformed reply, not JSON: {xxx"),
     ("ollama", '{"message": {"content": "a"}}\n{broken\n', "malformed reply, not JSON: {broken"),
     ("ollama", "[1]\n", "not a JSON object"),
     ("ollama", '{"error": "model \\"m\\" not found"}\n', 'server error: model "m" not found'),
-    ("ollama", '{"message": {"content": 5}}\n', "content is int, not a string"),
-    ("ollama", '{"message": "oops"}\n', "malformed reply (AttributeError"),
+    ("ollama", '{"message": {"content": 5}}\n', "malformed reply (Expected `str | null`, got `int` - at `$.message.content`)"),
+    ("ollama", '{"message": "oops"}\n', "malformed reply (Expected `object | null`, got `str` - at `$.message`)"),
 ])
 async def test_a_hostile_stream_is_one_clear_error_line(kind: str, body: str, says: str) -> None:
     async with running_server() as server:

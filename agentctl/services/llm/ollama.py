@@ -15,14 +15,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 
 from agentctl.errors import LLMError
 from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, quote
-from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object, not_text
+from agentctl.services.llm.http_provider import (
+    HTTPProvider,
+    StreamReader,
+    WireChunk,
+    decode_chunk,
+)
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OllamaProvider", "to_ollama_messages"]
@@ -30,7 +35,6 @@ __all__ = ["OllamaProvider", "to_ollama_messages"]
 # Request options Ollama takes at the top level of the body rather than in ``options``.
 _TOP_LEVEL = frozenset({"format", "keep_alive", "think"})
 _RENAMED = {"max_tokens": "num_predict"}
-_NO_MESSAGE: Mapping[str, Any] = {}
 
 
 class OllamaProvider(HTTPProvider):
@@ -153,9 +157,27 @@ def _parse_reply(data: Mapping[str, Any], names: ToolNames, model: str) -> ChatR
     )
 
 
+class _Message(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class _Chunk(WireChunk):
+    """What the reader uses of a streamed chunk."""
+
+    message: _Message | None = None
+    done: Any = None
+    model: str | None = None
+    prompt_eval_count: Any = None
+    eval_count: Any = None
+
+
+_DECODER = msgspec.json.Decoder(_Chunk)
+
+
 class _NDJSONReader:
-    """A streamed reply from its NDJSON chunks, until the one with ``done: true``; each
-    fragment goes to ``on_delta``."""
+    """A streamed reply from its NDJSON chunks, until the one with ``done: true``; what each
+    read adds goes to ``on_delta`` once."""
 
     __slots__ = ("_calls", "_content", "_last", "_model", "_names", "_on_delta", "done")
 
@@ -163,36 +185,33 @@ class _NDJSONReader:
         self._names, self._model, self._on_delta = names, model, on_delta
         self._content: list[str] = []
         self._calls: list[ToolCall] = []
-        self._last: Mapping[str, Any] = {}
+        self._last = _Chunk()
         self.done = False
 
-    def line(self, line: bytes) -> None:
-        try:
-            chunk = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            chunk = None
-        if type(chunk) is not dict or "error" in chunk:  # one test for the common chunk
-            if not line.strip():
-                return
-            chunk = json_object(line)  # says what is wrong with it (an "error": null passes)
-        message = chunk.get("message") or _NO_MESSAGE
-        text = message.get("content")
-        if text:
-            if type(text) is not str:
-                raise LLMError(not_text(text))
-            self._content.append(text)
-        calls = message.get("tool_calls")
-        if calls:
-            # Ollama sends each tool call whole, in one chunk. Only the names stream, as from
-            # the OpenAI provider: the arguments are logged, redacted, by tool/requested.
-            new = _tool_calls(calls, self._names)
-            self._calls.extend(new)
-            if self._on_delta is not None:
-                self._on_delta(text or "", "".join(f"{c.name}\n" for c in new))
-        elif text and self._on_delta is not None:
-            self._on_delta(text, "")
-        if chunk.get("done"):
-            self._last, self.done = chunk, True
+    def feed(self, lines: list[bytes]) -> None:
+        # One loop per read, not a call per line, and one on_delta per read, not per fragment.
+        content = self._content
+        start = len(content)
+        tools: list[str] = []
+        for line in lines:
+            if not line or line.isspace():
+                continue
+            chunk = decode_chunk(_DECODER, line)
+            message = chunk.message
+            if message is not None:
+                if message.content:
+                    content.append(message.content)
+                if message.tool_calls:
+                    # Ollama sends each tool call whole, in one chunk. Only the names stream, as from
+                    # the OpenAI provider: the arguments are logged, redacted, by tool/requested.
+                    new = _tool_calls(message.tool_calls, self._names)
+                    self._calls.extend(new)
+                    tools.extend(f"{c.name}\n" for c in new)
+            if chunk.done:
+                self._last, self.done = chunk, True
+                break
+        if self._on_delta is not None and (len(content) > start or tools):
+            self._on_delta("".join(content[start:]), "".join(tools))
 
     def reply(self) -> ChatReply:
         if not self.done:
@@ -201,7 +220,7 @@ class _NDJSONReader:
         return ChatReply(
             content="".join(self._content),
             tool_calls=tuple(self._calls),
-            prompt_tokens=int(last.get("prompt_eval_count") or 0),
-            completion_tokens=int(last.get("eval_count") or 0),
-            model=last.get("model") or self._model,
+            prompt_tokens=int(last.prompt_eval_count or 0),
+            completion_tokens=int(last.eval_count or 0),
+            model=last.model or self._model,
         )

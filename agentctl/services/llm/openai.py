@@ -17,19 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 
 from agentctl.errors import LLMError
 from agentctl.frozen import thaw
 from agentctl.services.llm.base import ChatReply, ChatRequest, OnDelta, ToolCall
 from agentctl.services.llm.hosts import normalize_hosts
 from agentctl.services.llm.http import PooledHTTP, quote
-from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, json_object, not_text
+from agentctl.services.llm.http_provider import HTTPProvider, StreamReader, WireChunk, decode_chunk
 from agentctl.services.llm.wire import ToolNames, decode_arguments, function_tools, text_content
 
 __all__ = ["OpenAIProvider", "to_openai_messages"]
 
-_NO_DELTA: Mapping[str, Any] = {}
 _RESERVED = frozenset({"model", "messages", "tools", "stream", "stream_options"})
 
 
@@ -156,9 +155,30 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: Any = None
+
+
+class _Chunk(WireChunk):
+    """What the reader uses of a streamed chunk."""
+
+    choices: list[_Choice] | None = None
+    model: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+_DECODER = msgspec.json.Decoder(_Chunk)
+
+
 class _SSEReader:
     """A streamed reply from its ``data:`` chunks, until ``data: [DONE]`` (or a finish reason
-    and the end of the body); each fragment goes to ``on_delta``."""
+    and the end of the body); what each read adds goes to ``on_delta`` once."""
 
     __slots__ = ("_chunks", "_content", "_finished", "_model", "_names", "_on_delta", "_partial", "_seen_model",
                  "_usage", "done")
@@ -171,50 +191,44 @@ class _SSEReader:
         self._seen_model: str | None = None
         self._finished = self._chunks = self.done = False
 
-    def line(self, line: bytes) -> None:
-        if line.startswith(b"data:"):
-            payload = line[5:]
-        else:
-            line = line.strip()  # an indented line is read all the same
+    def feed(self, lines: list[bytes]) -> None:
+        # One loop per read, not a call per line, and one on_delta per read, not per fragment.
+        content = self._content
+        start = len(content)
+        tools: list[str] = []
+        for line in lines:
+            if not line:
+                continue  # SSE's event separators
             if not line.startswith(b"data:"):
-                return  # ": keep-alive" comments, "event:" lines, blank separators
+                line = line.strip()  # an indented line is read all the same
+                if not line.startswith(b"data:"):
+                    continue  # ": keep-alive" comments, "event:" lines
             payload = line[5:]
-        self._chunks = True
-        if payload == b" [DONE]":
-            self.done = True
-            return
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            chunk = None
-        if type(chunk) is not dict or "error" in chunk:  # one test for the common chunk
-            if payload.strip() == b"[DONE]":  # the end, spelled otherwise
+            self._chunks = True
+            if b"[DONE]" in payload and payload.strip() == b"[DONE]":
                 self.done = True
-                return
-            chunk = json_object(payload)  # says what is wrong with it (an "error": null passes)
-        model = chunk.get("model")
-        if model:
-            self._seen_model = model
-        usage = chunk.get("usage")
-        if usage:
-            self._usage = usage
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or _NO_DELTA
-            text = delta.get("content")
-            if text:
-                if type(text) is not str:
-                    raise LLMError(not_text(text))
-                self._content.append(text)
-            pieces = delta.get("tool_calls")
-            if pieces:
-                for piece in pieces:
-                    _merge(self._partial, piece)
-                if self._on_delta is not None:
-                    self._on_delta(text or "", "".join(_fragment_text(p, self._names) for p in pieces))
-            elif text and self._on_delta is not None:
-                self._on_delta(text, "")
-            if choice.get("finish_reason"):
-                self._finished = True
+                break
+            chunk = decode_chunk(_DECODER, payload)
+            if chunk.model:
+                self._seen_model = chunk.model
+            if chunk.usage:
+                self._usage = chunk.usage
+            for choice in chunk.choices or ():
+                delta = choice.delta
+                if delta is None:
+                    continue
+                if delta.content:
+                    content.append(delta.content)
+                if delta.tool_calls:
+                    for piece in delta.tool_calls:
+                        _merge(self._partial, piece)
+                        tools.append(_fragment_text(piece, self._names))
+                if choice.finish_reason:
+                    self._finished = True
+        if self._on_delta is not None:
+            text, tool_text = "".join(content[start:]), "".join(tools)
+            if text or tool_text:
+                self._on_delta(text, tool_text)
 
     def reply(self) -> ChatReply:
         if not self._chunks:
