@@ -13,10 +13,12 @@ run, spans still queued get at most :data:`RUN_GRACE` seconds to leave.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +197,23 @@ class SendStatistics:
     failure: str | None = None
 
 
+#: Seconds between looks at the SDK's queue while an export waits for room in it.
+_ROOM_POLL = 0.002
+
+
+def _queue_size(environ: Mapping[str, str]) -> int:
+    """The SDK batch processor's queue bound, read as the SDK reads it (``OTEL_BSP_MAX_QUEUE_SIZE``)."""
+    try:
+        size = int(environ.get("OTEL_BSP_MAX_QUEUE_SIZE", _SDK_QUEUE_SIZE))
+    except ValueError:
+        return _SDK_QUEUE_SIZE
+    return size if size > 0 else _SDK_QUEUE_SIZE
+
+
+#: The SDK's default queue bound (``OTEL_BSP_MAX_QUEUE_SIZE`` unset).
+_SDK_QUEUE_SIZE = 2048
+
+
 class SpanSender:
     """Spans to an OTLP/HTTP receiver through the OpenTelemetry SDK's batch processor and exporter.
 
@@ -202,12 +221,18 @@ class SpanSender:
     processors and exporters take) with the ids, times and status it carries: the spans are
     already over when the log says so, and a ``Tracer`` would draw ids of its own and cost
     several times as much per span. So what reaches the receiver is exactly the translator's
-    trace; sampling (``OTEL_TRACES_SAMPLER``) does not apply. :meth:`send` never blocks on the
-    network and never raises.
+    trace; sampling (``OTEL_TRACES_SAMPLER``) does not apply. :meth:`send` never raises.
+
+    The SDK's queue holds ``OTEL_BSP_MAX_QUEUE_SIZE`` spans (2048 by default) and drops what
+    it is handed while full. Sending live, :meth:`send` never waits (the run must not wait
+    for a receiver): a receiver slower than the run loses spans, counted. Otherwise (an
+    export of a log) it waits for room, until the exporter fails, so that a long log
+    reaches a working receiver whole.
 
     Args:
         config: where to send.
-        live: sending while a run goes on: the first failure is a warning line at once.
+        live: sending while a run goes on: the first failure is a warning line at once, and
+            :meth:`send` never waits for the receiver.
         exporter: the SDK exporter to hand the spans to [default: OTLP/HTTP to
             ``config.endpoint``]; tests give the SDK's ``InMemorySpanExporter``.
     """
@@ -233,6 +258,8 @@ class SpanSender:
             exporter = OTLPSpanExporter(endpoint=config.endpoint)
         self._exporter = _counting_exporter(exporter, self._counts, self._reasons, config.endpoint, live)
         self._processor = BatchSpanProcessor(self._exporter)
+        self._live = live
+        self._room = _queue_size(os.environ)
         resource = Resource.create({"service.version": __version__})
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
             resource = resource.merge(Resource({SERVICE_NAME: "agentctl"}))  # OTEL_SERVICE_NAME wins
@@ -262,8 +289,18 @@ class SpanSender:
                 kind=SpanKind.CLIENT if r.kind == "client" else SpanKind.INTERNAL,
                 status=unset if r.error is None else Status(StatusCode.ERROR, r.error),
                 start_time=r.start_ns, end_time=r.end_ns, events=events)
+            if not self._live:
+                self._wait_for_room()
             self._processor.on_end(span)
             self._spans += 1
+
+    def _wait_for_room(self) -> None:
+        """Until the SDK's queue has room for one more span, or the exporter has failed or
+        stopped (then waiting is over: what does not fit is dropped and counted)."""
+        counts = self._counts
+        # Spans handed over and not yet exported are in the queue or in the batch being sent.
+        while self._spans - counts.sent - counts.dropped >= self._room and not counts.dropped and not counts.closed:
+            time.sleep(_ROOM_POLL)
 
     def close(self, grace: float) -> SendStatistics:
         """Send what is queued, waiting at most ``grace`` seconds, then stop the exporter.
@@ -322,8 +359,6 @@ class LiveTrace:
     def catch_up(self, events_file: Path, last_seq: int) -> None:
         """Feed what a resumed run logged before (its spans go again, with the same ids);
         before the run goes on, so this waits for room in the queue rather than drop."""
-        import time
-
         from ..events.reader import read_events
 
         for event in read_events(events_file):
