@@ -9,14 +9,16 @@ in this process, answered through its approval service.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
-from cli_helpers import ROOT, cli, ends, events, invoke, of, running, wait_for
+from cli_helpers import ROOT, cli, ends, events, invoke, of, reaped, running, start, wait_for
 from llm_servers import Behaviour, running_server
 
 from agentctl import actions as act
@@ -203,6 +205,48 @@ def test_an_answer_on_disk_before_a_crash_is_never_asked_again(tmp_path: Path, a
         assert resumed.returncode == 1
         assert not [e for e in of(after, "tool/requested") if e["call_id"] == call]
         assert f"call {call} (fs/write) was denied by user: no" in of(after, "agent/error", "writer")[0]["error"]
+
+
+def stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP: its state in /proc is T)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2] == "T"
+
+
+@pytest.mark.faults
+def test_an_approval_the_run_dies_answering_is_one_line_saying_what_its_log_holds(tmp_path: Path) -> None:
+    """The run is frozen as it logs the grant and killed there, while ``agentctl approve``
+    waits for its reply: the command says the run died, what its log holds of the call, and
+    how to resume; the resumed run does what the log says (holds it again, or runs it)."""
+    (tmp_path / "plan.yaml").write_text(GATED.replace('      - write: {path: src/lib.py, content: "print(2)\\n"}\n', ""))
+    run = run_dir_of(tmp_path)
+    env = {**os.environ, "AGENTCTL_FAULT": "stop@approval/granted#1"}
+    with running("run", "plan.yaml", "--no-ui", "--no-watch-plan", "--run-dir", "run", cwd=tmp_path, env=env) as proc:
+        call = of(wait_for(run, held), "approval/requested")[0]["call_id"]
+        with reaped(start("approve", "run", call, cwd=tmp_path)) as approving:
+            deadline = time.monotonic() + 20
+            while not stopped(proc.pid):
+                assert time.monotonic() < deadline, "the run never reached approval/granted"
+                time.sleep(0.02)
+            ends(proc, -signal.SIGKILL, signal.SIGKILL)
+            _, err = approving.communicate(timeout=30)
+    assert approving.returncode == 2
+    (line,) = err.strip().splitlines()
+    assert "died before it answered; its log has " in line and line.endswith("continue it with: agentctl run --resume run")
+    logged = bool(of(events(run), "approval/granted"))
+    if logged:
+        assert f"its log has call {call} approved by user;" in line
+    else:
+        assert f"its log has no answer to call {call}: the resumed run holds it again;" in line
+    with running("run", "--resume", "run", "--no-ui", cwd=tmp_path) as resumed:
+        if not logged:
+            wait_for(run, lambda e: of(e, "run/resumed") and of(e, "agent/status", "writer")[-1]["reason"] == "approval"
+                     and of(e, "agent/status", "writer")[-1]["seq"] > of(e, "run/resumed")[0]["seq"])
+            assert invoke("approve", "run", call, cwd=tmp_path).returncode == 0
+        ends(resumed, 0)
+    evs = events(run)
+    assert [e["call_id"] for e in of(evs, "approval/granted")] == [call]
+    assert (tmp_path / "src" / "app.py").read_text() == "print(1)\n"
 
 
 @pytest.mark.parametrize(("default", "code"), [("deny", 1), ("approve", 0)])

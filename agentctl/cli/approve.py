@@ -8,13 +8,17 @@ once the run has logged it. ``agentctl watch``'s approval keys send the same req
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from .complete import complete_run_then_call
 from .errors import fail_usage
+
+if TYPE_CHECKING:
+    from ..events.run_state import RunState
 
 _TARGETS_HELP = "The run directory or run id [default: the newest running run], then the held call's id."
 
@@ -30,9 +34,23 @@ def _answer(targets: list[str], granted: bool, text: Optional[str]) -> None:
 
     run, call = _targets(targets)
     info = steered_run(run)
-    reply = ask_run(info, answer_request(call, granted, text))
+    reply = ask_run(info, answer_request(call, granted, text), settled=_settled(call))
     verb = "approved" if granted else "denied"
     typer.echo(f"{verb} call {call} in run {info.state.run_id} (event #{reply.get('seq')})")
+
+
+def _settled(call: str) -> Callable[[RunState], str]:
+    """What a run's log says of ``call`` when its process died before it confirmed an answer."""
+    def settled(state: RunState) -> str:
+        from ..services.approvals import Answer
+
+        record = state.approvals.get(call)
+        if record is None or record.get("answer") is None:
+            return f"its log has no answer to call {call}: the resumed run holds it again"
+        answer = Answer(record["answer"] == "granted", str(record.get("by") or "user"), record.get("text"))
+        return f"its log has call {call} {answer.describe()}"
+
+    return settled
 
 
 def approve_command(

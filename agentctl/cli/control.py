@@ -39,7 +39,8 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ..errors import AgentctlError
 
-__all__ = ["ControlError", "Handler", "MAX_REQUEST", "NotListening", "SOCKET_NAME", "request", "serve_control", "socket_path"]
+__all__ = ["ControlError", "Handler", "MAX_REQUEST", "NoReply", "NotListening", "SOCKET_NAME", "request", "serve_control",
+           "socket_path"]
 
 SOCKET_NAME = "control.sock"
 #: ``sun_path`` holds 108 bytes on Linux, the terminating NUL included.
@@ -56,6 +57,11 @@ class ControlError(AgentctlError):
 
 class NotListening(ControlError):
     """Nothing accepts connections on the socket (yet: a run binds it once its runtime is up)."""
+
+
+class NoReply(ControlError):
+    """The run took the request and closed the connection without a word: its process ended
+    (killed) while it handled it, so whether the request took effect is for its log to say."""
 
 
 def socket_path(run_dir: Path, run_id: str) -> Path:
@@ -190,6 +196,8 @@ def request(path: Path, message: dict[str, Any], *, timeout: float = 10.0) -> di
             raise NotListening(f"no run is listening on {path} ({exc.strerror})") from None
         except OSError as exc:
             raise ControlError(f"control socket {path}: {exc.strerror or exc}") from None
+    if not reply:
+        raise NoReply(f"control socket {path}: the run closed the connection without answering")
     try:
         value = orjson.loads(reply)
     except orjson.JSONDecodeError:

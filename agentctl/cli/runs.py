@@ -8,12 +8,13 @@ log records; a run that has finished or whose process is gone is refused with th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import AgentctlError
 from ..views.runs import RunEnd, RunInfo, list_runs, process_alive, read_run, read_run_end
-from .control import ControlError, NotListening, request
+from .control import ControlError, NoReply, NotListening, request
 from .errors import fail_usage, print_error
 from .locate import RUNS, resolve_run
 
@@ -145,11 +146,14 @@ def not_live(info: RunInfo) -> str | None:
     return None
 
 
-def ask_run(info: RunInfo, message: dict[str, Any], *, startup: float = 10.0) -> dict[str, Any]:
+def ask_run(info: RunInfo, message: dict[str, Any], *, startup: float = 10.0,
+            settled: Callable[[RunState], str] | None = None) -> dict[str, Any]:
     """Send one request to a live run and return its successful reply; a refusal is exit 2.
 
     A run binds its socket once its runtime is up: while its process lives, a socket not
-    listening yet is retried for up to ``startup`` seconds.
+    listening yet is retried for up to ``startup`` seconds. A process that dies while it
+    handles the request (no reply) is exit 2 too, saying so, what came of the request
+    (``settled``: what the log, read again, says of it) and how to resume the run.
     """
     deadline = time.monotonic() + startup
     while True:
@@ -160,11 +164,31 @@ def ask_run(info: RunInfo, message: dict[str, Any], *, startup: float = 10.0) ->
             if time.monotonic() > deadline or info.pid is None or not process_alive(info.pid):
                 fail_usage(str(exc))
             time.sleep(0.05)
+        except NoReply as exc:
+            fail_usage(_unanswered(info, exc, settled))
         except ControlError as exc:
             fail_usage(str(exc))
     if not reply.get("ok"):
         fail_usage(str(reply.get("error") or f"the run refused {message.get('op')!r}"))
     return reply
+
+
+#: Seconds a request without a reply waits for the run's process to be gone (a killed
+#: process closes its sockets before it is dead).
+_DYING = 2.0
+
+
+def _unanswered(info: RunInfo, exc: NoReply, settled: Callable[[RunState], str] | None) -> str:
+    """Why a request got no reply: the run's process died handling it (then what its log
+    says came of the request), else the channel's own error."""
+    deadline = time.monotonic() + _DYING
+    while info.pid is not None and process_alive(info.pid):
+        if time.monotonic() > deadline:
+            return str(exc)
+        time.sleep(0.02)
+    outcome = f"; {settled(load_run(info.dir).state)}" if settled is not None else ""
+    return (f"run {info.state.run_id or info.dir.name}: its process (pid {info.pid}) died before it answered"
+            f"{outcome}; continue it with: agentctl run --resume {info.dir}")
 
 
 def answer_request(call_id: str, granted: bool, text: str | None) -> dict[str, Any]:
