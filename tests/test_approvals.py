@@ -283,6 +283,74 @@ async def test_a_resumed_hold_counts_its_timeout_from_the_logged_request(recorde
 
 
 @pytest.mark.anyio
+async def test_two_hundred_held_calls_each_get_their_own_answer_and_a_refusal_stays_one_short_line(
+        recorder: Any) -> None:
+    service, answers = Approvals(recorder), {}
+
+    async def hold(i: int) -> None:
+        answers[f"a{i}"] = await service.hold(f"w{i}", f"a{i}", "fs/write", {"path": f"f{i}"}, "fs/write",
+                                              timeout=None, default="deny")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(1, 201):
+                tg.start_soon(hold, i)
+            while service.statistics().pending < 200:
+                await anyio.sleep(0.01)
+            with pytest.raises(ApprovalError) as refused:
+                service.answer("a999", True)
+            listed = str(refused.value).removeprefix("no call 'a999' is waiting for approval (waiting: ")
+            assert listed.endswith(" and 192 more)") and len(listed.split(", ")) == 8, str(refused.value)
+            for i in reversed(range(1, 201)):  # newest first, alternately yes and no
+                service.answer(f"a{i}", i % 2 == 0, f"n{i}")
+                with pytest.raises(ApprovalError, match=f"call a{i} was already answered"):
+                    service.answer(f"a{i}", i % 2 == 1, "again")
+    assert answers == {f"a{i}": Answer(i % 2 == 0, "user", f"n{i}") for i in range(1, 201)}
+    assert [len(recorder.of_type(t)) for t in ("approval/requested", "approval/granted", "approval/denied")] == [200, 100, 100]
+
+
+@pytest.mark.anyio
+async def test_a_call_whose_agent_ended_while_held_is_refused_naming_the_agent(recorder: Any) -> None:
+    service = Approvals(recorder)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: service.hold("kid", "a1", "fs/write", {}, "fs/write", timeout=None, default="deny"))
+            while not service.pending():
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()  # its agent is stopped
+    with pytest.raises(ApprovalError, match="call a1 is no longer waiting: its agent kid ended"):
+        service.answer("a1", True)
+    assert [e["type"] for e in recorder.events] == ["approval/requested"]
+
+
+@pytest.mark.slow
+def test_approving_a_call_of_a_subtree_its_parent_stopped_names_the_agent_and_runs_nothing(tmp_path: Path) -> None:
+    (tmp_path / "plan.yaml").write_text(GATED.replace("""  - id: writer
+    agent: script
+    steps:""", """  - id: writer
+    agent: script
+    steps:
+      - spawn: {id: kid, agent: script, steps: [{write: {path: src/kid.py, content: "x"}}, {done: ok}]}
+      - wait: {kind: done, timeout: 60}""").replace("      - sleep: 0.3\n", "      - sleep: 60\n"))  # the run goes on
+    run = run_dir_of(tmp_path)
+    with running("run", "plan.yaml", "--no-ui", "--no-watch-plan", "--run-dir", "run", cwd=tmp_path) as proc:
+        asked = of(wait_for(run, held), "approval/requested")[0]
+        assert asked["agent_id"] == "kid"
+        assert invoke("stop", "run", "--agent", "writer", cwd=tmp_path).returncode == 0
+        refused = invoke("approve", "run", asked["call_id"], cwd=tmp_path)
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == (f"error: call {asked['call_id']} is no longer waiting: its agent kid ended "
+                                          "(stopped or failed) before it was answered")
+        described = json.loads(invoke("describe", "run", "kid", "-o", "json", cwd=tmp_path).stdout)
+        assert described["status"] == "stopped" and described["approvals"] == []  # no call shown as waiting
+        ends(proc, 130, signal.SIGINT)
+    evs = events(run)
+    assert not of(evs, "approval/granted") and not of(evs, "approval/denied")
+    assert not [e for e in of(evs, "tool/requested") if e["call_id"] == asked["call_id"]]
+    assert not (tmp_path / "src").exists()
+
+
+@pytest.mark.anyio
 async def test_the_gate_holds_a_path_in_every_spelling_and_a_child_inherits_it(recorder: Any, tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "link").symlink_to("src")

@@ -30,6 +30,10 @@ from ..events.types import ApprovalDenied, ApprovalGranted, ApprovalRequested
 __all__ = ["Answer", "ApprovalError", "ApprovalStatistics", "Approvals", "Held"]
 
 
+#: How many held calls' ids a refusal names, at most.
+_LISTED = 8
+
+
 class ApprovalError(AgentctlError):
     """An answer that cannot be given: no such held call, or it was answered already."""
 
@@ -122,6 +126,8 @@ class Approvals:
         self._clock = clock
         self._logged = dict(pending or {})
         self._held: dict[str, Held] = {}
+        #: Calls whose agent ended while they were held (no answer logged), by call id: their agent.
+        self._withdrawn: dict[str, str] = {}
         self._answers: dict[str, Answer] = dict(answered or {})
         self._granted = self._denied = self._timed_out = 0
 
@@ -166,6 +172,7 @@ class Approvals:
                                                  gate=gate, timeout=timeout, default=default))
             held = Held(call_id, agent_id, tool, int(event.get("t") or self._clock() * 1000), timeout, default)
         self._held[call_id] = held
+        self._withdrawn.pop(call_id, None)
         try:
             if held.timeout is None:
                 await held.answered.wait()
@@ -179,6 +186,8 @@ class Approvals:
             return self._answers[call_id]
         finally:
             self._held.pop(call_id, None)
+            if call_id not in self._answers:
+                self._withdrawn[call_id] = agent_id
 
     def answer(self, call_id: str, granted: bool, text: str | None = None, *, by: str = "user") -> dict[str, Any]:
         """Answer held call ``call_id``; returns the answer's event.
@@ -192,9 +201,20 @@ class Approvals:
             raise ApprovalError(f"call {call_id} was already answered: {known.describe()}")
         held = self._held.get(call_id)
         if held is None:
-            waiting = ", ".join(sorted(self._held)) or "none"
-            raise ApprovalError(f"no call {call_id!r} is waiting for approval (waiting: {waiting})")
+            gone = self._withdrawn.get(call_id)
+            if gone is not None:
+                raise ApprovalError(f"call {call_id} is no longer waiting: its agent {gone} ended (stopped or failed) "
+                                    "before it was answered")
+            raise ApprovalError(f"no call {call_id!r} is waiting for approval (waiting: {self._waiting()})")
         return self._give(held, Answer(granted, by, text))
+
+    def _waiting(self) -> str:
+        """The held calls' ids, oldest first, the first :data:`_LISTED` of them: a refusal stays one short line."""
+        held = [h.call_id for h in self.pending()]
+        if not held:
+            return "none"
+        more = f" and {len(held) - _LISTED} more" if len(held) > _LISTED else ""
+        return ", ".join(held[:_LISTED]) + more
 
     def _give(self, held: Held, answer: Answer) -> dict[str, Any]:
         self._answers[held.call_id] = answer
