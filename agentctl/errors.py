@@ -24,7 +24,8 @@ elsewhere, its module is named)::
     │   ├── CorruptLogError  a line in the middle of an events file that is not an event
     │   └── SnapshotError    a checkpoint's snapshot of an agent that cannot be restored (runtime.snapshots)
     └── ControlError         a run's control socket that cannot be used (cli.control)
-        └── NotListening     nothing accepts connections on it (yet)
+        ├── NotListening     nothing accepts connections on it (yet)
+        └── NoReply          a run that took a request and died before it answered
 
 There is no retry flag: what is worth retrying is retried where it happens (an LLM call
 by its provider's client, with backoff; a crashed agent by its supervisor), and an error
