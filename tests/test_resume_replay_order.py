@@ -1,6 +1,7 @@
 """A resumed agent goes through the same steps as the agent that died: each recorded message
-reaches the step that read it the first time, and a lock taken twice is still held once
-after the first of its two unlocks (issue 11)."""
+reaches the step that read it the first time, a message that comes live while it replays is
+read after those, and a lock taken twice is still held once after the first of its two
+unlocks (issue 11)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from cli_helpers import events, invoke, of, start
 from llm_servers import Behaviour, LLMServer, Recorded, running_server
+from test_resume_guarantees import RUN, agentctl, resume, write_plan
+from test_resume_snapshots_acting import killed_when_checkpointed
 
 #: The model's answers, by turn (the assistant messages already in the conversation): an
 #: append each turn, then a final answer. Turns 1 and 3 are held until the test has sent
@@ -188,3 +191,128 @@ def test_a_replayed_step_sees_a_child_that_ended_before_the_crash_until_it_reads
     boss.ended_before("c5")  # no report came to it: gone once the replay is over
     boss.read_ends((), live=True)
     assert boss.lineup is None and boss.child_ids() == ("c0", "c2")
+
+
+# --- a message that comes live while the agent still replays its past --------------------
+
+#: The listener reads ``a``, appends APPENDS lines (its replayed past: one outcome, and one
+#: event-loop turn, each), then waits for ``b``, which the sender sends 4 s after ``a``. Killed
+#: in that wait and resumed once the 4 s are over, the sender sends ``b`` as soon as it is
+#: started again: while the listener still replays its appends.
+APPENDS = 12
+LATE = """\
+name: late
+tasks:
+  - id: listener
+    agent: script
+    steps:
+      - wait: a
+APPENDS\
+      - wait: b
+      - append: {path: l.txt, content: "end\\n"}
+      - sleep: 2
+      - append: {path: l.txt, content: "slept\\n"}
+  - id: sender
+    agent: script
+    steps:
+      - send: {to: listener, kind: a}
+      - sleep: 4
+      - send: {to: listener, kind: b}
+""".replace("APPENDS", "".join(f'      - append: {{path: l.txt, content: "{n}\\n"}}\n' for n in range(APPENDS)))
+
+
+def _late_run(tmp_path: Path) -> tuple[Path, Path, Path]:
+    ws, run_dir = tmp_path / "ws", tmp_path / "run"
+    ws.mkdir()
+    return write_plan(tmp_path, LATE), ws, run_dir
+
+
+def _listener_steps(run_dir: Path) -> int:
+    """The listener's steps at its end; its appends once each, in order."""
+    return int(of(events(run_dir), "agent/done", "listener")[0]["steps"])
+
+
+def _b(run_dir: Path) -> list[dict[str, Any]]:
+    return [e for e in of(events(run_dir), "agent/message", "listener") if e["kind"] == "b"]
+
+
+@pytest.fixture(scope="module")
+def late_uncrashed(tmp_path_factory: pytest.TempPathFactory) -> int:
+    plan, ws, run_dir = _late_run(tmp_path_factory.mktemp("late"))
+    done = agentctl("run", str(plan), *RUN, "--run-dir", str(run_dir), "--workspace", str(ws), cwd=ws)
+    assert done.returncode == 0, done.stderr
+    # b came once the appends were over: the listener read it in a step of its own.
+    assert _b(run_dir)[0]["step"] > APPENDS
+    return _listener_steps(run_dir)
+
+
+@pytest.mark.slow  # waits out the sender's 4 s and the listener's 2 s sleep, across kills
+@pytest.mark.parametrize("crashes", [1, 2])
+def test_a_message_that_comes_while_the_agent_replays_is_read_after_what_it_replays(
+        late_uncrashed: int, tmp_path: Path, crashes: int) -> None:
+    """Killed while the listener waits for ``b`` (and, with ``crashes`` 2, again in its sleep
+    after it read ``b`` in the resumed run), the resumed listener reads ``b`` in a step of its
+    own after its replayed appends, as in a run never killed: the same steps at its end (it
+    used to read ``b`` with one of its replayed appends' results, one step early)."""
+    plan, ws, run_dir = _late_run(tmp_path)
+
+    def appended() -> bool:
+        return len(of(events(run_dir), "tool/result", "listener")) == APPENDS
+
+    killed_when_checkpointed(plan, ws, run_dir, appended)
+    assert not _b(run_dir), "the sender sent b before the kill"
+    # The sender's sleep (from when a came, on the logged clock) runs out while the run is down.
+    sent_a = of(events(run_dir), "agent/message", "listener")[0]["t"] / 1000
+    time.sleep(max(0.0, sent_a + 4.3 - time.time()))
+    if crashes == 2:
+        killed_when_checkpointed(plan, ws, run_dir, lambda: "end" in (ws / "l.txt").read_text(), "--resume", str(run_dir))
+    resumed = resume(plan, run_dir, ws)
+    assert resumed.returncode == 0, resumed.stderr
+    # b came while the resumed listener replayed its appends (it had taken fewer steps then).
+    assert len(_b(run_dir)) == 1 and _b(run_dir)[0]["step"] < APPENDS
+    assert (ws / "l.txt").read_text() == "".join(f"{n}\n" for n in range(APPENDS)) + "end\nslept\n"
+    assert _listener_steps(run_dir) == late_uncrashed
+    assert len(of(events(run_dir), "agent/resumed", "listener")) == crashes
+
+
+def test_a_held_message_is_handed_over_where_the_replay_ended_or_held_again() -> None:
+    """The journal of a message that came while a resume replayed: once ``agent/replayed``
+    says at which step the replay ended, a later resume hands it over there (so the step after
+    reads it, as in that resume); killed before that, it is held back again in the next
+    replay, after the recorded ones. A log written before holding keeps each message's step."""
+    from agentctl.events.journal import HANDLERS, Journal
+    from agentctl.runtime.resume_state import Replay
+    from agentctl.services.bus import Inbox
+
+    def fold(*evs: dict[str, Any]) -> Journal:
+        journals: dict[str, Journal] = {}
+        HANDLERS["agent/spawned"](journals, {"type": "agent/spawned", "agent_id": "a", "t": 1})
+        for e in evs:
+            HANDLERS[e["type"]](journals, {"agent_id": "a", **e})
+        return Journal.from_dict(json.loads(json.dumps(journals["a"].to_dict())))  # as a checkpoint keeps it
+
+    def message(n: int, step: int) -> dict[str, Any]:
+        return {"type": "agent/message", "msg_id": f"m{n}", "from": "user", "to": "a", "kind": "chat", "body": n,
+                "delivered": True, "t": n, "step": step}
+
+    resumed = {"type": "agent/resumed", "held": True}
+    recorded = message(1, 2)
+    # Came at the resumed agent's 3rd step; its replay ended at its 14th.
+    replay = Replay(fold(recorded, resumed, message(2, 3), {"type": "agent/replayed", "step": 14, "messages": 1}))
+    assert [(step, m.body) for step, m in replay.mail] == [(2, 1), (14, 2)] and not replay.held
+    # Killed while it still replayed: held again, behind the recorded message.
+    replay = Replay(fold(recorded, resumed, message(2, 3)))
+    assert [m.body for _, m in replay.mail] == [1] and [m.body for m in replay.held] == [2]
+    inbox = Inbox(4)
+    inbox.hold(replay.held)
+    inbox.steps = 2
+    replay.deliver(inbox)
+    assert [m.body for m in inbox.drain()] == [1] and inbox.unread() == {"user": 1}
+    assert inbox.release() == 1 and [m.body for m in inbox.drain()] == [2]
+    # ... and again in that second resume, before its replay ended at its 14th step.
+    replay = Replay(fold(recorded, resumed, message(2, 3), resumed, message(3, 5),
+                         {"type": "agent/replayed", "step": 14, "messages": 2}))
+    assert [(step, m.body) for step, m in replay.mail] == [(2, 1), (14, 2), (14, 3)]
+    # An older resume held nothing back: its live messages keep the steps they came at.
+    replay = Replay(fold(recorded, {"type": "agent/resumed"}, message(2, 3)))
+    assert [(step, m.body) for step, m in replay.mail] == [(2, 1), (3, 2)]

@@ -30,7 +30,10 @@ class Journal:
             steps took or gave back, with ``count``, the holds left, unless the log predates
             it) and the outcome's fields.
         inbox: messages delivered to it, in order (the fields of ``agent/message``; ``step``:
-            the steps it had taken when the message came, 0 in a log older than that field).
+            the steps it had taken when the message came, 0 in a log older than that field;
+            one that came while a resume replayed its past was held back until the replay
+            was over, and ``agent/replayed`` sets its ``step`` to the steps taken by then;
+            until that is logged, it is marked ``held`` and its ``step`` means nothing).
     """
 
     effects: list[dict[str, Any]] = field(default_factory=list)
@@ -57,6 +60,9 @@ class Journal:
     #: ``restart_period`` as of its latest restart, which a resume counts against its
     #: ``max_restarts`` again. A snapshot stands for none of them.
     restarts: list[int] = field(default_factory=list)
+    #: A resume replays its past now (from ``agent/resumed`` to ``agent/replayed``): the
+    #: messages that come meanwhile are held back until it is over.
+    replaying: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for checkpoints (calls are shared with ``effects``)."""
@@ -67,6 +73,8 @@ class Journal:
             d["charges"] = self.charges
         if self.restarts:
             d["restarts"] = self.restarts
+        if self.replaying:
+            d["replaying"] = True
         return d
 
     @classmethod
@@ -74,7 +82,7 @@ class Journal:
         """The inverse of :meth:`to_dict`."""
         journal = cls(list(d.get("effects", ())), list(d.get("inbox", ())), started_t=d.get("started_t"),
                       began_t=d.get("began_t"), snapshot=d.get("snapshot"), charges=list(d.get("charges", ())),
-                      restarts=list(d.get("restarts", ())))
+                      restarts=list(d.get("restarts", ())), replaying=bool(d.get("replaying")))
         journal.calls = {e["call_id"]: e for e in journal.effects if e["op"] in ("tool", "llm")}
         return journal
 
@@ -127,6 +135,7 @@ class Journal:
         snapshot["locks"] = {path: [mode, count] for path, (mode, count) in self._holds(before).items()}
         self.effects = kept
         self.calls = {e["call_id"]: e for e in kept if "call_id" in e}
+        # Those it has not read (none is held: no snapshot is taken while it replays).
         self.inbox = [m for m in self.inbox if int(m.get("step") or 0) >= turns]
         self.charges = []  # the snapshot's counts hold them
         self.snapshot = snapshot
@@ -212,9 +221,30 @@ def _message(by: dict[str, Journal], e: dict[str, Any]) -> None:
     if delivered:
         owner = by.get(get("agent_id"))  # type: ignore[arg-type]
         if owner is not None:
-            owner.inbox.append({"msg_id": get("msg_id"), "from": get("from"), "to": get("to"), "kind": get("kind"),
-                                "thread_id": get("thread_id"), "body": get("body"), "t": get("t"), "via": get("via"),
-                                "signal": bool(get("signal")), "step": get("step") or 0})
+            m = {"msg_id": get("msg_id"), "from": get("from"), "to": get("to"), "kind": get("kind"),
+                 "thread_id": get("thread_id"), "body": get("body"), "t": get("t"), "via": get("via"),
+                 "signal": bool(get("signal")), "step": get("step") or 0}
+            if owner.replaying:
+                m["held"] = True  # its step is the one its replay ends at (agent/replayed)
+            owner.inbox.append(m)
+
+
+def _resumed(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if journal is not None and e.get("held"):  # a log written before held nothing back
+        journal.replaying = True
+
+
+def _replayed(by: dict[str, Journal], e: dict[str, Any]) -> None:
+    journal = by.get(e.get("agent_id"))  # type: ignore[arg-type]
+    if journal is None:
+        return
+    journal.replaying = False
+    inbox, step = journal.inbox, e.get("step") or 0
+    i = len(inbox)
+    while i and "held" in inbox[i - 1]:  # they came last
+        i -= 1
+        inbox[i] = {**{k: v for k, v in inbox[i].items() if k != "held"}, "step": step}  # its next step read them
 
 
 def _denied(by: dict[str, Journal], e: dict[str, Any]) -> None:
@@ -368,6 +398,8 @@ HANDLERS: Mapping[str | None, JournalHandler] = MappingProxyType({
     "agent/error": _end,
     "agent/stopped": _end,
     "agent/message": _message,
+    "agent/resumed": _resumed,
+    "agent/replayed": _replayed,
     "bus/denied": _denied,
     "budget/charged": _charged,
     "lock/acquired": _locked,

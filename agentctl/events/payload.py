@@ -20,6 +20,7 @@ PAYLOAD_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "agent/done": ("result", "unread_from"),
         "agent/error": ("unread_from",),
         "agent/message": ("body",),
+        "agent/replayed": (),
         "agent/restarted": (),
         "agent/resumed": (),
         "agent/spawned": ("budget", "supervise"),

@@ -36,6 +36,7 @@ __all__ = [
     "AgentDone",
     "AgentError",
     "AgentMessage",
+    "AgentReplayed",
     "AgentRestarted",
     "AgentResumed",
     "AgentSpawned",
@@ -379,6 +380,15 @@ class AgentResumed(Event, frozen=True, tag="agent/resumed"):
     replay: int
     messages: int
     snapshot: bool = False
+    held: bool = False  # absent from logs written before live messages were held back
+
+
+class AgentReplayed(Event, frozen=True, tag="agent/replayed"):
+    """``agent/replayed``: a resumed agent has replayed its past; the messages that came
+    meanwhile are read from its next step."""
+
+    step: int
+    messages: int
 
 
 class ConflictOpened(Event, frozen=True, tag="conflict/opened"):

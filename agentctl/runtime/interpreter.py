@@ -76,6 +76,8 @@ def run_fast(svc: ActionServices, agent: Agent, action: Action, *, replayed: boo
         answer = replay(svc, agent, action)
         if isinstance(answer, Result):
             return answer
+    if agent.inbox.held is not None and agent.replay is None:
+        svc.tree.caught_up(agent)  # as in run_action
     run = _IMMEDIATE.get(type(action))
     if run is None:  # a subclass of an action type
         run = next((fn for kind, fn in _IMMEDIATE.items() if isinstance(action, kind)), None)
@@ -160,6 +162,11 @@ async def run_action(svc: ActionServices, agent: Agent, action: Action) -> Resul
         if isinstance(answer, Result):
             return answer
         action = answer or action
+    if agent.inbox.held is not None and agent.replay is None:
+        # Its replay is over and this action is carried out live (a sleep after its last
+        # recorded outcome, say): what came while it replayed came before this action's
+        # end, so the step that reads its outcome reads them, as it would have.
+        svc.tree.caught_up(agent)
     if is_fast(action):
         return run_fast(svc, agent, action, replayed=True)
     if isinstance(action, Sleep):

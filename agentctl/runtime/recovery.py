@@ -58,6 +58,7 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
               else queue.popleft() if queue else None)
     if effect is None:
         agent.charge_due()  # it acts anew: in the run that died, its children ended before
+        _live(svc, agent)
         return None
     if agent.charges is not None:
         agent.charge_due(effect=rep.index(effect))
@@ -76,7 +77,18 @@ def replay(svc: ActionServices, agent: Agent, action: Action) -> Result | Action
     answer = _tool(svc, agent, action, effect) if op == "tool" else _llm(agent, action, effect)  # type: ignore[arg-type]
     if isinstance(answer, Result):
         agent.log_outcome(op)  # an action it returns instead logs (or is handed) its outcome when carried out
+    else:
+        _live(svc, agent)  # the call is made (or held for approval) again, now
     return answer
+
+
+def _live(svc: ActionServices, agent: Agent) -> None:
+    """``agent`` carries out an action live (anew, or again: its crash left it without an
+    outcome): the messages held back while it replayed came while that action went on, so
+    the step that reads its outcome reads them, as it would have (a member of a parallel
+    batch too, while another one is still being handed its outcome)."""
+    if agent.inbox.held is not None:
+        svc.tree.caught_up(agent)
 
 
 def _take_lock(queue: deque[dict[str, Any]], path: str) -> dict[str, Any] | None:

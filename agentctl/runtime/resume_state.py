@@ -52,15 +52,19 @@ class Replay:
         mail: the recorded messages not yet delivered again, each with the steps the
             agent had taken when it came: it is delivered once the replay has taken as
             many, so the step after that one reads it, as the first time.
+        held: the messages that came while an earlier resume replayed this same past, and
+            that its steps had not yet read when that process died (``held`` in the
+            journal): they came after all of it, and are held back again until the replay is over.
     """
 
-    __slots__ = ("_at", "mail", "queues")
+    __slots__ = ("_at", "held", "mail", "queues")
 
     def __init__(self, journal: Journal) -> None:
         self.queues: dict[str, deque[dict[str, Any]]] = {op: deque() for op in OPS}
         for effect in journal.effects:
             self.queues[effect["op"]].append(effect)
-        self.mail = deque((int(m.get("step") or 0), recorded_message(m)) for m in journal.inbox)
+        self.mail = deque((int(m.get("step") or 0), recorded_message(m)) for m in journal.inbox if "held" not in m)
+        self.held = [recorded_message(m) for m in journal.inbox if "held" in m]
         # Where each outcome is in the journal, for the charges logged between them (none: not needed).
         self._at = {id(e): i for i, e in enumerate(journal.effects)} if journal.charges else {}
 

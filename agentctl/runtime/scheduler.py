@@ -72,6 +72,7 @@ class Scheduler:
         self._task_group = kernel.tasks
         self._finish = tree.finish
         self._crash = tree.crash
+        self._caught_up = tree.caught_up
         self._services = services
         #: Turns taken and agents' own tasks running now.
         self.steps = self.tasks = 0
@@ -145,6 +146,11 @@ class Scheduler:
             agent.heard_t = rep.deliver(inbox)
             if rep.finished:
                 agent.replay = None
+        if inbox.held is not None and agent.replay is None:
+            # Its replay is over: what came live meanwhile is read after what it replayed, with
+            # the last recorded messages, or in the step after this one (which reads the last
+            # recorded outcome), unless an action carried out live first lets it in.
+            self._caught_up(agent)
         results, agent.results, agent.tick_due = agent.results, (), False
         agent.steps += 1
         self.steps += 1

@@ -70,7 +70,7 @@ def take(agent: Agent) -> dict[str, Any] | None:
     codec = agent.spec.state_codec
     if (codec is None or agent.ended or not agent.started or agent.results or agent.tick_due
             or agent.replay is not None or agent.resume_actions is not None or agent.interrupted_call is not None
-            or agent.charges is not None):
+            or agent.charges is not None or agent.inbox.held is not None):
         return None
     children = _children(agent)
     if children is None:

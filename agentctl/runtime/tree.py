@@ -199,7 +199,7 @@ class Tree:
         if replayed is None:
             return None
         # Room for every recorded message on top of the usual capacity: none may be lost.
-        inbox = Inbox(self._inbox_size + len(replayed.mail))
+        inbox = Inbox(self._inbox_size + len(replayed.mail) + len(replayed.held))
         inbox.steps = steps  # a snapshot's: the steps the agent had taken
         replayed.deliver(inbox)  # those that came before its next step
         return inbox
@@ -238,6 +238,8 @@ class Tree:
             self._locks.restore(agent.id, path, mode, count)
         if not replayed.finished:
             agent.replay = replayed
+        # What comes live while it replays came after all of it: read once that is over.
+        agent.inbox.hold(replayed.held)
         if journal.restarts:
             # Its restart window goes on across the crash: the downtime counts as time passed.
             wall_ahead = time.time() - clock()
@@ -253,9 +255,18 @@ class Tree:
             replays = agent.replay is not None or agent.heard_t is not None
             agent.clock_t = snap.since / 1000 if snap.actions else snap.t / 1000 if replays else None
         self._emit("agent/resumed", agent.id, parent_id=agent.parent.id if agent.parent else None,
-                  replay=len(journal.effects), messages=len(journal.inbox), snapshot=snap is not None)
+                  replay=len(journal.effects), messages=len(journal.inbox), snapshot=snap is not None, held=True)
+        if agent.replay is None:
+            self.caught_up(agent)  # nothing to replay: its first step is live
         if snap is not None and not snap.actions:
             self._set_status(agent, "waiting", "idle")  # as it was: a message wakes it
+
+    def caught_up(self, agent: Agent) -> None:
+        """``agent`` (resumed) has replayed its past: the messages that came live meanwhile
+        are read from its next step on. Logged (``agent/replayed``, with the step), so that a
+        later resume hands them over at that step again."""
+        held = agent.inbox.release()
+        self._emit("agent/replayed", agent.id, step=agent.inbox.steps, messages=held)
 
     def _grant(self, spec: AgentSpec, parent: Agent | None) -> Grant:
         # Trusted code may start the run's root under its reserved name; nothing else may.

@@ -96,9 +96,12 @@ class Inbox:
         steps: the steps its owner has taken since the inbox was made (its latest start),
             counted by the scheduler; each delivery logs it (``agent/message``'s ``step``),
             so a resumed agent can be handed the message at the step that read it.
+        held: while its owner replays its past after a crash (:meth:`hold`), the messages
+            that came live meanwhile: they came after everything it replays, so its steps
+            read them only once the replay is over (:meth:`release`). None otherwise.
     """
 
-    __slots__ = ("_chat", "_q", "_space", "capacity", "on_put", "steps")
+    __slots__ = ("_chat", "_q", "_space", "capacity", "held", "on_put", "steps")
 
     def __init__(self, capacity: int = 256, on_put: Callable[[], None] | None = None) -> None:
         if capacity < 1:
@@ -112,6 +115,7 @@ class Inbox:
         self.capacity = capacity
         self.on_put = on_put
         self.steps = 0
+        self.held: list[Message] | None = None
 
     def __len__(self) -> int:
         return len(self._q)
@@ -152,9 +156,27 @@ class Inbox:
             n = max(limit, 0)
             out, self._q = q[:n], q[n:]
             self._chat = sum(not m.signal for m in self._q)
+        if self.held:
+            self._chat += sum(not m.signal for m in self.held)  # they count against the bound too
         if out:
             self._wake()
         return out
+
+    def hold(self, held: list[Message]) -> None:
+        """From now on, keep messages that come live aside (its owner replays its past),
+        after ``held``: those that came while an earlier resume replayed the same past."""
+        self.held = held
+        self._chat += sum(not m.signal for m in held)
+
+    def release(self) -> int:
+        """Its owner's replay is over: the messages kept aside come after those it replayed.
+        How many there were."""
+        held, self.held = self.held or [], None
+        if held:
+            self._q.extend(held)
+            if self.on_put is not None:
+                self.on_put()
+        return len(held)
 
     async def wait_space(self, timeout: float | None = None) -> bool:
         """Wait until the inbox is not full, up to ``timeout`` seconds (None: no limit).
@@ -176,7 +198,7 @@ class Inbox:
     def unread(self) -> dict[str, int]:
         """How many messages are waiting, per sender (what an agent that ends leaves unread)."""
         counts: dict[str, int] = {}
-        for m in self._q:
+        for m in (*self._q, *(self.held or ())):
             counts[m.sender] = counts.get(m.sender, 0) + 1
         return counts
 
@@ -479,9 +501,13 @@ class Bus:
             return SendResult(_FULL, msg_id, to, via)
         if not signal:
             inbox._chat += 1
-        inbox._q.append(Message(msg_id, sender, to, kind, body, thread_id, event["t"], via, signal))
-        if inbox.on_put is not None:
-            inbox.on_put()
+        msg = Message(msg_id, sender, to, kind, body, thread_id, event["t"], via, signal)
+        if inbox.held is not None:
+            inbox.held.append(msg)  # its owner replays its past: read once that is over
+        else:
+            inbox._q.append(msg)
+            if inbox.on_put is not None:
+                inbox.on_put()
         self._delivered += 1
         if via is not None:
             self._relayed += 1

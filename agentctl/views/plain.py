@@ -18,6 +18,7 @@ from agentctl.events.types import (
     AgentDone,
     AgentError,
     AgentMessage,
+    AgentReplayed,
     AgentRestarted,
     AgentResumed,
     AgentSpawned,
@@ -188,6 +189,12 @@ def _agent_resumed(e: AgentResumed) -> str:
     return f"resumed  replaying {e.replay} recorded outcomes, {e.messages} messages"
 
 
+def _agent_replayed(e: AgentReplayed) -> str | None:
+    if not e.messages:
+        return None  # the usual case: nothing came while it replayed
+    return f"replayed  live again; the {e.messages} message(s) that came meanwhile are read at step {e.step + 1}"
+
+
 def _mcp_started(e: McpStarted) -> str:
     return f"mcp server {e.server} up ({e.tools} tools)"
 
@@ -238,6 +245,7 @@ _BY_CLASS: dict[type[Event], Callable[[Any], str | None]] = {
     ConflictResolved: _conflict_resolved,
     RunResumed: _run_resumed,
     AgentResumed: _agent_resumed,
+    AgentReplayed: _agent_replayed,
     McpStarted: _mcp_started,
     McpExited: _mcp_exited,
     ApprovalRequested: _approval_requested,
