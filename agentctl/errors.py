@@ -19,7 +19,7 @@ elsewhere, its module is named)::
     │   │   └── LLMHTTPError an HTTP provider's call that failed for good (services.llm.http)
     │   ├── McpError         an MCP server that cannot be used (services.mcp.supervisor)
     │   ├── Interrupted      a call whose cluster worker or node was lost (services.workers)
-    │   └── Cancelled        a call cut short by the run's shutdown (services.workers)
+    │   └── Cancelled        a call cut short by the run's shutdown or its agent's end (services.workers)
     ├── LogError             an events file that cannot be written or read
     │   ├── CorruptLogError  a line in the middle of an events file that is not an event
     │   └── SnapshotError    a checkpoint's snapshot of an agent that cannot be restored (runtime.snapshots)

@@ -252,7 +252,8 @@ class Interrupted(WorkerError):
 
 
 class Cancelled(WorkerError):
-    """A call cut short by the run's shutdown (Ctrl-C, SIGTERM): it has no outcome of its own.
+    """A call cut short by the run's shutdown (Ctrl-C, SIGTERM) or its agent's end (its
+    ``max_seconds``, a stop of its subtree): it has no outcome of its own.
 
     Its result event says so with ``error_type: "cancelled"``, which crash resume reads as
     "interrupted" (see :mod:`agentctl.events.journal`), never as the call's failure.
@@ -370,7 +371,7 @@ class LocalWorkPlane:
                     return finish.fail(self._timed_out(name, limit, watch), "timeout")
                 return finish.ok(value, result=value)
         except anyio.get_cancelled_exc_class():
-            finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
+            finish.fail(Cancelled("cancelled: the run shut down or the agent ended (its max_seconds, a stop)"), "cancelled")
             raise
 
     async def _run_elsewhere(
@@ -448,7 +449,7 @@ class LocalWorkPlane:
                     completion_tokens=reply.completion_tokens,
                 )
         except anyio.get_cancelled_exc_class():
-            finish.fail(Cancelled("cancelled by the run's shutdown"), "cancelled")
+            finish.fail(Cancelled("cancelled: the run shut down or the agent ended (its max_seconds, a stop)"), "cancelled")
             raise
 
     def _route(self, provider: str | None, model: str) -> tuple[str, str]:
