@@ -78,6 +78,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_run(tmp_path: Path) -> None
     (tmp_path / "broken.yaml").write_text("name: x\ntasks:\n  - id: a\n    agent: nope\n")
     cases = [
         (["missing.yaml"], "plan file not found: missing.yaml"),
+        (["."], ".: cannot read plan file: is a directory"),
         (["writer.yaml", "--param", "n"], "--param: expected NAME=V1,V2,..."),
         (["writer.yaml", "--param", "m=1"], "writer.yaml: --param m is given, but the plan has no ${m} to fill in"),
         (["writer.yaml", "--param", "n=1", "--param", "n=2"], "--param: n given twice"),

@@ -115,8 +115,8 @@ def _read_plans(plans: Sequence[Path], grid: list[dict[str, str]]) -> list[tuple
 
     out, problems = [], []
     for plan in plans:
-        if not plan.is_file():
-            fail_usage(f"plan file not found: {plan}")
+        if not plan.exists():
+            fail_usage(f"plan file not found: {plan}")  # a directory or a FIFO: read_plan_text says so
         try:
             text = read_plan_text(plan)
         except PlanError as exc:
