@@ -68,9 +68,8 @@ def decode_chunk(decoder: msgspec.json.Decoder[C], data: bytes) -> C:
     """One streamed chunk through its format's schema, or ``LLMError`` saying what is wrong:
     not JSON, not an object, a server's error, or where it differs from the schema.
 
-    Typed decoding skips the fields a reader does not use and hands it attributes, not
-    dicts: a streamed call's parsing cost the client a third less than through orjson's
-    dicts (bench/RESULTS.md).
+    Typed decoding skips the fields a reader does not use and says where a chunk differs
+    from the schema; it parses about as fast as orjson's dicts (bench/RESULTS.md).
     """
     try:
         chunk = decoder.decode(data)
